@@ -1,0 +1,88 @@
+"""Command-line entry point (``hcc-response`` / ``python -m app``).
+
+Each sub-command lives in its own module under :mod:`app.commands` exposing
+``add_parser(subparsers)`` and ``run(args) -> int``; heavy imports (torch, Qt) happen inside
+``run`` so that ``--help`` and ``--version`` stay instant.
+
+Exit status (DESIGN.md): 0 success; 2 bad or refused input (one line on stderr, no traceback);
+1 internal error (one line on stderr, the traceback goes to the log file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from app import __version__
+from app.errors import HCCError
+
+#: (command, module under app.commands, one-line help) in the order shown by --help.
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("gui", "gui", "start the desktop app, optionally importing FOLDER"),
+    ("scan", "scan", "scan a DICOM folder and print the study/series/phase report"),
+    ("predict", "predict", "the whole flow headless: scan, assemble, predict, explain, record"),
+    ("demo-data", "demo_data", "write a synthetic multiphase liver CT cohort with labels.csv"),
+    ("train", "train", "train a model on a labelled cohort"),
+    ("evaluate", "evaluate", "evaluate models on a labelled cohort"),
+    ("register", "register", "list, show, export, back up and verify the case register"),
+    ("self-test", "self_test", "offline end-to-end check of this installation"),
+)
+
+log = logging.getLogger("app.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hcc-response",
+        description=(
+            "HCC Response: predicts response to lenvatinib + immune checkpoint inhibitors in "
+            "unresectable HCC from pre-treatment multiphase liver CT. Offline; research use."
+        ),
+    )
+    parser.add_argument("--version", action="version", version=f"hcc-response {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug output to stderr")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module, help_text in COMMANDS:
+        mod = importlib.import_module(f"app.commands.{module}")
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        mod.add_parser(p)
+        p.set_defaults(_module=mod)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (also used by ``python -m app``)."""
+    from app.logsetup import setup_logging
+
+    parser = build_parser()
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    if args.command is None:
+        # No sub-command: the desktop app, as a double-click on the launcher would do.
+        args = parser.parse_args(["gui", *(list(argv) if argv else [])])
+    setup_logging(verbose=args.verbose, console=args.command != "gui")
+    try:
+        return int(args._module.run(args) or 0)
+    except HCCError as exc:
+        log.info("%s: %s", type(exc).__name__, exc.message, exc_info=exc.exit_code == 1)
+        print(f"hcc-response {args.command}: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"hcc-response {args.command}: interrupted", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # the last line of defence: log the traceback, show one line
+        log.exception("internal error in %s", args.command)
+        print(
+            f"hcc-response {args.command}: internal error: {type(exc).__name__}: {exc} "
+            f"(details in the log file)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
