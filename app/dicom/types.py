@@ -9,6 +9,7 @@ consume. Plain dataclasses and numpy arrays only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -68,6 +69,76 @@ class Volume:
     def index_of_z(self, z_mm: float) -> int:
         """Index of the slice nearest to table position ``z_mm``."""
         return int(np.argmin(np.abs(self.z_positions - z_mm)))
+
+
+Orientation = Literal["axial", "coronal", "sagittal", "oblique"]
+SeriesStatus = Literal["ok", "warnings", "refused"]
+
+
+@dataclass
+class InstanceRef:
+    """One image (slice) of a series as found by the header-only scan.
+
+    ``z`` is the position along the series' slice normal (``ImagePositionPatient · normal``);
+    ``frame`` is the frame index for enhanced multi-frame objects (None for single-frame files).
+    """
+
+    path: Path
+    sop_instance_uid: str
+    position: tuple[float, float, float]
+    z: float
+    instance_number: int | None = None
+    frame: int | None = None
+
+
+@dataclass
+class SeriesInfo:
+    """A series (or one part of a split series) as found by the scan: tags, geometry, status.
+
+    Produced by :mod:`app.dicom.scan` from headers only; phase classification reads its tags and
+    fills ``phase_call``. ``uid`` is unique within a scan: the Series Instance UID, with a suffix
+    (``"<uid>#2"``) for the parts of a series that was split by orientation, acquisition or
+    position duplicates; ``series_instance_uid`` keeps the DICOM value.
+    Times are seconds since midnight (float) parsed from DICOM TM values; None when absent.
+    """
+
+    uid: str
+    series_instance_uid: str
+    series_number: int | None
+    description: str
+    modality: str
+    orientation: Orientation
+    image_type: list[str]
+    n_slices: int
+    rows: int
+    columns: int
+    pixel_spacing: tuple[float, float] | None
+    slice_thickness: float | None
+    slice_spacing: float | None
+    z_range: tuple[float, float] | None
+    frame_of_reference_uid: str
+    patient_id: str
+    patient_name: str
+    study_uid: str
+    study_date: str
+    study_description: str
+    manufacturer: str = ""
+    manufacturer_model: str = ""
+    kvp: float | None = None
+    convolution_kernel: str = ""
+    contrast_agent: str | None = None
+    contrast_route: str | None = None
+    contrast_volume_ml: float | None = None
+    contrast_start_time: float | None = None
+    acquisition_time: float | None = None
+    series_time: float | None = None
+    content_time: float | None = None
+    transfer_syntax: str = ""
+    status: SeriesStatus = "ok"
+    warnings: list[str] = field(default_factory=list)
+    refused_reason: str | None = None
+    instances: list[InstanceRef] = field(default_factory=list)
+    phase_call: PhaseCall | None = None
 
 
 @dataclass
