@@ -1,0 +1,28 @@
+"""Shared fixtures: every test runs offscreen with its own per-user data directory."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Per-user data (register, logs, settings) goes to a temporary folder, never the real one."""
+    home = tmp_path_factory.mktemp("hcc-home")
+    monkeypatch.setenv("HCC_RESPONSE_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """``../shared/data`` with the real public DICOM files; skips where it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip("../shared/data is not present")
+    return SHARED_DATA
