@@ -63,6 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # No sub-command: the desktop app, as a double-click on the launcher would do.
         args = parser.parse_args(["gui", *(list(argv) if argv else [])])
     setup_logging(verbose=args.verbose, console=args.command != "gui")
+    # The offline guarantee (RELIABILITY.md 25) holds for every command, the GUI included.
+    from app.offline import forbid_network
+
+    forbid_network()
     try:
         return int(args._module.run(args) or 0)
     except HCCError as exc:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from app.offline import attempts, forbid_network
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -26,3 +28,17 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip("../shared/data is not present")
     return SHARED_DATA
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """No test may reach the network (RELIABILITY.md 25): the guard is on for the whole run."""
+    forbid_network()
+
+
+@pytest.fixture(autouse=True)
+def _no_network_attempts() -> object:
+    """Fail a test that tried to reach the network even if the code swallowed the error."""
+    before = len(attempts())
+    yield
+    new = attempts()[before:]
+    assert not new, f"network access attempted during the test: {new}"

@@ -1,0 +1,154 @@
+"""The offline guarantee, enforced in-process (RELIABILITY.md 25).
+
+HCC Response never needs a network: no telemetry, no update checks, no weight downloads. This
+module turns that promise into a check. :func:`forbid_network` replaces the socket functions that
+reach another machine (``connect``, ``connect_ex``, ``sendto``, ``create_connection`` and host
+name resolution) with versions that raise :class:`NetworkForbidden` for anything that is not
+this machine. Loopback and Unix sockets stay allowed: they are not network traffic, and the
+data-parallel trainer's process group (``torchrun``/gloo) talks over 127.0.0.1.
+
+The test suite installs the guard for every test, and ``hcc-response self-test`` runs under it,
+so a library that starts phoning home makes both fail loudly instead of leaking silently.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from app.errors import HCCError
+
+__all__ = ["NetworkForbidden", "forbid_network", "allow_network", "network_guard", "attempts"]
+
+
+class NetworkForbidden(HCCError):
+    """Something in the process tried to reach another machine."""
+
+
+_LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback", ""}
+_lock = threading.Lock()
+_originals: dict[str, Any] = {}
+_attempts: list[str] = []
+
+
+def attempts() -> list[str]:
+    """Descriptions of every blocked attempt since the guard was installed (oldest first)."""
+    with _lock:
+        return list(_attempts)
+
+
+def _is_local_host(host: object) -> bool:
+    if host is None:
+        return True
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    name = str(host).strip().lower().rstrip(".")
+    if name in _LOCAL_NAMES or name == socket.gethostname().lower():
+        return True
+    try:
+        addr = ipaddress.ip_address(name.split("%")[0])
+    except ValueError:
+        return False
+    return addr.is_loopback or addr.is_unspecified
+
+
+def _is_local_address(family: int, address: object) -> bool:
+    if family == getattr(socket, "AF_UNIX", object()):
+        return True
+    if isinstance(address, tuple) and address:
+        return _is_local_host(address[0])
+    return False
+
+
+def _refuse(what: str) -> None:
+    with _lock:
+        _attempts.append(what)
+    raise NetworkForbidden(
+        f"network access blocked: {what} (HCC Response works offline and never uses the network)"
+    )
+
+
+def forbid_network() -> None:
+    """Install the guard (idempotent). Calls that would leave this machine raise."""
+    with _lock:
+        if _originals:
+            return
+        _originals.update(
+            connect=socket.socket.connect,
+            connect_ex=socket.socket.connect_ex,
+            sendto=socket.socket.sendto,
+            getaddrinfo=socket.getaddrinfo,
+            gethostbyname=socket.gethostbyname,
+            gethostbyname_ex=socket.gethostbyname_ex,
+            create_connection=socket.create_connection,
+        )
+    orig = dict(_originals)
+
+    def connect(self: socket.socket, address: Any) -> Any:
+        if not _is_local_address(self.family, address):
+            _refuse(f"connect to {address!r}")
+        return orig["connect"](self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> Any:
+        if not _is_local_address(self.family, address):
+            _refuse(f"connect to {address!r}")
+        return orig["connect_ex"](self, address)
+
+    def sendto(self: socket.socket, data: Any, *args: Any) -> Any:
+        address = args[-1] if args else None
+        if not _is_local_address(self.family, address):
+            _refuse(f"datagram to {address!r}")
+        return orig["sendto"](self, data, *args)
+
+    def resolver(name: str) -> Callable[..., Any]:
+        def resolve(host: Any, *args: Any, **kwargs: Any) -> Any:
+            if not _is_local_host(host):
+                _refuse(f"host name lookup of {host!r}")
+            return orig[name](host, *args, **kwargs)
+
+        return resolve
+
+    def create_connection(address: Any, *args: Any, **kwargs: Any) -> Any:
+        if not (isinstance(address, tuple) and _is_local_host(address[0])):
+            _refuse(f"connection to {address!r}")
+        return orig["create_connection"](address, *args, **kwargs)
+
+    socket.socket.connect = connect  # type: ignore[method-assign]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+    socket.socket.sendto = sendto  # type: ignore[method-assign,assignment]
+    socket.getaddrinfo = resolver("getaddrinfo")
+    socket.gethostbyname = resolver("gethostbyname")
+    socket.gethostbyname_ex = resolver("gethostbyname_ex")
+    socket.create_connection = create_connection  # type: ignore[assignment]
+
+
+def allow_network() -> None:
+    """Remove the guard, restoring the original socket functions."""
+    with _lock:
+        if not _originals:
+            return
+        orig = dict(_originals)
+        _originals.clear()
+    socket.socket.connect = orig["connect"]  # type: ignore[method-assign]
+    socket.socket.connect_ex = orig["connect_ex"]  # type: ignore[method-assign]
+    socket.socket.sendto = orig["sendto"]  # type: ignore[method-assign]
+    socket.getaddrinfo = orig["getaddrinfo"]
+    socket.gethostbyname = orig["gethostbyname"]
+    socket.gethostbyname_ex = orig["gethostbyname_ex"]
+    socket.create_connection = orig["create_connection"]
+
+
+@contextmanager
+def network_guard() -> Iterator[None]:
+    """``with network_guard():`` — the guard for the duration of a block."""
+    installed_here = not _originals
+    forbid_network()
+    try:
+        yield
+    finally:
+        if installed_here:
+            allow_network()
