@@ -1,0 +1,237 @@
+"""Dialogs: errors with details, questions, model description, About, phase confirmation.
+
+Every error and question of the app goes through :func:`show_error`, :func:`show_info` and
+:func:`ask` in this module, called as ``dialogs.show_error(...)`` (module attribute, never
+imported by name): tests replace these functions with recorders (``monkeypatch.setattr``), so
+no dialog ever blocks a test, and the app's code path stays the real one.
+
+The real implementations use window-modal ``QMessageBox.open()`` rather than ``exec()``: the
+caller returns at once and the event loop keeps running (no nested loop, no stall), answers
+arrive through a callback.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import platform
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app import INTENDED_USE, PHASES, __version__
+
+log = logging.getLogger(__name__)
+
+
+def _box(
+    parent: QtWidgets.QWidget | None,
+    icon: QtWidgets.QMessageBox.Icon,
+    title: str,
+    message: str,
+    details: str = "",
+) -> QtWidgets.QMessageBox:
+    box = QtWidgets.QMessageBox(parent)
+    box.setIcon(icon)
+    box.setWindowTitle(title)
+    box.setText(message)
+    if details:
+        box.setDetailedText(details)
+    box.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+    box.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+    return box
+
+
+def show_error(parent: QtWidgets.QWidget | None, message: str, details: str = "") -> None:
+    """Show an error: one clear line and, folded away, the details (traceback, file list...).
+
+    Non-blocking (window-modal ``open()``). Tests monkeypatch this function.
+    """
+    log.warning("error shown to the user: %s", message)
+    _box(parent, QtWidgets.QMessageBox.Icon.Critical, "HCC Response — error", message, details).open()
+
+
+def show_info(parent: QtWidgets.QWidget | None, message: str, details: str = "") -> None:
+    """Show an information message (non-blocking)."""
+    _box(parent, QtWidgets.QMessageBox.Icon.Information, "HCC Response", message, details).open()
+
+
+def ask(
+    parent: QtWidgets.QWidget | None,
+    question: str,
+    on_answer: Callable[[bool], None],
+    *,
+    yes: str = "Yes",
+    no: str = "No",
+    details: str = "",
+) -> None:
+    """Ask a yes/no question without blocking; ``on_answer(True/False)`` is called later."""
+    box = _box(parent, QtWidgets.QMessageBox.Icon.Question, "HCC Response", question, details)
+    yes_button = box.addButton(yes, QtWidgets.QMessageBox.ButtonRole.AcceptRole)
+    box.addButton(no, QtWidgets.QMessageBox.ButtonRole.RejectRole)
+    box.finished.connect(lambda _code: on_answer(box.clickedButton() is yes_button))
+    box.open()
+
+
+def versions_text() -> str:
+    """Versions of the app and of the libraries that matter for a bug report."""
+    rows = [("HCC Response", __version__), ("Python", platform.python_version())]
+    for name in ("torch", "torchvision", "numpy", "pydicom", "PySide6", "pyqtgraph", "sqlalchemy", "cv2"):
+        mod = sys.modules.get(name)
+        if mod is None:
+            try:
+                mod = __import__(name)
+            except ImportError:
+                rows.append((name, "not installed"))
+                continue
+        rows.append((name, str(getattr(mod, "__version__", "?"))))
+    rows.append(("Platform", platform.platform()))
+    return "\n".join(f"{k}: {v}" for k, v in rows)
+
+
+class AboutDialog(QtWidgets.QDialog):
+    """About box: what the app is, the paper it follows, intended use, versions."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None, extra: str = "") -> None:
+        super().__init__(parent)
+        self.setWindowTitle("About HCC Response")
+        layout = QtWidgets.QVBoxLayout(self)
+        text = QtWidgets.QLabel(
+            f"<h2>HCC Response {html.escape(__version__)}</h2>"
+            "<p>Predicts RECIST 1.1 response (CR/PR) to lenvatinib plus an immune checkpoint "
+            "inhibitor in unresectable hepatocellular carcinoma from pre-treatment plain, "
+            "arterial and portal-venous CT, following Liao et al., <i>Comput Struct Biotechnol "
+            "J</i> 2024 (doi 10.1016/j.csbj.2024.04.001).</p>"
+            "<p>Runs entirely offline; predictions are recorded in a local register.</p>"
+            f"<p><b>Intended use.</b> {html.escape(INTENDED_USE)}</p>"
+        )
+        text.setWordWrap(True)
+        text.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(text)
+        self.versions = QtWidgets.QPlainTextEdit(versions_text() + (f"\n{extra}" if extra else ""))
+        self.versions.setReadOnly(True)
+        self.versions.setMaximumHeight(180)
+        layout.addWidget(self.versions)
+        buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+        self.resize(560, 480)
+
+
+def _description_dict(description: Any) -> dict[str, Any]:
+    """A model description (dataclass, dict or object) as a plain dict for display."""
+    import dataclasses
+
+    if description is None:
+        return {}
+    if isinstance(description, dict):
+        return dict(description)
+    if dataclasses.is_dataclass(description) and not isinstance(description, type):
+        return dataclasses.asdict(description)
+    to_dict = getattr(description, "to_dict", None)
+    if callable(to_dict):
+        result = to_dict()
+        if isinstance(result, dict):
+            return result
+    return {k: v for k, v in vars(description).items() if not k.startswith("_")}
+
+
+def description_html(description: Any, sha256: str | None = None, path: str | None = None) -> str:
+    """HTML summary of a model description: name, version, kind of weights, data, metrics."""
+    doc = _description_dict(description)
+    esc = html.escape
+    parts = [f"<h2>{esc(str(doc.get('name', 'Model')))} {esc(str(doc.get('version', '')))}</h2>"]
+    kind = doc.get("weights_kind")
+    if kind:
+        parts.append(f"<p style='font-size:large'><b>Weights: {esc(str(kind))}</b></p>")
+    rows: list[tuple[str, str]] = []
+    for key in ("created", "phases", "training_data", "training_data_summary", "metrics", "notes"):
+        if key in doc and doc[key] not in (None, "", [], {}):
+            value = doc[key]
+            text = value if isinstance(value, str) else json.dumps(value, indent=1, default=str)
+            rows.append((key.replace("_", " "), text))
+    if sha256:
+        rows.append(("SHA-256", sha256))
+    if path:
+        rows.append(("file", path))
+    parts.append("<table cellspacing='4'>")
+    for key, value in rows:
+        parts.append(
+            f"<tr><td valign='top'><b>{esc(key)}</b></td>"
+            f"<td><pre style='white-space:pre-wrap'>{esc(value)}</pre></td></tr>"
+        )
+    parts.append("</table>")
+    intended = doc.get("intended_use") or INTENDED_USE
+    parts.append(f"<p><b>Intended use.</b> {esc(str(intended))}</p>")
+    return "".join(parts)
+
+
+class ModelDescriptionDialog(QtWidgets.QDialog):
+    """Shows a model's description (the model card) and its SHA-256 identity, plus raw JSON."""
+
+    def __init__(
+        self,
+        description: Any,
+        sha256: str | None = None,
+        path: str | None = None,
+        parent: QtWidgets.QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Model description")
+        layout = QtWidgets.QVBoxLayout(self)
+        tabs = QtWidgets.QTabWidget()
+        self.summary = QtWidgets.QTextBrowser()
+        self.summary.setHtml(description_html(description, sha256, path))
+        tabs.addTab(self.summary, "Summary")
+        raw = QtWidgets.QPlainTextEdit(
+            json.dumps(_description_dict(description), indent=2, default=str)
+        )
+        raw.setReadOnly(True)
+        raw.setFont(QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont))
+        tabs.addTab(raw, "Full description (JSON)")
+        layout.addWidget(tabs)
+        buttons = QtWidgets.QDialogButtonBox(QtWidgets.QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+        self.resize(640, 560)
+
+
+class PhaseConfirmationDialog(QtWidgets.QDialog):
+    """Asks the user to confirm a doubtful phase assignment before prediction.
+
+    Shows the reasons (conflicting evidence, two series claiming one phase...) and the triplet
+    that will be used; "Confirm" accepts, "Review" closes so that the user can change a phase
+    in the study browser.
+    """
+
+    def __init__(
+        self,
+        reasons: Sequence[str],
+        assignment: dict[str, str],
+        parent: QtWidgets.QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Confirm the phase assignment")
+        layout = QtWidgets.QVBoxLayout(self)
+        items = "".join(f"<li>{html.escape(r)}</li>" for r in reasons) or "<li>(none given)</li>"
+        triplet = "".join(
+            f"<tr><td><b>{p}</b></td><td>{html.escape(assignment.get(p, '—'))}</td></tr>"
+            for p in PHASES
+        )
+        label = QtWidgets.QLabel(
+            "<p>The phase assignment of this study needs your confirmation:</p>"
+            f"<ul>{items}</ul><p>Series that will be used:</p><table>{triplet}</table>"
+        )
+        label.setWordWrap(True)
+        layout.addWidget(label)
+        buttons = QtWidgets.QDialogButtonBox()
+        self.confirm_button = buttons.addButton(
+            "Confirm assignment", QtWidgets.QDialogButtonBox.ButtonRole.AcceptRole
+        )
+        buttons.addButton("Review", QtWidgets.QDialogButtonBox.ButtonRole.RejectRole)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
