@@ -1,0 +1,371 @@
+"""The multi-pathway network of Liao et al. 2024, configurable as in the paper's comparison.
+
+One pathway per phase: a trunk (ResNet-18 by default; ResNet-34/50, VGG19, MobileNetV3), a few
+extra conv/BN/ReLU layers and global average pooling to one feature vector per phase. The phase
+vectors attend to each other in a self-attention layer; two fully connected layers with dropout
+give the logits of {non-responder, responder}.
+
+Input contract of :meth:`MultiPhaseNet.forward`: ONE tensor ``[B, P, 1, S, S]`` in [0, 1] as
+made by :func:`app.inference.preprocess.preprocess_slices`, the phase axis in the order of
+``config.phases`` (always canonical: plain, arterial, portal). A single tensor (rather than a
+dict) keeps batching, device moves, tracing and Grad-CAM simple; the config names the axis.
+Output: logits ``[B, 2]`` (softmax is applied by the caller; index 1 = responder).
+
+Shared trunk variant: one trunk for all phases whose BatchNorm layers are phase-specific
+(:class:`PhaseBatchNorm2d`), with phase-specific extra layers — the phases' intensity statistics
+differ a lot (contrast), so sharing the filters but not the normalisation keeps most of the
+benefit of separate pathways at a third of the parameters. The phases then run through the trunk
+as one batch of ``P × B`` images.
+
+Backbones are always built with ``weights=None``: nothing is ever downloaded. ImageNet
+initialisation only comes from a local file through :func:`load_imagenet_init`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+
+from app.errors import InputError
+from app.inference.config import ModelConfig
+
+# backbone name -> (torchvision constructor, weights enum name, trunk output channels)
+_TORCHVISION: dict[str, tuple[str, str, int]] = {
+    "resnet18": ("resnet18", "ResNet18_Weights", 512),
+    "resnet34": ("resnet34", "ResNet34_Weights", 512),
+    "resnet50": ("resnet50", "ResNet50_Weights", 2048),
+    "vgg19": ("vgg19", "VGG19_Weights", 512),
+    "mobilenet_v3_large": ("mobilenet_v3_large", "MobileNet_V3_Large_Weights", 960),
+    "mobilenet_v3_small": ("mobilenet_v3_small", "MobileNet_V3_Small_Weights", 576),
+}
+_TINY_CHANNELS = 64
+
+
+class PhaseBatchNorm2d(nn.Module):
+    """BatchNorm with one set of statistics and affine parameters per phase.
+
+    Expects its input phase-major: ``[P × B, C, H, W]`` where the first ``B`` images are phase 0,
+    the next ``B`` phase 1, ... (how :class:`MultiPhaseNet` feeds a shared trunk).
+    """
+
+    def __init__(self, n_phases: int, bn: nn.BatchNorm2d) -> None:
+        super().__init__()
+        self.n_phases = n_phases
+        self.bns = nn.ModuleList()
+        for _ in range(n_phases):
+            copy = nn.BatchNorm2d(bn.num_features, eps=bn.eps, momentum=bn.momentum,
+                                  affine=bn.affine, track_running_stats=bn.track_running_stats)
+            copy.load_state_dict(bn.state_dict())
+            self.bns.append(copy)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] % self.n_phases:
+            raise ValueError(f"batch of {x.shape[0]} is not a multiple of {self.n_phases} phases")
+        chunks = x.chunk(self.n_phases, dim=0)
+        return torch.cat([bn(c) for bn, c in zip(self.bns, chunks, strict=True)], dim=0)
+
+
+def _grey_conv(conv: nn.Conv2d) -> nn.Conv2d:
+    """The same convolution for one grey input channel: the RGB filters summed.
+
+    conv(replicate(x, 3), W) == conv(x, W.sum over input channels) exactly, so a grey image
+    needs no replication and ImageNet filters keep their meaning.
+    """
+    grey = nn.Conv2d(1, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,  # type: ignore[arg-type]
+                     conv.dilation, 1, conv.bias is not None)  # type: ignore[arg-type]
+    with torch.no_grad():
+        grey.weight.copy_(conv.weight.sum(dim=1, keepdim=True))
+        if conv.bias is not None and grey.bias is not None:
+            grey.bias.copy_(conv.bias)
+    return grey
+
+
+def _wrap_phase_bn(module: nn.Module, n_phases: int) -> None:
+    """Replace every BatchNorm2d below ``module`` by a :class:`PhaseBatchNorm2d` (in place)."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            setattr(module, name, PhaseBatchNorm2d(n_phases, child))
+        else:
+            _wrap_phase_bn(child, n_phases)
+
+
+def _torchvision_model(backbone: str) -> nn.Module:
+    ctor: Callable[..., nn.Module] = getattr(torchvision.models, _TORCHVISION[backbone][0])
+    return ctor(weights=None)  # never download: ImageNet weights only via load_imagenet_init
+
+
+def _trunk_from_torchvision(backbone: str, tv: nn.Module) -> nn.Sequential:
+    """The convolutional part of a torchvision classifier, taking one grey channel."""
+    m: Any = tv  # torchvision's classes are typed as plain Modules
+    if backbone.startswith("resnet"):
+        return nn.Sequential(
+            _grey_conv(m.conv1), m.bn1, m.relu, m.maxpool, m.layer1, m.layer2, m.layer3, m.layer4
+        )
+    features: Any = m.features
+    if backbone == "vgg19":
+        features[0] = _grey_conv(features[0])
+    else:  # mobilenet_v3_*: features[0] is Conv2dNormActivation(conv, bn, hardswish)
+        features[0][0] = _grey_conv(features[0][0])
+    return features  # type: ignore[no-any-return]
+
+
+def _tiny_trunk() -> nn.Sequential:
+    """Three stride-2 conv/BN/ReLU layers (stride 8): for tests and smoke runs, not the paper."""
+    layers: list[nn.Module] = []
+    cin = 1
+    for cout in (16, 32, _TINY_CHANNELS):
+        layers += [nn.Conv2d(cin, cout, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(cout),
+                   nn.ReLU(inplace=True)]
+        cin = cout
+    return nn.Sequential(*layers)
+
+
+def _vgg19_trunk() -> nn.Sequential:
+    """VGG19's convolutional part alone.
+
+    Building ``torchvision.models.vgg19`` would also build (and randomly initialise) its
+    120-million-parameter classifier only to throw it away — seconds per pathway — so the
+    features are made with torchvision's own layer builder and VGG's initialisation.
+    """
+    from torchvision.models import vgg
+
+    features = vgg.make_layers(vgg.cfgs["E"], batch_norm=False)
+    for m in features.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    features[0] = _grey_conv(features[0])  # type: ignore[arg-type]
+    return features
+
+
+def _make_trunk(config: ModelConfig) -> tuple[nn.Sequential, int]:
+    if config.backbone == "tiny":
+        return _tiny_trunk(), _TINY_CHANNELS
+    if config.backbone == "vgg19":
+        return _vgg19_trunk(), _TORCHVISION["vgg19"][2]
+    return _trunk_from_torchvision(config.backbone, _torchvision_model(config.backbone)), \
+        _TORCHVISION[config.backbone][2]
+
+
+def _extra_layers(cin: int, config: ModelConfig) -> nn.Sequential:
+    """The paper's extra conv/BN/ReLU layers: a 1×1 reduction, then 3×3 layers.
+
+    The 1×1 first layer keeps the per-phase part small (the shared-trunk variant's size is
+    dominated by the single trunk), the 3×3 layers add spatial context at the trunk's output
+    resolution. The output of this block is the map Grad-CAM explains.
+    """
+    c = config.extra_channels
+    layers: list[nn.Module] = [nn.Conv2d(cin, c, 1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+    for _ in range(config.extra_layers - 1):
+        layers += [nn.Conv2d(c, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(inplace=True)]
+    for m in layers:
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    return nn.Sequential(*layers)
+
+
+class MultiPhaseNet(nn.Module):
+    """One pathway per phase, self-attention across phases, two FC layers; logits ``[B, 2]``.
+
+    Build it with :func:`build_model`; ``config`` records everything needed to rebuild it.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        p = config.n_phases
+        trunk, cin = _make_trunk(config)
+        if config.shared_trunk:
+            if p > 1:
+                _wrap_phase_bn(trunk, p)
+            self.trunks = nn.ModuleList([trunk])
+        else:
+            self.trunks = nn.ModuleList([trunk] + [_make_trunk(config)[0] for _ in range(p - 1)])
+        self.extras = nn.ModuleList([_extra_layers(cin, config) for _ in range(p)])
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        d = config.extra_channels
+        if config.attention:
+            # a learned phase embedding tells the attention which token is which phase
+            self.phase_embed = nn.Parameter(torch.zeros(p, d))
+            nn.init.normal_(self.phase_embed, std=0.02)
+            self.attn: nn.MultiheadAttention | None = nn.MultiheadAttention(
+                d, config.attention_heads, batch_first=True)
+            self.attn_norm: nn.Module = nn.LayerNorm(d)
+        else:
+            self.attn = None
+            self.attn_norm = nn.Identity()
+        self.head = nn.Sequential(
+            nn.Dropout(config.dropout),
+            nn.Linear(p * d, config.hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(config.dropout),
+            nn.Linear(config.hidden, 2),
+        )
+        # fixed input normalisation: part of the network, not learned, not stored in the file
+        # (the config holds it); plain floats follow the input to any device and dtype
+        self._input_mean = float(config.input_mean)
+        self._input_scale = 1.0 / float(config.input_std)
+
+    @property
+    def phases(self) -> tuple[str, ...]:
+        return self.config.phases
+
+    def pathway_layers(self) -> dict[str, nn.Module]:
+        """Each pathway's last convolutional block (conv/BN/ReLU), keyed by phase: Grad-CAM's
+        target layers. Their outputs are ``[B, extra_channels, h, w]`` per phase."""
+        return dict(zip(self.config.phases, self.extras, strict=True))
+
+    def pathway_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Per-phase feature maps after the extra layers (before pooling)."""
+        p = self.config.n_phases
+        if x.ndim != 5 or x.shape[1] != p or x.shape[2] != 1:
+            raise ValueError(
+                f"expected input [B, {p}, 1, H, W] for phases {list(self.config.phases)}, "
+                f"got {list(x.shape)}")
+        x = (x - self._input_mean) * self._input_scale
+        b = x.shape[0]
+        if len(self.trunks) == 1 and p > 1:
+            # shared trunk: phases as one phase-major batch (PhaseBatchNorm2d splits it again)
+            feats = self.trunks[0](x.transpose(0, 1).reshape(p * b, *x.shape[2:]))
+            per_phase = feats.chunk(p, dim=0)
+        else:
+            per_phase = tuple(trunk(x[:, i]) for i, trunk in enumerate(self.trunks))
+        return [extra(f) for extra, f in zip(self.extras, per_phase, strict=True)]
+
+    def head_from_maps(self, maps: list[torch.Tensor]) -> torch.Tensor:
+        """Pool, attend across phases, classify: logits ``[B, 2]``."""
+        tokens = torch.stack([self.pool(m).flatten(1) for m in maps], dim=1)  # [B, P, D]
+        if self.attn is not None:
+            tokens = tokens + self.phase_embed
+            attended, _ = self.attn(tokens, tokens, tokens, need_weights=False)
+            tokens = self.attn_norm(tokens + attended)
+        return self.head(tokens.flatten(1))  # type: ignore[no-any-return]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits ``[B, 2]`` for input ``[B, P, 1, S, S]`` (phase axis in ``config.phases``
+        order)."""
+        return self.head_from_maps(self.pathway_maps(x))
+
+
+def build_model(config: ModelConfig | None = None) -> MultiPhaseNet:
+    """Build a randomly initialised network for ``config`` (the paper's defaults when None).
+
+    Trunks get torchvision's default (random) initialisation; nothing is downloaded. Use
+    :func:`load_imagenet_init` for ImageNet initialisation from a local file.
+    """
+    return MultiPhaseNet(config or ModelConfig())
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of learnable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+# ---------------------------------------------------------------------------------------------
+# ImageNet initialisation from a local file only
+# ---------------------------------------------------------------------------------------------
+
+
+class ImageNetInitError(InputError):
+    """No usable local ImageNet weights for the backbone."""
+
+
+@dataclass(frozen=True)
+class ImageNetInit:
+    """Where the ImageNet initialisation came from."""
+
+    path: Path
+    backbone: str
+    n_tensors: int
+
+
+def torchvision_cache_file(backbone: str) -> Path | None:
+    """Where torchvision would have cached the ImageNet weights of ``backbone`` (never fetched).
+
+    The file name comes from torchvision's weights enum (its URL's last part), the folder from
+    ``torch.hub.get_dir()/checkpoints``; returns None for backbones without ImageNet weights.
+    """
+    if backbone not in _TORCHVISION:
+        return None
+    enum = getattr(torchvision.models, _TORCHVISION[backbone][1])
+    url: str = enum.DEFAULT.url
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    # torchvision ships .pth files; weights_only=True uses torch's restricted unpickler that
+    # only rebuilds tensors and plain containers, never arbitrary objects or code
+    obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict):
+        raise ImageNetInitError(f"{path.name} does not hold a state dict")
+    return obj
+
+
+def load_imagenet_init(model: MultiPhaseNet, path: str | Path | None = None) -> ImageNetInit:
+    """Initialise every trunk of ``model`` with ImageNet weights from a LOCAL file.
+
+    Parameters
+    ----------
+    model:
+        The network; its trunks are overwritten in place (extra layers and head untouched).
+    path:
+        A torchvision state dict (``.pth``, read with ``weights_only=True``) or a
+        ``.safetensors`` file. When None, torchvision's cache (``torch.hub.get_dir()``) is
+        looked at; nothing is ever downloaded.
+
+    Returns
+    -------
+    ImageNetInit
+        The file used, for the model description.
+
+    Raises
+    ------
+    ImageNetInitError
+        No local file, an unreadable file, or weights that do not fit the backbone.
+    """
+    backbone = model.config.backbone
+    if backbone not in _TORCHVISION:
+        raise ImageNetInitError(f"backbone {backbone!r} has no ImageNet weights")
+    if path is None:
+        cached = torchvision_cache_file(backbone)
+        if cached is None or not cached.is_file():
+            raise ImageNetInitError(
+                f"no local ImageNet weights for {backbone} (looked for {cached}); give a file "
+                "path — nothing is downloaded")
+        path = cached
+    path = Path(path)
+    if not path.is_file():
+        raise ImageNetInitError(f"ImageNet weights file not found: {path}")
+    try:
+        state = _read_state_dict(path)
+    except ImageNetInitError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader failure means "not usable", say why
+        raise ImageNetInitError(f"cannot read ImageNet weights {path.name}: {exc}") from exc
+    tv = _torchvision_model(backbone)
+    try:
+        tv.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0:3]
+        raise ImageNetInitError(
+            f"{path.name} does not fit torchvision's {backbone}: {' '.join(first)}") from exc
+    trunk = _trunk_from_torchvision(backbone, tv)
+    if model.config.shared_trunk and model.config.n_phases > 1:
+        _wrap_phase_bn(trunk, model.config.n_phases)
+    reference = trunk.state_dict()
+    for t in model.trunks:
+        t.load_state_dict(reference)
+    return ImageNetInit(path=path, backbone=backbone, n_tensors=len(state))

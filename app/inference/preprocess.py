@@ -1,0 +1,259 @@
+"""Input preprocessing — THE one place where HU slices become network input.
+
+Training, prediction and Grad-CAM all call :func:`preprocess_slices`; nothing else windows,
+crops or resizes a slice for the model. Grad-CAM maps come back onto the original slice with
+the inverse, :func:`map_to_slice`.
+
+The steps, in order:
+
+1. **Crop box** (:func:`crop_box`): the part of the slice that becomes the network input, one
+   box per phase volume (computed over all slices of the stack together, so that every slice of
+   a study has the same scale and position and slices stay comparable). Policies:
+
+   - ``"none"`` (default, the paper's): the whole slice. The paper resizes the 512 × 512 slice
+     to 224 × 224 without mentioning a crop, and the weights must see what they saw in training.
+   - ``"body"``: the square bounding box of the body (HU > −500, over the whole stack) with a
+     4 % margin. Removes air and table differences between scanners' fields of view, but the
+     scale then follows the patient's girth.
+   - ``"fov"``: a fixed physical field of view (``config.crop_fov_mm``, default 350 mm) centred
+     on the body: the same millimetres per input pixel for every scanner; needs pixel spacing.
+
+   A box may extend beyond the slice; the outside is filled with air (0 after windowing).
+2. **Window** W/L (paper W400/L0): ``(HU − (L − W/2)) / W`` clipped to [0, 1]. Windowing
+   before resizing keeps the resize from averaging bone or air values into soft tissue.
+3. **Resize** the box to ``input_size`` × ``input_size`` with bilinear interpolation and
+   anti-aliasing (area-like when shrinking 512 → 224, so thin bright structures are averaged,
+   not skipped). A non-square box is stretched, as a plain resize of the slice would be.
+
+Channel handling is not done here: the result has ONE channel in [0, 1]. The network's trunks
+take that single channel directly — their first convolution's RGB weights are summed into one
+filter (exactly equivalent to replicating the grey image to three channels, at a third of the
+first layer's cost) — and the network itself applies the fixed normalisation
+``(x − config.input_mean) / config.input_std`` (ImageNet statistics averaged over channels).
+Keeping the tensor in [0, 1] lets augmentation (brightness, contrast, noise) work in the units
+the paper describes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from app.inference.config import ConfigError, ModelConfig
+
+#: HU threshold separating the body from surrounding air for the "body" and "fov" crops.
+BODY_HU_THRESHOLD = -500.0
+#: Margin added on each side of the body's bounding box, as a fraction of its side.
+BODY_MARGIN = 0.04
+
+
+@dataclass(frozen=True)
+class CropBox:
+    """The region of an original slice that is resized to the network input.
+
+    ``y0, x0`` may be negative and ``y0 + height`` / ``x0 + width`` may exceed the slice: the
+    part outside the slice is treated as air. ``rows, cols`` are the original slice's size, kept
+    so that maps can be put back onto it.
+    """
+
+    y0: int
+    x0: int
+    height: int
+    width: int
+    rows: int
+    cols: int
+
+    @classmethod
+    def whole(cls, rows: int, cols: int) -> CropBox:
+        return cls(0, 0, rows, cols, rows, cols)
+
+    @property
+    def is_whole(self) -> bool:
+        return (self.y0, self.x0, self.height, self.width) == (0, 0, self.rows, self.cols)
+
+
+def _as_stack(hu: np.ndarray) -> np.ndarray:
+    if hu.ndim == 2:
+        return hu[None]
+    if hu.ndim != 3:
+        raise ValueError(f"expected slices (N, rows, cols) or one slice (rows, cols), got {hu.shape}")
+    return hu
+
+
+def _body_bbox(stack: np.ndarray) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1) of pixels above the body threshold in any slice, or None."""
+    mask: np.ndarray = np.any(stack > BODY_HU_THRESHOLD, axis=0)
+    ys = np.flatnonzero(mask.any(axis=1))
+    xs = np.flatnonzero(mask.any(axis=0))
+    if ys.size == 0 or xs.size == 0:
+        return None
+    return int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+
+
+def crop_box(
+    hu: np.ndarray,
+    config: ModelConfig,
+    pixel_spacing: Sequence[float] | None = None,
+) -> CropBox:
+    """Decide the region of the slices that the network sees, one box for the whole stack.
+
+    Parameters
+    ----------
+    hu:
+        HU slices ``(N, rows, cols)`` (or one slice) of ONE phase volume — all slices of the
+        stack get the same box, so that the slices of a study share scale and position.
+    config:
+        Supplies the crop policy (``none`` / ``body`` / ``fov``) and the field of view.
+    pixel_spacing:
+        ``(row_spacing, column_spacing)`` in mm; required for ``crop="fov"``.
+
+    Returns
+    -------
+    CropBox
+        The region (possibly reaching beyond the slice, which is then padded with air).
+    """
+    stack = _as_stack(hu)
+    rows, cols = int(stack.shape[1]), int(stack.shape[2])
+    if config.crop == "none":
+        return CropBox.whole(rows, cols)
+    bbox = _body_bbox(stack)
+    if bbox is None:
+        # nothing but air: there is no body to centre on, so fall back to the whole slice
+        return CropBox.whole(rows, cols)
+    y0, y1, x0, x1 = bbox
+    cy, cx = (y0 + y1) / 2.0, (x0 + x1) / 2.0
+    if config.crop == "body":
+        side = max(y1 - y0, x1 - x0) * (1.0 + 2.0 * BODY_MARGIN)
+        h = w = max(int(round(side)), 1)
+    else:  # "fov"
+        if pixel_spacing is None:
+            raise ConfigError("crop policy 'fov' needs the pixel spacing of the slices")
+        rs, cs = float(pixel_spacing[0]), float(pixel_spacing[1])
+        if rs <= 0 or cs <= 0:
+            raise ConfigError(f"invalid pixel spacing {tuple(pixel_spacing)}")
+        h = max(int(round(config.crop_fov_mm / rs)), 1)
+        w = max(int(round(config.crop_fov_mm / cs)), 1)
+    return CropBox(int(round(cy - h / 2.0)), int(round(cx - w / 2.0)), h, w, rows, cols)
+
+
+def _overlap(box: CropBox) -> tuple[slice, slice, slice, slice]:
+    """Slices (src_y, src_x) into the original and (dst_y, dst_x) into the box where they meet."""
+    sy0, sx0 = max(box.y0, 0), max(box.x0, 0)
+    sy1, sx1 = min(box.y0 + box.height, box.rows), min(box.x0 + box.width, box.cols)
+    if sy1 <= sy0 or sx1 <= sx0:
+        raise ConfigError(f"crop box {box} does not overlap the slice")
+    return (
+        slice(sy0, sy1),
+        slice(sx0, sx1),
+        slice(sy0 - box.y0, sy1 - box.y0),
+        slice(sx0 - box.x0, sx1 - box.x0),
+    )
+
+
+def window_unit(hu: torch.Tensor, window: tuple[float, float]) -> torch.Tensor:
+    """Map HU linearly so that the window ``(width, level)`` becomes [0, 1], clipped (in place
+    when ``hu`` is a float tensor that may be overwritten)."""
+    width, level = window
+    lower = level - width / 2.0
+    return hu.sub_(lower).mul_(1.0 / width).clamp_(0.0, 1.0)
+
+
+def preprocess_slices(
+    hu: np.ndarray,
+    config: ModelConfig,
+    pixel_spacing: Sequence[float] | None = None,
+    box: CropBox | None = None,
+) -> torch.Tensor:
+    """Turn HU slices of one phase into network input ``[N, 1, S, S]`` in [0, 1].
+
+    Parameters
+    ----------
+    hu:
+        ``(N, rows, cols)`` (or ``(rows, cols)``) HU values, any real dtype.
+    config:
+        The model's configuration (window, input size, crop policy).
+    pixel_spacing:
+        ``(row, column)`` spacing in mm; needed only for ``crop="fov"``.
+    box:
+        The crop box to use; computed from ``hu`` itself when None. Pass the box of the whole
+        phase volume (:func:`crop_box`) when preprocessing a study in batches, so that every
+        batch is cropped alike.
+
+    Returns
+    -------
+    torch.Tensor
+        float32 CPU tensor ``[N, 1, input_size, input_size]``.
+    """
+    stack = _as_stack(np.asarray(hu))
+    if box is None:
+        box = crop_box(stack, config, pixel_spacing)
+    if (box.rows, box.cols) != stack.shape[1:]:
+        raise ValueError(f"crop box is for {box.rows}×{box.cols} slices, got {stack.shape[1:]}")
+    # torch.tensor copies, so windowing in place never touches the caller's (volume's) array
+    if box.is_whole:
+        t = torch.tensor(stack, dtype=torch.float32)
+        t = window_unit(t, config.window)
+    else:
+        sy, sx, dy, dx = _overlap(box)
+        inner = window_unit(torch.tensor(stack[:, sy, sx], dtype=torch.float32), config.window)
+        t = torch.zeros((stack.shape[0], box.height, box.width), dtype=torch.float32)
+        t[:, dy, dx] = inner
+    size = config.input_size
+    t = t.unsqueeze(1)
+    if t.shape[-2:] != (size, size):
+        t = F.interpolate(t, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        # bilinear with anti-aliasing stays within [0, 1] up to rounding; clamp the rounding
+        t = t.clamp_(0.0, 1.0)
+    return t.contiguous()
+
+
+def map_to_slice(maps: np.ndarray | torch.Tensor, box: CropBox) -> np.ndarray:
+    """Put maps computed on the network input (any resolution) back onto the original slices.
+
+    The inverse of :func:`preprocess_slices`' geometry: each map is resized (bilinear) to the
+    crop box and placed at the box's position in a ``rows × cols`` slice; outside the box the
+    value is 0 (the network saw nothing there).
+
+    Parameters
+    ----------
+    maps:
+        ``(N, h, w)`` or ``(h, w)`` maps, e.g. Grad-CAM at the feature map's resolution.
+    box:
+        The crop box the input was made with.
+
+    Returns
+    -------
+    np.ndarray
+        float32 ``(N, rows, cols)`` (or ``(rows, cols)`` for a single map).
+    """
+    t = torch.as_tensor(maps, dtype=torch.float32)
+    single = t.ndim == 2
+    if single:
+        t = t[None]
+    t = F.interpolate(t[:, None], size=(box.height, box.width), mode="bilinear", align_corners=False)[:, 0]
+    if box.is_whole:
+        out = t.numpy()
+    else:
+        sy, sx, dy, dx = _overlap(box)
+        out = np.zeros((t.shape[0], box.rows, box.cols), dtype=np.float32)
+        out[:, sy, sx] = t[:, dy, dx].numpy()
+    return out[0] if single else out
+
+
+def preprocessing_summary(config: ModelConfig) -> dict[str, Any]:
+    """What the preprocessing does, for the model description (human- and machine-readable)."""
+    width, level = config.window
+    return {
+        "window": {"width": width, "level": level, "hu_range": [level - width / 2, level + width / 2]},
+        "scaling": "linear to [0, 1], clipped",
+        "crop": config.crop,
+        "crop_fov_mm": config.crop_fov_mm if config.crop == "fov" else None,
+        "resize": f"{config.input_size}x{config.input_size}, bilinear with anti-aliasing, after windowing",
+        "channels": "1 grey channel; first trunk convolution = sum of the RGB filters",
+        "normalisation": {"mean": config.input_mean, "std": config.input_std, "where": "inside the network"},
+    }
