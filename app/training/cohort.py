@@ -1,0 +1,357 @@
+"""A labelled cohort: the CSV that lists it, and each study prepared for the network once.
+
+A cohort CSV has one row per patient with the columns ``patient_id``, ``study_dir`` and
+``responder`` (1 = CR/PR, 0 = SD/PD) and optionally ``recist`` and ``split``
+(``train``/``val``/``test``); other columns (e.g. ``p_true`` of the synthetic generator) are
+kept as extras. ``study_dir`` is relative to the CSV's folder unless absolute — the layout that
+``hcc-response demo-data`` writes.
+
+Each study goes through THE SAME code path as the app (DESIGN.md "the flow of one case"): scan
+the folder, assemble the study (phase assignment, liver range, slice pairing), then the
+inference package's preprocessing of every slice triplet. :func:`prepare_study` is that one
+function. Its result is cached on disk as ``.npz`` (numpy arrays only, no pickle) keyed by a
+fingerprint of the folder's files and by the preprocessing settings, so epochs and later runs
+never re-read DICOM. A study that fails is reported with its reason and excluded, never dropped
+silently (:class:`PreparedCohort.failed`).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from app import PHASES
+from app.errors import Cancelled, HCCError, InputError
+from app.inference.config import ModelConfig
+from app.progress import NULL_PROGRESS, Progress
+
+log = logging.getLogger(__name__)
+
+#: Bump when the content of cached arrays changes meaning (forces re-preparation).
+CACHE_VERSION = 1
+REQUIRED_COLUMNS: tuple[str, ...] = ("patient_id", "study_dir", "responder")
+OPTIONAL_COLUMNS: tuple[str, ...] = ("recist", "split")
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+_RESPONDER_VALUES = {"1": 1, "0": 0, "true": 1, "false": 0, "yes": 1, "no": 0,
+                     "responder": 1, "non-responder": 0}
+
+
+class CohortError(InputError):
+    """The cohort CSV is malformed (the message names the row and the column)."""
+
+
+# --------------------------------------------------------------------------------------------
+# the CSV
+
+
+@dataclass(frozen=True)
+class CohortEntry:
+    """One patient of a cohort."""
+
+    patient_id: str
+    study_dir: Path
+    responder: int
+    recist: str | None = None
+    split: str | None = None
+    row: int = 0  # 1-based line number in the CSV (for messages)
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Cohort:
+    """The entries of a cohort CSV, in file order."""
+
+    path: Path
+    entries: list[CohortEntry]
+
+    @property
+    def labels(self) -> np.ndarray:
+        return np.array([e.responder for e in self.entries], dtype=np.int64)
+
+    def summary(self) -> dict[str, object]:
+        """Counts for model descriptions and reports."""
+        y = self.labels
+        splits: dict[str, int] = {}
+        for e in self.entries:
+            splits[e.split or "unspecified"] = splits.get(e.split or "unspecified", 0) + 1
+        return {"csv": str(self.path), "patients": len(self.entries),
+                "responders": int(y.sum()), "non_responders": int((1 - y).sum()),
+                "responder_rate": float(y.mean()) if y.size else float("nan"),
+                "splits": splits}
+
+
+def read_cohort(path: str | Path, *, check_dirs: bool = True) -> Cohort:
+    """Read and validate a cohort CSV.
+
+    Parameters
+    ----------
+    path:
+        The CSV file.
+    check_dirs:
+        Refuse rows whose ``study_dir`` is not an existing folder (default).
+
+    Raises
+    ------
+    CohortError
+        Missing file or column, empty cohort, an unparsable ``responder``, an unknown
+        ``split``, a duplicate ``patient_id``, a missing ``study_dir``, or a RECIST category
+        that contradicts the label — the message names the line.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise CohortError(f"cohort file not found: {p}")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CohortError(f"cannot read cohort file {p}: {exc}") from exc
+    reader = csv.DictReader(text.splitlines())
+    header = [h.strip() for h in (reader.fieldnames or [])]
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise CohortError(f"{p.name}: missing column(s) {', '.join(missing)} "
+                          f"(need {', '.join(REQUIRED_COLUMNS)})")
+    base = p.parent
+    entries: list[CohortEntry] = []
+    seen: dict[str, int] = {}
+    for raw in reader:
+        i = reader.line_num  # physical line (DictReader skips blank lines silently)
+        row = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+        if not any(row.values()):
+            continue  # blank line
+        pid = row["patient_id"]
+        where = f"{p.name} line {i}"
+        if not pid:
+            raise CohortError(f"{where}: empty patient_id")
+        if pid in seen:
+            raise CohortError(f"{where}: duplicate patient_id {pid!r} (first on line {seen[pid]})")
+        seen[pid] = i
+        lab = _RESPONDER_VALUES.get(row["responder"].lower())
+        if lab is None:
+            raise CohortError(f"{where}: responder must be 0 or 1, got {row['responder']!r}")
+        recist = row.get("recist") or None
+        if recist is not None:
+            recist = recist.upper()
+            if recist not in ("CR", "PR", "SD", "PD"):
+                raise CohortError(f"{where}: unknown RECIST category {recist!r}")
+            if (recist in ("CR", "PR")) != bool(lab):
+                raise CohortError(f"{where}: RECIST {recist} contradicts responder={lab}")
+        split = (row.get("split") or "").lower() or None
+        if split is not None and split not in SPLITS:
+            raise CohortError(f"{where}: split must be one of {', '.join(SPLITS)}, got {split!r}")
+        if not row["study_dir"]:
+            raise CohortError(f"{where}: empty study_dir")
+        sd = Path(row["study_dir"])
+        sd = sd if sd.is_absolute() else base / sd
+        if check_dirs and not sd.is_dir():
+            raise CohortError(f"{where}: study_dir {row['study_dir']!r} is not a folder")
+        extra = {k: v for k, v in row.items()
+                 if k not in REQUIRED_COLUMNS and k not in OPTIONAL_COLUMNS}
+        entries.append(CohortEntry(pid, sd, lab, recist, split, i, extra))
+    if not entries:
+        raise CohortError(f"{p.name}: the cohort has no rows")
+    return Cohort(p, entries)
+
+
+# --------------------------------------------------------------------------------------------
+# prepared studies and their cache
+
+
+@dataclass
+class PreparedStudy:
+    """One study as the network sees it: preprocessed slice triplets and the patient's label.
+
+    Attributes
+    ----------
+    slices:
+        ``[n_pairs, 3, S, S]`` float16 in [0, 1], phases in the canonical order
+        (plain, arterial, portal); a model reading fewer phases selects its channels.
+        float16 keeps 11 bits (≈ 0.2 HU in the W400 window), so the cached input equals the
+        app's float32 preprocessing to well below CT noise, at half the memory.
+    z_ref:
+        Table position (mm) of each triplet.
+    """
+
+    patient_id: str
+    label: int
+    slices: np.ndarray
+    z_ref: np.ndarray
+    study_uid: str = ""
+    source: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def n_slices(self) -> int:
+        return int(self.slices.shape[0])
+
+
+@dataclass(frozen=True)
+class PrepareSettings:
+    """Preprocessing settings that change the cached arrays (part of the cache key)."""
+
+    input_size: int = 224
+    window: tuple[float, float] = (400.0, 0.0)
+    crop: str = "none"
+    crop_fov_mm: float = 350.0
+
+    @classmethod
+    def from_model_config(cls, cfg: ModelConfig) -> PrepareSettings:
+        """The preprocessing part of a model configuration."""
+        return cls(cfg.input_size, cfg.window, cfg.crop, cfg.crop_fov_mm)
+
+    def key(self) -> str:
+        return json.dumps({"v": CACHE_VERSION, "size": self.input_size,
+                           "window": list(self.window), "crop": self.crop,
+                           "fov": self.crop_fov_mm}, sort_keys=True)
+
+
+def folder_fingerprint(folder: Path) -> str:
+    """SHA-256 over (relative path, size, mtime) of every file below ``folder``.
+
+    Reading every byte of every DICOM file would cost as much as preparing the study; file
+    size and modification time change whenever a file is replaced, added or removed, which is
+    what invalidates a cached study.
+    """
+    h = hashlib.sha256()
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            fp = Path(root) / name
+            try:
+                st = fp.stat()
+            except OSError:
+                continue  # vanished mid-walk; the scan will report it
+            rel = fp.relative_to(folder).as_posix()
+            h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def cache_path(cache_dir: Path, study_dir: Path, settings: PrepareSettings) -> Path:
+    key = hashlib.sha256(
+        (str(study_dir.resolve()) + "\0" + folder_fingerprint(study_dir) + "\0"
+         + settings.key()).encode()).hexdigest()[:32]
+    return cache_dir / f"{key}.npz"
+
+
+def save_prepared(path: Path, st: PreparedStudy) -> None:
+    """Write a prepared study as ``.npz`` (atomic: temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = json.dumps({"patient_id": st.patient_id, "label": st.label,
+                       "study_uid": st.study_uid, "source": st.source,
+                       "warnings": st.warnings})
+    tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
+    np.savez(tmp, slices=st.slices.astype(np.float16), z_ref=st.z_ref.astype(np.float64),
+             meta=np.frombuffer(meta.encode(), dtype=np.uint8))
+    os.replace(tmp, path)
+
+
+def load_prepared(path: Path) -> PreparedStudy:
+    """Read a study written by :func:`save_prepared` (``allow_pickle=False``)."""
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(z["meta"].tobytes().decode())
+        return PreparedStudy(meta["patient_id"], int(meta["label"]), z["slices"],
+                             z["z_ref"], meta.get("study_uid", ""), meta.get("source", ""),
+                             list(meta.get("warnings", [])))
+
+
+def prepare_study(study_dir: str | Path, settings: PrepareSettings, *,
+                  patient_id: str = "", label: int = 0, progress: Progress = NULL_PROGRESS
+                  ) -> PreparedStudy:
+    """Scan, assemble and preprocess one study folder exactly as the app does.
+
+    This is the single per-study step of the training data path; nothing else reads DICOM for
+    training or evaluation.
+
+    Raises
+    ------
+    InputError
+        The folder holds no usable study (the DICOM layer's own error, passed on), or the study
+        lacks one of the three phases.
+    """
+    from app.training import _pipeline
+
+    return _pipeline.prepare_study_via_app(Path(study_dir), settings, patient_id=patient_id,
+                                           label=label, progress=progress)
+
+
+@dataclass
+class PreparedCohort:
+    """The usable studies of a cohort plus the ones that failed (with reasons)."""
+
+    studies: list[PreparedStudy]
+    entries: list[CohortEntry]  # entry of each study, same order
+    failed: list[tuple[CohortEntry, str]] = field(default_factory=list)
+    cache_hits: int = 0
+
+    def summary(self) -> dict[str, object]:
+        y = np.array([s.label for s in self.studies])
+        n_sl = np.array([s.n_slices for s in self.studies])
+        return {"patients": len(self.studies), "responders": int(y.sum()),
+                "non_responders": int(len(y) - y.sum()),
+                "slices": int(n_sl.sum()),
+                "slices_per_patient_median": float(np.median(n_sl)) if n_sl.size else 0.0,
+                "failed": [{"patient_id": e.patient_id, "reason": r} for e, r in self.failed]}
+
+
+PrepareFn = Callable[..., PreparedStudy]
+
+
+def prepare_cohort(entries: Sequence[CohortEntry], settings: PrepareSettings, *,
+                   cache_dir: Path | None = None, progress: Progress = NULL_PROGRESS,
+                   prepare_fn: PrepareFn | None = None) -> PreparedCohort:
+    """Prepare every entry (from the cache where it is valid), collecting failures.
+
+    A study that fails with a bad-input error (no DICOM, a missing phase, a refused series) is
+    excluded and listed in ``failed`` with its reason, and a warning is logged; an internal
+    error or a cancellation propagates.
+    """
+    fn = prepare_fn or prepare_study
+    studies: list[PreparedStudy] = []
+    kept: list[CohortEntry] = []
+    failed: list[tuple[CohortEntry, str]] = []
+    hits = 0
+    n = len(entries)
+    for i, e in enumerate(entries):
+        progress.check()
+        progress.update(i / max(n, 1), f"preparing {e.patient_id}")
+        cp = cache_path(cache_dir, e.study_dir, settings) if cache_dir is not None else None
+        st: PreparedStudy | None = None
+        if cp is not None and cp.is_file():
+            try:
+                st = load_prepared(cp)
+                hits += 1
+            except (OSError, ValueError, KeyError) as exc:
+                log.warning("ignoring damaged cache file %s: %s", cp, exc)
+                st = None
+        if st is None:
+            try:
+                st = fn(e.study_dir, settings, patient_id=e.patient_id, label=e.responder)
+            except Cancelled:
+                raise
+            except HCCError as exc:  # typed, expected failure of this study (bad/refused input)
+                failed.append((e, exc.message))
+                log.warning("study %s (%s) excluded: %s", e.patient_id, e.study_dir, exc.message)
+                continue
+            if cp is not None:
+                save_prepared(cp, st)
+        # The CSV is the authority for identity and label; the cache may predate a relabel.
+        st.patient_id, st.label = e.patient_id, e.responder
+        if st.n_slices == 0:
+            failed.append((e, "no liver slice triplets"))
+            continue
+        studies.append(st)
+        kept.append(e)
+    progress.update(1.0, f"prepared {len(studies)} of {n} studies")
+    return PreparedCohort(studies, kept, failed, hits)
+
+
+def phase_indices(phases: Sequence[str]) -> list[int]:
+    """Channel indices of ``phases`` in a prepared study's canonical phase axis."""
+    return [PHASES.index(p) for p in phases]
