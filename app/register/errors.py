@@ -1,0 +1,48 @@
+"""Typed errors of the case register.
+
+Every failure of the register reaches the caller as one of these, with a message a user can act
+on. They derive from :mod:`app.errors`, so the CLI maps them to its exit codes (2 for bad or
+refused input, 1 for internal trouble) and the UI shows them in a dialog. None of them means
+that the caller's own data is lost: a prediction that could not be saved is still in the
+caller's hands and can be saved again (RELIABILITY.md 24).
+"""
+
+from __future__ import annotations
+
+from app.errors import HCCError, InputError
+
+
+class RegisterError(HCCError):
+    """Something went wrong inside the register (internal error, exit 1)."""
+
+
+class RegisterInputError(InputError):
+    """Bad input for the register: an unknown case ID, an unknown RECIST category (exit 2)."""
+
+
+class NotARegisterError(InputError):
+    """The file is not an HCC Response register (another SQLite file, or not SQLite at all)."""
+
+
+class RegisterNewerSchemaError(InputError):
+    """The register was written by a newer version of the application; it was left unchanged."""
+
+    def __init__(self, found: str, known: str) -> None:
+        super().__init__(
+            f"this register was written by a newer version of HCC Response (schema {found}); "
+            f"this version understands up to {known} — it was left unchanged"
+        )
+        self.found = found
+        self.known = known
+
+
+class RegisterReadOnlyError(RegisterError):
+    """The register's file or folder cannot be written (read-only location or mode)."""
+
+
+class RegisterFullError(RegisterError):
+    """The disk (or the register's size limit) is full; nothing of the failed write was kept."""
+
+
+class RegisterBusyError(RegisterError):
+    """Another program held the register locked for longer than the busy timeout."""

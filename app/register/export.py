@@ -1,0 +1,91 @@
+"""CSV export of the register, plain or pseudonymised (RELIABILITY.md 26).
+
+Pseudonymised export (decided here):
+
+* Patient ID → ``patient_key`` = HMAC-SHA256(key, patient ID), first 16 bytes as hex; the study
+  UID likewise → ``study_key``. The key is the register's own random secret (kept in the
+  register, never exported) unless the caller supplies one, e.g. a key shared by several sites
+  so that their exports link. Only someone holding the key can re-link a row to a patient.
+* Names, birth dates, accession numbers, study descriptions, source folders, OS user names and
+  warning texts (which can quote series descriptions) are left out; the number of warnings stays.
+* Dates are *shifted*, not dropped: every date and timestamp of one patient moves by the same
+  keyed offset of −365…+365 days (never 0), so intervals within a patient (study to outcome,
+  prediction to outcome) stay true while calendar dates no longer identify anyone.
+
+Text cells that a spreadsheet would run as a formula (starting with ``=``, ``+``, ``-``, ``@``)
+are prefixed with an apostrophe; DICOM names and IDs are untrusted input.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+from typing import Any
+
+PLAIN_COLUMNS: tuple[str, ...] = (
+    "prediction_id", "created_at", "patient_id", "patient_name", "birth_date", "sex",
+    "study_uid", "study_date", "accession", "study_description", "model_name", "model_version",
+    "model_sha256", "weights_kind", "device", "app_version", "os_user", "label", "score",
+    "responder_votes", "total_votes", "tie", "tie_rule", "run_time_s", "warnings", "overrides",
+    "source_folder", "outcome", "outcome_date", "outcome_entered_by", "outcome_corrections",
+)
+
+PSEUDONYMISED_COLUMNS: tuple[str, ...] = (
+    "prediction_id", "created_at", "patient_key", "sex", "study_key", "study_date",
+    "model_name", "model_version", "model_sha256", "weights_kind", "device", "app_version",
+    "label", "score", "responder_votes", "total_votes", "tie", "tie_rule", "run_time_s",
+    "n_warnings", "outcome", "outcome_date", "outcome_corrections",
+)
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def keyed_hash(key: bytes, value: str) -> str:
+    """HMAC-SHA256 of ``value`` under ``key``, truncated to 128 bits (32 hex digits)."""
+    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()[:32]
+
+
+def date_shift_days(key: bytes, patient_id: str) -> int:
+    """The patient's keyed date offset in days: −365…−1 or 1…365 (never 0)."""
+    digest = hmac.new(key, b"date-shift\x00" + patient_id.encode("utf-8"), hashlib.sha256)
+    k = int.from_bytes(digest.digest()[:4], "big") % 730  # 0..729
+    return k - 365 if k < 365 else k - 364  # -365..-1, 1..365
+
+
+def shift_date(text: str, days: int) -> str:
+    """Shift an ISO date (``YYYY-MM-DD``) by ``days``; "" stays "" (unknown stays unknown)."""
+    if not text:
+        return ""
+    return (dt.date.fromisoformat(text) + dt.timedelta(days=days)).isoformat()
+
+
+def shift_timestamp(text: str, days: int) -> str:
+    """Shift an ISO timestamp by ``days`` (the time of day is kept)."""
+    if not text:
+        return ""
+    return (dt.datetime.fromisoformat(text) + dt.timedelta(days=days)).isoformat(
+        timespec="seconds")
+
+
+def safe_cell(value: Any) -> Any:
+    """Neutralise spreadsheet formulas in text cells; numbers pass unchanged."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        try:
+            float(value)
+        except ValueError:
+            return "'" + value
+    return value
+
+
+def pseudonymise_row(row: dict[str, Any], key: bytes) -> dict[str, Any]:
+    """The pseudonymised version of one plain export row (see the module docstring)."""
+    days = date_shift_days(key, row["patient_id"])
+    out = {c: row.get(c) for c in PSEUDONYMISED_COLUMNS if c in row}
+    out["patient_key"] = keyed_hash(key, "patient\x00" + row["patient_id"])
+    out["study_key"] = keyed_hash(key, "study\x00" + row["study_uid"])
+    out["created_at"] = shift_timestamp(row["created_at"], days)
+    out["study_date"] = shift_date(row["study_date"], days)
+    out["outcome_date"] = shift_date(row["outcome_date"] or "", days)
+    out["n_warnings"] = row["n_warnings"]
+    return {c: out.get(c) for c in PSEUDONYMISED_COLUMNS}

@@ -1,0 +1,174 @@
+"""Local performance of each model version against the outcomes entered at this site.
+
+The site's own validation, offline: once RECIST outcomes exist, the register computes per model
+version the AUC with its 95 % CI (DeLong), and sensitivity, specificity and accuracy with 95 %
+Wilson intervals, next to the figures the paper reported for its validation set.
+
+Decisions (documented for the user in the performance view):
+
+* The positive class is a responder, RECIST CR or PR; SD and PD are non-responders.
+* The AUC is computed from the prediction's score (the mean per-slice probability); the
+  threshold metrics from its label (the majority vote), i.e. the decision the user was shown.
+* A study predicted several times by the same model version counts once (its latest prediction),
+  so that re-runs do not weigh a patient twice.
+
+The statistics are small and numpy-only on purpose: ``app.register`` sits below
+``app.training`` in the layers and must stay light (no torch, no scikit-learn).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+Z_95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class ReferenceFigures:
+    """What the paper reported (validation set, n = 48) for one model."""
+
+    model: str
+    auc: float
+    auc_ci: tuple[float, float]
+    accuracy: float
+    sensitivity: float
+    specificity: float
+    n: int = 48
+    source: str = "Liao et al. 2024, CSBJ, validation set"
+
+
+#: The paper's validation figures (see ``/work/shared/paper-method.md``), by phase combination.
+PAPER_REFERENCE: dict[str, ReferenceFigures] = {
+    r.model: r
+    for r in (
+        ReferenceFigures("portal", 0.719, (0.620, 0.818), 0.671, 0.706, 0.794),
+        ReferenceFigures("plain", 0.688, (0.633, 0.743), 0.640, 0.692, 0.777),
+        ReferenceFigures("arterial", 0.708, (0.626, 0.790), 0.637, 0.698, 0.650),
+        ReferenceFigures("arterial+portal", 0.740, (0.675, 0.805), 0.682, 0.810, 0.816),
+        ReferenceFigures("arterial+plain", 0.719, (0.684, 0.754), 0.689, 0.715, 0.742),
+        ReferenceFigures("plain+portal", 0.760, (0.716, 0.804), 0.664, 0.760, 0.780),
+        ReferenceFigures("three-phase", 0.802, (0.753, 0.851), 0.725, 0.829, 0.803),
+    )
+}
+
+#: The app runs the three-phase model; its paper figures are the default comparison.
+DEFAULT_REFERENCE = PAPER_REFERENCE["three-phase"]
+
+
+@dataclass(frozen=True)
+class PerformanceRow:
+    """Local performance of one model version.
+
+    Metrics are None where the data cannot support them (AUC needs both classes, sensitivity
+    needs a responder, specificity a non-responder).
+    """
+
+    model_name: str
+    model_version: str
+    n: int
+    n_responders: int
+    auc: float | None
+    auc_ci: tuple[float, float] | None
+    sensitivity: float | None
+    sensitivity_ci: tuple[float, float] | None
+    specificity: float | None
+    specificity_ci: tuple[float, float] | None
+    accuracy: float | None
+    accuracy_ci: tuple[float, float] | None
+    reference: ReferenceFigures = DEFAULT_REFERENCE
+
+
+def _midranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n with ties given their average rank."""
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    ranks = np.empty(len(x), dtype=np.float64)
+    i = 0
+    n = len(x)
+    while i < n:
+        j = i
+        while j < n and xs[j] == xs[i]:
+            j += 1
+        ranks[order[i:j]] = 0.5 * (i + j - 1) + 1.0
+        i = j
+    return ranks
+
+
+def auc_delong(y: Sequence[int], scores: Sequence[float]) -> tuple[float, float]:
+    """AUC (Mann–Whitney, ties count one half) and its DeLong standard error.
+
+    Uses the midrank formulation of Sun & Xu (2014): O(n log n), no pairwise matrix, so a large
+    register does not need memory quadratic in its size.
+
+    Raises
+    ------
+    ValueError
+        When ``y`` lacks one of the classes or the lengths differ.
+    """
+    ya = np.asarray(y, dtype=np.int8)
+    sa = np.asarray(scores, dtype=np.float64)
+    if ya.shape != sa.shape:
+        raise ValueError("labels and scores differ in length")
+    pos, neg = sa[ya == 1], sa[ya == 0]
+    m, n = len(pos), len(neg)
+    if m == 0 or n == 0:
+        raise ValueError("AUC needs at least one responder and one non-responder")
+    tx, ty = _midranks(pos), _midranks(neg)
+    tz = _midranks(np.concatenate([pos, neg]))
+    auc = float((tz[:m].sum() - m * (m + 1) / 2.0) / (m * n))
+    v01 = (tz[:m] - tx) / n  # per positive: fraction of negatives scored below it
+    v10 = 1.0 - (tz[m:] - ty) / m  # per negative: fraction of positives scored above it
+    s01 = float(np.var(v01, ddof=1)) if m > 1 else 0.0
+    s10 = float(np.var(v10, ddof=1)) if n > 1 else 0.0
+    se = math.sqrt(max(s01 / m + s10 / n, 0.0))
+    return auc, se
+
+
+def wilson_ci(successes: int, total: int, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval of a proportion (stays inside [0, 1], sane for small n)."""
+    if total <= 0:
+        raise ValueError("no observations")
+    p = successes / total
+    denom = 1.0 + z * z / total
+    centre = (p + z * z / (2 * total)) / denom
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def performance_row(model_name: str, model_version: str, y: Sequence[int],
+                    predicted: Sequence[int], scores: Sequence[float],
+                    reference: ReferenceFigures = DEFAULT_REFERENCE) -> PerformanceRow:
+    """Metrics of one model version from outcomes ``y`` (1 = CR/PR), labels and scores."""
+    ya = np.asarray(y, dtype=np.int8)
+    pa = np.asarray(predicted, dtype=np.int8)
+    n = int(len(ya))
+    n_pos = int(ya.sum())
+    n_neg = n - n_pos
+    tp = int(((ya == 1) & (pa == 1)).sum())
+    tn = int(((ya == 0) & (pa == 0)).sum())
+    auc = auc_ci = None
+    if n_pos and n_neg:
+        auc, se = auc_delong(ya, scores)
+        auc_ci = (max(0.0, auc - Z_95 * se), min(1.0, auc + Z_95 * se))
+    sens = tp / n_pos if n_pos else None
+    spec = tn / n_neg if n_neg else None
+    acc = (tp + tn) / n if n else None
+    return PerformanceRow(
+        model_name=model_name,
+        model_version=model_version,
+        n=n,
+        n_responders=n_pos,
+        auc=auc,
+        auc_ci=auc_ci,
+        sensitivity=sens,
+        sensitivity_ci=wilson_ci(tp, n_pos) if n_pos else None,
+        specificity=spec,
+        specificity_ci=wilson_ci(tn, n_neg) if n_neg else None,
+        accuracy=acc,
+        accuracy_ci=wilson_ci(tp + tn, n) if n else None,
+        reference=reference,
+    )

@@ -1,0 +1,860 @@
+"""The case register: record predictions and outcomes, list and search them, audit, export.
+
+Typical use (the CLI's ``predict --register``, the UI's register tab)::
+
+    with open_register() as reg:                # per-user data directory by default
+        case_id = reg.add_prediction(record)    # one short write transaction
+        rows = reg.list_cases(search="123", outcome="without")
+
+Every write is one short ``BEGIN IMMEDIATE`` transaction that also appends its audit event, so
+a crash leaves either both or neither (RELIABILITY.md 20). The object is thread-safe: each call
+checks out its own pooled connection, so the UI thread can read while a worker writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import logging
+import os
+import re
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, Select, func, insert, or_, select, text
+from sqlalchemy.orm import Session
+
+from app import __version__, paths
+from app.register import audit, db
+from app.register.errors import (
+    RegisterError,
+    RegisterInputError,
+    RegisterNewerSchemaError,
+    RegisterReadOnlyError,
+)
+from app.register.export import (
+    PLAIN_COLUMNS,
+    PSEUDONYMISED_COLUMNS,
+    pseudonymise_row,
+    safe_cell,
+)
+from app.register.models import AuditEventRow, Meta, Outcome, Patient, Prediction, Study
+from app.register.performance import PerformanceRow, performance_row
+from app.register.records import (
+    RESPONDER_CATEGORIES,
+    AuditEvent,
+    CaseRow,
+    OutcomeEntry,
+    PredictionDetail,
+    PredictionRecord,
+    VerifyReport,
+    current_os_user,
+    finite,
+    normalise_category,
+    normalise_date,
+    normalise_label,
+    parse_timestamp,
+    plain_json,
+    timestamp_text,
+    utc_now,
+)
+
+log = logging.getLogger(__name__)
+
+#: Event kinds the register writes itself (with the content hash of the row they vouch for).
+INTERNAL_EVENT_KINDS = frozenset({"prediction", "outcome", "schema_upgrade"})
+_EVENT_KIND = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+
+#: ``outcome=`` filters of :meth:`Register.list_cases`.
+OUTCOME_FILTERS = ("any", "with", "without", "responder", "non-responder", "CR", "PR", "SD", "PD")
+
+#: Sort keys of :meth:`Register.list_cases` → columns (ties broken by case id).
+SORT_KEYS = ("created_at", "id", "patient_id", "patient_name", "study_date", "label", "score",
+             "votes", "model", "outcome")
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What :meth:`Register.export_csv` wrote."""
+
+    path: Path
+    rows: int
+    pseudonymised: bool
+
+
+def open_register(path: Path | str | None = None, *, create: bool = True,
+                  read_only: bool = False) -> Register:
+    """Open (and if needed create or upgrade) the register at ``path``.
+
+    Parameters
+    ----------
+    path:
+        The register file; default :func:`app.paths.default_register_path` (per-user data).
+    create:
+        Create the register when the file does not exist (an empty file is always initialised).
+    read_only:
+        Open with SQLite's read-only mode: listing, showing, verifying, exporting and backing up
+        work; every write raises :class:`RegisterReadOnlyError`. An older register cannot be
+        upgraded in this mode and is refused.
+
+    Raises
+    ------
+    RegisterNewerSchemaError
+        The register was written by a newer app version; the file was left unchanged.
+    NotARegisterError
+        The file is not a register (not SQLite, or another program's database).
+    RegisterReadOnlyError
+        The file or its folder cannot be written (and it had to be created or upgraded).
+    """
+    p = Path(path) if path is not None else paths.default_register_path()
+    p = p.expanduser()
+    state = db.probe(p)
+    head = db.head_revision()
+    upgraded_from: str | None = None
+    backup_path: Path | None = None
+    if state.revision is not None and state.revision not in db.known_revisions():
+        raise RegisterNewerSchemaError(state.revision, head)
+    if not state.exists:
+        if not create:
+            raise RegisterInputError(f"there is no register at {p}")
+        if read_only:
+            raise RegisterInputError(f"there is no register at {p} to open read-only")
+        with db.translated(p):
+            p.parent.mkdir(parents=True, exist_ok=True)
+    needs_migration = state.revision != head
+    if needs_migration and read_only:
+        raise RegisterReadOnlyError(
+            f"the register {p} is at schema {state.revision or 'none'} and needs an upgrade to "
+            f"{head}, which is impossible read-only"
+        )
+    if needs_migration and state.revision is not None:
+        # back up before touching an older register (RELIABILITY.md 21)
+        backup_path = db.backup_before_upgrade(p, state.revision)
+        upgraded_from = state.revision
+        log.info("register %s: schema %s backed up to %s", p, state.revision, backup_path)
+    engine = db.make_engine(p, read_only=read_only)
+    try:
+        with db.translated(p):
+            if needs_migration:
+                db.migrate(engine, "head")
+        reg = Register(p, engine, read_only=read_only, upgraded_from=upgraded_from,
+                       backup_path=backup_path)
+        if upgraded_from is not None:
+            reg._log_internal("schema_upgrade", {"from": upgraded_from, "to": head,
+                                                 "backup": str(backup_path)})
+    except BaseException:
+        engine.dispose()
+        raise
+    return reg
+
+
+class Register:
+    """An open case register. Create it with :func:`open_register`; close it with ``close()``.
+
+    Attributes
+    ----------
+    path:
+        The register file.
+    read_only:
+        Opened read-only: writes raise :class:`RegisterReadOnlyError`.
+    upgraded_from, backup_path:
+        Set when opening upgraded an older register (and where its backup went).
+    """
+
+    def __init__(self, path: Path, engine: Engine, *, read_only: bool = False,
+                 upgraded_from: str | None = None, backup_path: Path | None = None) -> None:
+        self.path = path
+        self.read_only = read_only
+        self.upgraded_from = upgraded_from
+        self.backup_path = backup_path
+        self._engine = engine
+        self._writer = db.write_engine(engine)
+
+    # ---------------------------------------------------------------- plumbing
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (for tests and tools; normal code uses the methods)."""
+        return self._engine
+
+    def __enter__(self) -> Register:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every pooled connection (the last one to close checkpoints the WAL)."""
+        self._engine.dispose()
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        with db.translated(self.path), self._engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        if self.read_only:
+            raise RegisterReadOnlyError(
+                f"the register {self.path} was opened read-only; nothing was written")
+        with db.translated(self.path), self._writer.begin() as conn:
+            yield conn
+
+    def schema_revision(self) -> str:
+        """The register's schema revision (Alembic)."""
+        with self._read() as conn:
+            return str(conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one())
+
+    def meta(self, key: str) -> str | None:
+        with self._read() as conn:
+            return conn.execute(select(Meta.value).where(Meta.key == key)).scalar_one_or_none()
+
+    # ---------------------------------------------------------------- audit chain
+
+    def _append_event(self, conn: Connection, kind: str, payload: dict[str, Any],
+                      prediction_id: int | None = None) -> AuditEvent:
+        """Append one event to the chain inside the caller's write transaction.
+
+        The write lock is already held (``BEGIN IMMEDIATE``), so reading the last hash and
+        appending cannot interleave with another writer: the chain never forks.
+        """
+        last = conn.execute(
+            select(AuditEventRow.id, AuditEventRow.hash).order_by(AuditEventRow.id.desc())
+            .limit(1)
+        ).first()
+        prev_hash = last.hash if last else audit.GENESIS_HASH
+        new_id = (last.id + 1) if last else 1
+        payload_text = audit.canonical_json(plain_json(payload))
+        created = timestamp_text(utc_now())
+        user = current_os_user()
+        content = audit.event_content(id=new_id, created_at=created, kind=kind, os_user=user,
+                                      app_version=__version__, prediction_id=prediction_id,
+                                      payload=payload_text)
+        digest = audit.chain_hash(prev_hash, content)
+        conn.execute(insert(AuditEventRow).values(
+            id=new_id, created_at=created, kind=kind, os_user=user, app_version=__version__,
+            prediction_ref=prediction_id, payload=payload_text, prev_hash=prev_hash,
+            hash=digest))
+        return AuditEvent(new_id, parse_timestamp(created), kind, user, __version__,
+                          prediction_id, json.loads(payload_text), prev_hash, digest)
+
+    def _log_internal(self, kind: str, payload: dict[str, Any]) -> AuditEvent:
+        with self._write() as conn:
+            return self._append_event(conn, kind, payload)
+
+    def log_event(self, kind: str, payload: dict[str, Any] | None = None,
+                  prediction_id: int | None = None) -> AuditEvent:
+        """Append an event to the audit trail (override, export, model import, …).
+
+        Parameters
+        ----------
+        kind:
+            Lower-case word (``"override"``, ``"model_import"``); ``prediction``, ``outcome`` and
+            ``schema_upgrade`` are written by the register itself and refused here.
+        payload:
+            JSON-serialisable details (e.g. ``{"phase": "arterial", "series_uid": ...}``).
+        prediction_id:
+            The case the event concerns, if any (must exist).
+        """
+        if not _EVENT_KIND.match(kind) or kind in INTERNAL_EVENT_KINDS:
+            raise RegisterInputError(f"event kind {kind!r} cannot be logged by callers")
+        with self._write() as conn:
+            if prediction_id is not None:
+                self._require_prediction(conn, prediction_id)
+            return self._append_event(conn, kind, dict(payload or {}), prediction_id)
+
+    def events(self, prediction_id: int | None = None, kind: str | None = None,
+               limit: int | None = None) -> list[AuditEvent]:
+        """Audit events, oldest first, optionally of one case and/or one kind."""
+        stmt = select(AuditEventRow).order_by(AuditEventRow.id)
+        if prediction_id is not None:
+            stmt = stmt.where(AuditEventRow.prediction_ref == prediction_id)
+        if kind is not None:
+            stmt = stmt.where(AuditEventRow.kind == kind)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        with self._read() as conn:
+            return [_event(r) for r in _orm(conn).execute(stmt).scalars()]
+
+    # ---------------------------------------------------------------- predictions
+
+    def add_prediction(self, record: PredictionRecord) -> int:
+        """Record one prediction (with its patient and study) and its audit event.
+
+        The record is validated first and not modified, so after a failure (disk full,
+        read-only location) the caller still holds it and can save it again.
+
+        Returns
+        -------
+        int
+            The case id of the new prediction.
+
+        Raises
+        ------
+        RegisterInputError
+            Invalid content (unknown label, NaN score, impossible vote split, a study UID that
+            already belongs to another patient).
+        RegisterFullError, RegisterReadOnlyError, RegisterBusyError
+            The register could not be written; nothing of this prediction was kept.
+        """
+        values = _prediction_values(record)
+        with self._write() as conn:
+            patient_ref = self._patient_ref(conn, record)
+            study_ref = self._study_ref(conn, record, patient_ref)
+            pred_id = int(conn.execute(
+                insert(Prediction).values(study_ref=study_ref, **values)
+            ).inserted_primary_key[0])
+            record_hash = audit.content_hash(_prediction_content(conn, pred_id))
+            self._append_event(conn, "prediction",
+                               {"prediction_id": pred_id, "record_hash": record_hash}, pred_id)
+        return pred_id
+
+    def _patient_ref(self, conn: Connection, record: PredictionRecord) -> int:
+        """Primary key of the patient, inserting it when new (first values seen are kept)."""
+        if not str(record.patient_id).strip():
+            raise RegisterInputError("a prediction needs a patient ID")
+        ref = conn.execute(
+            select(Patient.id).where(Patient.patient_id == record.patient_id)).scalar()
+        if ref is not None:
+            return int(ref)
+        return int(conn.execute(insert(Patient).values(
+            patient_id=record.patient_id, patient_name=record.patient_name or "",
+            birth_date=normalise_date(record.birth_date, "birth date"), sex=record.sex or "",
+            created_at=timestamp_text(utc_now()),
+        )).inserted_primary_key[0])
+
+    def _study_ref(self, conn: Connection, record: PredictionRecord, patient_ref: int) -> int:
+        if not str(record.study_uid).strip():
+            raise RegisterInputError("a prediction needs a study instance UID")
+        row = conn.execute(select(Study.id, Study.patient_ref)
+                           .where(Study.study_uid == record.study_uid)).first()
+        if row is not None:
+            if row.patient_ref != patient_ref:
+                # a prediction never mixes patients (RELIABILITY.md 12)
+                raise RegisterInputError(
+                    f"study {record.study_uid} is already registered for another patient; "
+                    f"refusing to record it under patient {record.patient_id}")
+            return int(row.id)
+        return int(conn.execute(insert(Study).values(
+            patient_ref=patient_ref, study_uid=record.study_uid,
+            study_date=normalise_date(record.study_date, "study date"),
+            accession=record.accession or "", description=record.study_description or "",
+            created_at=timestamp_text(utc_now()),
+        )).inserted_primary_key[0])
+
+    def _require_prediction(self, conn: Connection, prediction_id: int) -> None:
+        found = conn.execute(select(Prediction.id).where(Prediction.id == prediction_id)).scalar()
+        if found is None:
+            raise RegisterInputError(f"there is no case with id {prediction_id}")
+
+    def get_prediction(self, prediction_id: int) -> PredictionDetail:
+        """One case with its record, its outcome history and its audit events.
+
+        Raises
+        ------
+        RegisterInputError
+            No case with that id.
+        """
+        with self._read() as conn:
+            conn.begin()  # one snapshot for the three reads
+            row = _orm(conn).execute(
+                select(Prediction, Study, Patient)
+                .join(Study, Study.id == Prediction.study_ref)
+                .join(Patient, Patient.id == Study.patient_ref)
+                .where(Prediction.id == prediction_id)
+            ).first()
+            if row is None:
+                raise RegisterInputError(f"there is no case with id {prediction_id}")
+            outcomes = self._outcomes(conn, prediction_id)
+            events = [_event(r) for r in _orm(conn).execute(
+                select(AuditEventRow).where(AuditEventRow.prediction_ref == prediction_id)
+                .order_by(AuditEventRow.id)).scalars()]
+        return PredictionDetail(prediction_id, _record_from_rows(*row), outcomes, events)
+
+    # ---------------------------------------------------------------- list / search
+
+    def _case_select(self, search: str, model: str | None, model_version: str | None,
+                     outcome: str | None) -> Select[Any]:
+        latest = (select(func.max(Outcome.id)).where(Outcome.prediction_ref == Prediction.id)
+                  .correlate(Prediction).scalar_subquery())
+        stmt = (
+            select(Prediction.id, Prediction.created_at, Patient.patient_id,
+                   Patient.patient_name, Study.study_date, Prediction.label, Prediction.score,
+                   Prediction.responder_votes, Prediction.total_votes, Prediction.model_name,
+                   Prediction.model_version, Outcome.category, Outcome.outcome_date)
+            .join(Study, Study.id == Prediction.study_ref)
+            .join(Patient, Patient.id == Study.patient_ref)
+            .outerjoin(Outcome, Outcome.id == latest)
+        )
+        for term in search.split():
+            # every word must match one of the identifying fields (substring, ASCII-insensitive)
+            pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            conds = [Patient.patient_id.like(pattern, escape="\\"),
+                     Patient.patient_name.like(pattern, escape="\\"),
+                     Study.accession.like(pattern, escape="\\")]
+            if term.isdigit():
+                conds.append(Prediction.id == int(term))
+            stmt = stmt.where(or_(*conds))
+        if model:
+            stmt = stmt.where(Prediction.model_name == model)
+        if model_version:
+            stmt = stmt.where(Prediction.model_version == model_version)
+        flt = "any" if outcome is None else outcome
+        if flt not in OUTCOME_FILTERS and flt.upper() not in OUTCOME_FILTERS:
+            raise RegisterInputError(
+                f"unknown outcome filter {outcome!r} (one of {', '.join(OUTCOME_FILTERS)})")
+        if flt == "with":
+            stmt = stmt.where(Outcome.id.is_not(None))
+        elif flt == "without":
+            stmt = stmt.where(Outcome.id.is_(None))
+        elif flt == "responder":
+            stmt = stmt.where(Outcome.category.in_(sorted(RESPONDER_CATEGORIES)))
+        elif flt == "non-responder":
+            stmt = stmt.where(Outcome.category.in_(["SD", "PD"]))
+        elif flt != "any":
+            stmt = stmt.where(Outcome.category == flt.upper())
+        return stmt
+
+    def list_cases(self, search: str = "", model: str | None = None,
+                   outcome: str | None = "any", sort: str = "created_at",
+                   descending: bool = True, limit: int = 200, offset: int = 0,
+                   model_version: str | None = None) -> list[CaseRow]:
+        """One page of the register table.
+
+        Parameters
+        ----------
+        search:
+            Words that must each occur in the patient ID, patient name or accession number
+            (a number also matches the case id). Empty: every case.
+        model, model_version:
+            Only cases predicted by that model name (and version).
+        outcome:
+            ``"any"``, ``"with"``, ``"without"`` an outcome, ``"responder"`` (CR/PR),
+            ``"non-responder"`` (SD/PD) or one RECIST category; the current outcome counts.
+        sort, descending:
+            One of :data:`SORT_KEYS`; ties are broken by case id in the same direction.
+        limit, offset:
+            The page (the table loads pages, never the whole register).
+        """
+        if sort not in SORT_KEYS:
+            raise RegisterInputError(f"unknown sort key {sort!r} (one of {', '.join(SORT_KEYS)})")
+        if limit < 0 or offset < 0:
+            raise RegisterInputError("limit and offset must not be negative")
+        stmt = self._case_select(search, model, model_version, outcome)
+        columns: dict[str, Sequence[Any]] = {
+            "created_at": [Prediction.created_at], "id": [], "patient_id": [Patient.patient_id],
+            "patient_name": [Patient.patient_name], "study_date": [Study.study_date],
+            "label": [Prediction.label], "score": [Prediction.score],
+            "votes": [Prediction.responder_votes],
+            "model": [Prediction.model_name, Prediction.model_version],
+            "outcome": [Outcome.category],
+        }
+        order = [*columns[sort], Prediction.id]
+        stmt = stmt.order_by(*[c.desc() if descending else c.asc() for c in order])
+        stmt = stmt.limit(limit).offset(offset)
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+        return [CaseRow(r[0], parse_timestamp(r[1]), *r[2:]) for r in rows]
+
+    def count_cases(self, search: str = "", model: str | None = None,
+                    outcome: str | None = "any", model_version: str | None = None) -> int:
+        """How many cases :meth:`list_cases` would page through with these filters."""
+        sub = self._case_select(search, model, model_version, outcome).subquery()
+        with self._read() as conn:
+            return int(conn.execute(select(func.count()).select_from(sub)).scalar_one())
+
+    def models(self) -> list[tuple[str, str]]:
+        """The (model name, version) pairs present, for the table's model filter."""
+        with self._read() as conn:
+            rows = conn.execute(select(Prediction.model_name, Prediction.model_version)
+                                .distinct().order_by(Prediction.model_name,
+                                                     Prediction.model_version)).all()
+        return [(r[0], r[1]) for r in rows]
+
+    # ---------------------------------------------------------------- outcomes
+
+    def record_outcome(self, prediction_id: int, category: str,
+                       date: str | dt.date | None = None, entered_by: str | None = None,
+                       note: str = "") -> OutcomeEntry:
+        """Record the RECIST outcome of a case; a second entry is a correction.
+
+        A correction is a new row that supersedes the current one: the old value stays in the
+        history (``PredictionDetail.outcomes``) and both are in the audit trail.
+
+        Parameters
+        ----------
+        category:
+            CR, PR, SD or PD (case-insensitive).
+        date:
+            Date of the response assessment (``YYYY-MM-DD``/``YYYYMMDD``/date); today if None.
+        entered_by:
+            Who entered it; the OS login if None.
+        """
+        cat = normalise_category(category)
+        when = normalise_date(date if date is not None else dt.date.today(), "outcome date")
+        by = entered_by if entered_by is not None else current_os_user()
+        with self._write() as conn:
+            self._require_prediction(conn, prediction_id)
+            previous = conn.execute(select(func.max(Outcome.id))
+                                    .where(Outcome.prediction_ref == prediction_id)).scalar()
+            entered = timestamp_text(utc_now())
+            oid = int(conn.execute(insert(Outcome).values(
+                prediction_ref=prediction_id, category=cat, outcome_date=when, entered_by=by,
+                entered_at=entered, supersedes_ref=previous, note=note or "",
+            )).inserted_primary_key[0])
+            record_hash = audit.content_hash(_outcome_content(conn, oid))
+            self._append_event(conn, "outcome", {
+                "outcome_id": oid, "record_hash": record_hash, "category": cat,
+                "supersedes": previous}, prediction_id)
+        return OutcomeEntry(oid, prediction_id, cat, when, by, parse_timestamp(entered),
+                            previous, note or "")
+
+    def _outcomes(self, conn: Connection, prediction_id: int) -> list[OutcomeEntry]:
+        rows = _orm(conn).execute(select(Outcome).where(Outcome.prediction_ref == prediction_id)
+                            .order_by(Outcome.id)).scalars()
+        return [OutcomeEntry(o.id, o.prediction_ref, o.category, o.outcome_date, o.entered_by,
+                             parse_timestamp(o.entered_at), o.supersedes_ref, o.note)
+                for o in rows]
+
+    def outcome_history(self, prediction_id: int) -> list[OutcomeEntry]:
+        """Every outcome entered for a case, oldest first (the last one is current)."""
+        with self._read() as conn:
+            self._require_prediction(conn, prediction_id)
+            return self._outcomes(conn, prediction_id)
+
+    # ---------------------------------------------------------------- verify
+
+    def verify(self) -> VerifyReport:
+        """Check the database and the audit trail; detects edits made behind the register's back.
+
+        Checks ``PRAGMA integrity_check``; recomputes every link of the hash chain (ids must run
+        1, 2, 3, … with no gap and none removed from the end); recomputes the content hash of
+        every prediction and outcome and compares it with its audit event; and reports rows
+        without an event and events whose row is gone. Works even when the append-only
+        triggers were dropped.
+        """
+        problems: list[str] = []
+        first_bad: int | None = None
+        with self._read() as conn:
+            conn.begin()  # one consistent snapshot for the whole check
+            integrity = "; ".join(str(r[0]) for r in
+                                  conn.exec_driver_sql("PRAGMA integrity_check").all())
+            if integrity != "ok":
+                problems.append(f"integrity_check: {integrity}")
+            prev = audit.GENESIS_HASH
+            expected_id = 1
+            record_hashes: dict[tuple[str, int], str] = {}
+            n_events = 0
+            orm = _orm(conn)
+            for ev in orm.execute(select(AuditEventRow).order_by(AuditEventRow.id)).scalars():
+                n_events += 1
+                bad: str | None = None
+                if ev.id != expected_id:
+                    bad = f"audit event {expected_id} is missing (next is {ev.id})"
+                elif ev.prev_hash != prev:
+                    bad = f"audit event {ev.id} does not link to the event before it"
+                else:
+                    content = audit.event_content(
+                        id=ev.id, created_at=ev.created_at, kind=ev.kind, os_user=ev.os_user,
+                        app_version=ev.app_version, prediction_id=ev.prediction_ref,
+                        payload=ev.payload)
+                    if audit.chain_hash(ev.prev_hash, content) != ev.hash:
+                        bad = f"audit event {ev.id} was altered (its hash does not match)"
+                if bad is not None:
+                    problems.append(bad)
+                    if first_bad is None:
+                        first_bad = min(ev.id, expected_id)
+                prev = ev.hash
+                expected_id = ev.id + 1
+                try:
+                    payload = json.loads(ev.payload)
+                except ValueError:
+                    problems.append(f"audit event {ev.id} has an unreadable payload")
+                    continue
+                if ev.kind == "prediction" and isinstance(payload, dict):
+                    record_hashes[("prediction", int(payload.get("prediction_id", -1)))] = str(
+                        payload.get("record_hash"))
+                elif ev.kind == "outcome" and isinstance(payload, dict):
+                    record_hashes[("outcome", int(payload.get("outcome_id", -1)))] = str(
+                        payload.get("record_hash"))
+            seq = conn.exec_driver_sql(
+                "SELECT seq FROM sqlite_sequence WHERE name = 'audit_events'").scalar()
+            if seq is not None and int(seq) != expected_id - 1:
+                problems.append(f"audit events after {expected_id - 1} were removed "
+                                f"(the last id issued was {seq})")
+                if first_bad is None:
+                    first_bad = expected_id
+            pred_ids = list(conn.execute(select(Prediction.id).order_by(Prediction.id)).scalars())
+            for pid in pred_ids:
+                want = record_hashes.pop(("prediction", pid), None)
+                if want is None:
+                    problems.append(f"case {pid} has no audit event")
+                elif audit.content_hash(_prediction_content(conn, pid)) != want:
+                    problems.append(f"case {pid} was altered after it was recorded")
+            out_ids = list(conn.execute(select(Outcome.id).order_by(Outcome.id)).scalars())
+            for oid in out_ids:
+                want = record_hashes.pop(("outcome", oid), None)
+                if want is None:
+                    problems.append(f"outcome {oid} has no audit event")
+                elif audit.content_hash(_outcome_content(conn, oid)) != want:
+                    problems.append(f"outcome {oid} was altered after it was recorded")
+            for kind, rid in sorted(record_hashes):
+                what = "case" if kind == "prediction" else "outcome"
+                problems.append(f"{what} {rid} was deleted (its audit event remains)")
+        return VerifyReport(ok=not problems, integrity=integrity, n_events=n_events,
+                            n_predictions=len(pred_ids), n_outcomes=len(out_ids),
+                            first_bad_event=first_bad, problems=problems)
+
+    # ---------------------------------------------------------------- performance
+
+    def performance(self) -> list[PerformanceRow]:
+        """Local AUC (95 % CI), sensitivity, specificity, accuracy per model version.
+
+        Uses every case with a current outcome; a study predicted several times by one model
+        version counts once (its latest prediction). See :mod:`app.register.performance`.
+        """
+        latest = (select(func.max(Outcome.id)).where(Outcome.prediction_ref == Prediction.id)
+                  .correlate(Prediction).scalar_subquery())
+        stmt = (select(Prediction.id, Prediction.study_ref, Prediction.model_name,
+                       Prediction.model_version, Prediction.label, Prediction.score,
+                       Outcome.category)
+                .join(Outcome, Outcome.id == latest).order_by(Prediction.id))
+        with self._read() as conn:
+            rows = conn.execute(stmt).all()
+        per_study: dict[tuple[str, str, int], Any] = {}
+        for r in rows:  # ordered by id: the latest prediction of a study wins
+            per_study[(r.model_name, r.model_version, r.study_ref)] = r
+        groups: dict[tuple[str, str], list[Any]] = {}
+        for (name, version, _), r in per_study.items():
+            groups.setdefault((name, version), []).append(r)
+        result = []
+        for (name, version), rs in sorted(groups.items()):
+            y = [1 if r.category in RESPONDER_CATEGORIES else 0 for r in rs]
+            pred = [1 if r.label == "responder" else 0 for r in rs]
+            result.append(performance_row(name, version, y, pred, [r.score for r in rs]))
+        return result
+
+    # ---------------------------------------------------------------- backup / export
+
+    def backup(self, dest: Path | str,
+               progress: Callable[[int, int], None] | None = None) -> Path:
+        """Copy the register to ``dest`` with SQLite's backup API (safe while it is in use).
+
+        Refuses to overwrite an existing file or the register itself. The backup is recorded
+        in the audit trail (after the copy, so the copy ends with the event before it).
+        """
+        dest = Path(dest).expanduser()
+        if dest.exists():
+            raise RegisterInputError(f"{dest} exists already; choose a new file for the backup")
+        with db.translated(dest):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+        with self._read() as conn:
+            dbapi = conn.connection.dbapi_connection
+            if not isinstance(dbapi, sqlite3.Connection):  # pragma: no cover - always sqlite3
+                raise RegisterError("unexpected database driver")
+            db.backup_connection(dbapi, dest, progress)
+        if not self.read_only:
+            self._log_internal_checked("backup", {"path": str(dest)})
+        return dest
+
+    def _log_internal_checked(self, kind: str, payload: dict[str, Any]) -> None:
+        with self._write() as conn:
+            self._append_event(conn, kind, payload)
+
+    def export_rows(self) -> Iterator[dict[str, Any]]:
+        """Every case as a plain export row (with its current outcome), by case id."""
+        latest = (select(func.max(Outcome.id)).where(Outcome.prediction_ref == Prediction.id)
+                  .correlate(Prediction).scalar_subquery())
+        n_outcomes = (select(func.count(Outcome.id))
+                      .where(Outcome.prediction_ref == Prediction.id)
+                      .correlate(Prediction).scalar_subquery())
+        stmt = (select(Prediction, Study, Patient, Outcome, n_outcomes)
+                .join(Study, Study.id == Prediction.study_ref)
+                .join(Patient, Patient.id == Study.patient_ref)
+                .outerjoin(Outcome, Outcome.id == latest).order_by(Prediction.id))
+        with self._read() as conn:
+            rows = _orm(conn).execute(stmt).all()
+        for p, s, pt, o, n_out in rows:
+            yield {
+                "prediction_id": p.id, "created_at": p.created_at,
+                "patient_id": pt.patient_id, "patient_name": pt.patient_name,
+                "birth_date": pt.birth_date, "sex": pt.sex, "study_uid": s.study_uid,
+                "study_date": s.study_date, "accession": s.accession,
+                "study_description": s.description, "model_name": p.model_name,
+                "model_version": p.model_version, "model_sha256": p.model_sha256,
+                "weights_kind": p.weights_kind, "device": p.device,
+                "app_version": p.app_version, "os_user": p.os_user, "label": p.label,
+                "score": p.score, "responder_votes": p.responder_votes,
+                "total_votes": p.total_votes, "tie": int(bool(p.tie)), "tie_rule": p.tie_rule,
+                "run_time_s": p.run_time_s, "warnings": "; ".join(p.warnings),
+                "n_warnings": len(p.warnings),
+                "overrides": json.dumps(p.overrides, sort_keys=True) if p.overrides else "",
+                "source_folder": p.source_folder,
+                "outcome": o.category if o else "", "outcome_date": o.outcome_date if o else "",
+                "outcome_entered_by": o.entered_by if o else "",
+                "outcome_corrections": max(int(n_out) - 1, 0),
+            }
+
+    def export_csv(self, dest: Path | str, pseudonymise: bool = False,
+                   key: bytes | str | None = None) -> ExportSummary:
+        """Write every case to a CSV file, optionally pseudonymised.
+
+        See :mod:`app.register.export` for what the pseudonymised export keeps, hashes, shifts
+        and drops. ``key`` (bytes, or text used as UTF-8) replaces the register's own secret,
+        e.g. to link exports of several registers. The export is recorded in the audit trail
+        (file, number of rows, whether pseudonymised — never the key).
+        """
+        dest = Path(dest).expanduser()
+        if pseudonymise:
+            if key is None:
+                secret = self.meta("pseudonym_key")
+                if not secret:  # pragma: no cover - created by migration 0001
+                    raise RegisterError("this register has no pseudonymisation key")
+                key_bytes = bytes.fromhex(secret)
+            else:
+                key_bytes = key.encode("utf-8") if isinstance(key, str) else bytes(key)
+                if len(key_bytes) < 16:
+                    raise RegisterInputError("a pseudonymisation key must be at least 16 bytes")
+        columns = PSEUDONYMISED_COLUMNS if pseudonymise else PLAIN_COLUMNS
+        tmp = dest.with_name(dest.name + ".partial")
+        n = 0
+        with db.translated(dest):
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with tmp.open("w", newline="", encoding="utf-8") as fh:
+                    writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
+                    writer.writeheader()
+                    for row in self.export_rows():
+                        out = pseudonymise_row(row, key_bytes) if pseudonymise else row
+                        writer.writerow({c: safe_cell(out.get(c)) for c in columns})
+                        n += 1
+                os.replace(tmp, dest)
+            finally:
+                tmp.unlink(missing_ok=True)
+        if not self.read_only:
+            self._log_internal_checked("export", {
+                "path": str(dest), "rows": n, "pseudonymised": pseudonymise,
+                "key": ("supplied" if key is not None else "register") if pseudonymise else None,
+            })
+        return ExportSummary(dest, n, pseudonymise)
+
+    def stats(self) -> dict[str, int]:
+        """Counts for a status line: patients, studies, cases, cases with outcome, events."""
+        with self._read() as conn:
+            def count(sql: str) -> int:
+                return int(conn.exec_driver_sql(sql).scalar_one())
+
+            return {
+                "patients": count("SELECT count(*) FROM patients"),
+                "studies": count("SELECT count(*) FROM studies"),
+                "cases": count("SELECT count(*) FROM predictions"),
+                "cases_with_outcome": count(
+                    "SELECT count(DISTINCT prediction_ref) FROM outcomes"),
+                "events": count("SELECT count(*) FROM audit_events"),
+            }
+
+
+# ------------------------------------------------------------------------------------------------
+# row ↔ record helpers (one place, so that insert-time and verify-time hashes see the same data)
+
+
+def _prediction_values(record: PredictionRecord) -> dict[str, Any]:
+    """Validated column values of the ``predictions`` row for ``record`` (no ids)."""
+    score = finite(record.score, "score")
+    try:
+        r_votes, t_votes = int(record.responder_votes), int(record.total_votes)
+    except (TypeError, ValueError):
+        raise RegisterInputError("vote counts must be whole numbers") from None
+    if t_votes < 1 or not 0 <= r_votes <= t_votes:
+        raise RegisterInputError(
+            f"impossible vote split {record.responder_votes}/{record.total_votes}")
+    if score is None or not 0.0 <= score <= 1.0:
+        raise RegisterInputError(f"score {record.score!r} is not a probability in [0, 1]")
+    for what in ("model_name", "model_version", "model_sha256"):
+        if not str(getattr(record, what) or "").strip():
+            raise RegisterInputError(f"a prediction needs its {what.replace('_', ' ')}")
+    return {
+        "created_at": timestamp_text(record.created_at),
+        "os_user": record.os_user or "",
+        "app_version": record.app_version or __version__,
+        "model_name": record.model_name,
+        "model_version": str(record.model_version),
+        "model_sha256": record.model_sha256,
+        "weights_kind": record.weights_kind or "",
+        "device": record.device or "",
+        "label": normalise_label(record.label),
+        "score": score,
+        "responder_votes": r_votes,
+        "total_votes": t_votes,
+        "tie": bool(record.tie),
+        "tie_rule": record.tie_rule or "",
+        "run_time_s": finite(record.run_time_s, "run time"),
+        "source_folder": str(record.source_folder or ""),
+        "series_uids": plain_json(dict(record.series_uids)),
+        "liver_range_mm": plain_json(dict(record.liver_range_mm)),
+        "slice_pairs": plain_json(list(record.slice_pairs)),
+        "slice_results": plain_json(list(record.slice_results)),
+        "warnings": [str(w) for w in record.warnings],
+        "overrides": plain_json(dict(record.overrides)),
+    }
+
+
+def _orm(conn: Connection) -> Session:
+    """An ORM session on ``conn`` that joins (never commits) the connection's transaction.
+
+    A fresh session per use: its identity map cannot serve stale objects, so every hash is
+    computed from what is in the database right now.
+    """
+    return Session(bind=conn, join_transaction_mode="rollback_only", autoflush=False)
+
+
+def _columns(obj: Any) -> dict[str, Any]:
+    return {c.key: getattr(obj, c.key) for c in obj.__table__.columns}
+
+
+def _prediction_content(conn: Connection, prediction_id: int) -> dict[str, Any]:
+    """Everything recorded about one prediction, as stored (what its record hash covers)."""
+    row = _orm(conn).execute(
+        select(Prediction, Study, Patient)
+        .join(Study, Study.id == Prediction.study_ref)
+        .join(Patient, Patient.id == Study.patient_ref)
+        .where(Prediction.id == prediction_id)
+    ).first()
+    if row is None:  # pragma: no cover - callers check first
+        raise RegisterInputError(f"there is no case with id {prediction_id}")
+    p, s, pt = row
+    content = _columns(p)
+    content["tie"] = bool(content["tie"])
+    content["study"] = _columns(s)
+    content["patient"] = _columns(pt)
+    return content
+
+
+def _outcome_content(conn: Connection, outcome_id: int) -> dict[str, Any]:
+    o = _orm(conn).execute(select(Outcome).where(Outcome.id == outcome_id)).scalar_one()
+    return _columns(o)
+
+
+def _record_from_rows(p: Prediction, s: Study, pt: Patient) -> PredictionRecord:
+    return PredictionRecord(
+        patient_id=pt.patient_id, patient_name=pt.patient_name, birth_date=pt.birth_date,
+        sex=pt.sex, study_uid=s.study_uid, study_date=s.study_date, accession=s.accession,
+        study_description=s.description, model_name=p.model_name,
+        model_version=p.model_version, model_sha256=p.model_sha256,
+        weights_kind=p.weights_kind, device=p.device, label=p.label, score=p.score,
+        responder_votes=p.responder_votes, total_votes=p.total_votes, tie=bool(p.tie),
+        tie_rule=p.tie_rule, series_uids=p.series_uids, liver_range_mm=p.liver_range_mm,
+        slice_pairs=p.slice_pairs, slice_results=p.slice_results, warnings=p.warnings,
+        overrides=p.overrides, run_time_s=p.run_time_s, source_folder=p.source_folder,
+        app_version=p.app_version, os_user=p.os_user, created_at=parse_timestamp(p.created_at),
+    )
+
+
+def _event(r: AuditEventRow) -> AuditEvent:
+    return AuditEvent(r.id, parse_timestamp(r.created_at), r.kind, r.os_user, r.app_version,
+                      r.prediction_ref, json.loads(r.payload), r.prev_hash, r.hash)
