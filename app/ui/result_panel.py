@@ -1,0 +1,395 @@
+"""The result panel: the predicted label, its vote split, the model's identity and the caveats.
+
+How the main window uses it::
+
+    panel = ResultPanel()
+    panel.set_busy("Predicting… 40 %")                  # while the worker runs
+    panel.set_result(prediction_result, loaded_model.description)
+    panel.clear()                                        # new study
+
+``set_result`` reads the prediction duck-typed through :func:`summarise` (the attribute names
+of ``app.inference.predictor.PredictionResult`` and ``app.inference.weights.ModelDescription``,
+with a few tolerated spellings), so the panel also renders a register record or a test double.
+The same :class:`ResultSummary` can feed a PDF report: :meth:`ResultSummary.lines` is the
+panel's content as plain text.
+
+What the reader must never miss is always visible: the label spelled out in words (colour is a
+second cue, never the only one), how the slices voted, a banner when the weights are random or
+synthetic-only, and the intended-use notice.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from PySide6 import QtCore, QtWidgets
+
+from app import INTENDED_USE
+from app.ui.vote_strip import NON_RESPONDER_COLOR, RESPONDER_COLOR, is_responder_label
+
+_MISSING = object()
+
+
+def _get(obj: Any, *names: str, default: Any = None) -> Any:
+    """First attribute (or mapping key) of ``obj`` among ``names`` that is present and not None."""
+    if obj is None:
+        return default
+    for name in names:
+        value = obj.get(name, _MISSING) if isinstance(obj, dict) else getattr(obj, name, _MISSING)
+        if value is not _MISSING and value is not None:
+            return value
+    return default
+
+
+@dataclass(frozen=True)
+class ResultSummary:
+    """What the result panel shows, extracted from a prediction and a model description.
+
+    Attributes
+    ----------
+    responder:
+        True when the patient-level label is responder (RECIST 1.1 CR/PR).
+    label:
+        The label as the predictor spelled it.
+    responder_votes, total_votes:
+        Slice votes for responder, and all slice votes.
+    mean_probability:
+        Mean responder probability over the slices (None when not reported).
+    tie, tie_rule:
+        Whether the vote was tied and the rule that decided it.
+    model_name, model_version, model_sha256, weights_kind, training_data:
+        The model's identity and provenance.
+    device, device_reason:
+        Where the model ran and, after a fallback, why.
+    warnings:
+        Everything the predictor warned about (shown as a list).
+    """
+
+    responder: bool
+    label: str
+    responder_votes: int
+    total_votes: int
+    mean_probability: float | None
+    tie: bool = False
+    tie_rule: str = ""
+    model_name: str = ""
+    model_version: str = ""
+    model_sha256: str = ""
+    weights_kind: str = ""
+    training_data: str = ""
+    device: str = ""
+    device_reason: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def headline(self) -> str:
+        """``"RESPONDER"`` or ``"NON-RESPONDER"``."""
+        return "RESPONDER" if self.responder else "NON-RESPONDER"
+
+    @property
+    def meaning(self) -> str:
+        """What the label predicts, in RECIST words."""
+        return (
+            "predicted RECIST 1.1 response (CR/PR)"
+            if self.responder
+            else "predicted no RECIST 1.1 response (SD/PD)"
+        )
+
+    @property
+    def vote_text(self) -> str:
+        """``"19 of 30 slices vote responder (63 %)"``."""
+        if self.total_votes <= 0:
+            return "no slice votes"
+        pct = 100.0 * self.responder_votes / self.total_votes
+        return f"{self.responder_votes} of {self.total_votes} slices vote responder ({pct:.0f} %)"
+
+    @property
+    def probability_text(self) -> str:
+        """``"Mean probability of response 0.62"`` (or that it was not reported)."""
+        if self.mean_probability is None:
+            return "Mean probability of response not reported"
+        return f"Mean probability of response {self.mean_probability:.2f}"
+
+    @property
+    def tie_text(self) -> str:
+        """Why a tied vote ended as it did (empty when there was no tie)."""
+        if not self.tie:
+            return ""
+        half = self.total_votes // 2
+        rule = self.tie_rule or "the predictor's tie rule"
+        return f"Tied vote ({half} : {half}) — decided by {rule}"
+
+    @property
+    def model_text(self) -> str:
+        """``"demo-model 1.0 · SHA-256 1a2b3c4d5e6f"``."""
+        parts = [p for p in (self.model_name, self.model_version) if p]
+        text = " ".join(parts) if parts else "unnamed model"
+        if self.model_sha256:
+            text += f" · SHA-256 {self.model_sha256[:12]}"
+        return text
+
+    @property
+    def device_text(self) -> str:
+        """``"Ran on CPU (CUDA unavailable: no driver)"``."""
+        if not self.device:
+            return ""
+        text = f"Ran on {self.device}"
+        if self.device_reason:
+            text += f" ({self.device_reason})"
+        return text
+
+    @property
+    def banner(self) -> tuple[str, str]:
+        """``(text, severity)`` about the weights; severity is "danger", "caution" or "info"."""
+        return weights_banner(self.weights_kind)
+
+    def lines(self) -> list[str]:
+        """The panel's content as plain text lines (for a report or a test)."""
+        out = [f"{self.headline} — {self.meaning}", self.vote_text, self.probability_text]
+        if self.tie_text:
+            out.append(self.tie_text)
+        out.append(self.banner[0])
+        out.append(f"Model: {self.model_text}")
+        if self.weights_kind:
+            out.append(f"Weights: {self.weights_kind}")
+        if self.training_data:
+            out.append(f"Trained on: {self.training_data}")
+        if self.device_text:
+            out.append(self.device_text)
+        out.extend(f"Warning: {w}" for w in self.warnings)
+        out.append(INTENDED_USE)
+        return out
+
+
+def weights_banner(weights_kind: str) -> tuple[str, str]:
+    """Banner text and severity for a model's ``weights_kind``.
+
+    Random weights make the output meaningless and synthetic-only training makes it a
+    demonstration: both must be impossible to overlook next to a label that looks like a
+    clinical answer.
+    """
+    kind = (weights_kind or "").lower()
+    if "random" in kind or "not trained" in kind or "untrained" in kind:
+        return ("Random-initialised weights — result meaningless", "danger")
+    if "synthetic" in kind or "phantom" in kind or "demo" in kind:
+        return (
+            "Demonstration model trained on synthetic phantoms — not for clinical use",
+            "caution",
+        )
+    if "site" in kind:
+        return ("Site-trained model — check its local performance before relying on it", "info")
+    return ("Origin of the weights unknown — read the model description", "caution")
+
+
+def summarise(result: Any, description: Any = None) -> ResultSummary:
+    """Extract a :class:`ResultSummary` from a prediction and (optionally) a model description.
+
+    Parameters
+    ----------
+    result:
+        An ``app.inference`` ``PredictionResult`` or anything with the same attributes
+        (``label``, ``responder_votes``, ``total_votes``, ``mean_probability``, ``tie``,
+        ``tie_rule``, ``slices``, ``model_name``/``model_version``/``model_sha256``, ``device``,
+        ``device_reason``/``fallback_reason``, ``warnings``); a dict works too.
+    description:
+        The model's ``ModelDescription`` (``name``, ``version``, ``weights_kind``,
+        ``training_data``); fills what the result does not carry.
+
+    Why duck typing: the panel must render a fresh prediction, a record read back from the
+    register and test doubles alike, without importing torch into the UI's import path.
+    """
+    slices = _get(result, "slices", "slice_results", "per_slice", default=[]) or []
+    label = str(_get(result, "label", default=""))
+    total = _get(result, "total_votes", "n_votes", default=None)
+    if total is None:
+        total = len(slices)
+    votes = _get(result, "responder_votes", "n_responder_votes", default=None)
+    if votes is None:
+        votes = sum(1 for s in slices if is_responder_label(_get(s, "label", default="")))
+    if not label:
+        label = "responder" if 2 * int(votes) > int(total) else "non-responder"
+    mean = _get(result, "mean_probability", "score", "mean_prob", default=None)
+    training = _get(description, "training_data", "training_data_summary", "trained_on", default="")
+    if isinstance(training, dict):
+        training = ", ".join(f"{k}: {v}" for k, v in training.items())
+    warnings = [str(w) for w in (_get(result, "warnings", default=[]) or [])]
+    return ResultSummary(
+        responder=is_responder_label(label),
+        label=label,
+        responder_votes=int(votes),
+        total_votes=int(total),
+        mean_probability=float(mean) if mean is not None else None,
+        tie=bool(_get(result, "tie", "tied", default=False)),
+        tie_rule=str(_get(result, "tie_rule", default="")),
+        model_name=str(_get(result, "model_name", default="") or _get(description, "name", default="")),
+        model_version=str(
+            _get(result, "model_version", default="") or _get(description, "version", default="")
+        ),
+        model_sha256=str(_get(result, "model_sha256", "sha256", default="")),
+        weights_kind=str(
+            _get(result, "weights_kind", default="") or _get(description, "weights_kind", default="")
+        ),
+        training_data=str(training),
+        device=str(_get(result, "device", "device_used", default="")),
+        device_reason=str(_get(result, "device_reason", "fallback_reason", default="")),
+        warnings=warnings,
+    )
+
+
+_BANNER_STYLES = {
+    "danger": "background:#7a1010; color:white; border-radius:4px; padding:6px; font-weight:bold;",
+    "caution": "background:#8a6300; color:white; border-radius:4px; padding:6px; font-weight:bold;",
+    "info": "background:#2f4f6f; color:white; border-radius:4px; padding:6px;",
+}
+
+
+class ResultPanel(QtWidgets.QWidget):
+    """The prediction for the study on view, with its provenance and caveats.
+
+    ``set_result(result, model_description)`` shows a prediction, ``set_busy(text)`` shows a
+    running job (``set_busy(None)`` ends it), ``clear()`` empties the panel. :attr:`summary`
+    is what is shown (None when empty).
+    """
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._summary: ResultSummary | None = None
+        self.setMinimumWidth(260)
+
+        self.busy_label = QtWidgets.QLabel()
+        self.busy_bar = QtWidgets.QProgressBar()
+        self.busy_bar.setRange(0, 0)  # indeterminate: the main window's status bar has the %
+        self.busy_bar.setMaximumHeight(8)
+        self.busy_bar.setTextVisible(False)
+
+        self.label_label = QtWidgets.QLabel()
+        self.label_label.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self.meaning_label = QtWidgets.QLabel()
+        self.meaning_label.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        self.vote_label = QtWidgets.QLabel()
+        self.probability_label = QtWidgets.QLabel()
+        self.tie_label = QtWidgets.QLabel()
+        self.banner_label = QtWidgets.QLabel()
+        self.model_label = QtWidgets.QLabel()
+        self.device_label = QtWidgets.QLabel()
+        self.warnings_label = QtWidgets.QLabel()
+        self.warnings_label.setStyleSheet("color:#b36b00;")
+        self.intended_use_label = QtWidgets.QLabel(INTENDED_USE)
+        self.intended_use_label.setStyleSheet("color:gray; font-style:italic; font-size:8pt;")
+        self.empty_label = QtWidgets.QLabel("No prediction for this study yet.")
+        self.empty_label.setStyleSheet("color:gray;")
+
+        big = self.label_label.font()
+        big.setPointSizeF(big.pointSizeF() * 1.8)
+        big.setBold(True)
+        self.label_label.setFont(big)
+
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(8, 8, 8, 8)
+        for w in (
+            self.busy_label, self.busy_bar, self.empty_label, self.label_label,
+            self.meaning_label, self.vote_label, self.probability_label, self.tie_label,
+            self.banner_label, self.model_label, self.device_label, self.warnings_label,
+        ):
+            if isinstance(w, QtWidgets.QLabel):
+                w.setWordWrap(True)
+                w.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+            layout.addWidget(w)
+        layout.addStretch(1)
+        self.intended_use_label.setWordWrap(True)
+        layout.addWidget(self.intended_use_label)
+        self.set_busy(None)
+        self.clear()
+
+    @property
+    def summary(self) -> ResultSummary | None:
+        """What is shown (None when the panel is empty)."""
+        return self._summary
+
+    def set_result(self, result: Any, model_description: Any = None) -> ResultSummary:
+        """Show ``result`` (see :func:`summarise` for what is read); ends the busy state."""
+        s = summarise(result, model_description)
+        self._summary = s
+        self.set_busy(None)
+        color = RESPONDER_COLOR if s.responder else NON_RESPONDER_COLOR
+        self.label_label.setText(s.headline)
+        self.label_label.setStyleSheet(
+            f"background:{color.name()}; color:white; border-radius:6px; padding:8px;"
+        )
+        self.meaning_label.setText(s.meaning)
+        self.vote_label.setText(s.vote_text)
+        self.probability_label.setText(s.probability_text)
+        self.tie_label.setText(s.tie_text)
+        banner, severity = s.banner
+        self.banner_label.setText(banner)
+        self.banner_label.setStyleSheet(_BANNER_STYLES[severity])
+        model = f"<b>Model</b> {_html(s.model_text)}"
+        if s.weights_kind:
+            model += f"<br><b>Weights</b> {_html(s.weights_kind)}"
+        if s.training_data:
+            model += f"<br><b>Trained on</b> {_html(s.training_data)}"
+        self.model_label.setText(model)
+        self.device_label.setText(_html(s.device_text))
+        self.warnings_label.setText(
+            "<b>Warnings</b><ul style='margin:0'>"
+            + "".join(f"<li>{_html(w)}</li>" for w in s.warnings)
+            + "</ul>"
+            if s.warnings
+            else ""
+        )
+        self._show_result_widgets(True)
+        self.tie_label.setVisible(bool(s.tie_text))
+        self.device_label.setVisible(bool(s.device_text))
+        self.warnings_label.setVisible(bool(s.warnings))
+        return s
+
+    def clear(self) -> None:
+        """Empty the panel (the intended-use notice stays)."""
+        self._summary = None
+        self._show_result_widgets(False)
+        self.empty_label.setVisible(True)
+
+    def set_busy(self, text: str | None) -> None:
+        """Show ``text`` with a busy indicator; None or "" hides it."""
+        busy = bool(text)
+        self.busy_label.setText(text or "")
+        self.busy_label.setVisible(busy)
+        self.busy_bar.setVisible(busy)
+        if busy:
+            self.empty_label.setVisible(False)
+        elif self._summary is None:
+            self.empty_label.setVisible(True)
+
+    def text(self) -> str:
+        """Everything the panel shows as plain text, one item per line (visible items only)."""
+        parts: list[str] = []
+        for w in (
+            self.busy_label, self.empty_label, self.label_label, self.meaning_label,
+            self.vote_label, self.probability_label, self.tie_label, self.banner_label,
+            self.model_label, self.device_label, self.warnings_label, self.intended_use_label,
+        ):
+            if not w.isHidden() and w.text():
+                parts.append(_plain(w.text()))
+        return "\n".join(parts)
+
+    def _show_result_widgets(self, on: bool) -> None:
+        self.empty_label.setVisible(not on)
+        for w in (
+            self.label_label, self.meaning_label, self.vote_label, self.probability_label,
+            self.tie_label, self.banner_label, self.model_label, self.device_label,
+            self.warnings_label,
+        ):
+            w.setVisible(on)
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _plain(html: str) -> str:
+    text = re.sub(r"<br\s*/?>|</li>", "\n", html)
+    text = re.sub(r"<[^>]+>", " ", text)
+    text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return re.sub(r"[ \t]+", " ", text).strip()

@@ -1,0 +1,406 @@
+"""One phase viewer: a CT slice on pyqtgraph with corner texts, W/L drag and a CAM layer.
+
+:class:`PhaseViewer` shows one slice of one :class:`~app.dicom.types.Volume` in millimetres
+(patient x to the right, anterior up), like the viewers of a radiology workstation: black
+background, the phase and series in the top-left corner, slice position top-right, the window
+bottom-left. It owns no scroll state; :class:`app.ui.viewer_panel.ViewerPanel` owns the shared
+position and tells each viewer which slice to show. User gestures leave the viewer as signals:
+
+- ``stepRequested(int)``: wheel or arrow keys asked for ±n slices,
+- ``jumpRequested(str)``: Home / End,
+- ``windowDragged(float, float, bool)``: right-drag by (dx, dy) screen pixels since the drag
+  started; the bool is True at the start of a drag,
+- ``cursorInfo(str)``: "arterial  z = -123.5 mm  (120, 87)  HU = 87" under the mouse.
+
+Rendering a slice is cheap by design (RELIABILITY 29): the two ``ImageItem`` objects are made
+once, ``setImage`` gets a view into the volume with fixed levels (``autoLevels=False``), and
+nothing is precomputed on the UI thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app.dicom.types import Volume
+from app.ui.cam_overlay import CamOverlay
+from app.ui.windowing import DEFAULT_WINDOW, WindowLevel
+
+# One place that guarantees the orientation contract even when a widget is built without the
+# application bootstrap (tests, a designer preview): row-major = arrays are [row, column].
+pg.setConfigOptions(imageAxisOrder="row-major")
+
+BACKGROUND = "#000000"
+TEXT_COLOR = "#e6e6e6"
+ACCENT_COLOR = "#ffd166"
+
+
+@dataclass(frozen=True)
+class SliceGeometry:
+    """Where a volume's slices lie on screen, in millimetres of the patient's x/y.
+
+    The viewer draws every phase in patient coordinates (not pixel indices) so that volumes
+    with different matrices, spacings or fields of view still line up anatomically and zoom/pan
+    can be linked between viewers in mm.
+
+    Attributes
+    ----------
+    x0, y0:
+        Patient x and y (mm) of the displayed image's top-left corner (the pixel edge, not
+        its centre).
+    col_mm, row_mm:
+        Column spacing (x) and row spacing (y) in mm.
+    rows, cols:
+        Matrix size.
+    flip_cols, flip_rows:
+        True when the series' row/column direction points towards -x / -y; the displayed
+        slice is then mirrored so that patient left is always on screen right and anterior
+        always up (radiological convention), whatever the scanner wrote.
+    """
+
+    x0: float
+    y0: float
+    col_mm: float
+    row_mm: float
+    rows: int
+    cols: int
+    flip_cols: bool = False
+    flip_rows: bool = False
+
+    @classmethod
+    def of(cls, volume: Volume) -> SliceGeometry:
+        """Geometry of ``volume``'s slices from its origin, spacing and direction.
+
+        Assumes an axial series (the intended use): the row direction is along ±x and the
+        column direction along ±y. Oblique in-plane rotation is not resampled (a few degrees of
+        rotation would only make the mm read-out approximate, never wrong by more than that).
+        """
+        rows, cols = int(volume.hu.shape[1]), int(volume.hu.shape[2])
+        row_mm, col_mm = (float(s) for s in volume.pixel_spacing)
+        direction = np.asarray(volume.direction, dtype=float).reshape(3, 3)
+        flip_cols = bool(direction[0][0] < 0)  # columns run towards patient right (-x)
+        flip_rows = bool(direction[1][1] < 0)  # rows run towards anterior (-y)
+        ox, oy = float(volume.origin[0]), float(volume.origin[1])
+        # ``origin`` is the centre of pixel (0, 0); the image rectangle starts half a pixel
+        # before it. A flipped axis starts at the far end of the acquired range.
+        x0 = (ox - (cols - 1) * col_mm if flip_cols else ox) - col_mm / 2
+        y0 = (oy - (rows - 1) * row_mm if flip_rows else oy) - row_mm / 2
+        return cls(x0, y0, col_mm, row_mm, rows, cols, flip_cols, flip_rows)
+
+    @property
+    def rect(self) -> QtCore.QRectF:
+        """The image rectangle in mm for ``ImageItem.setRect``."""
+        return QtCore.QRectF(self.x0, self.y0, self.cols * self.col_mm, self.rows * self.row_mm)
+
+    @property
+    def flips(self) -> tuple[bool, bool]:
+        return (self.flip_cols, self.flip_rows)
+
+    def display(self, image: np.ndarray) -> np.ndarray:
+        """``image`` (rows × cols, acquisition order) as displayed (a view; no copy)."""
+        if self.flip_cols:
+            image = image[:, ::-1]
+        if self.flip_rows:
+            image = image[::-1, :]
+        return image
+
+    def pixel_at(self, x_mm: float, y_mm: float) -> tuple[int, int] | None:
+        """``(row, col)`` of the acquired pixel under patient position (x, y), or None outside."""
+        c = int(np.floor((x_mm - self.x0) / self.col_mm))
+        r = int(np.floor((y_mm - self.y0) / self.row_mm))
+        if not (0 <= r < self.rows and 0 <= c < self.cols):
+            return None
+        if self.flip_cols:
+            c = self.cols - 1 - c
+        if self.flip_rows:
+            r = self.rows - 1 - r
+        return r, c
+
+    def centre_mm(self, row: int, col: int) -> tuple[float, float]:
+        """Patient (x, y) of the centre of acquired pixel (row, col); inverse of :meth:`pixel_at`."""
+        dc = self.cols - 1 - col if self.flip_cols else col
+        dr = self.rows - 1 - row if self.flip_rows else row
+        return (self.x0 + (dc + 0.5) * self.col_mm, self.y0 + (dr + 0.5) * self.row_mm)
+
+
+class SliceViewBox(pg.ViewBox):
+    """A ViewBox with the gestures of a DICOM viewer.
+
+    Left drag pans (pyqtgraph's default), Ctrl+wheel zooms, a plain wheel asks for the next or
+    previous slice, and a right drag changes the window instead of zooming. The context menu
+    is off: a right click starts W/L, and the toolbar has every action the menu would offer.
+    """
+
+    sigWheelStep = QtCore.Signal(int)
+    sigWindowDrag = QtCore.Signal(float, float, bool)
+
+    def __init__(self) -> None:
+        super().__init__(lockAspect=True, invertY=True, enableMenu=False)
+        self.setBackgroundColor(BACKGROUND)
+
+    def wheelEvent(self, ev: QtWidgets.QGraphicsSceneWheelEvent, axis: int | None = None) -> None:  # noqa: N802
+        if ev.modifiers() & QtCore.Qt.KeyboardModifier.ControlModifier:
+            super().wheelEvent(ev, axis)
+            return
+        delta = ev.delta()
+        if delta:
+            self.sigWheelStep.emit(1 if delta > 0 else -1)
+        ev.accept()
+
+    def mouseDragEvent(self, ev: object, axis: int | None = None) -> None:  # noqa: N802
+        button = ev.button()  # type: ignore[attr-defined]
+        if button == QtCore.Qt.MouseButton.RightButton:
+            ev.accept()  # type: ignore[attr-defined]
+            start = ev.buttonDownScreenPos(button)  # type: ignore[attr-defined]
+            now = ev.screenPos()  # type: ignore[attr-defined]
+            self.sigWindowDrag.emit(
+                float(now.x() - start.x()), float(now.y() - start.y()), bool(ev.isStart())  # type: ignore[attr-defined]
+            )
+            return
+        super().mouseDragEvent(ev, axis)
+
+
+class PhaseViewer(pg.GraphicsLayoutWidget):
+    """Viewer of one contrast phase.
+
+    Parameters
+    ----------
+    phase:
+        ``"plain"``, ``"arterial"`` or ``"portal"``; shown in the corner and in the cursor text.
+    parent:
+        Qt parent.
+
+    Usage
+    -----
+    ``set_volume(volume, description)`` once per study, then ``show_slice(index)`` on every
+    scroll, ``set_window(wl)`` on W/L changes, ``set_cam(array | None)`` when a CAM for the
+    current slice is (or is not) available. ``image_item``, ``view`` and ``cam`` are public so
+    that tests and the panel can inspect them.
+    """
+
+    stepRequested = QtCore.Signal(int)
+    jumpRequested = QtCore.Signal(str)
+    windowDragged = QtCore.Signal(float, float, bool)
+    cursorInfo = QtCore.Signal(str)
+
+    def __init__(self, phase: str, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent=parent)
+        self.phase = phase
+        self.setBackground(BACKGROUND)
+        self.ci.setContentsMargins(0, 0, 0, 0)
+        self.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
+        self.setMinimumSize(160, 160)
+
+        self.view = SliceViewBox()
+        self.addItem(self.view)
+        self.image_item = pg.ImageItem(axisOrder="row-major")
+        self.image_item.setZValue(0)
+        self.view.addItem(self.image_item)
+        self.cam = CamOverlay(self.view)
+
+        self._volume: Volume | None = None
+        self._geometry: SliceGeometry | None = None
+        self._index: int | None = None
+        self._window: WindowLevel = DEFAULT_WINDOW
+        self._description = ""
+        self._note = ""
+
+        # Corner texts are children of the ViewBox itself (not of its scene-scaled child
+        # group), so they stay fixed in screen pixels while the image zooms and pans.
+        self._corners = {key: self._make_corner() for key in ("tl", "tr", "bl", "br")}
+        self.view.sigResized.connect(self._place_corners)
+
+        self.view.sigWheelStep.connect(self.stepRequested)
+        self.view.sigWindowDrag.connect(self.windowDragged)
+        self.scene().sigMouseMoved.connect(self._mouse_moved)
+        self._update_corners()
+
+    # -- public API ------------------------------------------------------------------
+    @property
+    def volume(self) -> Volume | None:
+        """The volume shown (None before :meth:`set_volume`)."""
+        return self._volume
+
+    @property
+    def geometry_mm(self) -> SliceGeometry | None:
+        """Display geometry of the current volume in mm."""
+        return self._geometry
+
+    def current_index(self) -> int | None:
+        """Index (into the volume) of the slice on screen, None when empty."""
+        return self._index
+
+    def window(self) -> WindowLevel:
+        """The window/level in use."""
+        return self._window
+
+    def set_volume(self, volume: Volume | None, description: str = "") -> None:
+        """Show ``volume`` (None clears the viewer); resets the view to fit the slice."""
+        self._volume = volume
+        self._description = description
+        self._index = None
+        self.cam.set_cam(None, QtCore.QRectF(), (False, False))
+        if volume is None or volume.n_slices == 0:
+            self._geometry = None
+            self.image_item.clear()
+            self._update_corners()
+            return
+        self._geometry = SliceGeometry.of(volume)
+        self.show_slice(volume.n_slices // 2)
+        self.reset_view()
+
+    def show_slice(self, index: int, note: str = "") -> None:
+        """Display slice ``index`` of the volume (clamped); ``note`` goes to a corner.
+
+        Cheap: a view into the HU array, fixed levels, the same ImageItem.
+        """
+        if self._volume is None or self._geometry is None:
+            return
+        index = min(max(int(index), 0), self._volume.n_slices - 1)
+        self._note = note
+        if index != self._index:
+            self._index = index
+            data = self._geometry.display(self._volume.hu[index])
+            self.image_item.setImage(data, autoLevels=False, levels=self._window.levels)
+            self.image_item.setRect(self._geometry.rect)
+        self._update_corners()
+
+    def set_window(self, window: WindowLevel) -> None:
+        """Apply a window/level: only the levels change, the image data stays."""
+        self._window = window
+        self.image_item.setLevels(window.levels)
+        self._update_corners()
+
+    def set_cam(self, cam: np.ndarray | None) -> None:
+        """Overlay ``cam`` (rows × cols of the current slice, raw CAM values) or remove it.
+
+        Raises
+        ------
+        ValueError
+            When the CAM's shape differs from the slice's (it would be drawn misregistered).
+        """
+        if cam is not None and self._geometry is not None:
+            expected = (self._geometry.rows, self._geometry.cols)
+            if tuple(np.shape(cam)) != expected:
+                raise ValueError(
+                    f"{self.phase}: CAM shape {np.shape(cam)} does not match the slice {expected}"
+                )
+        if self._geometry is None:
+            cam = None
+        rect = self._geometry.rect if self._geometry is not None else QtCore.QRectF()
+        flips = self._geometry.flips if self._geometry is not None else (False, False)
+        self.cam.set_cam(cam, rect, flips)
+        self._update_corners()
+
+    def reset_view(self) -> None:
+        """Fit the whole slice into the viewer."""
+        if self._geometry is not None:
+            self.view.setRange(rect=self._geometry.rect, padding=0.0)
+
+    def info_at(self, x_mm: float, y_mm: float) -> str | None:
+        """Status text for patient position (x, y) on the current slice, None outside it.
+
+        Format: ``"arterial  z = -123.5 mm  (col 120, row 87)  HU = 87"`` — the pixel
+        indices are those of the acquired image, so they can be checked in any DICOM tool.
+        """
+        if self._volume is None or self._geometry is None or self._index is None:
+            return None
+        hit = self._geometry.pixel_at(x_mm, y_mm)
+        if hit is None:
+            return None
+        r, c = hit
+        hu = float(self._volume.hu[self._index, r, c])
+        z = float(self._volume.z_positions[self._index])
+        return f"{self.phase}  z = {z:.1f} mm  (col {c}, row {r})  HU = {hu:.0f}"
+
+    def corner_texts(self) -> dict[str, str]:
+        """Plain text of the four corner overlays (for tests and screenshots)."""
+        return {key: item.toPlainText().replace("\xa0", " ") for key, item in self._corners.items()}
+
+    # -- events ------------------------------------------------------------------------
+    def keyPressEvent(self, ev: QtGui.QKeyEvent) -> None:  # noqa: N802
+        step = _KEY_STEPS.get(QtCore.Qt.Key(ev.key()))
+        if step is not None:
+            self.stepRequested.emit(step)
+            ev.accept()
+            return
+        jump = _KEY_JUMPS.get(QtCore.Qt.Key(ev.key()))
+        if jump is not None:
+            self.jumpRequested.emit(jump)
+            ev.accept()
+            return
+        super().keyPressEvent(ev)
+
+    def _mouse_moved(self, scene_pos: QtCore.QPointF) -> None:
+        if not self.view.sceneBoundingRect().contains(scene_pos):
+            return
+        p = self.view.mapSceneToView(scene_pos)
+        text = self.info_at(p.x(), p.y())
+        if text is not None:
+            self.cursorInfo.emit(text)
+
+    # -- corner texts ----------------------------------------------------------------------
+    def _make_corner(self) -> QtWidgets.QGraphicsTextItem:
+        item = QtWidgets.QGraphicsTextItem()
+        item.setParentItem(self.view)
+        item.setDefaultTextColor(QtGui.QColor(TEXT_COLOR))
+        font = item.font()
+        font.setPointSizeF(9.0)
+        item.setFont(font)
+        item.setZValue(100)
+        item.setAcceptedMouseButtons(QtCore.Qt.MouseButton.NoButton)
+        return item
+
+    def _update_corners(self) -> None:
+        tl = f"<b style='color:{ACCENT_COLOR}'>{self.phase.upper()}</b>"
+        if self._description:
+            tl += f"<br>{_escape(self._description)}"
+        tr = bl = br = ""
+        if self._volume is not None and self._index is not None:
+            z = float(self._volume.z_positions[self._index])
+            tr = f"z = {z:.1f} mm<br>slice {self._index + 1} / {self._volume.n_slices}"
+            g = self._geometry
+            if g is not None:
+                br = f"{g.cols}×{g.rows}  {g.col_mm:.2f} mm"
+        bl = _escape(self._window.label())
+        if self._window.name:
+            bl += f"  ({_escape(self._window.name)})"
+        if self.cam.has_data and self.cam.item.isVisible():
+            br = f"Grad-CAM ({self.cam.colormap})<br>{br}"
+        if self._note:
+            tr += f"<br>{_escape(self._note)}"
+        texts = {"tl": tl, "tr": tr, "bl": bl, "br": br}
+        for key, html in texts.items():
+            align = "right" if key.endswith("r") else "left"
+            self._corners[key].setHtml(f"<div align='{align}'>{html}</div>")
+        self._place_corners()
+
+    def _place_corners(self) -> None:
+        bounds = self.view.boundingRect()
+        margin = 4.0
+        for key, item in self._corners.items():
+            size = item.boundingRect()
+            x = bounds.left() + margin if key[1] == "l" else bounds.right() - size.width() - margin
+            y = bounds.top() + margin if key[0] == "t" else bounds.bottom() - size.height() - margin
+            item.setPos(x, y)
+
+
+_KEY_STEPS: dict[QtCore.Qt.Key, int] = {
+    QtCore.Qt.Key.Key_Up: 1,
+    QtCore.Qt.Key.Key_Down: -1,
+    QtCore.Qt.Key.Key_PageUp: 10,
+    QtCore.Qt.Key.Key_PageDown: -10,
+}
+_KEY_JUMPS: dict[QtCore.Qt.Key, str] = {
+    QtCore.Qt.Key.Key_Home: "first",
+    QtCore.Qt.Key.Key_End: "last",
+}
+
+
+def _escape(text: str) -> str:
+    """HTML-escape ``text``, keeping double spaces (HTML would collapse them)."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("  ", "&nbsp; ")

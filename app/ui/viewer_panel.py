@@ -1,0 +1,599 @@
+"""Three synchronised phase viewers (plain | arterial | portal) with a shared slice position.
+
+How the main window uses it::
+
+    panel = ViewerPanel()
+    panel.set_study(study, descriptions={"arterial": "ART 5.0 B30f", ...})   # AssembledStudy
+    panel.cursorInfo.connect(status_bar.showMessage)
+    strip = VoteStrip(); link_vote_strip(panel, strip)   # clicks jump, marker follows
+    # after prediction:
+    strip.set_result([s.probability for s in result.slices], [s.label for s in result.slices])
+    # Grad-CAM as it arrives (worker thread -> signal -> these slots, on the UI thread):
+    panel.pairIndexChanged.connect(lambda i: worker.prioritise(i) if not panel.has_cam(i) else None)
+    panel.set_cam("arterial", cam_slice, pair_index)          # one slice of one phase
+    panel.set_cam_cache(cam_result.cams, cam_result.global_max)  # or all at once
+
+The shared position is an index into ``study.pairs`` (the slice triplets the model sees);
+:meth:`ViewerPanel.indices_at` gives each phase's slice index at a position. A study without
+pairs yet (assembled before the liver range was found, or a failed pairing) is still viewable:
+the position then runs over the slices of the first assigned phase and the other phases show
+the slice nearest in table position; the panel starts at the middle slice.
+
+Zoom and pan are linked in millimetres (centre and mm-per-pixel), not by pyqtgraph's
+``setXLink``/``setYLink``: those fight the locked aspect ratio (pyqtgraph issues #1103, #1348:
+runaway zoom on resize), and the phases may have different matrices or fields of view.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app import PHASES
+from app.dicom.types import AssembledStudy
+from app.ui.cam_overlay import COLORMAPS, DEFAULT_COLORMAP, DEFAULT_OPACITY
+from app.ui.viewer import PhaseViewer
+from app.ui.windowing import (
+    DEFAULT_WINDOW,
+    PRESETS,
+    WindowLevel,
+    drag_window,
+    make_window,
+    match_preset,
+)
+
+pg.setConfigOptions(imageAxisOrder="row-major")
+
+#: Colour of the liver-range band on the slider and the vote strip (a muted teal that differs
+#: from both vote colours).
+LIVER_BAND_COLOR = QtGui.QColor(64, 160, 150, 110)
+
+
+class LiverRangeSlider(QtWidgets.QSlider):
+    """Horizontal slice slider that paints the liver range as a band behind its groove."""
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(QtCore.Qt.Orientation.Horizontal, parent)
+        self._mask = np.zeros(0, dtype=bool)
+        self.setMinimumHeight(22)
+        self.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
+
+    def set_marks(self, mask: np.ndarray) -> None:
+        """``mask[i]`` True where position ``i`` lies in the liver range."""
+        self._mask = np.asarray(mask, dtype=bool)
+        self.update()
+
+    def marks(self) -> np.ndarray:
+        """The liver-range mask in use."""
+        return self._mask
+
+    def paintEvent(self, ev: QtGui.QPaintEvent) -> None:  # noqa: N802
+        if self._mask.any() and self.maximum() >= self.minimum():
+            opt = QtWidgets.QStyleOptionSlider()
+            self.initStyleOption(opt)
+            style = self.style()
+            groove = style.subControlRect(
+                QtWidgets.QStyle.ComplexControl.CC_Slider, opt,
+                QtWidgets.QStyle.SubControl.SC_SliderGroove, self,
+            )
+            handle = style.subControlRect(
+                QtWidgets.QStyle.ComplexControl.CC_Slider, opt,
+                QtWidgets.QStyle.SubControl.SC_SliderHandle, self,
+            )
+            n = self.maximum() - self.minimum()
+            span = groove.width() - handle.width()
+            step = span / n if n > 0 else 0.0
+            left = groove.left() + handle.width() / 2.0
+            painter = QtGui.QPainter(self)
+            painter.setPen(QtCore.Qt.PenStyle.NoPen)
+            painter.setBrush(LIVER_BAND_COLOR)
+            for start, stop in _runs(self._mask):
+                x0 = left + (start - 0.5) * step
+                x1 = left + (stop - 0.5) * step
+                painter.drawRect(QtCore.QRectF(x0, 2.0, max(x1 - x0, 2.0), self.height() - 4.0))
+            painter.end()
+        super().paintEvent(ev)
+
+
+class ViewerPanel(QtWidgets.QWidget):
+    """Three synchronised viewers, a slice slider with the liver range, and a small toolbar.
+
+    Signals
+    -------
+    pairIndexChanged(int)
+        The shared position changed (scroll, keys, slider, :meth:`set_pair_index`).
+    cursorInfo(str)
+        "arterial  z = -123.5 mm  (col 120, row 87)  HU = 87" for the status bar.
+    windowChanged(float, float)
+        Window width and level after a preset, drag or :meth:`set_window`.
+    camVisibleChanged(bool)
+        The Grad-CAM toggle changed (keep a main-window toolbar action in sync).
+    """
+
+    pairIndexChanged = QtCore.Signal(int)
+    cursorInfo = QtCore.Signal(str)
+    windowChanged = QtCore.Signal(float, float)
+    camVisibleChanged = QtCore.Signal(bool)
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._study: AssembledStudy | None = None
+        self._ref_phase: str | None = None
+        self._n_positions = 0
+        self._position = 0
+        self._window: WindowLevel = DEFAULT_WINDOW
+        self._drag_start: WindowLevel | None = None
+        self._cams: dict[tuple[str, int], np.ndarray] = {}
+        self._cam_visible = True
+        self._syncing = False
+
+        self.viewers: dict[str, PhaseViewer] = {p: PhaseViewer(p) for p in PHASES}
+        for viewer in self.viewers.values():
+            viewer.stepRequested.connect(self.step)
+            viewer.jumpRequested.connect(self._jump)
+            viewer.windowDragged.connect(self._window_dragged)
+            viewer.cursorInfo.connect(self.cursorInfo)
+            viewer.view.sigRangeChanged.connect(self._view_range_changed)
+
+        self.slider = LiverRangeSlider()
+        self.slider.valueChanged.connect(self.set_pair_index)
+        self.position_label = QtWidgets.QLabel("No study")
+        self.position_label.setMinimumWidth(300)
+        self.toolbar = self._build_toolbar()
+
+        viewers_row = QtWidgets.QHBoxLayout()
+        viewers_row.setSpacing(2)
+        for viewer in self.viewers.values():
+            viewers_row.addWidget(viewer, 1)
+        slider_row = QtWidgets.QHBoxLayout()
+        slider_row.addWidget(self.slider, 1)
+        slider_row.addWidget(self.position_label)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(3)
+        layout.addWidget(self.toolbar)
+        layout.addLayout(viewers_row, 1)
+        layout.addLayout(slider_row)
+        self._apply_window(self._window, emit=False)
+        self._update_enabled()
+
+    # ------------------------------------------------------------------ study & position
+    def set_study(
+        self, study: AssembledStudy | None, descriptions: Mapping[str, str] | None = None
+    ) -> None:
+        """Show ``study`` (None clears the panel); forgets any cached Grad-CAM.
+
+        Parameters
+        ----------
+        study:
+            The assembled study. Phases without a volume leave their viewer empty.
+        descriptions:
+            phase → series description for the top-left corner (the scan's ``SeriesInfo``
+            has it; :class:`~app.dicom.types.Volume` does not).
+        """
+        self._study = study
+        self._cams.clear()
+        descriptions = dict(descriptions or {})
+        volumes = study.volumes if study is not None else {}
+        for phase, viewer in self.viewers.items():
+            viewer.set_volume(volumes.get(phase), descriptions.get(phase, ""))
+        self._ref_phase = next((p for p in PHASES if p in volumes), None)
+        if study is None or self._ref_phase is None:
+            self._n_positions = 0
+        elif study.pairs:
+            self._n_positions = len(study.pairs)
+        else:
+            self._n_positions = volumes[self._ref_phase].n_slices
+        mask = self.liver_mask()
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, max(self._n_positions - 1, 0))
+        self.slider.setPageStep(10)
+        self.slider.blockSignals(False)
+        self.slider.set_marks(mask)
+        self._position = -1
+        self._update_enabled()
+        if self._n_positions:
+            self.set_pair_index(self._start_position())
+            self._link_from(self.viewers[self._ref_phase].view)
+        else:
+            self.position_label.setText("No study")
+            self.pairIndexChanged.emit(-1)
+
+    def clear(self) -> None:
+        """Empty the panel."""
+        self.set_study(None)
+
+    @property
+    def study(self) -> AssembledStudy | None:
+        """The study on display."""
+        return self._study
+
+    @property
+    def paired(self) -> bool:
+        """True when the position is an index into ``study.pairs``."""
+        return bool(self._study is not None and self._study.pairs)
+
+    def count(self) -> int:
+        """Number of scroll positions (pairs, or the reference phase's slices)."""
+        return self._n_positions
+
+    def pair_index(self) -> int:
+        """The shared position (-1 when there is no study)."""
+        return self._position if self._n_positions else -1
+
+    def set_pair_index(self, index: int) -> None:
+        """Move all three viewers to position ``index`` (clamped) and emit ``pairIndexChanged``."""
+        if not self._n_positions:
+            return
+        index = min(max(int(index), 0), self._n_positions - 1)
+        if index == self._position:
+            return
+        self._position = index
+        in_liver = bool(self.liver_mask()[index]) if self._n_positions else False
+        note = "in liver range" if in_liver else ""
+        for phase, slice_index in self.indices_at(index).items():
+            viewer = self.viewers[phase]
+            viewer.show_slice(slice_index, note)
+            viewer.set_cam(self._cams.get((phase, index)) if self.paired else None)
+        if self.slider.value() != index:
+            self.slider.blockSignals(True)
+            self.slider.setValue(index)
+            self.slider.blockSignals(False)
+        self._update_position_label(in_liver)
+        self.pairIndexChanged.emit(index)
+
+    def step(self, n: int) -> None:
+        """Move the shared position by ``n`` (wheel, arrow keys, page keys)."""
+        if self._n_positions:
+            self.set_pair_index(self._position + int(n))
+
+    def indices_at(self, position: int) -> dict[str, int]:
+        """phase → slice index shown at ``position``."""
+        study = self._study
+        if study is None or not self._n_positions:
+            return {}
+        if study.pairs:
+            pair = study.pairs[position]
+            return {p: int(i) for p, i in pair.index.items() if p in study.volumes}
+        assert self._ref_phase is not None
+        ref = study.volumes[self._ref_phase]
+        z = float(ref.z_positions[position])
+        return {p: (position if p == self._ref_phase else v.index_of_z(z)) for p, v in study.volumes.items()}
+
+    def z_at(self, position: int) -> float | None:
+        """Table position (mm) of ``position``: the pair's ``z_ref`` or the reference slice's z."""
+        study = self._study
+        if study is None or not (0 <= position < self._n_positions):
+            return None
+        if study.pairs:
+            return float(study.pairs[position].z_ref)
+        assert self._ref_phase is not None
+        return float(study.volumes[self._ref_phase].z_positions[position])
+
+    def liver_mask(self) -> np.ndarray:
+        """Boolean per position: True where every phase's slice lies in that phase's liver range.
+
+        A slice counts as in the range when the slab it represents (its position ± half the
+        slice spacing) reaches into the range: the phases are separate acquisitions whose
+        slices can sit half a slice apart, and a pair at the liver's edge should not drop out
+        because one phase's nearest slice centre lies 2.5 mm outside. Shared with the vote strip
+        (:func:`link_vote_strip`) so both mark the same positions.
+        """
+        study = self._study
+        mask = np.zeros(self._n_positions, dtype=bool)
+        if study is None or not study.liver_range_mm:
+            return mask
+        for pos in range(self._n_positions):
+            ok = False
+            for phase, idx in self.indices_at(pos).items():
+                rng = study.liver_range_mm.get(phase)
+                if rng is None:
+                    continue
+                volume = study.volumes[phase]
+                z = float(volume.z_positions[idx])
+                half = abs(float(volume.slice_spacing)) / 2.0 + 1e-3
+                lo, hi = min(rng), max(rng)
+                ok = lo - half <= z <= hi + half
+                if not ok:
+                    break
+            mask[pos] = ok
+        return mask
+
+    # ------------------------------------------------------------------ window / level
+    def window(self) -> WindowLevel:
+        """The window/level shared by the three viewers."""
+        return self._window
+
+    def set_window(self, width: float, level: float) -> None:
+        """Apply window ``width``/``level`` (HU) to all three viewers."""
+        self._apply_window(match_preset(*_pair(make_window(width, level))))
+
+    def set_preset(self, name: str) -> None:
+        """Apply a preset by name ("Abdomen", "Liver", "Model W400/L0")."""
+        for p in PRESETS:
+            if p.name.lower() == name.lower():
+                self._apply_window(p)
+                return
+        raise KeyError(f"no window preset {name!r}")
+
+    def _apply_window(self, window: WindowLevel, emit: bool = True) -> None:
+        self._window = window
+        for viewer in self.viewers.values():
+            viewer.set_window(window)
+        self._preset_box.blockSignals(True)
+        idx = self._preset_box.findText(window.name) if window.name else -1
+        self._preset_box.setCurrentIndex(idx if idx >= 0 else self._preset_box.count() - 1)
+        self._preset_box.blockSignals(False)
+        if emit:
+            self.windowChanged.emit(window.width, window.level)
+
+    def _window_dragged(self, dx: float, dy: float, start: bool) -> None:
+        if start or self._drag_start is None:
+            self._drag_start = self._window
+        self._apply_window(drag_window(self._drag_start, dx, dy))
+
+    # ------------------------------------------------------------------ Grad-CAM
+    def set_cam(self, phase: str, cam_slice: np.ndarray | None, pair_index: int) -> None:
+        """Cache (or with None forget) the CAM of ``phase`` at ``pair_index``; show it if current.
+
+        ``cam_slice`` has the rows × columns of that phase's original slice (as
+        ``app.inference`` maps it back), raw values: the colours are scaled by
+        :meth:`set_cam_scale` for the whole study.
+        """
+        key = (phase, int(pair_index))
+        if cam_slice is None:
+            self._cams.pop(key, None)
+        else:
+            self._cams[key] = np.asarray(cam_slice)
+        if self.paired and int(pair_index) == self._position and phase in self.viewers:
+            self.viewers[phase].set_cam(self._cams.get(key))
+
+    def set_cam_cache(
+        self,
+        cams: Mapping[str, Sequence[np.ndarray | None] | np.ndarray],
+        global_max: float | None = None,
+    ) -> None:
+        """Replace the whole CAM cache: phase → per-pair arrays (a list, or ``(n_pairs, H, W)``).
+
+        ``global_max`` (``CamResult.global_max``) fixes one colour scale for the study.
+        """
+        self._cams.clear()
+        if global_max is not None:
+            self.set_cam_scale(global_max)
+        for phase, per_pair in cams.items():
+            for i, cam in enumerate(per_pair):
+                if cam is not None:
+                    self._cams[(phase, i)] = np.asarray(cam)
+        self._refresh_cams()
+
+    def set_cam_scale(self, global_max: float | None) -> None:
+        """Colour scale ``0 .. global_max`` for every CAM of the study (None: per slice)."""
+        for viewer in self.viewers.values():
+            viewer.cam.set_scale(global_max)
+        self._refresh_cams()
+
+    def clear_cams(self) -> None:
+        """Forget every cached CAM (e.g. a new prediction started)."""
+        self._cams.clear()
+        self._refresh_cams()
+
+    def has_cam(self, pair_index: int, phase: str | None = None) -> bool:
+        """True when the CAM of ``phase`` (default: every shown phase) at ``pair_index`` is cached."""
+        phases = [phase] if phase else list(self.indices_at(0)) if self._n_positions else []
+        return bool(phases) and all((p, int(pair_index)) in self._cams for p in phases)
+
+    def cam_visible(self) -> bool:
+        """The Grad-CAM toggle."""
+        return self._cam_visible
+
+    def set_cam_visible(self, visible: bool) -> None:
+        """Show or hide the heat maps on all three viewers."""
+        visible = bool(visible)
+        changed = visible != self._cam_visible
+        self._cam_visible = visible
+        for viewer in self.viewers.values():
+            viewer.cam.set_visible(visible)
+        self._cam_check.blockSignals(True)
+        self._cam_check.setChecked(visible)
+        self._cam_check.blockSignals(False)
+        self._refresh_cams()
+        if changed:
+            self.camVisibleChanged.emit(visible)
+
+    def set_cam_opacity(self, opacity: float) -> None:
+        """Opacity 0..1 of the heat maps on all three viewers."""
+        opacity = min(max(float(opacity), 0.0), 1.0)
+        for viewer in self.viewers.values():
+            viewer.cam.set_opacity(opacity)
+        self._opacity_slider.blockSignals(True)
+        self._opacity_slider.setValue(round(opacity * 100))
+        self._opacity_slider.blockSignals(False)
+
+    def set_cam_colormap(self, name: str) -> None:
+        """Colour map of the heat maps (:data:`app.ui.cam_overlay.COLORMAPS`)."""
+        for viewer in self.viewers.values():
+            viewer.cam.set_colormap(name)
+        idx = self._cmap_box.findText(name)
+        if idx >= 0:
+            self._cmap_box.blockSignals(True)
+            self._cmap_box.setCurrentIndex(idx)
+            self._cmap_box.blockSignals(False)
+        self._refresh_cams()
+
+    def _refresh_cams(self) -> None:
+        for viewer in self.viewers.values():
+            viewer.cam.set_visible(self._cam_visible)
+        if not self._n_positions:
+            return
+        for phase in self.indices_at(self._position):
+            self.viewers[phase].set_cam(
+                self._cams.get((phase, self._position)) if self.paired else None
+            )
+
+    # ------------------------------------------------------------------ linked zoom / pan
+    def reset_views(self) -> None:
+        """Fit every viewer to its slice, then align the others on the reference phase."""
+        for viewer in self.viewers.values():
+            viewer.reset_view()
+        if self._ref_phase is not None:
+            self._link_from(self.viewers[self._ref_phase].view)
+
+    def _view_range_changed(self, view: pg.ViewBox, *_: object) -> None:
+        if not self._syncing:
+            self._link_from(view)
+
+    def _link_from(self, source: pg.ViewBox) -> None:
+        """Give every other viewer the same centre and mm-per-pixel as ``source``."""
+        (x0, x1), (y0, y1) = source.viewRange()
+        cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+        width_px = source.width()
+        mm_per_px = (x1 - x0) / width_px if width_px > 0 else None
+        self._syncing = True
+        try:
+            for viewer in self.viewers.values():
+                view = viewer.view
+                if view is source:
+                    continue
+                if mm_per_px is None or view.width() <= 0 or view.height() <= 0:
+                    view.setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0.0)
+                    continue
+                hw = view.width() * mm_per_px / 2.0
+                hh = view.height() * mm_per_px / 2.0
+                view.setRange(xRange=(cx - hw, cx + hw), yRange=(cy - hh, cy + hh), padding=0.0)
+        finally:
+            self._syncing = False
+
+    # ------------------------------------------------------------------ keys
+    def keyPressEvent(self, ev: QtGui.QKeyEvent) -> None:  # noqa: N802
+        key = QtCore.Qt.Key(ev.key())
+        steps = {
+            QtCore.Qt.Key.Key_Up: 1, QtCore.Qt.Key.Key_Down: -1,
+            QtCore.Qt.Key.Key_PageUp: 10, QtCore.Qt.Key.Key_PageDown: -10,
+        }
+        if key in steps:
+            self.step(steps[key])
+        elif key == QtCore.Qt.Key.Key_Home:
+            self._jump("first")
+        elif key == QtCore.Qt.Key.Key_End:
+            self._jump("last")
+        else:
+            super().keyPressEvent(ev)
+            return
+        ev.accept()
+
+    def _jump(self, where: str) -> None:
+        if self._n_positions:
+            self.set_pair_index(0 if where == "first" else self._n_positions - 1)
+
+    # ------------------------------------------------------------------ helpers
+    def _start_position(self) -> int:
+        """Middle of the liver range when known, else the middle position."""
+        mask = self.liver_mask()
+        if mask.any():
+            where = np.flatnonzero(mask)
+            return int(where[len(where) // 2])
+        return self._n_positions // 2
+
+    def _update_position_label(self, in_liver: bool) -> None:
+        z = self.z_at(self._position)
+        z_text = f"z = {z:.1f} mm" if z is not None else ""
+        if self.paired:
+            where = "in liver range" if in_liver else "outside liver range"
+            text = f"Pair {self._position + 1} / {self._n_positions}  ·  {z_text}  ·  {where}"
+        else:
+            text = (
+                f"Slice {self._position + 1} / {self._n_positions} ({self._ref_phase})  ·  "
+                f"{z_text}  ·  not paired yet"
+            )
+        self.position_label.setText(text)
+
+    def _update_enabled(self) -> None:
+        self.slider.setEnabled(self._n_positions > 1)
+
+    def _build_toolbar(self) -> QtWidgets.QWidget:
+        bar = QtWidgets.QWidget()
+        row = QtWidgets.QHBoxLayout(bar)
+        row.setContentsMargins(4, 2, 4, 2)
+        row.addWidget(QtWidgets.QLabel("Window:"))
+        self._preset_box = QtWidgets.QComboBox()
+        for p in PRESETS:
+            self._preset_box.addItem(p.name)
+        self._preset_box.addItem("Custom")
+        self._preset_box.setToolTip("Window/level preset; right-drag on an image adjusts it")
+        self._preset_box.activated.connect(self._preset_chosen)
+        row.addWidget(self._preset_box)
+        row.addSpacing(16)
+        self._cam_check = QtWidgets.QCheckBox("Grad-CAM")
+        self._cam_check.setChecked(self._cam_visible)
+        self._cam_check.toggled.connect(self.set_cam_visible)
+        row.addWidget(self._cam_check)
+        row.addWidget(QtWidgets.QLabel("Opacity"))
+        self._opacity_slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
+        self._opacity_slider.setRange(0, 100)
+        self._opacity_slider.setValue(round(DEFAULT_OPACITY * 100))
+        self._opacity_slider.setMaximumWidth(120)
+        self._opacity_slider.valueChanged.connect(lambda v: self.set_cam_opacity(v / 100.0))
+        row.addWidget(self._opacity_slider)
+        self._cmap_box = QtWidgets.QComboBox()
+        self._cmap_box.addItems(list(COLORMAPS))
+        self._cmap_box.setCurrentText(DEFAULT_COLORMAP)
+        self._cmap_box.currentTextChanged.connect(self.set_cam_colormap)
+        row.addWidget(self._cmap_box)
+        row.addSpacing(16)
+        fit = QtWidgets.QPushButton("Fit")
+        fit.setToolTip("Fit the slices to the viewers")
+        fit.clicked.connect(self.reset_views)
+        row.addWidget(fit)
+        row.addStretch(1)
+        hint = QtWidgets.QLabel("wheel/↑↓: slice · Ctrl+wheel: zoom · drag: pan · right-drag: W/L")
+        hint.setStyleSheet("color: gray")
+        row.addWidget(hint)
+        return bar
+
+    def _preset_chosen(self, index: int) -> None:
+        if 0 <= index < len(PRESETS):
+            self._apply_window(PRESETS[index])
+
+
+def link_vote_strip(panel: ViewerPanel, strip: QtWidgets.QWidget) -> None:
+    """Wire a :class:`app.ui.vote_strip.VoteStrip` to ``panel``.
+
+    Clicking a bar moves the viewers, scrolling moves the strip's marker, and a new study
+    gives the strip the panel's liver-range mask. Call once after creating both widgets.
+    """
+    strip.sliceClicked.connect(panel.set_pair_index)  # type: ignore[attr-defined]
+    panel.pairIndexChanged.connect(strip.set_current)  # type: ignore[attr-defined]
+
+    def _sync_mask(_: int) -> None:
+        mask = panel.liver_mask() if panel.paired else np.zeros(0, dtype=bool)
+        if not np.array_equal(mask, strip.liver_mask()):  # type: ignore[attr-defined]
+            strip.set_liver_mask(mask)  # type: ignore[attr-defined]
+
+    panel.pairIndexChanged.connect(_sync_mask)
+    _sync_mask(panel.pair_index())
+    strip.set_current(panel.pair_index())  # type: ignore[attr-defined]
+
+
+def _pair(w: WindowLevel) -> tuple[float, float]:
+    return (w.width, w.level)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` of consecutive True runs (stop exclusive)."""
+    runs: list[tuple[int, int]] = []
+    start: int | None = None
+    for i, v in enumerate(mask):
+        if v and start is None:
+            start = i
+        elif not v and start is not None:
+            runs.append((start, i))
+            start = None
+    if start is not None:
+        runs.append((start, len(mask)))
+    return runs
+
+
+__all__ = ["LiverRangeSlider", "ViewerPanel", "link_vote_strip"]

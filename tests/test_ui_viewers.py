@@ -1,0 +1,539 @@
+"""The three synchronised phase viewers (app.ui.viewer, app.ui.viewer_panel, cam_overlay).
+
+The test study is built from numpy arrays with deliberately different geometry per phase, so
+that the tests catch a viewer that confuses pair indices with slice indices or pixels with mm:
+
+- plain: 20 slices at z = -100 + 5 k, 64 × 64 px of 0.8 mm;
+- arterial: 24 slices at z = -110 + 5 k (slice index = plain index + 2), 48 × 56 px of 1.0 mm;
+- portal: 20 slices at z = -97.5 + 5 k, 64 × 64 px, written with rows along -x and columns
+  along -y (the displayed image must be mirrored both ways so that patient left stays on
+  screen right and anterior up).
+
+Every voxel has a value unique to (phase, slice, row, column): ``hu = base + 10 k + r - c / 100``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+import pytest
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app.dicom.types import AssembledStudy, SlicePair, Volume
+from app.ui.cam_overlay import COLORMAPS, get_colormap, overlay_lut
+from app.ui.viewer import PhaseViewer, SliceGeometry
+from app.ui.viewer_panel import ViewerPanel, link_vote_strip
+from app.ui.vote_strip import VoteStrip
+from app.ui.windowing import PRESETS, drag_window, make_window, preset
+
+pytestmark = pytest.mark.gui
+
+
+
+LIVER_RANGE = (-70.0, -40.0)
+PHASE_BASE = {"plain": 0.0, "arterial": 1000.0, "portal": 2000.0}
+
+
+def make_volume(
+    phase: str,
+    n: int,
+    z0: float,
+    rows: int,
+    cols: int,
+    spacing: float,
+    flipped: bool = False,
+) -> Volume:
+    """A volume whose voxel values encode (phase, slice, row, column)."""
+    k, r, c = np.meshgrid(np.arange(n), np.arange(rows), np.arange(cols), indexing="ij")
+    hu = (PHASE_BASE[phase] + 10.0 * k + r - c / 100.0).astype(np.float32)
+    z = z0 + 5.0 * np.arange(n, dtype=float)
+    direction = np.eye(3)
+    origin_x, origin_y = -cols * spacing / 2.0, -rows * spacing / 2.0
+    if flipped:
+        # rows run towards patient right (-x), columns towards anterior (-y); the normal
+        # (row x column) stays +z, as for a patient scanned feet first and prone-flipped.
+        direction = np.diag([-1.0, -1.0, 1.0])
+        origin_x, origin_y = -origin_x, -origin_y
+    return Volume(
+        hu=hu,
+        z_positions=z,
+        origin=(origin_x, origin_y, float(z[0])),
+        pixel_spacing=(spacing, spacing),
+        slice_spacing=5.0,
+        direction=direction,
+        sop_instance_uids=[f"1.2.3.{phase}.{i}" for i in range(n)],
+        series_uid=f"1.2.3.{phase}",
+        slice_thickness=5.0,
+    )
+
+
+def make_study(with_pairs: bool = True) -> AssembledStudy:
+    """The three-phase study described in the module docstring.
+
+    Pairs run over z_ref = -85 .. -25 mm (13 pairs); the liver range is -70 .. -40 mm in every
+    phase, so pairs 3..9 are in the liver range.
+    """
+    volumes = {
+        "plain": make_volume("plain", 20, -100.0, 64, 64, 0.8),
+        "arterial": make_volume("arterial", 24, -110.0, 48, 56, 1.0),
+        "portal": make_volume("portal", 20, -97.5, 64, 64, 0.8, flipped=True),
+    }
+    pairs: list[SlicePair] = []
+    if with_pairs:
+        for z_ref in np.arange(-85.0, -24.0, 5.0):
+            index = {p: v.index_of_z(float(z_ref)) for p, v in volumes.items()}
+            z_mm = {p: float(volumes[p].z_positions[i]) for p, i in index.items()}
+            pairs.append(SlicePair(z_ref=float(z_ref), index=index, z_mm=z_mm))
+    return AssembledStudy(
+        patient_id="TEST-001",
+        patient_name="Test^Patient",
+        study_uid="1.2.3",
+        study_date="20260101",
+        study_description="CT liver multiphase",
+        assignment={p: v.series_uid for p, v in volumes.items()},
+        volumes=volumes,
+        liver_range_mm=dict.fromkeys(volumes, LIVER_RANGE),
+        pairs=pairs,
+    )
+
+
+def cam_like(volume: Volume, centre: tuple[int, int], peak: float = 2.0) -> np.ndarray:
+    """A Gaussian blob the shape of one slice of ``volume`` (a stand-in for a Grad-CAM map)."""
+    rows, cols = volume.hu.shape[1:]
+    r, c = np.mgrid[0:rows, 0:cols]
+    d2 = (r - centre[0]) ** 2 + (c - centre[1]) ** 2
+    return (peak * np.exp(-d2 / (2 * 6.0**2))).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- fixtures / helpers
+@pytest.fixture
+def study() -> AssembledStudy:
+    return make_study()
+
+
+@pytest.fixture
+def panel(qtbot, study: AssembledStudy) -> ViewerPanel:  # type: ignore[no-untyped-def]
+    widget = ViewerPanel()
+    qtbot.addWidget(widget)
+    widget.resize(1200, 480)
+    widget.show()
+    qtbot.waitExposed(widget)
+    widget.set_study(study)
+    return widget
+
+
+def assert_at_pair(panel: ViewerPanel, study: AssembledStudy, i: int) -> None:
+    """Every viewer displays the slice that pair ``i`` assigns to its phase."""
+    assert panel.pair_index() == i
+    for phase, viewer in panel.viewers.items():
+        expected = study.pairs[i].index[phase]
+        assert viewer.current_index() == expected, phase
+        shown = viewer.geometry_mm.display(study.volumes[phase].hu[expected])  # type: ignore[union-attr]
+        np.testing.assert_array_equal(viewer.image_item.image, shown)
+
+
+def wheel(viewer: PhaseViewer, steps: int, ctrl: bool = False) -> None:
+    """Send a real wheel event to the middle of ``viewer``'s viewport."""
+    vp = viewer.viewport()
+    pos = QtCore.QPointF(vp.width() / 2, vp.height() / 2)
+    ev = QtGui.QWheelEvent(
+        pos,
+        vp.mapToGlobal(pos),
+        QtCore.QPoint(0, 0),
+        QtCore.QPoint(0, 120 * steps),
+        QtCore.Qt.MouseButton.NoButton,
+        QtCore.Qt.KeyboardModifier.ControlModifier if ctrl else QtCore.Qt.KeyboardModifier.NoModifier,
+        QtCore.Qt.ScrollPhase.NoScrollPhase,
+        False,
+    )
+    QtWidgets.QApplication.sendEvent(vp, ev)
+
+
+def view_centre_and_scale(view: pg.ViewBox) -> tuple[float, float, float]:
+    (x0, x1), (y0, y1) = view.viewRange()
+    return (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / view.width()
+
+
+# --------------------------------------------------------------------------- pure helpers
+def test_window_presets_and_drag() -> None:
+    assert [(p.name, p.width, p.level) for p in PRESETS] == [
+        ("Abdomen", 400, 50), ("Liver", 150, 70), ("Model W400/L0", 400, 0)
+    ]
+    assert preset("liver").levels == (-5.0, 145.0)
+    start = make_window(400, 50)
+    dragged = drag_window(start, 25, -10)  # right widens, up lowers the level
+    assert dragged.width > 400 and dragged.level < 50
+    assert drag_window(start, 0, 0) == preset("Abdomen")  # back to the start: the preset again
+    assert make_window(-5, 99999).width >= 1 and make_window(-5, 99999).level <= 4000
+
+
+def test_geometry_maps_mm_to_acquired_pixels(study: AssembledStudy) -> None:
+    for phase, vol in study.volumes.items():
+        g = SliceGeometry.of(vol)
+        for r, c in [(0, 0), (5, 17), (g.rows - 1, g.cols - 1)]:
+            assert g.pixel_at(*g.centre_mm(r, c)) == (r, c), phase
+        # The displayed image is in patient orientation: x grows to the right, y downwards.
+        x_left, _ = g.centre_mm(0, 0)
+        x_right, _ = g.centre_mm(0, g.cols - 1)
+        assert (x_right > x_left) == (phase != "portal")
+    assert SliceGeometry.of(study.volumes["portal"]).flips == (True, True)
+    assert SliceGeometry.of(study.volumes["plain"]).flips == (False, False)
+
+
+def test_colormaps_are_offline_and_ramped() -> None:
+    for name in COLORMAPS:
+        assert get_colormap(name) is not None
+        lut = overlay_lut(name)
+        assert lut.shape == (256, 4)
+        assert lut[0, 3] == 0 and lut[-1, 3] == 255  # weak activations are transparent
+    with pytest.raises(ValueError):
+        get_colormap("no-such-map")
+
+
+# --------------------------------------------------------------------------- scrolling
+def test_study_opens_in_the_liver_range_with_all_phases_paired(
+    panel: ViewerPanel, study: AssembledStudy
+) -> None:
+    mask = panel.liver_mask()
+    z = np.array([p.z_ref for p in study.pairs])
+    np.testing.assert_array_equal(mask, (z >= -70) & (z <= -40))
+    assert mask[panel.pair_index()]
+    assert_at_pair(panel, study, panel.pair_index())
+    np.testing.assert_array_equal(panel.slider.marks(), mask)
+    # the arterial volume is offset by two slices: pair index != slice index
+    i = panel.pair_index()
+    assert study.pairs[i].index["arterial"] == study.pairs[i].index["plain"] + 2
+
+
+def test_wheel_moves_all_viewers_and_ctrl_wheel_zooms(
+    qtbot, panel: ViewerPanel, study: AssembledStudy  # type: ignore[no-untyped-def]
+) -> None:
+    start = panel.pair_index()
+    with qtbot.waitSignal(panel.pairIndexChanged) as sig:
+        wheel(panel.viewers["arterial"], +1)
+    assert sig.args == [start + 1]
+    assert_at_pair(panel, study, start + 1)
+    wheel(panel.viewers["portal"], -1)
+    wheel(panel.viewers["portal"], -1)
+    assert_at_pair(panel, study, start - 1)
+
+    before = panel.viewers["plain"].view.viewRange()
+    wheel(panel.viewers["plain"], +2, ctrl=True)
+    assert panel.pair_index() == start - 1  # Ctrl+wheel does not scroll
+    after = panel.viewers["plain"].view.viewRange()
+    assert after[0][1] - after[0][0] < before[0][1] - before[0][0]  # zoomed in
+
+
+def test_keys_and_slider_move_all_viewers(
+    qtbot, panel: ViewerPanel, study: AssembledStudy  # type: ignore[no-untyped-def]
+) -> None:
+    viewer = panel.viewers["plain"]
+    viewer.setFocus()
+    start = panel.pair_index()
+    qtbot.keyClick(viewer, QtCore.Qt.Key.Key_Up)
+    assert_at_pair(panel, study, start + 1)
+    qtbot.keyClick(viewer, QtCore.Qt.Key.Key_Down)
+    qtbot.keyClick(viewer, QtCore.Qt.Key.Key_Down)
+    assert_at_pair(panel, study, start - 1)
+    qtbot.keyClick(viewer, QtCore.Qt.Key.Key_End)
+    assert_at_pair(panel, study, len(study.pairs) - 1)
+    qtbot.keyClick(viewer, QtCore.Qt.Key.Key_PageDown)
+    assert_at_pair(panel, study, len(study.pairs) - 11)
+    qtbot.keyClick(viewer, QtCore.Qt.Key.Key_Home)
+    assert_at_pair(panel, study, 0)
+    qtbot.keyClick(viewer, QtCore.Qt.Key.Key_Down)  # clamped at the first pair
+    assert_at_pair(panel, study, 0)
+
+    panel.slider.setValue(7)
+    assert_at_pair(panel, study, 7)
+    panel.set_pair_index(2)
+    assert panel.slider.value() == 2
+    assert "z = -75.0 mm" in panel.position_label.text()
+    assert "outside liver range" in panel.position_label.text()
+    assert panel.viewers["arterial"].corner_texts()["tr"].startswith(
+        f"z = {study.pairs[2].z_mm['arterial']:.1f} mm"
+    )
+
+
+def test_study_without_pairs_shows_middle_slices(qtbot) -> None:  # type: ignore[no-untyped-def]
+    study = make_study(with_pairs=False)
+    panel = ViewerPanel()
+    qtbot.addWidget(panel)
+    panel.set_study(study)
+    assert not panel.paired and panel.count() == 20
+    plain = study.volumes["plain"]
+    # no liver-range mask without pairs? the liver range is known: start in its middle
+    z = float(plain.z_positions[panel.pair_index()])
+    assert -70 <= z <= -40
+    for phase, viewer in panel.viewers.items():
+        assert viewer.current_index() == study.volumes[phase].index_of_z(z)
+    panel.clear()
+    assert panel.pair_index() == -1
+    assert all(v.current_index() is None for v in panel.viewers.values())
+
+
+# --------------------------------------------------------------------------- window / level
+def test_presets_apply_to_all_three_image_items(qtbot, panel: ViewerPanel) -> None:  # type: ignore[no-untyped-def]
+    with qtbot.waitSignal(panel.windowChanged) as sig:
+        panel.set_preset("Liver")
+    assert sig.args == [150.0, 70.0]
+    for viewer in panel.viewers.values():
+        assert tuple(viewer.image_item.levels) == (-5.0, 145.0)
+        assert "W 150  L 70" in viewer.corner_texts()["bl"]
+    panel.set_window(400, 0)
+    for viewer in panel.viewers.values():
+        assert tuple(viewer.image_item.levels) == (-200.0, 200.0)
+        assert "Model W400/L0" in viewer.corner_texts()["bl"]
+    # the levels survive scrolling (no autoLevels on the next slice)
+    panel.step(1)
+    for viewer in panel.viewers.values():
+        assert tuple(viewer.image_item.levels) == (-200.0, 200.0)
+
+
+def test_right_drag_on_one_viewer_windows_all(qtbot, panel: ViewerPanel) -> None:  # type: ignore[no-untyped-def]
+    panel.set_preset("Abdomen")
+    vp = panel.viewers["arterial"].viewport()
+    start = QtCore.QPointF(vp.width() / 2, vp.height() / 2)
+
+    def send(kind: QtCore.QEvent.Type, pos: QtCore.QPointF, buttons: QtCore.Qt.MouseButton) -> None:
+        ev = QtGui.QMouseEvent(
+            kind, pos, vp.mapToGlobal(pos), QtCore.Qt.MouseButton.RightButton, buttons,
+            QtCore.Qt.KeyboardModifier.NoModifier,
+        )
+        QtWidgets.QApplication.sendEvent(vp, ev)
+
+    right = QtCore.Qt.MouseButton.RightButton
+    send(QtCore.QEvent.Type.MouseButtonPress, start, right)
+    for dx in (10, 20, 30):
+        qtbot.wait(20)  # pyqtgraph drops mouse moves closer than ~10 ms
+        send(QtCore.QEvent.Type.MouseMove, start + QtCore.QPointF(dx, -dx / 3), right)
+    send(QtCore.QEvent.Type.MouseButtonRelease, start + QtCore.QPointF(30, -10), QtCore.Qt.MouseButton.NoButton)
+    expected = drag_window(preset("Abdomen"), 30, -10)
+    assert panel.window().width == pytest.approx(expected.width)
+    assert panel.window().level == pytest.approx(expected.level)
+    for viewer in panel.viewers.values():
+        assert tuple(viewer.image_item.levels) == pytest.approx(expected.levels)
+
+
+# --------------------------------------------------------------------------- linked zoom / pan
+def test_zoom_and_pan_are_linked_in_mm(qtbot, panel: ViewerPanel) -> None:  # type: ignore[no-untyped-def]
+    plain = panel.viewers["plain"].view
+    plain.setRange(xRange=(-10.0, 5.0), yRange=(-3.0, 12.0), padding=0.0)
+    cx, cy, scale = view_centre_and_scale(plain)
+    for phase in ("arterial", "portal"):
+        ox, oy, oscale = view_centre_and_scale(panel.viewers[phase].view)
+        assert ox == pytest.approx(cx, abs=1e-3) and oy == pytest.approx(cy, abs=1e-3), phase
+        assert oscale == pytest.approx(scale, rel=1e-3), phase
+    # a pan on another viewer comes back to the first
+    panel.viewers["portal"].view.translateBy(x=4.0, y=-2.0)
+    nx, ny, _ = view_centre_and_scale(plain)
+    assert nx == pytest.approx(cx + 4.0, abs=1e-3) and ny == pytest.approx(cy - 2.0, abs=1e-3)
+
+
+# --------------------------------------------------------------------------- Grad-CAM overlay
+def test_cam_overlay_cache_toggle_opacity_colormap(
+    qtbot, panel: ViewerPanel, study: AssembledStudy  # type: ignore[no-untyped-def]
+) -> None:
+    i = panel.pair_index()
+    art = panel.viewers["arterial"]
+    assert not art.cam.item.isVisible()
+    cam = cam_like(study.volumes["arterial"], (10, 40))
+    panel.set_cam_scale(4.0)
+    panel.set_cam("arterial", cam, i)
+    assert art.cam.item.isVisible()
+    np.testing.assert_array_equal(art.cam.item.image, cam)
+    assert tuple(art.cam.item.levels) == (0.0, 4.0)  # one scale per study, not per slice
+    assert not panel.viewers["plain"].cam.item.isVisible()  # no CAM for plain yet
+    assert "Grad-CAM" in art.corner_texts()["br"]
+
+    # the portal CAM follows the portal slice's mirroring
+    pcam = cam_like(study.volumes["portal"], (5, 8))
+    panel.set_cam("portal", pcam, i)
+    np.testing.assert_array_equal(panel.viewers["portal"].cam.item.image, pcam[::-1, ::-1])
+
+    # a CAM for another pair is cached, shown only when scrolled there
+    panel.set_cam("arterial", cam * 0.5, i + 1)
+    np.testing.assert_array_equal(art.cam.item.image, cam)
+    panel.step(1)
+    np.testing.assert_array_equal(art.cam.item.image, cam * 0.5)
+    assert not panel.viewers["portal"].cam.item.isVisible()
+    panel.step(-1)
+    assert panel.viewers["portal"].cam.item.isVisible()
+    assert panel.has_cam(i, "arterial") and not panel.has_cam(i)  # plain missing
+
+    with qtbot.waitSignal(panel.camVisibleChanged) as sig:
+        panel.set_cam_visible(False)
+    assert sig.args == [False]
+    assert not art.cam.item.isVisible()
+    panel.set_cam_visible(True)
+    assert art.cam.item.isVisible()
+
+    panel.set_cam_opacity(0.3)
+    assert all(v.cam.item.opacity() == pytest.approx(0.3) for v in panel.viewers.values())
+    panel.set_cam_colormap("viridis")
+    np.testing.assert_array_equal(art.cam.item.lut, overlay_lut("viridis"))
+
+    with pytest.raises(ValueError, match="does not match"):
+        panel.set_cam("arterial", np.zeros((5, 5)), i)
+
+
+def test_cam_cache_replaces_everything(panel: ViewerPanel, study: AssembledStudy) -> None:
+    n = len(study.pairs)
+    cams = {
+        p: np.stack([cam_like(v, (20, 20), peak=k + 1.0) for k in range(n)])
+        for p, v in study.volumes.items()
+    }
+    panel.set_cam_cache(cams, global_max=float(n))
+    i = panel.pair_index()
+    assert panel.has_cam(i) and panel.has_cam(0) and panel.has_cam(n - 1)
+    for phase, viewer in panel.viewers.items():
+        assert viewer.cam.item.isVisible()
+        assert tuple(viewer.cam.item.levels) == (0.0, float(n))
+        assert float(viewer.cam.item.image.max()) == pytest.approx(i + 1.0), phase
+    panel.clear_cams()
+    assert not any(v.cam.item.isVisible() for v in panel.viewers.values())
+
+
+# --------------------------------------------------------------------------- cursor read-out
+def test_cursor_reports_hu_of_the_pixel_under_the_mouse(
+    qtbot, panel: ViewerPanel, study: AssembledStudy  # type: ignore[no-untyped-def]
+) -> None:
+    for phase, (r, c) in {"plain": (12, 40), "portal": (3, 50)}.items():
+        viewer = panel.viewers[phase]
+        k = viewer.current_index()
+        assert k is not None
+        x, y = viewer.geometry_mm.centre_mm(r, c)  # type: ignore[union-attr]
+        scene_pos = viewer.view.mapViewToScene(QtCore.QPointF(x, y))
+        qtbot.wait(20)  # pyqtgraph rate-limits mouse moves
+        with qtbot.waitSignal(panel.cursorInfo) as sig:
+            viewer.scene().sigMouseMoved.emit(scene_pos)
+        hu = float(study.volumes[phase].hu[k, r, c])
+        z = float(study.volumes[phase].z_positions[k])
+        assert sig.args[0] == f"{phase}  z = {z:.1f} mm  (col {c}, row {r})  HU = {hu:.0f}"
+    # outside the image: nothing is reported
+    assert panel.viewers["plain"].info_at(1e4, 1e4) is None
+
+
+# --------------------------------------------------------------------------- vote strip link
+def test_vote_strip_is_linked_to_the_panel(
+    qtbot, panel: ViewerPanel, study: AssembledStudy  # type: ignore[no-untyped-def]
+) -> None:
+    strip = VoteStrip()
+    qtbot.addWidget(strip)
+    strip.resize(600, 80)
+    strip.show()
+    link_vote_strip(panel, strip)
+    n = len(study.pairs)
+    strip.set_result(np.linspace(0.1, 0.9, n), ["responder" if k % 2 else "non-responder" for k in range(n)])
+    np.testing.assert_array_equal(strip.liver_mask(), panel.liver_mask())
+    assert strip.current() == panel.pair_index()
+    qtbot.mouseClick(strip, QtCore.Qt.MouseButton.LeftButton, pos=strip.bar_rect(4).center().toPoint())
+    assert_at_pair(panel, study, 4)
+    panel.step(2)
+    assert strip.current() == 6
+
+
+# --------------------------------------------------------------------------- screenshot
+def test_screenshot_of_a_constructed_study(qtbot, study: AssembledStudy) -> None:  # type: ignore[no-untyped-def]
+    """Panel + vote strip + result panel on a phantom-like study, saved to /tmp/ui_a.png."""
+    from types import SimpleNamespace
+
+    from app.ui.result_panel import ResultPanel
+
+    study = phantom_study()
+    host = QtWidgets.QWidget()
+    qtbot.addWidget(host)
+    panel = ViewerPanel()
+    strip = VoteStrip()
+    result_panel = ResultPanel()
+    left = QtWidgets.QVBoxLayout()
+    left.addWidget(panel, 1)
+    left.addWidget(strip)
+    row = QtWidgets.QHBoxLayout(host)
+    row.addLayout(left, 1)
+    row.addWidget(result_panel)
+    host.resize(1500, 640)
+    host.show()
+    qtbot.waitExposed(host)
+    link_vote_strip(panel, strip)
+    panel.set_study(
+        study, descriptions={"plain": "Abdomen 5.0 B30f", "arterial": "ART 5.0 B30f", "portal": "PV 5.0 B30f"}
+    )
+    rng = np.random.default_rng(1)
+    n = len(study.pairs)
+    probs = np.clip(0.62 + 0.18 * rng.standard_normal(n), 0, 1)
+    strip.set_result(probs, ["responder" if p >= 0.5 else "non-responder" for p in probs])
+    i = panel.pair_index()
+    for phase, vol in study.volumes.items():
+        k = study.pairs[i].index[phase]
+        panel.set_cam(phase, cam_like(vol, (60, 80), peak=1.0 if phase != "plain" else 0.5), i)
+        assert k == panel.viewers[phase].current_index()
+    panel.set_cam_scale(1.0)
+    votes = int((probs >= 0.5).sum())
+    result_panel.set_result(
+        SimpleNamespace(
+            label="responder", responder_votes=votes, total_votes=n, mean_probability=float(probs.mean()),
+            tie=False, tie_rule="", model_name="hcc-demo", model_version="0.1.0", model_sha256="3f9a1c0b7d2e" * 5,
+            device="CPU", device_reason="no CUDA device", warnings=[],
+        ),
+        SimpleNamespace(weights_kind="trained on synthetic phantoms", training_data="400 synthetic patients (seed 7)"),
+    )
+    qtbot.wait(50)
+    image = host.grab()
+    assert image.save("/tmp/ui_a.png")
+    assert not image.isNull() and image.width() >= 1000
+
+
+def phantom_study() -> AssembledStudy:
+    """A study that looks like CT (body, liver, aorta, a lesion) for the screenshot."""
+    rows = cols = 160
+    sp = 2.2
+    n = 24
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    x = (xx - cols / 2) * sp
+    y = (yy - rows / 2) * sp
+    body = (x / 160) ** 2 + (y / 120) ** 2 <= 1
+    liver = ((x + 55) / 85) ** 2 + ((y + 5) / 70) ** 2 <= 1
+    aorta = (x - 15) ** 2 + (y - 35) ** 2 <= 12**2
+    spine = (x) ** 2 + (y - 70) ** 2 <= 20**2
+    lesion = (x + 60) ** 2 + (y + 10) ** 2 <= 18**2
+    volumes = {}
+    enh = {"plain": (55, 40, 45), "arterial": (75, 280, 110), "portal": (115, 160, 70)}
+    for phase, (liv, ao, les) in enh.items():
+        img = np.full((rows, cols), -1000.0)
+        img[body] = 30
+        img[liver] = liv
+        img[lesion] = les
+        img[aorta] = ao
+        img[spine] = 500
+        vol = np.repeat(img[None], n, axis=0).astype(np.float32)
+        vol += np.random.default_rng(0).normal(0, 10, vol.shape).astype(np.float32)
+        z = -150.0 + 5.0 * np.arange(n)
+        volumes[phase] = Volume(
+            hu=vol, z_positions=z, origin=(float(x[0, 0]), float(y[0, 0]), float(z[0])),
+            pixel_spacing=(sp, sp), slice_spacing=5.0, direction=np.eye(3),
+            sop_instance_uids=[str(k) for k in range(n)], series_uid=phase,
+        )
+    pairs = [
+        SlicePair(z_ref=float(z), index=dict.fromkeys(volumes, k), z_mm=dict.fromkeys(volumes, float(z)))
+        for k, z in enumerate(volumes["plain"].z_positions)
+    ]
+    return AssembledStudy(
+        patient_id="P1", patient_name="Demo", study_uid="1", study_date="20260101",
+        study_description="", assignment={p: p for p in volumes}, volumes=volumes,
+        liver_range_mm=dict.fromkeys(volumes, (-120.0, -60.0)), pairs=pairs,
+    )
+
+
+def test_qt_binding_does_not_leak_references_to_none(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """Guard against PySide6 6.12.0 on Python 3.11: every void Qt call dropped a reference to
+    None, and the viewers (thousands of void calls a minute) crashed the interpreter with
+    "none_dealloc". 6.11.3 is fine; None is immortal from Python 3.12 on."""
+    import sys
+
+    label = QtWidgets.QLabel()
+    qtbot.addWidget(label)
+    before = sys.getrefcount(None)
+    for _ in range(500):
+        label.setText("x")
+    assert sys.getrefcount(None) - before > -50
