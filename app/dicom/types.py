@@ -139,6 +139,12 @@ class SeriesInfo:
     refused_reason: str | None = None
     instances: list[InstanceRef] = field(default_factory=list)
     phase_call: PhaseCall | None = None
+    #: ImageOrientationPatient shared by the series' slices (row then column direction cosines).
+    image_orientation: tuple[float, float, float, float, float, float] | None = None
+    #: Gantry tilt measured from the slice positions (degrees); 0 for an untilted series.
+    tilt_deg: float = 0.0
+    #: Table positions (mm) of the gaps found in the positions: (z below, z above) pairs.
+    gaps: list[tuple[float, float]] = field(default_factory=list)
 
 
 @dataclass

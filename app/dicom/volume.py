@@ -1,0 +1,175 @@
+"""Load a scanned series as a float32 HU volume with its geometry.
+
+The slice order, positions and SOP Instance UIDs come from the scan (:class:`SeriesInfo`), which
+sorted the slices along the slice normal; this module only decodes pixels. Each slice gets its own
+rescale (slope/intercept, or the modality LUT where one is given; for enhanced multi-frame images
+the per-frame Pixel Value Transformation), because scanners do vary the intercept from slice to
+slice and a stack rescaled with the first slice's values is wrong (STYLE.md "things to avoid").
+
+Decoding is the cost floor (``dcmread`` + pixel decode); the loader writes each decoded slice
+straight into one preallocated float32 array, and decodes files on a small thread pool because
+the compressed-syntax decoders (OpenJPEG, libjpeg) release the GIL.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+
+from app.dicom.errors import VolumeLoadError
+from app.dicom.geometry import direction_matrix
+from app.dicom.types import InstanceRef, SeriesInfo, Volume
+from app.progress import NULL_PROGRESS, Progress
+
+
+def _rescale_of(ds: Any, frame: int | None) -> tuple[float, float]:
+    """Slope and intercept of one slice (top level, or functional groups for enhanced)."""
+    slope = ds.get("RescaleSlope")
+    intercept = ds.get("RescaleIntercept")
+    if slope is None and frame is not None:
+        for owner_kw in ("PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence"):
+            owner = ds.get(owner_kw)
+            if not owner:
+                continue
+            item = owner[frame] if owner_kw.startswith("PerFrame") else owner[0]
+            pvt = item.get("PixelValueTransformationSequence")
+            if pvt:
+                slope = pvt[0].get("RescaleSlope")
+                intercept = pvt[0].get("RescaleIntercept")
+                break
+    return (float(slope) if slope not in (None, "") else 1.0,
+            float(intercept) if intercept not in (None, "") else 0.0)
+
+
+def _decode_file(
+    path: Path, targets: list[tuple[int, InstanceRef]], out: np.ndarray
+) -> None:
+    """Decode the slices of one file into their rows of ``out`` (HU, float32)."""
+    try:
+        ds = pydicom.dcmread(path)
+        multi = any(ref.frame is not None for _, ref in targets)
+        frames = ds.pixel_array
+        for row, ref in targets:
+            arr = frames[ref.frame] if multi and ref.frame is not None else frames
+            if arr.shape != out.shape[1:]:
+                raise VolumeLoadError(
+                    f"slice {path.name} has {arr.shape[0]}×{arr.shape[1]} pixels, the series "
+                    f"{out.shape[1]}×{out.shape[2]}"
+                )
+            if "ModalityLUTSequence" in ds:
+                from pydicom.pixels import apply_modality_lut
+
+                out[row] = apply_modality_lut(arr, ds)
+                continue
+            slope, intercept = _rescale_of(ds, ref.frame)
+            # One pass: cast into the preallocated row, then scale in place (no temporaries).
+            np.copyto(out[row], arr, casting="unsafe")
+            if slope != 1.0:
+                out[row] *= np.float32(slope)
+            if intercept != 0.0:
+                out[row] += np.float32(intercept)
+    except VolumeLoadError:
+        raise
+    except FileNotFoundError as exc:
+        raise VolumeLoadError(f"slice file vanished since the scan: {path}") from exc
+    except Exception as exc:
+        raise VolumeLoadError(
+            f"cannot decode {path}: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def load_volume(
+    series: SeriesInfo,
+    progress: Progress | None = None,
+    indices: Sequence[int] | None = None,
+    workers: int | None = None,
+) -> Volume:
+    """Decode a scanned series into a HU volume with its geometry.
+
+    Parameters
+    ----------
+    series:
+        A series from :func:`app.dicom.scan.scan_folder` (its instances are already sorted by
+        position along the slice normal).
+    progress:
+        Progress/cancel object; checked between files.
+    indices:
+        Load only these slice indices (into ``series.instances``), e.g. a few sampled slices for
+        phase classification; the volume then holds just those slices, in ascending order.
+    workers:
+        Decoding threads (default: up to 4, fewer on small machines).
+
+    Returns
+    -------
+    Volume
+        float32 HU ``(n, rows, cols)`` with z positions, origin, spacing, direction and UIDs.
+
+    Raises
+    ------
+    VolumeLoadError
+        A file vanished, cannot be decoded, or does not match the series' matrix; the message
+        names the file.
+    """
+    progress = progress or NULL_PROGRESS
+    if not series.instances:
+        raise VolumeLoadError(f"series {series.series_number} ({series.uid}) has no slices")
+    chosen = sorted(set(indices)) if indices is not None else range(len(series.instances))
+    refs = []
+    for i in chosen:
+        if not 0 <= i < len(series.instances):
+            raise VolumeLoadError(
+                f"slice index {i} outside series {series.series_number} "
+                f"({len(series.instances)} slices)"
+            )
+        refs.append(series.instances[i])
+    if not refs:
+        raise VolumeLoadError("no slices requested")
+    out = np.empty((len(refs), series.rows, series.columns), dtype=np.float32)
+    by_file: dict[Path, list[tuple[int, InstanceRef]]] = {}
+    for row, ref in enumerate(refs):
+        by_file.setdefault(ref.path, []).append((row, ref))
+    jobs = list(by_file.items())
+    n_workers = workers if workers is not None else min(4, os.cpu_count() or 1, len(jobs))
+    progress.update(0.0, f"loading series {series.series_number}")
+    if n_workers <= 1:
+        for k, (path, targets) in enumerate(jobs):
+            progress.check()
+            _decode_file(path, targets, out)
+            progress.update((k + 1) / len(jobs), f"loading series {series.series_number}")
+    else:
+        with ThreadPoolExecutor(max_workers=n_workers) as pool:
+            futures = [pool.submit(_decode_file, p, t, out) for p, t in jobs]
+            try:
+                for k, fut in enumerate(futures):
+                    fut.result()
+                    progress.update((k + 1) / len(jobs), f"loading series {series.series_number}")
+                    progress.check()
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+    z = np.array([r.z for r in refs], dtype=np.float64)
+    if series.slice_spacing is not None:
+        spacing = float(series.slice_spacing)
+    elif len(z) > 1:
+        spacing = float(np.median(np.diff(z)))
+    else:
+        spacing = float(series.slice_thickness or 1.0)
+    orientation = series.image_orientation or (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+    return Volume(
+        hu=out,
+        z_positions=z,
+        origin=tuple(float(v) for v in refs[0].position),  # type: ignore[arg-type]
+        pixel_spacing=series.pixel_spacing or (1.0, 1.0),
+        slice_spacing=spacing,
+        direction=direction_matrix(orientation),
+        sop_instance_uids=[r.sop_instance_uid for r in refs],
+        series_uid=series.uid,
+        slice_thickness=series.slice_thickness if series.slice_thickness else spacing,
+    )
