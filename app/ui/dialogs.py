@@ -76,18 +76,48 @@ def ask(
     box.open()
 
 
+def confirm_phases(
+    parent: QtWidgets.QWidget | None,
+    reasons: Sequence[str],
+    assignment: dict[str, str],
+    on_answer: Callable[[bool], None],
+) -> PhaseConfirmationDialog:
+    """Ask the user to confirm a doubtful phase assignment (non-blocking; tests patch this)."""
+    dialog = PhaseConfirmationDialog(reasons, assignment, parent)
+    dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+    dialog.finished.connect(lambda code: on_answer(code == QtWidgets.QDialog.DialogCode.Accepted.value))
+    dialog.open()
+    return dialog
+
+
 def versions_text() -> str:
-    """Versions of the app and of the libraries that matter for a bug report."""
+    """Versions of the app and of the libraries that matter for a bug report.
+
+    Read from the installed distributions' metadata (instant) rather than by importing torch
+    and friends (seconds); a module already imported answers directly (frozen builds may lack
+    the metadata).
+    """
+    from importlib import metadata
+
     rows = [("HCC Response", __version__), ("Python", platform.python_version())]
-    for name in ("torch", "torchvision", "numpy", "pydicom", "PySide6", "pyqtgraph", "sqlalchemy", "cv2"):
-        mod = sys.modules.get(name)
-        if mod is None:
+    for module, dist in (
+        ("torch", "torch"),
+        ("torchvision", "torchvision"),
+        ("numpy", "numpy"),
+        ("pydicom", "pydicom"),
+        ("PySide6", "PySide6"),
+        ("pyqtgraph", "pyqtgraph"),
+        ("sqlalchemy", "SQLAlchemy"),
+        ("cv2", "opencv-python-headless"),
+    ):
+        mod = sys.modules.get(module)
+        version = getattr(mod, "__version__", None) if mod is not None else None
+        if version is None:
             try:
-                mod = __import__(name)
-            except ImportError:
-                rows.append((name, "not installed"))
-                continue
-        rows.append((name, str(getattr(mod, "__version__", "?"))))
+                version = metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                version = "not installed"
+        rows.append((module, str(version)))
     rows.append(("Platform", platform.platform()))
     return "\n".join(f"{k}: {v}" for k, v in rows)
 

@@ -1,31 +1,994 @@
-"""The main window. Minimal until the desktop-application issue lands."""
+"""The main window: import → check the phases → predict → explain → record.
+
+Layout: menus and a toolbar on top; on the left a dock with the :class:`StudyBrowser`
+(patients → studies → series, per-phase assignment, confirmation banner); in the centre two
+tabs, "Viewer" (three synchronised phase viewers, the per-slice vote strip, the result panel)
+and "Register"; in the status bar the device, the model, the cursor position/HU, and the
+running job's progress with a Cancel button.
+
+What the window keeps is only *which* case is open (:class:`CaseState`); every long step is a
+Qt-free function from :mod:`app.ui.jobs` run by the :class:`JobManager` in a worker thread, so
+the event loop never stalls (RELIABILITY.md 29). Errors come back as data and are shown through
+:mod:`app.ui.dialogs` (27); closing cancels and waits for the workers (28).
+
+The flow of one case:
+
+1. ``import_folder`` scans the folder and assembles its first study (one job, cancellable).
+2. The browser shows the phases; a changed phase re-assembles with that override (one click
+   per phase); a doubtful assignment must be confirmed before Predict is enabled.
+3. ``predict`` loads the model once (cached), predicts, writes the register record (a failed
+   write keeps the result on screen and offers "Save to register again").
+4. Grad-CAM runs next: the slice in view first, then the whole study in the background.
+"""
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import html
+import logging
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from PySide6 import QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
-from app import INTENDED_USE, __version__
+from app import INTENDED_USE, PHASES, __version__
+from app.dicom.types import AssembledStudy
+from app.errors import HCCError
+from app.settings import Settings, load_settings, save_settings
+from app.ui import dialogs, jobs
+from app.ui.register_tab import RegisterTab
+from app.ui.study_browser import StudyBrowser, iter_studies, study_key, study_series
+from app.ui.workers import Job, JobManager
+
+log = logging.getLogger(__name__)
+
+
+def _viewer_widgets() -> tuple[type, type, type, Any]:
+    """The viewing widgets (ViewerPanel, VoteStrip, ResultPanel, link_vote_strip)."""
+    from app.ui.result_panel import ResultPanel
+    from app.ui.viewer_panel import ViewerPanel, link_vote_strip
+    from app.ui.vote_strip import VoteStrip
+
+    return ViewerPanel, VoteStrip, ResultPanel, link_vote_strip
+
+
+@dataclass
+class CaseState:
+    """Which case is open: the imported folder, its scan, the assembled studies, the result."""
+
+    folder: Path | None = None
+    scan: Any = None
+    key: str | None = None
+    assembled: dict[str, AssembledStudy] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+    overrides: dict[str, dict[str, str]] = field(default_factory=dict)
+    confirmed: set[str] = field(default_factory=set)
+    prediction: jobs.PredictOutcome | None = None
+    cam: Any = None
+    recorded: Any = None  # a register record re-opened without its images
+
+    @property
+    def study(self) -> AssembledStudy | None:
+        return self.assembled.get(self.key) if self.key else None
+
+    def needs_confirmation(self) -> bool:
+        study = self.study
+        return bool(study and study.needs_confirmation and self.key not in self.confirmed)
+
+
+@dataclass
+class RecordedResult:
+    """A prediction as read back from the register, shaped like ``PredictionResult``.
+
+    Lets the result panel and the vote strip show a case re-opened from the register even when
+    its DICOM folder is gone.
+    """
+
+    label: str
+    responder_votes: int
+    total_votes: int
+    mean_probability: float
+    tie: bool
+    tie_rule: str
+    slices: list[Any]
+    model_name: str
+    model_version: str
+    model_sha256: str
+    device: str
+    warnings: list[str]
+    recorded_at: str = ""
+
+    @property
+    def vote_fraction(self) -> float:
+        return self.responder_votes / self.total_votes if self.total_votes else 0.0
+
+    @classmethod
+    def from_record(cls, record: Any, case_id: int) -> RecordedResult:
+        slices = [
+            _SliceView(
+                z_ref=float(s.get("z_ref", 0.0)),
+                probability=float(s.get("probability", 0.0)),
+                label="responder" if s.get("label") in (1, True, "responder") else "non-responder",
+            )
+            for s in (record.slice_results or [])
+        ]
+        warnings = [f"Re-opened from the register (case {case_id}); images not loaded."]
+        return cls(
+            label=record.label,
+            responder_votes=record.responder_votes,
+            total_votes=record.total_votes,
+            mean_probability=float(record.score),
+            tie=bool(record.tie),
+            tie_rule=record.tie_rule,
+            slices=slices,
+            model_name=record.model_name,
+            model_version=record.model_version,
+            model_sha256=record.model_sha256,
+            device=record.device,
+            warnings=warnings + list(record.warnings or []),
+            recorded_at=str(record.created_at),
+        )
+
+
+@dataclass
+class _SliceView:
+    z_ref: float
+    probability: float
+    label: str
 
 
 class MainWindow(QtWidgets.QMainWindow):
     """Top-level window: menus, the study browser, the three viewers, the register."""
 
-    def __init__(self) -> None:
+    #: Emitted after each step of the flow, for tests and the screenshot script:
+    #: "imported", "assembled", "predicted", "cam-slice", "cam-study", "saved", "demo".
+    stepDone = QtCore.Signal(str)
+
+    def __init__(self, settings: Settings | None = None) -> None:
         super().__init__()
+        self.settings = settings or load_settings()
+        self.jobs = JobManager(self)
+        self.models = jobs.ModelHolder()
+        self.case = CaseState()
+        self.register: Any = None
+        self._register_error: str | None = None
+        self._closing = False
+        self._active_job: Job | None = None
+        self._last_dialog: QtWidgets.QDialog | None = None
+
         self.setWindowTitle(f"HCC Response {__version__}")
-        self.resize(1400, 900)
-        label = QtWidgets.QLabel(
-            "<h2>HCC Response</h2><p>Import a DICOM folder (File → Import).</p>"
-            f"<p><i>{INTENDED_USE}</i></p>"
+        self.setAcceptDrops(True)
+        self.resize(1500, 920)
+        self._open_register()
+        self._build_actions()
+        self._build_central()
+        self._build_menus()
+        self._build_toolbar()
+        self._build_status()
+        self.jobs.jobStarted.connect(self._on_job_started)
+        self.jobs.busyChanged.connect(self._on_busy)
+        self._restore_window_state()
+        self._update_actions()
+        self._update_model_label()
+        if self._register_error:
+            QtCore.QTimer.singleShot(
+                0,
+                lambda: dialogs.show_error(
+                    self,
+                    "The case register could not be opened; predictions will not be recorded "
+                    "until it is fixed (Settings → register location).",
+                    self._register_error or "",
+                ),
+            )
+
+    # ------------------------------------------------------------------------ construction
+    def _open_register(self) -> None:
+        try:
+            from app.register import open_register
+
+            path = Path(self.settings.register_path) if self.settings.register_path else None
+            self.register = open_register(path)
+            self._register_error = None
+        except HCCError as exc:
+            self.register = None
+            self._register_error = exc.message + (f"\n{exc.details}" if exc.details else "")
+        except OSError as exc:
+            self.register = None
+            self._register_error = f"{type(exc).__name__}: {exc}"
+
+    def _action(self, text: str, slot: Any, shortcut: str | None = None, icon: Any = None, tip: str = "") -> QtGui.QAction:
+        act = QtGui.QAction(text, self)
+        if icon is not None:
+            act.setIcon(self.style().standardIcon(icon))
+        if shortcut:
+            act.setShortcut(QtGui.QKeySequence(shortcut))
+        if tip:
+            act.setStatusTip(tip)
+            act.setToolTip(tip)
+        act.triggered.connect(lambda _checked=False: slot())
+        return act
+
+    def _build_actions(self) -> None:
+        sp = QtWidgets.QStyle.StandardPixmap
+        self.act_import = self._action("&Import folder…", self.import_folder_dialog, "Ctrl+O", sp.SP_DirOpenIcon, "Import a DICOM folder")
+        self.act_demo = self._action("Open &demo study", self.open_demo, None, sp.SP_FileDialogContentsView, "Generate (once) and open a synthetic demo study")
+        self.act_predict = self._action("&Predict", self.predict, "Ctrl+P", sp.SP_MediaPlay, "Predict the response for the study on view")
+        self.act_cancel = self._action("Cancel", self.cancel_jobs, "Esc", sp.SP_BrowserStop, "Cancel the running job")
+        self.act_pdf = self._action("Export PDF &report…", self.export_pdf_dialog, "Ctrl+E", None, "One-page PDF report of this case")
+        self.act_csv = self._action("Export register &CSV…", self.export_csv_dialog)
+        self.act_save_again = self._action("&Save to register again", self.save_again, None, None, "Retry writing the last prediction to the register")
+        self.act_quit = self._action("&Quit", self.close, "Ctrl+Q")
+        self.act_model = self._action("Model &description…", self.show_model_description)
+        self.act_import_model = self._action("&Import model…", self.import_model_dialog)
+        self.act_settings = self._action("&Settings…", self.show_settings)
+        self.act_about = self._action("&About HCC Response", self.show_about)
+        self.act_intended = self._action("&Intended use", self.show_intended_use)
+        self.act_cam = QtGui.QAction("Heatmap (Grad-CAM)", self)
+        self.act_cam.setCheckable(True)
+        self.act_cam.setChecked(True)
+        self.act_cam.setShortcut(QtGui.QKeySequence("H"))
+        self.act_cam.setToolTip("Show or hide the Grad-CAM heatmaps (H)")
+        self.act_cam.toggled.connect(self.set_cam_visible)
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        for act in (self.act_import, self.act_demo):
+            file_menu.addAction(act)
+        file_menu.addSeparator()
+        for act in (self.act_pdf, self.act_csv, self.act_save_again):
+            file_menu.addAction(act)
+        file_menu.addSeparator()
+        file_menu.addAction(self.act_quit)
+        model_menu = bar.addMenu("&Model")
+        model_menu.addAction(self.act_model)
+        model_menu.addAction(self.act_import_model)
+        settings_menu = bar.addMenu("&Settings")
+        settings_menu.addAction(self.act_settings)
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self.act_about)
+        help_menu.addAction(self.act_intended)
+
+    def _build_toolbar(self) -> None:
+        tb = self.addToolBar("Main")
+        tb.setObjectName("mainToolbar")
+        tb.setToolButtonStyle(QtCore.Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        tb.addAction(self.act_import)
+        tb.addAction(self.act_predict)
+        tb.addSeparator()
+        tb.addAction(self.act_cam)
+        tb.addWidget(QtWidgets.QLabel(" W/L: "))
+        self.preset_box = QtWidgets.QComboBox()
+        from app.ui.windowing import PRESETS
+
+        for p in PRESETS:
+            self.preset_box.addItem(p.name)
+        self.preset_box.activated.connect(lambda i: self.viewer.set_preset(self.preset_box.itemText(i)))
+        self.viewer.windowChanged.connect(self._sync_preset_box)
+        tb.addWidget(self.preset_box)
+        tb.addSeparator()
+        tb.addAction(self.act_pdf)
+
+    def _build_central(self) -> None:
+        viewer_cls, strip_cls, result_cls, link = _viewer_widgets()
+        self.browser = StudyBrowser()
+        self.browser.studySelected.connect(self._on_study_selected)
+        self.browser.overrideRequested.connect(self.set_override)
+        self.browser.confirmRequested.connect(self.confirm_assignment)
+        dock = QtWidgets.QDockWidget("Studies", self)
+        dock.setObjectName("studiesDock")
+        dock.setWidget(self.browser)
+        dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable)
+        self.addDockWidget(QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, dock)
+        self.resizeDocks([dock], [380], QtCore.Qt.Orientation.Horizontal)
+
+        self.viewer = viewer_cls()
+        self.vote_strip = strip_cls()
+        link(self.viewer, self.vote_strip)
+        self.viewer.camVisibleChanged.connect(self._sync_cam_action)
+        self.viewer.pairIndexChanged.connect(self._on_pair_changed)
+        self.result_panel = result_cls()
+
+        self.welcome = QtWidgets.QFrame()
+        self.welcome.setObjectName("welcome")
+        self.welcome.setStyleSheet(
+            "#welcome { background: #e8f1fb; border: 1px solid #8fb3de; border-radius: 4px; }"
+            "#welcome QLabel { color: #12324f; }"
         )
-        label.setWordWrap(True)
-        self.setCentralWidget(label)
-        self.statusBar().showMessage("Ready")
+        wl = QtWidgets.QHBoxLayout(self.welcome)
+        self.welcome_text = QtWidgets.QLabel(
+            "<b>Welcome to HCC Response.</b> No study is open. Try the demo study (a synthetic "
+            "three-phase liver CT generated on this computer), or import a DICOM folder — "
+            "drag it onto this window or use File → Import folder."
+        )
+        self.welcome_text.setWordWrap(True)
+        wl.addWidget(self.welcome_text, 1)
+        self.demo_button = QtWidgets.QPushButton("Open the demo study")
+        self.demo_button.setDefault(True)
+        self.demo_button.clicked.connect(self.open_demo)
+        wl.addWidget(self.demo_button)
+        import_button = QtWidgets.QPushButton("Import a folder…")
+        import_button.clicked.connect(self.import_folder_dialog)
+        wl.addWidget(import_button)
+        self.welcome.hide()
 
-    def import_folder(self, folder: Path) -> None:
-        self.statusBar().showMessage(f"Import of {folder} is not available yet")
+        viewer_page = QtWidgets.QWidget()
+        vl = QtWidgets.QVBoxLayout(viewer_page)
+        vl.setContentsMargins(2, 2, 2, 2)
+        vl.addWidget(self.welcome)
+        split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
+        left = QtWidgets.QWidget()
+        ll = QtWidgets.QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(self.viewer, 1)
+        ll.addWidget(self.vote_strip)
+        split.addWidget(left)
+        split.addWidget(self.result_panel)
+        split.setStretchFactor(0, 4)
+        split.setStretchFactor(1, 1)
+        split.setSizes([1000, 340])
+        vl.addWidget(split, 1)
 
+        self.register_tab = RegisterTab(self.register)
+        self.register_tab.openCase.connect(self.open_case)
+        self.tabs = QtWidgets.QTabWidget()
+        self.tabs.addTab(viewer_page, "Viewer")
+        self.tabs.addTab(self.register_tab, "Register")
+        self.setCentralWidget(self.tabs)
+
+    def _build_status(self) -> None:
+        sb = self.statusBar()
+        self.cursor_label = QtWidgets.QLabel()
+        self.viewer.cursorInfo.connect(self.cursor_label.setText)
+        sb.addWidget(self.cursor_label, 1)
+        self.job_label = QtWidgets.QLabel()
+        sb.addPermanentWidget(self.job_label)
+        self.progress_bar = QtWidgets.QProgressBar()
+        self.progress_bar.setRange(0, 1000)
+        self.progress_bar.setMaximumWidth(220)
+        self.progress_bar.setTextVisible(False)
+        self.progress_bar.hide()
+        sb.addPermanentWidget(self.progress_bar)
+        self.cancel_button = QtWidgets.QToolButton()
+        self.cancel_button.setDefaultAction(self.act_cancel)
+        self.cancel_button.hide()
+        sb.addPermanentWidget(self.cancel_button)
+        self.device_label = QtWidgets.QLabel()
+        sb.addPermanentWidget(self.device_label)
+        self.model_label = QtWidgets.QLabel()
+        sb.addPermanentWidget(self.model_label)
+
+    # ------------------------------------------------------------------------ settings/state
+    def _restore_window_state(self) -> None:
+        try:
+            if self.settings.window_geometry:
+                self.restoreGeometry(QtCore.QByteArray(base64.b64decode(self.settings.window_geometry)))
+            if self.settings.window_state:
+                self.restoreState(QtCore.QByteArray(base64.b64decode(self.settings.window_state)))
+        except ValueError:
+            log.warning("ignoring an unreadable saved window state")
+
+    def _save_settings(self, **changes: Any) -> None:
+        """Apply changes to the settings and write them (a failure is logged, not fatal)."""
+        self.settings = dataclasses.replace(self.settings, **changes)
+        try:
+            save_settings(self.settings)
+        except OSError as exc:
+            log.warning("could not save the settings: %s", exc)
+
+    def model_choice(self) -> jobs.ModelChoice:
+        s = self.settings
+        return jobs.ModelChoice(Path(s.model_path) if s.model_path else None, s.model_sha256, s.device)
+
+    def _update_model_label(self) -> None:
+        loaded = self.models.loaded
+        if loaded is not None:
+            desc = getattr(loaded, "description", None)
+            name = getattr(desc, "name", None) or Path(str(getattr(loaded, "path", "model"))).stem
+            sha = str(getattr(loaded, "sha256", ""))[:12]
+            self.model_label.setText(f"Model: {name} [{sha}]")
+            kind = str(getattr(desc, "weights_kind", ""))
+            self.model_label.setToolTip(f"{name} {getattr(desc, 'version', '')}\n{kind}\nSHA-256 {getattr(loaded, 'sha256', '')}")
+        else:
+            where = Path(self.settings.model_path).name if self.settings.model_path else "bundled model"
+            self.model_label.setText(f"Model: {where} (loads on first prediction)")
+        result = self.case.prediction.result if self.case.prediction else None
+        device = getattr(result, "device", None)
+        if device:
+            reason = getattr(result, "fallback_reason", None) or getattr(result, "device_reason", None)
+            kind = "GPU" if str(device).startswith("cuda") else "CPU"
+            self.device_label.setText(f"{kind}: {device}" + (" (fallback)" if reason else ""))
+            self.device_label.setToolTip(str(reason or ""))
+        else:
+            self.device_label.setText(f"Device: {self.settings.device}")
+
+    def _update_actions(self) -> None:
+        busy_case = any(
+            self.jobs.running(k) is not None for k in ("study", "predict", "demo")
+        )
+        study = self.case.study
+        can_predict = bool(study and study.pairs) and not busy_case and not self.case.needs_confirmation()
+        self.act_predict.setEnabled(can_predict)
+        self.act_import.setEnabled(not busy_case)
+        self.act_demo.setEnabled(not busy_case)
+        self.demo_button.setEnabled(not busy_case)
+        pred = self.case.prediction
+        self.act_pdf.setEnabled(pred is not None)
+        self.act_save_again.setEnabled(bool(pred and pred.record is not None and pred.record_id is None and self.register is not None))
+        self.act_csv.setEnabled(self.register is not None)
+
+    # ------------------------------------------------------------------------ jobs plumbing
+    def start_job(self, name: str, fn: Any, key: str | None = None) -> Job:
+        job = self.jobs.start(name, fn, key=key)
+        job.failed.connect(lambda msg, details: self._on_job_failed(name, msg, details))
+        job.done.connect(self._update_actions)
+        self._update_actions()
+        return job
+
+    def _on_job_started(self, job: Job) -> None:
+        self._active_job = job
+        job.progress.connect(self._on_progress)
+        self.job_label.setText(job.name + "…")
+        self.progress_bar.setValue(0)
+
+    def _on_progress(self, fraction: float, text: str) -> None:
+        self.progress_bar.setValue(int(fraction * 1000))
+        if text:
+            self.job_label.setText(text)
+
+    def _on_busy(self, busy: bool) -> None:
+        self.progress_bar.setVisible(busy)
+        self.cancel_button.setVisible(busy)
+        self.act_cancel.setEnabled(busy)
+        if not busy:
+            self.job_label.clear()
+        self._update_actions()
+
+    def _on_job_failed(self, name: str, message: str, details: str) -> None:
+        if self._closing:
+            return
+        self.statusBar().showMessage(f"{name} failed: {message}", 8000)
+        dialogs.show_error(self, message, details)
+
+    def cancel_jobs(self) -> None:
+        """Cancel every running job (the Cancel button / Esc)."""
+        self.jobs.cancel_all()
+        self.statusBar().showMessage("Cancelling…", 3000)
+
+    # ------------------------------------------------------------------------ import
+    def import_folder_dialog(self) -> None:
+        start = self.settings.last_folder or str(Path.home())
+        dialog = QtWidgets.QFileDialog(self, "Import a DICOM folder", start)
+        dialog.setFileMode(QtWidgets.QFileDialog.FileMode.Directory)
+        dialog.setOption(QtWidgets.QFileDialog.Option.ShowDirsOnly, True)
+        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.fileSelected.connect(lambda f: self.import_folder(Path(f)))
+        dialog.open()
+
+    def import_folder(self, folder: Path, *, then: Any = None) -> Job:
+        """Scan ``folder`` and assemble its first study in the background.
+
+        ``then(outcome)`` runs after a successful import (used when re-opening a case).
+        """
+        folder = Path(folder)
+        self.welcome.hide()
+        self.statusBar().showMessage(f"Importing {folder}…")
+        job = self.start_job("Import", jobs.import_job(folder), key="study")
+        job.finished.connect(lambda outcome: self._on_imported(outcome, then))
+        job.cancelled.connect(lambda: self.statusBar().showMessage("Import cancelled", 5000))
+        return job
+
+    def _on_imported(self, outcome: jobs.ImportOutcome, then: Any = None) -> None:
+        self.jobs.cancel_all()  # any CAM/assembly of the previous case is now stale
+        self.case = CaseState(
+            folder=outcome.folder,
+            scan=outcome.scan,
+            key=outcome.key,
+            assembled=dict(outcome.assembled),
+            errors=dict(outcome.errors),
+        )
+        recent = self.settings.with_recent_folder(outcome.folder)
+        self._save_settings(last_folder=recent.last_folder, recent_folders=recent.recent_folders)
+        self.viewer.clear()
+        self.vote_strip.clear()
+        self.result_panel.clear()
+        self.browser.set_scan(outcome.scan, select=outcome.key)
+        self._show_current_study()
+        self.statusBar().showMessage(f"Imported {outcome.folder}", 5000)
+        self.stepDone.emit("imported")
+        if then is not None:
+            then(outcome)
+
+    def _descriptions(self, study: AssembledStudy) -> dict[str, str]:
+        scan_study = self.browser.study(self.case.key or "")
+        by_uid = {s.uid: s.description for s in study_series(scan_study)} if scan_study else {}
+        by_uid.update({s.series_instance_uid: s.description for s in study_series(scan_study)} if scan_study else {})
+        return {p: by_uid.get(uid, "") for p, uid in study.assignment.items()}
+
+    def _show_current_study(self) -> None:
+        key = self.case.key
+        if key is None:
+            return
+        study = self.case.study
+        error = self.case.errors.get(key)
+        self.browser.set_assembly(key, study, error)
+        if study is not None:
+            self.browser.set_confirmation(
+                study.confirmation_reasons if study.needs_confirmation else None,
+                key in self.case.confirmed,
+            )
+            self.viewer.set_study(study, self._descriptions(study))
+            self.setWindowTitle(
+                f"HCC Response {__version__} — {study.patient_name or study.patient_id} "
+                f"({study.study_date})"
+            )
+        else:
+            self.browser.set_confirmation(None, False)
+            self.viewer.clear()
+        self._update_actions()
+
+    def _on_study_selected(self, key: str) -> None:
+        if key == self.case.key and (self.case.study is not None or key in self.case.errors):
+            return
+        self.case.key = key
+        self.case.prediction = None
+        self.case.cam = None
+        self.result_panel.clear()
+        self.vote_strip.clear()
+        if key in self.case.assembled or key in self.case.errors:
+            self._show_current_study()
+        else:
+            self._assemble(key)
+
+    def _assemble(self, key: str) -> None:
+        study = self.browser.study(key)
+        if study is None:
+            return
+        self.browser.set_assembly(key, None)
+        self.viewer.clear()
+        overrides = self.case.overrides.get(key, {})
+        job = self.start_job("Assemble", jobs.assemble_job(study, overrides), key="study")
+        job.finished.connect(lambda result: self._on_assembled(key, result))
+        job.failed.connect(lambda msg, _d: self._on_assembly_failed(key, msg))
+
+    def _on_assembled(self, key: str, study: AssembledStudy) -> None:
+        self.case.assembled[key] = study
+        self.case.errors.pop(key, None)
+        if key == self.case.key:
+            self._show_current_study()
+        self.stepDone.emit("assembled")
+
+    def _on_assembly_failed(self, key: str, message: str) -> None:
+        self.case.errors[key] = message
+        self.case.assembled.pop(key, None)
+        if key == self.case.key:
+            self._show_current_study()
+
+    def set_override(self, phase: str, uid: str) -> None:
+        """Use series ``uid`` for ``phase`` in the current study (re-assembles in a worker)."""
+        key = self.case.key
+        if key is None:
+            return
+        current = self.case.study.assignment.get(phase) if self.case.study else None
+        if uid == current:
+            return
+        self.case.overrides.setdefault(key, {})[phase] = uid
+        self.case.confirmed.discard(key)
+        self.case.prediction = None
+        self.case.cam = None
+        self.result_panel.clear()
+        self.vote_strip.clear()
+        self.case.assembled.pop(key, None)
+        self._assemble(key)
+
+    def confirm_assignment(self) -> None:
+        """Ask the user to confirm a doubtful assignment (the banner's button)."""
+        study = self.case.study
+        key = self.case.key
+        if study is None or key is None:
+            return
+
+        def answered(ok: bool) -> None:
+            if ok and self.case.key == key:
+                self.case.confirmed.add(key)
+                self._show_current_study()
+
+        dialogs.confirm_phases(self, list(study.confirmation_reasons), dict(study.assignment), answered)
+
+    # ------------------------------------------------------------------------ demo
     def offer_demo(self) -> None:
-        self.statusBar().showMessage("Demo study not available yet")
+        """First start without data: offer the demo study (a non-blocking banner)."""
+        empty = True
+        if self.register is not None:
+            try:
+                empty = not self.register.list_cases(limit=1)
+            except HCCError:
+                empty = True
+        if not self.settings.demo_offered or empty:
+            self.welcome.show()
+            self.demo_button.setFocus()
+            if not self.settings.demo_offered:
+                self._save_settings(demo_offered=True)
+
+    def open_demo(self) -> Job:
+        """Generate the demo study once (in a worker) and import it."""
+        self.welcome.hide()
+        self.statusBar().showMessage("Preparing the demo study…")
+        job = self.start_job("Demo study", jobs.demo_job(), key="demo")
+        job.finished.connect(self._on_demo_ready)
+        return job
+
+    def _on_demo_ready(self, folder: Path) -> None:
+        self.stepDone.emit("demo")
+        self.import_folder(Path(folder))
+
+    # ------------------------------------------------------------------------ predict
+    def predict(self) -> Job | None:
+        """Predict the response for the study on view (model load + predict + record)."""
+        study = self.case.study
+        if study is None or not study.pairs:
+            return None
+        if self.case.needs_confirmation():
+            self.confirm_assignment()
+            return None
+        self.jobs.cancel_all()  # a CAM of the previous prediction must not land on this one
+        self.case.prediction = None
+        self.case.cam = None
+        self.viewer.clear_cams()
+        self.vote_strip.clear()
+        self.result_panel.set_busy("Predicting…")
+        warnings = list(study.warnings) + (
+            [f"Assignment confirmed by the user: {'; '.join(study.confirmation_reasons)}"]
+            if study.needs_confirmation
+            else []
+        )
+        fn = jobs.predict_job(
+            study,
+            self.models,
+            self.model_choice(),
+            self.register,
+            source_folder=str(self.case.folder or ""),
+            warnings_shown=warnings,
+        )
+        job = self.start_job("Predict", fn, key="predict")
+        job.finished.connect(self._on_predicted)
+        job.cancelled.connect(self._on_predict_stopped)
+        job.failed.connect(lambda *_: self._on_predict_stopped())
+        return job
+
+    def _on_predict_stopped(self) -> None:
+        self.result_panel.clear()
+        self.statusBar().showMessage("Prediction stopped; nothing was recorded.", 6000)
+
+    def _description(self, model: Any) -> Any:
+        return getattr(model, "description", None)
+
+    def _on_predicted(self, outcome: jobs.PredictOutcome) -> None:
+        if outcome.study is not self.case.study:
+            return  # the user moved on to another study meanwhile
+        self.case.prediction = outcome
+        result = outcome.result
+        self.result_panel.set_result(result, self._description(outcome.model))
+        slices = list(getattr(result, "slices", []) or [])
+        self.vote_strip.set_result([s.probability for s in slices], [s.label for s in slices])
+        self._update_model_label()
+        self.register_tab.refresh()
+        if outcome.record_id is not None:
+            self.register_tab.select_id(outcome.record_id)
+            self.statusBar().showMessage(f"Prediction recorded in the register as case {outcome.record_id}.", 8000)
+        elif outcome.record_error:
+            dialogs.show_error(
+                self,
+                "The prediction is shown but was NOT saved in the register: "
+                f"{outcome.record_error}. Use File → Save to register again once the problem "
+                "is fixed.",
+            )
+        self._update_actions()
+        self.stepDone.emit("predicted")
+        self._start_cam(outcome)
+
+    def save_again(self) -> None:
+        pred = self.case.prediction
+        if pred is None or pred.record is None or self.register is None:
+            return
+        register, record = self.register, pred.record
+        job = self.start_job("Save to register", lambda p: jobs.save_record(register, record), key="save")
+        job.finished.connect(lambda rid: self._on_saved_again(pred, rid))
+
+    def _on_saved_again(self, pred: jobs.PredictOutcome, record_id: int) -> None:
+        pred.record_id = int(record_id)
+        pred.record_error = None
+        self.register_tab.refresh()
+        self.statusBar().showMessage(f"Saved in the register as case {record_id}.", 8000)
+        self._update_actions()
+        self.stepDone.emit("saved")
+
+    # ------------------------------------------------------------------------ Grad-CAM
+    def _start_cam(self, outcome: jobs.PredictOutcome) -> None:
+        first = max(self.viewer.pair_index(), 0)
+        job = self.start_job("Grad-CAM", jobs.cam_job(outcome.study, self.models, outcome.model, first), key="cam")
+        job.partial.connect(lambda sc: self._on_cam_slice(outcome, sc))
+        job.finished.connect(lambda cam: self._on_cam_study(outcome, cam))
+
+    def _on_cam_slice(self, outcome: jobs.PredictOutcome, sc: jobs.SliceCam) -> None:
+        if outcome is not self.case.prediction:
+            return
+        if sc.global_max:
+            self.viewer.set_cam_scale(sc.global_max)
+        for phase, cam in sc.cams.items():
+            self.viewer.set_cam(phase, cam, sc.pair_index)
+        self.stepDone.emit("cam-slice")
+
+    def _on_cam_study(self, outcome: jobs.PredictOutcome, cam: Any) -> None:
+        if outcome is not self.case.prediction:
+            return
+        self.case.cam = cam
+        self.viewer.set_cam_cache(cam.cams, getattr(cam, "global_max", None))
+        self.stepDone.emit("cam-study")
+
+    def set_cam_visible(self, visible: bool) -> None:
+        self.viewer.set_cam_visible(visible)
+
+    def _sync_cam_action(self, visible: bool) -> None:
+        if self.act_cam.isChecked() != visible:
+            self.act_cam.setChecked(visible)
+
+    def _sync_preset_box(self, width: float, level: float) -> None:
+        name = self.viewer.window().name
+        idx = self.preset_box.findText(name) if name else -1
+        self.preset_box.setCurrentIndex(idx)
+
+    def _on_pair_changed(self, index: int) -> None:
+        pass  # the viewer shows cached CAMs itself; the study-wide job covers the rest
+
+    # ------------------------------------------------------------------------ register
+    def open_case(self, prediction_id: int) -> None:
+        """Re-open a case from the register: its folder if still there, else the record alone."""
+        if self.register is None:
+            return
+        try:
+            detail = self.register.get_prediction(prediction_id)
+        except HCCError as exc:
+            dialogs.show_error(self, exc.message, exc.details or "")
+            return
+        record = detail.record
+        recorded = RecordedResult.from_record(record, prediction_id)
+        folder = Path(record.source_folder) if record.source_folder else None
+
+        def show_recorded(_outcome: Any = None) -> None:
+            key = record.study_uid
+            if _outcome is not None and key in {study_key(s) for _, s in iter_studies(_outcome.scan)}:
+                self.browser.select_study(key)
+            self.case.recorded = recorded
+            self.result_panel.set_result(recorded, None)
+            self.vote_strip.set_result([s.probability for s in recorded.slices], [s.label for s in recorded.slices])
+            self.tabs.setCurrentIndex(0)
+
+        if folder is not None and folder.is_dir():
+            self.import_folder(folder, then=show_recorded)
+        else:
+            self.case = CaseState()
+            self.browser.clear()
+            self.viewer.clear()
+            show_recorded()
+            self.statusBar().showMessage(
+                f"Case {prediction_id}: the source folder {folder or '(unknown)'} is gone; "
+                "showing the recorded result only.",
+                10000,
+            )
+
+    def export_csv_dialog(self) -> None:
+        self.register_tab.export_dialog()
+
+    # ------------------------------------------------------------------------ PDF report
+    def cams_at(self, pair_index: int) -> dict[str, Any]:
+        """phase → CAM of ``pair_index`` from the study's CAM result (empty when not computed)."""
+        cam = self.case.cam
+        out: dict[str, Any] = {}
+        if cam is None:
+            return out
+        for phase, per_pair in getattr(cam, "cams", {}).items():
+            if per_pair is not None and pair_index < len(per_pair):
+                out[phase] = per_pair[pair_index]
+        return out
+
+    def export_pdf(self, path: Path) -> Path | None:
+        """Write the one-page PDF report of the case on view; errors are shown."""
+        from app.ui.report_pdf import strongest_responder_slice, write_case_report
+
+        pred = self.case.prediction
+        if pred is None:
+            return None
+        try:
+            index = strongest_responder_slice(pred.result)
+            return write_case_report(
+                path,
+                pred.study,
+                pred.result,
+                self.cams_at(index),
+                self._description(pred.model),
+                pair_index=index,
+                cam_scale=getattr(self.case.cam, "global_max", None),
+                case_id=pred.record_id,
+            )
+        except HCCError as exc:
+            dialogs.show_error(self, exc.message, exc.details or "")
+            return None
+
+    def export_pdf_dialog(self) -> None:
+        pred = self.case.prediction
+        if pred is None:
+            return
+        name = f"hcc-response-{pred.study.patient_id or 'case'}-{pred.record_id or 'unsaved'}.pdf"
+        start = str(Path(self.settings.last_folder or Path.home()) / name)
+        dialog = QtWidgets.QFileDialog(self, "Export PDF report", start, "PDF (*.pdf)")
+        dialog.setAcceptMode(QtWidgets.QFileDialog.AcceptMode.AcceptSave)
+        dialog.setDefaultSuffix("pdf")
+        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.fileSelected.connect(lambda f: self._pdf_written(self.export_pdf(Path(f))))
+        dialog.open()
+
+    def _pdf_written(self, path: Path | None) -> None:
+        if path is not None:
+            self.statusBar().showMessage(f"Report written to {path}", 8000)
+
+    # ------------------------------------------------------------------------ model, settings, help
+    def show_model_description(self) -> None:
+        loaded = self.models.loaded
+        if loaded is not None:
+            self._show_description(loaded)
+            return
+        holder, choice = self.models, self.model_choice()
+        job = self.start_job("Load model", lambda p: holder.get(choice, p), key="model")
+        job.finished.connect(self._show_description)
+
+    def _show_description(self, loaded: Any) -> None:
+        self._update_model_label()
+        dialog = dialogs.ModelDescriptionDialog(
+            getattr(loaded, "description", None),
+            getattr(loaded, "sha256", None),
+            str(getattr(loaded, "path", "")),
+            self,
+        )
+        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        self._last_dialog = dialog
+
+    def import_model_dialog(self) -> None:
+        dialog = QtWidgets.QFileDialog(self, "Import a model", str(Path.home()), "Model (*.safetensors)")
+        dialog.setFileMode(QtWidgets.QFileDialog.FileMode.ExistingFile)
+        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.fileSelected.connect(lambda f: self.import_model(Path(f)))
+        dialog.open()
+
+    def import_model(self, path: Path) -> Job:
+        """Check a site model (load on CPU: keys, shapes, NaN, hash), then offer to use it."""
+
+        def check(progress: Any) -> Any:
+            from app.inference import load_model
+
+            progress.update(0.1, f"checking {path.name}")
+            return load_model(path, "cpu")
+
+        job = self.start_job("Check model", check, key="model")
+        job.finished.connect(lambda loaded: self._offer_imported_model(path, loaded))
+        return job
+
+    def _offer_imported_model(self, path: Path, loaded: Any) -> None:
+        self._show_description(loaded)
+        sha = str(getattr(loaded, "sha256", ""))
+
+        def answered(use: bool) -> None:
+            if use:
+                self.use_model(path, sha)
+
+        dialogs.ask(
+            self,
+            f"Use the model {path.name} (SHA-256 {sha[:16]}…) for new predictions?",
+            answered,
+            yes="Use this model",
+            no="Keep the current model",
+        )
+
+    def use_model(self, path: Path, sha256: str) -> None:
+        """Copy an accepted model into the user's models folder and make it active."""
+        from app.paths import models_dir
+
+        target = models_dir() / path.name
+        try:
+            if path.resolve() != target.resolve():
+                shutil.copy2(path, target)
+                side = path.with_suffix(".json")
+                if side.exists():
+                    shutil.copy2(side, target.with_suffix(".json"))
+        except OSError as exc:
+            dialogs.show_error(self, f"The model could not be copied to {target}: {exc.strerror}")
+            return
+        self._save_settings(model_path=str(target), model_sha256=sha256)
+        self.models.forget()
+        if self.register is not None and hasattr(self.register, "log_event"):
+            try:
+                self.register.log_event("model_import", {"path": str(target), "sha256": sha256})
+            except HCCError as exc:
+                log.warning("could not log the model import: %s", exc.message)
+        self._update_model_label()
+        self.statusBar().showMessage(f"Model {path.name} is now active.", 8000)
+
+    def show_settings(self) -> None:
+        from app.ui.settings_dialog import SettingsDialog
+
+        dialog = SettingsDialog(self.settings, self)
+        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.importModelRequested.connect(self.import_model_dialog)
+        dialog.accepted.connect(lambda: self.apply_settings(dialog.result_settings()))
+        dialog.open()
+        self._last_dialog = dialog
+
+    def apply_settings(self, new: Settings) -> None:
+        """Adopt new settings: reopen the register / forget the model where they changed."""
+        old = self.settings
+        self._save_settings(**{f.name: getattr(new, f.name) for f in dataclasses.fields(Settings)})
+        if (old.model_path, old.model_sha256, old.device) != (new.model_path, new.model_sha256, new.device):
+            self.models.forget()
+        if old.register_path != new.register_path:
+            if self.register is not None:
+                self.register.close()
+            self._open_register()
+            self.register_tab.set_register(self.register)
+            if self._register_error:
+                dialogs.show_error(self, "The case register could not be opened.", self._register_error)
+        self._update_model_label()
+        self._update_actions()
+
+    def show_about(self) -> None:
+        dialog = dialogs.AboutDialog(self)
+        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()
+        self._last_dialog = dialog
+
+    def show_intended_use(self) -> None:
+        dialogs.show_info(self, html.escape(INTENDED_USE))
+
+    # ------------------------------------------------------------------------ drag and drop
+    def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:  # noqa: N802
+        if self._dropped_folder(event.mimeData()) is not None:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QtGui.QDropEvent) -> None:  # noqa: N802
+        folder = self._dropped_folder(event.mimeData())
+        if folder is not None:
+            event.acceptProposedAction()
+            self.import_folder(folder)
+
+    @staticmethod
+    def _dropped_folder(mime: QtCore.QMimeData) -> Path | None:
+        for url in mime.urls() if mime.hasUrls() else []:
+            if url.isLocalFile():
+                path = Path(url.toLocalFile())
+                return path if path.is_dir() else path.parent
+        return None
+
+    # ------------------------------------------------------------------------ closing
+    def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802
+        """Cancel and wait for the workers (bounded), save the window state, close the register."""
+        self._closing = True
+        if not self.jobs.shutdown(5000):
+            log.error("some background jobs did not stop in time")
+        self._save_settings(
+            window_geometry=base64.b64encode(bytes(self.saveGeometry().data())).decode("ascii"),
+            window_state=base64.b64encode(bytes(self.saveState().data())).decode("ascii"),
+        )
+        if self.register is not None:
+            try:
+                self.register.close()
+            except HCCError:
+                log.warning("closing the register failed", exc_info=True)
+        super().closeEvent(event)
+
+
+__all__ = ["MainWindow", "CaseState", "RecordedResult", "PHASES"]

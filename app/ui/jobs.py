@@ -1,0 +1,354 @@
+"""The desktop app's long jobs, as plain functions of a progress object (no Qt here).
+
+Each ``*_job`` function returns a closure ``fn(progress) -> result`` that
+:class:`app.ui.workers.JobManager` runs in a worker thread. They only chain the core's
+Qt-free functions (scan, assemble, load model, predict, register, Grad-CAM, demo data), so the
+app does exactly what the CLI does; what is specific to the desktop is *when* they run and how
+results come back (dataclasses below).
+
+Thread safety of the model: one :class:`ModelHolder` keeps the loaded model (loaded lazily,
+once per file/device, STYLE.md 6) and a lock that every user of the network takes (prediction,
+Grad-CAM), because Grad-CAM registers hooks on the shared module and two threads using it at
+once would mix their activations.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.dicom.types import AssembledStudy
+from app.errors import HCCError, InputError
+from app.progress import NULL_PROGRESS, Progress
+
+log = logging.getLogger(__name__)
+
+
+# -- import ---------------------------------------------------------------------------------
+
+
+@dataclass
+class ImportOutcome:
+    """A scanned folder and the assembly of its first usable study.
+
+    ``assembled``/``errors`` are keyed by study key (Study Instance UID); other studies are
+    assembled when the user selects them.
+    """
+
+    folder: Path
+    scan: Any
+    key: str | None
+    assembled: dict[str, AssembledStudy] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def _usable_series(study: Any) -> list[Any]:
+    return [s for s in getattr(study, "series", []) if s.status != "refused"]
+
+
+def _no_dicom_details(scan: Any, limit: int = 40) -> str:
+    files = list(getattr(scan, "files", []) or [])
+    lines = [f"{f.status}: {f.path} — {f.reason}" for f in files[:limit]]
+    if len(files) > limit:
+        lines.append(f"... and {len(files) - limit} more")
+    return "\n".join(lines)
+
+
+def assemble(study: Any, overrides: Mapping[str, str] | None, progress: Progress) -> AssembledStudy:
+    """Assemble one study (the core's ``assemble_study``)."""
+    from app.dicom.assembly import assemble_study
+
+    return assemble_study(study, dict(overrides) if overrides else None, progress)
+
+
+def import_job(folder: Path) -> Callable[[Progress], ImportOutcome]:
+    """Scan ``folder`` (60 % of the progress) and assemble its first usable study (40 %).
+
+    Raises (in the worker)
+    ----------------------
+    InputError
+        Folder missing/unreadable (from the scanner) or "no DICOM images found" with the list
+        of skipped/rejected files as details.
+    """
+
+    def run(progress: Progress) -> ImportOutcome:
+        from app.dicom.scan import scan_folder
+        from app.ui.study_browser import iter_studies, study_key
+
+        folder_path = Path(folder)
+        if not folder_path.exists():
+            raise InputError(f"The folder {folder_path} does not exist.")
+        if not folder_path.is_dir():
+            raise InputError(f"{folder_path} is not a folder.")
+        scan = scan_folder(folder_path, progress.sub(0.0, 0.6))
+        studies = list(iter_studies(scan))
+        if not any(study.series for _, study in studies):
+            raise InputError(
+                f"No DICOM images found in {folder_path}.", details=_no_dicom_details(scan)
+            )
+        outcome = ImportOutcome(folder=folder_path, scan=scan, key=None)
+        # The first study with usable series is the one shown; others are assembled on demand.
+        first = next((s for _, s in studies if _usable_series(s)), studies[0][1])
+        outcome.key = study_key(first)
+        progress.check()
+        try:
+            outcome.assembled[outcome.key] = assemble(first, None, progress.sub(0.6, 1.0))
+        except HCCError as exc:
+            if isinstance(exc, _cancelled_type()):
+                raise
+            outcome.errors[outcome.key] = exc.message
+        progress.update(1.0, "imported")
+        return outcome
+
+    return run
+
+
+def assemble_job(study: Any, overrides: Mapping[str, str] | None) -> Callable[[Progress], AssembledStudy]:
+    """Assemble ``study`` with the user's ``overrides`` (phase → series uid)."""
+    frozen = dict(overrides or {})
+    return lambda progress: assemble(study, frozen, progress)
+
+
+def _cancelled_type() -> type[HCCError]:
+    from app.errors import Cancelled
+
+    return Cancelled
+
+
+# -- model ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which model file to use on which device (from the settings)."""
+
+    path: Path | None
+    sha256: str | None
+    device: str
+
+
+class ModelHolder:
+    """The loaded model, loaded lazily once per (file, hash, device), shared by jobs.
+
+    ``lock`` must be held while the network runs (prediction, Grad-CAM).
+    """
+
+    RANDOM_NAME = "random-initialised.safetensors"
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self._key: tuple[str, str | None, str] | None = None
+        self._model: Any = None
+
+    @property
+    def loaded(self) -> Any:
+        """The currently loaded model (``LoadedModel``) or None."""
+        return self._model
+
+    def forget(self) -> None:
+        with self.lock:
+            self._model = None
+            self._key = None
+
+    @classmethod
+    def resolve_path(cls, choice: ModelChoice, progress: Progress = NULL_PROGRESS) -> Path:
+        """The file to load: the chosen one, else the bundled default, else a random model.
+
+        The random model (created once in the user's models folder) lets the app show the
+        whole flow before trained weights exist; its description says plainly that its results
+        are meaningless, and the result panel shows that.
+        """
+        if choice.path is not None:
+            return Path(choice.path)
+        from app.inference import default_model_path
+
+        default = Path(default_model_path())
+        if default.exists():
+            return default
+        from app.inference import create_random_model
+        from app.paths import models_dir
+
+        path = models_dir() / cls.RANDOM_NAME
+        if not path.exists():
+            progress.update(0.0, "creating a random-initialised model (no trained model found)")
+            log.warning("no bundled model at %s; using a random-initialised model", default)
+            create_random_model(path)
+        return path
+
+    def get(self, choice: ModelChoice, progress: Progress = NULL_PROGRESS) -> Any:
+        """Load (or reuse) the model for ``choice``; raises the loader's ModelFileError."""
+        with self.lock:
+            path = self.resolve_path(choice, progress)
+            key = (str(path), choice.sha256, choice.device)
+            if self._model is not None and self._key == key:
+                return self._model
+            from app.inference import load_model
+
+            progress.update(0.0, f"loading model {path.name}")
+            model = load_model(path, choice.device, expected_sha256=choice.sha256)
+            self._model, self._key = model, key
+            progress.update(1.0, "model loaded")
+            return model
+
+
+# -- prediction -----------------------------------------------------------------------------
+
+
+@dataclass
+class PredictOutcome:
+    """A prediction and what became of its register record.
+
+    ``record_error`` is set when the register write failed (read-only, full disk: RELIABILITY
+    24): the prediction is still shown and ``record`` can be saved again.
+    """
+
+    study: AssembledStudy
+    result: Any
+    model: Any
+    record: Any = None
+    record_id: int | None = None
+    record_error: str | None = None
+    elapsed_s: float = 0.0
+
+
+def make_record(
+    study: AssembledStudy, result: Any, *, overrides: Mapping[str, str], warnings_shown: list[str], source_folder: str
+) -> Any:
+    """The register record of a prediction, through the lead's adapter (``app.casework``)."""
+    from app.casework import prediction_record
+
+    return prediction_record(
+        study,
+        result,
+        overrides=dict(overrides),
+        warnings_shown=list(warnings_shown),
+        source_folder=source_folder,
+    )
+
+
+def save_record(register: Any, record: Any) -> int:
+    """Write a record to the register; returns its id (raises the register's errors)."""
+    return int(register.add_prediction(record))
+
+
+def predict_job(
+    study: AssembledStudy,
+    holder: ModelHolder,
+    choice: ModelChoice,
+    register: Any,
+    *,
+    source_folder: str,
+    warnings_shown: list[str],
+) -> Callable[[Progress], PredictOutcome]:
+    """Load the model (cached), predict, then record in the register.
+
+    Cancellation is checked until the record is written and never after it, so a cancelled
+    prediction leaves no record and a recorded one is always shown (RELIABILITY.md 28).
+    """
+
+    def run(progress: Progress) -> PredictOutcome:
+        from app.inference import predict
+
+        t0 = time.monotonic()
+        model = holder.get(choice, progress.sub(0.0, 0.15))
+        progress.check()
+        with holder.lock:
+            result = predict(study, model, progress.sub(0.15, 0.95))
+        progress.check()
+        outcome = PredictOutcome(study=study, result=result, model=model)
+        if register is None:
+            outcome.record_error = "no register is open"
+        else:
+            try:
+                outcome.record = make_record(
+                    study,
+                    result,
+                    overrides=study.overrides,
+                    warnings_shown=warnings_shown,
+                    source_folder=source_folder,
+                )
+                progress.check()  # last point where cancelling leaves nothing behind
+                progress.update(0.97, "recording in the register")
+                outcome.record_id = save_record(register, outcome.record)
+            except HCCError as exc:
+                if isinstance(exc, _cancelled_type()):
+                    raise
+                log.warning("register write failed: %s", exc.message)
+                outcome.record_error = exc.message
+        outcome.elapsed_s = time.monotonic() - t0
+        progress.update(1.0, "prediction done")
+        return outcome
+
+    return run
+
+
+# -- Grad-CAM -------------------------------------------------------------------------------
+
+
+@dataclass
+class SliceCam:
+    """Grad-CAM of one slice level: phase → array (rows × cols of that phase's slice)."""
+
+    pair_index: int
+    cams: dict[str, Any]
+    global_max: float | None = None
+
+
+def _slice_cams(raw: Any, pair_index: int) -> SliceCam:
+    """Normalise what ``gradcam_slice`` returns into a :class:`SliceCam`."""
+    if isinstance(raw, Mapping):
+        return SliceCam(pair_index, dict(raw))
+    cams = getattr(raw, "cams", None)
+    if isinstance(cams, Mapping):
+        per = {}
+        for phase, value in cams.items():
+            # a CamResult for one level may hold arrays of shape (1, rows, cols)
+            per[phase] = value[0] if getattr(value, "ndim", 2) == 3 else value
+        return SliceCam(pair_index, per, getattr(raw, "global_max", None))
+    raise TypeError(f"unexpected Grad-CAM result {type(raw).__name__}")
+
+
+def cam_job(
+    study: AssembledStudy, holder: ModelHolder, model: Any, first_pair: int
+) -> Callable[[Any], Any]:
+    """Grad-CAM for the viewed slice first (published at once), then the whole study.
+
+    The returned function publishes a :class:`SliceCam` for ``first_pair`` (so the heatmap of
+    the slice in view appears within a fraction of a second) and returns the study's
+    ``CamResult``.
+    """
+
+    def run(progress: Any) -> Any:
+        from app.inference import gradcam_slice, gradcam_study
+
+        with holder.lock:
+            progress.update(0.0, "Grad-CAM of the slice in view")
+            first = _slice_cams(gradcam_slice(model, study, first_pair), first_pair)
+        publish = getattr(progress, "publish", None)
+        if publish is not None:
+            publish(first)
+        progress.check()
+        with holder.lock:
+            return gradcam_study(model, study, progress.sub(0.05, 1.0))
+
+    return run
+
+
+# -- demo -----------------------------------------------------------------------------------
+
+
+def demo_job(dest: Path | None = None) -> Callable[[Progress], Path]:
+    """Generate (once) the demo study under ``app.paths.demo_dir()``; returns its folder."""
+
+    def run(progress: Progress) -> Path:
+        from app.paths import demo_dir
+        from app.synthetic.demo import ensure_demo_study
+
+        return Path(ensure_demo_study(dest or demo_dir(), progress))
+
+    return run

@@ -1,0 +1,467 @@
+"""The register tab: the local case register as a searchable, sortable, filterable table.
+
+A ``QTableView`` over :class:`CaseTableModel`, fed by ``Register.list_cases`` (the register
+does the searching, filtering and sorting in SQL, so the tab stays fast with thousands of
+cases: a header click re-queries with another ``sort``). Around it: a search box, model and
+outcome filters, "Record outcome…" (CR/PR/SD/PD, date, by), the local performance table
+(``Register.performance()``), CSV export (pseudonymise option) and "Verify register".
+
+Double-clicking a case emits ``openCase(prediction_id)``; the main window re-opens it. Register
+errors are shown through :mod:`app.ui.dialogs` and never leave the tab unusable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from PySide6 import QtCore, QtWidgets
+
+from app.errors import HCCError
+from app.ui import dialogs
+
+log = logging.getLogger(__name__)
+
+#: (header, CaseRow attribute or callable, sort key understood by ``list_cases``)
+COLUMNS: tuple[tuple[str, str, str | None], ...] = (
+    ("ID", "id", "id"),
+    ("Recorded", "created_at", "created_at"),
+    ("Patient ID", "patient_id", "patient_id"),
+    ("Name", "patient_name", "patient_name"),
+    ("Study date", "study_date", "study_date"),
+    ("Prediction", "label", "label"),
+    ("Score", "score", "score"),
+    ("Votes", "vote_split", "votes"),
+    ("Model", "model", "model"),
+    ("Outcome", "outcome", "outcome"),
+)
+
+OUTCOME_FILTERS: tuple[tuple[str, str], ...] = (
+    ("Any outcome", "any"),
+    ("With outcome", "with"),
+    ("Without outcome", "without"),
+    ("CR", "CR"),
+    ("PR", "PR"),
+    ("SD", "SD"),
+    ("PD", "PD"),
+)
+
+
+def _cell(row: Any, attr: str) -> str:
+    if attr == "model":
+        return f"{getattr(row, 'model_name', '')} {getattr(row, 'model_version', '')}".strip()
+    value = getattr(row, attr, "")
+    if value is None:
+        return "—"
+    if isinstance(value, dt.datetime):
+        return value.astimezone().strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if attr == "outcome" and getattr(row, "outcome_date", None):
+        return f"{value} ({row.outcome_date})"
+    return str(value)
+
+
+class CaseTableModel(QtCore.QAbstractTableModel):
+    """Rows of ``Register.list_cases`` (CaseRow objects) as a read-only table."""
+
+    def __init__(self, parent: QtCore.QObject | None = None) -> None:
+        super().__init__(parent)
+        self._rows: list[Any] = []
+
+    def set_rows(self, rows: Sequence[Any]) -> None:
+        self.beginResetModel()
+        self._rows = list(rows)
+        self.endResetModel()
+
+    def row(self, index: int) -> Any:
+        return self._rows[index]
+
+    def rows(self) -> list[Any]:
+        return list(self._rows)
+
+    def rowCount(self, parent: QtCore.QModelIndex | QtCore.QPersistentModelIndex = QtCore.QModelIndex()) -> int:  # noqa: B008, N802
+        return 0 if parent.isValid() else len(self._rows)
+
+    def columnCount(self, parent: QtCore.QModelIndex | QtCore.QPersistentModelIndex = QtCore.QModelIndex()) -> int:  # noqa: B008, N802
+        return 0 if parent.isValid() else len(COLUMNS)
+
+    def data(self, index: QtCore.QModelIndex | QtCore.QPersistentModelIndex, role: int = QtCore.Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        row = self._rows[index.row()]
+        attr = COLUMNS[index.column()][1]
+        if role == QtCore.Qt.ItemDataRole.DisplayRole:
+            return _cell(row, attr)
+        if role == QtCore.Qt.ItemDataRole.UserRole:
+            return getattr(row, "id", None)
+        if role == QtCore.Qt.ItemDataRole.TextAlignmentRole and attr in ("id", "score"):
+            return int(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
+        return None
+
+    def headerData(self, section: int, orientation: QtCore.Qt.Orientation, role: int = QtCore.Qt.ItemDataRole.DisplayRole) -> Any:  # noqa: N802
+        if role == QtCore.Qt.ItemDataRole.DisplayRole and orientation == QtCore.Qt.Orientation.Horizontal:
+            return COLUMNS[section][0]
+        return None
+
+
+class OutcomeDialog(QtWidgets.QDialog):
+    """Record the RECIST 1.1 outcome of a case: category, date, entered by."""
+
+    def __init__(self, case_text: str, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Record outcome")
+        form = QtWidgets.QFormLayout(self)
+        form.addRow(QtWidgets.QLabel(case_text))
+        self.category = QtWidgets.QComboBox()
+        for cat, text in (
+            ("CR", "CR — complete response"),
+            ("PR", "PR — partial response"),
+            ("SD", "SD — stable disease"),
+            ("PD", "PD — progressive disease"),
+        ):
+            self.category.addItem(text, cat)
+        form.addRow("RECIST 1.1:", self.category)
+        self.date = QtWidgets.QDateEdit(QtCore.QDate.currentDate())
+        self.date.setCalendarPopup(True)
+        self.date.setDisplayFormat("yyyy-MM-dd")
+        form.addRow("Assessed on:", self.date)
+        self.by = QtWidgets.QLineEdit()
+        self.by.setPlaceholderText("name or initials")
+        form.addRow("Entered by:", self.by)
+        buttons = QtWidgets.QDialogButtonBox(
+            QtWidgets.QDialogButtonBox.StandardButton.Ok
+            | QtWidgets.QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def values(self) -> tuple[str, str, str]:
+        """(category, ISO date, entered by)."""
+        return (
+            str(self.category.currentData()),
+            self.date.date().toString("yyyy-MM-dd"),
+            self.by.text().strip(),
+        )
+
+
+def _performance_rows(perf: Any) -> list[dict[str, Any]]:
+    """``Register.performance()`` result as dicts (a list of dataclasses or a report object)."""
+    rows = getattr(perf, "rows", perf)
+    out: list[dict[str, Any]] = []
+    for row in rows or []:
+        if dataclasses.is_dataclass(row) and not isinstance(row, type):
+            out.append(dataclasses.asdict(row))
+        elif isinstance(row, dict):
+            out.append(dict(row))
+        else:
+            out.append({k: v for k, v in vars(row).items() if not k.startswith("_")})
+    return out
+
+
+def _reference_text() -> str:
+    """The paper's validation figures, for comparison with the local ones."""
+    from app.register.performance import DEFAULT_REFERENCE as ref
+
+    lo, hi = ref.auc_ci
+    return (
+        f"<small>Reference ({ref.source}, {ref.model}, n = {ref.n}): AUC {ref.auc:.3f} "
+        f"({lo:.3f}–{hi:.3f}), accuracy {ref.accuracy:.3f}, sensitivity {ref.sensitivity:.3f}, "
+        f"specificity {ref.specificity:.3f}. Local figures on few cases are very uncertain.</small>"
+    )
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(
+        isinstance(v, (int, float)) or v is None for v in value
+    ):
+        return "–".join(_fmt(v) for v in value)
+    return str(value)
+
+
+class RegisterTab(QtWidgets.QWidget):
+    """The register as a table with search, filters, outcome entry, performance and export.
+
+    Parameters
+    ----------
+    register:
+        An open ``app.register.Register`` (or None until one is opened: the tab then says so).
+
+    Signals
+    -------
+    openCase(int)
+        The user double-clicked a case (its prediction id).
+    """
+
+    openCase = QtCore.Signal(int)
+
+    def __init__(self, register: Any = None, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._register = register
+        self._sort = ("created_at", True)
+        layout = QtWidgets.QVBoxLayout(self)
+
+        bar = QtWidgets.QHBoxLayout()
+        self.search = QtWidgets.QLineEdit()
+        self.search.setPlaceholderText("Search patient ID or name…")
+        self.search.setClearButtonEnabled(True)
+        bar.addWidget(self.search, 2)
+        self.model_filter = QtWidgets.QComboBox()
+        self.model_filter.addItem("All models", None)
+        bar.addWidget(self.model_filter)
+        self.outcome_filter = QtWidgets.QComboBox()
+        for text, value in OUTCOME_FILTERS:
+            self.outcome_filter.addItem(text, value)
+        bar.addWidget(self.outcome_filter)
+        self.outcome_button = QtWidgets.QPushButton("Record outcome…")
+        self.outcome_button.setEnabled(False)
+        bar.addWidget(self.outcome_button)
+        self.open_button = QtWidgets.QPushButton("Open case")
+        self.open_button.setEnabled(False)
+        bar.addWidget(self.open_button)
+        self.export_button = QtWidgets.QPushButton("Export CSV…")
+        bar.addWidget(self.export_button)
+        self.verify_button = QtWidgets.QPushButton("Verify")
+        bar.addWidget(self.verify_button)
+        layout.addLayout(bar)
+
+        splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
+        self.table = QtWidgets.QTableView()
+        self.model = CaseTableModel(self)
+        self.table.setModel(self.model)
+        self.table.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.SingleSelection)
+        self.table.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setAlternatingRowColors(True)
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.horizontalHeader().setSectionsClickable(True)
+        self.table.horizontalHeader().setSortIndicatorShown(True)
+        self.table.horizontalHeader().sectionClicked.connect(self._on_header)
+        self.table.doubleClicked.connect(self._on_double_click)
+        splitter.addWidget(self.table)
+
+        perf_box = QtWidgets.QGroupBox("Local performance (cases with a recorded outcome)")
+        perf_layout = QtWidgets.QVBoxLayout(perf_box)
+        self.performance = QtWidgets.QTableWidget(0, 0)
+        self.performance.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.performance.verticalHeader().hide()
+        perf_layout.addWidget(self.performance)
+        self.reference = QtWidgets.QLabel(_reference_text())
+        self.reference.setWordWrap(True)
+        perf_layout.addWidget(self.reference)
+        splitter.addWidget(perf_box)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 1)
+        layout.addWidget(splitter, 1)
+
+        self.status = QtWidgets.QLabel()
+        layout.addWidget(self.status)
+
+        # Searching re-queries SQL; debounce typing so that each keystroke does not.
+        self._search_timer = QtCore.QTimer(self)
+        self._search_timer.setSingleShot(True)
+        self._search_timer.setInterval(200)
+        self._search_timer.timeout.connect(self.refresh)
+        self.search.textChanged.connect(lambda _t: self._search_timer.start())
+        self.model_filter.activated.connect(lambda _i: self.refresh())
+        self.outcome_filter.activated.connect(lambda _i: self.refresh())
+        self.table.selectionModel().selectionChanged.connect(self._on_selection)
+        self.outcome_button.clicked.connect(self.record_outcome_dialog)
+        self.open_button.clicked.connect(self._open_selected)
+        self.export_button.clicked.connect(self.export_dialog)
+        self.verify_button.clicked.connect(self.verify)
+        self.refresh()
+
+    # -- data -------------------------------------------------------------------------------
+    def set_register(self, register: Any) -> None:
+        self._register = register
+        self.refresh()
+
+    @property
+    def register(self) -> Any:
+        return self._register
+
+    def refresh(self) -> None:
+        """Re-query the register with the current search, filters and sort."""
+        reg = self._register
+        enabled = reg is not None
+        for w in (self.export_button, self.verify_button, self.search):
+            w.setEnabled(enabled)
+        if reg is None:
+            self.model.set_rows([])
+            self.status.setText("No register is open (see Settings).")
+            return
+        sort, descending = self._sort
+        try:
+            rows = reg.list_cases(
+                search=self.search.text().strip(),
+                model=self.model_filter.currentData(),
+                outcome=self.outcome_filter.currentData(),
+                sort=sort,
+                descending=descending,
+                limit=500,
+            )
+        except HCCError as exc:
+            self.status.setText(f"Register error: {exc.message}")
+            log.warning("register list failed: %s", exc.message)
+            return
+        self.model.set_rows(rows)
+        self._update_model_filter(rows)
+        self.status.setText(f"{len(rows)} case(s) shown. Register: {getattr(reg, 'path', '')}")
+        self.refresh_performance()
+        self._on_selection()
+
+    def _update_model_filter(self, rows: Sequence[Any]) -> None:
+        """Offer every model name in the register (``Register.models()``), else those shown."""
+        known = {self.model_filter.itemData(i) for i in range(self.model_filter.count())}
+        try:
+            names = sorted({name for name, _version in self._register.models()})
+        except (AttributeError, HCCError):
+            names = sorted({getattr(r, "model_name", "") for r in rows} - {""})
+        for name in names:
+            if name not in known:
+                self.model_filter.addItem(name, name)
+                known.add(name)
+
+    def refresh_performance(self) -> None:
+        reg = self._register
+        if reg is None:
+            return
+        try:
+            rows = _performance_rows(reg.performance())
+        except HCCError as exc:
+            log.warning("performance failed: %s", exc.message)
+            rows = []
+        keys: list[str] = []
+        for row in rows:
+            for k in row:
+                if k not in keys:
+                    keys.append(k)
+        self.performance.clear()
+        self.performance.setColumnCount(len(keys))
+        self.performance.setRowCount(len(rows))
+        self.performance.setHorizontalHeaderLabels([k.replace("_", " ") for k in keys])
+        for r, row in enumerate(rows):
+            for c, key in enumerate(keys):
+                self.performance.setItem(r, c, QtWidgets.QTableWidgetItem(_fmt(row.get(key))))
+        self.performance.resizeColumnsToContents()
+
+    def selected_id(self) -> int | None:
+        indexes = self.table.selectionModel().selectedRows()
+        if not indexes:
+            return None
+        return int(self.model.row(indexes[0].row()).id)
+
+    def select_id(self, prediction_id: int) -> bool:
+        for i, row in enumerate(self.model.rows()):
+            if row.id == prediction_id:
+                self.table.selectRow(i)
+                return True
+        return False
+
+    # -- actions ----------------------------------------------------------------------------
+    def _on_header(self, section: int) -> None:
+        key = COLUMNS[section][2]
+        if key is None:
+            return
+        current, descending = self._sort
+        descending = not descending if key == current else False
+        self._sort = (key, descending)
+        order = QtCore.Qt.SortOrder.DescendingOrder if descending else QtCore.Qt.SortOrder.AscendingOrder
+        self.table.horizontalHeader().setSortIndicator(section, order)
+        self.refresh()
+
+    def _on_selection(self, *_args: Any) -> None:
+        has = self.selected_id() is not None
+        self.outcome_button.setEnabled(has)
+        self.open_button.setEnabled(has)
+
+    def _on_double_click(self, index: QtCore.QModelIndex) -> None:
+        if index.isValid():
+            self.openCase.emit(int(self.model.row(index.row()).id))
+
+    def _open_selected(self) -> None:
+        pid = self.selected_id()
+        if pid is not None:
+            self.openCase.emit(pid)
+
+    def record_outcome(self, prediction_id: int, category: str, date: str, by: str) -> bool:
+        """Record an outcome for a case; errors are shown. Returns True when recorded."""
+        try:
+            self._register.record_outcome(prediction_id, category, date, entered_by=by or None)
+        except HCCError as exc:
+            dialogs.show_error(self, f"The outcome was not recorded: {exc.message}", exc.details or "")
+            return False
+        self.refresh()
+        self.select_id(prediction_id)
+        return True
+
+    def record_outcome_dialog(self) -> None:
+        pid = self.selected_id()
+        if pid is None:
+            return
+        row = next(r for r in self.model.rows() if r.id == pid)
+        dialog = OutcomeDialog(
+            f"Case {pid}: {row.patient_id} {row.patient_name} — predicted {row.label}", self
+        )
+        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.accepted.connect(lambda: self.record_outcome(pid, *dialog.values()))
+        dialog.open()
+
+    def export_csv(self, path: Path, pseudonymise: bool) -> bool:
+        try:
+            self._register.export_csv(path, pseudonymise=pseudonymise)
+        except HCCError as exc:
+            dialogs.show_error(self, f"Export failed: {exc.message}", exc.details or "")
+            return False
+        except OSError as exc:
+            dialogs.show_error(self, f"Export failed: cannot write {path}: {exc.strerror}")
+            return False
+        self.status.setText(f"Exported to {path}" + (" (pseudonymised)" if pseudonymise else ""))
+        return True
+
+    def export_dialog(self) -> None:
+        if self._register is None:
+            return
+        dialog = QtWidgets.QFileDialog(self, "Export register as CSV", str(Path.home()), "CSV (*.csv)")
+        dialog.setAcceptMode(QtWidgets.QFileDialog.AcceptMode.AcceptSave)
+        dialog.setDefaultSuffix("csv")
+        dialog.setOption(QtWidgets.QFileDialog.Option.DontUseNativeDialog, True)
+        pseudo = QtWidgets.QCheckBox("Pseudonymise patient identifiers (keyed hash)")
+        pseudo.setChecked(True)
+        grid = dialog.layout()
+        if isinstance(grid, QtWidgets.QGridLayout):
+            grid.addWidget(pseudo, grid.rowCount(), 0, 1, -1)
+        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.fileSelected.connect(lambda f: self.export_csv(Path(f), pseudo.isChecked()))
+        dialog.open()
+
+    def verify(self) -> None:
+        if self._register is None:
+            return
+        try:
+            report = self._register.verify()
+        except HCCError as exc:
+            dialogs.show_error(self, f"Verification failed: {exc.message}", exc.details or "")
+            return
+        problems = "\n".join(getattr(report, "problems", []) or [])
+        if getattr(report, "ok", False):
+            dialogs.show_info(
+                self,
+                f"The register is intact: {report.n_predictions} predictions, "
+                f"{report.n_outcomes} outcomes, {report.n_events} audit events, chain verified.",
+            )
+        else:
+            dialogs.show_error(
+                self, "The register failed verification: it may have been altered.", problems
+            )

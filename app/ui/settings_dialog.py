@@ -1,0 +1,128 @@
+"""The Settings dialog: device, active model, register location.
+
+It edits a copy of :class:`app.settings.Settings` and hands back the new one
+(:meth:`SettingsDialog.result_settings`); the main window applies it (reopens the register,
+forgets the loaded model). Choosing another model file goes through the main window's model
+import (checked, its description and SHA-256 shown before use, RELIABILITY.md 17), so this
+dialog only offers "Import model…" and "Use the bundled model".
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from PySide6 import QtCore, QtWidgets
+
+from app.paths import default_register_path
+from app.settings import DEVICES, Settings
+
+DEVICE_TEXT = {
+    "auto": "Automatic (GPU when it works, else CPU)",
+    "cpu": "CPU",
+    "cuda": "GPU (CUDA; falls back to CPU on trouble)",
+}
+
+
+class SettingsDialog(QtWidgets.QDialog):
+    """Edit device, model and register location; ``result_settings()`` after ``accepted``."""
+
+    importModelRequested = QtCore.Signal()
+
+    def __init__(self, settings: Settings, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Settings")
+        self._settings = settings
+        self._model_path = settings.model_path
+        self._model_sha = settings.model_sha256
+        form = QtWidgets.QFormLayout(self)
+
+        self.device = QtWidgets.QComboBox()
+        for d in DEVICES:
+            self.device.addItem(DEVICE_TEXT[d], d)
+        self.device.setCurrentIndex(max(0, self.device.findData(settings.device)))
+        form.addRow("Device:", self.device)
+
+        model_box = QtWidgets.QWidget()
+        ml = QtWidgets.QVBoxLayout(model_box)
+        ml.setContentsMargins(0, 0, 0, 0)
+        self.model_label = QtWidgets.QLabel()
+        self.model_label.setWordWrap(True)
+        self.model_label.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        ml.addWidget(self.model_label)
+        row = QtWidgets.QHBoxLayout()
+        self.bundled_button = QtWidgets.QPushButton("Use the bundled model")
+        self.bundled_button.clicked.connect(self._use_bundled)
+        row.addWidget(self.bundled_button)
+        self.import_button = QtWidgets.QPushButton("Import model…")
+        self.import_button.setToolTip("Check a .safetensors model, show its description and hash, then use it")
+        self.import_button.clicked.connect(self._import_model)
+        row.addWidget(self.import_button)
+        row.addStretch(1)
+        ml.addLayout(row)
+        form.addRow("Model:", model_box)
+
+        reg_row = QtWidgets.QHBoxLayout()
+        self.register_path = QtWidgets.QLineEdit(settings.register_path or "")
+        self.register_path.setPlaceholderText(str(default_register_path()))
+        reg_row.addWidget(self.register_path, 1)
+        browse = QtWidgets.QPushButton("Browse…")
+        browse.clicked.connect(self._browse_register)
+        reg_row.addWidget(browse)
+        form.addRow("Register:", reg_row)
+        note = QtWidgets.QLabel(
+            "<small>The register is a local SQLite file; a new path creates a new, empty "
+            "register. Leave empty for the default location.</small>"
+        )
+        note.setWordWrap(True)
+        form.addRow(note)
+
+        buttons = QtWidgets.QDialogButtonBox(
+            QtWidgets.QDialogButtonBox.StandardButton.Ok
+            | QtWidgets.QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+        self._update_model_label()
+        self.resize(620, 300)
+
+    def _update_model_label(self) -> None:
+        if self._model_path:
+            sha = f"<br>SHA-256 <tt>{self._model_sha}</tt>" if self._model_sha else ""
+            self.model_label.setText(f"Imported model <b>{Path(self._model_path).name}</b>{sha}")
+        else:
+            self.model_label.setText("The bundled model (checked against its recorded SHA-256).")
+        self.bundled_button.setEnabled(self._model_path is not None)
+
+    def _use_bundled(self) -> None:
+        self._model_path = None
+        self._model_sha = None
+        self._update_model_label()
+
+    def _import_model(self) -> None:
+        # The main window checks the file and asks before using it; close this dialog first
+        # so that the user sees one thing at a time.
+        self.reject()
+        self.importModelRequested.emit()
+
+    def _browse_register(self) -> None:
+        start = self.register_path.text() or str(default_register_path())
+        dialog = QtWidgets.QFileDialog(self, "Register location", start, "Register (*.sqlite *.db)")
+        dialog.setAcceptMode(QtWidgets.QFileDialog.AcceptMode.AcceptSave)
+        dialog.setOption(QtWidgets.QFileDialog.Option.DontConfirmOverwrite, True)
+        dialog.setDefaultSuffix("sqlite")
+        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.fileSelected.connect(self.register_path.setText)
+        dialog.open()
+
+    def result_settings(self) -> Settings:
+        """The settings as edited (unchanged fields kept)."""
+        reg = self.register_path.text().strip() or None
+        return dataclasses.replace(
+            self._settings,
+            device=str(self.device.currentData()),
+            model_path=self._model_path,
+            model_sha256=self._model_sha,
+            register_path=reg,
+        )

@@ -1,0 +1,373 @@
+"""The study browser: imported patients → studies → series, and the phase assignment.
+
+The tree shows every series the scan found with its phase, confidence, status and warnings
+(icon + tooltip); the series chosen for each phase are bold and marked ("▶ arterial"). Under
+the tree, one combo per phase ("Plain: [series ▾]") changes that phase's series in one click,
+and a banner lists the reasons when the assignment needs the user's confirmation, with a
+"Confirm…" button. The widget only displays and emits; the main window decides what to do
+(re-assemble in a worker, ask for confirmation, ...).
+
+It reads the scan's dataclasses by attribute (``ScanResult.patients`` → ``.studies`` →
+``.series`` of :class:`app.dicom.types.SeriesInfo`) and an :class:`AssembledStudy`.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app import PHASES
+from app.dicom.types import AssembledStudy, PhaseCall, SeriesInfo
+
+PHASE_TITLES = {"plain": "Plain", "arterial": "Arterial", "portal": "Portal venous"}
+
+COL_SERIES, COL_PHASE, COL_CONF, COL_SLICES, COL_STATUS = range(5)
+HEADERS = ("Series", "Phase", "Conf.", "Slices", "Status")
+
+#: Item data roles: what a tree row stands for.
+ROLE_KIND = QtCore.Qt.ItemDataRole.UserRole
+ROLE_KEY = QtCore.Qt.ItemDataRole.UserRole + 1
+
+
+def scan_patients(scan: Any) -> list[Any]:
+    """The patients of a scan result (``ScanResult.patients``)."""
+    return list(getattr(scan, "patients", []) or [])
+
+
+def patient_studies(patient: Any) -> list[Any]:
+    return list(getattr(patient, "studies", []) or [])
+
+
+def study_series(study: Any) -> list[SeriesInfo]:
+    return list(getattr(study, "series", []) or [])
+
+
+def study_key(study: Any) -> str:
+    """A study's identity within a scan (its Study Instance UID)."""
+    return str(getattr(study, "study_uid", None) or getattr(study, "uid", ""))
+
+
+def iter_studies(scan: Any) -> Iterable[tuple[Any, Any]]:
+    """(patient, study) pairs in scan order."""
+    for patient in scan_patients(scan):
+        for study in patient_studies(patient):
+            yield patient, study
+
+
+def series_label(series: SeriesInfo) -> str:
+    """"#3 ART 5.0 B30f" — number and description, as radiographers name series."""
+    number = f"#{series.series_number} " if series.series_number is not None else ""
+    return f"{number}{series.description or '(no description)'}"
+
+
+def series_summary(series: SeriesInfo) -> str:
+    """One line for combos: label, slices, thickness."""
+    thick = f", {series.slice_thickness:g} mm" if series.slice_thickness else ""
+    return f"{series_label(series)} ({series.n_slices} sl{thick})"
+
+
+def is_candidate(series: SeriesInfo) -> bool:
+    """Series the user may assign to a phase: axial CT that the scan did not refuse."""
+    return series.status != "refused" and series.orientation == "axial" and series.modality == "CT"
+
+
+class StudyBrowser(QtWidgets.QWidget):
+    """Patients/studies/series tree + per-phase assignment combos + confirmation banner.
+
+    Signals
+    -------
+    studySelected(str)
+        The user picked another study (its key, see :func:`study_key`).
+    overrideRequested(str, str)
+        (phase, series uid): the user chose another series for a phase.
+    confirmRequested()
+        The user pressed "Confirm…" on the needs-confirmation banner.
+    """
+
+    studySelected = QtCore.Signal(str)
+    overrideRequested = QtCore.Signal(str, str)
+    confirmRequested = QtCore.Signal()
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._scan: Any = None
+        self._studies: dict[str, Any] = {}
+        self._current: str | None = None
+        self._series_items: dict[str, QtWidgets.QTreeWidgetItem] = {}
+        self._updating = False
+
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+
+        self.summary = QtWidgets.QLabel("No folder imported.")
+        self.summary.setWordWrap(True)
+        layout.addWidget(self.summary)
+
+        self.tree = QtWidgets.QTreeWidget()
+        self.tree.setHeaderLabels(list(HEADERS))
+        self.tree.setRootIsDecorated(True)
+        self.tree.setUniformRowHeights(True)
+        self.tree.setAlternatingRowColors(True)
+        self.tree.header().setStretchLastSection(False)
+        self.tree.header().setSectionResizeMode(COL_SERIES, QtWidgets.QHeaderView.ResizeMode.Stretch)
+        for col in (COL_PHASE, COL_CONF, COL_SLICES, COL_STATUS):
+            self.tree.header().setSectionResizeMode(
+                col, QtWidgets.QHeaderView.ResizeMode.ResizeToContents
+            )
+        self.tree.currentItemChanged.connect(self._on_current_item)
+        layout.addWidget(self.tree, 1)
+
+        self.banner = QtWidgets.QFrame()
+        self.banner.setObjectName("confirmBanner")
+        self.banner.setStyleSheet(
+            "#confirmBanner { background: #fff3cd; border: 1px solid #d39e00; border-radius: 4px; }"
+            "#confirmBanner QLabel { color: #4d3800; }"
+        )
+        banner_layout = QtWidgets.QVBoxLayout(self.banner)
+        self.banner_text = QtWidgets.QLabel()
+        self.banner_text.setWordWrap(True)
+        banner_layout.addWidget(self.banner_text)
+        self.confirm_button = QtWidgets.QPushButton("Confirm assignment…")
+        self.confirm_button.clicked.connect(self.confirmRequested)
+        banner_layout.addWidget(self.confirm_button, 0, QtCore.Qt.AlignmentFlag.AlignRight)
+        self.banner.hide()
+        layout.addWidget(self.banner)
+
+        box = QtWidgets.QGroupBox("Phase assignment")
+        form = QtWidgets.QFormLayout(box)
+        self.combos: dict[str, QtWidgets.QComboBox] = {}
+        for phase in PHASES:
+            combo = QtWidgets.QComboBox()
+            combo.setSizeAdjustPolicy(
+                QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+            )
+            combo.setMinimumContentsLength(18)
+            combo.activated.connect(lambda _i, p=phase: self._on_combo(p))
+            combo.setEnabled(False)
+            self.combos[phase] = combo
+            form.addRow(f"{PHASE_TITLES[phase]}:", combo)
+        self.assembly_note = QtWidgets.QLabel()
+        self.assembly_note.setWordWrap(True)
+        form.addRow(self.assembly_note)
+        layout.addWidget(box)
+
+    # -- content ----------------------------------------------------------------------------
+    def clear(self) -> None:
+        self._scan = None
+        self._studies.clear()
+        self._series_items.clear()
+        self._current = None
+        self.tree.clear()
+        self.summary.setText("No folder imported.")
+        self.banner.hide()
+        for combo in self.combos.values():
+            combo.clear()
+            combo.setEnabled(False)
+        self.assembly_note.clear()
+
+    def set_scan(self, scan: Any, select: str | None = None) -> None:
+        """Show a scan result; selects ``select`` (a study key) or the first study."""
+        self._updating = True
+        try:
+            self.clear()
+            self._scan = scan
+            style = self.style()
+            warn_icon = style.standardIcon(QtWidgets.QStyle.StandardPixmap.SP_MessageBoxWarning)
+            refused_icon = style.standardIcon(QtWidgets.QStyle.StandardPixmap.SP_MessageBoxCritical)
+            first: QtWidgets.QTreeWidgetItem | None = None
+            wanted: QtWidgets.QTreeWidgetItem | None = None
+            for patient in scan_patients(scan):
+                pid = getattr(patient, "patient_id", "") or "(no ID)"
+                pname = getattr(patient, "patient_name", "") or ""
+                p_item = QtWidgets.QTreeWidgetItem([f"{pname}  [{pid}]" if pname else pid])
+                p_item.setData(0, ROLE_KIND, "patient")
+                self.tree.addTopLevelItem(p_item)
+                for study in patient_studies(patient):
+                    key = study_key(study)
+                    self._studies[key] = study
+                    date = getattr(study, "study_date", "") or ""
+                    desc = getattr(study, "study_description", "") or "study"
+                    s_item = QtWidgets.QTreeWidgetItem([f"{_fmt_date(date)}  {desc}".strip()])
+                    s_item.setData(0, ROLE_KIND, "study")
+                    s_item.setData(0, ROLE_KEY, key)
+                    p_item.addChild(s_item)
+                    first = first or s_item
+                    if key == select:
+                        wanted = s_item
+                    for series in study_series(study):
+                        item = QtWidgets.QTreeWidgetItem(
+                            [series_label(series), "", "", str(series.n_slices), series.status]
+                        )
+                        item.setData(0, ROLE_KIND, "series")
+                        item.setData(0, ROLE_KEY, key)
+                        item.setData(COL_SERIES, QtCore.Qt.ItemDataRole.UserRole + 2, series.uid)
+                        tips = [series_summary(series), f"UID {series.uid}"]
+                        if series.status == "refused":
+                            item.setIcon(COL_STATUS, refused_icon)
+                            tips.append(f"Refused: {series.refused_reason or 'no reason given'}")
+                            item.setForeground(COL_SERIES, QtGui.QBrush(QtGui.QColor("#888888")))
+                        elif series.warnings:
+                            item.setIcon(COL_STATUS, warn_icon)
+                        tips += [f"⚠ {w}" for w in series.warnings]
+                        tip = "\n".join(tips)
+                        for col in range(len(HEADERS)):
+                            item.setToolTip(col, tip)
+                        self._apply_phase(item, series.phase_call)
+                        s_item.addChild(item)
+                        self._series_items[series.uid] = item
+            self.tree.expandAll()
+            n_series = len(self._series_items)
+            self.summary.setText(
+                f"{len(scan_patients(scan))} patient(s), {len(self._studies)} study(ies), "
+                f"{n_series} series. {_files_text(scan)}"
+            )
+        finally:
+            self._updating = False
+        target = wanted or first
+        if target is not None:
+            self.tree.setCurrentItem(target)
+
+    def _apply_phase(self, item: QtWidgets.QTreeWidgetItem, call: PhaseCall | None) -> None:
+        if call is None:
+            item.setText(COL_PHASE, "")
+            item.setText(COL_CONF, "")
+            return
+        text = call.phase + (" ⚡" if call.conflict else "")
+        item.setText(COL_PHASE, text)
+        item.setText(COL_CONF, f"{call.confidence * 100:.0f} %")
+        evidence = "\n".join(call.evidence) or "no evidence recorded"
+        tip = f"{call.phase} ({call.confidence * 100:.0f} %)\n{evidence}"
+        if call.conflict:
+            tip += "\nTag and image evidence disagree."
+        item.setToolTip(COL_PHASE, tip)
+        item.setToolTip(COL_CONF, tip)
+
+    def set_assembly(self, key: str, study: AssembledStudy | None, error: str | None = None) -> None:
+        """Show the assignment of study ``key``: bold rows, combos, banner (or the error)."""
+        scan_study = self._studies.get(key)
+        if scan_study is None:
+            return
+        self._updating = True
+        try:
+            assignment = dict(study.assignment) if study is not None else {}
+            calls = dict(study.phase_calls) if study is not None else {}
+            for series in study_series(scan_study):
+                item = self._series_items.get(series.uid)
+                if item is None:
+                    continue
+                call = calls.get(series.uid) or series.phase_call
+                self._apply_phase(item, call)
+                phases = [p for p, uid in assignment.items() if uid == series.uid]
+                font = item.font(COL_SERIES)
+                font.setBold(bool(phases))
+                for col in range(len(HEADERS)):
+                    item.setFont(col, font)
+                label = series_label(series)
+                item.setText(COL_SERIES, f"▶ {phases[0]}: {label}" if phases else label)
+            candidates = [s for s in study_series(scan_study) if is_candidate(s)]
+            for phase, combo in self.combos.items():
+                combo.clear()
+                for s in candidates:
+                    call = calls.get(s.uid) or s.phase_call
+                    suffix = f" — {call.phase} {call.confidence * 100:.0f} %" if call else ""
+                    combo.addItem(series_summary(s) + suffix, s.uid)
+                chosen = assignment.get(phase)
+                if chosen is None:
+                    combo.insertItem(0, "— none —", None)
+                    combo.setCurrentIndex(0)
+                else:
+                    combo.setCurrentIndex(max(0, combo.findData(chosen)))
+                combo.setEnabled(bool(candidates))
+            if error:
+                self.assembly_note.setText(f"<b>Cannot predict:</b> {html.escape(error)}")
+            elif study is not None:
+                notes = list(study.warnings)
+                if study.overrides:
+                    notes.insert(0, "set by hand: " + ", ".join(sorted(study.overrides)))
+                n = len(study.pairs)
+                self.assembly_note.setText(
+                    f"{n} paired slice level(s) in the liver range."
+                    + "".join(f"<br>⚠ {html.escape(w)}" for w in notes)
+                )
+            else:
+                self.assembly_note.setText("Assembling…")
+        finally:
+            self._updating = False
+
+    def set_confirmation(self, reasons: Sequence[str] | None, confirmed: bool) -> None:
+        """Show the needs-confirmation banner (reasons) unless confirmed; hide it otherwise."""
+        if not reasons:
+            self.banner.hide()
+            return
+        items = "".join(f"<li>{html.escape(r)}</li>" for r in reasons)
+        if confirmed:
+            self.banner_text.setText(f"<b>Assignment confirmed by you.</b><ul>{items}</ul>")
+            self.confirm_button.hide()
+        else:
+            self.banner_text.setText(
+                "<b>Needs your confirmation before prediction:</b>"
+                f"<ul>{items}</ul>Check the series (or change a phase below), then confirm."
+            )
+            self.confirm_button.show()
+        self.banner.show()
+
+    # -- queries ----------------------------------------------------------------------------
+    def current_key(self) -> str | None:
+        return self._current
+
+    def study(self, key: str) -> Any:
+        return self._studies.get(key)
+
+    def series_item(self, uid: str) -> QtWidgets.QTreeWidgetItem | None:
+        return self._series_items.get(uid)
+
+    def select_study(self, key: str) -> None:
+        for i in range(self.tree.topLevelItemCount()):
+            p_item = self.tree.topLevelItem(i)
+            for j in range(p_item.childCount()):
+                s_item = p_item.child(j)
+                if s_item.data(0, ROLE_KEY) == key:
+                    self.tree.setCurrentItem(s_item)
+                    return
+
+    # -- events -----------------------------------------------------------------------------
+    def _on_current_item(self, item: QtWidgets.QTreeWidgetItem | None, _prev: Any) -> None:
+        if item is None:
+            return
+        key = item.data(0, ROLE_KEY)
+        if key is None and item.childCount():  # a patient: take its first study
+            key = item.child(0).data(0, ROLE_KEY)
+        if key and key != self._current:
+            self._current = key
+            self.studySelected.emit(key)
+
+    def _on_combo(self, phase: str) -> None:
+        if self._updating:
+            return
+        uid = self.combos[phase].currentData()
+        if uid:
+            self.overrideRequested.emit(phase, uid)
+
+
+def _fmt_date(value: str) -> str:
+    """DICOM DA "20240131" → "2024-01-31" (other strings unchanged)."""
+    if len(value) == 8 and value.isdigit():
+        return f"{value[:4]}-{value[4:6]}-{value[6:]}"
+    return value
+
+
+def _files_text(scan: Any) -> str:
+    """"120 files used, 3 skipped, 1 rejected" from the scan's file outcomes."""
+    files = getattr(scan, "files", None)
+    if not files:
+        return ""
+    counts: dict[str, int] = {}
+    for f in files:
+        status = getattr(f, "status", "?")
+        counts[status] = counts.get(status, 0) + 1
+    order = ("used", "skipped", "rejected")
+    parts = [f"{counts[s]} {s}" for s in order if counts.get(s)]
+    return "Files: " + ", ".join(parts) + "." if parts else ""

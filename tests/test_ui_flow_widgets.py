@@ -1,0 +1,195 @@
+"""The main window's own widgets on constructed data: study browser, register tab, dialogs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+import ui_fixtures as fx  # noqa: E402
+
+from app.ui import dialogs  # noqa: E402
+from app.ui.register_tab import COLUMNS, RegisterTab  # noqa: E402
+from app.ui.study_browser import COL_PHASE, COL_SERIES, StudyBrowser  # noqa: E402
+
+
+@pytest.fixture
+def shown_errors(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Every error/info dialog the code under test shows, instead of showing it."""
+    shown: list[tuple[str, str]] = []
+    monkeypatch.setattr(dialogs, "show_error", lambda parent, msg, details="": shown.append(("error", msg)))
+    monkeypatch.setattr(dialogs, "show_info", lambda parent, msg, details="": shown.append(("info", msg)))
+    return shown
+
+
+# -- study browser -----------------------------------------------------------------------------
+
+
+def test_browser_lists_series_with_phase_status_and_warnings(qtbot) -> None:
+    browser = StudyBrowser()
+    qtbot.addWidget(browser)
+    selected: list[str] = []
+    browser.studySelected.connect(selected.append)
+    browser.set_scan(fx.constructed_scan())
+    assert selected == ["1.2.3.4"]  # the first study is selected at once
+    art = browser.series_item("1.2")
+    assert art is not None and art.text(COL_PHASE).startswith("arterial")
+    assert "InstanceNumber gap" in art.toolTip(0)
+    cor = browser.series_item("1.5")
+    assert cor is not None and "Refused" in cor.toolTip(0)
+    conflict = browser.series_item("1.4")
+    assert conflict is not None and "⚡" in conflict.text(COL_PHASE)
+    assert "5 used, 1 skipped" in browser.summary.text()
+
+
+def test_browser_marks_assignment_and_offers_one_click_override(qtbot) -> None:
+    browser = StudyBrowser()
+    qtbot.addWidget(browser)
+    browser.set_scan(fx.constructed_scan())
+    study = fx.constructed_study(needs_confirmation=True)
+    browser.set_assembly("1.2.3.4", study)
+    item = browser.series_item("1.2")
+    assert item is not None and item.font(COL_SERIES).bold()
+    assert item.text(COL_SERIES).startswith("▶ arterial")
+    assert not browser.series_item("1.4").font(COL_SERIES).bold()  # type: ignore[union-attr]
+    combo = browser.combos["arterial"]
+    # refused coronal series is not offered; the four axial ones are
+    assert [combo.itemData(i) for i in range(combo.count())] == ["1.1", "1.2", "1.4", "1.3"]
+    assert combo.currentData() == "1.2"
+    requests: list[tuple[str, str]] = []
+    browser.overrideRequested.connect(lambda p, u: requests.append((p, u)))
+    combo.setCurrentIndex(combo.findData("1.4"))
+    combo.activated.emit(combo.currentIndex())  # what a user's click emits
+    assert requests == [("arterial", "1.4")]
+    browser.set_confirmation(study.confirmation_reasons, confirmed=False)
+    assert browser.banner.isVisibleTo(browser)
+    assert "two series claim" in browser.banner_text.text()
+    with qtbot.waitSignal(browser.confirmRequested, timeout=1000):
+        browser.confirm_button.click()
+    browser.set_confirmation(study.confirmation_reasons, confirmed=True)
+    assert browser.confirm_button.isHidden()
+    browser.set_confirmation(None, confirmed=False)
+    assert not browser.banner.isVisibleTo(browser)
+
+
+def test_browser_shows_assembly_error(qtbot) -> None:
+    browser = StudyBrowser()
+    qtbot.addWidget(browser)
+    browser.set_scan(fx.constructed_scan())
+    browser.set_assembly("1.2.3.4", None, "no portal-venous series found")
+    assert "Cannot predict" in browser.assembly_note.text()
+    assert "no portal-venous" in browser.assembly_note.text()
+
+
+# -- register tab ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def register(tmp_path: Path):  # type: ignore[no-untyped-def]
+    from app.register import open_register
+
+    reg = open_register(tmp_path / "reg.sqlite")
+    reg.add_prediction(fx.prediction_record("P-ALPHA", model="demo", label="responder", score=0.8))
+    reg.add_prediction(fx.prediction_record("P-BETA", model="site", label="non-responder", score=0.2))
+    reg.add_prediction(fx.prediction_record("P-GAMMA", model="demo", label="non-responder", score=0.4))
+    yield reg
+    reg.close()
+
+
+def _column(tab: RegisterTab, header: str) -> list[str]:
+    col = [c[0] for c in COLUMNS].index(header)
+    m = tab.model
+    return [m.data(m.index(r, col)) for r in range(m.rowCount())]
+
+
+def test_register_tab_lists_searches_filters_and_sorts(qtbot, register) -> None:
+    tab = RegisterTab(register)
+    qtbot.addWidget(tab)
+    assert sorted(_column(tab, "Patient ID")) == ["P-ALPHA", "P-BETA", "P-GAMMA"]
+    tab.search.setText("beta")
+    qtbot.waitUntil(lambda: tab.model.rowCount() == 1, timeout=2000)
+    assert _column(tab, "Patient ID") == ["P-BETA"]
+    tab.search.clear()
+    qtbot.waitUntil(lambda: tab.model.rowCount() == 3, timeout=2000)
+    tab.model_filter.setCurrentIndex(tab.model_filter.findData("demo"))
+    tab.model_filter.activated.emit(tab.model_filter.currentIndex())
+    assert sorted(_column(tab, "Patient ID")) == ["P-ALPHA", "P-GAMMA"]
+    tab.model_filter.setCurrentIndex(0)
+    tab.model_filter.activated.emit(0)
+    section = [c[0] for c in COLUMNS].index("Patient ID")
+    tab.table.horizontalHeader().sectionClicked.emit(section)  # a header click: ascending
+    assert _column(tab, "Patient ID") == ["P-ALPHA", "P-BETA", "P-GAMMA"]
+    tab.table.horizontalHeader().sectionClicked.emit(section)  # again: descending
+    assert _column(tab, "Patient ID") == ["P-GAMMA", "P-BETA", "P-ALPHA"]
+
+
+def test_register_tab_records_outcome_and_shows_performance(qtbot, register, shown_errors) -> None:
+    tab = RegisterTab(register)
+    qtbot.addWidget(tab)
+    ids = {r.patient_id: r.id for r in tab.model.rows()}
+    assert tab.record_outcome(ids["P-ALPHA"], "PR", "2024-06-01", "dr test")
+    assert tab.record_outcome(ids["P-BETA"], "PD", "2024-06-02", "dr test")
+    outcomes = dict(zip(_column(tab, "Patient ID"), _column(tab, "Outcome"), strict=True))
+    assert outcomes["P-ALPHA"].startswith("PR") and outcomes["P-GAMMA"] == "—"
+    tab.outcome_filter.setCurrentIndex(tab.outcome_filter.findData("without"))
+    tab.outcome_filter.activated.emit(tab.outcome_filter.currentIndex())
+    assert _column(tab, "Patient ID") == ["P-GAMMA"]
+    # performance rows: one per model with outcomes
+    assert tab.performance.rowCount() == 2
+    headers = [tab.performance.horizontalHeaderItem(c).text() for c in range(tab.performance.columnCount())]
+    assert "auc" in headers and "sensitivity" in headers
+    assert "Liao" in tab.reference.text()
+    # a bad category is refused with a dialog, nothing recorded
+    assert not tab.record_outcome(ids["P-GAMMA"], "XX", "2024-06-03", "")
+    assert shown_errors and shown_errors[-1][0] == "error" and "XX" in shown_errors[-1][1]
+
+
+def test_register_tab_opens_case_exports_and_verifies(qtbot, register, shown_errors, tmp_path: Path) -> None:
+    tab = RegisterTab(register)
+    qtbot.addWidget(tab)
+    first = tab.model.index(0, 0)
+    with qtbot.waitSignal(tab.openCase, timeout=1000) as blocker:
+        tab.table.doubleClicked.emit(first)
+    assert blocker.args == [tab.model.row(0).id]
+    out = tmp_path / "export.csv"
+    assert tab.export_csv(out, pseudonymise=True)
+    text = out.read_text(encoding="utf-8")
+    assert "P-ALPHA" not in text and len(text.splitlines()) >= 4
+    tab.verify()
+    assert shown_errors[-1][0] == "info" and "intact" in shown_errors[-1][1]
+
+
+def test_register_tab_without_register(qtbot) -> None:
+    tab = RegisterTab(None)
+    qtbot.addWidget(tab)
+    assert tab.model.rowCount() == 0
+    assert "No register" in tab.status.text()
+    assert not tab.export_button.isEnabled()
+
+
+# -- dialogs -----------------------------------------------------------------------------------
+
+
+def test_about_and_model_description_dialogs(qtbot) -> None:
+    about = dialogs.AboutDialog()
+    qtbot.addWidget(about)
+    text = about.versions.toPlainText()
+    assert "HCC Response" in text and "PySide6" in text and "torch" in text
+    desc = {"name": "demo", "version": "2", "weights_kind": "random-initialised — not trained", "phases": ["plain"]}
+    dlg = dialogs.ModelDescriptionDialog(desc, "f" * 64, "/m/demo.safetensors")
+    qtbot.addWidget(dlg)
+    html = dlg.summary.toHtml()
+    assert "random-initialised" in html and "f" * 64 in html and "Intended use" in html
+
+
+def test_phase_confirmation_dialog_answers(qtbot) -> None:
+    answers: list[bool] = []
+    dlg = dialogs.confirm_phases(None, ["tags and image disagree for #3"], {"plain": "1.1"}, answers.append)
+    assert dlg.isVisible()
+    dlg.confirm_button.click()
+    assert answers == [True]
+    dlg = dialogs.confirm_phases(None, ["x"], {}, answers.append)
+    dlg.reject()
+    assert answers == [True, False]
