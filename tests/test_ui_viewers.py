@@ -309,8 +309,8 @@ def test_right_drag_on_one_viewer_windows_all(qtbot, panel: ViewerPanel) -> None
         send(QtCore.QEvent.Type.MouseMove, start + QtCore.QPointF(dx, -dx / 3), right)
     send(QtCore.QEvent.Type.MouseButtonRelease, start + QtCore.QPointF(30, -10), QtCore.Qt.MouseButton.NoButton)
     expected = drag_window(preset("Abdomen"), 30, -10)
-    assert panel.window().width == pytest.approx(expected.width)
-    assert panel.window().level == pytest.approx(expected.level)
+    assert panel.window_level().width == pytest.approx(expected.width)
+    assert panel.window_level().level == pytest.approx(expected.level)
     for viewer in panel.viewers.values():
         assert tuple(viewer.image_item.levels) == pytest.approx(expected.levels)
 
@@ -328,6 +328,15 @@ def test_zoom_and_pan_are_linked_in_mm(qtbot, panel: ViewerPanel) -> None:  # ty
     panel.viewers["portal"].view.translateBy(x=4.0, y=-2.0)
     nx, ny, _ = view_centre_and_scale(plain)
     assert nx == pytest.approx(cx + 4.0, abs=1e-3) and ny == pytest.approx(cy - 2.0, abs=1e-3)
+
+    # "Fit" shows every phase's whole slice in every viewer (the union of the fields of view)
+    panel.reset_views()
+    rects = [v.geometry_mm.rect for v in panel.viewers.values()]  # type: ignore[union-attr]
+    for viewer in panel.viewers.values():
+        (x0, x1), (y0, y1) = viewer.view.viewRange()
+        for r in rects:
+            assert x0 <= r.left() + 1e-6 and r.right() <= x1 + 1e-6
+            assert y0 <= r.top() + 1e-6 and r.bottom() <= y1 + 1e-6
 
 
 # --------------------------------------------------------------------------- Grad-CAM overlay

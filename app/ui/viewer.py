@@ -233,7 +233,7 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
         """Index (into the volume) of the slice on screen, None when empty."""
         return self._index
 
-    def window(self) -> WindowLevel:
+    def window_level(self) -> WindowLevel:
         """The window/level in use."""
         return self._window
 

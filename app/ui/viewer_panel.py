@@ -144,7 +144,13 @@ class ViewerPanel(QtWidgets.QWidget):
         self.position_label.setMinimumWidth(300)
         self.toolbar = self._build_toolbar()
 
-        viewers_row = QtWidgets.QHBoxLayout()
+        viewers_box = QtWidgets.QWidget()
+        viewers_box.setAutoFillBackground(True)
+        palette = viewers_box.palette()
+        palette.setColor(QtGui.QPalette.ColorRole.Window, QtGui.QColor(40, 40, 40))
+        viewers_box.setPalette(palette)
+        viewers_row = QtWidgets.QHBoxLayout(viewers_box)
+        viewers_row.setContentsMargins(0, 0, 0, 0)
         viewers_row.setSpacing(2)
         for viewer in self.viewers.values():
             viewers_row.addWidget(viewer, 1)
@@ -155,7 +161,7 @@ class ViewerPanel(QtWidgets.QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(3)
         layout.addWidget(self.toolbar)
-        layout.addLayout(viewers_row, 1)
+        layout.addWidget(viewers_box, 1)
         layout.addLayout(slider_row)
         self._apply_window(self._window, emit=False)
         self._update_enabled()
@@ -197,7 +203,7 @@ class ViewerPanel(QtWidgets.QWidget):
         self._update_enabled()
         if self._n_positions:
             self.set_pair_index(self._start_position())
-            self._link_from(self.viewers[self._ref_phase].view)
+            self.reset_views()
         else:
             self.position_label.setText("No study")
             self.pairIndexChanged.emit(-1)
@@ -303,7 +309,7 @@ class ViewerPanel(QtWidgets.QWidget):
         return mask
 
     # ------------------------------------------------------------------ window / level
-    def window(self) -> WindowLevel:
+    def window_level(self) -> WindowLevel:
         """The window/level shared by the three viewers."""
         return self._window
 
@@ -435,11 +441,25 @@ class ViewerPanel(QtWidgets.QWidget):
 
     # ------------------------------------------------------------------ linked zoom / pan
     def reset_views(self) -> None:
-        """Fit every viewer to its slice, then align the others on the reference phase."""
-        for viewer in self.viewers.values():
-            viewer.reset_view()
-        if self._ref_phase is not None:
-            self._link_from(self.viewers[self._ref_phase].view)
+        """Fit the union of all phases' slices into the viewers (linked, so one fit for all).
+
+        The union, not the reference phase's field of view: a phase reconstructed with a
+        wider field of view must not be cropped.
+        """
+        rects = [v.geometry_mm.rect for v in self.viewers.values() if v.geometry_mm is not None]
+        if not rects or self._ref_phase is None:
+            return
+        union = rects[0]
+        for r in rects[1:]:
+            union = union.united(r)
+        # Each view fits the union itself (rather than copying one view's scale): viewers can
+        # differ by a pixel in size, and a copied scale would crop the others by a hair.
+        self._syncing = True
+        try:
+            for viewer in self.viewers.values():
+                viewer.view.setRange(rect=union, padding=0.0)
+        finally:
+            self._syncing = False
 
     def _view_range_changed(self, view: pg.ViewBox, *_: object) -> None:
         if not self._syncing:

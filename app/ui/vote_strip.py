@@ -196,7 +196,7 @@ class VoteStrip(QtWidgets.QWidget):
         # Liver range: a band below the bars.
         p.setPen(QtCore.Qt.PenStyle.NoPen)
         p.setBrush(LIVER_COLOR)
-        for i in np.flatnonzero(self._liver[:n]) if self._liver.size else []:
+        for i in (int(k) for k in np.flatnonzero(self._liver[:n])):
             p.drawRect(QtCore.QRectF(plot.left() + i * slot, plot.bottom() + 3, slot, 5))
         # Bars.
         for i in range(self._probs.size):
