@@ -1,0 +1,449 @@
+"""Assemble one study for the model: one series per phase, checked, liver range found, paired.
+
+The one code path that the CLI (``scan``, ``predict``), the training cohort loader and the UI
+all use to go from a scanned study to an :class:`AssembledStudy`:
+
+1. **Classify** every series of the study (:func:`app.dicom.phase.classify_study`) from its tags
+   and a few sampled slices (:func:`app.dicom.phase.sample_indices`, loaded with
+   :func:`app.dicom.volume.load_volume`).
+2. **Choose** one series per phase: user overrides first; otherwise among the series called that
+   phase, the one closest to the model's training data (axial, ~5 mm slices), then the widest z
+   coverage. The others are reported as alternatives. A missing phase is an
+   :class:`AssemblyError` naming the phase and the candidates that were considered.
+3. **Check the set**: same patient and study, same frame of reference, overlapping z ranges,
+   compatible spacing/thickness, acquisition order plain → arterial → portal.
+4. **Liver range** per phase (:func:`app.dicom.anatomy.find_liver_range`) and **pairing** of the
+   slices by table position (:mod:`app.dicom.pairing`).
+
+Doubt never passes silently: conflicting evidence, two acquisitions claiming one phase, an odd
+order or an unfound liver set ``needs_confirmation`` with the reasons; the prediction then needs
+the user's confirmation or an override (``--phase plain=UID,...`` / the UI's phase editor, both
+through ``overrides``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from app import PHASES
+from app.dicom.errors import AssemblyError, DicomError
+from app.dicom.pairing import LiverExtent, pair_slices
+from app.dicom.scan import ScanResult, StudyInfo, scan_folder
+from app.dicom.types import AssembledStudy, PhaseCall, SeriesInfo, Volume
+from app.dicom.volume import load_volume
+from app.progress import NULL_PROGRESS, Progress, sub_progress
+
+#: Slice thickness the model was trained on (paper: 5 mm axial reconstructions).
+PREFERRED_THICKNESS_MM = 5.0
+#: Thickness or spacing ratios between phases beyond this are reported.
+COMPATIBLE_RATIO = 2.0
+#: Reconstructions whose acquisition times differ by less than this (s) are one acquisition.
+SAME_ACQUISITION_S = 3.0
+
+PHASE_NAMES = {"plain": "plain (non-contrast)", "arterial": "arterial", "portal": "portal-venous"}
+_ALIASES = {
+    "plain": "plain", "native": "plain", "nc": "plain", "noncontrast": "plain", "c": "plain",
+    "arterial": "arterial", "art": "arterial", "a": "arterial",
+    "portal": "portal", "portal-venous": "portal", "portalvenous": "portal", "pv": "portal",
+    "venous": "portal", "v": "portal",
+}
+
+
+def parse_phase_overrides(text: str) -> dict[str, str]:
+    """Parse ``"plain=UID,arterial=UID,portal=UID"`` (the CLI ``--phase`` option).
+
+    Phase names accept the usual aliases (native/nc, art, pv/venous/portal-venous). Raises
+    :class:`AssemblyError` on a malformed item, an unknown phase or a phase given twice.
+    """
+    out: dict[str, str] = {}
+    for item in (t.strip() for t in text.split(",")):
+        if not item:
+            continue
+        name, sep, uid = item.partition("=")
+        if not sep or not uid.strip():
+            raise AssemblyError(f"bad phase override '{item}': expected PHASE=SERIES_UID")
+        phase = _ALIASES.get(name.strip().lower())
+        if phase is None:
+            raise AssemblyError(
+                f"unknown phase '{name.strip()}' in '{item}': use plain, arterial or portal"
+            )
+        if phase in out:
+            raise AssemblyError(f"phase {phase} given twice in the overrides")
+        out[phase] = uid.strip()
+    if not out:
+        raise AssemblyError("empty phase override: expected PHASE=SERIES_UID,...")
+    return out
+
+
+def _label(s: SeriesInfo) -> str:
+    number = f"#{s.series_number}" if s.series_number is not None else s.uid
+    thick = f", {s.slice_thickness:g} mm" if s.slice_thickness else ""
+    return f"{number} '{s.description}'{thick}"
+
+
+def _call_text(call: PhaseCall | None) -> str:
+    return f"{call.phase} {call.confidence:.2f}" if call is not None else "not classified"
+
+
+def _find(study: StudyInfo, uid: str) -> SeriesInfo | None:
+    for s in study.series:
+        if s.uid == uid:
+            return s
+    for s in study.series:
+        if s.series_instance_uid == uid:
+            return s
+    return None
+
+
+def _preference(s: SeriesInfo) -> tuple[float, ...]:
+    """Sort key: closest to 5 mm, then widest z coverage, fewest warnings, then UID."""
+    thick = s.slice_thickness or s.slice_spacing or 0.0
+    cover = (s.z_range[1] - s.z_range[0]) if s.z_range else 0.0
+    return (abs(thick - PREFERRED_THICKNESS_MM), -cover, len(s.warnings))
+
+
+def _same_acquisition(a: SeriesInfo, b: SeriesInfo) -> bool:
+    ta = a.acquisition_time if a.acquisition_time is not None else a.content_time
+    tb = b.acquisition_time if b.acquisition_time is not None else b.content_time
+    if ta is None or tb is None:
+        return False
+    return a.frame_of_reference_uid == b.frame_of_reference_uid and abs(ta - tb) <= SAME_ACQUISITION_S
+
+
+def classify(
+    study: StudyInfo, progress: Progress | None = None, workers: int | None = None
+) -> dict[str, PhaseCall]:
+    """Phase calls for every series of a study, with image evidence from sampled slices.
+
+    Also stores each call on its :class:`SeriesInfo` (``phase_call``), so that the scan report
+    shows them. A series whose samples cannot be decoded is classified from its tags alone.
+    """
+    from app.dicom.phase import classify_study, sample_indices
+
+    progress = progress or NULL_PROGRESS
+    candidates = study.usable_series()
+    volumes: dict[str, Volume] = {}
+    for k, s in enumerate(candidates):
+        progress.check()
+        progress.update(0.8 * k / max(len(candidates), 1), f"sampling series {s.series_number}")
+        idx = sample_indices(s)
+        if not idx:
+            continue
+        try:
+            volumes[s.uid] = load_volume(s, indices=idx, workers=workers)
+        except DicomError:
+            continue  # tags-only opinion; the load error resurfaces if the series is chosen
+    calls = classify_study(study.series, volumes, progress=sub_progress(progress, 0.8, 1.0))
+    for s in study.series:
+        s.phase_call = calls.get(s.uid)
+    return calls
+
+
+def choose_series(
+    study: StudyInfo,
+    calls: Mapping[str, PhaseCall],
+    overrides: Mapping[str, str] | None = None,
+    phases: Sequence[str] = PHASES,
+) -> tuple[dict[str, SeriesInfo], dict[str, list[str]], list[str]]:
+    """Pick one series per phase.
+
+    Returns
+    -------
+    tuple
+        phase → chosen series, phase → alternative series UIDs, confirmation reasons.
+
+    Raises
+    ------
+    AssemblyError
+        An override names an unknown phase, a series not in this study or a refused series; or
+        a phase has no series ("no portal-venous series found: candidates were ...").
+    """
+    overrides = dict(overrides or {})
+    chosen: dict[str, SeriesInfo] = {}
+    alternatives: dict[str, list[str]] = {}
+    reasons: list[str] = []
+    for phase, uid in overrides.items():
+        if phase not in phases:
+            raise AssemblyError(f"override for unknown phase '{phase}': use {', '.join(phases)}")
+        s = _find(study, uid)
+        if s is None:
+            raise AssemblyError(f"override {phase}={uid}: no such series in study "
+                                f"{study.study_uid}")
+        if s.status == "refused":
+            raise AssemblyError(f"override {phase}={uid}: series {_label(s)} is refused "
+                                f"({s.refused_reason})")
+        chosen[phase] = s
+    taken = {s.uid for s in chosen.values()}
+    if len(taken) < len(chosen):
+        raise AssemblyError("overrides assign one series to two phases")
+    usable = [s for s in study.usable_series() if s.uid not in taken]
+    missing: list[str] = []
+    for phase in phases:
+        if phase in chosen:
+            alternatives[phase] = [s.uid for s in usable
+                                   if (c := calls.get(s.uid)) is not None and c.phase == phase]
+            continue
+        claimants = [s for s in usable if (c := calls.get(s.uid)) is not None and c.phase == phase]
+        if not claimants:
+            missing.append(phase)
+            continue
+        claimants.sort(key=lambda s: (*_preference(s), s.uid))
+        best = claimants[0]
+        chosen[phase] = best
+        alternatives[phase] = [s.uid for s in claimants[1:]]
+        others = [s for s in claimants[1:] if not _same_acquisition(s, best)]
+        if others:
+            reasons.append(
+                f"{len(others) + 1} acquisitions claim the {PHASE_NAMES[phase]} phase: "
+                f"{_label(best)} and {', '.join(_label(s) for s in others)}; "
+                f"{_label(best)} was chosen"
+            )
+    if missing:
+        cands = ", ".join(f"{_label(s)} ({_call_text(calls.get(s.uid))})"
+                          for s in study.usable_series()) or "none"
+        names = " and ".join(PHASE_NAMES.get(p, p) for p in missing)
+        raise AssemblyError(f"no {names} series found: candidates were {cands}")
+    from app.dicom.phase import needs_confirmation
+
+    for phase in phases:
+        s = chosen[phase]
+        if phase in overrides:
+            continue
+        call = calls.get(s.uid)
+        if call is not None and needs_confirmation(call):
+            why = "conflicting evidence" if call.conflict else f"low confidence {call.confidence:.2f}"
+            reasons.append(f"{PHASE_NAMES[phase]} = {_label(s)}: {why}")
+    return chosen, alternatives, reasons
+
+
+def check_set(chosen: Mapping[str, SeriesInfo]) -> tuple[list[str], list[str]]:
+    """Consistency checks of the chosen series; returns (warnings, confirmation reasons).
+
+    Raises :class:`AssemblyError` when the series cannot form one input (different patients or
+    studies, z ranges that do not overlap).
+    """
+    warnings: list[str] = []
+    reasons: list[str] = []
+    series = list(chosen.items())
+    patients = {s.patient_id for _, s in series}
+    if len(patients) > 1:
+        raise AssemblyError("the chosen series belong to different patients: "
+                            + ", ".join(sorted(repr(p) for p in patients)))
+    studies = {s.study_uid for _, s in series}
+    if len(studies) > 1:
+        raise AssemblyError("the chosen series belong to different studies")
+    fors = {s.frame_of_reference_uid for _, s in series if s.frame_of_reference_uid}
+    if len(fors) > 1:
+        msg = (f"the phases have {len(fors)} different frames of reference: table positions "
+               "may not correspond")
+        warnings.append(msg)
+        reasons.append(msg)
+    ranges = [s.z_range for _, s in series if s.z_range is not None]
+    if len(ranges) == len(series):
+        lo = max(r[0] for r in ranges)
+        hi = min(r[1] for r in ranges)
+        if hi < lo:
+            raise AssemblyError(
+                "the phases' z ranges do not overlap: " + ", ".join(
+                    f"{p} {s.z_range[0]:.1f}..{s.z_range[1]:.1f} mm"  # type: ignore[index]
+                    for p, s in series)
+            )
+    for attr, label in (("slice_thickness", "slice thickness"), ("slice_spacing", "spacing")):
+        values = {p: getattr(s, attr) for p, s in series if getattr(s, attr)}
+        if len(values) > 1 and max(values.values()) > COMPATIBLE_RATIO * min(values.values()):
+            warnings.append(f"{label} differs between phases: " + ", ".join(
+                f"{p} {v:g} mm" for p, v in values.items()))
+    times = {p: (s.acquisition_time if s.acquisition_time is not None else s.content_time)
+             for p, s in series}
+    known = {p: t for p, t in times.items() if t is not None}
+    if len(known) < len(series):
+        lacking = [p for p in times if times[p] is None]
+        warnings.append(f"acquisition time missing for {', '.join(lacking)}: order not checked")
+    ordered = [p for p in PHASES if p in known]
+    for a, b in zip(ordered, ordered[1:], strict=False):
+        if known[a] == known[b]:
+            warnings.append(f"{a} and {b} have the same acquisition time: order not checked")
+        elif known[a] > known[b]:
+            msg = (f"unexpected order: {a} acquired after {b} "
+                   f"({known[a] - known[b]:.0f} s later)")
+            warnings.append(msg)
+            reasons.append(msg)
+    return warnings, reasons
+
+
+def _liver_extent(volume: Volume) -> tuple[LiverExtent, float, list[str]]:
+    from app.dicom.anatomy import find_liver_range
+
+    lr = find_liver_range(volume)
+    return (LiverExtent(lr.z_min, lr.z_max, list(lr.indices), list(lr.areas_mm2)),
+            float(lr.confidence), list(lr.evidence))
+
+
+def assemble_study(
+    study: StudyInfo,
+    overrides: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
+    phases: Sequence[str] = PHASES,
+    *,
+    calls: Mapping[str, PhaseCall] | None = None,
+    keep_volumes: bool = True,
+    workers: int | None = None,
+) -> AssembledStudy:
+    """Turn a scanned study into the model's input: phases chosen, checked, liver found, paired.
+
+    Parameters
+    ----------
+    study:
+        One study from :func:`app.dicom.scan.scan_folder`.
+    overrides:
+        phase → series UID set by the user (CLI ``--phase``, the UI's phase editor); these win
+        over the classification and are recorded in the result.
+    progress:
+        Progress/cancel object.
+    phases:
+        The phases the model needs (all three by default; a uniphase model needs one).
+    calls:
+        Phase calls already made (e.g. by the UI); classified here when None.
+    keep_volumes:
+        False to drop the loaded volumes from the result (a report that only needs the pairs).
+    workers:
+        Decoding threads for :func:`app.dicom.volume.load_volume`.
+
+    Returns
+    -------
+    AssembledStudy
+
+    Raises
+    ------
+    AssemblyError
+        A phase is missing ("no portal-venous series found: candidates were ..."), an override
+        is bad, or the chosen series cannot form one input.
+    VolumeLoadError
+        A chosen series cannot be decoded.
+    """
+    progress = progress or NULL_PROGRESS
+    if calls is None:
+        calls = classify(study, sub_progress(progress, 0.0, 0.2), workers=workers)
+    chosen, alternatives, reasons = choose_series(study, calls, overrides, phases)
+    warnings, set_reasons = check_set(chosen)
+    reasons += set_reasons
+    volumes: dict[str, Volume] = {}
+    for k, phase in enumerate(phases):
+        progress.check()
+        sub = sub_progress(progress, 0.2 + 0.6 * k / len(phases),
+                           0.2 + 0.6 * (k + 1) / len(phases))
+        volumes[phase] = load_volume(chosen[phase], progress=sub, workers=workers)
+    livers: dict[str, LiverExtent] = {}
+    liver_range: dict[str, tuple[float, float]] = {}
+    for phase in phases:
+        progress.check()
+        progress.update(0.8 + 0.15 * len(livers) / len(phases), f"liver range ({phase})")
+        extent, confidence, evidence = _liver_extent(volumes[phase])
+        livers[phase] = extent
+        liver_range[phase] = (extent.z_min, extent.z_max)
+        if confidence <= 0.0:
+            msg = f"{phase}: liver not found; the whole series is used ({'; '.join(evidence)})"
+            warnings.append(msg)
+            reasons.append(msg)
+        elif confidence < 0.7:
+            warnings.append(f"{phase}: liver range uncertain ({'; '.join(evidence[1:])})")
+    result = pair_slices(volumes, livers)
+    warnings += result.warnings
+    for phase, zs in result.unpaired.items():
+        warnings.append(f"{phase}: {len(zs)} liver slice{'s' if len(zs) > 1 else ''} unpaired "
+                        f"(z {', '.join(f'{z:.1f}' for z in zs[:6])}"
+                        f"{' ...' if len(zs) > 6 else ''} mm)")
+    if not result.pairs:
+        raise AssemblyError("no slice triplets: the phases' liver ranges do not overlap")
+    progress.update(1.0, f"{len(result.pairs)} slice triplets")
+    overrides = dict(overrides or {})
+    return AssembledStudy(
+        patient_id=study.patient_id,
+        patient_name=study.patient_name,
+        study_uid=study.study_uid,
+        study_date=study.study_date,
+        study_description=study.study_description,
+        assignment={p: chosen[p].uid for p in phases},
+        volumes=volumes if keep_volumes else {},
+        liver_range_mm=liver_range,
+        pairs=result.pairs,
+        unpaired=result.unpaired,
+        needs_confirmation=bool(reasons),
+        confirmation_reasons=reasons,
+        warnings=warnings,
+        overrides={p: chosen[p].uid for p in overrides},
+        phase_calls=dict(calls),
+        alternatives=alternatives,
+    )
+
+
+def assemble_folder(
+    folder: str | Path,
+    overrides: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
+    *,
+    phases: Sequence[str] = PHASES,
+    keep_volumes: bool = False,
+    workers: int | None = None,
+) -> tuple[ScanResult, list[tuple[StudyInfo, AssembledStudy | DicomError]]]:
+    """Scan a folder and assemble every study in it (the one path for CLI, UI and training).
+
+    Overrides apply to the study holding their series; naming a series that is in no study of
+    the folder is an :class:`AssemblyError`. A study that cannot be assembled gets its error in
+    the list (the other studies are still assembled).
+
+    Returns
+    -------
+    tuple
+        The scan result and, per study with at least one usable series, the assembled study or
+        the error saying why not.
+    """
+    progress = progress or NULL_PROGRESS
+    scan_part = sub_progress(progress, 0.0, 0.3)
+    result = scan_folder(folder, progress=scan_part)
+    overrides = dict(overrides or {})
+    for phase, uid in overrides.items():
+        if result.find_series(uid) is None:
+            raise AssemblyError(f"override {phase}={uid}: no such series in {folder}")
+    studies = [st for st in result.studies if st.usable_series()]
+    out: list[tuple[StudyInfo, AssembledStudy | DicomError]] = []
+    for k, study in enumerate(studies):
+        own = {p: u for p, u in overrides.items() if _find(study, u) is not None}
+        sub = sub_progress(progress, 0.3 + 0.7 * k / len(studies),
+                           0.3 + 0.7 * (k + 1) / len(studies))
+        try:
+            out.append((study, assemble_study(study, own or None, sub, phases,
+                                              keep_volumes=keep_volumes, workers=workers)))
+        except DicomError as exc:
+            out.append((study, exc))
+    progress.update(1.0, "done")
+    return result, out
+
+
+def assembly_document(study: StudyInfo, outcome: AssembledStudy | DicomError) -> dict[str, Any]:
+    """The per-study assembly record of ``scan --json``."""
+    if isinstance(outcome, DicomError):
+        return {"assignment": {}, "needs_confirmation": True, "error": outcome.message,
+                "liver_range_mm": {}, "pairs": [], "warnings": []}
+    numbers = {}
+    for phase, uid in outcome.assignment.items():
+        s = _find(study, uid)
+        numbers[phase] = s.series_number if s is not None else None
+    return {
+        "assignment": dict(outcome.assignment),
+        "assignment_numbers": numbers,
+        "needs_confirmation": outcome.needs_confirmation,
+        "confirmation_reasons": list(outcome.confirmation_reasons),
+        "overrides": dict(outcome.overrides),
+        "alternatives": {p: list(v) for p, v in outcome.alternatives.items()},
+        "liver_range_mm": {p: [round(a, 2), round(b, 2)]
+                           for p, (a, b) in outcome.liver_range_mm.items()},
+        "pairs": [{"z_ref": round(sp.z_ref, 2), "index": dict(sp.index),
+                   "z_mm": {p: round(z, 2) for p, z in sp.z_mm.items()}}
+                  for sp in outcome.pairs],
+        "unpaired": {p: [round(z, 2) for z in zs] for p, zs in outcome.unpaired.items()},
+        "warnings": list(outcome.warnings),
+        "error": None,
+    }
