@@ -44,6 +44,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from app.dicom.types import AssembledStudy
+from app.errors import InputError
 from app.inference.config import ConfigError, ModelConfig
 
 #: HU threshold separating the body from surrounding air for the "body" and "fov" crops.
@@ -257,3 +259,100 @@ def preprocessing_summary(config: ModelConfig) -> dict[str, Any]:
         "channels": "1 grey channel; first trunk convolution = sum of the RGB filters",
         "normalisation": {"mean": config.input_mean, "std": config.input_std, "where": "inside the network"},
     }
+
+
+# ------------------------------------------------------------------------- a whole study
+
+
+class StudyInputError(InputError):
+    """A study that cannot be fed to the model (missing phase, no paired slices)."""
+
+
+@dataclass
+class StudyInput:
+    """Network input for (some of) a study's slice triplets.
+
+    Attributes
+    ----------
+    x:
+        float32 ``[N, P, 1, S, S]``, phase axis in ``config.phases`` order.
+    pair_indices:
+        Index into ``study.pairs`` of each row of ``x``.
+    boxes:
+        phase → crop box (one per phase volume), needed to map Grad-CAM back onto the slices.
+    """
+
+    x: torch.Tensor
+    pair_indices: list[int]
+    boxes: dict[str, CropBox]
+
+
+def check_study(study: AssembledStudy, config: ModelConfig) -> None:
+    """Refuse a study that lacks a phase the model reads or has no paired slices."""
+    missing = [p for p in config.phases if p not in study.volumes]
+    if missing:
+        raise StudyInputError(
+            f"the model reads {', '.join(config.phases)}; the study has no {', '.join(missing)} series")
+    if not study.pairs:
+        raise StudyInputError("the study has no paired liver slices to predict on")
+    for k, pair in enumerate(study.pairs):
+        lacking = [p for p in config.phases if p not in pair.index]
+        if lacking:
+            raise StudyInputError(f"slice pair {k} (z = {pair.z_ref:.1f} mm) has no {', '.join(lacking)} slice")
+        for p in config.phases:
+            n = study.volumes[p].n_slices
+            if not 0 <= pair.index[p] < n:
+                raise StudyInputError(
+                    f"slice pair {k} points at {p} slice {pair.index[p]}, the volume has {n}")
+
+
+def study_boxes(study: AssembledStudy, config: ModelConfig) -> dict[str, CropBox]:
+    """One crop box per phase, from ALL paired slices of that phase — the same whichever subset
+    of pairs is preprocessed, so the viewed slice's Grad-CAM matches the whole study's."""
+    boxes: dict[str, CropBox] = {}
+    for p in config.phases:
+        vol = study.volumes[p]
+        if config.crop == "none":
+            boxes[p] = CropBox.whole(int(vol.hu.shape[1]), int(vol.hu.shape[2]))
+            continue
+        idx = sorted({pair.index[p] for pair in study.pairs})
+        boxes[p] = crop_box(vol.hu[idx], config, vol.pixel_spacing)
+    return boxes
+
+
+def preprocess_study(
+    study: AssembledStudy,
+    config: ModelConfig,
+    pair_indices: Sequence[int] | None = None,
+    boxes: dict[str, CropBox] | None = None,
+) -> StudyInput:
+    """Network input for the slice triplets of a study (all pairs, or those given).
+
+    Parameters
+    ----------
+    study:
+        The assembled study; ``study.pairs`` say which slice of each phase forms a triplet.
+    config:
+        The model's configuration (phases, window, size, crop).
+    pair_indices:
+        Which pairs (indices into ``study.pairs``); all when None.
+    boxes:
+        Crop boxes from :func:`study_boxes` (computed when None).
+
+    Returns
+    -------
+    StudyInput
+    """
+    check_study(study, config)
+    chosen = list(range(len(study.pairs))) if pair_indices is None else [int(i) for i in pair_indices]
+    for i in chosen:
+        if not 0 <= i < len(study.pairs):
+            raise StudyInputError(f"slice pair {i} does not exist (the study has {len(study.pairs)})")
+    boxes = boxes or study_boxes(study, config)
+    size = config.input_size
+    x = torch.empty((len(chosen), config.n_phases, 1, size, size), dtype=torch.float32)
+    for j, p in enumerate(config.phases):
+        vol = study.volumes[p]
+        idx = [study.pairs[i].index[p] for i in chosen]
+        x[:, j] = preprocess_slices(vol.hu[idx], config, vol.pixel_spacing, box=boxes[p])
+    return StudyInput(x, chosen, boxes)
