@@ -403,6 +403,28 @@ def test_cam_cache_replaces_everything(panel: ViewerPanel, study: AssembledStudy
     assert not any(v.cam.item.isVisible() for v in panel.viewers.values())
 
 
+def test_large_cam_is_block_averaged_but_stays_registered(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """A 512² CAM is drawn at 256² (cheaper to paint) without moving its hot spot."""
+    vol = make_volume("portal", 2, 0.0, 512, 501, 0.7, flipped=True)  # odd: last column dropped
+    viewer = PhaseViewer("portal")
+    qtbot.addWidget(viewer)
+    viewer.set_volume(vol)
+    r0, c0 = 100, 301
+    cam = np.zeros((512, 501), np.float32)
+    cam[r0 - 1 : r0 + 1, c0 - 1 : c0 + 1] = 1.0  # a 2 x 2 block: one displayed pixel at most
+    viewer.set_cam(cam)
+    shown = viewer.cam.item.image
+    assert shown.shape == (256, 250)
+    assert float(shown.sum()) * 4 == pytest.approx(4.0)  # block means keep the total activation
+    # the displayed hot pixel maps back (through the item's rect) onto the original pixels
+    rr, cc = np.unravel_index(np.argmax(shown), shown.shape)
+    rect = viewer.cam.item.mapRectToParent(viewer.cam.item.boundingRect())
+    x = rect.left() + (cc + 0.5) * rect.width() / shown.shape[1]
+    y = rect.top() + (rr + 0.5) * rect.height() / shown.shape[0]
+    x0, y0 = viewer.geometry_mm.centre_mm(r0, c0)  # type: ignore[union-attr]
+    assert abs(x - x0) <= 0.7 * 1.01 and abs(y - y0) <= 0.7 * 1.01
+
+
 # --------------------------------------------------------------------------- cursor read-out
 def test_cursor_reports_hu_of_the_pixel_under_the_mouse(
     qtbot, panel: ViewerPanel, study: AssembledStudy  # type: ignore[no-untyped-def]

@@ -13,6 +13,7 @@ impossible to compare (DESIGN.md step 5).
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore
@@ -22,6 +23,11 @@ from PySide6 import QtCore
 COLORMAPS: tuple[str, ...] = ("jet", "turbo", "inferno", "viridis", "hot")
 DEFAULT_COLORMAP = "jet"
 DEFAULT_OPACITY = 0.45
+
+#: Largest CAM side drawn on screen. Grad-CAM maps are upsampled from a 7 × 7 (ResNet-18 at
+#: 224 px) grid, so a 512² map carries no more detail than a 256² one, but painting the
+#: semi-transparent RGBA image costs in proportion to its pixels (bench/ui_viewer_speed.py).
+MAX_CAM_DISPLAY = 256
 
 #: Activations below this fraction of the scale are fully transparent; alpha rises linearly
 #: to 1 at ``ALPHA_FULL``. Keeps the CT visible where the model did not look.
@@ -165,6 +171,7 @@ class CamOverlay:
             data = data[:, ::-1]
         if flip[1]:
             data = data[::-1, :]
+        data, rect = _decimate(data, rect)
         top = self._scale
         if top is None:
             # No study-wide scale was given (a single slice computed on its own): fall back to
@@ -175,3 +182,27 @@ class CamOverlay:
         self.item.setRect(rect)
         self._has_data = True
         self.item.setVisible(self._user_visible)
+
+
+def _decimate(data: np.ndarray, rect: QtCore.QRectF) -> tuple[np.ndarray, QtCore.QRectF]:
+    """Block-average ``data`` to at most :data:`MAX_CAM_DISPLAY` per side; shrink ``rect`` to match.
+
+    Block means (not every n-th sample) keep the map registered with the CT: each displayed
+    value sits at the centre of the pixels it stands for. When the size is not a multiple of
+    the block, the last partial block at the far (right/bottom) edge is dropped and the
+    rectangle shrinks by exactly those pixels, so nothing is stretched.
+    """
+    rows, cols = data.shape
+    step = max(1, -(-max(rows, cols) // MAX_CAM_DISPLAY))
+    if step == 1:
+        return data, rect
+    r, c = rows // step, cols // step
+    # INTER_AREA with an integer factor is exactly the block mean, ~20x faster than numpy's
+    # strided mean over a reshaped view (the profile of bench/ui_viewer_speed.py).
+    blocks = cv2.resize(
+        np.ascontiguousarray(data[: r * step, : c * step]), (c, r), interpolation=cv2.INTER_AREA
+    )
+    shrunk = QtCore.QRectF(
+        rect.x(), rect.y(), rect.width() * (c * step) / cols, rect.height() * (r * step) / rows
+    )
+    return np.ascontiguousarray(blocks, dtype=np.float32), shrunk
