@@ -1,15 +1,250 @@
-"""`hcc-response register` — not built yet (see the open issues)."""
+"""`hcc-response register` — list, show, record outcomes, export, back up, verify, statistics.
+
+::
+
+    hcc-response register [--register DB] list [--search S] [--model M] [--outcome F] ...
+    hcc-response register show ID
+    hcc-response register outcome ID CATEGORY [--date D] [--by NAME] [--note TEXT]
+    hcc-response register export CSV [--pseudonymise] [--key-file F]
+    hcc-response register backup FILE
+    hcc-response register verify
+    hcc-response register stats
+
+``--register`` and ``--json`` may be given before or after the action. Exit status: 0 success,
+2 bad input (unknown case, bad category, refused register), 1 when ``verify`` finds a problem.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
 
-from app.errors import NotAvailable
+from app.commands._common import print_json
+
+
+def _common(p: argparse.ArgumentParser, suppress: bool) -> None:
+    default: Any = argparse.SUPPRESS if suppress else None
+    p.add_argument("--register", metavar="DB", type=Path, default=default,
+                   help="register file (default: the one in the per-user data directory)")
+    p.add_argument("--json", action="store_true",
+                   default=argparse.SUPPRESS if suppress else False,
+                   help="print one JSON document on stdout")
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    _common(parser, suppress=False)
+    sub = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+
+    p = sub.add_parser("list", help="list cases (newest first)")
+    _common(p, suppress=True)
+    p.add_argument("--search", default="", help="words to find in patient ID, name, accession")
+    p.add_argument("--model", default=None, help="only this model name")
+    p.add_argument("--model-version", default=None, help="only this model version")
+    p.add_argument("--outcome", default="any",
+                   help="any | with | without | responder | non-responder | CR | PR | SD | PD")
+    p.add_argument("--sort", default="created_at", help="created_at | id | patient_id | "
+                   "patient_name | study_date | label | score | votes | model | outcome")
+    p.add_argument("--ascending", action="store_true", help="sort ascending")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--offset", type=int, default=0)
+
+    p = sub.add_parser("show", help="everything recorded about one case")
+    _common(p, suppress=True)
+    p.add_argument("id", type=int)
+
+    p = sub.add_parser("outcome", help="record (or correct) the RECIST outcome of a case")
+    _common(p, suppress=True)
+    p.add_argument("id", type=int)
+    p.add_argument("category", help="CR, PR, SD or PD")
+    p.add_argument("--date", default=None, help="assessment date YYYY-MM-DD (default today)")
+    p.add_argument("--by", default=None, help="who enters it (default: the OS login)")
+    p.add_argument("--note", default="", help="free-text note")
+
+    p = sub.add_parser("export", help="export every case to CSV")
+    _common(p, suppress=True)
+    p.add_argument("csv", type=Path)
+    p.add_argument("--pseudonymise", "--pseudonymize", action="store_true",
+                   help="keyed hash instead of patient ID, no names, shifted dates")
+    p.add_argument("--key-file", type=Path, default=None,
+                   help="file with the pseudonymisation key (default: the register's own)")
+
+    p = sub.add_parser("backup", help="copy the register with SQLite's backup API")
+    _common(p, suppress=True)
+    p.add_argument("file", type=Path)
+
+    p = sub.add_parser("verify", help="check database integrity and the audit chain")
+    _common(p, suppress=True)
+
+    p = sub.add_parser("stats", help="counts and local performance per model version")
+    _common(p, suppress=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotAvailable("the 'register' command is not available in this version yet")
+    from app.register import open_register
+
+    with open_register(args.register) as reg:
+        handler = _HANDLERS[args.action]
+        return handler(reg, args)
+
+
+# ------------------------------------------------------------------------------------------------
+
+
+def _list(reg: Any, args: argparse.Namespace) -> int:
+    rows = reg.list_cases(search=args.search, model=args.model, outcome=args.outcome,
+                          sort=args.sort, descending=not args.ascending, limit=args.limit,
+                          offset=args.offset, model_version=args.model_version)
+    total = reg.count_cases(search=args.search, model=args.model, outcome=args.outcome,
+                            model_version=args.model_version)
+    if args.json:
+        print_json({"register": str(reg.path), "total": total, "offset": args.offset,
+                    "cases": [dict(dataclasses.asdict(r), vote_split=r.vote_split)
+                              for r in rows]})
+        return 0
+    out = sys.stdout
+    out.write(f"{'id':>6}  {'recorded (UTC)':<16}  {'patient ID':<14} {'name':<20} "
+              f"{'study':<10}  {'prediction':<13} {'score':>5} {'votes':>7}  "
+              f"{'model':<18} outcome\n")
+    for r in rows:
+        out.write(f"{r.id:>6}  {r.created_at:%Y-%m-%d %H:%M}  {r.patient_id[:14]:<14} "
+                  f"{r.patient_name[:20]:<20} {r.study_date:<10}  {r.label:<13} "
+                  f"{r.score:5.2f} {r.vote_split:>7}  "
+                  f"{(r.model_name + ' ' + r.model_version)[:18]:<18} {r.outcome or '-'}\n")
+    out.write(f"{len(rows)} of {total} case(s) shown; register {reg.path}\n")
+    return 0
+
+
+def _show(reg: Any, args: argparse.Namespace) -> int:
+    d = reg.get_prediction(args.id)
+    if args.json:
+        print_json({"id": d.id, "record": d.record, "outcomes": d.outcomes,
+                    "events": d.events})
+        return 0
+    r = d.record
+    lines = [
+        f"case {d.id}   recorded {r.created_at:%Y-%m-%d %H:%M:%S} UTC by {r.os_user or '?'}",
+        f"patient     {r.patient_id}  {r.patient_name}  born {r.birth_date or '?'}  "
+        f"sex {r.sex or '?'}",
+        f"study       {r.study_uid}  date {r.study_date or '?'}  accession {r.accession or '-'}"
+        f"  {r.study_description}",
+        f"prediction  {r.label}  score {r.score:.3f}  votes {r.responder_votes}/{r.total_votes}"
+        + (f"  (tie: {r.tie_rule})" if r.tie else ""),
+        f"model       {r.model_name} {r.model_version}  sha256 {r.model_sha256}  "
+        f"{r.weights_kind}  on {r.device or '?'}",
+        f"software    HCC Response {r.app_version}; run time "
+        + (f"{r.run_time_s:.1f} s" if r.run_time_s is not None else "?"),
+        f"source      {r.source_folder or '?'}",
+    ]
+    for phase, uid in r.series_uids.items():
+        rng = r.liver_range_mm.get(phase)
+        extra = f"  liver {rng[0]:.1f}..{rng[1]:.1f} mm" if rng else ""
+        lines.append(f"  {phase:<9} {uid}{extra}")
+    if r.overrides:
+        lines.append(f"overrides   {r.overrides}")
+    for w in r.warnings:
+        lines.append(f"warning     {w}")
+    if d.outcomes:
+        for o in d.outcomes:
+            tag = "current" if o is d.outcomes[-1] else "corrected"
+            lines.append(f"outcome     {o.category} on {o.outcome_date or '?'} entered by "
+                         f"{o.entered_by or '?'} at {o.entered_at:%Y-%m-%d %H:%M} ({tag})")
+    else:
+        lines.append("outcome     none entered yet")
+    lines.append(f"slices      {len(r.slice_results)} (per-slice results kept; --json shows them)")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _outcome(reg: Any, args: argparse.Namespace) -> int:
+    entry = reg.record_outcome(args.id, args.category, args.date, entered_by=args.by,
+                               note=args.note)
+    if args.json:
+        print_json(entry)
+    else:
+        corr = f" (corrects outcome {entry.supersedes})" if entry.supersedes else ""
+        print(f"case {entry.prediction_id}: {entry.category} on {entry.outcome_date} recorded"
+              f"{corr}")
+    return 0
+
+
+def _export(reg: Any, args: argparse.Namespace) -> int:
+    from app.errors import InputError
+
+    key = None
+    if args.key_file is not None:
+        if not args.pseudonymise:
+            raise InputError("--key-file only makes sense with --pseudonymise")
+        try:
+            key = args.key_file.read_bytes().strip()
+        except OSError as exc:
+            raise InputError(f"cannot read the key file {args.key_file}: {exc.strerror}") from exc
+    summary = reg.export_csv(args.csv, pseudonymise=args.pseudonymise, key=key)
+    if args.json:
+        print_json(summary)
+    else:
+        kind = "pseudonymised " if summary.pseudonymised else ""
+        print(f"wrote {summary.rows} case(s) to {summary.path} ({kind}CSV)")
+    return 0
+
+
+def _backup(reg: Any, args: argparse.Namespace) -> int:
+    dest = reg.backup(args.file)
+    if args.json:
+        print_json({"backup": dest})
+    else:
+        print(f"register backed up to {dest}")
+    return 0
+
+
+def _verify(reg: Any, args: argparse.Namespace) -> int:
+    report = reg.verify()
+    if args.json:
+        print_json(report)
+    elif report.ok:
+        print(f"register OK: integrity ok, {report.n_events} audit events chained, "
+              f"{report.n_predictions} case(s) and {report.n_outcomes} outcome(s) match "
+              f"their events")
+    else:
+        print(f"register FAILED verification ({len(report.problems)} problem(s)):")
+        for p in report.problems:
+            print(f"  - {p}")
+    return 0 if report.ok else 1
+
+
+def _fmt(x: float | None, ci: tuple[float, float] | None = None) -> str:
+    if x is None:
+        return "n/a"
+    return f"{x:.3f}" + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci else "")
+
+
+def _stats(reg: Any, args: argparse.Namespace) -> int:
+    counts = reg.stats()
+    perf = reg.performance()
+    if args.json:
+        print_json({"register": str(reg.path), "counts": counts, "performance": perf})
+        return 0
+    print(f"register {reg.path}")
+    print("  " + ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items()))
+    if not perf:
+        print("no outcomes recorded yet: local performance needs RECIST outcomes")
+        return 0
+    for row in perf:
+        ref = row.reference
+        print(f"\nmodel {row.model_name} {row.model_version}: n = {row.n} "
+              f"({row.n_responders} responders)")
+        print(f"  {'':<12} {'this site':<22} paper ({ref.model}, n = {ref.n})")
+        print(f"  {'AUC':<12} {_fmt(row.auc, row.auc_ci):<22} {_fmt(ref.auc, ref.auc_ci)}")
+        print(f"  {'sensitivity':<12} {_fmt(row.sensitivity, row.sensitivity_ci):<22} "
+              f"{ref.sensitivity:.3f}")
+        print(f"  {'specificity':<12} {_fmt(row.specificity, row.specificity_ci):<22} "
+              f"{ref.specificity:.3f}")
+        print(f"  {'accuracy':<12} {_fmt(row.accuracy, row.accuracy_ci):<22} "
+              f"{ref.accuracy:.3f}")
+    return 0
+
+
+_HANDLERS = {"list": _list, "show": _show, "outcome": _outcome, "export": _export,
+             "backup": _backup, "verify": _verify, "stats": _stats}

@@ -153,7 +153,8 @@ def performance_row(model_name: str, model_version: str, y: Sequence[int],
     auc = auc_ci = None
     if n_pos and n_neg:
         auc, se = auc_delong(ya, scores)
-        auc_ci = (max(0.0, auc - Z_95 * se), min(1.0, auc + Z_95 * se))
+        if n_pos >= 2 and n_neg >= 2:  # DeLong's variance is degenerate (0) below that
+            auc_ci = (max(0.0, auc - Z_95 * se), min(1.0, auc + Z_95 * se))
     sens = tp / n_pos if n_pos else None
     spec = tn / n_neg if n_neg else None
     acc = (tp + tn) / n if n else None
