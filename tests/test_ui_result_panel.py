@@ -91,6 +91,8 @@ def test_random_weights_are_flagged_as_meaningless(panel: ResultPanel) -> None:
     assert s.banner == ("Random-initialised weights — result meaningless", "danger")
     assert "Random-initialised weights — result meaningless" in panel.text()
     assert "#7a1010" in panel.banner_label.styleSheet()
+    assert panel.text().index("result meaningless") < panel.text().index("RESPONDER")  # read first
+    assert RESPONDER_COLOR.name() not in panel.label_label.styleSheet()  # no colour for noise
 
 
 def test_busy_and_clear(panel: ResultPanel) -> None:
@@ -112,4 +114,13 @@ def test_summary_from_per_slice_results_and_dicts() -> None:
                                                                           "weights_kind": "site-trained"})
     assert (s.responder_votes, s.total_votes, s.responder) == (2, 3, True)
     assert s.model_text == "m 1" and s.banner[1] == "info"
+    card = SimpleNamespace(
+        name="m", version="2", weights_kind="trained on synthetic phantoms",
+        training_data={"patients": 400, "responder_rate": 0.2812, "split": {"train": 300}},
+        metrics={"auc": 0.8412, "auc_ci": [0.78, 0.9]},
+    )
+    s = summarise(result(), card)
+    assert s.training_data == "patients: 400, responder_rate: 0.281"  # nested items left out
+    assert s.metrics == "auc: 0.841"
+    assert "Validation: auc: 0.841" in s.lines()
     assert weights_banner("")[1] == "caution"

@@ -568,3 +568,47 @@ def test_qt_binding_does_not_leak_references_to_none(qtbot) -> None:  # type: ig
     for _ in range(500):
         label.setText("x")
     assert sys.getrefcount(None) - before > -50
+
+
+# --------------------------------------------------------------------------- real CT
+def test_real_ct_hu_readout_matches_pydicom(qtbot, shared_data) -> None:  # type: ignore[no-untyped-def]
+    """A real contrast CT (JPEG 2000) shown as a one-phase study: the HU under the cursor is
+    the value pydicom's modality LUT gives for that pixel of that file; missing phases stay
+    empty."""
+    import pydicom
+    from pydicom.pixels import apply_modality_lut
+
+    from app.dicom.scan import scan_folder
+    from app.dicom.volume import load_volume
+
+    scan = scan_folder(shared_data / "totalsegmentator_example_ct")
+    series = [s for p in scan.patients for st in p.studies for s in st.series if s.status != "refused"]
+    assert series
+    vol = load_volume(series[0])
+    study = AssembledStudy(
+        patient_id="x", patient_name="x", study_uid="x", study_date="", study_description="",
+        assignment={"portal": vol.series_uid}, volumes={"portal": vol}, liver_range_mm={}, pairs=[],
+    )
+    panel = ViewerPanel()
+    qtbot.addWidget(panel)
+    panel.resize(900, 400)
+    panel.show()
+    panel.set_study(study, descriptions={"portal": series[0].description})
+    viewer = panel.viewers["portal"]
+    k = viewer.current_index()
+    assert k == vol.n_slices // 2
+    assert panel.viewers["plain"].current_index() is None and panel.viewers["arterial"].volume is None
+    by_uid = {inst.sop_instance_uid: inst for inst in series[0].instances}
+    ds = pydicom.dcmread(by_uid[vol.sop_instance_uids[k]].path)
+    hu = apply_modality_lut(ds.pixel_array, ds)
+    for r, c in [(vol.hu.shape[1] // 2, vol.hu.shape[2] // 3), (40, 300)]:
+        x, y = viewer.geometry_mm.centre_mm(r, c)  # type: ignore[union-attr]
+        text = viewer.info_at(x, y)
+        assert text is not None and text.endswith(f"HU = {float(hu[r, c]):.0f}")
+        # and the position is the file's own: ImagePositionPatient + index × spacing
+        ipp = [float(v) for v in ds.ImagePositionPatient]
+        col_mm, row_mm = float(ds.PixelSpacing[1]), float(ds.PixelSpacing[0])
+        assert x == pytest.approx(ipp[0] + c * col_mm, abs=1e-3)
+        assert y == pytest.approx(ipp[1] + r * row_mm, abs=1e-3)
+    panel.step(1)
+    assert viewer.current_index() == k + 1

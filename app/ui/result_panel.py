@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from app import INTENDED_USE
 from app.ui.vote_strip import NON_RESPONDER_COLOR, RESPONDER_COLOR, is_responder_label
@@ -59,8 +59,9 @@ class ResultSummary:
         Mean responder probability over the slices (None when not reported).
     tie, tie_rule:
         Whether the vote was tied and the rule that decided it.
-    model_name, model_version, model_sha256, weights_kind, training_data:
-        The model's identity and provenance.
+    model_name, model_version, model_sha256, weights_kind, training_data, metrics:
+        The model's identity and provenance (training data and validation metrics as short
+        "key: value" text from the model card).
     device, device_reason:
         Where the model ran and, after a fallback, why.
     warnings:
@@ -82,6 +83,7 @@ class ResultSummary:
     device: str = ""
     device_reason: str = ""
     warnings: list[str] = field(default_factory=list)
+    metrics: str = ""
 
     @property
     def headline(self) -> str:
@@ -156,6 +158,8 @@ class ResultSummary:
             out.append(f"Weights: {self.weights_kind}")
         if self.training_data:
             out.append(f"Trained on: {self.training_data}")
+        if self.metrics:
+            out.append(f"Validation: {self.metrics}")
         if self.device_text:
             out.append(self.device_text)
         out.extend(f"Warning: {w}" for w in self.warnings)
@@ -211,9 +215,10 @@ def summarise(result: Any, description: Any = None) -> ResultSummary:
     if not label:
         label = "responder" if 2 * int(votes) > int(total) else "non-responder"
     mean = _get(result, "mean_probability", "score", "mean_prob", default=None)
-    training = _get(description, "training_data", "training_data_summary", "trained_on", default="")
-    if isinstance(training, dict):
-        training = ", ".join(f"{k}: {v}" for k, v in training.items())
+    training = _compact(
+        _get(description, "training_data", "training_data_summary", "trained_on", default="")
+    )
+    metrics = _compact(_get(description, "metrics", default=""))
     warnings = [str(w) for w in (_get(result, "warnings", default=[]) or [])]
     return ResultSummary(
         responder=is_responder_label(label),
@@ -231,11 +236,33 @@ def summarise(result: Any, description: Any = None) -> ResultSummary:
         weights_kind=str(
             _get(result, "weights_kind", default="") or _get(description, "weights_kind", default="")
         ),
-        training_data=str(training),
+        training_data=training,
+        metrics=metrics,
         device=str(_get(result, "device", "device_used", default="")),
         device_reason=str(_get(result, "device_reason", "fallback_reason", default="")),
         warnings=warnings,
     )
+
+
+def _compact(value: Any, max_items: int = 6) -> str:
+    """Short one-line text for a model-card field that may be a string or a dict.
+
+    Model cards keep training data and metrics as dicts (``{"patients": 400, "source":
+    "synthetic", ...}``); the panel shows the scalar items ("patients: 400, source: synthetic")
+    and leaves nested detail to the model-description dialog.
+    """
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, dict):
+        return str(value)
+    items = []
+    for key, v in value.items():
+        if isinstance(v, (dict, list, tuple)):
+            continue
+        items.append(f"{key}: {v:.3g}" if isinstance(v, float) else f"{key}: {v}")
+        if len(items) == max_items:
+            break
+    return ", ".join(items)
 
 
 _BANNER_STYLES = {
@@ -288,10 +315,11 @@ class ResultPanel(QtWidgets.QWidget):
 
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
+        # The weights banner comes first: "random weights" must be read before the label.
         for w in (
-            self.busy_label, self.busy_bar, self.empty_label, self.label_label,
-            self.meaning_label, self.vote_label, self.probability_label, self.tie_label,
-            self.banner_label, self.model_label, self.device_label, self.warnings_label,
+            self.busy_label, self.busy_bar, self.empty_label, self.banner_label,
+            self.label_label, self.meaning_label, self.vote_label, self.probability_label,
+            self.tie_label, self.model_label, self.device_label, self.warnings_label,
         ):
             if isinstance(w, QtWidgets.QLabel):
                 w.setWordWrap(True)
@@ -314,6 +342,10 @@ class ResultPanel(QtWidgets.QWidget):
         self._summary = s
         self.set_busy(None)
         color = RESPONDER_COLOR if s.responder else NON_RESPONDER_COLOR
+        if s.banner[1] == "danger":
+            # A label from random weights gets no colour: nothing about it should look like
+            # an answer.
+            color = QtGui.QColor(110, 110, 110)
         self.label_label.setText(s.headline)
         self.label_label.setStyleSheet(
             f"background:{color.name()}; color:white; border-radius:6px; padding:8px;"
@@ -330,6 +362,8 @@ class ResultPanel(QtWidgets.QWidget):
             model += f"<br><b>Weights</b> {_html(s.weights_kind)}"
         if s.training_data:
             model += f"<br><b>Trained on</b> {_html(s.training_data)}"
+        if s.metrics:
+            model += f"<br><b>Validation</b> {_html(s.metrics)}"
         self.model_label.setText(model)
         self.device_label.setText(_html(s.device_text))
         self.warnings_label.setText(
@@ -366,8 +400,8 @@ class ResultPanel(QtWidgets.QWidget):
         """Everything the panel shows as plain text, one item per line (visible items only)."""
         parts: list[str] = []
         for w in (
-            self.busy_label, self.empty_label, self.label_label, self.meaning_label,
-            self.vote_label, self.probability_label, self.tie_label, self.banner_label,
+            self.busy_label, self.empty_label, self.banner_label, self.label_label,
+            self.meaning_label, self.vote_label, self.probability_label, self.tie_label,
             self.model_label, self.device_label, self.warnings_label, self.intended_use_label,
         ):
             if not w.isHidden() and w.text():
