@@ -323,7 +323,7 @@ def test_zoom_and_pan_are_linked_in_mm(qtbot, panel: ViewerPanel) -> None:  # ty
     for phase in ("arterial", "portal"):
         ox, oy, oscale = view_centre_and_scale(panel.viewers[phase].view)
         assert ox == pytest.approx(cx, abs=1e-3) and oy == pytest.approx(cy, abs=1e-3), phase
-        assert oscale == pytest.approx(scale, rel=1e-3), phase
+        assert oscale == pytest.approx(scale, rel=0.01), phase  # viewers may differ by a pixel
     # a pan on another viewer comes back to the first
     panel.viewers["portal"].view.translateBy(x=4.0, y=-2.0)
     nx, ny, _ = view_centre_and_scale(plain)
@@ -337,6 +337,19 @@ def test_zoom_and_pan_are_linked_in_mm(qtbot, panel: ViewerPanel) -> None:  # ty
         for r in rects:
             assert x0 <= r.left() + 1e-6 and r.right() <= x1 + 1e-6
             assert y0 <= r.top() + 1e-6 and r.bottom() <= y1 + 1e-6
+
+
+def test_resizing_does_not_ratchet_the_zoom(qtbot, panel: ViewerPanel) -> None:  # type: ignore[no-untyped-def]
+    """pyqtgraph #1348: linked views with a locked aspect zoomed out a little at every resize."""
+    panel.viewers["arterial"].view.setRange(xRange=(-12.0, 8.0), yRange=(-6.0, 10.0), padding=0.0)
+    before = [view_centre_and_scale(v.view) for v in panel.viewers.values()]
+    for w, h in [(1000, 480), (1500, 700), (900, 300), (1200, 480)]:
+        panel.resize(w, h)
+        qtbot.wait(10)
+    after = [view_centre_and_scale(v.view) for v in panel.viewers.values()]
+    for (bx, by, bs), (ax, ay, as_) in zip(before, after, strict=True):
+        assert (ax, ay) == pytest.approx((bx, by), abs=1e-3)
+        assert as_ == pytest.approx(bs, rel=0.01)
 
 
 # --------------------------------------------------------------------------- Grad-CAM overlay

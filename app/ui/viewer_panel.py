@@ -19,9 +19,10 @@ pairs yet (assembled before the liver range was found, or a failed pairing) is s
 the position then runs over the slices of the first assigned phase and the other phases show
 the slice nearest in table position; the panel starts at the middle slice.
 
-Zoom and pan are linked in millimetres (centre and mm-per-pixel), not by pyqtgraph's
-``setXLink``/``setYLink``: those fight the locked aspect ratio (pyqtgraph issues #1103, #1348:
-runaway zoom on resize), and the phases may have different matrices or fields of view.
+Zoom and pan are linked in millimetres (every viewer is asked to show the same patient
+region), not by pyqtgraph's ``setXLink``/``setYLink``: those fight the locked aspect ratio
+(pyqtgraph issues #1103, #1348: runaway zoom on resize), and the phases may have different
+matrices or fields of view.
 """
 
 from __future__ import annotations
@@ -452,8 +453,6 @@ class ViewerPanel(QtWidgets.QWidget):
         union = rects[0]
         for r in rects[1:]:
             union = union.united(r)
-        # Each view fits the union itself (rather than copying one view's scale): viewers can
-        # differ by a pixel in size, and a copied scale would crop the others by a hair.
         self._syncing = True
         try:
             for viewer in self.viewers.values():
@@ -466,23 +465,21 @@ class ViewerPanel(QtWidgets.QWidget):
             self._link_from(view)
 
     def _link_from(self, source: pg.ViewBox) -> None:
-        """Give every other viewer the same centre and mm-per-pixel as ``source``."""
-        (x0, x1), (y0, y1) = source.viewRange()
-        cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
-        width_px = source.width()
-        mm_per_px = (x1 - x0) / width_px if width_px > 0 else None
+        """Give every other viewer the region ``source`` was asked to show (its target, in mm).
+
+        The target rectangle, not the visible one: with a locked aspect ratio the visible
+        region is the target widened to the widget's shape, and copying that widened region
+        would widen it again at every resize (a runaway zoom-out, pyqtgraph #1348). Targets
+        do not change when a widget is resized, so linking them is stable.
+        """
+        target = source.targetRect()
         self._syncing = True
         try:
             for viewer in self.viewers.values():
                 view = viewer.view
-                if view is source:
+                if view is source or _same_rect(view.targetRect(), target):
                     continue
-                if mm_per_px is None or view.width() <= 0 or view.height() <= 0:
-                    view.setRange(xRange=(x0, x1), yRange=(y0, y1), padding=0.0)
-                    continue
-                hw = view.width() * mm_per_px / 2.0
-                hh = view.height() * mm_per_px / 2.0
-                view.setRange(xRange=(cx - hw, cx + hw), yRange=(cy - hh, cy + hh), padding=0.0)
+                view.setRange(rect=target, padding=0.0)
         finally:
             self._syncing = False
 
@@ -595,6 +592,13 @@ def link_vote_strip(panel: ViewerPanel, strip: QtWidgets.QWidget) -> None:
     panel.pairIndexChanged.connect(_sync_mask)
     _sync_mask(panel.pair_index())
     strip.set_current(panel.pair_index())  # type: ignore[attr-defined]
+
+
+def _same_rect(a: QtCore.QRectF, b: QtCore.QRectF, tol: float = 1e-6) -> bool:
+    return all(
+        abs(x - y) <= tol
+        for x, y in zip((a.x(), a.y(), a.width(), a.height()), (b.x(), b.y(), b.width(), b.height()), strict=True)
+    )
 
 
 def _pair(w: WindowLevel) -> tuple[float, float]:
