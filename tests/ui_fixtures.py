@@ -159,3 +159,37 @@ def prediction_record(patient_id: str, model: str = "demo", label: str = "respon
         slice_results=[{"z_ref": float(i), "probability": score, "label": 1 if label == "responder" else 0} for i in range(10)],
         source_folder="/nonexistent/folder",
     )
+
+
+# -- a generated DICOM study and a tiny model (end-to-end tests) -------------------------------
+
+#: Small but real: 96 × 96, 5 mm slices, plain/arterial/portal plus a delayed series (so a
+#: phase can be overridden with another real series).
+GENERATED_MATRIX = 96
+GENERATED_SEED = 7
+
+
+def generate_study(dest: Path, *, seed: int = GENERATED_SEED, matrix: int = GENERATED_MATRIX, delayed: bool = True) -> tuple[Path, dict]:
+    """Write one synthetic patient under ``dest``; returns (study folder, truth.json content)."""
+    from app.synthetic.options import StudyOptions
+    from app.synthetic.study import build_patient, write_study
+
+    options = StudyOptions(matrix=matrix, delayed_phase=delayed, convention="siemens")
+    draw = build_patient(seed, 0, options)
+    folder = dest / draw.patient_id
+    truth = write_study(draw, options, folder)
+    return folder, truth
+
+
+def create_tiny_model(path: Path) -> str:
+    """A randomly initialised model at 64 px input with a shared trunk; returns its SHA-256."""
+    from app.inference.config import ModelConfig
+    from app.inference.weights import create_random_model
+
+    config = ModelConfig(input_size=64, shared_trunk=True, extra_channels=32, hidden=32)
+    return create_random_model(path, config)
+
+
+def truth_phase_of(truth: dict) -> dict[str, str]:
+    """series uid → true phase ("plain"/"arterial"/"portal"/"other") from truth.json."""
+    return {uid: t["phase"] for uid, t in truth["series"].items()}

@@ -165,13 +165,12 @@ class ModelHolder:
         """
         if choice.path is not None:
             return Path(choice.path)
-        from app.inference import default_model_path
+        from app.inference.weights import create_random_model, default_model_path
+        from app.paths import models_dir
 
         default = Path(default_model_path())
         if default.exists():
             return default
-        from app.inference import create_random_model
-        from app.paths import models_dir
 
         path = models_dir() / cls.RANDOM_NAME
         if not path.exists():
@@ -187,10 +186,17 @@ class ModelHolder:
             key = (str(path), choice.sha256, choice.device)
             if self._model is not None and self._key == key:
                 return self._model
-            from app.inference import load_model
+            from app.inference.weights import load_model, recorded_sha256
 
             progress.update(0.0, f"loading model {path.name}")
-            model = load_model(path, choice.device, expected_sha256=choice.sha256)
+            # The bundled (or generated random) model is checked against the SHA-256 recorded
+            # beside it; an imported model against the hash the user accepted at import.
+            expected = choice.sha256 if choice.path is not None else recorded_sha256(path)
+            if choice.path is None and expected is None:
+                from app.inference.weights import ModelFileError
+
+                raise ModelFileError(f"the bundled model {path.name} has no recorded SHA-256")
+            model = load_model(path, choice.device, expected_sha256=expected)
             self._model, self._key = model, key
             progress.update(1.0, "model loaded")
             return model
@@ -220,13 +226,53 @@ def make_record(
     study: AssembledStudy, result: Any, *, overrides: Mapping[str, str], warnings_shown: list[str], source_folder: str
 ) -> Any:
     """The register record of a prediction, through the lead's adapter (``app.casework``)."""
-    from app.casework import prediction_record
+    try:
+        from app.casework import prediction_record
+    except ImportError:  # TEMPORARY until app.casework lands: the same mapping, built here
+        return _record_without_casework(study, result, overrides, warnings_shown, source_folder)
 
     return prediction_record(
         study,
         result,
         overrides=dict(overrides),
         warnings_shown=list(warnings_shown),
+        source_folder=source_folder,
+    )
+
+
+def _record_without_casework(
+    study: AssembledStudy, result: Any, overrides: Mapping[str, str], warnings_shown: list[str], source_folder: str
+) -> Any:
+    """Fallback mapping PredictionResult + AssembledStudy → PredictionRecord (to be removed)."""
+    from app.register import PredictionRecord
+
+    return PredictionRecord(
+        patient_id=study.patient_id,
+        patient_name=study.patient_name,
+        study_uid=study.study_uid,
+        study_date=study.study_date,
+        study_description=study.study_description,
+        model_name=result.model_name,
+        model_version=result.model_version,
+        model_sha256=result.model_sha256,
+        weights_kind=result.weights_kind,
+        device=result.device,
+        label=result.label,
+        score=float(result.mean_probability),
+        responder_votes=int(result.responder_votes),
+        total_votes=int(result.total_votes),
+        tie=bool(result.tie),
+        tie_rule=result.tie_rule if result.tie else "",
+        series_uids=dict(study.assignment),
+        liver_range_mm={p: [float(a), float(b)] for p, (a, b) in study.liver_range_mm.items()},
+        slice_pairs=[{"z_ref": float(p.z_ref), "index": dict(p.index), "z_mm": dict(p.z_mm)} for p in study.pairs],
+        slice_results=[
+            {"z_ref": float(s.z_ref), "probability": float(s.probability), "label": 1 if s.label == "responder" else 0}
+            for s in result.slices
+        ],
+        warnings=list(warnings_shown) + list(result.warnings),
+        overrides=dict(overrides),
+        run_time_s=float(result.timings.get("total", 0.0)) or None,
         source_folder=source_folder,
     )
 
@@ -252,7 +298,7 @@ def predict_job(
     """
 
     def run(progress: Progress) -> PredictOutcome:
-        from app.inference import predict
+        from app.inference.predictor import predict
 
         t0 = time.monotonic()
         model = holder.get(choice, progress.sub(0.0, 0.15))
@@ -292,25 +338,36 @@ def predict_job(
 
 @dataclass
 class SliceCam:
-    """Grad-CAM of one slice level: phase → array (rows × cols of that phase's slice)."""
+    """Grad-CAM of one slice level: phase → map (rows × cols of that phase's slice) in [0, 1].
+
+    The viewed slice's maps come normalised by that slice's own maximum (the study-wide scale
+    is not known before the whole study is done); the study's maps replace them moments later.
+    """
 
     pair_index: int
     cams: dict[str, Any]
-    global_max: float | None = None
+    global_max: float | None = 1.0
 
 
-def _slice_cams(raw: Any, pair_index: int) -> SliceCam:
-    """Normalise what ``gradcam_slice`` returns into a :class:`SliceCam`."""
-    if isinstance(raw, Mapping):
-        return SliceCam(pair_index, dict(raw))
-    cams = getattr(raw, "cams", None)
-    if isinstance(cams, Mapping):
-        per = {}
-        for phase, value in cams.items():
-            # a CamResult for one level may hold arrays of shape (1, rows, cols)
-            per[phase] = value[0] if getattr(value, "ndim", 2) == 3 else value
-        return SliceCam(pair_index, per, getattr(raw, "global_max", None))
-    raise TypeError(f"unexpected Grad-CAM result {type(raw).__name__}")
+def slice_cams(cam: Any, pair_index: int) -> SliceCam:
+    """The maps of ``pair_index`` out of a ``CamResult`` (``maps[phase][k]``)."""
+    return SliceCam(pair_index, {phase: cam.map_for(phase, pair_index) for phase in cam.maps})
+
+
+def cams_by_pair(cam: Any, n_pairs: int) -> dict[str, list[Any]]:
+    """phase → list over all pairs (None where not computed) from a ``CamResult``.
+
+    The maps are already divided by the study's ``global_max`` (one normalisation per study),
+    so the viewer shows them on a fixed 0..1 scale.
+    """
+    out: dict[str, list[Any]] = {}
+    for phase, stack in cam.maps.items():
+        per: list[Any] = [None] * n_pairs
+        for k, idx in enumerate(cam.pair_indices):
+            if 0 <= idx < n_pairs:
+                per[idx] = stack[k]
+        out[phase] = per
+    return out
 
 
 def cam_job(
@@ -324,11 +381,11 @@ def cam_job(
     """
 
     def run(progress: Any) -> Any:
-        from app.inference import gradcam_slice, gradcam_study
+        from app.inference.gradcam import gradcam_slice, gradcam_study
 
         with holder.lock:
             progress.update(0.0, "Grad-CAM of the slice in view")
-            first = _slice_cams(gradcam_slice(model, study, first_pair), first_pair)
+            first = slice_cams(gradcam_slice(model, study, first_pair), first_pair)
         publish = getattr(progress, "publish", None)
         if publish is not None:
             publish(first)

@@ -398,10 +398,11 @@ class MainWindow(QtWidgets.QMainWindow):
         result = self.case.prediction.result if self.case.prediction else None
         device = getattr(result, "device", None)
         if device:
-            reason = getattr(result, "fallback_reason", None) or getattr(result, "device_reason", None)
+            reason = str(getattr(result, "device_reason", "") or "")
+            fallback = bool(getattr(result, "device_fallback", False))
             kind = "GPU" if str(device).startswith("cuda") else "CPU"
-            self.device_label.setText(f"{kind}: {device}" + (" (fallback)" if reason else ""))
-            self.device_label.setToolTip(str(reason or ""))
+            self.device_label.setText(f"{kind}: {device}" + (" (fallback to CPU)" if fallback else ""))
+            self.device_label.setToolTip(reason)
         else:
             self.device_label.setText(f"Device: {self.settings.device}")
 
@@ -726,7 +727,8 @@ class MainWindow(QtWidgets.QMainWindow):
         if outcome is not self.case.prediction:
             return
         self.case.cam = cam
-        self.viewer.set_cam_cache(cam.cams, getattr(cam, "global_max", None))
+        # CamResult maps are already divided by the study's global maximum: scale 0..1.
+        self.viewer.set_cam_cache(jobs.cams_by_pair(cam, len(outcome.study.pairs)), 1.0)
         self.stepDone.emit("cam-study")
 
     def set_cam_visible(self, visible: bool) -> None:
@@ -737,7 +739,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.act_cam.setChecked(visible)
 
     def _sync_preset_box(self, width: float, level: float) -> None:
-        name = self.viewer.window().name
+        name = self.viewer.window_level().name
         idx = self.preset_box.findText(name) if name else -1
         self.preset_box.setCurrentIndex(idx)
 
@@ -787,13 +789,9 @@ class MainWindow(QtWidgets.QMainWindow):
     def cams_at(self, pair_index: int) -> dict[str, Any]:
         """phase → CAM of ``pair_index`` from the study's CAM result (empty when not computed)."""
         cam = self.case.cam
-        out: dict[str, Any] = {}
-        if cam is None:
-            return out
-        for phase, per_pair in getattr(cam, "cams", {}).items():
-            if per_pair is not None and pair_index < len(per_pair):
-                out[phase] = per_pair[pair_index]
-        return out
+        if cam is None or pair_index not in cam.pair_indices:
+            return {}
+        return {phase: cam.map_for(phase, pair_index) for phase in cam.maps}
 
     def export_pdf(self, path: Path) -> Path | None:
         """Write the one-page PDF report of the case on view; errors are shown."""
@@ -811,7 +809,7 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.cams_at(index),
                 self._description(pred.model),
                 pair_index=index,
-                cam_scale=getattr(self.case.cam, "global_max", None),
+                cam_scale=1.0,  # the maps are normalised by the study's global maximum
                 case_id=pred.record_id,
             )
         except HCCError as exc:
@@ -868,7 +866,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Check a site model (load on CPU: keys, shapes, NaN, hash), then offer to use it."""
 
         def check(progress: Any) -> Any:
-            from app.inference import load_model
+            from app.inference.weights import load_model
 
             progress.update(0.1, f"checking {path.name}")
             return load_model(path, "cpu")

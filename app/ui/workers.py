@@ -164,6 +164,10 @@ class Job(QtCore.QObject):
     def is_done(self) -> bool:
         return self._is_done
 
+    def mark_done(self) -> None:
+        """Record that the thread ended (used by shutdown, which waited for it)."""
+        self._is_done = True
+
     def start(self) -> None:
         self.thread.start()
 
@@ -302,7 +306,9 @@ class JobManager(QtCore.QObject):
                 # Never started (its zero-timer did not fire yet): nothing to wait for.
                 continue
             left = max(0, int((deadline - time.monotonic()) * 1000))
-            if not job.wait(left):
+            if job.wait(left):
+                job.mark_done()  # its queued "done" may never be delivered now
+            else:
                 log.error("job %s did not stop within %d ms", job.name, timeout_ms)
                 ok = False
         return ok

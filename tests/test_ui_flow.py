@@ -1,0 +1,365 @@
+"""The desktop app driven through the whole flow on a generated study (pytest-qt, offscreen).
+
+import → check the assignment → override a phase → predict → scroll → toggle Grad-CAM →
+register entry → record outcome → PDF; plus cancel (import, predict), a failing worker, a
+failing register write, close while running, bad folders, re-opening a case.
+
+Real code all the way: the synthetic generator writes DICOM, the scanner/assembler/predictor/
+Grad-CAM/register of the project run in the app's worker threads. Only the dialogs are
+replaced by recorders (so that nothing blocks), and a few tests slow down or break one core
+call on purpose to reach a state (a long prediction to cancel, a failing GPU, a full disk).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+import ui_fixtures as fx  # noqa: E402
+from PySide6 import QtCore  # noqa: E402
+
+from app import PHASES  # noqa: E402
+from app.settings import update_settings  # noqa: E402
+from app.ui import dialogs  # noqa: E402
+from app.ui.main_window import MainWindow  # noqa: E402
+
+pytestmark = pytest.mark.gui
+
+STEP_TIMEOUT_MS = 120_000  # generous: the CI box is shared and busy
+
+
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    return fx.generate_study(tmp_path_factory.mktemp("ui-study"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    path = tmp_path_factory.mktemp("ui-model") / "tiny.safetensors"
+    return path, fx.create_tiny_model(path)
+
+
+class Dialogs:
+    """Records what the app would have shown; answers questions as told."""
+
+    def __init__(self) -> None:
+        self.errors: list[tuple[str, str]] = []
+        self.infos: list[str] = []
+        self.confirm_answer = True
+        self.confirm_asked = 0
+
+    def error(self, parent: Any, message: str, details: str = "") -> None:
+        self.errors.append((message, details))
+
+    def info(self, parent: Any, message: str, details: str = "") -> None:
+        self.infos.append(message)
+
+    def confirm(self, parent: Any, reasons: Any, assignment: Any, on_answer: Any) -> None:
+        self.confirm_asked += 1
+        on_answer(self.confirm_answer)
+
+    def ask(self, parent: Any, question: str, on_answer: Any, **_: Any) -> None:
+        on_answer(True)
+
+
+@pytest.fixture
+def shown(monkeypatch: pytest.MonkeyPatch) -> Dialogs:
+    d = Dialogs()
+    monkeypatch.setattr(dialogs, "show_error", d.error)
+    monkeypatch.setattr(dialogs, "show_info", d.info)
+    monkeypatch.setattr(dialogs, "confirm_phases", d.confirm)
+    monkeypatch.setattr(dialogs, "ask", d.ask)
+    return d
+
+
+@pytest.fixture
+def window(qtbot, tiny_model: tuple[Path, str], shown: Dialogs):  # type: ignore[no-untyped-def]
+    import torch
+
+    torch.set_num_threads(2)
+    path, sha = tiny_model
+    update_settings(model_path=str(path), model_sha256=sha, device="cpu", demo_offered=True)
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.show()
+    steps: list[str] = []
+    w.stepDone.connect(steps.append)
+    w.steps = steps  # type: ignore[attr-defined]
+    w.shown = shown  # type: ignore[attr-defined]
+    yield w
+    w.close()
+    assert not w.jobs.busy, "a job was still running after close"
+
+
+def wait_step(qtbot, w: MainWindow, step: str, timeout: int = STEP_TIMEOUT_MS) -> None:  # type: ignore[no-untyped-def]
+    """Wait for a step of the flow; fail at once when an error dialog came instead."""
+    errors = w.shown.errors  # type: ignore[attr-defined]
+    n_errors = len(errors)
+    qtbot.waitUntil(lambda: step in w.steps or len(errors) > n_errors, timeout=timeout)  # type: ignore[attr-defined]
+    assert step in w.steps, f"error dialog instead of {step!r}: {errors[n_errors:]}"  # type: ignore[attr-defined]
+
+
+def import_and_wait(qtbot, w: MainWindow, folder: Path) -> None:  # type: ignore[no-untyped-def]
+    w.steps.clear()  # type: ignore[attr-defined]
+    w.import_folder(folder)
+    wait_step(qtbot, w, "imported")
+
+
+def test_full_flow(qtbot, window: MainWindow, generated, shown: Dialogs, tmp_path: Path) -> None:
+    w = window
+    folder, truth = generated
+    phase_of = fx.truth_phase_of(truth)
+
+    # import: the browser lists the patient's series; the triplet matches the truth
+    import_and_wait(qtbot, w, folder)
+    assert not shown.errors, shown.errors
+    study = w.case.study
+    assert study is not None and study.pairs
+    assert {p: phase_of[uid] for p, uid in study.assignment.items()} == {p: p for p in PHASES}
+    for phase in PHASES:
+        assert w.browser.combos[phase].currentData() == study.assignment[phase]
+        item = w.browser.series_item(study.assignment[phase])
+        assert item is not None and item.font(0).bold()
+    assert w.viewer.count() == len(study.pairs)
+    if study.needs_confirmation:
+        assert not w.act_predict.isEnabled()
+        w.confirm_assignment()
+    assert w.act_predict.isEnabled()
+
+    # override one phase with one click: portal ← the delayed series, then back
+    delayed = next(uid for uid, ph in phase_of.items() if ph == "other" and uid not in study.assignment.values())
+    w.steps.clear()  # type: ignore[attr-defined]
+    combo = w.browser.combos["portal"]
+    combo.setCurrentIndex(combo.findData(delayed))
+    combo.activated.emit(combo.currentIndex())
+    wait_step(qtbot, w, "assembled")
+    assert w.case.study is not None and w.case.study.assignment["portal"] == delayed
+    assert w.case.study.overrides.get("portal") == delayed
+    assert w.browser.series_item(delayed).font(0).bold()  # type: ignore[union-attr]
+    portal_uid = study.assignment["portal"]
+    w.steps.clear()  # type: ignore[attr-defined]
+    combo.setCurrentIndex(combo.findData(portal_uid))
+    combo.activated.emit(combo.currentIndex())
+    wait_step(qtbot, w, "assembled")
+    study = w.case.study
+    assert study is not None and study.assignment["portal"] == portal_uid
+    if study.needs_confirmation:
+        w.confirm_assignment()
+
+    # predict: result panel, vote strip, register record, then Grad-CAM (viewed slice first)
+    w.steps.clear()  # type: ignore[attr-defined]
+    w.act_predict.trigger()
+    assert not w.act_predict.isEnabled()  # no second prediction while one runs
+    wait_step(qtbot, w, "predicted")
+    pred = w.case.prediction
+    assert pred is not None and pred.record_id is not None, shown.errors
+    slices = list(pred.result.slices)
+    assert len(slices) == len(study.pairs)
+    assert w.vote_strip.count() == len(slices)
+    assert str(pred.result.label).upper() in w.result_panel.text().upper()
+    assert "random" in w.result_panel.text().lower()  # random weights are never hidden
+    viewed = w.viewer.pair_index()
+    wait_step(qtbot, w, "cam-study")
+    assert w.steps.index("cam-slice") < w.steps.index("cam-study")  # type: ignore[attr-defined]
+    assert w.viewer.has_cam(viewed)
+    assert all(w.viewer.has_cam(i) for i in range(len(study.pairs)))
+
+    # scroll: the vote strip marker follows; clicking a bar moves the viewers
+    w.viewer.set_pair_index(0)
+    assert w.vote_strip.current() == 0
+    w.vote_strip.sliceClicked.emit(len(slices) - 1)
+    assert w.viewer.pair_index() == len(slices) - 1
+
+    # CAM toggle from the toolbar
+    assert w.viewer.cam_visible()
+    w.act_cam.trigger()
+    assert not w.viewer.cam_visible()
+    assert not any(v.cam.item.isVisible() for v in w.viewer.viewers.values())
+    w.act_cam.trigger()
+    assert w.viewer.cam_visible()
+
+    # the register has the case, with the model identity and input series
+    rows = w.register.list_cases()
+    assert [r.id for r in rows] == [pred.record_id]
+    detail = w.register.get_prediction(pred.record_id)
+    assert detail.record.patient_id == study.patient_id
+    assert set(detail.record.series_uids.values()) == set(study.assignment.values())
+    assert w.register_tab.model.rowCount() == 1
+
+    # record an outcome from the register tab
+    assert w.register_tab.record_outcome(pred.record_id, "PR", "2024-09-01", "tester")
+    assert w.register.get_prediction(pred.record_id).outcome.category == "PR"
+
+    # one-page PDF report
+    pdf = w.export_pdf(tmp_path / "report.pdf")
+    assert pdf is not None and pdf.read_bytes().startswith(b"%PDF")
+    from app.ui.report_pdf import count_pdf_pages
+
+    assert count_pdf_pages(pdf) == 1
+    assert not shown.errors, shown.errors
+
+
+def test_bad_folders_give_specific_dialogs(qtbot, window: MainWindow, shown: Dialogs, tmp_path: Path) -> None:
+    w = window
+    job = w.import_folder(tmp_path / "does-not-exist")
+    qtbot.waitUntil(lambda: job.is_done, timeout=STEP_TIMEOUT_MS)
+    assert shown.errors and "does not exist" in shown.errors[-1][0]
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "notes.txt").write_text("not an image")
+    (junk / "photo.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"0" * 100)
+    (junk / "empty.dcm").write_bytes(b"")
+    job = w.import_folder(junk)
+    qtbot.waitUntil(lambda: job.is_done, timeout=STEP_TIMEOUT_MS)
+    message, details = shown.errors[-1]
+    assert "No DICOM images found" in message
+    assert "notes.txt" in details
+    assert w.case.study is None and w.act_import.isEnabled()
+
+
+def test_cancel_import_and_cancel_predict(qtbot, window: MainWindow, generated, shown: Dialogs, monkeypatch) -> None:
+    w = window
+    folder, _ = generated
+    # cancel an import as soon as it reports progress
+    job = w.import_folder(folder)
+    cancelled: list[float] = []
+    job.progress.connect(lambda f, t: (w.cancel_jobs(), cancelled.append(time.monotonic())) if not cancelled else None)
+    qtbot.waitUntil(lambda: job.is_done, timeout=STEP_TIMEOUT_MS)
+    assert cancelled and time.monotonic() - cancelled[0] < 5
+    assert "imported" not in w.steps and w.case.study is None  # type: ignore[attr-defined]
+    assert not shown.errors
+
+    # now import properly and cancel a (deliberately slowed) prediction
+    import_and_wait(qtbot, w, folder)
+    if w.case.needs_confirmation():
+        w.confirm_assignment()
+    import app.inference.predictor as predictor
+
+    real_predict = predictor.predict
+    in_predict = threading.Event()
+
+    def slow_predict(study: Any, model: Any, progress: Any = None, **kw: Any) -> Any:
+        in_predict.set()
+        for _ in range(500):  # a long prediction: checks for cancellation like the real one
+            progress.check()
+            time.sleep(0.01)
+        return real_predict(study, model, progress, **kw)
+
+    monkeypatch.setattr(predictor, "predict", slow_predict)
+    job = w.predict()
+    assert job is not None
+    qtbot.waitUntil(in_predict.is_set, timeout=STEP_TIMEOUT_MS)
+    t0 = time.monotonic()
+    w.act_cancel.trigger()
+    qtbot.waitUntil(lambda: job.is_done, timeout=5000)
+    assert time.monotonic() - t0 < 1.5
+    assert w.case.prediction is None
+    assert w.register.list_cases() == []  # no partial record
+    assert not shown.errors
+    assert w.act_predict.isEnabled()  # usable again
+
+
+def test_failing_worker_and_register_write(qtbot, window: MainWindow, generated, shown: Dialogs, monkeypatch) -> None:
+    w = window
+    folder, _ = generated
+    import_and_wait(qtbot, w, folder)
+    if w.case.needs_confirmation():
+        w.confirm_assignment()
+    import app.inference.predictor as predictor
+
+    real_predict = predictor.predict
+
+    def broken(*a: Any, **k: Any) -> Any:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    monkeypatch.setattr(predictor, "predict", broken)
+    job = w.predict()
+    qtbot.waitUntil(lambda: job is not None and job.is_done, timeout=STEP_TIMEOUT_MS)
+    assert shown.errors and shown.errors[-1][0].startswith("Unexpected error: RuntimeError")
+    assert "Traceback" in shown.errors[-1][1]
+    assert w.act_predict.isEnabled() and w.register.list_cases() == []
+
+    # the register refuses the write (full disk): result shown, "save again" offered
+    monkeypatch.setattr(predictor, "predict", real_predict)
+    from app.register import RegisterFullError
+
+    real_add = w.register.add_prediction
+
+    def full(record: Any) -> int:
+        raise RegisterFullError("the disk holding the register is full")
+
+    monkeypatch.setattr(w.register, "add_prediction", full)
+    w.steps.clear()  # type: ignore[attr-defined]
+    w.predict()
+    wait_step(qtbot, w, "predicted")
+    assert w.case.prediction is not None and w.case.prediction.record_id is None
+    assert "NOT saved" in shown.errors[-1][0] and "full" in shown.errors[-1][0]
+    assert w.result_panel.text()  # the prediction stays on screen
+    assert w.act_save_again.isEnabled()
+    monkeypatch.setattr(w.register, "add_prediction", real_add)
+    w.act_save_again.trigger()
+    wait_step(qtbot, w, "saved")
+    assert w.case.prediction.record_id is not None
+    assert len(w.register.list_cases()) == 1
+    wait_step(qtbot, w, "cam-study")
+
+
+def test_close_while_running_stops_workers_cleanly(qtbot, tiny_model, generated, shown: Dialogs, qtlog) -> None:
+    path, sha = tiny_model
+    update_settings(model_path=str(path), model_sha256=sha, device="cpu", demo_offered=True)
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.show()
+    job = w.import_folder(generated[0])
+    qtbot.waitUntil(lambda: job.thread.isRunning() or job.is_done, timeout=STEP_TIMEOUT_MS)
+    t0 = time.monotonic()
+    w.close()
+    assert time.monotonic() - t0 < 5
+    assert not job.thread.isRunning()
+    assert not w.jobs.busy
+    qtbot.wait(50)
+    assert not [r for r in qtlog.records if "QThread" in r.message]
+    assert not shown.errors
+
+
+def test_reopen_case_whose_folder_is_gone(qtbot, window: MainWindow, shown: Dialogs) -> None:
+    w = window
+    case_id = w.register.add_prediction(fx.prediction_record("P-GONE"))
+    w.register_tab.refresh()
+    w.register_tab.openCase.emit(case_id)
+    assert w.case.recorded is not None and w.case.recorded.total_votes == 10
+    assert w.vote_strip.count() == 10
+    assert "is gone" in w.statusBar().currentMessage()
+    assert not shown.errors
+
+
+def test_first_start_offers_demo(qtbot, tiny_model, shown: Dialogs) -> None:
+    from app.settings import load_settings
+
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.show()
+    w.offer_demo()
+    assert w.welcome.isVisible() and w.demo_button.isEnabled()
+    assert load_settings().demo_offered
+    w.close()
+
+
+def test_drop_a_folder_imports_it(qtbot, window: MainWindow, generated) -> None:
+    from PySide6 import QtGui
+
+    w = window
+    mime = QtCore.QMimeData()
+    mime.setUrls([QtCore.QUrl.fromLocalFile(str(generated[0]))])
+    pos = QtCore.QPointF(100, 100)
+    drop = QtGui.QDropEvent(pos, QtCore.Qt.DropAction.CopyAction, mime, QtCore.Qt.MouseButton.NoButton, QtCore.Qt.KeyboardModifier.NoModifier)
+    w.steps.clear()  # type: ignore[attr-defined]
+    w.dropEvent(drop)
+    wait_step(qtbot, w, "imported")
+    assert w.case.folder == generated[0]
