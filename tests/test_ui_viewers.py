@@ -625,3 +625,47 @@ def test_real_ct_hu_readout_matches_pydicom(qtbot, shared_data) -> None:  # type
         assert y == pytest.approx(ipp[1] + r * row_mm, abs=1e-3)
     panel.step(1)
     assert viewer.current_index() == k + 1
+
+
+# --------------------------------------------------------------------------- real inference objects
+def test_panels_show_a_real_prediction_and_gradcam(qtbot, study: AssembledStudy) -> None:  # type: ignore[no-untyped-def]
+    """The widgets consume app.inference's own PredictionResult and CamResult (a tiny random
+    network on the constructed study), not only test doubles."""
+    torch = pytest.importorskip("torch")
+    from app.inference.config import ModelConfig
+    from app.inference.gradcam import gradcam_slice, gradcam_study
+    from app.inference.model import build_model
+    from app.inference.predictor import predict
+    from app.inference.weights import wrap_model
+    from app.ui.result_panel import ResultPanel
+
+    torch.manual_seed(0)
+    loaded = wrap_model(build_model(ModelConfig(backbone="tiny", input_size=32)), device="cpu")
+    result = predict(study, loaded)
+    panel = ViewerPanel()
+    strip = VoteStrip()
+    results = ResultPanel()
+    for w in (panel, strip, results):
+        qtbot.addWidget(w)
+    panel.set_study(study)
+    link_vote_strip(panel, strip)
+    strip.set_result([s.probability for s in result.slices], [s.label for s in result.slices])
+    summary = results.set_result(result, loaded.description)
+    assert strip.count() == len(study.pairs)
+    assert summary.total_votes == len(study.pairs) == result.total_votes
+    assert f"{result.responder_votes} of {result.total_votes} slices vote responder" in results.text()
+    assert "Random-initialised weights — result meaningless" in results.text()
+    assert loaded.sha256[:12] in results.text()
+
+    i = panel.pair_index()
+    first = gradcam_slice(loaded, study, i)
+    panel.set_cam_result(first)
+    for phase, viewer in panel.viewers.items():
+        np.testing.assert_array_equal(viewer.cam.item.image, viewer.geometry_mm.display(first.maps[phase][0]))  # type: ignore[union-attr]
+        assert tuple(viewer.cam.item.levels) == (0.0, 1.0)
+    whole = gradcam_study(loaded, study)
+    panel.set_cam_result(whole, replace=True)
+    assert all(panel.has_cam(k) for k in range(len(study.pairs)))
+    j = list(whole.pair_indices).index(i)
+    art = panel.viewers["arterial"]
+    np.testing.assert_array_equal(art.cam.item.image, whole.maps["arterial"][j])

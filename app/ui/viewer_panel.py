@@ -9,9 +9,11 @@ How the main window uses it::
     # after prediction:
     strip.set_result([s.probability for s in result.slices], [s.label for s in result.slices])
     # Grad-CAM as it arrives (worker thread -> signal -> these slots, on the UI thread):
-    panel.pairIndexChanged.connect(lambda i: worker.prioritise(i) if not panel.has_cam(i) else None)
-    panel.set_cam("arterial", cam_slice, pair_index)          # one slice of one phase
-    panel.set_cam_cache(cam_result.cams, cam_result.global_max)  # or all at once
+    panel.set_cam_result(gradcam_slice(...))                  # the viewed slice first
+    panel.set_cam_result(gradcam_study(...), replace=True)    # then the whole study
+    # (or lower level: set_cam(phase, array, pair_index) / set_cam_cache(...) + set_cam_scale)
+    panel.has_cam(i)                                          # is pair i's CAM cached?
+    # W/L: windowChanged(width, level); panel.window_level() -> WindowLevel (.name = preset)
 
 The shared position is an index into ``study.pairs`` (the slice triplets the model sees);
 :meth:`ViewerPanel.indices_at` gives each phase's slice index at a position. A study without
@@ -28,6 +30,7 @@ matrices or fields of view.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -183,6 +186,8 @@ class ViewerPanel(QtWidgets.QWidget):
         """
         self._study = study
         self._cams.clear()
+        for viewer in self.viewers.values():
+            viewer.cam.set_scale(None)  # the next study brings its own scale
         descriptions = dict(descriptions or {})
         volumes = study.volumes if study is not None else {}
         for phase, viewer in self.viewers.items():
@@ -374,6 +379,25 @@ class ViewerPanel(QtWidgets.QWidget):
             for i, cam in enumerate(per_pair):
                 if cam is not None:
                     self._cams[(phase, i)] = np.asarray(cam)
+        self._refresh_cams()
+
+    def set_cam_result(self, cam: Any, replace: bool = False) -> None:
+        """Show an ``app.inference.gradcam.CamResult`` (from ``gradcam_slice`` or ``gradcam_study``).
+
+        Its ``maps[phase][j]`` belong to pair ``pair_indices[j]`` and are already divided by
+        the result's ``scale`` (the study's ``global_max``, or the slice's own maximum for a
+        viewed slice computed before the study), so the colour scale is fixed to 0..1 here.
+        ``replace=True`` drops CAMs of other pairs (use it for a whole-study result, so that a
+        provisional per-slice map never survives next to study-normalised ones).
+        """
+        if replace:
+            self._cams.clear()
+        for viewer in self.viewers.values():
+            viewer.cam.set_scale(1.0)
+        maps: Mapping[str, np.ndarray] = cam.maps
+        for phase, stack in maps.items():
+            for j, pair_index in enumerate(cam.pair_indices):
+                self._cams[(phase, int(pair_index))] = np.asarray(stack[j])
         self._refresh_cams()
 
     def set_cam_scale(self, global_max: float | None) -> None:
