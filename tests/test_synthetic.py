@@ -123,6 +123,23 @@ def test_vessel_and_liver_hu_per_phase(phase: str, aorta: tuple, pv: tuple, live
     assert liver[0] <= lv <= liver[1]
 
 
+@pytest.mark.parametrize("convention", ["siemens", "ge", "canon"])  # unsigned -1024, signed -1024, signed 0
+def test_written_hu_equal_the_truth_targets(tmp_path: Path, convention: str) -> None:
+    """Through DICOM and back: the aorta pixel at its truth landmark has the truth's HU."""
+    opts = StudyOptions(matrix=96, slice_mm=10.0, z_coverage_mm=60.0, convention=convention, noise=False)
+    generate_cohort(tmp_path, 1, 13, opts)
+    study = tmp_path / "SYN13-0001"
+    truth = json.loads((study / "truth.json").read_text(encoding="utf-8"))
+    for phase, uid in truth["phases"].items():
+        # The aorta runs straight through the whole series: any slice shows it at (x, y).
+        x, y, _ = truth["landmarks_mm"][phase]["aorta_centre_at_dome_minus_100"]
+        ds = pydicom.dcmread(study / truth["series"][uid]["files"][2])
+        ox, oy, _ = (float(v) for v in ds.ImagePositionPatient)
+        sp = float(ds.PixelSpacing[0])
+        value = _hu(ds)[int(round((y - oy) / sp)), int(round((x - ox) / sp))]
+        assert value == pytest.approx(truth["hu_targets"][phase]["aorta"], abs=1.0)
+
+
 def test_hu_table_targets_from_the_issue() -> None:
     # Midway between early and late arterial the table gives the issue's typical values.
     assert np.mean(HU_TABLE["aorta"][1:3]) == pytest.approx(290, abs=15)

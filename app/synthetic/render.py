@@ -363,8 +363,12 @@ def add_noise_and_blur(
         white = rng.standard_normal(out.shape, dtype=np.float32)
         corr = cv2.GaussianBlur(white, (0, 0), sigmaX=0.7, borderType=cv2.BORDER_REFLECT)
         # Standard deviation of white noise blurred by a 2-D Gaussian of sigma s: 1/(2 sqrt(pi) s).
-        out = out + corr * np.float32(noise_hu * 2.0 * np.sqrt(np.pi) * 0.7)
-    return np.clip(out, HU_MIN, HU_MAX)
+        corr *= np.float32(noise_hu * 2.0 * np.sqrt(np.pi) * 0.7)
+        corr += out
+        out = corr
+    elif out is clean:
+        out = clean.copy()
+    return np.clip(out, HU_MIN, HU_MAX, out=out)
 
 
 @dataclass

@@ -13,11 +13,13 @@ Series written per study (phase truth in brackets):
 - with ``localizer``: one scout image (other);
 - with ``dose_report``: one Secondary Capture image with the dose table (other).
 
-``liver_z_range_mm`` in the truth is, per main axial series, ``[z_min, z_max]``: the lowest and
+``liver_z_range_mm`` in the truth is, per axial series, ``[z_min, z_max]``: the lowest and
 highest table position (ImagePositionPatient z, mm) of the slice centres whose rendered image
 contains at least one liver pixel (parenchyma, intrahepatic vessel or tumour); ``null`` when no
 slice does. Because slices are rendered at their centre plane, this is exactly the range of
-slices on which the liver is visible.
+slices on which the liver is visible. ``liver_area_mm2`` gives the liver's area on every slice
+(in file order), so a consumer can apply its own minimum area: the dome and the inferior tip
+of the right lobe can be only a few pixels large.
 """
 
 from __future__ import annotations
@@ -323,7 +325,8 @@ class StudyWriter:
         number = self._series_number(key)
         time_s = d.timing_s[render_phase]
         desc = self.conv.describe(render_phase, thickness)
-        common = self._common(series_uid, number, desc, time_s)
+        # Thin reconstructions are made after the scan: same acquisition time, later series time.
+        common = self._common(series_uid, number, desc, time_s + (25.0 if key.endswith("_thin") else 0.0))
         common["ImageType"] = ["ORIGINAL", "PRIMARY", "AXIAL"]
         common.update(self._ct_acquisition(thickness))
         common.update(self._contrast(render_phase))
@@ -381,6 +384,7 @@ class StudyWriter:
             "z_last_mm": float(zs[-1]),
             "liver_z_range_mm": [float(visible.min()), float(visible.max())] if visible.size else None,
             "liver_slices": int(visible.size),
+            "liver_area_mm2": [round(float(c) * self.grid.spacing**2, 1) for c in liver],
             "files": files,
         }
         return vol
@@ -393,7 +397,8 @@ class StudyWriter:
         time_s = d.timing_s["portal"]
         common = self._common(series_uid, number, self.conv.extra("coronal"), time_s + 60.0)
         common["ImageType"] = ["DERIVED", "SECONDARY", "REFORMATTED"]
-        common.update(self._ct_acquisition(3.0))
+        common.update(self._ct_acquisition(5.0))
+        common["SpacingBetweenSlices"] = "5"
         common.update(self._contrast("portal"))
         common["AcquisitionTime"] = dicom_time(time_s)
         common["ContentTime"] = dicom_time(time_s + 70.0)
