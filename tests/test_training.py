@@ -264,3 +264,25 @@ def test_train_refuses_mismatched_input_size() -> None:
     data = split_prepared(toy_cohort(9, 0, n_slices=2, size=16), 0.4, seed=0)
     with pytest.raises(InputError, match="16 px but the model expects 32"):
         train(tiny_config(), data)
+
+
+def test_epoch_draws_k_slices_per_patient_and_even_validation_subset() -> None:
+    from app.training.trainer import _Dist, _epoch_indices, subsample_evenly
+
+    group = torch.tensor([0] * 7 + [1] * 2 + [2] * 5)
+    e1 = _epoch_indices(group, 0, 1, _Dist(), per_patient=3)
+    e2 = _epoch_indices(group, 0, 2, _Dist(), per_patient=3)
+    assert torch.bincount(group[e1]).tolist() == [3, 2, 3]
+    assert len(set(e1.tolist())) == 8
+    assert set(e1.tolist()) != set(e2.tolist())  # a fresh draw each epoch
+    assert torch.equal(e1, _epoch_indices(group, 0, 1, _Dist(), per_patient=3))  # seeded
+    full = _epoch_indices(group, 0, 1, _Dist(), per_patient=None)
+    assert sorted(full.tolist()) == list(range(14))
+
+    vs = split_prepared(toy_cohort(6, 0, n_slices=9), 0.5, seed=0).val
+    assert vs is not None
+    sub = subsample_evenly(vs, 3)
+    assert np.bincount(sub.group.numpy()).tolist() == [3] * vs.n_patients
+    # evenly spaced: first, middle and last slice of each patient
+    first_patient = torch.nonzero(vs.group == 0).flatten()
+    assert torch.equal(sub.x[:3], vs.x[first_patient[[0, 4, 8]]])

@@ -107,6 +107,13 @@ class TrainConfig:
         Write a checkpoint every this many epochs (when a checkpoint path is given).
     eval_batch_size:
         Batch size of validation forward passes.
+    slices_per_patient:
+        None (paper): an epoch is every training triplet once. k: an epoch draws k triplets per
+        patient afresh (seeded), so that a short budget sees every patient often instead of
+        every slice of few patients — neighbouring slices are nearly redundant.
+    val_slices_per_patient:
+        None: validate on every triplet. k: on k evenly spaced triplets per patient (fixed),
+        which cuts the validation cost on slow hardware.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -127,6 +134,8 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 1
     eval_batch_size: int = 64
+    slices_per_patient: int | None = None
+    val_slices_per_patient: int | None = None
 
     def __post_init__(self) -> None:
         if self.batch_size < 2:
@@ -369,16 +378,46 @@ def _set_determinism(seed: int) -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def _epoch_indices(n: int, seed: int, epoch: int, dist_: _Dist) -> torch.Tensor:
-    """This rank's shard of the epoch's permutation (same permutation on every rank)."""
+def _epoch_indices(group: torch.Tensor, seed: int, epoch: int, dist_: _Dist,
+                   per_patient: int | None) -> torch.Tensor:
+    """This rank's shard of the epoch's permutation (same permutation on every rank).
+
+    With ``per_patient`` = k, the epoch holds k randomly chosen triplets of every patient.
+    """
     g = torch.Generator().manual_seed(seed * 100003 + epoch)
-    perm = torch.randperm(n, generator=g)
+    n = int(group.numel())
+    if per_patient is None:
+        perm = torch.randperm(n, generator=g)
+    else:
+        keys = torch.rand(n, generator=g)
+        # rank each slice within its patient by a random key; keep the first k of each patient
+        order = torch.argsort(group.double() * 2.0 + keys.double())
+        grp_sorted = group[order]
+        first = torch.searchsorted(grp_sorted, grp_sorted, right=False)
+        within = torch.arange(n) - first
+        chosen = order[within < per_patient]
+        perm = chosen[torch.randperm(chosen.numel(), generator=g)]
+        n = int(perm.numel())
     if dist_.active:
         # pad to a multiple of the world size like DistributedSampler, then stride
         total = int(math.ceil(n / dist_.world)) * dist_.world
         perm = torch.cat([perm, perm[: total - n]])
         perm = perm[dist_.rank::dist_.world]
     return perm
+
+
+def subsample_evenly(vs: SliceSet, k: int) -> SliceSet:
+    """The same set with at most ``k`` evenly spaced triplets per patient (deterministic)."""
+    keep: list[int] = []
+    g = vs.group.numpy()
+    for pi in range(vs.n_patients):
+        idx = np.flatnonzero(g == pi)
+        if idx.size > k:
+            idx = idx[np.round(np.linspace(0, idx.size - 1, k)).astype(int)]
+        keep.extend(idx.tolist())
+    sel = torch.tensor(keep, dtype=torch.int64)
+    return SliceSet(vs.x.index_select(0, sel), vs.y.index_select(0, sel),
+                    vs.group.index_select(0, sel), vs.patient_ids, vs.patient_labels)
 
 
 def _better(metric: str, new: float, best: float | None) -> bool:
@@ -500,6 +539,12 @@ def _train(config: TrainConfig, data: SplitData, progress: Progress, dist_: _Dis
 
     per_rank_bs = max(2, config.batch_size // dist_.world)
     n_tr = len(tr)
+    if config.slices_per_patient is not None:
+        counts = torch.bincount(tr.group, minlength=tr.n_patients)
+        n_tr = int(counts.clamp(max=config.slices_per_patient).sum())
+    if data.val is not None and config.val_slices_per_patient is not None:
+        data = SplitData(data.train, subsample_evenly(data.val, config.val_slices_per_patient),
+                         data.how)
     steps_per_epoch = max(1, (int(math.ceil(n_tr / dist_.world))) // per_rank_bs)
     max_epochs_by_it = int(math.ceil(config.max_iterations / steps_per_epoch))
     max_epochs = min(max_epochs_by_it, config.max_epochs or max_epochs_by_it)
@@ -521,7 +566,7 @@ def _train(config: TrainConfig, data: SplitData, progress: Progress, dist_: _Dis
         for gparam in opt.param_groups:
             gparam["lr"] = lr_at(epoch)
         ddp_model.train()
-        order = _epoch_indices(n_tr, config.seed, epoch, dist_)
+        order = _epoch_indices(tr.group, config.seed, epoch, dist_, config.slices_per_patient)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device)
         n_seen = 0
