@@ -212,6 +212,12 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
         # group), so they stay fixed in screen pixels while the image zooms and pans.
         self._corners = {key: self._make_corner() for key in ("tl", "tr", "bl", "br")}
         self._corner_html: dict[str, str] = {}
+        # Orientation letters at the edges: the display is always radiological (patient right
+        # on screen left, anterior up) whatever the series' direction cosines, see SliceGeometry.
+        self._edges = {key: self._make_corner() for key in ("R", "L", "A", "P")}
+        for letter, item in self._edges.items():
+            item.setHtml(f"<span style='color:#9a9a9a'>{letter}</span>")
+            item.setVisible(False)
         self.view.sigResized.connect(self._place_corners)
 
         self.view.sigWheelStep.connect(self.stepRequested)
@@ -248,9 +254,11 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
             self._geometry = None
             self.image_item.clear()
             self._update_corners()
+            self._place_corners()
             return
         self._geometry = SliceGeometry.of(volume)
         self.show_slice(volume.n_slices // 2)
+        self._place_corners()
         self.reset_view()
 
     def show_slice(self, index: int, note: str = "") -> None:
@@ -393,6 +401,18 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
             x = bounds.left() + margin if key[1] == "l" else bounds.right() - size.width() - margin
             y = bounds.top() + margin if key[0] == "t" else bounds.bottom() - size.height() - margin
             item.setPos(x, y)
+        cx, cy = bounds.center().x(), bounds.center().y()
+        for letter, item in self._edges.items():
+            size = item.boundingRect()
+            item.setVisible(self._volume is not None)
+            if letter == "R":
+                item.setPos(bounds.left() + margin, cy - size.height() / 2)
+            elif letter == "L":
+                item.setPos(bounds.right() - size.width() - margin, cy - size.height() / 2)
+            elif letter == "A":
+                item.setPos(cx - size.width() / 2, bounds.top() + margin)
+            else:
+                item.setPos(cx - size.width() / 2, bounds.bottom() - size.height() - margin)
 
 
 _KEY_STEPS: dict[QtCore.Qt.Key, int] = {
