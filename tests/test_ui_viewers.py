@@ -132,15 +132,15 @@ def assert_at_pair(panel: ViewerPanel, study: AssembledStudy, i: int) -> None:
         np.testing.assert_array_equal(viewer.image_item.image, shown)
 
 
-def wheel(viewer: PhaseViewer, steps: int, ctrl: bool = False) -> None:
-    """Send a real wheel event to the middle of ``viewer``'s viewport."""
+def wheel(viewer: PhaseViewer, steps: float, ctrl: bool = False) -> None:
+    """Send a real wheel event (``steps`` notches of 120 units) to the middle of the viewport."""
     vp = viewer.viewport()
     pos = QtCore.QPointF(vp.width() / 2, vp.height() / 2)
     ev = QtGui.QWheelEvent(
         pos,
         vp.mapToGlobal(pos),
         QtCore.QPoint(0, 0),
-        QtCore.QPoint(0, 120 * steps),
+        QtCore.QPoint(0, int(120 * steps)),
         QtCore.Qt.MouseButton.NoButton,
         QtCore.Qt.KeyboardModifier.ControlModifier if ctrl else QtCore.Qt.KeyboardModifier.NoModifier,
         QtCore.Qt.ScrollPhase.NoScrollPhase,
@@ -217,6 +217,13 @@ def test_wheel_moves_all_viewers_and_ctrl_wheel_zooms(
     wheel(panel.viewers["portal"], -1)
     assert_at_pair(panel, study, start - 1)
 
+    # a touchpad's small deltas add up: half a notch does nothing, the second half one slice
+    wheel(panel.viewers["portal"], 0.5)
+    assert panel.pair_index() == start - 1
+    wheel(panel.viewers["portal"], 0.5)
+    assert_at_pair(panel, study, start)
+    wheel(panel.viewers["portal"], -1)
+
     before = panel.viewers["plain"].view.viewRange()
     wheel(panel.viewers["plain"], +2, ctrl=True)
     assert panel.pair_index() == start - 1  # Ctrl+wheel does not scroll
@@ -243,6 +250,13 @@ def test_keys_and_slider_move_all_viewers(
     assert_at_pair(panel, study, 0)
     qtbot.keyClick(viewer, QtCore.Qt.Key.Key_Down)  # clamped at the first pair
     assert_at_pair(panel, study, 0)
+
+    # the same keys on the panel itself (focus on its background, not on a viewer)
+    panel.setFocus()
+    qtbot.keyClick(panel, QtCore.Qt.Key.Key_PageUp)
+    assert_at_pair(panel, study, 10)
+    qtbot.keyClick(panel, QtCore.Qt.Key.Key_End)
+    assert_at_pair(panel, study, len(study.pairs) - 1)
 
     panel.slider.setValue(7)
     assert_at_pair(panel, study, 7)

@@ -140,14 +140,19 @@ class SliceViewBox(pg.ViewBox):
     def __init__(self) -> None:
         super().__init__(lockAspect=True, invertY=True, enableMenu=False)
         self.setBackgroundColor(BACKGROUND)
+        self._wheel_rest = 0
 
     def wheelEvent(self, ev: QtWidgets.QGraphicsSceneWheelEvent, axis: int | None = None) -> None:  # noqa: N802
         if ev.modifiers() & QtCore.Qt.KeyboardModifier.ControlModifier:
             super().wheelEvent(ev, axis)
             return
-        delta = ev.delta()
-        if delta:
-            self.sigWheelStep.emit(1 if delta > 0 else -1)
+        # One slice per wheel notch (120 units). Touchpads send many small deltas; adding them
+        # up keeps a gentle swipe from racing through the whole study.
+        self._wheel_rest += ev.delta()
+        steps = int(self._wheel_rest / 120)
+        if steps:
+            self._wheel_rest -= steps * 120
+            self.sigWheelStep.emit(steps)
         ev.accept()
 
     def mouseDragEvent(self, ev: object, axis: int | None = None) -> None:  # noqa: N802
@@ -331,12 +336,12 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
 
     # -- events ------------------------------------------------------------------------
     def keyPressEvent(self, ev: QtGui.QKeyEvent) -> None:  # noqa: N802
-        step = _KEY_STEPS.get(QtCore.Qt.Key(ev.key()))
+        step = KEY_STEPS.get(QtCore.Qt.Key(ev.key()))
         if step is not None:
             self.stepRequested.emit(step)
             ev.accept()
             return
-        jump = _KEY_JUMPS.get(QtCore.Qt.Key(ev.key()))
+        jump = KEY_JUMPS.get(QtCore.Qt.Key(ev.key()))
         if jump is not None:
             self.jumpRequested.emit(jump)
             ev.accept()
@@ -415,13 +420,15 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
                 item.setPos(cx - size.width() / 2, bounds.bottom() - size.height() - margin)
 
 
-_KEY_STEPS: dict[QtCore.Qt.Key, int] = {
+#: Keys that move the shared slice position (Up = one slice head-wards, as pairs are ordered
+#: by ascending table position) and keys that jump to the ends.
+KEY_STEPS: dict[QtCore.Qt.Key, int] = {
     QtCore.Qt.Key.Key_Up: 1,
     QtCore.Qt.Key.Key_Down: -1,
     QtCore.Qt.Key.Key_PageUp: 10,
     QtCore.Qt.Key.Key_PageDown: -10,
 }
-_KEY_JUMPS: dict[QtCore.Qt.Key, str] = {
+KEY_JUMPS: dict[QtCore.Qt.Key, str] = {
     QtCore.Qt.Key.Key_Home: "first",
     QtCore.Qt.Key.Key_End: "last",
 }

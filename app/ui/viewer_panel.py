@@ -39,7 +39,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from app import PHASES
 from app.dicom.types import AssembledStudy
 from app.ui.cam_overlay import COLORMAPS, DEFAULT_COLORMAP, DEFAULT_OPACITY
-from app.ui.viewer import PhaseViewer
+from app.ui.viewer import KEY_JUMPS, KEY_STEPS, PhaseViewer
 from app.ui.windowing import (
     DEFAULT_WINDOW,
     PRESETS,
@@ -510,16 +510,10 @@ class ViewerPanel(QtWidgets.QWidget):
     # ------------------------------------------------------------------ keys
     def keyPressEvent(self, ev: QtGui.QKeyEvent) -> None:  # noqa: N802
         key = QtCore.Qt.Key(ev.key())
-        steps = {
-            QtCore.Qt.Key.Key_Up: 1, QtCore.Qt.Key.Key_Down: -1,
-            QtCore.Qt.Key.Key_PageUp: 10, QtCore.Qt.Key.Key_PageDown: -10,
-        }
-        if key in steps:
-            self.step(steps[key])
-        elif key == QtCore.Qt.Key.Key_Home:
-            self._jump("first")
-        elif key == QtCore.Qt.Key.Key_End:
-            self._jump("last")
+        if key in KEY_STEPS:
+            self.step(KEY_STEPS[key])
+        elif key in KEY_JUMPS:
+            self._jump(KEY_JUMPS[key])
         else:
             super().keyPressEvent(ev)
             return
