@@ -226,6 +226,8 @@ def test_append_only_tables_refuse_update_and_delete(reg: Register) -> None:
                     "UPDATE audit_events SET kind = 'x'",
                     "DELETE FROM audit_events",
                     "UPDATE patients SET patient_name = 'X'",
+                    "UPDATE prediction_slices SET slice_results = '[]'",
+                    "DELETE FROM prediction_slices",
                     "DELETE FROM studies"):
             with pytest.raises(sqlite3.DatabaseError, match="append-only"):
                 con.execute(sql)
@@ -254,6 +256,9 @@ def _tamper(path: Path, *sql: str) -> None:
     (["UPDATE predictions SET label = 'responder', responder_votes = 30 WHERE id = 2"],
      "case 2 was altered"),
     (["UPDATE patients SET patient_name = 'X' WHERE id = 1"], "case 1 was altered"),
+    (["UPDATE prediction_slices SET slice_results = replace(slice_results, '\"label\": 0', "
+      "'\"label\": 1') WHERE prediction_ref = 5"], "case 5 was altered"),
+    (["DELETE FROM prediction_slices WHERE prediction_ref = 2"], "case 2 was altered"),
     (["UPDATE outcomes SET category = 'CR' WHERE id = 1"], "outcome 1 was altered"),
     (["DELETE FROM predictions WHERE id = 4"], "case 4 was deleted"),
     (["UPDATE audit_events SET payload = replace(payload, 'PR', 'CR') WHERE kind = 'outcome'"],

@@ -27,8 +27,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 #: Tables whose rows can never be updated or deleted (enforced by triggers).
-APPEND_ONLY_TABLES: tuple[str, ...] = ("patients", "studies", "predictions", "outcomes",
-                                       "audit_events")
+APPEND_ONLY_TABLES: tuple[str, ...] = ("patients", "studies", "predictions",
+                                       "prediction_slices", "outcomes", "audit_events")
 
 
 class Base(DeclarativeBase):
@@ -99,10 +99,24 @@ class Prediction(Base):
     source_folder: Mapped[str] = mapped_column(Text, nullable=False, default="")
     series_uids: Mapped[Any] = mapped_column(JSON, nullable=False)
     liver_range_mm: Mapped[Any] = mapped_column(JSON, nullable=False)
-    slice_pairs: Mapped[Any] = mapped_column(JSON, nullable=False)
-    slice_results: Mapped[Any] = mapped_column(JSON, nullable=False)
     warnings: Mapped[Any] = mapped_column(JSON, nullable=False)
     overrides: Mapped[Any] = mapped_column(JSON, nullable=False)
+
+
+class PredictionSlices(Base):
+    """The per-slice detail of one prediction (pairs, probabilities, votes), 1:1.
+
+    Kept apart from ``predictions`` on purpose: it is most of a prediction's bytes (kilobytes
+    for 30 slices), and the register table's scans, sorts and counts then read a narrow table
+    (``bench/register_speed.py``: with the detail inline, a sort over 10,000 cases could take
+    a second; apart, milliseconds).
+    """
+
+    __tablename__ = "prediction_slices"
+
+    prediction_ref: Mapped[int] = mapped_column(ForeignKey("predictions.id"), primary_key=True)
+    slice_pairs: Mapped[Any] = mapped_column(JSON, nullable=False)
+    slice_results: Mapped[Any] = mapped_column(JSON, nullable=False)
 
 
 class Outcome(Base):

@@ -98,7 +98,8 @@ def _midranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def auc_delong(y: Sequence[int], scores: Sequence[float]) -> tuple[float, float]:
+def auc_delong(y: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray
+               ) -> tuple[float, float]:
     """AUC (Mann–Whitney, ties count one half) and its DeLong standard error.
 
     Uses the midrank formulation of Sun & Xu (2014): O(n log n), no pairwise matrix, so a large

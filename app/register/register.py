@@ -26,7 +26,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Select, func, insert, or_, select, text
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Engine,
+    Insert,
+    Select,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+)
 from sqlalchemy.orm import Session
 
 from app import __version__, paths
@@ -43,7 +54,15 @@ from app.register.export import (
     pseudonymise_row,
     safe_cell,
 )
-from app.register.models import AuditEventRow, Meta, Outcome, Patient, Prediction, Study
+from app.register.models import (
+    AuditEventRow,
+    Meta,
+    Outcome,
+    Patient,
+    Prediction,
+    PredictionSlices,
+    Study,
+)
 from app.register.performance import PerformanceRow, performance_row
 from app.register.records import (
     RESPONDER_CATEGORIES,
@@ -303,12 +322,13 @@ class Register:
             The register could not be written; nothing of this prediction was kept.
         """
         values = _prediction_values(record)
+        slices = {"slice_pairs": plain_json(list(record.slice_pairs)),
+                  "slice_results": plain_json(list(record.slice_results))}
         with self._write() as conn:
             patient_ref = self._patient_ref(conn, record)
             study_ref = self._study_ref(conn, record, patient_ref)
-            pred_id = int(conn.execute(
-                insert(Prediction).values(study_ref=study_ref, **values)
-            ).inserted_primary_key[0])
+            pred_id = _insert_id(conn, insert(Prediction).values(study_ref=study_ref, **values))
+            conn.execute(insert(PredictionSlices).values(prediction_ref=pred_id, **slices))
             record_hash = audit.content_hash(_prediction_content(conn, pred_id))
             self._append_event(conn, "prediction",
                                {"prediction_id": pred_id, "record_hash": record_hash}, pred_id)
@@ -322,11 +342,11 @@ class Register:
             select(Patient.id).where(Patient.patient_id == record.patient_id)).scalar()
         if ref is not None:
             return int(ref)
-        return int(conn.execute(insert(Patient).values(
+        return _insert_id(conn, insert(Patient).values(
             patient_id=record.patient_id, patient_name=record.patient_name or "",
             birth_date=normalise_date(record.birth_date, "birth date"), sex=record.sex or "",
             created_at=timestamp_text(utc_now()),
-        )).inserted_primary_key[0])
+        ))
 
     def _study_ref(self, conn: Connection, record: PredictionRecord, patient_ref: int) -> int:
         if not str(record.study_uid).strip():
@@ -340,12 +360,12 @@ class Register:
                     f"study {record.study_uid} is already registered for another patient; "
                     f"refusing to record it under patient {record.patient_id}")
             return int(row.id)
-        return int(conn.execute(insert(Study).values(
+        return _insert_id(conn, insert(Study).values(
             patient_ref=patient_ref, study_uid=record.study_uid,
             study_date=normalise_date(record.study_date, "study date"),
             accession=record.accession or "", description=record.study_description or "",
             created_at=timestamp_text(utc_now()),
-        )).inserted_primary_key[0])
+        ))
 
     def _require_prediction(self, conn: Connection, prediction_id: int) -> None:
         found = conn.execute(select(Prediction.id).where(Prediction.id == prediction_id)).scalar()
@@ -363,9 +383,10 @@ class Register:
         with self._read() as conn:
             conn.begin()  # one snapshot for the three reads
             row = _orm(conn).execute(
-                select(Prediction, Study, Patient)
+                select(Prediction, Study, Patient, PredictionSlices)
                 .join(Study, Study.id == Prediction.study_ref)
                 .join(Patient, Patient.id == Study.patient_ref)
+                .outerjoin(PredictionSlices, PredictionSlices.prediction_ref == Prediction.id)
                 .where(Prediction.id == prediction_id)
             ).first()
             if row is None:
@@ -379,10 +400,10 @@ class Register:
     # ---------------------------------------------------------------- list / search
 
     def _case_select(self, search: str, model: str | None, model_version: str | None,
-                     outcome: str | None) -> Select[Any]:
+                     outcome: str | None) -> Select:  # type: ignore[type-arg]
         latest = (select(func.max(Outcome.id)).where(Outcome.prediction_ref == Prediction.id)
                   .correlate(Prediction).scalar_subquery())
-        stmt = (
+        stmt: Select = (  # type: ignore[type-arg]
             select(Prediction.id, Prediction.created_at, Patient.patient_id,
                    Patient.patient_name, Study.study_date, Prediction.label, Prediction.score,
                    Prediction.responder_votes, Prediction.total_votes, Prediction.model_name,
@@ -394,7 +415,8 @@ class Register:
         for term in search.split():
             # every word must match one of the identifying fields (substring, ASCII-insensitive)
             pattern = "%" + term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-            conds = [Patient.patient_id.like(pattern, escape="\\"),
+            conds: list[ColumnElement[bool]] = [
+                     Patient.patient_id.like(pattern, escape="\\"),
                      Patient.patient_name.like(pattern, escape="\\"),
                      Study.accession.like(pattern, escape="\\")]
             if term.isdigit():
@@ -503,10 +525,10 @@ class Register:
             previous = conn.execute(select(func.max(Outcome.id))
                                     .where(Outcome.prediction_ref == prediction_id)).scalar()
             entered = timestamp_text(utc_now())
-            oid = int(conn.execute(insert(Outcome).values(
+            oid = _insert_id(conn, insert(Outcome).values(
                 prediction_ref=prediction_id, category=cat, outcome_date=when, entered_by=by,
                 entered_at=entered, supersedes_ref=previous, note=note or "",
-            )).inserted_primary_key[0])
+            ))
             record_hash = audit.content_hash(_outcome_content(conn, oid))
             self._append_event(conn, "outcome", {
                 "outcome_id": oid, "record_hash": record_hash, "category": cat,
@@ -589,25 +611,36 @@ class Register:
                                 f"(the last id issued was {seq})")
                 if first_bad is None:
                     first_bad = expected_id
-            pred_ids = list(conn.execute(select(Prediction.id).order_by(Prediction.id)).scalars())
-            for pid in pred_ids:
-                want = record_hashes.pop(("prediction", pid), None)
+            # one streamed query per table (not one per row), on the stored text: verify stays
+            # fast on big registers and notices any change of the stored bytes
+            patients = {r["id"]: r for r in _raw_rows(conn, "patients")}
+            studies = {r["id"]: r for r in _raw_rows(conn, "studies")}
+            n_preds = 0
+            for p in _raw_predictions(conn):
+                n_preds += 1
+                want = record_hashes.pop(("prediction", p["id"]), None)
                 if want is None:
-                    problems.append(f"case {pid} has no audit event")
-                elif audit.content_hash(_prediction_content(conn, pid)) != want:
-                    problems.append(f"case {pid} was altered after it was recorded")
-            out_ids = list(conn.execute(select(Outcome.id).order_by(Outcome.id)).scalars())
-            for oid in out_ids:
-                want = record_hashes.pop(("outcome", oid), None)
+                    problems.append(f"case {p['id']} has no audit event")
+                    continue
+                study = studies.get(p["study_ref"])
+                patient = patients.get(study["patient_ref"]) if study else None
+                if study is None or patient is None:
+                    problems.append(f"case {p['id']} lost its study or patient")
+                elif audit.content_hash(_content_of(p, study, patient)) != want:
+                    problems.append(f"case {p['id']} was altered after it was recorded")
+            n_outs = 0
+            for o in _raw_rows(conn, "outcomes"):
+                n_outs += 1
+                want = record_hashes.pop(("outcome", o["id"]), None)
                 if want is None:
-                    problems.append(f"outcome {oid} has no audit event")
-                elif audit.content_hash(_outcome_content(conn, oid)) != want:
-                    problems.append(f"outcome {oid} was altered after it was recorded")
+                    problems.append(f"outcome {o['id']} has no audit event")
+                elif audit.content_hash(o) != want:
+                    problems.append(f"outcome {o['id']} was altered after it was recorded")
             for kind, rid in sorted(record_hashes):
                 what = "case" if kind == "prediction" else "outcome"
                 problems.append(f"{what} {rid} was deleted (its audit event remains)")
         return VerifyReport(ok=not problems, integrity=integrity, n_events=n_events,
-                            n_predictions=len(pred_ids), n_outcomes=len(out_ids),
+                            n_predictions=n_preds, n_outcomes=n_outs,
                             first_bad_event=first_bad, problems=problems)
 
     # ---------------------------------------------------------------- performance
@@ -673,31 +706,42 @@ class Register:
         n_outcomes = (select(func.count(Outcome.id))
                       .where(Outcome.prediction_ref == Prediction.id)
                       .correlate(Prediction).scalar_subquery())
-        stmt = (select(Prediction, Study, Patient, Outcome, n_outcomes)
+        # explicit columns: the per-slice JSON (most of a row's bytes) is not exported
+        stmt = (select(Prediction.id, Prediction.created_at, Patient.patient_id,
+                       Patient.patient_name, Patient.birth_date, Patient.sex, Study.study_uid,
+                       Study.study_date, Study.accession, Study.description,
+                       Prediction.model_name, Prediction.model_version, Prediction.model_sha256,
+                       Prediction.weights_kind, Prediction.device, Prediction.app_version,
+                       Prediction.os_user, Prediction.label, Prediction.score,
+                       Prediction.responder_votes, Prediction.total_votes, Prediction.tie,
+                       Prediction.tie_rule, Prediction.run_time_s, Prediction.warnings,
+                       Prediction.overrides, Prediction.source_folder,
+                       Outcome.category, Outcome.outcome_date, Outcome.entered_by,
+                       n_outcomes.label("n_outcomes"))
                 .join(Study, Study.id == Prediction.study_ref)
                 .join(Patient, Patient.id == Study.patient_ref)
                 .outerjoin(Outcome, Outcome.id == latest).order_by(Prediction.id))
         with self._read() as conn:
-            rows = _orm(conn).execute(stmt).all()
-        for p, s, pt, o, n_out in rows:
+            rows = conn.execute(stmt).all()
+        for r in rows:
             yield {
-                "prediction_id": p.id, "created_at": p.created_at,
-                "patient_id": pt.patient_id, "patient_name": pt.patient_name,
-                "birth_date": pt.birth_date, "sex": pt.sex, "study_uid": s.study_uid,
-                "study_date": s.study_date, "accession": s.accession,
-                "study_description": s.description, "model_name": p.model_name,
-                "model_version": p.model_version, "model_sha256": p.model_sha256,
-                "weights_kind": p.weights_kind, "device": p.device,
-                "app_version": p.app_version, "os_user": p.os_user, "label": p.label,
-                "score": p.score, "responder_votes": p.responder_votes,
-                "total_votes": p.total_votes, "tie": int(bool(p.tie)), "tie_rule": p.tie_rule,
-                "run_time_s": p.run_time_s, "warnings": "; ".join(p.warnings),
-                "n_warnings": len(p.warnings),
-                "overrides": json.dumps(p.overrides, sort_keys=True) if p.overrides else "",
-                "source_folder": p.source_folder,
-                "outcome": o.category if o else "", "outcome_date": o.outcome_date if o else "",
-                "outcome_entered_by": o.entered_by if o else "",
-                "outcome_corrections": max(int(n_out) - 1, 0),
+                "prediction_id": r.id, "created_at": r.created_at,
+                "patient_id": r.patient_id, "patient_name": r.patient_name,
+                "birth_date": r.birth_date, "sex": r.sex, "study_uid": r.study_uid,
+                "study_date": r.study_date, "accession": r.accession,
+                "study_description": r.description, "model_name": r.model_name,
+                "model_version": r.model_version, "model_sha256": r.model_sha256,
+                "weights_kind": r.weights_kind, "device": r.device,
+                "app_version": r.app_version, "os_user": r.os_user, "label": r.label,
+                "score": r.score, "responder_votes": r.responder_votes,
+                "total_votes": r.total_votes, "tie": int(bool(r.tie)), "tie_rule": r.tie_rule,
+                "run_time_s": r.run_time_s, "warnings": "; ".join(r.warnings),
+                "n_warnings": len(r.warnings),
+                "overrides": json.dumps(r.overrides, sort_keys=True) if r.overrides else "",
+                "source_folder": r.source_folder,
+                "outcome": r.category or "", "outcome_date": r.outcome_date or "",
+                "outcome_entered_by": r.entered_by or "",
+                "outcome_corrections": max(int(r.n_outcomes) - 1, 0),
             }
 
     def export_csv(self, dest: Path | str, pseudonymise: bool = False,
@@ -797,8 +841,6 @@ def _prediction_values(record: PredictionRecord) -> dict[str, Any]:
         "source_folder": str(record.source_folder or ""),
         "series_uids": plain_json(dict(record.series_uids)),
         "liver_range_mm": plain_json(dict(record.liver_range_mm)),
-        "slice_pairs": plain_json(list(record.slice_pairs)),
-        "slice_results": plain_json(list(record.slice_results)),
         "warnings": [str(w) for w in record.warnings],
         "overrides": plain_json(dict(record.overrides)),
     }
@@ -813,34 +855,64 @@ def _orm(conn: Connection) -> Session:
     return Session(bind=conn, join_transaction_mode="rollback_only", autoflush=False)
 
 
-def _columns(obj: Any) -> dict[str, Any]:
-    return {c.key: getattr(obj, c.key) for c in obj.__table__.columns}
+def _insert_id(conn: Connection, stmt: Insert) -> int:
+    """Execute an INSERT and return the new row's primary key."""
+    key = conn.execute(stmt).inserted_primary_key
+    if key is None or key[0] is None:  # pragma: no cover - SQLite always reports it
+        raise RegisterError("the register did not return the id of the new row")
+    return int(key[0])
+
+
+def _raw_rows(conn: Connection, table: str, row_id: int | None = None
+              ) -> Iterator[dict[str, Any]]:
+    """Rows of ``table`` exactly as stored (JSON columns as their stored text), by id.
+
+    Content hashes are taken over these, at insert time (reading the new row back) and in
+    ``verify``, so both see the same bytes and no JSON decoding is needed to check a row.
+    """
+    if table not in ("patients", "studies", "predictions", "outcomes"):
+        raise ValueError(table)  # pragma: no cover - internal use only
+    sql = f"SELECT * FROM {table}" + (" WHERE id = ?" if row_id is not None else "")
+    result = conn.exec_driver_sql(sql + " ORDER BY id",
+                                  (row_id,) if row_id is not None else ())
+    keys = list(result.keys())
+    for row in result:
+        yield dict(zip(keys, row, strict=True))
+
+
+def _raw_predictions(conn: Connection, row_id: int | None = None
+                     ) -> Iterator[dict[str, Any]]:
+    """Prediction rows as stored, each with its per-slice detail merged in (None if missing)."""
+    sql = ("SELECT p.*, s.slice_pairs AS slice_pairs, s.slice_results AS slice_results "
+           "FROM predictions p LEFT JOIN prediction_slices s ON s.prediction_ref = p.id"
+           + (" WHERE p.id = ?" if row_id is not None else "") + " ORDER BY p.id")
+    result = conn.exec_driver_sql(sql, (row_id,) if row_id is not None else ())
+    keys = list(result.keys())
+    for row in result:
+        yield dict(zip(keys, row, strict=True))
+
+
+def _content_of(p: dict[str, Any], study: dict[str, Any], patient: dict[str, Any]
+                ) -> dict[str, Any]:
+    """What a prediction's record hash covers: its row and slices, its study and patient."""
+    return {"prediction": p, "study": study, "patient": patient}
 
 
 def _prediction_content(conn: Connection, prediction_id: int) -> dict[str, Any]:
     """Everything recorded about one prediction, as stored (what its record hash covers)."""
-    row = _orm(conn).execute(
-        select(Prediction, Study, Patient)
-        .join(Study, Study.id == Prediction.study_ref)
-        .join(Patient, Patient.id == Study.patient_ref)
-        .where(Prediction.id == prediction_id)
-    ).first()
-    if row is None:  # pragma: no cover - callers check first
-        raise RegisterInputError(f"there is no case with id {prediction_id}")
-    p, s, pt = row
-    content = _columns(p)
-    content["tie"] = bool(content["tie"])
-    content["study"] = _columns(s)
-    content["patient"] = _columns(pt)
-    return content
+    (p,) = _raw_predictions(conn, prediction_id)
+    (study,) = _raw_rows(conn, "studies", p["study_ref"])
+    (patient,) = _raw_rows(conn, "patients", study["patient_ref"])
+    return _content_of(p, study, patient)
 
 
 def _outcome_content(conn: Connection, outcome_id: int) -> dict[str, Any]:
-    o = _orm(conn).execute(select(Outcome).where(Outcome.id == outcome_id)).scalar_one()
-    return _columns(o)
+    (o,) = _raw_rows(conn, "outcomes", outcome_id)
+    return o
 
 
-def _record_from_rows(p: Prediction, s: Study, pt: Patient) -> PredictionRecord:
+def _record_from_rows(p: Prediction, s: Study, pt: Patient,
+                      sl: PredictionSlices | None) -> PredictionRecord:
     return PredictionRecord(
         patient_id=pt.patient_id, patient_name=pt.patient_name, birth_date=pt.birth_date,
         sex=pt.sex, study_uid=s.study_uid, study_date=s.study_date, accession=s.accession,
@@ -849,7 +921,8 @@ def _record_from_rows(p: Prediction, s: Study, pt: Patient) -> PredictionRecord:
         weights_kind=p.weights_kind, device=p.device, label=p.label, score=p.score,
         responder_votes=p.responder_votes, total_votes=p.total_votes, tie=bool(p.tie),
         tie_rule=p.tie_rule, series_uids=p.series_uids, liver_range_mm=p.liver_range_mm,
-        slice_pairs=p.slice_pairs, slice_results=p.slice_results, warnings=p.warnings,
+        slice_pairs=sl.slice_pairs if sl else [], slice_results=sl.slice_results if sl else [],
+        warnings=p.warnings,
         overrides=p.overrides, run_time_s=p.run_time_s, source_folder=p.source_folder,
         app_version=p.app_version, os_user=p.os_user, created_at=parse_timestamp(p.created_at),
     )

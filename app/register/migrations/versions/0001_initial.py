@@ -23,7 +23,8 @@ down_revision = None
 branch_labels = None
 depends_on = None
 
-APPEND_ONLY = ("patients", "studies", "predictions", "outcomes", "audit_events")
+APPEND_ONLY = ("patients", "studies", "predictions", "prediction_slices", "outcomes",
+               "audit_events")
 
 
 def upgrade() -> None:
@@ -73,14 +74,20 @@ def upgrade() -> None:
         sa.Column("source_folder", sa.Text(), nullable=False),
         sa.Column("series_uids", sa.JSON(), nullable=False),
         sa.Column("liver_range_mm", sa.JSON(), nullable=False),
-        sa.Column("slice_pairs", sa.JSON(), nullable=False),
-        sa.Column("slice_results", sa.JSON(), nullable=False),
         sa.Column("warnings", sa.JSON(), nullable=False),
         sa.Column("overrides", sa.JSON(), nullable=False),
         sa.CheckConstraint("label IN ('responder', 'non-responder')", name="ck_predictions_label"),
         sa.CheckConstraint("responder_votes >= 0 AND responder_votes <= total_votes",
                            name="ck_predictions_votes"),
         sqlite_autoincrement=True,
+    )
+    # the bulky per-slice detail lives apart, so that the table's scans read a narrow table
+    op.create_table(
+        "prediction_slices",
+        sa.Column("prediction_ref", sa.Integer(), sa.ForeignKey("predictions.id"),
+                  primary_key=True),
+        sa.Column("slice_pairs", sa.JSON(), nullable=False),
+        sa.Column("slice_results", sa.JSON(), nullable=False),
     )
     op.create_table(
         "outcomes",
