@@ -131,6 +131,7 @@ class ViewerPanel(QtWidgets.QWidget):
         self._window: WindowLevel = DEFAULT_WINDOW
         self._drag_start: WindowLevel | None = None
         self._cams: dict[tuple[str, int], np.ndarray] = {}
+        self._liver = np.zeros(0, dtype=bool)
         self._cam_visible = True
         self._syncing = False
 
@@ -199,6 +200,7 @@ class ViewerPanel(QtWidgets.QWidget):
             self._n_positions = len(study.pairs)
         else:
             self._n_positions = volumes[self._ref_phase].n_slices
+        self._liver = self._compute_liver_mask()
         mask = self.liver_mask()
         self.slider.blockSignals(True)
         self.slider.setRange(0, max(self._n_positions - 1, 0))
@@ -244,7 +246,7 @@ class ViewerPanel(QtWidgets.QWidget):
         if index == self._position:
             return
         self._position = index
-        in_liver = bool(self.liver_mask()[index]) if self._n_positions else False
+        in_liver = bool(self._liver[index])
         note = "in liver range" if in_liver else ""
         for phase, slice_index in self.indices_at(index).items():
             viewer = self.viewers[phase]
@@ -287,6 +289,13 @@ class ViewerPanel(QtWidgets.QWidget):
 
     def liver_mask(self) -> np.ndarray:
         """Boolean per position: True where every phase's slice lies in that phase's liver range.
+
+        Computed once per study (:meth:`set_study`); a copy is returned.
+        """
+        return self._liver.copy()
+
+    def _compute_liver_mask(self) -> np.ndarray:
+        """The liver-range mask of :meth:`liver_mask`.
 
         A slice counts as in the range when the slab it represents (its position ± half the
         slice spacing) reaches into the range: the phases are separate acquisitions whose
@@ -526,7 +535,7 @@ class ViewerPanel(QtWidgets.QWidget):
     # ------------------------------------------------------------------ helpers
     def _start_position(self) -> int:
         """Middle of the liver range when known, else the middle position."""
-        mask = self.liver_mask()
+        mask = self._liver
         if mask.any():
             where = np.flatnonzero(mask)
             return int(where[len(where) // 2])
