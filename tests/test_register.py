@@ -457,3 +457,39 @@ def test_record_is_plain_data() -> None:
                            responder_votes=2, total_votes=3)
     assert rec.created_at.tzinfo is not None
     assert rec.app_version
+
+
+def test_study_fields_from_an_assembled_study(reg: Register) -> None:
+    """The adapter helper turns an AssembledStudy into record fields that store and reload."""
+    import numpy as np
+
+    from app.dicom.types import AssembledStudy, SlicePair, Volume
+    from app.register import study_fields
+
+    def vol(uid: str) -> Volume:
+        return Volume(hu=np.zeros((3, 4, 4), np.float32), z_positions=np.array([0.0, 5.0, 10.0]),
+                      origin=(0.0, 0.0, 0.0), pixel_spacing=(1.0, 1.0), slice_spacing=5.0,
+                      direction=np.eye(3), sop_instance_uids=["a", "b", "c"], series_uid=uid)
+
+    study = AssembledStudy(
+        patient_id="P-7", patient_name="DOE^JANE", study_uid="1.2.3.7", study_date="20240105",
+        study_description="CT ABD", assignment={"plain": "1.1", "arterial": "1.2", "portal": "1.3"},
+        volumes={"plain": vol("1.1"), "arterial": vol("1.2"), "portal": vol("1.3")},
+        liver_range_mm={"plain": (np.float64(0.0), np.float64(10.0)), "arterial": (0.0, 10.0),
+                        "portal": (0.0, 10.0)},
+        pairs=[SlicePair(z_ref=np.float64(5.0), index={"plain": np.int64(1), "arterial": 1,
+                                                       "portal": 1},
+                         z_mm={"plain": 5.0, "arterial": 5.2, "portal": 4.9})],
+        warnings=["gap of 10 mm"], confirmation_reasons=["two arterial candidates"],
+        overrides={"arterial": "1.2"},
+    )
+    fields = study_fields(study)
+    rec = PredictionRecord(**fields, model_name="m", model_version="1", model_sha256="0" * 64,
+                           label="responder", score=0.8, responder_votes=1, total_votes=1,
+                           slice_results=[{"z_ref": 5.0, "probability": 0.8, "label": 1}])
+    got = reg.get_prediction(reg.add_prediction(rec)).record
+    assert got.study_date == "2024-01-05" and got.series_uids["portal"] == "1.3"
+    assert got.slice_pairs == [{"z_ref": 5.0, "index": {"plain": 1, "arterial": 1, "portal": 1},
+                                "z_mm": {"plain": 5.0, "arterial": 5.2, "portal": 4.9}}]
+    assert got.warnings == ["gap of 10 mm", "two arterial candidates"]
+    assert got.overrides == {"arterial": "1.2"} and got.liver_range_mm["plain"] == [0.0, 10.0]

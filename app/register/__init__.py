@@ -33,6 +33,7 @@ from app.register.records import (
     PredictionDetail,
     PredictionRecord,
     VerifyReport,
+    study_fields,
 )
 from app.register.register import (
     OUTCOME_FILTERS,
@@ -67,4 +68,5 @@ __all__ = [
     "RegisterReadOnlyError",
     "VerifyReport",
     "open_register",
+    "study_fields",
 ]

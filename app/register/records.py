@@ -16,10 +16,13 @@ import getpass
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app import __version__
 from app.register.errors import RegisterInputError
+
+if TYPE_CHECKING:  # the register needs the type only, not numpy at import time
+    from app.dicom.types import AssembledStudy
 
 #: RECIST 1.1 categories; a "responder" (the model's positive class) is CR or PR.
 RECIST_CATEGORIES: tuple[str, ...] = ("CR", "PR", "SD", "PD")
@@ -325,3 +328,33 @@ class VerifyReport:
     n_outcomes: int
     first_bad_event: int | None = None
     problems: list[str] = field(default_factory=list)
+
+
+def study_fields(study: AssembledStudy) -> dict[str, Any]:
+    """The :class:`PredictionRecord` fields that come from an assembled study.
+
+    For the adapter that builds a record from the predictor's result::
+
+        PredictionRecord(**study_fields(study), model_name=..., label=..., score=..., ...)
+
+    Fills patient and study identity, the series used per phase, the liver range, the slice
+    pairs, the phase overrides the user made and the study's warnings. Birth date, sex and
+    accession number are not part of :class:`AssembledStudy`; pass them separately if known.
+    """
+    return {
+        "patient_id": study.patient_id,
+        "patient_name": study.patient_name,
+        "study_uid": study.study_uid,
+        "study_date": study.study_date,
+        "study_description": study.study_description,
+        "series_uids": dict(study.assignment),
+        "liver_range_mm": {ph: [float(a), float(b)] for ph, (a, b)
+                           in study.liver_range_mm.items()},
+        "slice_pairs": [
+            {"z_ref": float(p.z_ref), "index": {k: int(v) for k, v in p.index.items()},
+             "z_mm": {k: float(v) for k, v in p.z_mm.items()}}
+            for p in study.pairs
+        ],
+        "overrides": dict(study.overrides),
+        "warnings": [*study.warnings, *study.confirmation_reasons],
+    }
