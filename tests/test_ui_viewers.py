@@ -470,6 +470,17 @@ def test_cursor_reports_hu_of_the_pixel_under_the_mouse(
         assert sig.args[0] == f"{phase}  z = {z:.1f} mm  (col {c}, row {r})  HU = {hu:.0f}"
     # outside the image: nothing is reported
     assert panel.viewers["plain"].info_at(1e4, 1e4) is None
+    # with a Grad-CAM shown, its value on the study's scale follows the HU
+    viewer = panel.viewers["portal"]
+    cam = cam_like(study.volumes["portal"], (3, 50), peak=2.0)
+    cam[0, 0] = np.nan  # a degenerate value must not break the read-out or the overlay
+    panel.set_cam_scale(4.0)
+    panel.set_cam("portal", cam, panel.pair_index())
+    text = viewer.info_at(*viewer.geometry_mm.centre_mm(3, 50))  # type: ignore[union-attr]
+    assert text is not None and text.endswith("CAM = 0.50")
+    assert viewer.info_at(*viewer.geometry_mm.centre_mm(0, 0)).endswith("CAM = 0.00")  # type: ignore[union-attr]
+    panel.set_cam_visible(False)
+    assert "CAM" not in viewer.info_at(*viewer.geometry_mm.centre_mm(3, 50))  # type: ignore[union-attr,operator]
 
 
 # --------------------------------------------------------------------------- vote strip link

@@ -208,6 +208,7 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
 
         self._volume: Volume | None = None
         self._geometry: SliceGeometry | None = None
+        self._cam_data: np.ndarray | None = None
         self._index: int | None = None
         self._window: WindowLevel = DEFAULT_WINDOW
         self._description = ""
@@ -254,6 +255,7 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
         self._volume = volume
         self._description = description
         self._index = None
+        self._cam_data = None
         self.cam.set_cam(None, QtCore.QRectF(), (False, False))
         if volume is None or volume.n_slices == 0:
             self._geometry = None
@@ -304,6 +306,11 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
                 )
         if self._geometry is None:
             cam = None
+        if cam is not None:
+            # NaN/Inf from a degenerate gradient would poison the colour lookup; they mean
+            # "no activation".
+            cam = np.nan_to_num(np.asarray(cam, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+        self._cam_data = cam
         rect = self._geometry.rect if self._geometry is not None else QtCore.QRectF()
         flips = self._geometry.flips if self._geometry is not None else (False, False)
         self.cam.set_cam(cam, rect, flips)
@@ -319,6 +326,8 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
 
         Format: ``"arterial  z = -123.5 mm  (col 120, row 87)  HU = 87"`` — the pixel
         indices are those of the acquired image, so they can be checked in any DICOM tool.
+        While a Grad-CAM is shown, ``"  CAM = 0.83"`` follows: the activation on the overlay's
+        scale (1 = the study's strongest), so a reader can compare regions and slices.
         """
         if self._volume is None or self._geometry is None or self._index is None:
             return None
@@ -328,7 +337,14 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
         r, c = hit
         hu = float(self._volume.hu[self._index, r, c])
         z = float(self._volume.z_positions[self._index])
-        return f"{self.phase}  z = {z:.1f} mm  (col {c}, row {r})  HU = {hu:.0f}"
+        text = f"{self.phase}  z = {z:.1f} mm  (col {c}, row {r})  HU = {hu:.0f}"
+        cam = self._cam_data
+        if cam is not None and self.cam.item.isVisible():
+            top = self.cam.scale
+            if top is None:
+                top = float(cam.max()) or 1.0
+            text += f"  CAM = {float(cam[r, c]) / top:.2f}"
+        return text
 
     def corner_texts(self) -> dict[str, str]:
         """Plain text of the four corner overlays (for tests and screenshots)."""
