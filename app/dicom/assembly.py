@@ -404,9 +404,14 @@ def assemble_folder(
     scan_part = sub_progress(progress, 0.0, 0.3)
     result = scan_folder(folder, progress=scan_part)
     overrides = dict(overrides or {})
+    # Bad overrides are the user's input error: refuse the command, not just one study.
     for phase, uid in overrides.items():
-        if result.find_series(uid) is None:
+        found = result.find_series(uid)
+        if found is None:
             raise AssemblyError(f"override {phase}={uid}: no such series in {folder}")
+        if found.status == "refused":
+            raise AssemblyError(f"override {phase}={uid}: series {_label(found)} is refused "
+                                f"({found.refused_reason})")
     studies = [st for st in result.studies if st.usable_series()]
     out: list[tuple[StudyInfo, AssembledStudy | DicomError]] = []
     for k, study in enumerate(studies):

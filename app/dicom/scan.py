@@ -21,14 +21,20 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from app.dicom.errors import FolderError
-from app.dicom.geometry import analyse_positions, classify_orientation, same_orientation
-from app.dicom.tags import FileProblem, FrameGeometry, Header, read_header
+from app.dicom.geometry import (
+    analyse_positions,
+    classify_orientation,
+    normal_of,
+    same_orientation,
+)
+from app.dicom.tags import FileProblem, FrameGeometry, Header, describe, read_header
 from app.dicom.types import InstanceRef, SeriesInfo
 from app.progress import NULL_PROGRESS, Progress
 
@@ -230,7 +236,7 @@ def _split_orientation(slices: list[_Slice]) -> list[list[_Slice]]:
     groups: list[tuple[tuple[float, ...], list[_Slice]]] = []
     for s in slices:
         for ori, members in groups:
-            if same_orientation(ori, s.geometry.orientation):
+            if ori == s.geometry.orientation or same_orientation(ori, s.geometry.orientation):
                 members.append(s)
                 break
         else:
@@ -250,7 +256,7 @@ def _split_duplicates(slices: list[_Slice]) -> tuple[list[list[_Slice]], str | N
 
     Returns the parts and a note of what was done (None when nothing repeated).
     """
-    z = [float(np.dot(s.geometry.position, _normal(s))) for s in slices]
+    z = [_z(s) for s in slices]
     rounded = Counter(round(v, 2) for v in z)
     if all(n == 1 for n in rounded.values()):
         return [slices], None
@@ -261,7 +267,7 @@ def _split_duplicates(slices: list[_Slice]) -> tuple[list[list[_Slice]], str | N
     if len(by_acq) > 1:
         parts = [by_acq[k] for k in sorted(by_acq)]
         ok = all(
-            len({round(float(np.dot(s.geometry.position, _normal(s))), 2) for s in p}) == len(p)
+            len({round(_z(s), 2) for s in p}) == len(p)
             for p in parts
         )
         # Only a split into real volumes resolves the repeats; slivers of one or two slices
@@ -272,10 +278,17 @@ def _split_duplicates(slices: list[_Slice]) -> tuple[list[list[_Slice]], str | N
     return [slices], "duplicate positions"
 
 
-def _normal(s: _Slice) -> np.ndarray:
-    from app.dicom.geometry import normal_of
+@lru_cache(maxsize=256)
+def _normal_of(orientation: tuple[float, ...]) -> tuple[float, float, float]:
+    n = normal_of(orientation)
+    return (float(n[0]), float(n[1]), float(n[2]))
 
-    return normal_of(s.geometry.orientation)
+
+def _z(s: _Slice) -> float:
+    """Position along the slice normal (plain Python: called once per slice, numpy is slower)."""
+    n = _normal_of(s.geometry.orientation)
+    p = s.geometry.position
+    return p[0] * n[0] + p[1] * n[1] + p[2] * n[2]
 
 
 def _median(values: list[float]) -> float | None:
@@ -293,6 +306,7 @@ def _build_series(
     """One SeriesInfo from one part: geometry checks, tags from its slices, status."""
     orientation = slices[0].geometry.orientation
     first = slices[0].header
+    describe(first)  # for GantryDetectorTilt
     report = analyse_positions(
         [s.geometry.position for s in slices], orientation, tilt_tag=first.gantry_tilt
     )
@@ -310,6 +324,7 @@ def _build_series(
     ]
     headers = [slices[i].header for i in order]
     rep = headers[0]
+    describe(rep)  # names, descriptions, contrast and scanner tags: once per series
     warnings = list(notes) + report.warnings
     header_warnings = Counter(w for h in {id(h): h for h in headers}.values() for w in h.warnings)
     for w, n in sorted(header_warnings.items()):
@@ -353,9 +368,9 @@ def _build_series(
         contrast_agent=rep.contrast_agent,
         contrast_route=rep.contrast_route,
         contrast_volume_ml=rep.contrast_volume_ml,
-        contrast_start_time=_min([h.contrast_start_time for h in headers]),
+        contrast_start_time=rep.contrast_start_time,
         acquisition_time=_min([h.acquisition_time for h in headers]),
-        series_time=_min([h.series_time for h in headers]),
+        series_time=rep.series_time,
         content_time=_min([h.content_time for h in headers]),
         transfer_syntax=rep.transfer_syntax,
         warnings=warnings,
@@ -404,7 +419,7 @@ def _series_parts(
 
 
 def _part_key(part: list[_Slice]) -> tuple[object, ...]:
-    z = [float(np.dot(s.geometry.position, _normal(s))) for s in part]
+    z = [_z(s) for s in part]
     acq = min((s.header.acquisition_number or 0) for s in part)
     return (-len(part), acq, round(min(z), 3), min(s.header.sop_instance_uid for s in part))
 

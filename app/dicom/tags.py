@@ -23,23 +23,27 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import UID
 
-#: Attributes the scan reads; everything else is skipped by a seek.
+#: Attributes read from every file: what grouping, splitting and geometry need.
 SCAN_TAGS: tuple[str, ...] = (
-    "SOPClassUID", "SOPInstanceUID", "Modality", "ImageType", "PatientID", "PatientName",
-    "PatientBirthDate", "StudyInstanceUID", "StudyDate", "StudyTime", "StudyDescription",
-    "AccessionNumber", "SeriesInstanceUID", "SeriesNumber", "SeriesDescription",
-    "InstanceNumber", "AcquisitionNumber", "ImagePositionPatient", "ImageOrientationPatient",
-    "PixelSpacing", "SliceThickness", "SpacingBetweenSlices", "Rows", "Columns",
-    "BitsAllocated", "BitsStored", "SamplesPerPixel", "PixelRepresentation",
-    "PhotometricInterpretation", "NumberOfFrames", "FrameOfReferenceUID", "Manufacturer",
-    "ManufacturerModelName", "KVP", "ConvolutionKernel", "ContrastBolusAgent",
-    "ContrastBolusRoute", "ContrastBolusVolume", "ContrastBolusStartTime", "AcquisitionTime",
-    "SeriesTime", "ContentTime", "GantryDetectorTilt", "RescaleSlope", "RescaleIntercept",
-    "BodyPartExamined", "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
+    "SOPClassUID", "SOPInstanceUID", "Modality", "ImageType", "PatientID",
+    "StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber", "InstanceNumber",
+    "AcquisitionNumber", "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
+    "SliceThickness", "Rows", "Columns", "BitsAllocated", "SamplesPerPixel", "NumberOfFrames",
+    "FrameOfReferenceUID", "AcquisitionTime", "ContentTime", "SharedFunctionalGroupsSequence",
+    "PerFrameFunctionalGroupsSequence",
+)
+#: Attributes that describe a series; read once per series from one file (:func:`describe`),
+#: which keeps the per-file cost of the scan close to a bare header read.
+DESCRIPTIVE_TAGS: tuple[str, ...] = (
+    "PatientName", "StudyDate", "StudyTime", "StudyDescription", "AccessionNumber",
+    "SeriesDescription", "SeriesTime", "Manufacturer", "ManufacturerModelName", "KVP",
+    "ConvolutionKernel", "ContrastBolusAgent", "ContrastBolusRoute", "ContrastBolusVolume",
+    "ContrastBolusStartTime", "GantryDetectorTilt",
 )
 
 #: Values larger than this are skipped with a seek instead of being read (RELIABILITY.md 5).
@@ -111,6 +115,9 @@ class Header:
     content_time: float | None = None
     gantry_tilt: float | None = None
     enhanced: bool = False
+    forced: bool = False
+    #: True once :func:`describe` filled the descriptive fields.
+    described: bool = False
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -191,24 +198,156 @@ def _looks_like_raw_dataset(head: bytes) -> bool:
     return group in (0x0002, 0x0008) and elem <= 0x1000 and explicit
 
 
+# --- fast tag access ---------------------------------------------------------------------------
+# pydicom converts a raw element on first access (VR lookup, validation, value objects), which
+# costs more than reading the file's header. The scan reads only simple values, so it decodes the
+# raw bytes itself where that is unambiguous (ASCII text, US binary) and falls back to pydicom's
+# conversion for anything else (non-ASCII text with a character set, deferred or converted
+# elements). Without this the scan took ~4x the bare header read; see bench/scan_speed.py.
+
+_TAG: dict[str, int] = {}
+_US_TAGS = {"Rows", "Columns", "BitsAllocated", "BitsStored", "SamplesPerPixel",
+            "PixelRepresentation"}
+_SLOW = object()
+
+
+def _tag(keyword: str) -> int | None:
+    tag = _TAG.get(keyword)
+    if tag is None:
+        from pydicom.datadict import tag_for_keyword
+
+        found = tag_for_keyword(keyword)
+        if found is None:
+            return None
+        tag = _TAG[keyword] = int(found)
+    return tag
+
+
+for _kw in (*SCAN_TAGS, *DESCRIPTIVE_TAGS, "DirectoryRecordSequence", "TransferSyntaxUID", "MediaStorageSOPClassUID",
+            "MediaStorageSOPInstanceUID"):
+    _tag(_kw)
+
+
+@lru_cache(maxsize=32)
+def _encodings(charset: bytes) -> tuple[str, ...]:
+    from pydicom.charset import convert_encodings
+
+    names = [v.strip() for v in charset.decode("ascii", "replace").split("\\")]
+    return tuple(convert_encodings(names))
+
+
+def _decode(obj: Any, raw: bytes) -> str:
+    """Text of non-ASCII bytes in the data set's Specific Character Set."""
+    from pydicom.charset import decode_bytes
+
+    d = getattr(obj, "_dict", {})
+    cs = d.get(0x00080005)
+    charset = b""
+    if cs is not None:
+        charset = cs.value if isinstance(cs.value, bytes) else "\\".join(
+            cs.value if isinstance(cs.value, (list, pydicom.multival.MultiValue))
+            else [str(cs.value)]).encode()
+    return decode_bytes(raw, list(_encodings(charset or b"ISO_IR 6")), {"^", "="})
+
+
+def _text(obj: Any, keyword: str) -> Any:
+    """Text of a raw element (padding stripped); None when absent; _SLOW when not raw.
+
+    ASCII is decoded directly; other bytes through the data set's character set.
+    """
+    d = getattr(obj, "_dict", None)
+    tag = _TAG.get(keyword) or _tag(keyword)
+    if d is None or tag is None:
+        return _SLOW
+    elem = d.get(tag)
+    if elem is None:
+        return None
+    value = getattr(elem, "value", None)
+    if not isinstance(elem, RawDataElement) or value is None:
+        return _SLOW
+    try:
+        return value.decode("ascii").strip(" \x00")
+    except UnicodeDecodeError:
+        return _decode(obj, value).strip(" \x00")
+
+
+def _raw(obj: Any, keyword: str) -> Any:
+    """The raw element of ``keyword`` in ``obj``; None when absent; _SLOW when not raw."""
+    d = getattr(obj, "_dict", None)
+    tag = _TAG.get(keyword) or _tag(keyword)
+    if d is None or tag is None:
+        return _SLOW
+    elem = d.get(tag)
+    if elem is None:
+        return None
+    if not isinstance(elem, RawDataElement) or elem.value is None:
+        return _SLOW
+    return elem
+
+
+def _meta(meta: Any, keyword: str) -> str:
+    """A file meta value as text (pydicom has already converted the meta elements)."""
+    if meta is None:
+        return ""
+    d = getattr(meta, "_dict", None)
+    tag = _tag(keyword)
+    if d is None or tag is None:
+        return str(meta.get(keyword, "") or "").strip()
+    elem = d.get(tag)
+    if elem is None:
+        return ""
+    value = elem.value
+    if isinstance(value, bytes):
+        value = value.decode("ascii", "replace")
+    return str(value or "").strip(" \x00")
+
+
+def _has(obj: Any, keyword: str) -> bool:
+    d = getattr(obj, "_dict", None)
+    tag = _tag(keyword)
+    if d is None or tag is None:
+        return keyword in obj
+    return tag in d
+
+
+def _slow_value(obj: Any, keyword: str) -> Any:
+    value = obj.get(keyword)
+    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+        return "\\".join(str(v) for v in value)
+    return value
+
+
 def _str(ds: Dataset, keyword: str, warnings: list[str]) -> str:
     try:
-        value = ds.get(keyword)
+        text = _text(ds, keyword)
+        if text is _SLOW:
+            text = _slow_value(ds, keyword)
     except Exception as exc:  # a malformed value must not cost the file
         warnings.append(f"unreadable {keyword}: {type(exc).__name__}")
         return ""
-    if value is None:
+    if text is None:
         return ""
-    return str(value).strip()
+    return str(text).strip()
 
 
 def _num(ds: Dataset, keyword: str, warnings: list[str]) -> float | None:
     try:
-        value = ds.get(keyword)
+        if keyword in _US_TAGS:
+            elem = _raw(ds, keyword)
+            if elem is None:
+                return None
+            if elem is not _SLOW and len(elem.value) >= 2:
+                return float(struct.unpack("<H" if elem.is_little_endian else ">H",
+                                           elem.value[:2])[0])
+        text = _text(ds, keyword)
+        if text is _SLOW:
+            value = ds.get(keyword)
+            if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+                value = value[0] if len(value) else None
+        else:
+            value = text.split("\\")[0].strip() if text is not None else None
         if value is None or value == "":
             return None
-        if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
-            value = value[0]
         out = float(value)
     except Exception as exc:
         warnings.append(f"unreadable {keyword}: {type(exc).__name__}")
@@ -223,15 +362,70 @@ def _int(ds: Dataset, keyword: str, warnings: list[str]) -> int | None:
 
 def _floats(obj: Any, keyword: str, n: int) -> tuple[float, ...] | None:
     try:
-        value = obj.get(keyword)
-        if value is None:
+        text = _text(obj, keyword)
+        if text is None:
             return None
-        out = tuple(float(v) for v in value)
+        if text is _SLOW:
+            value = obj.get(keyword)
+            if value is None:
+                return None
+            out = tuple(float(v) for v in value)
+        else:
+            out = tuple(float(v) for v in text.split("\\"))
     except Exception:
         return None
     if len(out) != n or not all(math.isfinite(v) for v in out):
         return None
     return out
+
+
+@lru_cache(maxsize=1)
+def _scan_tag_ints() -> list[int]:
+    """SCAN_TAGS as tag numbers (pydicom converts keywords on every call otherwise)."""
+    return [t for t in (_tag(k) for k in SCAN_TAGS) if t is not None]
+
+
+def _read_descriptive(path: Path, force: bool) -> Dataset:
+    return pydicom.dcmread(path, stop_before_pixels=True, force=force, defer_size=DEFER_SIZE,
+                           specific_tags=[_tag(k) for k in DESCRIPTIVE_TAGS])
+
+
+def describe(header: Header) -> None:
+    """Fill the descriptive fields of ``header`` (names, descriptions, contrast, scanner).
+
+    The scan calls this once per series, for the file that represents it. A file that vanished
+    or changed since the scan leaves the fields empty and adds a warning.
+    """
+    if header.described:
+        return
+    header.described = True
+    warnings = header.warnings
+    try:
+        ds = _read_descriptive(header.path, header.forced)
+    except Exception as exc:
+        warnings.append(f"series tags unreadable: {type(exc).__name__}")
+        return
+    header.patient_name = _str(ds, "PatientName", warnings)
+    header.study_date = _str(ds, "StudyDate", warnings)
+    header.study_description = _str(ds, "StudyDescription", warnings)
+    header.series_description = _str(ds, "SeriesDescription", warnings)
+    header.manufacturer = _str(ds, "Manufacturer", warnings)
+    header.manufacturer_model = _str(ds, "ManufacturerModelName", warnings)
+    header.kvp = _num(ds, "KVP", warnings)
+    header.convolution_kernel = _str(ds, "ConvolutionKernel", warnings)
+    if _has(ds, "ContrastBolusAgent"):
+        header.contrast_agent = _str(ds, "ContrastBolusAgent", warnings)
+    if _has(ds, "ContrastBolusRoute"):
+        header.contrast_route = _str(ds, "ContrastBolusRoute", warnings)
+    header.contrast_volume_ml = _num(ds, "ContrastBolusVolume", warnings)
+    header.contrast_start_time = parse_tm(_str(ds, "ContrastBolusStartTime", warnings))
+    header.series_time = parse_tm(_str(ds, "SeriesTime", warnings))
+    header.gantry_tilt = _num(ds, "GantryDetectorTilt", warnings)
+
+
+@lru_cache(maxsize=256)
+def _uid_name(uid: str) -> str:
+    return UID(uid).name if uid else ""
 
 
 def _first(seq_owner: Any, keyword: str) -> Any:
@@ -388,7 +582,7 @@ def _read_open(fp: Any, path: Path) -> Header | FileProblem:
         return FileProblem("skipped", "not DICOM: empty file")
     kwargs: dict[str, Any] = {
         "stop_before_pixels": True,
-        "specific_tags": list(SCAN_TAGS),
+        "specific_tags": _scan_tag_ints(),
         "defer_size": DEFER_SIZE,
     }
     forced = False
@@ -408,18 +602,18 @@ def _read_open(fp: Any, path: Path) -> Header | FileProblem:
         return FileProblem("rejected", f"unreadable DICOM: {type(exc).__name__}: {exc}")
     end = fp.tell()
     meta = getattr(ds, "file_meta", None)
-    transfer_syntax = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
+    transfer_syntax = _meta(meta, "TransferSyntaxUID")
     if end > size and transfer_syntax != _DEFLATED:
         return FileProblem(
             "rejected", f"corrupt: a declared element length runs {end - size} bytes past the "
             f"end of the {size}-byte file"
         )
     warnings: list[str] = []
-    media_class = str(meta.get("MediaStorageSOPClassUID", "")) if meta is not None else ""
+    media_class = _meta(meta, "MediaStorageSOPClassUID")
     sop_class = _str(ds, "SOPClassUID", warnings) or media_class
-    if media_class == _DICOMDIR_CLASS or "DirectoryRecordSequence" in ds:
+    if media_class == _DICOMDIR_CLASS or _has(ds, "DirectoryRecordSequence"):
         return FileProblem("skipped", "not an image (DICOMDIR)")
-    class_name = UID(sop_class).name if sop_class else ""
+    class_name = _uid_name(sop_class)
     if sop_class and "Image Storage" not in class_name:
         return FileProblem("skipped", f"not an image ({class_name or sop_class})")
     if sop_class.startswith("1.2.840.10008.5.1.4.1.1.7"):
@@ -427,16 +621,11 @@ def _read_open(fp: Any, path: Path) -> Header | FileProblem:
     if forced:
         warnings.append("no DICOM preamble/file meta; read as a raw data set")
     # Some anonymisers blank SOPInstanceUID in the data set but keep the file meta's copy.
-    sop_instance = _str(ds, "SOPInstanceUID", warnings) or (
-        str(meta.get("MediaStorageSOPInstanceUID", "")).strip() if meta is not None else "")
+    sop_instance = _str(ds, "SOPInstanceUID", warnings) or _meta(meta, "MediaStorageSOPInstanceUID")
     missing = [] if sop_instance else ["SOPInstanceUID"]
-    missing += [
-        k for k in ("Rows",
-                    "Columns", "BitsAllocated")
-        if not _str(ds, k, warnings)
-    ]
+    missing += [k for k in ("Rows", "Columns", "BitsAllocated") if not _num(ds, k, warnings)]
     if missing:
-        if "Rows" not in ds and not _has_pixel_tag(fp, end, transfer_syntax):
+        if not _has(ds, "Rows") and not _has_pixel_tag(fp, end, transfer_syntax):
             return FileProblem("skipped", "not an image (no pixel data)")
         return FileProblem("rejected", f"missing attribute {missing[0]}")
     problem = decoder_problem(transfer_syntax)
@@ -461,7 +650,7 @@ def _read_open(fp: Any, path: Path) -> Header | FileProblem:
     if pix_problem:
         return FileProblem("rejected", pix_problem)
 
-    enhanced = "PerFrameFunctionalGroupsSequence" in ds
+    enhanced = _has(ds, "PerFrameFunctionalGroupsSequence")
     if enhanced:
         frames_or_missing = _enhanced_frames(ds)
         if isinstance(frames_or_missing, str):
@@ -494,33 +683,25 @@ def _read_open(fp: Any, path: Path) -> Header | FileProblem:
     # Anonymised exports sometimes blank the study/series UIDs. Rather than refuse real images,
     # derive a stable UID from content (2.25 form from a hash) and say so in a warning.
     study_uid = _str(ds, "StudyInstanceUID", warnings)
+    series_uid = _str(ds, "SeriesInstanceUID", warnings)
+    extra = _read_descriptive(path, forced) if not (study_uid and series_uid) else ds
     if not study_uid:
         study_uid = derived_uid("study", _str(ds, "PatientID", warnings),
-                                _str(ds, "PatientName", warnings), _str(ds, "StudyDate", warnings),
-                                _str(ds, "StudyTime", warnings),
-                                _str(ds, "AccessionNumber", warnings))
+                                _str(extra, "PatientName", warnings),
+                                _str(extra, "StudyDate", warnings),
+                                _str(extra, "StudyTime", warnings),
+                                _str(extra, "AccessionNumber", warnings))
         warnings.append("blank StudyInstanceUID: study grouped by patient, date and time")
-    series_uid = _str(ds, "SeriesInstanceUID", warnings)
     if not series_uid:
         series_uid = derived_uid("series", study_uid, _str(ds, "SeriesNumber", warnings),
-                                 _str(ds, "SeriesDescription", warnings),
-                                 _str(ds, "SeriesTime", warnings),
+                                 _str(extra, "SeriesDescription", warnings),
+                                 _str(extra, "SeriesTime", warnings),
                                  _str(ds, "FrameOfReferenceUID", warnings),
-                                 _str(ds, "ConvolutionKernel", warnings))
+                                 _str(extra, "ConvolutionKernel", warnings))
         warnings.append("blank SeriesInstanceUID: series grouped by number, description, "
                         "time and frame of reference")
 
-    image_type: list[str] = []
-    try:
-        raw_type = ds.get("ImageType")
-        if raw_type:
-            image_type = [str(v).strip() for v in (
-                raw_type if isinstance(raw_type, (list, pydicom.multival.MultiValue))
-                else [raw_type])]
-    except Exception:
-        warnings.append("unreadable ImageType")
-    agent = _str(ds, "ContrastBolusAgent", warnings) if "ContrastBolusAgent" in ds else None
-    route = _str(ds, "ContrastBolusRoute", warnings) if "ContrastBolusRoute" in ds else None
+    image_type = [v.strip() for v in _str(ds, "ImageType", warnings).split("\\") if v.strip()]
     return Header(
         path=path,
         size=size,
@@ -529,13 +710,13 @@ def _read_open(fp: Any, path: Path) -> Header | FileProblem:
         modality=_str(ds, "Modality", warnings).upper(),
         image_type=image_type,
         patient_id=_str(ds, "PatientID", warnings),
-        patient_name=_str(ds, "PatientName", warnings),
+        patient_name="",
         study_uid=study_uid,
-        study_date=_str(ds, "StudyDate", warnings),
-        study_description=_str(ds, "StudyDescription", warnings),
+        study_date="",
+        study_description="",
         series_uid=series_uid,
         series_number=_int(ds, "SeriesNumber", warnings),
-        series_description=_str(ds, "SeriesDescription", warnings),
+        series_description="",
         instance_number=_int(ds, "InstanceNumber", warnings),
         acquisition_number=_int(ds, "AcquisitionNumber", warnings),
         frames=frames,
@@ -543,18 +724,9 @@ def _read_open(fp: Any, path: Path) -> Header | FileProblem:
         columns=cols,
         frame_of_reference_uid=_str(ds, "FrameOfReferenceUID", warnings),
         transfer_syntax=transfer_syntax,
-        manufacturer=_str(ds, "Manufacturer", warnings),
-        manufacturer_model=_str(ds, "ManufacturerModelName", warnings),
-        kvp=_num(ds, "KVP", warnings),
-        convolution_kernel=_str(ds, "ConvolutionKernel", warnings),
-        contrast_agent=agent,
-        contrast_route=route,
-        contrast_volume_ml=_num(ds, "ContrastBolusVolume", warnings),
-        contrast_start_time=parse_tm(_str(ds, "ContrastBolusStartTime", warnings)),
         acquisition_time=parse_tm(_str(ds, "AcquisitionTime", warnings)),
-        series_time=parse_tm(_str(ds, "SeriesTime", warnings)),
         content_time=parse_tm(_str(ds, "ContentTime", warnings)),
-        gantry_tilt=_num(ds, "GantryDetectorTilt", warnings),
         enhanced=enhanced,
+        forced=forced,
         warnings=warnings,
     )
