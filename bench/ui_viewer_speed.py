@@ -102,7 +102,13 @@ def main() -> int:
     rng = np.random.default_rng(1)
     cams = {p: rng.random((n, args.matrix, args.matrix), dtype=np.float32) for p in study.volumes}
     panel.set_cam_cache(cams, global_max=1.0)
-    report("scroll one pair, Grad-CAM on", timed(lambda i: panel.set_pair_index((i + 1) % n), panel, args.repeats))
+    report(f"scroll, Grad-CAM on, smooth={panel.viewers['plain'].smooth()}", timed(lambda i: panel.set_pair_index((i + 1) % n), panel, args.repeats))
+    for v in panel.viewers.values():
+        v.set_smooth(not v.smooth())
+    report(f"scroll, Grad-CAM on, smooth={panel.viewers['plain'].smooth()}",
+           timed(lambda i: panel.set_pair_index((i + 1) % n), panel, args.repeats))
+    for v in panel.viewers.values():
+        v.set_smooth(not v.smooth())
     report("window/level change", timed(lambda i: panel.set_window(300 + i, 40 + i), panel, args.repeats))
     report("CAM opacity change", timed(lambda i: panel.set_cam_opacity(0.2 + 0.01 * i), panel, args.repeats))
     panel.close()

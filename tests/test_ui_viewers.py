@@ -404,6 +404,10 @@ def test_cam_overlay_cache_toggle_opacity_colormap(
     panel.set_cam_visible(True)
     assert art.cam.item.isVisible()
 
+    assert all(v.smooth() for v in panel.viewers.values())  # bilinear by default
+    panel.set_smooth(False)
+    assert not any(v.smooth() for v in panel.viewers.values())
+
     panel.set_cam_opacity(0.3)
     assert all(v.cam.item.opacity() == pytest.approx(0.3) for v in panel.viewers.values())
     panel.set_cam_colormap("viridis")

@@ -198,6 +198,7 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
         self.ci.setContentsMargins(0, 0, 0, 0)
         self.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
         self.setMinimumSize(160, 160)
+        self.set_smooth(True)
 
         self.view = SliceViewBox()
         self.addItem(self.view)
@@ -241,6 +242,19 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
     def geometry_mm(self) -> SliceGeometry | None:
         """Display geometry of the current volume in mm."""
         return self._geometry
+
+    def set_smooth(self, smooth: bool) -> None:
+        """Bilinear (True) or nearest-neighbour (False) magnification of the slice on screen.
+
+        Smooth is what radiology workstations show by default; nearest-neighbour shows the
+        acquired pixels as blocks (useful when checking a single pixel's HU).
+        """
+        self.setRenderHint(QtGui.QPainter.RenderHint.SmoothPixmapTransform, bool(smooth))
+        self.viewport().update()
+
+    def smooth(self) -> bool:
+        """True when the slice is magnified bilinearly."""
+        return bool(self.renderHints() & QtGui.QPainter.RenderHint.SmoothPixmapTransform)
 
     def current_index(self) -> int | None:
         """Index (into the volume) of the slice on screen, None when empty."""

@@ -473,6 +473,14 @@ class ViewerPanel(QtWidgets.QWidget):
                 self._cams.get((phase, self._position)) if self.paired else None
             )
 
+    def set_smooth(self, smooth: bool) -> None:
+        """Bilinear (default) or nearest-neighbour magnification in all three viewers."""
+        for viewer in self.viewers.values():
+            viewer.set_smooth(smooth)
+        self._smooth_check.blockSignals(True)
+        self._smooth_check.setChecked(bool(smooth))
+        self._smooth_check.blockSignals(False)
+
     # ------------------------------------------------------------------ linked zoom / pan
     def reset_views(self) -> None:
         """Fit the union of all phases' slices into the viewers (linked, so one fit for all).
@@ -587,6 +595,11 @@ class ViewerPanel(QtWidgets.QWidget):
         self._cmap_box.currentTextChanged.connect(self.set_cam_colormap)
         row.addWidget(self._cmap_box)
         row.addSpacing(16)
+        self._smooth_check = QtWidgets.QCheckBox("Interpolate")
+        self._smooth_check.setChecked(True)
+        self._smooth_check.setToolTip("Bilinear magnification; off shows the acquired pixels")
+        self._smooth_check.toggled.connect(self.set_smooth)
+        row.addWidget(self._smooth_check)
         fit = QtWidgets.QPushButton("Fit")
         fit.setToolTip("Fit the slices to the viewers")
         fit.clicked.connect(self.reset_views)
