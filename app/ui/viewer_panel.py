@@ -586,6 +586,7 @@ class ViewerPanel(QtWidgets.QWidget):
         self._opacity_slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         self._opacity_slider.setRange(0, 100)
         self._opacity_slider.setValue(round(DEFAULT_OPACITY * 100))
+        self._opacity_slider.setMinimumWidth(80)
         self._opacity_slider.setMaximumWidth(120)
         self._opacity_slider.valueChanged.connect(lambda v: self.set_cam_opacity(v / 100.0))
         row.addWidget(self._opacity_slider)
@@ -607,7 +608,11 @@ class ViewerPanel(QtWidgets.QWidget):
         row.addStretch(1)
         hint = QtWidgets.QLabel("wheel/↑↓: slice · Ctrl+wheel: zoom · drag: pan · right-drag: W/L")
         hint.setStyleSheet("color: gray")
-        row.addWidget(hint)
+        # The hint gives way first when the toolbar is narrow (the controls must stay usable).
+        hint.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
+        hint.setMinimumWidth(0)
+        hint.setToolTip(hint.text())
+        row.addWidget(hint, 1)
         return bar
 
     def _preset_chosen(self, index: int) -> None:
