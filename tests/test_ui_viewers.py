@@ -180,6 +180,24 @@ def test_geometry_maps_mm_to_acquired_pixels(study: AssembledStudy) -> None:
     assert SliceGeometry.of(study.volumes["plain"]).flips == (False, False)
 
 
+def test_orientation_letters_never_cover_corner_texts(qtbot, study: AssembledStudy) -> None:  # type: ignore[no-untyped-def]
+    viewer = PhaseViewer("arterial")
+    qtbot.addWidget(viewer)
+    viewer.resize(600, 600)
+    viewer.show()
+    qtbot.waitExposed(viewer)
+    viewer.set_volume(study.volumes["arterial"], "ART 5.0 B30f")
+    assert viewer.orientation_letters() == dict.fromkeys("RLAP", True)
+    viewer.resize(170, 500)  # a tall narrow viewer: the bottom corner texts meet in the middle
+    qtbot.wait(20)
+    letters = viewer.orientation_letters()
+    assert letters["R"] and letters["L"] and not letters["P"]
+    corners = [c.mapRectToParent(c.boundingRect()) for c in viewer._corners.values() if c.toPlainText()]
+    for item in viewer._edges.values():
+        if item.isVisible():
+            assert not any(item.mapRectToParent(item.boundingRect()).intersects(r) for r in corners)
+
+
 def test_colormaps_are_offline_and_ramped() -> None:
     for name in COLORMAPS:
         assert get_colormap(name) is not None
@@ -293,7 +311,7 @@ def test_presets_apply_to_all_three_image_items(qtbot, panel: ViewerPanel) -> No
     assert sig.args == [150.0, 70.0]
     for viewer in panel.viewers.values():
         assert tuple(viewer.image_item.levels) == (-5.0, 145.0)
-        assert "W 150  L 70" in viewer.corner_texts()["bl"]
+        assert viewer.corner_texts()["bl"].split("\n") == ["W 150  L 70", "Liver"]
     panel.set_window(400, 0)
     for viewer in panel.viewers.values():
         assert tuple(viewer.image_item.levels) == (-200.0, 200.0)

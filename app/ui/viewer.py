@@ -360,6 +360,10 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
             text += f"  CAM = {float(cam[r, c]) / top:.2f}"
         return text
 
+    def orientation_letters(self) -> dict[str, bool]:
+        """Which of the R / L / A / P edge letters are shown (hidden where a corner text needs the room)."""
+        return {letter: item.isVisible() for letter, item in self._edges.items()}
+
     def corner_texts(self) -> dict[str, str]:
         """Plain text of the four corner overlays (for tests and screenshots)."""
         return {key: item.toPlainText().replace("\xa0", " ") for key, item in self._corners.items()}
@@ -408,10 +412,10 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
             tr = f"z = {z:.1f} mm<br>slice {self._index + 1} / {self._volume.n_slices}"
             g = self._geometry
             if g is not None:
-                br = f"{g.cols}×{g.rows}  {g.col_mm:.2f} mm"
+                br = f"{g.cols}×{g.rows}<br>{g.col_mm:.2f} mm/px"
         bl = _escape(self._window.label())
         if self._window.name:
-            bl += f"  ({_escape(self._window.name)})"
+            bl += f"<br>{_escape(self._window.name)}"
         if self.cam.has_data and self.cam.item.isVisible():
             br = f"Grad-CAM ({self.cam.colormap})<br>{br}"
         if self._note:
@@ -448,6 +452,14 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
                 item.setPos(cx - size.width() / 2, bounds.top() + margin)
             else:
                 item.setPos(cx - size.width() / 2, bounds.bottom() - size.height() - margin)
+        # In a narrow viewer the corner texts reach the middle: an orientation letter that
+        # would overlap one gives way (the corner texts carry information, the letters are a
+        # convenience).
+        corner_rects = [c.mapRectToParent(c.boundingRect()) for c in self._corners.values() if c.toPlainText()]
+        for item in self._edges.values():
+            if item.isVisible():
+                rect = item.mapRectToParent(item.boundingRect())
+                item.setVisible(not any(rect.intersects(r) for r in corner_rects))
 
 
 #: Keys that move the shared slice position (Up = one slice head-wards, as pairs are ordered
