@@ -291,6 +291,46 @@ def test_verify_reports_first_bad_event(tmp_path: Path) -> None:
     assert report.first_bad_event == 4 and report.integrity == "ok"
 
 
+def test_verify_with_a_noted_head_detects_a_rewritten_tail(tmp_path: Path) -> None:
+    """Someone rewrites the chain from event 2 onwards consistently (recomputing hashes):
+    only an anchor kept outside the file can tell; the noted head provides it."""
+    from app.register import audit
+
+    path = tmp_path / "r.sqlite"
+    with open_register(path) as r:
+        _fill(r, 3)
+        head = r.verify().last_hash
+        assert r.verify(expected_head=head).ok
+    con = sqlite3.connect(path)
+    for t in ("predictions", "audit_events"):
+        con.execute(f"DROP TRIGGER {t}_no_update")
+    con.execute("UPDATE predictions SET score = 0.001 WHERE id = 3")
+    con.commit()
+    con.close()
+    # recompute the case hash and the chain from there, as a careful forger would
+    with open_register(path) as r, r.engine.begin() as conn:
+        from app.register.register import _prediction_content
+
+        new_hash = audit.content_hash(_prediction_content(conn, 3))
+        rows = conn.exec_driver_sql("SELECT id, created_at, kind, os_user, app_version, "
+                                    "prediction_ref, payload, prev_hash FROM audit_events "
+                                    "ORDER BY id").all()
+        prev = audit.GENESIS_HASH
+        for rid, created, kind, user, ver, pref, payload, _ in rows:
+            if rid == 3:
+                payload = audit.canonical_json({"prediction_id": 3, "record_hash": new_hash})
+            h = audit.chain_hash(prev, audit.event_content(
+                id=rid, created_at=created, kind=kind, os_user=user, app_version=ver,
+                prediction_id=pref, payload=payload))
+            conn.exec_driver_sql("UPDATE audit_events SET payload = ?, prev_hash = ?, hash = ? "
+                                 "WHERE id = ?", (payload, prev, h, rid))
+            prev = h
+    with open_register(path) as r:
+        assert r.verify().ok  # consistent forgery: undetectable from the file alone
+        report = r.verify(expected_head=head)
+    assert not report.ok and "rewritten" in report.problems[0]
+
+
 def test_audit_chain_links(reg: Register) -> None:
     _fill(reg, 3)
     reg.log_event("model_import", {"sha256": "ab" * 32})
@@ -298,6 +338,7 @@ def test_audit_chain_links(reg: Register) -> None:
     assert [e.id for e in events] == [1, 2, 3, 4]
     assert events[0].prev_hash == "0" * 64
     assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(events))
+    assert reg.verify().last_hash == events[-1].hash
     with pytest.raises(RegisterInputError):
         reg.log_event("prediction", {})
     with pytest.raises(RegisterInputError):

@@ -79,7 +79,11 @@ def test_newer_register_exits_2(db: Path, capsys: pytest.CaptureFixture[str]) ->
 
 def test_verify_ok_then_tampered_exits_1(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = _run(capsys, "--register", str(db), "verify")
-    assert rc == 0 and "register OK" in out
+    assert rc == 0 and "register OK" in out and "chain head" in out
+    head = out.split("chain head ")[1].split()[0]
+    assert _run(capsys, "--register", str(db), "verify", "--head", head)[0] == 0
+    rc, out, _ = _run(capsys, "--register", str(db), "verify", "--head", "f" * 64)
+    assert rc == 1 and "rewritten" in out
     con = sqlite3.connect(db)
     con.execute("DROP TRIGGER predictions_no_update")
     con.execute("UPDATE predictions SET label = 'responder', score = 0.9 WHERE id = 2")

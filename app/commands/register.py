@@ -77,6 +77,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("verify", help="check database integrity and the audit chain")
     _common(p, suppress=True)
+    p.add_argument("--head", default=None, metavar="HASH",
+                   help="a chain head printed by an earlier verify; it must still be there")
 
     p = sub.add_parser("stats", help="counts and local performance per model version")
     _common(p, suppress=True)
@@ -200,13 +202,16 @@ def _backup(reg: Any, args: argparse.Namespace) -> int:
 
 
 def _verify(reg: Any, args: argparse.Namespace) -> int:
-    report = reg.verify()
+    report = reg.verify(expected_head=args.head)
     if args.json:
         print_json(report)
     elif report.ok:
         print(f"register OK: integrity ok, {report.n_events} audit events chained, "
               f"{report.n_predictions} case(s) and {report.n_outcomes} outcome(s) match "
               f"their events")
+        if report.last_hash:
+            print(f"chain head {report.last_hash} (keep it: a later verify can check the "
+                  f"chain still leads to it)")
     else:
         print(f"register FAILED verification ({len(report.problems)} problem(s)):")
         for p in report.problems:

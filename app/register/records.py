@@ -318,7 +318,8 @@ class VerifyReport:
     """Result of :meth:`Register.verify`: database integrity and the audit chain.
 
     ``first_bad_event`` is the id of the first audit row whose chain link or hash does not
-    match (None when the chain is whole); ``problems`` lists every finding in words.
+    match (None when the chain is whole); ``problems`` lists every finding in words;
+    ``last_hash`` is the newest event's hash (the chain's head).
     """
 
     ok: bool
@@ -328,6 +329,9 @@ class VerifyReport:
     n_outcomes: int
     first_bad_event: int | None = None
     problems: list[str] = field(default_factory=list)
+    #: hash of the newest audit event: note it down (or keep it with a backup) to detect later
+    #: a rewrite of the chain's tail, which no check inside the file alone can rule out
+    last_hash: str = ""
 
 
 def study_fields(study: AssembledStudy) -> dict[str, Any]:

@@ -551,7 +551,7 @@ class Register:
 
     # ---------------------------------------------------------------- verify
 
-    def verify(self) -> VerifyReport:
+    def verify(self, expected_head: str | None = None) -> VerifyReport:
         """Check the database and the audit trail; detects edits made behind the register's back.
 
         Checks ``PRAGMA integrity_check``; recomputes every link of the hash chain (ids must run
@@ -559,6 +559,12 @@ class Register:
         every prediction and outcome and compares it with its audit event; and reports rows
         without an event and events whose row is gone. Works even when the append-only
         triggers were dropped.
+
+        Parameters
+        ----------
+        expected_head:
+            A ``last_hash`` noted at an earlier verify: the chain must still contain that
+            event, which catches a rewrite of the whole tail after it.
         """
         problems: list[str] = []
         first_bad: int | None = None
@@ -572,9 +578,12 @@ class Register:
             expected_id = 1
             record_hashes: dict[tuple[str, int], str] = {}
             n_events = 0
+            found_head = False
             orm = _orm(conn)
             for ev in orm.execute(select(AuditEventRow).order_by(AuditEventRow.id)).scalars():
                 n_events += 1
+                if expected_head is not None and ev.hash == expected_head:
+                    found_head = True
                 bad: str | None = None
                 if ev.id != expected_id:
                     bad = f"audit event {expected_id} is missing (next is {ev.id})"
@@ -604,6 +613,9 @@ class Register:
                 elif ev.kind == "outcome" and isinstance(payload, dict):
                     record_hashes[("outcome", int(payload.get("outcome_id", -1)))] = str(
                         payload.get("record_hash"))
+            if expected_head is not None and not found_head:
+                problems.append(f"the audit chain no longer contains the event {expected_head} "
+                                f"noted earlier: its history was rewritten")
             seq = conn.exec_driver_sql(
                 "SELECT seq FROM sqlite_sequence WHERE name = 'audit_events'").scalar()
             if seq is not None and int(seq) != expected_id - 1:
@@ -641,7 +653,8 @@ class Register:
                 problems.append(f"{what} {rid} was deleted (its audit event remains)")
         return VerifyReport(ok=not problems, integrity=integrity, n_events=n_events,
                             n_predictions=n_preds, n_outcomes=n_outs,
-                            first_bad_event=first_bad, problems=problems)
+                            first_bad_event=first_bad, problems=problems,
+                            last_hash=prev if n_events else "")
 
     # ---------------------------------------------------------------- performance
 
