@@ -165,3 +165,30 @@ def test_read_only_open_cannot_upgrade(tmp_path: Path) -> None:
     with pytest.raises(RegisterReadOnlyError, match="upgrade"):
         open_register(path, read_only=True)
     assert _digest(path) == before
+
+
+def test_two_programs_opening_an_older_register_at_once(tmp_path: Path) -> None:
+    """Both open fine; the schema is upgraded once and the upgrade is logged once."""
+    import threading
+
+    path = tmp_path / "register.sqlite"
+    _make_0001_register(path, 2)
+    results: list[object] = []
+
+    def opener() -> None:
+        try:
+            with open_register(path) as reg:
+                results.append(reg.schema_revision())
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            results.append(exc)
+
+    threads = [threading.Thread(target=opener) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert results == ["0002"] * 3
+    with open_register(path) as reg:
+        assert len(reg.events(kind="schema_upgrade")) == 1
+        assert reg.verify().ok
+    assert not list(tmp_path.glob("*.partial"))

@@ -24,6 +24,7 @@ import logging
 import os
 import sqlite3
 import urllib.parse
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from typing import Any
 
 from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
+from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
@@ -136,11 +138,13 @@ def probe(path: Path) -> FileState:
     return FileState(True, str(rows[0][0]))
 
 
-def migrate(engine: Engine, target: str = "head") -> None:
+def migrate(engine: Engine, target: str = "head") -> str | None:
     """Upgrade the database behind ``engine`` to ``target`` in one write transaction.
 
     SQLite's DDL is transactional, so an upgrade interrupted by a crash or an error leaves the
-    register at its previous revision.
+    register at its previous revision. Returns the revision found once the write lock was held
+    (None for a new register): when two programs open an older register at once, the second
+    finds it already upgraded and does nothing.
     """
     cfg = alembic_config()
     script = ScriptDirectory.from_config(cfg)
@@ -150,9 +154,11 @@ def migrate(engine: Engine, target: str = "head") -> None:
 
     with (write_engine(engine).begin() as conn,
           EnvironmentContext(cfg, script, fn=upgrade, destination_rev=target) as env):
+        before = MigrationContext.configure(conn).get_current_revision()
         env.configure(connection=conn, target_metadata=Base.metadata)
         with env.begin_transaction():
             env.run_migrations()
+    return before
 
 
 # --------------------------------------------------------------------------------------------
@@ -299,10 +305,8 @@ def backup_connection(source: sqlite3.Connection, dest: Path,
     backup never leaves a half-written file under the requested name.
     """
     dest = Path(dest)
-    tmp = dest.with_name(dest.name + ".partial")
+    tmp = dest.with_name(f"{dest.name}.{uuid.uuid4().hex[:8]}.partial")  # unique per call
     with translated(dest):
-        if tmp.exists():
-            tmp.unlink()
         target = sqlite3.connect(str(tmp))
         try:
             def _progress(_status: int, remaining: int, total: int) -> None:

@@ -160,7 +160,9 @@ def open_register(path: Path | str | None = None, *, create: bool = True,
     try:
         with db.translated(p):
             if needs_migration:
-                db.migrate(engine, "head")
+                found = db.migrate(engine, "head")
+                if found != upgraded_from:  # another program upgraded it meanwhile
+                    upgraded_from = None
         reg = Register(p, engine, read_only=read_only, upgraded_from=upgraded_from,
                        backup_path=backup_path)
         if upgraded_from is not None:
