@@ -89,3 +89,19 @@ def test_summary_names_the_window_and_crop() -> None:
     s = preprocessing_summary(ModelConfig())
     assert s["window"]["hu_range"] == [-200.0, 200.0]
     assert s["crop"] == "none"
+
+
+def test_feature_cells_are_placed_on_their_receptive_field_centres() -> None:
+    """A single hot cell of a stride-32 map lands on input pixel 32·i (+ offset), scaled onto the
+    slice; the plain-resize default puts it in the middle of its tile instead."""
+    low = np.zeros((7, 7), np.float32)
+    low[2, 5] = 1.0
+    box = CropBox.whole(448, 448)  # slice twice the 224 input
+    placed = map_to_slice(low, box, input_size=224, stride=32, offset=0.0)
+    r, c = np.unravel_index(int(np.argmax(placed)), placed.shape)
+    # input pixel centre 64 (row) / 160 (col) -> slice pixels 2*64+0.5 ≈ 128.5 / 320.5
+    assert abs(r - 128.5) <= 0.5 and abs(c - 320.5) <= 0.5
+    plain = map_to_slice(low, box, input_size=224)
+    r2, c2 = np.unravel_index(int(np.argmax(plain)), plain.shape)
+    assert abs(r2 - (2 * (64 + 15.5) + 0.5)) <= 0.5 and abs(c2 - (2 * (160 + 15.5) + 0.5)) <= 0.5
+    assert float(placed.max()) == pytest.approx(1.0, abs=0.05) and float(placed.min()) >= 0.0

@@ -185,8 +185,8 @@ def test_gpu_out_of_memory_shrinks_batches_then_falls_back_to_cpu(monkeypatch) -
     net, loaded = _brightness_model()
     study = _study([True, False, True, True, False, False, True])
     reference = predict(study, loaded)
-    monkeypatch.setattr(predictor_mod, "_to_device", lambda xb, choice: xb)
-    monkeypatch.setattr(predictor_mod, "_place_model", _fake_place)
+    monkeypatch.setattr(predictor_mod, "batch_to_device", lambda xb, choice: xb)
+    monkeypatch.setattr(predictor_mod, "place_model", _fake_place)
     limit = {"max": 2}
     real_forward = net.forward
 

@@ -46,6 +46,23 @@ _TORCHVISION: dict[str, tuple[str, str, int]] = {
 }
 _TINY_CHANNELS = 64
 
+#: backbone -> (stride, offset): feature cell i of the trunk's output is centred on input pixel
+#: ``stride * i + offset``. Convolutions and poolings with "same" padding (p = (k-1)/2) keep
+#: cell centres on multiples of the stride (offset 0): ResNets (7x7/3x3 stride-2 convs, 3x3
+#: max-pool), MobileNetV3 (3x3/5x5 stride-2 depthwise convs) and the tiny CNN. VGG's five
+#: 2x2 max-pools without padding each move the centre by half an input cell:
+#: 0.5 * (1 + 2 + 4 + 8 + 16) = 15.5. The extra layers (1x1 and "same" 3x3) change nothing.
+#: tests/test_gradcam.py measures these on the real trunks.
+FEATURE_GEOMETRY: dict[str, tuple[int, float]] = {
+    "resnet18": (32, 0.0),
+    "resnet34": (32, 0.0),
+    "resnet50": (32, 0.0),
+    "vgg19": (32, 15.5),
+    "mobilenet_v3_large": (32, 0.0),
+    "mobilenet_v3_small": (32, 0.0),
+    "tiny": (8, 0.0),
+}
+
 
 class PhaseBatchNorm2d(nn.Module):
     """BatchNorm with one set of statistics and affine parameters per phase.
@@ -221,6 +238,11 @@ class MultiPhaseNet(nn.Module):
         """Each pathway's last convolutional block (conv/BN/ReLU), keyed by phase: Grad-CAM's
         target layers. Their outputs are ``[B, extra_channels, h, w]`` per phase."""
         return dict(zip(self.config.phases, self.extras, strict=True))
+
+    def feature_geometry(self) -> tuple[int, float]:
+        """``(stride, offset)``: cell ``i`` of a pathway map is centred on input pixel
+        ``stride * i + offset`` (used to put Grad-CAM back where the evidence was)."""
+        return FEATURE_GEOMETRY[self.config.backbone]
 
     def pathway_maps(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Per-phase feature maps after the extra layers (before pooling)."""

@@ -192,12 +192,12 @@ def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return torch.float16  # "auto" and "fp16"
 
 
-def _to_device(xb: torch.Tensor, choice: DeviceChoice) -> torch.Tensor:
+def batch_to_device(xb: torch.Tensor, choice: DeviceChoice) -> torch.Tensor:
     """A batch on the GPU, channels-last like the model."""
     return xb.to(choice.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
 
 
-def _place_model(loaded: LoadedModel, choice: DeviceChoice) -> None:
+def place_model(loaded: LoadedModel, choice: DeviceChoice) -> None:
     """Put the model on ``choice``'s device (channels-last on CUDA, where convolutions like it)."""
     fmt = torch.channels_last if choice.is_cuda else torch.contiguous_format
     loaded.model.to(choice.device)
@@ -238,7 +238,7 @@ def run_batches(
             try:
                 xb = x[i : i + bs]
                 if choice.is_cuda:
-                    xb = _to_device(xb, choice)
+                    xb = batch_to_device(xb, choice)
                 ctx = torch.autocast("cuda", dtype=amp) if amp is not None else nullcontext()
                 with torch.inference_mode(), ctx:
                     logits = loaded.model(xb)
@@ -252,7 +252,7 @@ def run_batches(
                     torch.cuda.empty_cache()
                     continue
                 cpu = cpu_fallback(choice, exc, text)
-                _place_model(loaded, cpu)
+                place_model(loaded, cpu)
                 notes.append(cpu.reason)
                 continue
         used_precision = {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[amp]
@@ -309,12 +309,12 @@ def predict(
         with model.lock:
             choice = select_device(device)
             try:
-                _place_model(model, choice)
+                place_model(model, choice)
             except Exception as exc:
                 if not (choice.is_cuda and is_cuda_failure(exc)):
                     raise
                 choice = cpu_fallback(choice, exc, "moving the model to the GPU")
-                _place_model(model, choice)
+                place_model(model, choice)
             if choice.fallback:
                 notes.append(choice.reason)
     progress.update(0.0, "preparing slices")

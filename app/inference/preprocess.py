@@ -2,7 +2,7 @@
 
 Training, prediction and Grad-CAM all call :func:`preprocess_slices`; nothing else windows,
 crops or resizes a slice for the model. Grad-CAM maps come back onto the original slice with
-the inverse, :func:`map_to_slice`.
+the inverse, :func:`map_to_slice`, which also knows where a CNN's feature cells are centred.
 
 The steps, in order:
 
@@ -214,19 +214,61 @@ def preprocess_slices(
     return t.contiguous()
 
 
-def map_to_slice(maps: np.ndarray | torch.Tensor, box: CropBox) -> np.ndarray:
-    """Put maps computed on the network input (any resolution) back onto the original slices.
+def _interp_matrix(n_out: int, n_in: int, n_box: int, input_size: int, stride: float,
+                   offset: float) -> torch.Tensor:
+    """Linear-interpolation weights ``[n_out, n_in]`` from feature cells to box pixels.
 
-    The inverse of :func:`preprocess_slices`' geometry: each map is resized (bilinear) to the
-    crop box and placed at the box's position in a ``rows × cols`` slice; outside the box the
-    value is 0 (the network saw nothing there).
+    Box pixel ``y`` (centre ``y + 0.5`` in box units) sits at input pixel centre
+    ``u = (y + 0.5) · S / n_box − 0.5``; feature cell ``i`` is centred at input pixel
+    ``stride · i + offset``; values between cell centres are interpolated linearly and held
+    constant beyond the outermost centres.
+    """
+    y = torch.arange(n_out, dtype=torch.float64)
+    u = (y + 0.5) * (input_size / n_box) - 0.5
+    f = ((u - offset) / stride).clamp(0.0, float(n_in - 1))
+    i0 = f.floor().long().clamp(max=n_in - 1)
+    i1 = (i0 + 1).clamp(max=n_in - 1)
+    w1 = (f - i0.double()).float()
+    m = torch.zeros((n_out, n_in), dtype=torch.float32)
+    rows = torch.arange(n_out)
+    m.index_put_((rows, i0), 1.0 - w1, accumulate=True)
+    m.index_put_((rows, i1), w1, accumulate=True)
+    return m
+
+
+def map_to_slice(
+    maps: np.ndarray | torch.Tensor,
+    box: CropBox,
+    input_size: int | None = None,
+    stride: float | None = None,
+    offset: float | None = None,
+) -> np.ndarray:
+    """Put maps computed on the network input back onto the original slices.
+
+    The inverse of :func:`preprocess_slices`' geometry: each map is interpolated onto the crop
+    box and placed at the box's position in a ``rows × cols`` slice; outside the box the value
+    is 0 (the network saw nothing there).
+
+    Where each map value belongs matters: a feature cell of a CNN with "same" padding is centred
+    on input pixel ``stride · i`` — NOT on the middle of its ``stride``-wide tile, which a plain
+    image resize assumes — so a plain resize would shift a ResNet's Grad-CAM by half a cell
+    (15.5 input pixels, about 35 pixels of a 512 slice) down and to the right. Pass the
+    network's ``stride`` and ``offset`` (:meth:`MultiPhaseNet.feature_geometry`) to place the
+    cells where their receptive fields are centred.
 
     Parameters
     ----------
     maps:
-        ``(N, h, w)`` or ``(h, w)`` maps, e.g. Grad-CAM at the feature map's resolution.
+        ``(N, h, w)`` or ``(h, w)`` maps, e.g. Grad-CAM at the feature map's resolution, or maps
+        at the input's own resolution.
     box:
         The crop box the input was made with.
+    input_size:
+        Side ``S`` of the network input the maps refer to; default: the map's own size (then
+        ``stride`` 1).
+    stride, offset:
+        Feature cell ``i`` is centred on input pixel ``stride · i + offset``. Defaults: the
+        uniform tiling of a plain resize (``stride = S / h``, ``offset = (stride − 1) / 2``).
 
     Returns
     -------
@@ -237,7 +279,15 @@ def map_to_slice(maps: np.ndarray | torch.Tensor, box: CropBox) -> np.ndarray:
     single = t.ndim == 2
     if single:
         t = t[None]
-    t = F.interpolate(t[:, None], size=(box.height, box.width), mode="bilinear", align_corners=False)[:, 0]
+    h, w = int(t.shape[1]), int(t.shape[2])
+    size = int(input_size) if input_size is not None else h
+    sy_ = float(stride) if stride is not None else size / h
+    sx_ = float(stride) if stride is not None else size / w
+    oy = float(offset) if offset is not None else (sy_ - 1.0) / 2.0
+    ox = float(offset) if offset is not None else (sx_ - 1.0) / 2.0
+    wy = _interp_matrix(box.height, h, box.height, size, sy_, oy)
+    wx = _interp_matrix(box.width, w, box.width, size, sx_, ox)
+    t = torch.einsum("yh,nhw,xw->nyx", wy, t, wx)
     if box.is_whole:
         out = t.numpy()
     else:

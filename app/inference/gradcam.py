@@ -1,0 +1,345 @@
+"""Grad-CAM per pathway, mapped back onto the original slices, one normalisation per study.
+
+For each phase the map is Grad-CAM (Selvaraju et al.) of that pathway's last convolutional
+block (:meth:`MultiPhaseNet.pathway_layers`): ``ReLU(Σ_c w_c A_c)`` with ``w_c`` the spatial
+mean of ∂score/∂A_c, the score being the logit of the explained class (responder by default;
+``"predicted"`` explains each slice's own predicted class).
+
+How it is computed
+------------------
+:class:`CamHooks` registers a forward hook on every pathway layer for the duration of a
+``with`` block and removes them on exit, whatever happens. The hook hands the rest of the
+network a detached copy of the activation that requires grad, so that ``torch.autograd.grad``
+differentiates only the small part after it (pooling, attention, head) — never the trunk — and
+needs no parameter gradients (a loaded model has ``requires_grad`` off). Samples are
+independent in eval mode, so a whole batch is explained with one backward pass; the hooks
+ignore forward passes from other threads (a prediction running at the same time is untouched).
+
+Normalisation
+-------------
+Raw Grad-CAM values depend on the slice and the pathway; dividing each map by its own maximum
+would make a weak slice look as "hot" as a strong one. :func:`gradcam_study` therefore divides
+every map of a study by ONE number, ``global_max`` (the largest value over all slices and
+phases), so that slices and phases can be compared; raw values are kept on request. The viewed
+slice (:func:`gradcam_slice`) can be scaled by the study's ``global_max`` when it is known.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import torch
+from torch import nn
+
+from app.dicom.types import AssembledStudy
+from app.inference.config import CLASSES
+from app.inference.device import cpu_fallback, is_cuda_failure
+from app.inference.model import MultiPhaseNet
+from app.inference.predictor import batch_to_device, place_model
+from app.inference.preprocess import StudyInput, map_to_slice, preprocess_study, study_boxes
+from app.inference.weights import LoadedModel
+from app.progress import NULL_PROGRESS, Progress, sub_progress
+
+Target = Literal["responder", "non-responder", "predicted"]
+TARGETS: tuple[str, ...] = ("responder", "non-responder", "predicted")
+
+
+class CamHooks:
+    """Context manager: forward hooks on every pathway layer, removed on exit.
+
+    Inside the block, each forward pass of the owning thread stores the pathway activations in
+    :attr:`activations` (phase → tensor ``[B, C, h, w]`` that requires grad).
+    """
+
+    def __init__(self, model: MultiPhaseNet) -> None:
+        self.model = model
+        self.activations: dict[str, torch.Tensor] = {}
+        self._handles: list[Any] = []
+        self._owner = threading.get_ident()
+
+    def _hook(self, phase: str) -> Any:
+        def hook(module: nn.Module, inputs: Any, output: torch.Tensor) -> torch.Tensor | None:
+            if threading.get_ident() != self._owner:
+                return None  # another thread's forward pass: leave it alone
+            rooted = output.detach().requires_grad_(True)
+            self.activations[phase] = rooted
+            return rooted
+
+        return hook
+
+    def __enter__(self) -> CamHooks:
+        self._owner = threading.get_ident()
+        for phase, layer in self.model.pathway_layers().items():
+            self._handles.append(layer.register_forward_hook(self._hook(phase)))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+        self.activations.clear()
+
+
+@dataclass
+class CamResult:
+    """Grad-CAM maps of some slice triplets of a study.
+
+    Attributes
+    ----------
+    phases:
+        Phases (pathways) explained.
+    pair_indices:
+        Index into ``study.pairs`` of each map.
+    maps:
+        phase → float32 ``[n, rows, cols]`` on that phase's original slice geometry, divided by
+        ``scale`` and clipped to [0, 1].
+    scale:
+        The one number every map was divided by (``global_max`` for a whole study, or the value
+        passed in for the viewed slice).
+    global_max:
+        Largest raw value over these maps (all slices and phases).
+    raw:
+        phase → unnormalised maps like ``maps`` (only when asked for).
+    low_res:
+        phase → raw maps at the feature map's resolution ``[n, h, w]`` (small; lets a caller
+        re-normalise or re-map without recomputing).
+    target:
+        What was explained (``responder``, ``non-responder`` or ``predicted``).
+    explained_class:
+        The class explained for each map (differs per slice for ``predicted``).
+    probabilities:
+        Responder probability of each triplet from the same forward pass.
+    """
+
+    phases: tuple[str, ...]
+    pair_indices: list[int]
+    maps: dict[str, np.ndarray]
+    scale: float
+    global_max: float
+    target: str
+    explained_class: list[str]
+    probabilities: list[float]
+    low_res: dict[str, np.ndarray] = field(default_factory=dict)
+    raw: dict[str, np.ndarray] | None = None
+
+    def map_for(self, phase: str, pair_index: int) -> np.ndarray:
+        """The normalised map of ``phase`` for the study's pair ``pair_index``."""
+        return self.maps[phase][self.pair_indices.index(pair_index)]
+
+
+def _cam_batch(model: MultiPhaseNet, x: torch.Tensor, target: str) -> tuple[dict[str, torch.Tensor], torch.Tensor, list[int]]:
+    """Low-resolution raw Grad-CAM for one batch: phase → ``[B, h, w]``, probabilities, classes."""
+    with CamHooks(model) as hooks, torch.inference_mode(False), torch.enable_grad():
+        logits = model(x)
+        acts = [hooks.activations[p] for p in model.config.phases]
+        probs = torch.softmax(logits.detach().float(), 1)[:, 1]
+        if target == "predicted":
+            cls = (probs > 0.5).long()
+        else:
+            cls = torch.full((x.shape[0],), CLASSES.index(target), dtype=torch.long, device=logits.device)
+        score = logits.gather(1, cls.to(logits.device)[:, None]).sum()
+        grads = torch.autograd.grad(score, acts)
+    cams: dict[str, torch.Tensor] = {}
+    for phase, a, g in zip(model.config.phases, acts, grads, strict=True):
+        weights = g.float().mean(dim=(2, 3), keepdim=True)  # [B, C, 1, 1]
+        cams[phase] = torch.relu((weights * a.detach().float()).sum(dim=1)).cpu()
+    return cams, probs.cpu(), cls.cpu().tolist()
+
+
+def _run_cams(loaded: LoadedModel, inputs: StudyInput, target: str, batch_size: int,
+              progress: Progress) -> tuple[dict[str, torch.Tensor], list[float], list[int]]:
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    n = int(inputs.x.shape[0])
+    parts: dict[str, list[torch.Tensor]] = {p: [] for p in loaded.config.phases}
+    probs: list[float] = []
+    classes: list[int] = []
+    bs = max(1, batch_size)
+    i = 0
+    progress.update(0.0, "Grad-CAM")
+    while i < n:
+        progress.check()
+        with loaded.lock:
+            choice = loaded.device_choice
+            xb = inputs.x[i : i + bs]
+            try:
+                if choice.is_cuda:
+                    xb = batch_to_device(xb, choice)
+                cams, p, c = _cam_batch(loaded.model, xb, target)
+            except Exception as exc:
+                if not (choice.is_cuda and is_cuda_failure(exc)):
+                    raise
+                place_model(loaded, cpu_fallback(choice, exc, "Grad-CAM"))
+                continue
+        for phase, cam in cams.items():
+            parts[phase].append(cam)
+        probs += p.tolist()
+        classes += c
+        i += len(p)
+        progress.update(i / n, f"Grad-CAM: {i}/{n} slices")
+    return {p: torch.cat(v) for p, v in parts.items()}, probs, classes
+
+
+def _assemble(loaded: LoadedModel, inputs: StudyInput, low: dict[str, torch.Tensor], probs: list[float],
+              classes: list[int], target: str, scale: float | None, keep_raw: bool) -> CamResult:
+    # map back first, then take the maximum on the slices themselves: the hottest pixel of the
+    # study is then exactly 1.0 after normalisation
+    stride, offset = loaded.model.feature_geometry()
+    size = loaded.config.input_size
+    full = {phase: map_to_slice(t, inputs.boxes[phase], size, stride, offset) for phase, t in low.items()}
+    global_max = max((float(a.max()) for a in full.values() if a.size), default=0.0)
+    s = float(scale) if scale is not None and scale > 0 else global_max
+    raw: dict[str, np.ndarray] | None = {p: a.copy() for p, a in full.items()} if keep_raw else None
+    for a in full.values():
+        if s > 0:
+            np.multiply(a, 1.0 / s, out=a)
+            np.clip(a, 0.0, 1.0, out=a)
+        else:
+            a[:] = 0.0  # nothing drove the class score anywhere: an all-zero map
+    return CamResult(
+        phases=loaded.config.phases, pair_indices=list(inputs.pair_indices), maps=full, scale=s,
+        global_max=global_max, target=target, explained_class=[CLASSES[c] for c in classes],
+        probabilities=probs, low_res={p: t.numpy() for p, t in low.items()}, raw=raw)
+
+
+def gradcam_study(
+    loaded: LoadedModel,
+    study: AssembledStudy,
+    progress: Progress | None = None,
+    target: Target = "responder",
+    batch_size: int | None = None,
+    keep_raw: bool = False,
+    pair_indices: Sequence[int] | None = None,
+) -> CamResult:
+    """Grad-CAM of every pathway for every slice triplet of a study, batched.
+
+    Parameters
+    ----------
+    loaded:
+        The model (as used by :func:`app.inference.predictor.predict`).
+    study:
+        The assembled study.
+    progress:
+        Progress per batch; cancellation checked between batches.
+    target:
+        ``"responder"`` (default: what in the image speaks for response), ``"non-responder"``
+        or ``"predicted"`` (each slice's own predicted class).
+    batch_size:
+        Triplets per pass (default 8 on the CPU, 32 on CUDA).
+    keep_raw:
+        Also return the unnormalised maps.
+    pair_indices:
+        Only these pairs (all when None); the crop boxes are still those of the whole study.
+
+    Returns
+    -------
+    CamResult
+        Maps on each phase's original slice geometry, all divided by the study's
+        ``global_max``.
+    """
+    progress = sub_progress(progress, 0.0, 1.0)
+    progress.update(0.0, "preparing slices")
+    inputs = preprocess_study(study, loaded.config, pair_indices)
+    bs = batch_size or (32 if loaded.device_choice.is_cuda else 8)
+    low, probs, classes = _run_cams(loaded, inputs, target, bs, sub_progress(progress, 0.02, 0.95))
+    result = _assemble(loaded, inputs, low, probs, classes, target, None, keep_raw)
+    progress.update(1.0, "Grad-CAM done")
+    return result
+
+
+def gradcam_slice(
+    loaded: LoadedModel,
+    study: AssembledStudy,
+    pair_index: int,
+    target: Target = "responder",
+    scale: float | None = None,
+    keep_raw: bool = False,
+) -> CamResult:
+    """Grad-CAM of every pathway for ONE slice triplet — the fast path for the viewed slice.
+
+    Parameters
+    ----------
+    pair_index:
+        Index into ``study.pairs``.
+    scale:
+        Divide by this (normally ``global_max`` of an earlier :func:`gradcam_study`) so that the
+        viewed slice is on the study's scale; by the slice's own maximum when None.
+
+    Returns
+    -------
+    CamResult
+        With one map per phase (``maps[phase][0]``).
+    """
+    boxes = study_boxes(study, loaded.config)
+    inputs = preprocess_study(study, loaded.config, [pair_index], boxes)
+    low, probs, classes = _run_cams(loaded, inputs, target, 1, NULL_PROGRESS)
+    return _assemble(loaded, inputs, low, probs, classes, target, scale, keep_raw)
+
+
+# ------------------------------------------------------------------------------ overlays
+
+
+COLORMAPS: dict[str, int] = {
+    "jet": cv2.COLORMAP_JET,
+    "turbo": cv2.COLORMAP_TURBO,
+    "inferno": cv2.COLORMAP_INFERNO,
+    "hot": cv2.COLORMAP_HOT,
+    "viridis": cv2.COLORMAP_VIRIDIS,
+}
+
+
+def overlay_rgb(
+    hu_slice: np.ndarray,
+    cam: np.ndarray,
+    window: tuple[float, float] = (400.0, 0.0),
+    opacity: float = 0.5,
+    colormap: str = "jet",
+) -> np.ndarray:
+    """The slice in grey (windowed) with the Grad-CAM map blended over it, as RGB uint8.
+
+    The colour's weight at each pixel is ``opacity × cam``, so where the map is zero the CT
+    shows unchanged and only the regions that drove the score are tinted.
+
+    Parameters
+    ----------
+    hu_slice:
+        ``(rows, cols)`` HU.
+    cam:
+        ``(rows, cols)`` normalised map in [0, 1] (a :class:`CamResult` map).
+    window:
+        ``(width, level)`` for the grey image.
+    opacity:
+        Maximum weight of the colour (0..1).
+    colormap:
+        One of :data:`COLORMAPS`.
+
+    Returns
+    -------
+    np.ndarray
+        ``(rows, cols, 3)`` uint8 RGB.
+    """
+    if hu_slice.shape != cam.shape:
+        raise ValueError(f"slice {hu_slice.shape} and map {cam.shape} differ in size")
+    if colormap not in COLORMAPS:
+        raise ValueError(f"unknown colormap {colormap!r}; use one of {sorted(COLORMAPS)}")
+    width, level = window
+    grey = np.clip((hu_slice.astype(np.float32) - (level - width / 2.0)) / width, 0.0, 1.0)
+    grey_rgb = np.repeat((grey * 255.0)[..., None], 3, axis=2)
+    c = np.clip(cam.astype(np.float32), 0.0, 1.0)
+    heat_bgr = cv2.applyColorMap(np.round(c * 255.0).astype(np.uint8), COLORMAPS[colormap])
+    heat = cv2.cvtColor(heat_bgr, cv2.COLOR_BGR2RGB).astype(np.float32)
+    alpha = (float(np.clip(opacity, 0.0, 1.0)) * c)[..., None]
+    out = grey_rgb * (1.0 - alpha) + heat * alpha
+    return np.round(out).astype(np.uint8)
+
+
+def write_png(path: Any, rgb: np.ndarray) -> None:
+    """Write an RGB uint8 image as PNG (raises OSError when it cannot be written)."""
+    ok = cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"cannot write PNG {path}")
