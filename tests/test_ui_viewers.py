@@ -188,11 +188,13 @@ def test_orientation_letters_never_cover_corner_texts(qtbot, study: AssembledStu
     qtbot.waitExposed(viewer)
     viewer.set_volume(study.volumes["arterial"], "ART 5.0 B30f")
     assert viewer.orientation_letters() == dict.fromkeys("RLAP", True)
-    viewer.resize(170, 500)  # a tall narrow viewer: the bottom corner texts meet in the middle
+    viewer.resize(170, 500)  # a tall narrow viewer: the corner texts meet in the middle
     qtbot.wait(20)
     letters = viewer.orientation_letters()
     assert letters["R"] and letters["L"] and not letters["P"]
     corners = [c.mapRectToParent(c.boundingRect()) for c in viewer._corners.values() if c.toPlainText()]
+    for i, a in enumerate(corners):  # corner texts do not overlap each other either
+        assert not any(a.intersects(b) for b in corners[i + 1 :])
     for item in viewer._edges.values():
         if item.isVisible():
             assert not any(item.mapRectToParent(item.boundingRect()).intersects(r) for r in corners)

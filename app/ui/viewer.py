@@ -440,6 +440,13 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
             x = bounds.left() + margin if key[1] == "l" else bounds.right() - size.width() - margin
             y = bounds.top() + margin if key[0] == "t" else bounds.bottom() - size.height() - margin
             item.setPos(x, y)
+        # A narrow viewer: stack the right-hand texts under (top) / the left-hand texts over
+        # (bottom) their neighbours instead of printing one over the other.
+        tl, tr, bl, br = (self._corners[k] for k in ("tl", "tr", "bl", "br"))
+        if _rect(tl).intersects(_rect(tr)):
+            tr.setPos(tr.pos().x(), _rect(tl).bottom() + 2)
+        if _rect(bl).intersects(_rect(br)):
+            bl.setPos(bl.pos().x(), _rect(br).top() - bl.boundingRect().height() - 2)
         cx, cy = bounds.center().x(), bounds.center().y()
         for letter, item in self._edges.items():
             size = item.boundingRect()
@@ -455,11 +462,10 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
         # In a narrow viewer the corner texts reach the middle: an orientation letter that
         # would overlap one gives way (the corner texts carry information, the letters are a
         # convenience).
-        corner_rects = [c.mapRectToParent(c.boundingRect()) for c in self._corners.values() if c.toPlainText()]
+        corner_rects = [_rect(c) for c in self._corners.values() if c.toPlainText()]
         for item in self._edges.values():
             if item.isVisible():
-                rect = item.mapRectToParent(item.boundingRect())
-                item.setVisible(not any(rect.intersects(r) for r in corner_rects))
+                item.setVisible(not any(_rect(item).intersects(r) for r in corner_rects))
 
 
 #: Keys that move the shared slice position (Up = one slice head-wards, as pairs are ordered
@@ -474,6 +480,11 @@ KEY_JUMPS: dict[QtCore.Qt.Key, str] = {
     QtCore.Qt.Key.Key_Home: "first",
     QtCore.Qt.Key.Key_End: "last",
 }
+
+
+def _rect(item: QtWidgets.QGraphicsItem) -> QtCore.QRectF:
+    """``item``'s bounds in its parent's (the ViewBox's) coordinates."""
+    return item.mapRectToParent(item.boundingRect())
 
 
 def _escape(text: str) -> str:
