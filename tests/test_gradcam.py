@@ -10,7 +10,7 @@ from torch import nn
 
 from app.errors import Cancelled
 from app.inference.arrays import study_from_arrays
-from app.inference.config import ModelConfig
+from app.inference.config import BACKBONES, ModelConfig
 from app.inference.gradcam import (
     CamHooks,
     gradcam_slice,
@@ -18,7 +18,6 @@ from app.inference.gradcam import (
     overlay_rgb,
     write_png,
 )
-from app.inference.config import BACKBONES
 from app.inference.model import FEATURE_GEOMETRY, build_model
 from app.inference.preprocess import preprocess_slices
 from app.inference.weights import LoadedModel, wrap_model
