@@ -26,7 +26,8 @@ with ``B0 = -0.70``. These coefficients give, on 1,000 sampled patients, a preva
 ``bench/demo_data_stats.py`` check both numbers.
 
 RECIST category given the label: a responder is CR with probability 0.12, else PR; a
-non-responder is PD with probability 0.30 + 0.40 * (1 - p_true) ** 2 capped at 0.7, else SD.
+non-responder is PD with probability 0.15 + 0.30 * (1 - p_true) ** 2, else SD (stable disease is
+the commoner non-response under lenvatinib plus an ICI).
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ def draw_outcome(p_true: float, rng: np.random.Generator) -> Outcome:
     if responder:
         recist = "CR" if rng.random() < 0.12 else "PR"
     else:
-        p_pd = min(0.30 + 0.40 * (1.0 - p_true) ** 2, 0.7)
+        p_pd = 0.15 + 0.30 * (1.0 - p_true) ** 2
         recist = "PD" if rng.random() < p_pd else "SD"
     return Outcome(p_true=float(p_true), responder=responder, recist=recist)
 

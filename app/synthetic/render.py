@@ -216,7 +216,18 @@ def render_clean_slice(
         if sl is not None:
             x, y = cv.coords(sl)
             m = anatomy.inside_liver(x, y, z)
-            cv.paint((sl, m), hu["liver"], L_LIVER)
+            if anatomy.cirrhosis > 0.0:
+                # Cirrhotic parenchyma: a faint mottled texture (regenerative nodules and fibrosis),
+                # a few HU of 3-D waves with 8–24 mm wavelengths, derived from the nodularity.
+                tex = np.zeros(m.shape, dtype=np.float32)
+                for k, ph, zk in anatomy.nodularity:
+                    w = 2.0 * np.pi / (6.0 + k)
+                    tex += np.cos(w * (np.cos(ph) * x + np.sin(ph) * y) + (w * 0.7 + zk) * z + k)
+                value = hu["liver"] + (120.0 * anatomy.cirrhosis / len(anatomy.nodularity)) * tex
+                cv.img[sl][m] = value[m]
+                cv.lab[sl][m] = L_LIVER
+            else:
+                cv.paint((sl, m), hu["liver"], L_LIVER)
     if anatomy.gallbladder is not None:
         cv.paint(cv.ellipsoid(anatomy.gallbladder, z), hu["gallbladder"], L_ORGAN, clip=cavity_mask)
     for t in anatomy.vessels_in_liver:
@@ -256,7 +267,11 @@ def render_clean_slice(
     cv.paint(cv.tube(mp, z, radius=mp.radius * (thrombus.widen if thrombus else 1.0)), hu["portal"], L_VESSEL)
     if thrombus is not None:
         # Tumour fills the right portal vein and the hepatic end of the main portal vein.
-        tt = tumour_hu(liver_hu, phase, 0.6 * 45.0, 10.0)
+        # Tumour thrombus enhances like the tumour, a little less (it is thinner and partly bland).
+        target = lesions[0] if lesions else None
+        aphe = 0.7 * target.arterial_enhancement_hu if target else 30.0
+        washout = target.washout_hu if target else 10.0
+        tt = tumour_hu(liver_hu, phase, aphe, washout)
         cv.paint(cv.tube(mp, z, radius=mp.radius * thrombus.widen * 0.9, t_range=(1.0 - thrombus.fraction, 1.0)), tt, L_LESION)
         cv.paint(cv.tube(anatomy.right_portal, z, radius=anatomy.right_portal.radius * thrombus.widen * 0.9), tt, L_LESION)
     cv.paint(cv.tube(anatomy.ivc, z), hu["ivc"], L_VESSEL)

@@ -31,6 +31,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from pydicom.dataset import Dataset
 from pydicom.uid import CTImageStorage, SecondaryCaptureImageStorage
 
 from app import __version__
@@ -345,6 +346,7 @@ class StudyWriter:
         liver = np.zeros(n, dtype=np.int64)
         files: list[str] = []
         x0, y0 = float(self.grid.xs[0]), float(self.grid.ys[0])
+        ds: Dataset | None = None
         for k, zt in enumerate(z_positions):
             progress.check()
             clean, liver[k] = render_clean_slice(d.anatomy, d.lesions, d.thrombus, render_phase, geometry, self.grid, float(zt))
@@ -354,16 +356,14 @@ class StudyWriter:
                 vol[k] = hu
             pixels = stored_values(hu, self.vendor)
             sop_uid = make_uid(d.seed, d.index, "image", key, k)
-            attrs = dict(common)
-            attrs.update(
-                {
-                    "SOPInstanceUID": sop_uid,
-                    "InstanceNumber": k + 1,
-                    "ImagePositionPatient": [ds_number(x0), ds_number(y0), ds_number(float(zt))],
-                    "SliceLocation": ds_number(float(zt)),
-                }
-            )
-            ds = base_dataset(attrs, self.charset)
+            # One dataset per series, updated per slice and written at once: pydicom then converts
+            # the ~80 shared elements once per series instead of once per file.
+            if ds is None:
+                ds = base_dataset(common, self.charset)
+            ds.SOPInstanceUID = sop_uid
+            ds.InstanceNumber = k + 1
+            ds.ImagePositionPatient = [ds_number(x0), ds_number(y0), ds_number(float(zt))]
+            ds.SliceLocation = ds_number(float(zt))
             set_pixels(ds, pixels, self.vendor.signed, self.vendor.bits_stored)
             path = self.namer.path(number, k + 1)
             finish_and_save(ds, path, CTImageStorage, self.options.transfer_syntax, pixels)
