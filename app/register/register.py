@@ -707,12 +707,8 @@ class Register:
                 raise RegisterError("unexpected database driver")
             db.backup_connection(dbapi, dest, progress)
         if not self.read_only:
-            self._log_internal_checked("backup", {"path": str(dest)})
+            self._log_internal("backup", {"path": str(dest)})
         return dest
-
-    def _log_internal_checked(self, kind: str, payload: dict[str, Any]) -> None:
-        with self._write() as conn:
-            self._append_event(conn, kind, payload)
 
     def export_rows(self) -> Iterator[dict[str, Any]]:
         """Every case as a plain export row (with its current outcome), by case id."""
@@ -766,7 +762,8 @@ class Register:
         See :mod:`app.register.export` for what the pseudonymised export keeps, hashes, shifts
         and drops. ``key`` (bytes, or text used as UTF-8) replaces the register's own secret,
         e.g. to link exports of several registers. The export is recorded in the audit trail
-        (file, number of rows, whether pseudonymised — never the key).
+        (file, number of rows, whether pseudonymised — never the key); a register opened
+        read-only cannot record it, so exports from one are not in its trail.
         """
         dest = Path(dest).expanduser()
         if pseudonymise:
@@ -796,7 +793,7 @@ class Register:
             finally:
                 tmp.unlink(missing_ok=True)
         if not self.read_only:
-            self._log_internal_checked("export", {
+            self._log_internal("export", {
                 "path": str(dest), "rows": n, "pseudonymised": pseudonymise,
                 "key": ("supplied" if key is not None else "register") if pseudonymise else None,
             })
