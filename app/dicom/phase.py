@@ -88,9 +88,12 @@ def sample_indices(series: SeriesInfo) -> list[int]:
 # (3-5 min) everything converging to ~100-130. Spreads are wide and the tails heavy (Student t,
 # 3 degrees of freedom) so that one odd measurement cannot dominate.
 _IMAGE_MODEL: dict[str, dict[str, tuple[float, float]]] = {
-    "aorta": {"plain": (45, 18), "arterial": (280, 80), "portal": (170, 35), "other": (115, 20)},
-    "gap": {"plain": (-5, 22), "arterial": (130, 60), "portal": (-10, 28), "other": (0, 20)},
-    "liver": {"plain": (55, 12), "arterial": (72, 14), "portal": (108, 18), "other": (85, 14)},
+    "aorta": {"plain": (42, 15), "arterial": (280, 80), "portal": (165, 35), "other": (120, 20)},
+    # Aorta minus the brightest homogeneous spot at the liver hilum. The spot is biased: on a
+    # plain scan it is the noise maximum of the parenchyma (so the gap is negative), after
+    # contrast partial volume makes intrahepatic portal branches read lower than the main vein.
+    "gap": {"plain": (-25, 20), "arterial": (150, 70), "portal": (5, 25), "other": (-5, 20)},
+    "liver": {"plain": (52, 10), "arterial": (70, 12), "portal": (108, 16), "other": (90, 12)},
 }
 
 
@@ -232,7 +235,10 @@ def _log_sigmoid(x: float) -> float:
 
 
 def _pair_score(
-    feat: dict[str, list[float | None]], times: list[float | None], assign: tuple[int | None, ...]
+    feat: dict[str, list[float | None]],
+    times: list[float | None],
+    venous: list[bool],
+    assign: tuple[int | None, ...],
 ) -> float:
     """Study-level consistency of an assignment (plain, arterial, portal) → group indices."""
     score = 0.0
@@ -269,6 +275,22 @@ def _pair_score(
         ti, tj = times[i], times[j]
         if ti is not None and tj is not None and ti > tj:
             score += _LOG_WRONG_ORDER
+    # A liver series left as "other" is most often the delayed phase: less dense than the
+    # portal phase (contrast washing out) and acquired after it. Without this, a portal and a
+    # delayed series of similar absolute HU are a coin toss.
+    if po is not None:
+        for d in range(len(times)):
+            if d in assign or liver[d] is None or not venous[d]:
+                continue
+            v = both(aorta, po, d)
+            if v is not None:
+                score += _log_sigmoid((v[0] - v[1] + 5.0) / 12.0)
+            v = both(feat["portal_vein"], po, d)
+            if v is not None:
+                score += _log_sigmoid((v[0] - v[1] + 5.0) / 12.0)
+            tp, td = times[po], times[d]
+            if tp is not None and td is not None and td < tp:
+                score += _LOG_WRONG_ORDER
     return score
 
 
@@ -282,8 +304,16 @@ def _solve(
     log_c = np.array(
         [np.mean([np.log(np.clip(ops[i].combined, 1e-9, None)) for i in g], axis=0) for g in groups]
     )
-    feat = {name: [_group_feature(ops, g, name) for g in groups] for name in ("aorta", "liver")}
+    feat = {
+        name: [_group_feature(ops, g, name) for g in groups]
+        for name in ("aorta", "liver", "portal_vein")
+    }
     times = [_group_time(ops, g) for g in groups]
+    # Groups that look venous or delayed on their own (the delayed-phase consistency terms
+    # apply to these only, not to a second arterial acquisition or a plain rescan).
+    p_c = np.exp(log_c)
+    p_c /= p_c.sum(axis=1, keepdims=True)
+    venous = [bool(p_c[g, 2] + p_c[g, 3] >= 0.5) for g in range(n)]
     choices: list[int | None] = [None, *range(n)]
     scores: list[float] = []
     assigns: list[tuple[int | None, ...]] = []
@@ -299,7 +329,7 @@ def _solve(
                 s += _LOG_MISSING
             else:
                 s += float(log_c[g, k] - log_c[g, other])
-        s += _pair_score(feat, times, assign)
+        s += _pair_score(feat, times, venous, assign)
         scores.append(s)
         assigns.append(assign)
     sc = np.array(scores)

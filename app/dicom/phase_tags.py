@@ -104,6 +104,7 @@ _LATIN_TERMS: list[tuple[str, PhaseOrOther | None, float]] = [
     (r"NECT|NCCT|UECT", "plain", _STRONG),
     (r"NC", "plain", _MEDIUM),
     (r"C-(?![A-Z0-9])", "plain", _MEDIUM),
+    (r"SIMPLE", "plain", _MEDIUM),  # Canon's rendering of 単純 ("simple" = unenhanced)
     (r"PRE", "plain", _WEAK),
     (r"BLANK", "plain", _WEAK),
     # delayed / equilibrium → other (not one of the model's three phases)
@@ -114,6 +115,7 @@ _LATIN_TERMS: list[tuple[str, PhaseOrOther | None, float]] = [
     (r"TARDIVE?|TARDIF|TARDIA", "other", _STRONG),
     (r"EXCRETORY|UROGRAPHIC|NEPHROGRAPHIC", "other", _STRONG),
     (r"DEL|DLY|EQ", "other", _MEDIUM),
+    (r"DP", "other", _WEAK),  # United Imaging "Delay Phase"
     (r"\d+\s*MIN", "other", _WEAK),
     # portal venous (before the bare arterial/venous words it contains)
     (r"PORT(?:AL)?[\s\-_]*VEN(?:OUS|ÖS|OES|OSA|EUX)?", "portal", _STRONG),
