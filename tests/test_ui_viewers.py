@@ -660,6 +660,7 @@ def test_real_ct_hu_readout_matches_pydicom(qtbot, shared_data) -> None:  # type
     k = viewer.current_index()
     assert k == vol.n_slices // 2
     assert panel.viewers["plain"].current_index() is None and panel.viewers["arterial"].volume is None
+    assert panel.viewers["plain"].shows_empty_notice() and not viewer.shows_empty_notice()
     by_uid = {inst.sop_instance_uid: inst for inst in series[0].instances}
     ds = pydicom.dcmread(by_uid[vol.sop_instance_uids[k]].path)
     hu = apply_modality_lut(ds.pixel_array, ds)

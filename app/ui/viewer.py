@@ -221,6 +221,8 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
         self._corner_html: dict[str, str] = {}
         # Orientation letters at the edges: the display is always radiological (patient right
         # on screen left, anterior up) whatever the series' direction cosines, see SliceGeometry.
+        self._empty = self._make_corner()
+        self._empty.setHtml("<span style='color:#8a8a8a'>no series assigned to this phase</span>")
         self._edges = {key: self._make_corner() for key in ("R", "L", "A", "P")}
         for letter, item in self._edges.items():
             item.setHtml(f"<span style='color:#9a9a9a'>{letter}</span>")
@@ -360,6 +362,10 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
             text += f"  CAM = {float(cam[r, c]) / top:.2f}"
         return text
 
+    def shows_empty_notice(self) -> bool:
+        """True while the viewer says that no series is assigned to its phase."""
+        return self._empty.isVisible()
+
     def orientation_letters(self) -> dict[str, bool]:
         """Which of the R / L / A / P edge letters are shown (hidden where a corner text needs the room)."""
         return {letter: item.isVisible() for letter, item in self._edges.items()}
@@ -448,6 +454,9 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
         if _rect(bl).intersects(_rect(br)):
             bl.setPos(bl.pos().x(), _rect(br).top() - bl.boundingRect().height() - 2)
         cx, cy = bounds.center().x(), bounds.center().y()
+        self._empty.setVisible(self._volume is None)
+        size = self._empty.boundingRect()
+        self._empty.setPos(cx - size.width() / 2, cy - size.height() / 2)
         for letter, item in self._edges.items():
             size = item.boundingRect()
             item.setVisible(self._volume is not None)
