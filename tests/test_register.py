@@ -115,7 +115,6 @@ def test_patient_and_study_reused_and_not_mixed(reg: Register) -> None:
     ({"responder_votes": 31}, "vote split"),
     ({"patient_id": " "}, "patient ID"),
     ({"model_sha256": ""}, "sha256"),
-    ({"study_date": "yesterday"}, "date"),
     ({"slice_results": [{"probability": float("inf")}]}, "cannot be stored"),
 ])
 def test_bad_records_are_refused(reg: Register, change: dict[str, object], match: str) -> None:
@@ -123,6 +122,19 @@ def test_bad_records_are_refused(reg: Register, change: dict[str, object], match
     with pytest.raises(RegisterInputError, match=match):
         reg.add_prediction(rec)
     assert reg.stats()["cases"] == 0 and reg.stats()["patients"] == 0
+
+
+def test_malformed_header_dates_are_kept_not_refused(reg: Register, tmp_path: Path) -> None:
+    """A bad DICOM date must not stop a prediction from being recorded; the pseudonymised
+    export drops what it cannot shift rather than leak it."""
+    rec = dataclasses.replace(sample_record(0), study_date="2024", birth_date="19XX0101")
+    pid = reg.add_prediction(rec)
+    got = reg.get_prediction(pid).record
+    assert (got.study_date, got.birth_date) == ("2024", "19XX0101")
+    rows = list(csv.DictReader(reg.export_csv(tmp_path / "p.csv", pseudonymise=True)
+                               .path.open(encoding="utf-8")))
+    assert rows[0]["study_date"] == ""
+    assert reg.verify().ok
 
 
 def test_label_synonyms_are_normalised(reg: Register) -> None:

@@ -54,10 +54,17 @@ def date_shift_days(key: bytes, patient_id: str) -> int:
 
 
 def shift_date(text: str, days: int) -> str:
-    """Shift an ISO date (``YYYY-MM-DD``) by ``days``; "" stays "" (unknown stays unknown)."""
+    """Shift an ISO date (``YYYY-MM-DD``) by ``days``; "" stays "" (unknown stays unknown).
+
+    A date that is not ISO (kept as written from a malformed DICOM header) cannot be shifted
+    and is dropped: passing it through would leak the real date.
+    """
     if not text:
         return ""
-    return (dt.date.fromisoformat(text) + dt.timedelta(days=days)).isoformat()
+    try:
+        return (dt.date.fromisoformat(text) + dt.timedelta(days=days)).isoformat()
+    except ValueError:
+        return ""
 
 
 def shift_timestamp(text: str, days: int) -> str:

@@ -80,11 +80,14 @@ def normalise_category(category: str) -> str:
     return cat
 
 
-def normalise_date(value: str | dt.date | None, what: str = "date") -> str:
+def normalise_date(value: str | dt.date | None, what: str = "date", *,
+                   strict: bool = True) -> str:
     """A calendar date as ISO ``YYYY-MM-DD``; accepts DICOM ``YYYYMMDD``, ISO or a date.
 
     Dates are stored as ISO text so that they sort, compare and export the same way everywhere;
-    ``""`` means unknown (DICOM type 2 attributes are often empty).
+    ``""`` means unknown (DICOM type 2 attributes are often empty). With ``strict=False`` (dates
+    read from DICOM headers) an unparseable value is kept as it was written instead of being
+    refused: a malformed header date must not stop a prediction from being recorded.
     """
     if value is None:
         return ""
@@ -100,6 +103,8 @@ def normalise_date(value: str | dt.date | None, what: str = "date") -> str:
             return dt.datetime.strptime(text, fmt).date().isoformat()
         except ValueError:
             continue
+    if not strict:
+        return text
     raise RegisterInputError(f"{what} {text!r} is not a date (expected YYYY-MM-DD or YYYYMMDD)")
 
 

@@ -346,7 +346,7 @@ class Register:
             return int(ref)
         return _insert_id(conn, insert(Patient).values(
             patient_id=record.patient_id, patient_name=record.patient_name or "",
-            birth_date=normalise_date(record.birth_date, "birth date"), sex=record.sex or "",
+            birth_date=normalise_date(record.birth_date, "birth date", strict=False), sex=record.sex or "",
             created_at=timestamp_text(utc_now()),
         ))
 
@@ -364,7 +364,7 @@ class Register:
             return int(row.id)
         return _insert_id(conn, insert(Study).values(
             patient_ref=patient_ref, study_uid=record.study_uid,
-            study_date=normalise_date(record.study_date, "study date"),
+            study_date=normalise_date(record.study_date, "study date", strict=False),
             accession=record.accession or "", description=record.study_description or "",
             created_at=timestamp_text(utc_now()),
         ))
@@ -421,7 +421,7 @@ class Register:
                      Patient.patient_id.like(pattern, escape="\\"),
                      Patient.patient_name.like(pattern, escape="\\"),
                      Study.accession.like(pattern, escape="\\")]
-            if term.isdigit():
+            if term.isascii() and term.isdigit():
                 conds.append(Prediction.id == int(term))
             stmt = stmt.where(or_(*conds))
         if model:
@@ -609,12 +609,14 @@ class Register:
                 except ValueError:
                     problems.append(f"audit event {ev.id} has an unreadable payload")
                     continue
-                if ev.kind == "prediction" and isinstance(payload, dict):
-                    record_hashes[("prediction", int(payload.get("prediction_id", -1)))] = str(
-                        payload.get("record_hash"))
-                elif ev.kind == "outcome" and isinstance(payload, dict):
-                    record_hashes[("outcome", int(payload.get("outcome_id", -1)))] = str(
-                        payload.get("record_hash"))
+                key = {"prediction": "prediction_id", "outcome": "outcome_id"}.get(ev.kind)
+                if key is not None:
+                    try:
+                        rid = int(payload[key])
+                    except (KeyError, TypeError, ValueError):
+                        problems.append(f"audit event {ev.id} does not name its {ev.kind}")
+                        continue
+                    record_hashes[(ev.kind, rid)] = str(payload.get("record_hash"))
             if expected_head is not None and not found_head:
                 problems.append(f"the audit chain no longer contains the event {expected_head} "
                                 f"noted earlier: its history was rewritten")
