@@ -373,6 +373,22 @@ def test_foreign_non_empty_folder_is_refused_and_earlier_output_replaced(tmp_pat
     assert not (out / "SYN0-0002").exists()
 
 
+def test_progress_is_reported_and_cancel_stops_cleanly(tmp_path: Path) -> None:
+    from app.errors import Cancelled
+    from app.progress import ProgressState
+
+    seen: list[float] = []
+    generate_cohort(tmp_path / "p", 2, 0, StudyOptions(**SMALL), ProgressState(lambda f, _t: seen.append(f)))
+    assert seen[-1] == 1.0 and seen == sorted(seen) and len(seen) > 5
+
+    state = ProgressState(lambda f, _t: state.cancel() if f > 0.3 else None)
+    with pytest.raises(Cancelled):
+        generate_cohort(tmp_path / "c", 3, 0, StudyOptions(**SMALL), state)
+    assert list((tmp_path / "c").iterdir()) == []  # nothing partial kept
+    generate_cohort(tmp_path / "c", 1, 0, StudyOptions(**SMALL))
+    assert len(read_labels(tmp_path / "c" / "labels.csv")) == 1
+
+
 # --- first-start demo and CLI -------------------------------------------------------------------
 
 

@@ -140,8 +140,8 @@ def generate_cohort(
     seed:
         Cohort seed; the same seed and options give byte-identical files.
     progress:
-        Reports per patient and per series; cancelling leaves the folder marked as demo-data
-        output so that a rerun can replace it.
+        Reports per patient and per series. Cancelling (or any failure) removes what this run
+        wrote, leaving ``out_dir`` empty.
     """
     options = options or StudyOptions()
     if not 1 <= int(n_patients) <= MAX_PATIENTS:
@@ -156,15 +156,22 @@ def generate_cohort(
     ids = [patient_id_for(seed, i) for i in range(n_patients)]
     marker = {"generator": GENERATOR_VERSION, "seed": int(seed), "n_patients": int(n_patients),
               "options": asdict(options), "patients": ids}
-    # The marker goes first, so even an interrupted run can be replaced by a rerun.
+    # The marker goes first, so that even a run killed mid-way can be replaced by a rerun.
     (out_dir / MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
     records: list[PatientRecord] = []
-    for i in range(n_patients):
-        progress.check()
-        draw = build_patient(seed, i, options)
-        write_study(draw, options, out_dir / draw.patient_id, sub_progress(progress, i / n_patients, (i + 1) / n_patients))
-        records.append(PatientRecord(draw.patient_id, draw.patient_id, draw.outcome.responder, draw.outcome.recist,
-                                     draw.outcome.p_true))
+    try:
+        for i in range(n_patients):
+            progress.check()
+            draw = build_patient(seed, i, options)
+            write_study(draw, options, out_dir / draw.patient_id,
+                        sub_progress(progress, i / n_patients, (i + 1) / n_patients))
+            records.append(PatientRecord(draw.patient_id, draw.patient_id, draw.outcome.responder,
+                                         draw.outcome.recist, draw.outcome.p_true))
+    except BaseException:
+        # Cancelled or failed: keep nothing partial (the folder was empty or earlier output that
+        # this run had already replaced), then let the error travel on.
+        _remove_written(out_dir, ids)
+        raise
     labels = out_dir / LABELS
     with labels.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
@@ -173,6 +180,12 @@ def generate_cohort(
             writer.writerow([r.patient_id, r.study_dir, r.responder, r.recist, f"{r.p_true:.6f}"])
     progress.update(1.0, f"{n_patients} patients")
     return CohortResult(out_dir=out_dir, labels_csv=labels, patients=records, seconds=time.monotonic() - t0)
+
+
+def _remove_written(out_dir: Path, ids: list[str]) -> None:
+    for pid in ids:
+        shutil.rmtree(out_dir / pid, ignore_errors=True)
+    (out_dir / MARKER).unlink(missing_ok=True)
 
 
 def read_labels(path: Path) -> list[PatientRecord]:

@@ -121,6 +121,10 @@ def _lobulation(rng: np.random.Generator) -> tuple[tuple[float, float, float, fl
     return tuple(out)
 
 
+def _vec3(v: np.ndarray) -> tuple[float, float, float]:
+    return (float(v[0]), float(v[1]), float(v[2]))
+
+
 def _random_direction(rng: np.random.Generator) -> np.ndarray:
     d = rng.normal(size=3)
     return d / np.linalg.norm(d)
@@ -166,14 +170,14 @@ def draw_lesions(features: LatentFeatures, anatomy: Anatomy, rng: np.random.Gene
         placed.append((c, r))
         necrosis = features.necrosis_fraction if i == 0 else 0.0
         texture = tuple(
-            Blob(tuple(float(v) for v in c + _random_direction(rng) * r * rng.uniform(0.0, 0.8)),
+            Blob(_vec3(c + _random_direction(rng) * r * rng.uniform(0.0, 0.8)),
                  float(r * rng.uniform(0.2, 0.4)), float(rng.choice([-1.0, 1.0]) * rng.uniform(0.5, 1.0)))
             for _ in range(7 if diameter > 25 else 3)
         )
         oil: tuple[Blob, ...] = ()
         if i == 0 and features.tace_oil:
             oil = tuple(
-                Blob(tuple(float(v) for v in c + _random_direction(rng) * r * rng.uniform(0.1, 0.95)),
+                Blob(_vec3(c + _random_direction(rng) * r * rng.uniform(0.1, 0.95)),
                      float(rng.uniform(2.5, max(3.0, min(9.0, 0.15 * r)))), float(rng.uniform(600.0, 2000.0)))
                 for _ in range(int(rng.integers(2, 7)))
             )

@@ -36,6 +36,9 @@ _LIVERISH = (L_LIVER, L_LIVER_VESSEL, L_LESION)
 
 HU_MIN, HU_MAX = -1024.0, 3071.0
 
+#: A rasterised shape: the bounding box (row slice, column slice) and the mask inside it.
+Shape = tuple[tuple[slice, slice], np.ndarray] | None
+
 
 @dataclass(frozen=True)
 class Grid:
@@ -82,7 +85,7 @@ class _Canvas:
     def coords(self, sl: tuple[slice, slice]) -> tuple[np.ndarray, np.ndarray]:
         return self.xs[sl[1]][None, :], self.ys[sl[0]][:, None]
 
-    def ellipse(self, cx: float, cy: float, a: float, b: float, angle: float = 0.0):  # noqa: ANN201
+    def ellipse(self, cx: float, cy: float, a: float, b: float, angle: float = 0.0) -> Shape:
         """(box, mask) of an ellipse, or None when it misses the image."""
         if a <= 0 or b <= 0:
             return None
@@ -97,14 +100,14 @@ class _Canvas:
             dx, dy = c * dx + s * dy, -s * dx + c * dy
         return sl, (dx / a) ** 2 + (dy / b) ** 2 < 1.0
 
-    def ellipsoid(self, e: Ellipsoid, z: float, scale: float = 1.0):  # noqa: ANN201
+    def ellipsoid(self, e: Ellipsoid, z: float, scale: float = 1.0) -> Shape:
         f = 1.0 - ((z - e.centre[2]) / (e.semi[2] * scale)) ** 2
         if f <= 0.0:
             return None
         k = np.sqrt(f) * scale
         return self.ellipse(e.centre[0], e.centre[1], e.semi[0] * k, e.semi[1] * k, e.angle)
 
-    def tube(self, t: Tube, z: float, radius: float | None = None, t_range: tuple[float, float] = (0.0, 1.0)):  # noqa: ANN201
+    def tube(self, t: Tube, z: float, radius: float | None = None, t_range: tuple[float, float] = (0.0, 1.0)) -> Shape:
         """(box, mask) of the capsule ``t`` cut by the plane at height ``z``."""
         r = t.radius if radius is None else radius
         p0 = np.asarray(t.p0, dtype=np.float64)
@@ -131,7 +134,7 @@ class _Canvas:
         ex, ey, ez = wx - tt * dvec[0], wy - tt * dvec[1], wz - tt * dvec[2]
         return sl, ex * ex + ey * ey + ez * ez < r * r
 
-    def paint(self, shape, value: float, label: int, only: tuple[int, ...] | None = None,  # noqa: ANN001
+    def paint(self, shape: Shape, value: float, label: int, only: tuple[int, ...] | None = None,
               clip: np.ndarray | None = None) -> None:
         """Set HU and label inside ``shape`` (optionally only over given labels / a clip mask)."""
         if shape is None:
@@ -212,8 +215,9 @@ def render_clean_slice(
         x1 = max(cx + ax * margin for cx, _, ax, _ in secs)
         y0 = min(cy - by * margin for _, cy, _, by in secs)
         y1 = max(cy + by * margin for _, cy, _, by in secs)
-        sl = cv.box(x0, x1, y0, y1)
-        if sl is not None:
+        box = cv.box(x0, x1, y0, y1)
+        if box is not None:
+            sl = box
             x, y = cv.coords(sl)
             m = anatomy.inside_liver(x, y, z)
             if anatomy.cirrhosis > 0.0:
@@ -252,13 +256,13 @@ def render_clean_slice(
         inner_b = Ellipsoid(bw.name, bw.centre, (bw.semi[0] - 3, bw.semi[1] - 3, bw.semi[2] - 3))
         cv.paint(cv.ellipsoid(inner_b, z), hu["air"] if i % 3 == 0 else hu["bowel_content"], L_ORGAN, clip=cavity_mask)
     cv.paint(cv.ellipsoid(anatomy.spleen, z), hu["spleen"], L_ORGAN, clip=cavity_mask)
-    for k in anatomy.kidneys:
-        cv.paint(cv.ellipsoid(k, z), hu["kidney_cortex"], L_ORGAN, clip=cavity_mask)
-        med = Ellipsoid(k.name, k.centre, (k.semi[0] * 0.68, k.semi[1] * 0.68, k.semi[2] * 0.8), k.angle)
+    for kid in anatomy.kidneys:
+        cv.paint(cv.ellipsoid(kid, z), hu["kidney_cortex"], L_ORGAN, clip=cavity_mask)
+        med = Ellipsoid(kid.name, kid.centre, (kid.semi[0] * 0.68, kid.semi[1] * 0.68, kid.semi[2] * 0.8), kid.angle)
         cv.paint(cv.ellipsoid(med, z), hu["kidney_medulla"], L_ORGAN, clip=cavity_mask)
-        side = -1.0 if k.centre[0] > 0 else 1.0  # sinus fat on the medial side
-        sinus = Ellipsoid(k.name, (k.centre[0] + side * 0.45 * k.semi[0], k.centre[1], k.centre[2]),
-                          (k.semi[0] * 0.35, k.semi[1] * 0.35, k.semi[2] * 0.45), k.angle)
+        side = -1.0 if kid.centre[0] > 0 else 1.0  # sinus fat on the medial side
+        sinus = Ellipsoid(kid.name, (kid.centre[0] + side * 0.45 * kid.semi[0], kid.centre[1], kid.centre[2]),
+                          (kid.semi[0] * 0.35, kid.semi[1] * 0.35, kid.semi[2] * 0.45), kid.angle)
         cv.paint(cv.ellipsoid(sinus, z), hu["fat"], L_ORGAN, clip=cavity_mask)
     cv.paint(cv.tube(anatomy.pancreas, z), hu["pancreas"], L_ORGAN, clip=cavity_mask)
     for t in anatomy.vessels_outside:
@@ -376,9 +380,9 @@ def add_noise_and_blur(
         out = cv2.GaussianBlur(out, (0, 0), sigmaX=sigma_px, borderType=cv2.BORDER_REPLICATE)
     if rng is not None and noise_hu > 0:
         white = rng.standard_normal(out.shape, dtype=np.float32)
-        corr = cv2.GaussianBlur(white, (0, 0), sigmaX=0.7, borderType=cv2.BORDER_REFLECT)
+        corr: np.ndarray = cv2.GaussianBlur(white, (0, 0), sigmaX=0.7, borderType=cv2.BORDER_REFLECT)
         # Standard deviation of white noise blurred by a 2-D Gaussian of sigma s: 1/(2 sqrt(pi) s).
-        corr *= np.float32(noise_hu * 2.0 * np.sqrt(np.pi) * 0.7)
+        corr *= float(noise_hu * 2.0 * np.sqrt(np.pi) * 0.7)
         corr += out
         out = corr
     elif out is clean:

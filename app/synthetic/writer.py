@@ -47,7 +47,7 @@ def make_uid(*parts: object) -> str:
     return f"2.25.{uuid.uuid5(_UID_NAMESPACE, name).int}"
 
 
-IMPLEMENTATION_CLASS_UID: UID = UID(make_uid("implementation"))
+IMPLEMENTATION_CLASS_UID = UID(make_uid("implementation"))
 IMPLEMENTATION_VERSION_NAME = f"HCCRESP_{__version__}"[:16]
 
 
@@ -85,7 +85,7 @@ def finish_and_save(ds: Dataset, path: Path, sop_class: str, transfer_syntax: st
         file refers to it) and is lossless, so the decoded HU equal the uncompressed ones.
     """
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPClassUID = UID(sop_class)
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.ImplementationClassUID = IMPLEMENTATION_CLASS_UID
