@@ -212,6 +212,7 @@ def test_list_search_filter_sort_page(reg: Register) -> None:
     assert {r.id for r in reg.list_cases(outcome="responder")} == {ids[0], ids[2]}
     assert {r.id for r in reg.list_cases(outcome="SD")} == set()
     assert {r.id for r in reg.list_cases(outcome="pd")} == {ids[1]}
+    assert {r.id for r in reg.list_cases(outcome="Responder")} == {ids[0], ids[2]}
     assert reg.count_cases(outcome="without") == total - 3
     # sorting by score ascending
     by_score = reg.list_cases(sort="score", descending=False, limit=1000)

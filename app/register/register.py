@@ -65,6 +65,7 @@ from app.register.models import (
 )
 from app.register.performance import PerformanceRow, performance_row
 from app.register.records import (
+    RECIST_CATEGORIES,
     RESPONDER_CATEGORIES,
     AuditEvent,
     CaseRow,
@@ -428,8 +429,9 @@ class Register:
             stmt = stmt.where(Prediction.model_name == model)
         if model_version:
             stmt = stmt.where(Prediction.model_version == model_version)
-        flt = "any" if outcome is None else outcome
-        if flt not in OUTCOME_FILTERS and flt.upper() not in OUTCOME_FILTERS:
+        flt = "any" if outcome is None else outcome.strip()
+        flt = flt.upper() if flt.upper() in RECIST_CATEGORIES else flt.lower()
+        if flt not in OUTCOME_FILTERS:
             raise RegisterInputError(
                 f"unknown outcome filter {outcome!r} (one of {', '.join(OUTCOME_FILTERS)})")
         if flt == "with":
@@ -441,7 +443,7 @@ class Register:
         elif flt == "non-responder":
             stmt = stmt.where(Outcome.category.in_(["SD", "PD"]))
         elif flt != "any":
-            stmt = stmt.where(Outcome.category == flt.upper())
+            stmt = stmt.where(Outcome.category == flt)
         return stmt
 
     def list_cases(self, search: str = "", model: str | None = None,
