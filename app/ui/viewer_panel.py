@@ -49,8 +49,6 @@ from app.ui.windowing import (
     match_preset,
 )
 
-pg.setConfigOptions(imageAxisOrder="row-major")
-
 #: Colour of the liver-range band on the slider and the vote strip (a muted teal that differs
 #: from both vote colours).
 LIVER_BAND_COLOR = QtGui.QColor(64, 160, 150, 110)
