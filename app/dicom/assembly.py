@@ -29,7 +29,7 @@ from typing import Any
 
 from app import PHASES
 from app.dicom.errors import AssemblyError, DicomError
-from app.dicom.pairing import LiverExtent, pair_slices
+from app.dicom.pairing import LiverExtent, pair_slices, reconcile_livers
 from app.dicom.scan import ScanResult, StudyInfo, scan_folder
 from app.dicom.types import AssembledStudy, PhaseCall, SeriesInfo, Volume
 from app.dicom.volume import load_volume
@@ -120,6 +120,13 @@ def classify(
     Also stores each call on its :class:`SeriesInfo` (``phase_call``), so that the scan report
     shows them. A series whose samples cannot be decoded is classified from its tags alone.
     """
+    return _classify(study, progress, workers)[0]
+
+
+def _classify(
+    study: StudyInfo, progress: Progress | None = None, workers: int | None = None
+) -> tuple[dict[str, PhaseCall], dict[str, Volume]]:
+    """:func:`classify`, also returning the sampled slices (reused when loading volumes)."""
     from app.dicom.phase import classify_study, sample_indices
 
     progress = progress or NULL_PROGRESS
@@ -138,7 +145,7 @@ def classify(
     calls = classify_study(study.series, volumes, progress=sub_progress(progress, 0.8, 1.0))
     for s in study.series:
         s.phase_call = calls.get(s.uid)
-    return calls
+    return calls, volumes
 
 
 def choose_series(
@@ -324,8 +331,9 @@ def assemble_study(
         A chosen series cannot be decoded.
     """
     progress = progress or NULL_PROGRESS
+    samples: dict[str, Volume] = {}
     if calls is None:
-        calls = classify(study, sub_progress(progress, 0.0, 0.2), workers=workers)
+        calls, samples = _classify(study, sub_progress(progress, 0.0, 0.2), workers=workers)
     chosen, alternatives, reasons = choose_series(study, calls, overrides, phases)
     warnings, set_reasons = check_set(chosen)
     reasons += set_reasons
@@ -334,21 +342,27 @@ def assemble_study(
         progress.check()
         sub = sub_progress(progress, 0.2 + 0.6 * k / len(phases),
                            0.2 + 0.6 * (k + 1) / len(phases))
-        volumes[phase] = load_volume(chosen[phase], progress=sub, workers=workers)
+        # The slices sampled for classification are not decoded twice.
+        volumes[phase] = load_volume(chosen[phase], progress=sub, workers=workers,
+                                     reuse=samples.get(chosen[phase].uid))
     livers: dict[str, LiverExtent] = {}
-    liver_range: dict[str, tuple[float, float]] = {}
+    found: dict[str, bool] = {}
     for phase in phases:
         progress.check()
         progress.update(0.8 + 0.15 * len(livers) / len(phases), f"liver range ({phase})")
         extent, confidence, evidence = _liver_extent(volumes[phase])
         livers[phase] = extent
-        liver_range[phase] = (extent.z_min, extent.z_max)
+        found[phase] = confidence > 0.0
         if confidence <= 0.0:
-            msg = f"{phase}: liver not found; the whole series is used ({'; '.join(evidence)})"
+            msg = f"{phase}: liver not found ({'; '.join(evidence)})"
             warnings.append(msg)
             reasons.append(msg)
         elif confidence < 0.7:
             warnings.append(f"{phase}: liver range uncertain ({'; '.join(evidence[1:])})")
+    livers, notes = reconcile_livers(volumes, livers, found)
+    warnings += notes
+    reasons += notes
+    liver_range = {p: (lv.z_min, lv.z_max) for p, lv in livers.items()}
     result = pair_slices(volumes, livers)
     warnings += result.warnings
     for phase, zs in result.unpaired.items():

@@ -5,8 +5,8 @@ whole liver. The phases are separate breath-holds, so the liver sits a few milli
 lower from one phase to the next; pairing by raw table position would match the liver dome of
 one phase with a slice below the dome of another. How it is done here:
 
-1. **Breath-hold shift** of each phase against a reference phase (portal-venous when present: it
-   shows the liver best). Where the liver's per-slice cross-section areas are known, the shift is
+1. **Breath-hold shift** of each phase against a reference phase (the one with the coarsest
+   slice spacing, portal-venous among equals: it shows the liver best). Where the liver's per-slice cross-section areas are known, the shift is
    the one that best correlates the two area profiles (resampled to a 1 mm grid, searched within
    ±``MAX_SHIFT_MM``); this uses the whole shape of the liver, not just its two ends, which are
    the least reliable slices. Without usable profiles, the shift is the offset between the centres
@@ -57,6 +57,52 @@ class PairingResult:
     shifts_mm: dict[str, float]
     shift_method: dict[str, str]
     warnings: list[str] = field(default_factory=list)
+
+
+def reconcile_livers(
+    volumes: Mapping[str, Volume],
+    livers: Mapping[str, LiverExtent],
+    found: Mapping[str, bool],
+) -> tuple[dict[str, LiverExtent], list[str]]:
+    """Replace a phase's liver range that disagrees with the other phases by theirs.
+
+    One liver seen in three breath-holds has nearly the same cranio-caudal extent in each; a
+    range much shorter or longer than the others (the detector lost the liver in a noisy thin
+    reconstruction, or followed a neighbouring organ in the plain phase) is an error of that
+    phase's detection. With at least two agreeing phases, such a phase gets the median range of
+    the agreeing ones (table positions, no shift) and no area profile, and the note says so.
+
+    Returns the (possibly) corrected ranges and notes for the user (empty when all agree).
+    """
+    if len(livers) < 3:
+        return dict(livers), []
+    extent = {p: lv.z_max - lv.z_min for p, lv in livers.items()}
+    median = float(np.median([extent[p] for p in livers if found.get(p, True)] or [0.0]))
+    if median <= 0:
+        return dict(livers), []
+    tol = max(25.0, 0.2 * median)
+    outliers = [p for p in livers
+                if not found.get(p, True) or abs(extent[p] - median) > tol]
+    reliable = [p for p in livers if p not in outliers]
+    if not outliers or len(reliable) < 2:
+        return dict(livers), []
+    lo = float(np.median([livers[p].z_min for p in reliable]))
+    hi = float(np.median([livers[p].z_max for p in reliable]))
+    out = dict(livers)
+    notes = []
+    for p in outliers:
+        z = volumes[p].z_positions
+        half = 0.5 * volumes[p].slice_spacing
+        idx = [int(i) for i in np.nonzero((z >= lo - half) & (z <= hi + half))[0]]
+        if not idx:
+            continue
+        old = livers[p]
+        out[p] = LiverExtent(float(z[idx[0]]), float(z[idx[-1]]), idx, ())
+        notes.append(
+            f"{p}: liver range {old.z_min:.1f}..{old.z_max:.1f} mm disagrees with the other "
+            f"phases ({lo:.1f}..{hi:.1f} mm); their range is used"
+        )
+    return out, notes
 
 
 def _profile_shift(
@@ -116,7 +162,8 @@ def pair_slices(
     livers:
         phase → liver extent in that volume.
     reference:
-        Phase whose slices define the levels (default: portal, else the last phase given).
+        Phase whose slices define the levels (default: the phase with the coarsest slice
+        spacing, portal-venous among equals).
 
     Returns
     -------
@@ -125,7 +172,12 @@ def pair_slices(
     """
     phases = list(volumes)
     if reference is None:
-        reference = "portal" if "portal" in volumes else phases[-1]
+        # The coarsest phase sets the levels (every one of its slices can find a partner in a
+        # finer phase, not the other way round); among equals the portal-venous phase, which
+        # shows the liver best.
+        coarsest = max(volumes[p].slice_spacing for p in phases)
+        candidates = [p for p in phases if volumes[p].slice_spacing >= coarsest - 1e-3]
+        reference = "portal" if "portal" in candidates else candidates[-1]
     ref_vol = volumes[reference]
     ref_liver = livers[reference]
     shifts: dict[str, float] = {reference: 0.0}

@@ -89,6 +89,7 @@ def load_volume(
     progress: Progress | None = None,
     indices: Sequence[int] | None = None,
     workers: int | None = None,
+    reuse: Volume | None = None,
 ) -> Volume:
     """Decode a scanned series into a HU volume with its geometry.
 
@@ -104,6 +105,9 @@ def load_volume(
         phase classification; the volume then holds just those slices, in ascending order.
     workers:
         Decoding threads (default: up to 4, fewer on small machines).
+    reuse:
+        A volume already holding some of these slices (e.g. the few sampled for phase
+        classification): its slices are copied by SOP Instance UID instead of decoded again.
 
     Returns
     -------
@@ -131,11 +135,21 @@ def load_volume(
     if not refs:
         raise VolumeLoadError("no slices requested")
     out = np.empty((len(refs), series.rows, series.columns), dtype=np.float32)
+    known: dict[str, int] = {}
+    if reuse is not None and reuse.hu.shape[1:] == out.shape[1:]:
+        known = {u: i for i, u in enumerate(reuse.sop_instance_uids)}
     by_file: dict[Path, list[tuple[int, InstanceRef]]] = {}
     for row, ref in enumerate(refs):
+        k = known.get(ref.sop_instance_uid) if ref.frame is None else None
+        if k is not None and reuse is not None:
+            out[row] = reuse.hu[k]
+            continue
         by_file.setdefault(ref.path, []).append((row, ref))
     jobs = list(by_file.items())
-    n_workers = workers if workers is not None else min(4, os.cpu_count() or 1, len(jobs))
+    # Threads pay off once there are enough files to amortise starting them (the compressed
+    # decoders release the GIL); a handful of sampled slices decode faster in this thread.
+    n_workers = workers if workers is not None else (
+        min(4, os.cpu_count() or 1, len(jobs)) if len(jobs) >= 12 else 1)
     progress.update(0.0, f"loading series {series.series_number}")
     if n_workers <= 1:
         for k, (path, targets) in enumerate(jobs):
