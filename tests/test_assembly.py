@@ -23,7 +23,7 @@ from app.dicom.assembly import (
     parse_phase_overrides,
 )
 from app.dicom.errors import AssemblyError
-from app.dicom.pairing import LiverExtent, estimate_shift, pair_slices
+from app.dicom.pairing import LiverExtent, estimate_shift, pair_slices, reconcile_livers
 from app.dicom.scan import StudyInfo, scan_folder
 from app.dicom.types import PhaseCall, SeriesInfo, Volume
 
@@ -220,6 +220,35 @@ def test_centre_fallback_without_profiles() -> None:
     b = LiverExtent(-70.0, -10.0, list(range(6, 19)))
     shift, how = estimate_shift(_vol(z), a, _vol(z), b)
     assert shift == pytest.approx(10.0) and how == "centres of the liver ranges"
+
+
+def test_a_phase_range_that_disagrees_is_replaced_by_the_others() -> None:
+    z = np.arange(-200.0, 0.1, 5.0)
+    vols = {p: _vol(z) for p in ("plain", "arterial", "portal")}
+    livers = {"plain": _liver(z, -160.0, -40.0), "arterial": _liver(z, -155.0, -35.0),
+              "portal": _liver(z, -90.0, -70.0)}  # lost most of the liver
+    fixed, notes = reconcile_livers(vols, livers, {"plain": True, "arterial": True,
+                                                   "portal": True})
+    # Median of the agreeing ranges (-157.5..-37.5), widened to whole slices within half a step.
+    assert (fixed["portal"].z_min, fixed["portal"].z_max) == (-160.0, -35.0)
+    assert fixed["portal"].areas_mm2 == ()
+    assert notes == ["portal: liver range -90.0..-70.0 mm disagrees with the other phases "
+                     "(-157.5..-37.5 mm); their range is used"]
+    assert fixed["plain"] is livers["plain"]
+    agreeing = dict(livers, portal=_liver(z, -150.0, -30.0))
+    assert reconcile_livers(vols, agreeing, {p: True for p in livers})[1] == []
+
+
+def test_reuse_of_sampled_slices_gives_the_same_volume(tmp_path: Path) -> None:
+    from app.dicom.volume import load_volume
+
+    write_series(tmp_path, SeriesSpec(n=7, intercepts=[-1024, -1000, 0, -1024, -7, 3, -1024]))
+    s = scan_folder(tmp_path).series[0]
+    sample = load_volume(s, indices=[1, 4])
+    sample.hu[:] += 0  # same values; reuse must not alias the sample's memory
+    full = load_volume(s, reuse=sample)
+    np.testing.assert_array_equal(full.hu, load_volume(s).hu)
+    assert not np.shares_memory(full.hu, sample.hu)
 
 
 # --- assemble_study with factory series and stand-in calls --------------------------------------

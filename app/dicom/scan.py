@@ -467,11 +467,11 @@ def scan_folder(path: str | Path, progress: Progress | None = None) -> ScanResul
         if i % 16 == 0:
             progress.check()
             progress.update(0.95 * i / max(n, 1), f"reading headers {i}/{n}")
-        result = read_header(f)
-        if isinstance(result, FileProblem):
-            outcomes[f] = FileOutcome(f, result.status, result.reason)
+        read = read_header(f)
+        if isinstance(read, FileProblem):
+            outcomes[f] = FileOutcome(f, read.status, read.reason)
         else:
-            headers.append(result)
+            headers.append(read)
     progress.update(0.95, "grouping series")
     # Duplicate SOP Instance UIDs: the same image twice (copied files); keep one, by content.
     by_sop: dict[str, list[Header]] = defaultdict(list)

@@ -247,7 +247,7 @@ def _decode(obj: Any, raw: bytes) -> str:
         charset = cs.value if isinstance(cs.value, bytes) else "\\".join(
             cs.value if isinstance(cs.value, (list, pydicom.multival.MultiValue))
             else [str(cs.value)]).encode()
-    return decode_bytes(raw, list(_encodings(charset or b"ISO_IR 6")), {"^", "="})
+    return decode_bytes(raw, list(_encodings(charset or b"ISO_IR 6")), {ord("^"), ord("=")})
 
 
 def _text(obj: Any, keyword: str) -> Any:
@@ -387,7 +387,12 @@ def _scan_tag_ints() -> list[int]:
 
 def _read_descriptive(path: Path, force: bool) -> Dataset:
     return pydicom.dcmread(path, stop_before_pixels=True, force=force, defer_size=DEFER_SIZE,
-                           specific_tags=[_tag(k) for k in DESCRIPTIVE_TAGS])
+                           specific_tags=_descriptive_tag_ints())
+
+
+@lru_cache(maxsize=1)
+def _descriptive_tag_ints() -> list[int]:
+    return [t for t in (_tag(k) for k in DESCRIPTIVE_TAGS) if t is not None]
 
 
 def describe(header: Header) -> None:
