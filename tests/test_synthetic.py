@@ -389,6 +389,33 @@ def test_progress_is_reported_and_cancel_stops_cleanly(tmp_path: Path) -> None:
     assert len(read_labels(tmp_path / "c" / "labels.csv")) == 1
 
 
+def test_full_disk_is_refused_up_front_or_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil as _shutil
+
+    from app.synthetic import cohort as cohort_mod
+    from app.synthetic.errors import SyntheticError
+
+    real_usage = _shutil.disk_usage
+    monkeypatch.setattr(cohort_mod.shutil, "disk_usage", lambda p: real_usage(p)._replace(free=10_000))
+    with pytest.raises(SyntheticInputError, match="GB are free"):
+        generate_cohort(tmp_path / "small", 1, 0, StudyOptions(**SMALL))
+    monkeypatch.setattr(cohort_mod.shutil, "disk_usage", real_usage)
+
+    calls = {"n": 0}
+    real_write = cohort_mod.write_study
+
+    def failing_write(*args: object, **kwargs: object) -> dict:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(28, "No space left on device")
+        return real_write(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(cohort_mod, "write_study", failing_write)
+    with pytest.raises(SyntheticError, match="No space left"):
+        generate_cohort(tmp_path / "full", 3, 0, StudyOptions(**SMALL))
+    assert list((tmp_path / "full").iterdir()) == []
+
+
 # --- first-start demo and CLI -------------------------------------------------------------------
 
 

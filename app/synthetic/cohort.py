@@ -15,6 +15,7 @@ earlier run; then only the patient folders listed there are replaced.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import shutil
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from app.progress import NULL_PROGRESS, Progress, sub_progress
-from app.synthetic.errors import SyntheticInputError
+from app.synthetic.errors import SyntheticError, SyntheticInputError
 from app.synthetic.options import StudyOptions
 from app.synthetic.outcome import LatentFeatures, rank_auc
 from app.synthetic.study import GENERATOR_VERSION, build_patient, draw_outcome_only, write_study
@@ -94,6 +95,31 @@ def bayes_auc(patients: list[SampledPatient] | list[PatientRecord]) -> float:
     return rank_auc(np.array([p.p_true for p in patients]), np.array([p.responder for p in patients]))
 
 
+def estimate_bytes(options: StudyOptions, n_patients: int) -> int:
+    """Upper estimate of the disk space a cohort needs (uncompressed pixel data plus headers)."""
+    phases = 4 if options.delayed_phase else 3
+    images = phases * options.n_slices
+    if options.thin_recon:
+        images += phases * int(round(options.z_coverage_mm / 1.0))
+    if options.coronal:
+        images += 60
+    images += int(options.localizer) + int(options.dose_report)
+    per_image = options.matrix * options.matrix * 2 + 4096
+    return int(n_patients) * (images * per_image + 200_000)
+
+
+def _check_space(out_dir: Path, needed: int) -> None:
+    """Refuse a cohort that cannot fit: better than a full disk half-way through."""
+    try:
+        free = shutil.disk_usage(out_dir).free
+    except OSError:
+        return  # unknown free space (odd file systems): let the writes report any failure
+    if needed > free:
+        raise SyntheticInputError(
+            f"the cohort needs about {needed / 1e9:.1f} GB but only {free / 1e9:.1f} GB are free in {out_dir}"
+        )
+
+
 def _prepare_out_dir(out_dir: Path) -> None:
     """Refuse a non-empty folder that is not earlier demo-data output; clear earlier output."""
     if out_dir.exists() and not out_dir.is_dir():
@@ -150,6 +176,7 @@ def generate_cohort(
         raise SyntheticInputError(f"seed must be a non-negative integer, not {seed}")
     out_dir = Path(out_dir)
     _prepare_out_dir(out_dir)
+    _check_space(out_dir, estimate_bytes(options, n_patients))
     t0 = time.monotonic()
     from app.synthetic.study import patient_id_for
 
@@ -167,6 +194,10 @@ def generate_cohort(
                         sub_progress(progress, i / n_patients, (i + 1) / n_patients))
             records.append(PatientRecord(draw.patient_id, draw.patient_id, draw.outcome.responder,
                                          draw.outcome.recist, draw.outcome.p_true))
+    except OSError as exc:
+        # Disk full, permissions, vanished folder: one clear line, nothing partial kept.
+        _remove_written(out_dir, ids)
+        raise SyntheticError(f"writing the cohort to {out_dir} failed: {exc}") from exc
     except BaseException:
         # Cancelled or failed: keep nothing partial (the folder was empty or earlier output that
         # this run had already replaced), then let the error travel on.
@@ -183,9 +214,11 @@ def generate_cohort(
 
 
 def _remove_written(out_dir: Path, ids: list[str]) -> None:
+    """Best-effort removal of this run's output; the original error is what the user needs."""
     for pid in ids:
         shutil.rmtree(out_dir / pid, ignore_errors=True)
-    (out_dir / MARKER).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        (out_dir / MARKER).unlink(missing_ok=True)
 
 
 def read_labels(path: Path) -> list[PatientRecord]:
