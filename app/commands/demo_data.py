@@ -22,7 +22,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--coverage-mm", type=float, default=250.0, metavar="MM",
                         help="cranio-caudal coverage of each axial series (default 250)")
     parser.add_argument("--blank-tags", action="store_true",
-                        help="blank series descriptions and leave out contrast tags")
+                        help="blank series descriptions and leave out contrast tags (both of the next two)")
+    parser.add_argument("--blank-descriptions", action="store_true", help="blank series/study descriptions")
+    parser.add_argument("--blank-contrast", action="store_true", help="leave out the contrast bolus tags")
     parser.add_argument("--thin", action="store_true", help="add a thin (1–1.25 mm) reconstruction of each phase")
     parser.add_argument("--coronal", action="store_true", help="add a coronal reformat of the portal phase")
     parser.add_argument("--localizer", action="store_true", help="add a localizer (scout) image")
@@ -46,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
         slice_mm=args.slice_mm,
         z_coverage_mm=args.coverage_mm,
         convention=args.convention,
-        blank_descriptions=args.blank_tags,
-        blank_contrast_tags=args.blank_tags,
+        blank_descriptions=args.blank_tags or args.blank_descriptions,
+        blank_contrast_tags=args.blank_tags or args.blank_contrast,
         thin_recon=args.thin,
         coronal=args.coronal,
         localizer=args.localizer,

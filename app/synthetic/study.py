@@ -113,6 +113,7 @@ def build_patient(
         tumour); the outcome is then drawn from these features' probability.
     """
     streams = patient_streams(seed, index)
+    # Always draw, so that an override leaves the rest of the outcome stream where it would be.
     drawn = draw_features(streams.outcome)
     features = features or drawn
     outcome = draw_outcome(response_probability(features), streams.outcome)
