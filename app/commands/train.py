@@ -1,15 +1,224 @@
-"""`hcc-response train` — not built yet (see the open issues)."""
+"""`hcc-response train COHORT.csv --out MODEL.safetensors` — train a model on a labelled cohort.
+
+Every study goes through the app's own scan → assembly → preprocessing (cached under
+``--cache-dir``), is split by patient (the CSV's ``split`` column, else stratified and seeded),
+and the paper's recipe trains the network (:mod:`app.training.trainer`). The model file carries
+its description: recipe, data summary, validation metrics and, with ``--test``, held-out test
+metrics. Under ``torchrun --nproc_per_node N -m app train ...`` the same command trains
+data-parallel; only rank 0 writes files and prints.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
+from typing import Any
 
-from app.errors import NotAvailable
+WEIGHTS_KIND_CHOICES = {"synthetic": "trained on synthetic phantoms", "site": "site-trained"}
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """Architecture, preprocessing and recipe options shared by ``train`` and the ablation."""
+    from app.inference.config import BACKBONES, CROP_POLICIES
+
+    m = parser.add_argument_group("model")
+    m.add_argument("--phases", default="plain,arterial,portal",
+                   help="comma-separated phases the model reads (default all three)")
+    m.add_argument("--backbone", choices=BACKBONES, default="resnet18")
+    m.add_argument("--no-attention", action="store_true", help="no self-attention across phases")
+    m.add_argument("--shared-trunk", action="store_true",
+                   help="one trunk for all phases with phase-specific BatchNorm (1/3 of the size)")
+    m.add_argument("--input-size", type=int, default=224, metavar="PX",
+                   help="network input side in pixels (paper 224)")
+    m.add_argument("--crop", choices=CROP_POLICIES, default="none")
+    r = parser.add_argument_group("recipe (defaults: the paper's)")
+    r.add_argument("--max-iterations", type=int, default=13000, metavar="N")
+    r.add_argument("--epochs", type=int, default=None, metavar="N", help="at most N epochs")
+    r.add_argument("--batch-size", type=int, default=20, metavar="B", help="global batch")
+    r.add_argument("--lr", type=float, default=1e-4)
+    r.add_argument("--lr-halve-every", type=int, default=50, metavar="EPOCHS")
+    r.add_argument("--val-fraction", type=float, default=0.4,
+                   help="share of patients for validation when the CSV has no split column")
+    r.add_argument("--early-stop-on", choices=("loss", "accuracy", "auc"), default="loss")
+    r.add_argument("--patience", type=int, default=20, metavar="EPOCHS")
+    r.add_argument("--slices-per-patient", type=int, default=None, metavar="K",
+                   help="draw K triplets per patient per epoch (default: all)")
+    r.add_argument("--val-slices-per-patient", type=int, default=None, metavar="K",
+                   help="validate on K evenly spaced triplets per patient (default: all)")
+    r.add_argument("--class-weighting", action="store_true",
+                   help="weight the loss by inverse class frequency")
+    r.add_argument("--no-augment", action="store_true")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    r.add_argument("--cache-dir", type=Path, default=None,
+                   help="where prepared studies are cached (default: per-user cache)")
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.add_argument("cohort", type=Path, metavar="COHORT.csv",
+                        help="CSV with patient_id, study_dir, responder [, recist, split]")
+    parser.add_argument("--out", type=Path, required=True, metavar="MODEL.safetensors")
+    add_model_arguments(parser)
+    o = parser.add_argument_group("output")
+    o.add_argument("--resume", type=Path, default=None, metavar="CKPT",
+                   help="continue from a checkpoint (<out>.ckpt.safetensors by default name)")
+    o.add_argument("--checkpoint", type=Path, default=None, metavar="CKPT",
+                   help="checkpoint path (default <out without suffix>.ckpt)")
+    o.add_argument("--test", type=Path, default=None, metavar="TEST.csv",
+                   help="held-out test cohort evaluated after training (metrics go into the "
+                        "model description)")
+    o.add_argument("--half", action="store_true", help="store the weights as float16")
+    o.add_argument("--name", default="hcc-response-model")
+    o.add_argument("--model-version", default="1")
+    o.add_argument("--weights-kind", choices=sorted(WEIGHTS_KIND_CHOICES), default="site")
+    o.add_argument("--notes", default="", help="free text added to the model description")
+    o.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def default_cache_dir() -> Path:
+    from app.paths import user_data_dir
+
+    d = user_data_dir() / "training-cache"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def train_config_from_args(args: argparse.Namespace) -> Any:
+    from app.inference.config import ModelConfig
+    from app.training.augment import AugmentConfig
+    from app.training.trainer import TrainConfig
+
+    phases = tuple(p.strip() for p in args.phases.split(",") if p.strip())
+    model = ModelConfig(phases=phases, backbone=args.backbone, attention=not args.no_attention,
+                        shared_trunk=args.shared_trunk, input_size=args.input_size,
+                        crop=args.crop)
+    return TrainConfig(
+        model=model, max_iterations=args.max_iterations, max_epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, lr_halve_every_epochs=args.lr_halve_every,
+        early_stop_on=args.early_stop_on, patience_epochs=args.patience,
+        class_weighting=args.class_weighting,
+        augment=AugmentConfig(enabled=not args.no_augment), device=args.device, seed=args.seed,
+        slices_per_patient=args.slices_per_patient,
+        val_slices_per_patient=args.val_slices_per_patient)
+
+
+def prepare(csv_path: Path, settings: Any, cache_dir: Path | None, progress: Any) -> Any:
+    """Read the cohort CSV and prepare every study (cached); refuse when none is usable."""
+    from app.errors import InputError
+    from app.training.cohort import prepare_cohort, read_cohort
+
+    cohort = read_cohort(csv_path)
+    prepared = prepare_cohort(cohort.entries, settings, cache_dir=cache_dir or default_cache_dir(),
+                              progress=progress)
+    if not prepared.studies:
+        reasons = "; ".join(f"{e.patient_id}: {r}" for e, r in prepared.failed[:3])
+        raise InputError(f"no study of {csv_path.name} could be prepared ({reasons})")
+    return cohort, prepared
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotAvailable("the 'train' command is not available in this version yet")
+    import sys
+
+    from app.commands._common import TerminalProgress, print_json
+    from app.inference.weights import ModelDescription, save_model
+    from app.training.cohort import PrepareSettings
+    from app.training.dataset import split_prepared
+    from app.training.trainer import train
+
+    rank = int(os.environ.get("RANK", "0"))
+    cfg = train_config_from_args(args)
+    settings = PrepareSettings.from_model_config(cfg.model)
+    quiet = rank != 0
+    prog = TerminalProgress("preparing", enabled=not quiet)
+    cohort, prepared = prepare(args.cohort, settings, args.cache_dir, prog)
+    for e, reason in prepared.failed:
+        if not quiet:
+            print(f"excluded {e.patient_id} (line {e.row}): {reason}", file=sys.stderr)
+    data = split_prepared(prepared, args.val_fraction, args.seed)
+    ckpt = args.checkpoint or args.out.with_name(args.out.stem + ".ckpt")
+    res = train(cfg, data, TerminalProgress("training", enabled=not quiet), checkpoint=ckpt,
+                resume=args.resume)
+    if rank != 0:
+        return 0
+
+    metrics: dict[str, Any] = {"validation": res.summary().get("best_epoch_metrics")}
+    test_doc: dict[str, Any] | None = None
+    if args.test is not None:
+        test_doc = evaluate_on(args.test, res.model, cfg.model, args.cache_dir, args.device,
+                               seed=args.seed)
+        metrics["test"] = test_doc
+    training_data = {"cohort": cohort.summary(), "prepared": prepared.summary(),
+                     "split": data.summary(),
+                     "needs_confirmation": sum(
+                         1 for s in prepared.studies if any(w.startswith("needs confirmation")
+                                                            for w in s.warnings))}
+    desc = ModelDescription(
+        name=args.name, version=args.model_version,
+        weights_kind=WEIGHTS_KIND_CHOICES[args.weights_kind],
+        training_data=training_data, metrics=metrics,
+        notes=describe_recipe(cfg, res) + (" " + args.notes if args.notes else ""))
+    sha = save_model(res.model, cfg.model, desc, args.out, half=args.half)  # type: ignore[arg-type]
+    summary = {"model": str(args.out), "sha256": sha, "training": res.summary(),
+               "data": training_data, "test": test_doc}
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"wrote {args.out} (SHA-256 {sha[:16]}…)")
+        s = res.summary()
+        print(f"trained {s['iterations']} iterations in {s['seconds']:.0f} s on {s['device']}; "
+              f"best epoch {s['best_epoch']} ({cfg.early_stop_on} {s['best_metric']}); "
+              f"{s['stopped']}")
+        if test_doc:
+            print(format_test_line(test_doc))
+    return 0
+
+
+def describe_recipe(cfg: Any, res: Any) -> str:
+    m = cfg.model
+    return (f"Trained with Adam, batch {cfg.batch_size}, lr {cfg.lr:g} halved every "
+            f"{cfg.lr_halve_every_epochs} epochs, at most {cfg.max_iterations} iterations "
+            f"({res.iterations} run, stopped: {res.stopped}), early stopping on validation "
+            f"{cfg.early_stop_on}, augmentation {'on' if cfg.augment.enabled else 'off'}, seed "
+            f"{cfg.seed}. Architecture: {m.backbone}, "
+            f"{'shared trunk with phase-specific BatchNorm' if m.shared_trunk else 'separate trunks'}"
+            f", attention {'on' if m.attention else 'off'}, input {m.input_size} px, phases "
+            f"{', '.join(m.phases)}; no ImageNet initialisation.")
+
+
+def evaluate_on(csv_path: Path, model: Any, model_config: Any, cache_dir: Path | None,
+                device: str, *, seed: int = 0, n_boot: int = 1000) -> dict[str, Any]:
+    """Patient-level evaluation of ``model`` on a cohort CSV (plus the Bayes-optimal AUC when
+    the CSV carries the generator's ``p_true``)."""
+    import numpy as np
+
+    from app.progress import NULL_PROGRESS
+    from app.training.cohort import PrepareSettings
+    from app.training.dataset import SliceSet
+    from app.training.evaluate import bayes_optimal, evaluate_scored, score_slices
+
+    _cohort, prepared = prepare(csv_path, PrepareSettings.from_model_config(model_config),
+                                cache_dir, NULL_PROGRESS)
+    ss = SliceSet.from_studies(prepared.studies)
+    scored = score_slices(model, model_config, ss, device=device)
+    rep = evaluate_scored(scored, n_boot=n_boot, seed=seed, model_name=csv_path.name)
+    p_true = [e.extra.get("p_true") for e in prepared.entries]
+    if all(p not in (None, "") for p in p_true):
+        rep.bayes = bayes_optimal(scored.patient_labels, np.array([float(p) for p in p_true]))
+    iv = rep.patient.bootstrap.intervals
+    return {"cohort": str(csv_path), "patients": rep.patient.n, "responders": rep.patient.n_pos,
+            "excluded": len(prepared.failed),
+            "patient_auc": rep.patient.auc.as_dict(),
+            **{k: iv[k].as_dict() for k in ("accuracy", "sensitivity", "specificity",
+                                            "precision", "f1")},
+            "slice_auc": rep.slice.auc.as_dict(), "bayes_optimal": rep.bayes}
+
+
+def format_test_line(doc: dict[str, Any]) -> str:
+    a = doc["patient_auc"]
+    line = (f"held-out test ({doc['patients']} patients): AUC {a['auc']:.3f} "
+            f"(95 % CI {a['ci_low']:.3f}–{a['ci_high']:.3f})")
+    b = doc.get("bayes_optimal")
+    if b:
+        line += f"; Bayes-optimal AUC {b['auc']:.3f}; ratio {a['auc'] / b['auc']:.3f}"
+    return line

@@ -352,12 +352,12 @@ def _val_metrics(probs: np.ndarray, vs: SliceSet) -> dict[str, float]:
     y = vs.y.numpy()
     p = np.clip(probs, 1e-7, 1 - 1e-7)
     loss = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-    acc = float(np.mean((probs >= 0.5) == (y == 1)))
+    acc = float(np.mean((probs > 0.5) == (y == 1)))
     g = vs.group.numpy()
     n_pat = vs.n_patients
     mean_p = np.bincount(g, weights=probs, minlength=n_pat) / np.maximum(
         np.bincount(g, minlength=n_pat), 1)
-    votes = np.bincount(g, weights=(probs >= 0.5).astype(float), minlength=n_pat) / np.maximum(
+    votes = np.bincount(g, weights=(probs > 0.5).astype(float), minlength=n_pat) / np.maximum(
         np.bincount(g, minlength=n_pat), 1)
     try:
         pauc = auc(vs.patient_labels, mean_p)

@@ -1,0 +1,62 @@
+"""The per-study step of the training data path, through the app's own code.
+
+scan → assemble (phase assignment, liver range, pairing; :func:`app.dicom.assembly.assemble_folder`)
+→ :func:`app.inference.preprocess.preprocess_study` — exactly what ``predict`` does before the
+network, so a model sees in training what it will see in the app.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from app import PHASES
+from app.errors import InputError
+from app.inference.config import ModelConfig
+from app.progress import NULL_PROGRESS, Progress
+from app.training.cohort import PreparedStudy, PrepareSettings
+
+
+def preprocessing_config(settings: PrepareSettings) -> ModelConfig:
+    """A three-phase configuration carrying only the preprocessing settings.
+
+    The cache always holds all three phases; a model reading fewer selects its channels, and
+    preprocessing is per phase, so the arrays are the same for every phase subset.
+    """
+    return ModelConfig(phases=PHASES, backbone="tiny", input_size=settings.input_size,
+                       window=settings.window, crop=settings.crop,
+                       crop_fov_mm=settings.crop_fov_mm)
+
+
+def prepare_study_via_app(study_dir: Path, settings: PrepareSettings, *, patient_id: str = "",
+                          label: int = 0, progress: Progress = NULL_PROGRESS) -> PreparedStudy:
+    """Scan and assemble ``study_dir`` like the app, preprocess every paired triplet.
+
+    Raises
+    ------
+    InputError
+        No usable study, several studies in the folder (a cohort row names one study), or the
+        DICOM layer's own refusal (missing phase, bad geometry ...), passed on unchanged.
+    """
+    from app.dicom.assembly import assemble_folder
+    from app.inference.preprocess import preprocess_study
+
+    _scan, studies = assemble_folder(study_dir, progress=progress, keep_volumes=True)
+    if not studies:
+        raise InputError(f"no usable CT study in {study_dir}")
+    if len(studies) > 1:
+        raise InputError(f"{study_dir} holds {len(studies)} studies; a cohort row must name "
+                         "the folder of one study")
+    _study, outcome = studies[0]
+    if isinstance(outcome, Exception):
+        raise outcome
+    cfg = preprocessing_config(settings)
+    inputs = preprocess_study(outcome, cfg)
+    x = inputs.x[:, :, 0].numpy().astype(np.float16)  # [N, 3, S, S]
+    warnings = list(outcome.warnings)
+    if outcome.needs_confirmation:
+        warnings = [f"needs confirmation: {r}" for r in outcome.confirmation_reasons] + warnings
+    z = np.array([outcome.pairs[i].z_ref for i in inputs.pair_indices], dtype=np.float64)
+    return PreparedStudy(patient_id or outcome.patient_id, int(label), x, z,
+                         outcome.study_uid, str(study_dir), warnings)
