@@ -47,6 +47,10 @@ class ImportOutcome:
     errors: dict[str, str] = field(default_factory=dict)
 
 
+#: Decoding threads used by the app's imports (see :func:`assemble`).
+UI_DECODE_WORKERS = 1
+
+
 def _usable_series(study: Any) -> list[Any]:
     return [s for s in getattr(study, "series", []) if s.status != "refused"]
 
@@ -63,7 +67,11 @@ def assemble(study: Any, overrides: Mapping[str, str] | None, progress: Progress
     """Assemble one study (the core's ``assemble_study``)."""
     from app.dicom.assembly import assemble_study
 
-    return assemble_study(study, dict(overrides) if overrides else None, progress)
+    # One decoding thread: pydicom's parsing holds the interpreter lock, and several decoder
+    # threads contending for it starve the GUI thread (measured: stalls of 300-400 ms with
+    # the default pool, see bench/ui_heartbeat.py); the GUI needs responsiveness, not the last
+    # second of import speed.
+    return assemble_study(study, dict(overrides) if overrides else None, progress, workers=UI_DECODE_WORKERS)
 
 
 def import_job(folder: Path) -> Callable[[Progress], ImportOutcome]:
@@ -407,5 +415,52 @@ def demo_job(dest: Path | None = None) -> Callable[[Progress], Path]:
         from app.synthetic.demo import ensure_demo_study
 
         return Path(ensure_demo_study(dest or demo_dir(), progress))
+
+    return run
+
+
+# -- warm-up --------------------------------------------------------------------------------
+
+#: The engine's modules, imported once in the background right after the window shows.
+WARMUP_MODULES: tuple[str, ...] = (
+    "numpy",
+    "pydicom",
+    "cv2",
+    "scipy.ndimage",
+    "app.dicom.scan",
+    "app.dicom.volume",
+    "app.dicom.phase",
+    "app.dicom.assembly",
+    "torch",
+    "torchvision",
+    "app.inference.weights",
+    "app.inference.predictor",
+    "app.inference.gradcam",
+    "app.synthetic.demo",
+)
+
+
+def warmup_job(modules: tuple[str, ...] = WARMUP_MODULES) -> Callable[[Progress], list[str]]:
+    """Import the engine's modules in the background; returns those that failed to import.
+
+    Why: importing torch & co. initialises C extensions while holding the interpreter lock,
+    which stalls the GUI thread for up to a second whichever thread imports them. Done right
+    after start, while the user looks at the window, these stalls do not fall into the first
+    import or prediction, where the user is watching a progress bar (RELIABILITY.md 29).
+    """
+
+    def run(progress: Progress) -> list[str]:
+        import importlib
+
+        failed: list[str] = []
+        for i, name in enumerate(modules):
+            progress.check()
+            progress.update(i / len(modules), f"loading {name}")
+            try:
+                importlib.import_module(name)
+            except ImportError as exc:  # an optional part missing: the job using it will say so
+                log.warning("warm-up: cannot import %s: %s", name, exc)
+                failed.append(name)
+        return failed
 
     return run

@@ -173,6 +173,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._restore_window_state()
         self._update_actions()
         self._update_model_label()
+        # Import the engine (torch, pydicom...) in the background while the user looks around.
+        self.warmup = self.jobs.start("Starting", jobs.warmup_job(), key="warmup")
+        self.warmup.done.connect(lambda: self.stepDone.emit("warm"))
         if self._register_error:
             QtCore.QTimer.singleShot(
                 0,

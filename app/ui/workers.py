@@ -312,3 +312,60 @@ class JobManager(QtCore.QObject):
                 log.error("job %s did not stop within %d ms", job.name, timeout_ms)
                 ok = False
         return ok
+
+
+class StallMonitor(QtCore.QObject):
+    """Measures how long the GUI event loop goes without running a timer (RELIABILITY.md 29).
+
+    A ``QTimer`` fires every ``interval_ms``; each late tick is a stall of the event loop (work
+    done on the GUI thread, or the GUI thread waiting for the GIL). ``worst_ms`` is the largest
+    delay beyond the interval. Used by the heartbeat test and ``bench/ui_heartbeat.py``; cheap
+    enough to run in a debug session.
+    """
+
+    def __init__(self, interval_ms: int = 10, parent: QtCore.QObject | None = None) -> None:
+        super().__init__(parent)
+        self.interval_ms = interval_ms
+        self._timer = QtCore.QTimer(self)
+        self._timer.setTimerType(QtCore.Qt.TimerType.PreciseTimer)
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self._tick)
+        self._last: float | None = None
+        self.gaps_ms: list[float] = []
+        #: (perf_counter at the late tick, delay in ms) for every tick more than 50 ms late
+        self.late: list[tuple[float, float]] = []
+
+    def start(self) -> None:
+        self.gaps_ms.clear()
+        self.late.clear()
+        self._last = time.perf_counter()
+        self._timer.start()
+
+    def stop(self) -> None:
+        self._timer.stop()
+        self._tick()
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        if self._last is not None:
+            gap = (now - self._last) * 1000.0
+            self.gaps_ms.append(gap)
+            if gap - self.interval_ms > 50.0:
+                self.late.append((now, gap - self.interval_ms))
+        self._last = now
+
+    @property
+    def worst_ms(self) -> float:
+        """Largest delay beyond the timer interval (0 when every tick was on time)."""
+        return max((g - self.interval_ms for g in self.gaps_ms), default=0.0)
+
+    def percentile_ms(self, q: float) -> float:
+        """Delay beyond the interval at percentile ``q`` (0..100) of the ticks."""
+        if not self.gaps_ms:
+            return 0.0
+        ordered = sorted(g - self.interval_ms for g in self.gaps_ms)
+        k = min(len(ordered) - 1, max(0, int(round(q / 100.0 * (len(ordered) - 1)))))
+        return ordered[k]
+
+    def count_over(self, limit_ms: float) -> int:
+        return sum(1 for g in self.gaps_ms if g - self.interval_ms > limit_ms)

@@ -1,0 +1,181 @@
+"""How long does the GUI event loop stall while the app imports, predicts and explains?
+
+Opens the real main window offscreen, then, with a 10 ms heartbeat timer running, imports a
+generated three-phase study, predicts and computes Grad-CAM for the whole study — exactly the
+user's "Open → Predict" path. Prints the worst stall (delay of a heartbeat tick beyond 10 ms),
+the 99th percentile, how many ticks were more than 100 ms late, and the time of each step.
+Target (RELIABILITY.md 29): worst stall ≤ 100 ms.
+
+    .venv/bin/python bench/ui_heartbeat.py [--matrix 256] [--model default|tiny|PATH] [--runs 3]
+
+``--model default`` uses the bundled model when present, else a random-initialised model with
+the paper's default configuration (224 px input, separate ResNet-18 trunks) — the heaviest
+realistic case; ``tiny`` a 64 px shared-trunk model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+class Watchdog:
+    """Samples the worker threads' Python stacks whenever the heartbeat is > 60 ms late."""
+
+    def __init__(self, monitor, limit_s: float = 0.06) -> None:  # type: ignore[no-untyped-def]
+        import collections
+        import threading
+
+        self.monitor = monitor
+        self.limit_s = limit_s
+        self.stacks: collections.Counter[str] = collections.Counter()
+        self.main_id = threading.main_thread().ident
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import threading
+        import traceback
+
+        while not self._stop.wait(0.02):
+            last = self.monitor._last
+            if last is not None and time.perf_counter() - last > self.limit_s:
+                me = threading.get_ident()
+                for tid, frame in sys._current_frames().items():
+                    if tid in (self.main_id, me):
+                        continue  # the GUI thread is just waiting; who holds the GIL/CPU?
+                    lines = traceback.format_stack(frame, limit=30)
+                    self.stacks["".join(lines[-6:])] += 1
+
+    def report(self) -> None:
+        self._stop.set()
+        for stack, n in self.stacks.most_common(6):
+            print(f"--- {n} samples (x20 ms) while the GUI thread was late:\n{stack}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--matrix", type=int, default=256, help="image matrix of the study (256 = demo study)")
+    parser.add_argument("--model", default="default", help="default | tiny | path to a .safetensors")
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (CPU)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--where", action="store_true", help="print the worker threads' stacks during stalls")
+    args = parser.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="hcc-bench-home-"))
+    os.environ["HCC_RESPONSE_HOME"] = str(home)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from PySide6 import QtWidgets
+
+    from app.ui.application import configure_pyqtgraph
+
+    configure_pyqtgraph()
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+
+    import ui_fixtures as fx
+
+    from app.settings import update_settings
+    from app.ui import dialogs
+    from app.ui.main_window import MainWindow
+    from app.ui.workers import StallMonitor
+
+    t0 = time.perf_counter()
+    folder, _ = fx.generate_study(home / "study", matrix=args.matrix, delayed=False)
+    print(f"study: {args.matrix}x{args.matrix}, generated in {time.perf_counter() - t0:.1f} s")
+
+    if args.model == "tiny":
+        path = home / "tiny.safetensors"
+        sha = fx.create_tiny_model(path)
+        update_settings(model_path=str(path), model_sha256=sha, device=args.device, demo_offered=True)
+    elif args.model == "default":
+        update_settings(device=args.device, demo_offered=True)  # bundled, or a random default-config model
+    else:
+        from app.inference.weights import sha256_file
+
+        update_settings(model_path=args.model, model_sha256=sha256_file(args.model), device=args.device, demo_offered=True)
+
+    errors: list[str] = []
+    dialogs.show_error = lambda parent, msg, details="": errors.append(f"{msg}\n{details}")  # type: ignore[assignment]
+    dialogs.confirm_phases = lambda parent, r, a, on_answer: on_answer(True)  # type: ignore[assignment]
+
+    def wait(cond, timeout_s: float = 600.0) -> None:  # type: ignore[no-untyped-def]
+        end = time.perf_counter() + timeout_s
+        while not cond() and not errors:
+            if time.perf_counter() > end:
+                raise TimeoutError("step did not finish")
+            app.processEvents()
+            time.sleep(0.002)
+        if errors:
+            raise RuntimeError(errors[0])
+
+    worst_all = []
+    for run in range(args.runs):
+        w = MainWindow()
+        w.show()
+        steps: dict[str, float] = {}
+        w.stepDone.connect(lambda s, steps=steps: steps.setdefault(s, time.perf_counter()))
+        # The window imports its engine in the background right after it shows; a user
+        # looks at the window for a few seconds before the first click, so wait for it.
+        t_warm = time.perf_counter()
+        wait(lambda steps=steps: "warm" in steps)
+        if run == 0:
+            print(f"warm-up (background imports after start): {time.perf_counter() - t_warm:.1f} s")
+        texts: list[tuple[float, str]] = []
+
+        def on_job(job, texts=texts):  # type: ignore[no-untyped-def]
+            texts.append((time.perf_counter(), f"[{job.name}] start"))
+            job.progress.connect(lambda f, text, texts=texts, n=job.name: texts.append((time.perf_counter(), f"[{n}] {text}")))
+
+        w.jobs.jobStarted.connect(on_job)
+        mon = StallMonitor(10)
+        watchdog = Watchdog(mon) if args.where else None
+        mon.start()
+        t_start = time.perf_counter()
+        w.import_folder(folder)
+        wait(lambda steps=steps: "imported" in steps)
+        if w.case.needs_confirmation():
+            w.confirm_assignment()
+        t_predict = time.perf_counter()
+        w.predict()
+        wait(lambda steps=steps: "cam-study" in steps)
+        mon.stop()
+        if watchdog is not None:
+            watchdog.report()
+        n_pairs = len(w.case.study.pairs) if w.case.study else 0
+        w.close()
+        app.processEvents()
+        print(
+            f"run {run + 1}: import {steps['imported'] - t_start:.2f} s, "
+            f"predict {steps['predicted'] - t_predict:.2f} s ({n_pairs} slice levels), "
+            f"CAM of viewed slice +{steps['cam-slice'] - steps['predicted']:.2f} s, "
+            f"whole-study CAM +{steps['cam-study'] - steps['predicted']:.2f} s"
+        )
+        print(
+            f"       heartbeat: {len(mon.gaps_ms)} ticks, worst stall {mon.worst_ms:.0f} ms, "
+            f"p99 {mon.percentile_ms(99):.0f} ms, p50 {mon.percentile_ms(50):.1f} ms, "
+            f"ticks > 100 ms late: {mon.count_over(100)}"
+        )
+        for t_late, delay in mon.late:
+            before = [txt for t, txt in texts if t <= t_late]
+            print(f"         late {delay:5.0f} ms during: {before[-1] if before else '?'}")
+        worst_all.append(mon.worst_ms)
+    print(f"WORST STALL over {args.runs} run(s): {max(worst_all):.0f} ms (target <= 100 ms)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""The event loop keeps running while import, prediction and Grad-CAM work in the background.
+
+A 10 ms timer records every late tick while the window imports a generated study, predicts and
+computes Grad-CAM (RELIABILITY.md 29). The bound asserted here is generous (a shared, loaded CI
+box); the figure to report is printed here and measured properly by ``bench/ui_heartbeat.py``
+(target ≤ 100 ms).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("PySide6")
+
+import ui_fixtures as fx  # noqa: E402
+
+from app.settings import update_settings  # noqa: E402
+from app.ui import dialogs  # noqa: E402
+from app.ui.main_window import MainWindow  # noqa: E402
+from app.ui.workers import StallMonitor  # noqa: E402
+
+#: Generous bound for a busy 2-core box shared with other jobs; the target is 100 ms.
+LOADED_BOX_BOUND_MS = 500.0
+
+
+def test_monitor_detects_a_blocked_loop(qtbot) -> None:
+    import time
+
+    mon = StallMonitor(10)
+    mon.start()
+    qtbot.wait(50)
+    time.sleep(0.2)  # block the GUI thread on purpose
+    qtbot.wait(30)
+    mon.stop()
+    assert 150 <= mon.worst_ms <= 1000
+    assert mon.count_over(100) == 1
+
+
+def test_event_loop_never_stalls_during_import_and_prediction(qtbot, tmp_path: Path, monkeypatch, capsys) -> None:
+    import torch
+
+    torch.set_num_threads(2)
+    errors: list[str] = []
+    monkeypatch.setattr(dialogs, "show_error", lambda parent, msg, details="": errors.append(msg))
+    monkeypatch.setattr(dialogs, "confirm_phases", lambda parent, r, a, on_answer: on_answer(True))
+    folder, _ = fx.generate_study(tmp_path / "study", delayed=False)
+    model = tmp_path / "tiny.safetensors"
+    sha = fx.create_tiny_model(model)
+    update_settings(model_path=str(model), model_sha256=sha, device="cpu", demo_offered=True)
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.show()
+    steps: list[str] = []
+    w.stepDone.connect(steps.append)
+    qtbot.wait(200)  # let the window settle: first paint is not background work
+
+    mon = StallMonitor(10)
+    mon.start()
+    w.import_folder(folder)
+    qtbot.waitUntil(lambda: "imported" in steps or bool(errors), timeout=120_000)
+    assert not errors, errors
+    if w.case.needs_confirmation():
+        w.confirm_assignment()
+    w.predict()
+    qtbot.waitUntil(lambda: "cam-study" in steps or bool(errors), timeout=120_000)
+    mon.stop()
+    w.close()
+    assert not errors, errors
+    with capsys.disabled():
+        print(
+            f"\n[heartbeat] import+predict+Grad-CAM: {len(mon.gaps_ms)} ticks, worst stall "
+            f"{mon.worst_ms:.0f} ms, p99 {mon.percentile_ms(99):.0f} ms, "
+            f">100 ms: {mon.count_over(100)}"
+        )
+    assert len(mon.gaps_ms) > 20
+    assert mon.worst_ms < LOADED_BOX_BOUND_MS
