@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import stat
+import statistics
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -24,8 +25,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
-
-import numpy as np
 
 from app.dicom.errors import FolderError
 from app.dicom.geometry import (
@@ -292,7 +291,7 @@ def _z(s: _Slice) -> float:
 
 
 def _median(values: list[float]) -> float | None:
-    return float(np.median(values)) if values else None
+    return float(statistics.median(values)) if values else None
 
 
 def _min(values: list[float | None]) -> float | None:
@@ -305,10 +304,12 @@ def _build_series(
 ) -> SeriesInfo:
     """One SeriesInfo from one part: geometry checks, tags from its slices, status."""
     orientation = slices[0].geometry.orientation
-    first = slices[0].header
-    describe(first)  # for GantryDetectorTilt
+    # The lowest slice represents the series: its descriptive tags (names, descriptions,
+    # contrast, scanner, GantryDetectorTilt) are read once, here.
+    rep = min(slices, key=lambda s: (round(_z(s), 3), s.header.sop_instance_uid)).header
+    describe(rep)
     report = analyse_positions(
-        [s.geometry.position for s in slices], orientation, tilt_tag=first.gantry_tilt
+        [s.geometry.position for s in slices], orientation, tilt_tag=rep.gantry_tilt
     )
     order = report.order
     instances = [
@@ -323,8 +324,6 @@ def _build_series(
         for i in order
     ]
     headers = [slices[i].header for i in order]
-    rep = headers[0]
-    describe(rep)  # names, descriptions, contrast and scanner tags: once per series
     warnings = list(notes) + report.warnings
     header_warnings = Counter(w for h in {id(h): h for h in headers}.values() for w in h.warnings)
     for w, n in sorted(header_warnings.items()):

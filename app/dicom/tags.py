@@ -379,6 +379,84 @@ def _floats(obj: Any, keyword: str, n: int) -> tuple[float, ...] | None:
     return out
 
 
+# One pass over the parsed elements decodes every value the scan needs (the per-keyword helpers
+# above cost a dictionary lookup through pydicom's tag type each); anything that is not plain
+# raw bytes (sequences, deferred or already converted elements) is marked and read through them.
+_KW_OF: dict[int, str] = {}
+
+
+def _values(ds: Dataset) -> dict[str, Any]:
+    if not _KW_OF:
+        _KW_OF.update({_TAG[k]: k for k in SCAN_TAGS if k in _TAG})
+    out: dict[str, Any] = {}
+    d = getattr(ds, "_dict", None)
+    if d is None:
+        return out
+    for tag, elem in d.items():
+        kw = _KW_OF.get(int(tag))
+        if kw is None:
+            continue
+        value = elem.value if type(elem) is RawDataElement else None
+        if type(value) is not bytes:
+            out[kw] = _SLOW
+        elif kw in _US_TAGS:
+            out[kw] = float(struct.unpack("<H" if elem.is_little_endian else ">H",
+                                          value[:2])[0]) if len(value) >= 2 else None
+        else:
+            try:
+                out[kw] = value.decode("ascii").strip(" \x00").strip()
+            except UnicodeDecodeError:
+                out[kw] = _decode(ds, value).strip(" \x00").strip()
+    return out
+
+
+def _vs(v: dict[str, Any], ds: Dataset, kw: str, warnings: list[str]) -> str:
+    x = v.get(kw)
+    if x is None:
+        return ""
+    if x is _SLOW:
+        return _str(ds, kw, warnings)
+    return x if isinstance(x, str) else str(x)
+
+
+def _vn(v: dict[str, Any], ds: Dataset, kw: str, warnings: list[str]) -> float | None:
+    x = v.get(kw)
+    if x is None or isinstance(x, float):
+        return x
+    if x is _SLOW:
+        return _num(ds, kw, warnings)
+    first = x.split("\\")[0].strip()
+    if not first:
+        return None
+    try:
+        out = float(first)
+    except ValueError:
+        warnings.append(f"unreadable {kw}: ValueError")
+        return None
+    return out if math.isfinite(out) else None
+
+
+def _vi(v: dict[str, Any], ds: Dataset, kw: str, warnings: list[str]) -> int | None:
+    value = _vn(v, ds, kw, warnings)
+    return None if value is None else int(value)
+
+
+def _vf(v: dict[str, Any], ds: Dataset, kw: str, n: int) -> tuple[float, ...] | None:
+    x = v.get(kw)
+    if x is None:
+        return None
+    if x is _SLOW:
+        return _floats(ds, kw, n)
+    try:
+        out = tuple(float(p) for p in x.split("\\"))
+    except ValueError:
+        return None
+    if len(out) != n or not all(math.isfinite(p) for p in out):
+        return None
+    return out
+
+
+
 @lru_cache(maxsize=1)
 def _scan_tag_ints() -> list[int]:
     """SCAN_TAGS as tag numbers (pydicom converts keywords on every call otherwise)."""
@@ -614,8 +692,9 @@ def _read_open(fp: Any, path: Path) -> Header | FileProblem:
             f"end of the {size}-byte file"
         )
     warnings: list[str] = []
+    v = _values(ds)
     media_class = _meta(meta, "MediaStorageSOPClassUID")
-    sop_class = _str(ds, "SOPClassUID", warnings) or media_class
+    sop_class = _vs(v, ds, "SOPClassUID", warnings) or media_class
     if media_class == _DICOMDIR_CLASS or _has(ds, "DirectoryRecordSequence"):
         return FileProblem("skipped", "not an image (DICOMDIR)")
     class_name = _uid_name(sop_class)
@@ -626,22 +705,22 @@ def _read_open(fp: Any, path: Path) -> Header | FileProblem:
     if forced:
         warnings.append("no DICOM preamble/file meta; read as a raw data set")
     # Some anonymisers blank SOPInstanceUID in the data set but keep the file meta's copy.
-    sop_instance = _str(ds, "SOPInstanceUID", warnings) or _meta(meta, "MediaStorageSOPInstanceUID")
+    sop_instance = _vs(v, ds, "SOPInstanceUID", warnings) or _meta(meta, "MediaStorageSOPInstanceUID")
     missing = [] if sop_instance else ["SOPInstanceUID"]
-    missing += [k for k in ("Rows", "Columns", "BitsAllocated") if not _num(ds, k, warnings)]
+    missing += [k for k in ("Rows", "Columns", "BitsAllocated") if not _vn(v, ds, k, warnings)]
     if missing:
-        if not _has(ds, "Rows") and not _has_pixel_tag(fp, end, transfer_syntax):
+        if "Rows" not in v and not _has_pixel_tag(fp, end, transfer_syntax):
             return FileProblem("skipped", "not an image (no pixel data)")
         return FileProblem("rejected", f"missing attribute {missing[0]}")
     problem = decoder_problem(transfer_syntax)
     if problem:
         return FileProblem("rejected", problem)
 
-    rows = _int(ds, "Rows", warnings) or 0
-    cols = _int(ds, "Columns", warnings) or 0
-    n_frames = _int(ds, "NumberOfFrames", warnings) or 1
-    bits = _int(ds, "BitsAllocated", warnings) or 16
-    samples = _int(ds, "SamplesPerPixel", warnings) or 1
+    rows = _vi(v, ds, "Rows", warnings) or 0
+    cols = _vi(v, ds, "Columns", warnings) or 0
+    n_frames = _vi(v, ds, "NumberOfFrames", warnings) or 1
+    bits = _vi(v, ds, "BitsAllocated", warnings) or 16
+    samples = _vi(v, ds, "SamplesPerPixel", warnings) or 1
     expected = rows * cols * n_frames * samples * bits // 8
     if transfer_syntax == _DEFLATED:
         full = pydicom.dcmread(path)  # the data set is compressed as a whole: inflate to check
@@ -655,7 +734,7 @@ def _read_open(fp: Any, path: Path) -> Header | FileProblem:
     if pix_problem:
         return FileProblem("rejected", pix_problem)
 
-    enhanced = _has(ds, "PerFrameFunctionalGroupsSequence")
+    enhanced = "PerFrameFunctionalGroupsSequence" in v
     if enhanced:
         frames_or_missing = _enhanced_frames(ds)
         if isinstance(frames_or_missing, str):
@@ -673,64 +752,64 @@ def _read_open(fp: Any, path: Path) -> Header | FileProblem:
             return FileProblem(
                 "rejected", f"multi-frame image ({n_frames} frames) without per-frame geometry"
             )
-        position = _floats(ds, "ImagePositionPatient", 3)
-        orientation = _floats(ds, "ImageOrientationPatient", 6)
+        position = _vf(v, ds, "ImagePositionPatient", 3)
+        orientation = _vf(v, ds, "ImageOrientationPatient", 6)
         if position is None:
             return FileProblem("rejected", "missing attribute ImagePositionPatient")
         if orientation is None:
             return FileProblem("rejected", "missing attribute ImageOrientationPatient")
-        spacing = _floats(ds, "PixelSpacing", 2)
+        spacing = _vf(v, ds, "PixelSpacing", 2)
         frames = [FrameGeometry(position, orientation, spacing,  # type: ignore[arg-type]
-                                _num(ds, "SliceThickness", warnings))]
+                                _vn(v, ds, "SliceThickness", warnings))]
     if frames[0].pixel_spacing is None:
         return FileProblem("rejected", "missing attribute PixelSpacing")
 
     # Anonymised exports sometimes blank the study/series UIDs. Rather than refuse real images,
     # derive a stable UID from content (2.25 form from a hash) and say so in a warning.
-    study_uid = _str(ds, "StudyInstanceUID", warnings)
-    series_uid = _str(ds, "SeriesInstanceUID", warnings)
+    study_uid = _vs(v, ds, "StudyInstanceUID", warnings)
+    series_uid = _vs(v, ds, "SeriesInstanceUID", warnings)
     extra = _read_descriptive(path, forced) if not (study_uid and series_uid) else ds
     if not study_uid:
-        study_uid = derived_uid("study", _str(ds, "PatientID", warnings),
+        study_uid = derived_uid("study", _vs(v, ds, "PatientID", warnings),
                                 _str(extra, "PatientName", warnings),
                                 _str(extra, "StudyDate", warnings),
                                 _str(extra, "StudyTime", warnings),
                                 _str(extra, "AccessionNumber", warnings))
         warnings.append("blank StudyInstanceUID: study grouped by patient, date and time")
     if not series_uid:
-        series_uid = derived_uid("series", study_uid, _str(ds, "SeriesNumber", warnings),
+        series_uid = derived_uid("series", study_uid, _vs(v, ds, "SeriesNumber", warnings),
                                  _str(extra, "SeriesDescription", warnings),
                                  _str(extra, "SeriesTime", warnings),
-                                 _str(ds, "FrameOfReferenceUID", warnings),
+                                 _vs(v, ds, "FrameOfReferenceUID", warnings),
                                  _str(extra, "ConvolutionKernel", warnings))
         warnings.append("blank SeriesInstanceUID: series grouped by number, description, "
                         "time and frame of reference")
 
-    image_type = [v.strip() for v in _str(ds, "ImageType", warnings).split("\\") if v.strip()]
+    image_type = [v.strip() for v in _vs(v, ds, "ImageType", warnings).split("\\") if v.strip()]
     return Header(
         path=path,
         size=size,
         sop_class_uid=sop_class,
         sop_instance_uid=sop_instance,
-        modality=_str(ds, "Modality", warnings).upper(),
+        modality=_vs(v, ds, "Modality", warnings).upper(),
         image_type=image_type,
-        patient_id=_str(ds, "PatientID", warnings),
+        patient_id=_vs(v, ds, "PatientID", warnings),
         patient_name="",
         study_uid=study_uid,
         study_date="",
         study_description="",
         series_uid=series_uid,
-        series_number=_int(ds, "SeriesNumber", warnings),
+        series_number=_vi(v, ds, "SeriesNumber", warnings),
         series_description="",
-        instance_number=_int(ds, "InstanceNumber", warnings),
-        acquisition_number=_int(ds, "AcquisitionNumber", warnings),
+        instance_number=_vi(v, ds, "InstanceNumber", warnings),
+        acquisition_number=_vi(v, ds, "AcquisitionNumber", warnings),
         frames=frames,
         rows=rows,
         columns=cols,
-        frame_of_reference_uid=_str(ds, "FrameOfReferenceUID", warnings),
+        frame_of_reference_uid=_vs(v, ds, "FrameOfReferenceUID", warnings),
         transfer_syntax=transfer_syntax,
-        acquisition_time=parse_tm(_str(ds, "AcquisitionTime", warnings)),
-        content_time=parse_tm(_str(ds, "ContentTime", warnings)),
+        acquisition_time=parse_tm(_vs(v, ds, "AcquisitionTime", warnings)),
+        content_time=parse_tm(_vs(v, ds, "ContentTime", warnings)),
         enhanced=enhanced,
         forced=forced,
         warnings=warnings,
