@@ -438,6 +438,12 @@ def test_cli_demo_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     assert len(read_labels(out / "labels.csv")) == 2
     truth = json.loads((out / "SYN5-0001" / "truth.json").read_text(encoding="utf-8"))
     assert truth["delayed_series"] in truth["series"]
+    assert cli_main(["demo-data", str(tmp_path / "bc"), "--patients", "1", "--matrix", "64", "--slice-mm", "10",
+                     "--coverage-mm", "40", "--blank-contrast", "--convention", "philips"]) == 0
+    for p in _files(tmp_path / "bc" / "SYN0-0001"):
+        if p.suffix == ".dcm":
+            ds = pydicom.dcmread(p, stop_before_pixels=True)
+            assert "ContrastBolusAgent" not in ds and ds.SeriesDescription and ds.Manufacturer == "Philips"
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "x.dcm").write_bytes(b"")
     assert cli_main(["demo-data", str(tmp_path / "other"), "--matrix", "64"]) == 2
