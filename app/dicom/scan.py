@@ -496,8 +496,10 @@ def scan_folder(path: str | Path, progress: Progress | None = None) -> ScanResul
             all_series.append(info)
             for s in slices:
                 if s.header.path not in outcomes:
-                    outcomes[s.header.path] = FileOutcome(
-                        s.header.path, "used", f"series {info.series_number}", uid)
+                    note = f"series {info.series_number}"
+                    if info.status == "refused":
+                        note += " (refused, listed only)"
+                    outcomes[s.header.path] = FileOutcome(s.header.path, "used", note, uid)
     patients = _group(all_series)
     result = ScanResult(
         root=root,

@@ -659,18 +659,35 @@ def read_header(path: Path) -> Header | FileProblem:
         fp.close()
 
 
+_PIXEL_TAGS = frozenset({0x7FE00010, 0x7FE00009, 0x7FE00008})
+
+
+def _before_pixels(tag: int, vr: str | None, length: int) -> bool:
+    return tag in _PIXEL_TAGS
+
+
+def _parse(fp: Any, force: bool) -> Dataset:
+    """Parse the header up to the pixel data, keeping only SCAN_TAGS.
+
+    ``pydicom.filereader.read_partial`` (what ``dcmread`` calls) is used directly with the tag
+    numbers prepared once: ``dcmread`` would convert the tag list on every file, which alone
+    costs about 7 % of a bare header read.
+    """
+    read_partial = getattr(pydicom.filereader, "read_partial", None)
+    if read_partial is None:  # pragma: no cover - other pydicom versions
+        return pydicom.dcmread(fp, stop_before_pixels=True, force=force,
+                               specific_tags=_scan_tag_ints(), defer_size=DEFER_SIZE)
+    return read_partial(fp, _before_pixels, defer_size=DEFER_SIZE, force=force,  # type: ignore[no-any-return]
+                        specific_tags=_scan_tag_ints())
+
+
 def _read_open(fp: Any, path: Path) -> Header | FileProblem:
     size = os.fstat(fp.fileno()).st_size
     if size == 0:
         return FileProblem("skipped", "not DICOM: empty file")
-    kwargs: dict[str, Any] = {
-        "stop_before_pixels": True,
-        "specific_tags": _scan_tag_ints(),
-        "defer_size": DEFER_SIZE,
-    }
     forced = False
     try:
-        ds = pydicom.dcmread(fp, **kwargs)
+        ds = _parse(fp, force=False)
     except InvalidDicomError:
         fp.seek(0)
         if not _looks_like_raw_dataset(fp.read(8)):
@@ -678,7 +695,7 @@ def _read_open(fp: Any, path: Path) -> Header | FileProblem:
         fp.seek(0)
         forced = True
         try:
-            ds = pydicom.dcmread(fp, force=True, **kwargs)
+            ds = _parse(fp, force=True)
         except Exception as exc:
             return FileProblem("rejected", f"unreadable DICOM: {type(exc).__name__}: {exc}")
     except Exception as exc:
@@ -695,7 +712,7 @@ def _read_open(fp: Any, path: Path) -> Header | FileProblem:
     v = _values(ds)
     media_class = _meta(meta, "MediaStorageSOPClassUID")
     sop_class = _vs(v, ds, "SOPClassUID", warnings) or media_class
-    if media_class == _DICOMDIR_CLASS or _has(ds, "DirectoryRecordSequence"):
+    if media_class == _DICOMDIR_CLASS:
         return FileProblem("skipped", "not an image (DICOMDIR)")
     class_name = _uid_name(sop_class)
     if sop_class and "Image Storage" not in class_name:
