@@ -52,7 +52,8 @@ def test_browser_marks_assignment_and_offers_one_click_override(qtbot) -> None:
     browser.set_assembly("1.2.3.4", study)
     item = browser.series_item("1.2")
     assert item is not None and item.font(COL_SERIES).bold()
-    assert item.text(COL_SERIES).startswith("▶ arterial")
+    assert item.text(COL_SERIES).startswith("▶ #3")
+    assert "arterial" in item.toolTip(COL_SERIES)
     assert not browser.series_item("1.4").font(COL_SERIES).bold()  # type: ignore[union-attr]
     combo = browser.combos["arterial"]
     # refused coronal series is not offered; the four axial ones are

@@ -169,6 +169,20 @@ def _description_dict(description: Any) -> dict[str, Any]:
     return {k: v for k, v in vars(description).items() if not k.startswith("_")}
 
 
+def _readable(value: Any) -> str:
+    """A description value as short text: lists joined, dicts as "key: value" lines."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (list, tuple)) and all(not isinstance(v, (dict, list)) for v in value):
+        return ", ".join(str(v) for v in value)
+    if isinstance(value, dict):
+        return "\n".join(
+            f"{k}: {v if isinstance(v, (str, int, float)) else json.dumps(v, ensure_ascii=False, default=str)}"
+            for k, v in value.items()
+        )
+    return json.dumps(value, indent=1, ensure_ascii=False, default=str)
+
+
 def description_html(description: Any, sha256: str | None = None, path: str | None = None) -> str:
     """HTML summary of a model description: name, version, kind of weights, data, metrics."""
     doc = _description_dict(description)
@@ -178,11 +192,19 @@ def description_html(description: Any, sha256: str | None = None, path: str | No
     if kind:
         parts.append(f"<p style='font-size:large'><b>Weights: {esc(str(kind))}</b></p>")
     rows: list[tuple[str, str]] = []
+    arch = doc.get("architecture") or {}
+    if isinstance(arch, dict) and arch:
+        parts_arch = [str(arch.get("backbone", "?"))]
+        if "shared_trunk" in arch:
+            parts_arch.append("shared trunk" if arch["shared_trunk"] else "separate trunks")
+        if "attention" in arch:
+            parts_arch.append("self-attention" if arch["attention"] else "no attention")
+        if "input_size" in arch:
+            parts_arch.append(f"input {arch['input_size']} px")
+        rows.append(("architecture", ", ".join(parts_arch)))
     for key in ("created", "phases", "training_data", "training_data_summary", "metrics", "notes"):
         if key in doc and doc[key] not in (None, "", [], {}):
-            value = doc[key]
-            text = value if isinstance(value, str) else json.dumps(value, indent=1, default=str)
-            rows.append((key.replace("_", " "), text))
+            rows.append((key.replace("_", " "), _readable(doc[key])))
     if sha256:
         rows.append(("SHA-256", sha256))
     if path:
@@ -217,7 +239,7 @@ class ModelDescriptionDialog(QtWidgets.QDialog):
         self.summary.setHtml(description_html(description, sha256, path))
         tabs.addTab(self.summary, "Summary")
         raw = QtWidgets.QPlainTextEdit(
-            json.dumps(_description_dict(description), indent=2, default=str)
+            json.dumps(_description_dict(description), indent=2, ensure_ascii=False, default=str)
         )
         raw.setReadOnly(True)
         raw.setFont(QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont))

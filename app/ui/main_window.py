@@ -286,7 +286,7 @@ class MainWindow(QtWidgets.QMainWindow):
         dock.setWidget(self.browser)
         dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable)
         self.addDockWidget(QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, dock)
-        self.resizeDocks([dock], [380], QtCore.Qt.Orientation.Horizontal)
+        self.resizeDocks([dock], [450], QtCore.Qt.Orientation.Horizontal)
 
         self.viewer = viewer_cls()
         self.vote_strip = strip_cls()

@@ -344,8 +344,9 @@ class RegisterTab(QtWidgets.QWidget):
             rows = []
         keys: list[str] = []
         for row in rows:
-            for k in row:
-                if k not in keys:
+            for k, v in row.items():
+                # nested values (the paper's reference figures) are shown below the table
+                if k not in keys and not isinstance(v, dict):
                     keys.append(k)
         self.performance.clear()
         self.performance.setColumnCount(len(keys))

@@ -162,7 +162,9 @@ def write_case_report(
     if not painter.begin(writer):
         raise ReportError(f"cannot write the report to {path}")
     try:
-        _draw(painter, writer, study, result, cam_by_phase or {}, description, pair_index, pair, cam_scale, case_id)
+        page = writer.pageLayout().paintRectPixels(writer.resolution())
+        _draw(painter, page.width(), page.height(), writer.resolution(), study, result,
+              cam_by_phase or {}, description, pair_index, pair, cam_scale, case_id)
     finally:
         painter.end()
     if not path.exists() or path.stat().st_size == 0:
@@ -170,9 +172,41 @@ def write_case_report(
     return path
 
 
+def render_case_report_image(
+    study: AssembledStudy,
+    result: Any,
+    cam_by_phase: Mapping[str, np.ndarray | None] | None,
+    description: Any,
+    *,
+    pair_index: int | None = None,
+    cam_scale: float | None = None,
+    case_id: int | None = None,
+    dpi: int = 100,
+) -> QtGui.QImage:
+    """The report's page as an image (same drawing as the PDF): previews and screenshots."""
+    if pair_index is None:
+        pair_index = strongest_responder_slice(result)
+    pair = study.pairs[pair_index]
+    mm = dpi / 25.4
+    image = QtGui.QImage(int(210 * mm), int(297 * mm), QtGui.QImage.Format.Format_RGB32)
+    image.setDotsPerMeterX(int(dpi / 0.0254))
+    image.setDotsPerMeterY(int(dpi / 0.0254))
+    image.fill(QtGui.QColor("white"))
+    painter = QtGui.QPainter(image)
+    try:
+        painter.translate(15 * mm, 12 * mm)
+        _draw(painter, int(180 * mm), int(273 * mm), dpi, study, result, cam_by_phase or {},
+              description, pair_index, pair, cam_scale, case_id)
+    finally:
+        painter.end()
+    return image
+
+
 def _draw(
     painter: QtGui.QPainter,
-    writer: QtGui.QPdfWriter,
+    width: int,
+    height: int,
+    resolution: int,
     study: AssembledStudy,
     result: Any,
     cams: Mapping[str, np.ndarray | None],
@@ -182,9 +216,7 @@ def _draw(
     cam_scale: float | None,
     case_id: int | None,
 ) -> None:
-    page = writer.pageLayout().paintRectPixels(writer.resolution())
-    width = page.width()
-    dpmm = writer.resolution() / 25.4  # device pixels per millimetre
+    dpmm = resolution / 25.4  # device pixels per millimetre
     y = 0.0
 
     def doc_block(markup: str, top: float, text_width: float = float(width)) -> float:
@@ -307,7 +339,7 @@ def _draw(
 
     model_html = (
         "<p><b>Model</b> "
-        f"{esc(str(model_name))} {esc(str(model_version))} &nbsp; SHA-256 <tt>{esc(sha[:16])}…</tt>"
+        f"{esc(str(model_name))} {esc(str(model_version))}<br><b>SHA-256</b> <tt>{esc(sha)}</tt>"
         f"<br><b>Device</b> {esc(device or '—')}"
         + (f" ({esc(str(fallback))})" if fallback else "")
         + f" &nbsp; <b>Software</b> HCC Response {esc(__version__)}</p>"
@@ -317,7 +349,7 @@ def _draw(
     y = doc_block(model_html, y)
     doc_block(
         f"<hr><p style='font-size:8pt'><b>Intended use.</b> {esc(INTENDED_USE)}</p>",
-        max(y + 2 * dpmm, page.height() - 22 * dpmm),
+        max(y + 2 * dpmm, height - 22 * dpmm),
     )
 
 

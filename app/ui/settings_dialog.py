@@ -24,6 +24,12 @@ DEVICE_TEXT = {
 }
 
 
+def _bundled_model_present() -> bool:
+    from app.inference.weights import default_model_path
+
+    return default_model_path().is_file()
+
+
 class SettingsDialog(QtWidgets.QDialog):
     """Edit device, model and register location; ``result_settings()`` after ``accepted``."""
 
@@ -85,14 +91,19 @@ class SettingsDialog(QtWidgets.QDialog):
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
         self._update_model_label()
-        self.resize(620, 300)
+        self.resize(640, self.sizeHint().height())
 
     def _update_model_label(self) -> None:
         if self._model_path:
             sha = f"<br>SHA-256 <tt>{self._model_sha}</tt>" if self._model_sha else ""
             self.model_label.setText(f"Imported model <b>{Path(self._model_path).name}</b>{sha}")
-        else:
+        elif _bundled_model_present():
             self.model_label.setText("The bundled model (checked against its recorded SHA-256).")
+        else:
+            self.model_label.setText(
+                "No trained model is installed: a <b>random-initialised</b> model is used (its "
+                "results are meaningless) until one is imported."
+            )
         self.bundled_button.setEnabled(self._model_path is not None)
 
     def _use_bundled(self) -> None:

@@ -266,7 +266,11 @@ class StudyBrowser(QtWidgets.QWidget):
                 for col in range(len(HEADERS)):
                     item.setFont(col, font)
                 label = series_label(series)
-                item.setText(COL_SERIES, f"▶ {phases[0]}: {label}" if phases else label)
+                # bold + a marker; the phase itself is in the Phase column next to it
+                item.setText(COL_SERIES, f"▶ {label}" if phases else label)
+                base = item.toolTip(COL_STATUS)  # the series' summary and warnings
+                used = f"Used as the {phases[0]} phase\n" if phases else ""
+                item.setToolTip(COL_SERIES, used + base)
             candidates = [s for s in study_series(scan_study) if is_candidate(s)]
             for phase, combo in self.combos.items():
                 combo.clear()
