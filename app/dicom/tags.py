@@ -116,14 +116,16 @@ class Header:
     gantry_tilt: float | None = None
     enhanced: bool = False
     forced: bool = False
+    #: ImageType says LOCALIZER (scout/topogram), whatever the vendor puts elsewhere.
+    localizer: bool = False
     #: True once :func:`describe` filled the descriptive fields.
     described: bool = False
     warnings: list[str] = field(default_factory=list)
 
     @property
     def is_localizer(self) -> bool:
-        """ImageType says LOCALIZER (scout/topogram), whatever the vendor puts elsewhere."""
-        return any(v.upper() == "LOCALIZER" for v in self.image_type)
+        """Alias of :attr:`localizer` (computed once when the header is read)."""
+        return self.localizer
 
 
 def parse_tm(value: Any) -> float | None:
@@ -802,7 +804,7 @@ def _read_open(fp: Any, path: Path) -> Header | FileProblem:
         warnings.append("blank SeriesInstanceUID: series grouped by number, description, "
                         "time and frame of reference")
 
-    image_type = [v.strip() for v in _vs(v, ds, "ImageType", warnings).split("\\") if v.strip()]
+    image_type = [t.strip() for t in _vs(v, ds, "ImageType", warnings).split("\\") if t.strip()]
     return Header(
         path=path,
         size=size,
@@ -810,6 +812,7 @@ def _read_open(fp: Any, path: Path) -> Header | FileProblem:
         sop_instance_uid=sop_instance,
         modality=_vs(v, ds, "Modality", warnings).upper(),
         image_type=image_type,
+        localizer=any(t.upper() == "LOCALIZER" for t in image_type),
         patient_id=_vs(v, ds, "PatientID", warnings),
         patient_name="",
         study_uid=study_uid,
