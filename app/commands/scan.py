@@ -124,8 +124,9 @@ def _print_report(result: Any, assembled: dict[str, Any] | None) -> None:
                 phase = ""
                 if s.phase_call is not None:
                     phase = f"  phase {s.phase_call.phase} ({s.phase_call.confidence:.2f})"
+                number = "?" if s.series_number is None else s.series_number
                 out.write(
-                    f"    #{s.series_number} {_safe(s.description)!s:<24} {s.orientation:<8} "
+                    f"    #{number} {_safe(s.description)!s:<24} {s.orientation:<8} "
                     f"{s.n_slices:4d} slices {thick:>7} {z}  {s.status}{phase}\n"
                 )
                 if s.refused_reason:
