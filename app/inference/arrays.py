@@ -69,3 +69,33 @@ def study_from_arrays(
         study_date="20260101", study_description="arrays",
         assignment={p: volumes[p].series_uid for p in phases}, volumes=volumes,
         liver_range_mm={p: (float(z[0]), float(z[-1])) for p in phases}, pairs=pairs)
+
+
+def phantom_arrays(
+    n_slices: int = 30,
+    size: int = 512,
+    phases: tuple[str, ...] = PHASES,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Phantom-like HU stacks: air, an elliptical body (fat rim, soft tissue), a liver whose
+    enhancement depends on the phase, a tumour, and noise — for benchmarks where only the
+    sizes and a plausible value range matter (``app.synthetic`` writes realistic DICOM)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    body = ((yy - 0.52) / 0.36) ** 2 + ((xx - 0.5) / 0.44) ** 2 <= 1.0
+    inner = ((yy - 0.52) / 0.32) ** 2 + ((xx - 0.5) / 0.40) ** 2 <= 1.0
+    liver = ((yy - 0.45) / 0.17) ** 2 + ((xx - 0.33) / 0.16) ** 2 <= 1.0
+    tumour = ((yy - 0.42) / 0.05) ** 2 + ((xx - 0.30) / 0.05) ** 2 <= 1.0
+    liver_hu = {"plain": 55.0, "arterial": 75.0, "portal": 110.0}
+    tumour_hu = {"plain": 40.0, "arterial": 130.0, "portal": 85.0}
+    out: dict[str, np.ndarray] = {}
+    for p in phases:
+        base = np.full((size, size), -1000.0, np.float32)
+        base[body] = -100.0
+        base[inner] = 40.0
+        base[liver] = liver_hu[p]
+        base[tumour] = tumour_hu[p]
+        stack = np.repeat(base[None], n_slices, axis=0)
+        stack += rng.normal(0.0, 12.0, stack.shape).astype(np.float32)
+        out[p] = stack
+    return out
