@@ -71,7 +71,7 @@ def measure(loaded, study, batch_size: int, repeats: int, label: str) -> None:
     gradcam_study(loaded, study, batch_size=batch_size)
     bare_forward_backward(loaded, x, batch_size)
     one, whole, bare = [], [], []
-    for r in range(repeats):
+    for _ in range(repeats):
         for k in (n // 4, n // 2, (3 * n) // 4):
             t0 = time.perf_counter()
             gradcam_slice(loaded, study, k)
