@@ -255,8 +255,10 @@ def _init_distributed(device_name: str) -> tuple[_Dist, torch.device]:
 
 
 def _checkpoint_paths(path: Path) -> tuple[Path, Path]:
+    """``<path>.safetensors`` + ``<path>.json`` (suffixes appended, never substituted, so a
+    checkpoint named ``model.ckpt`` never collides with ``model.safetensors``)."""
     base = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
-    return base.with_suffix(".safetensors"), base.with_suffix(".json")
+    return base.with_name(base.name + ".safetensors"), base.with_name(base.name + ".json")
 
 
 def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
