@@ -398,6 +398,9 @@ def test_messy_folder_two_patients_blank_tags(synthetic_messy: Path) -> None:
               for p in synthetic_messy.rglob("truth.json")}
     result, outcomes = assemble_folder(synthetic_messy)
     assert sorted(p.patient_id for p in result.patients) == sorted(truths)
+    n_images = sum(t["n_images"] for truth in truths.values() for t in truth["series"].values())
+    assert result.counts == {"used": n_images, "skipped": 4, "rejected": 0}  # + 2 truth, 2 csv/json
+    assert all(s.transfer_syntax == "1.2.840.10008.1.2.5" for s in result.series)
     assert len(outcomes) == 2
     for study, outcome in outcomes:
         truth = truths[study.patient_id]

@@ -19,6 +19,7 @@ import os
 import stat
 import statistics
 import time
+import warnings
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -42,6 +43,8 @@ FileStatus = Literal["used", "skipped", "rejected"]
 #: Orientations the model can use; others are listed but refused.
 INTENDED_ORIENTATION = "axial"
 INTENDED_MODALITY = "CT"
+#: Distinct per-file warnings listed on a series before the rest is summarised.
+MAX_FILE_WARNINGS = 5
 
 
 @dataclass
@@ -326,8 +329,11 @@ def _build_series(
     headers = [slices[i].header for i in order]
     warnings = list(notes) + report.warnings
     header_warnings = Counter(w for h in {id(h): h for h in headers}.values() for w in h.warnings)
-    for w, n in sorted(header_warnings.items()):
+    listed = sorted(header_warnings.items())
+    for w, n in listed[:MAX_FILE_WARNINGS]:
         warnings.append(f"{w} ({n} file{'s' if n > 1 else ''})")
+    if len(listed) > MAX_FILE_WARNINGS:
+        warnings.append(f"and {len(listed) - MAX_FILE_WARNINGS} more kinds of file warnings")
     orient = classify_orientation(orientation)
     # The most useful reason first: outside the intended use says more than bad geometry.
     reason = refused
@@ -423,6 +429,12 @@ def _part_key(part: list[_Slice]) -> tuple[object, ...]:
     return (-len(part), acq, round(min(z), 3), min(s.header.sop_instance_uid for s in part))
 
 
+def _short_warning(text: str) -> str:
+    """A pydicom warning as one short line (the documentation link cut off)."""
+    text = text.split(" Please see ")[0].strip()
+    return "pydicom: " + (text if len(text) <= 100 else text[:97] + "...")
+
+
 def scan_folder(path: str | Path, progress: Progress | None = None) -> ScanResult:
     """Scan ``path`` recursively and group what it holds into patients, studies and series.
 
@@ -462,15 +474,22 @@ def scan_folder(path: str | Path, progress: Progress | None = None) -> ScanResul
     outcomes: dict[Path, FileOutcome] = {o.path: o for o in walk_outcomes}
     headers: list[Header] = []
     n = len(files)
-    for i, f in enumerate(files):
-        if i % 16 == 0:
-            progress.check()
-            progress.update(0.95 * i / max(n, 1), f"reading headers {i}/{n}")
-        read = read_header(f)
-        if isinstance(read, FileProblem):
-            outcomes[f] = FileOutcome(f, read.status, read.reason)
-        else:
-            headers.append(read)
+    # pydicom reports odd values (wrong VR content, bad UIDs) as Python warnings; they belong to
+    # the file's outcome (RELIABILITY.md 4: "no effect beyond a warning"), not to stderr.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for i, f in enumerate(files):
+            if i % 16 == 0:
+                progress.check()
+                progress.update(0.95 * i / max(n, 1), f"reading headers {i}/{n}")
+            read = read_header(f)
+            if isinstance(read, FileProblem):
+                outcomes[f] = FileOutcome(f, read.status, read.reason)
+            else:
+                headers.append(read)
+                for w in caught:
+                    read.warnings.append(_short_warning(str(w.message)))
+            caught.clear()
     progress.update(0.95, "grouping series")
     # Duplicate SOP Instance UIDs: the same image twice (copied files); keep one, by content.
     by_sop: dict[str, list[Header]] = defaultdict(list)

@@ -657,6 +657,8 @@ def read_header(path: Path) -> Header | FileProblem:
         return FileProblem("rejected", f"unreadable: {exc.strerror or type(exc).__name__}")
     try:
         return _read_open(fp, path)
+    except Exception as exc:  # a malformed file must end as "rejected", never stop the scan
+        return FileProblem("rejected", f"unreadable DICOM: {type(exc).__name__}: {exc}")
     finally:
         fp.close()
 
