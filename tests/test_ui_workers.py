@@ -170,3 +170,13 @@ def test_shutdown_cancels_and_waits_without_thread_warnings(qtbot, qtlog) -> Non
     del jobs, mgr
     qtbot.wait(50)
     assert not [r for r in qtlog.records if "QThread" in r.message]
+
+
+def test_job_cancelled_before_it_started_never_runs(qtbot, manager: JobManager) -> None:
+    ran = threading.Event()
+    job = manager.start("never", lambda p: ran.set())
+    job.cancel()  # before the event loop started its thread
+    with qtbot.waitSignal(job.cancelled, timeout=2000):
+        pass
+    qtbot.wait(50)
+    assert not ran.is_set() and job.is_done and job not in manager.jobs()

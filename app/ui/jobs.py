@@ -378,28 +378,98 @@ def cams_by_pair(cam: Any, n_pairs: int) -> dict[str, list[Any]]:
     return out
 
 
-def cam_job(
-    study: AssembledStudy, holder: ModelHolder, model: Any, first_pair: int
-) -> Callable[[Any], Any]:
-    """Grad-CAM for the viewed slice first (published at once), then the whole study.
+#: Slice levels per Grad-CAM pass after the first: small enough that a slice the user scrolls
+#: to is explained within about a second, large enough to keep the network's batches efficient.
+CAM_CHUNK = 4
 
-    The returned function publishes a :class:`SliceCam` for ``first_pair`` (so the heatmap of
-    the slice in view appears within a fraction of a second) and returns the study's
-    ``CamResult``.
+
+class ViewedSlice:
+    """The slice level on view, written by the GUI thread and read by the Grad-CAM job.
+
+    A plain int attribute: reading and writing it is atomic in Python, so no lock is needed and
+    the job never touches a widget.
+    """
+
+    def __init__(self, index: int = 0) -> None:
+        self.index = int(index)
+
+
+def cam_order(n: int, done: set[int], centre: int, chunk: int = CAM_CHUNK) -> list[int]:
+    """The next ``chunk`` slice levels to explain: the ones nearest to ``centre`` not done yet."""
+    todo = [i for i in range(n) if i not in done]
+    todo.sort(key=lambda i: (abs(i - centre), i))
+    return sorted(todo[:chunk])
+
+
+def cam_job(
+    study: AssembledStudy,
+    holder: ModelHolder,
+    model: Any,
+    first_pair: int,
+    viewed: ViewedSlice | None = None,
+) -> Callable[[Any], Any]:
+    """Grad-CAM of the slice in view first, then of the rest, nearest to the view first.
+
+    Publishes a :class:`SliceCam` as soon as each slice level is explained: the viewed slice at
+    once (normalised by its own maximum), then chunks of :data:`CAM_CHUNK` levels around
+    wherever the user is looking now (``viewed``), normalised by the largest value seen so far.
+    Returns a ``CamResult`` for the whole study with ONE normalisation (the study's global
+    maximum, DESIGN.md step 5), which replaces the provisional maps.
     """
 
     def run(progress: Any) -> Any:
-        from app.inference.gradcam import gradcam_slice, gradcam_study
+        import numpy as np
 
-        with holder.lock:
-            progress.update(0.0, "Grad-CAM of the slice in view")
-            first = slice_cams(gradcam_slice(model, study, first_pair), first_pair)
+        from app.inference.gradcam import CamResult, gradcam_slice, gradcam_study
+
+        n = len(study.pairs)
         publish = getattr(progress, "publish", None)
-        if publish is not None:
-            publish(first)
-        progress.check()
+        raw: dict[int, dict[str, np.ndarray]] = {}
+        explained: dict[int, str] = {}
+        probability: dict[int, float] = {}
+        running_max = 0.0
+
+        def keep(part: Any) -> None:
+            nonlocal running_max
+            running_max = max(running_max, float(part.global_max))
+            for k, idx in enumerate(part.pair_indices):
+                raw[idx] = {phase: part.raw[phase][k] for phase in part.raw}
+                explained[idx] = part.explained_class[k]
+                probability[idx] = part.probabilities[k]
+
+        progress.update(0.0, "Grad-CAM of the slice in view")
         with holder.lock:
-            return gradcam_study(model, study, progress.sub(0.05, 1.0))
+            first = gradcam_slice(model, study, first_pair, keep_raw=True)
+        keep(first)
+        if publish is not None:
+            publish(slice_cams(first, first_pair))
+        while len(raw) < n:
+            progress.check()
+            centre = viewed.index if viewed is not None else first_pair
+            chunk = cam_order(n, set(raw), centre)
+            with holder.lock:
+                part = gradcam_study(model, study, None, keep_raw=True, pair_indices=chunk)
+            keep(part)
+            if publish is not None and running_max > 0:
+                for idx in chunk:
+                    cams = {ph: np.clip(m / running_max, 0.0, 1.0) for ph, m in raw[idx].items()}
+                    publish(SliceCam(idx, cams))
+            progress.update(len(raw) / n, f"Grad-CAM {len(raw)}/{n} slice levels")
+        scale = running_max if running_max > 0 else 1.0
+        maps = {
+            phase: np.clip(np.stack([raw[i][phase] for i in range(n)]) / scale, 0.0, 1.0).astype(np.float32)
+            for phase in first.raw
+        }
+        return CamResult(
+            phases=tuple(first.phases),
+            pair_indices=list(range(n)),
+            maps=maps,
+            scale=scale,
+            global_max=running_max,
+            target=first.target,
+            explained_class=[explained[i] for i in range(n)],
+            probabilities=[probability[i] for i in range(n)],
+        )
 
     return run
 

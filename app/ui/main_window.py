@@ -157,6 +157,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._register_error: str | None = None
         self._closing = False
         self._active_job: Job | None = None
+        self._viewed = jobs.ViewedSlice()
+        self._cam_steps: set[str] = set()
         self._last_dialog: QtWidgets.QDialog | None = None
 
         self.setWindowTitle(f"HCC Response {__version__}")
@@ -674,6 +676,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if outcome.study is not self.case.study:
             return  # the user moved on to another study meanwhile
         self.case.prediction = outcome
+        self._cam_steps = set()
         result = outcome.result
         self.result_panel.set_result(result, self._description(outcome.model))
         slices = list(getattr(result, "slices", []) or [])
@@ -713,7 +716,9 @@ class MainWindow(QtWidgets.QMainWindow):
     # ------------------------------------------------------------------------ Grad-CAM
     def _start_cam(self, outcome: jobs.PredictOutcome) -> None:
         first = max(self.viewer.pair_index(), 0)
-        job = self.start_job("Grad-CAM", jobs.cam_job(outcome.study, self.models, outcome.model, first), key="cam")
+        self._viewed.index = first
+        fn = jobs.cam_job(outcome.study, self.models, outcome.model, first, self._viewed)
+        job = self.start_job("Grad-CAM", fn, key="cam")
         job.partial.connect(lambda sc: self._on_cam_slice(outcome, sc))
         job.finished.connect(lambda cam: self._on_cam_study(outcome, cam))
 
@@ -724,7 +729,9 @@ class MainWindow(QtWidgets.QMainWindow):
             self.viewer.set_cam_scale(sc.global_max)
         for phase, cam in sc.cams.items():
             self.viewer.set_cam(phase, cam, sc.pair_index)
-        self.stepDone.emit("cam-slice")
+        if "cam-slice" not in self._cam_steps:
+            self._cam_steps.add("cam-slice")
+            self.stepDone.emit("cam-slice")
 
     def _on_cam_study(self, outcome: jobs.PredictOutcome, cam: Any) -> None:
         if outcome is not self.case.prediction:
@@ -747,7 +754,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.preset_box.setCurrentIndex(idx)
 
     def _on_pair_changed(self, index: int) -> None:
-        pass  # the viewer shows cached CAMs itself; the study-wide job covers the rest
+        # The Grad-CAM job explains the levels around this one next (it reads it between passes).
+        self._viewed.index = max(int(index), 0)
 
     # ------------------------------------------------------------------------ register
     def open_case(self, prediction_id: int) -> None:

@@ -169,6 +169,13 @@ class Job(QtCore.QObject):
         self._is_done = True
 
     def start(self) -> None:
+        """Start the thread (from the event loop); a job cancelled before that never runs."""
+        if self.worker.state.cancelled:
+            self.mark_done()
+            self.cancelled.emit()
+            self.done.emit()
+            self.ended.emit(self)
+            return
         self.thread.start()
 
     def cancel(self, *, stale: bool = False) -> None:
@@ -302,8 +309,9 @@ class JobManager(QtCore.QObject):
         ok = True
         for job in list(self._jobs):
             job.stale = True
-            if not job.thread.isRunning() and not job.is_done:
-                # Never started (its zero-timer did not fire yet): nothing to wait for.
+            if not job.thread.isRunning() and not job.is_done and not job.thread.isFinished():
+                # Never started (its zero-timer did not fire yet) and cancelled: it never will.
+                job.mark_done()
                 continue
             left = max(0, int((deadline - time.monotonic()) * 1000))
             if job.wait(left):
