@@ -415,6 +415,8 @@ def test_enhanced_multiframe_supported_through_per_frame_geometry(tmp_path: Path
     assert s.slice_spacing == pytest.approx(4.0)
     vol = load_volume(s)
     np.testing.assert_array_equal(vol.hu, hu[::-1].astype(np.float32))
+    one = load_volume(s, indices=[3])  # decoded frame by frame
+    np.testing.assert_array_equal(one.hu[0], vol.hu[3])
 
 
 # --- RELIABILITY 10, 11, 13: syntaxes, non-images, intended use ---------------------------------

@@ -54,9 +54,18 @@ def _decode_file(
     try:
         ds = pydicom.dcmread(path)
         multi = any(ref.frame is not None for _, ref in targets)
-        frames = ds.pixel_array
+        n_frames = int(ds.get("NumberOfFrames") or 1)
+        # A few frames of a large multi-frame object (sampled for classification) are decoded
+        # one by one; otherwise the whole object once.
+        by_frame = multi and len(targets) * 4 < n_frames
+        frames: np.ndarray | None = None if by_frame else ds.pixel_array
         for row, ref in targets:
-            arr = frames[ref.frame] if multi and ref.frame is not None else frames
+            if frames is None:
+                from pydicom.pixels import pixel_array
+
+                arr = pixel_array(ds, index=ref.frame)
+            else:
+                arr = frames[ref.frame] if multi and ref.frame is not None else frames
             if arr.shape != out.shape[1:]:
                 raise VolumeLoadError(
                     f"slice {path.name} has {arr.shape[0]}×{arr.shape[1]} pixels, the series "
