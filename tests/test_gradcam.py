@@ -13,6 +13,7 @@ from app.inference.arrays import study_from_arrays
 from app.inference.config import BACKBONES, ModelConfig
 from app.inference.gradcam import (
     CamHooks,
+    export_overlays,
     gradcam_slice,
     gradcam_study,
     overlay_rgb,
@@ -240,3 +241,16 @@ def test_feature_geometry_matches_the_trunks(backbone: str) -> None:
     cx = float((g.sum(0) * idx).sum() / g.sum())
     assert cy == pytest.approx(stride * i + offset, abs=0.25)
     assert cx == pytest.approx(stride * i + offset, abs=0.25)
+
+
+def test_export_overlays_writes_one_png_per_slice_and_phase(square_detector: LoadedModel, tmp_path) -> None:
+    import cv2
+
+    study, _ = _test_study(np.random.default_rng(10))
+    cams = gradcam_study(square_detector, study, pair_indices=[0, 2])
+    paths = export_overlays(study, cams, tmp_path / "cams")
+    assert [p.name for p in paths] == [
+        "pair000_z-100.0_arterial.png", "pair000_z-100.0_portal.png",
+        "pair002_z-90.0_arterial.png", "pair002_z-90.0_portal.png"]
+    img = cv2.imread(str(paths[0]))
+    assert img.shape == (SIZE, SIZE, 3)

@@ -343,3 +343,37 @@ def write_png(path: Any, rgb: np.ndarray) -> None:
     ok = cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise OSError(f"cannot write PNG {path}")
+
+
+def export_overlays(
+    study: AssembledStudy,
+    cams: CamResult,
+    out_dir: Any,
+    opacity: float = 0.5,
+    colormap: str = "jet",
+    window: tuple[float, float] = (400.0, 0.0),
+) -> list[Any]:
+    """Write one overlay PNG per slice triplet and phase; returns the paths written.
+
+    Names are ``pair{k:03d}_z{z_ref:.1f}_{phase}.png`` (k = index into ``study.pairs``, which
+    is ordered by table position), so files sort by level and say which slice they show.
+
+    Raises
+    ------
+    OSError
+        When the folder or a file cannot be written (full disk, read-only location).
+    """
+    from pathlib import Path
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Any] = []
+    for row, k in enumerate(cams.pair_indices):
+        pair = study.pairs[k]
+        for phase in cams.phases:
+            hu = study.volumes[phase].hu[pair.index[phase]]
+            rgb = overlay_rgb(hu, cams.maps[phase][row], window=window, opacity=opacity, colormap=colormap)
+            path = out / f"pair{k:03d}_z{pair.z_ref:.1f}_{phase}.png"
+            write_png(path, rgb)
+            written.append(path)
+    return written
