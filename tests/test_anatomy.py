@@ -137,3 +137,45 @@ def test_liver_range_on_real_ct(real_ct: Volume) -> None:
     assert r.indices == list(range(20))
     assert min(r.areas_mm2) > 10000  # > 100 cm² of liver on every slice
     assert r.confidence < 0.7
+
+
+def _with_extra(vol: Volume, slices: range, hu: float) -> Volume:
+    """Copy of ``vol`` with a liver-dense blob (a stand-in for heart or muscle) on ``slices``,
+    sitting on the liver's footprint, as an unenhanced heart sits on the dome."""
+    hu_arr = vol.hu.copy()
+    rows, cols = hu_arr.shape[1:]
+    rr, cc = np.mgrid[0:rows, 0:cols]
+    blob = ((rr - rows / 2 + 2) / 16.0) ** 2 + ((cc - cols / 2 + 24) / 16.0) ** 2 <= 1.0
+    for z in slices:
+        hu_arr[z][blob] = hu + np.random.default_rng(z).normal(0, 8, blob.sum())
+    return Volume(
+        hu=hu_arr,
+        z_positions=vol.z_positions,
+        origin=vol.origin,
+        pixel_spacing=vol.pixel_spacing,
+        slice_spacing=vol.slice_spacing,
+        direction=vol.direction,
+        sop_instance_uids=vol.sop_instance_uids,
+        series_uid=vol.series_uid,
+    )
+
+
+def test_liver_ranges_consensus_corrects_one_phase() -> None:
+    """One phase with a liver-dense structure above the dome: alone it overshoots, the study
+    consensus (phases shifted by a breath-hold of one slice) brings it back and says so."""
+    from app.dicom.anatomy import find_liver_ranges
+
+    vols = {
+        "plain": phantom_volume("plain", n_slices=16, liver_slices=(3, 10), seed=1),
+        "arterial": phantom_volume("arterial", n_slices=16, liver_slices=(4, 11), seed=2),
+        "portal": phantom_volume("portal", n_slices=16, liver_slices=(4, 11), seed=3),
+    }
+    vols["plain"] = _with_extra(vols["plain"], range(10, 15), PHASE_HU["plain"][2])
+    alone = find_liver_range(vols["plain"])
+    assert alone.indices[-1] >= 12  # followed the blob upwards
+    joint = find_liver_ranges(vols)
+    assert joint["plain"].indices[0] == 3 and joint["plain"].indices[-1] == 10
+    assert any("agree with the other phases" in e for e in joint["plain"].evidence)
+    for phase in ("arterial", "portal"):
+        assert (joint[phase].indices[0], joint[phase].indices[-1]) == (4, 11)
+        assert not any("agree" in e for e in joint[phase].evidence)

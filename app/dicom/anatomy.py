@@ -14,6 +14,7 @@ posterior, the usual radiological display of axial LPS data), so "right upper qu
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import cv2
@@ -362,25 +363,27 @@ def _find_aorta(
 
 
 def _liver_reference_hu(work: _Work, bodies: list[np.ndarray]) -> float | None:
-    """Most common soft-tissue HU in the patient's right upper abdomen over all slices.
+    """Most common HU of thick soft tissue in the patient's right abdomen over all slices.
 
     At liver levels the liver is by far the largest soft-tissue organ right of the midline, so
     the peak of the HU histogram there is the liver's parenchymal density in this phase (50-60
-    HU plain, ~70 arterial, 100+ portal). The body wall and the back muscles are excluded by
-    eroding the body mask and cutting its posterior quarter.
+    HU plain, ~70 arterial, 100+ portal). Only pixels at least 10 mm inside a soft-tissue region
+    count: the abdominal-wall muscles (7-13 mm thick, as dense as an unenhanced liver and, in
+    a thin patient, as large in area as it) never qualify; the back muscles are cut with the
+    posterior quarter of the body.
     """
     hist = np.zeros(int((_SOFT_HI - _SOFT_LO) // 4) + 1)
     for sl, body in zip(work.hu, bodies, strict=True):
         if body.sum() < 50:
             continue
-        inner = cv2.erode(body.astype(np.uint8), _disk(12.0 / work.spacing)).astype(bool)
+        soft = ((sl > _SOFT_LO) & (sl < _SOFT_HI) & body).astype(np.uint8)
+        dist = cv2.distanceTransform(soft, cv2.DIST_L2, 3) * work.spacing
         top, bottom, left, right = _body_bounds(body)
         mid = 0.5 * (left + right)
-        region = inner.copy()
+        region = dist >= 10.0
         region[:, int(mid) :] = False
         region[int(bottom - 0.25 * (bottom - top)) :, :] = False
         vals = sl[region]
-        vals = vals[(vals > _SOFT_LO) & (vals < _SOFT_HI)]
         if vals.size:
             hist += np.bincount(((vals - _SOFT_LO) // 4).astype(int), minlength=hist.size)[
                 : hist.size
@@ -612,6 +615,66 @@ def measure_landmarks(volume: Volume, indices: list[int] | None = None) -> Landm
     return Landmarks(aorta_lm, pv_lm, liver_lm, spine_lm, n, quality, evidence)
 
 
+def _propagate(
+    seed: int,
+    picks: list[np.ndarray],
+    cands: list[np.ndarray],
+    work: _Work,
+    px: float,
+    end_area: float,
+) -> list[np.ndarray]:
+    """Follow the liver from ``seed`` up and down through the candidate masks (see liver_areas)."""
+    n = len(cands)
+    liver = [np.zeros_like(c) for c in cands]
+    liver[seed] = _fill(picks[seed], work.spacing)
+    # The liver's own density on the seed slice; a neighbour component must match it (a kidney
+    # or bowel loop within the candidate tolerance is still 20-30 HU off).
+    seed_hu = float(np.median(work.hu[seed][picks[seed]]))
+    # A cross-section below this is the very end of the liver (dome cap or tip of the right
+    # lobe): it is kept, but the search stops there, so that a tube of similar density leaving
+    # the liver (the IVC running up to the heart, a bowel loop below) is not followed.
+    for step in (1, -1):
+        prev = liver[seed]
+        z = seed + step
+        while 0 <= z < n and prev.any() and prev.sum() >= end_area:
+            labels, nlab = ndimage.label(cands[z])
+            keep = np.zeros_like(prev)
+            if nlab:
+                size = np.bincount(labels.ravel(), minlength=nlab + 1)
+                inside = np.bincount(labels[prev].ravel(), minlength=nlab + 1)
+                # Mean density per component (bincount: one pass, unlike ndimage.median).
+                mean = np.bincount(labels.ravel(), weights=work.hu[z].ravel(), minlength=nlab + 1)
+                mean = mean / np.maximum(size, 1)
+                # Inscribed radius of each component: a strip of chest-wall muscle along the
+                # liver's border is long and thin, a cross-section of the liver is not.
+                dist = cv2.distanceTransform(cands[z].astype(np.uint8), cv2.DIST_L2, 3)
+                prev_area = prev.sum()
+                for lab in np.nonzero((size * px >= 50.0) & (np.abs(mean - seed_hu) <= 15.0))[0]:
+                    if lab == 0:
+                        continue
+                    if size[lab] * px < 2000.0:
+                        rmax = float(dist[labels == lab].max())
+                        if size[lab] > 5.0 * np.pi * max(rmax, 0.5) ** 2:
+                            continue
+                    if inside[lab] >= 0.5 * size[lab] or inside[lab] >= 0.5 * prev_area:
+                        comp = _break_ring(labels == lab, work.spacing)
+                        if comp.sum() < size[lab]:
+                            # Thin parts removed: keep what still overlaps the liver before.
+                            sub, nsub = ndimage.label(comp)
+                            for j in range(1, nsub + 1):
+                                piece = sub == j
+                                ov = (piece & prev).sum()
+                                if ov >= 0.5 * piece.sum() or ov >= 0.5 * prev_area:
+                                    keep |= piece
+                        else:
+                            keep |= comp
+            cur = _fill(keep, work.spacing) if keep.any() else keep
+            liver[z] = cur
+            prev = cur
+            z += step
+    return liver
+
+
 def liver_areas(volume: Volume) -> tuple[np.ndarray, float | None]:
     """Liver cross-section area (mm²) on every slice, and the liver's median HU.
 
@@ -640,55 +703,29 @@ def liver_areas(volume: Volume) -> tuple[np.ndarray, float | None]:
     pick_area = np.array([p.sum() for p in picks], dtype=float)
     if pick_area.max() * px < MIN_LIVER_PEAK_MM2:
         return areas, ref
-    seed = int(np.argmax(pick_area))
-    liver = [np.zeros_like(c) for c in cands]
-    liver[seed] = _fill(picks[seed], work.spacing)
-    # The liver's own density on the seed slice; a neighbour component must match it (a kidney
-    # or bowel loop within the candidate tolerance is still 20-30 HU off).
-    seed_hu = float(np.median(work.hu[seed][picks[seed]]))
-    # A cross-section below this is the very end of the liver (dome cap or tip of the right
-    # lobe): it is kept, but the search stops there, so that a tube of similar density leaving
-    # the liver (the IVC running up to the heart, a bowel loop below) is not followed.
-    end_area = END_FRACTION * pick_area[seed]
-    for step in (1, -1):
-        prev = liver[seed]
-        z = seed + step
-        while 0 <= z < n and prev.any() and prev.sum() >= end_area:
-            labels, nlab = ndimage.label(cands[z])
-            keep = np.zeros_like(prev)
-            if nlab:
-                size = np.bincount(labels.ravel(), minlength=nlab + 1)
-                inside = np.bincount(labels[prev].ravel(), minlength=nlab + 1)
-                med = ndimage.median(work.hu[z], labels, np.arange(1, nlab + 1))
-                # Inscribed radius of each component: a strip of chest-wall muscle along the
-                # liver's border is long and thin, a cross-section of the liver is not.
-                dist = cv2.distanceTransform(cands[z].astype(np.uint8), cv2.DIST_L2, 3)
-                rmax = ndimage.maximum(dist, labels, np.arange(1, nlab + 1))
-                prev_area = prev.sum()
-                for lab in range(1, nlab + 1):
-                    if size[lab] * px < 50.0 or abs(med[lab - 1] - seed_hu) > 15.0:
-                        continue
-                    if (
-                        size[lab] * px < 2000.0
-                        and size[lab] > 5.0 * np.pi * max(rmax[lab - 1], 0.5) ** 2
-                    ):
-                        continue
-                    if inside[lab] >= 0.5 * size[lab] or inside[lab] >= 0.5 * prev_area:
-                        comp = _break_ring(labels == lab, work.spacing)
-                        if comp.sum() < size[lab]:
-                            # Thin parts removed: keep what still overlaps the liver before.
-                            sub, nsub = ndimage.label(comp)
-                            for j in range(1, nsub + 1):
-                                piece = sub == j
-                                ov = (piece & prev).sum()
-                                if ov >= 0.5 * piece.sum() or ov >= 0.5 * prev_area:
-                                    keep |= piece
-                        else:
-                            keep |= comp
-            cur = _fill(keep, work.spacing) if keep.any() else keep
-            liver[z] = cur
-            prev = cur
-            z += step
+    # Seeds: every slice where the liver is evident on its own (its 2-D pick at least half the
+    # largest). One seed is not enough when a large tumour replaces most of the right lobe on
+    # some levels: the liver-dense part then jumps from the right lobe to the left lobe and
+    # the slice-to-slice overlap test would stop there.
+    peak = float(pick_area.max())
+    first = int(np.argmax(pick_area))
+    liver = _propagate(first, picks, cands, work, px, END_FRACTION * peak)
+    first_hu = float(np.median(work.hu[first][picks[first]]))
+    # Further seeds must look like the first one (density within 10 HU) and lie next to
+    # the liver found so far, so that a heart or spleen of liver density elsewhere cannot
+    # start a liver of its own.
+    for seed in np.argsort(-pick_area)[1:]:
+        seed = int(seed)
+        if pick_area[seed] < 0.5 * peak:
+            break
+        if (liver[seed] & picks[seed]).sum() >= 0.5 * pick_area[seed]:
+            continue  # already reached
+        near = any(liver[z].any() for z in range(max(0, seed - 1), min(n, seed + 2)))
+        if not near or abs(float(np.median(work.hu[seed][picks[seed]])) - first_hu) > 10.0:
+            continue
+        grown = _propagate(seed, picks, cands, work, px, END_FRACTION * peak)
+        for z in range(n):
+            liver[z] |= grown[z]
     for z in range(n):
         areas[z] = liver[z].sum() * px
     mask = np.stack(liver)
@@ -759,3 +796,95 @@ def find_liver_range(volume: Volume) -> LiverRange:
         areas_mm2=[float(a) for a in areas],
         liver_hu=hu,
     )
+
+
+def _profile_shift(
+    z_a: np.ndarray, a: np.ndarray, z_b: np.ndarray, b: np.ndarray, max_mm: float = 25.0
+) -> float:
+    """Shift s (mm) that best aligns area profile ``b`` onto ``a``: a(z) ≈ b(z - s).
+
+    Phases of one study differ by the breath-hold (up to ~10 mm) and the table start; the liver's
+    cross-section profile is the same organ, so normalised cross-correlation of the two profiles
+    on a 1 mm grid finds the shift even where one phase lost the tip of the liver.
+    """
+    lo = max(z_a.min(), z_b.min()) - max_mm
+    hi = min(z_a.max(), z_b.max()) + max_mm
+    grid = np.arange(lo, hi + 1.0, 1.0)
+    order_a, order_b = np.argsort(z_a), np.argsort(z_b)
+    pa = np.interp(grid, z_a[order_a], a[order_a], left=0.0, right=0.0)
+    best_s, best_c = 0.0, -np.inf
+    for s in np.arange(-max_mm, max_mm + 1.0, 1.0):
+        pb = np.interp(grid - s, z_b[order_b], b[order_b], left=0.0, right=0.0)
+        c = float(np.dot(pa, pb) / (np.linalg.norm(pa) * np.linalg.norm(pb) + 1e-9))
+        if c > best_c:
+            best_s, best_c = float(s), c
+    return best_s
+
+
+def _snap(z: np.ndarray, target: float) -> int:
+    return int(np.argmin(np.abs(z - target)))
+
+
+def find_liver_ranges(volumes: Mapping[str, Volume]) -> dict[str, LiverRange]:
+    """Liver range of every phase of one study, made consistent across the phases.
+
+    Each volume is first measured on its own (:func:`find_liver_range`). With three or more
+    phases, their profiles are aligned (the breath-hold shift between phases is estimated from
+    the liver's cross-section profile), and each end of the range is compared with the median of
+    the other phases' ends in this phase's frame: an end more than one slice off — the heart or
+    muscle of liver density followed on an unenhanced scan, or a tumour at the tip lost in one
+    phase — is replaced by the consensus and the evidence says so.
+
+    Parameters
+    ----------
+    volumes:
+        phase (or series uid) → full volume of that series.
+
+    Returns
+    -------
+    dict
+        Same keys → :class:`LiverRange`.
+    """
+    out = {key: find_liver_range(vol) for key, vol in volumes.items()}
+    keys = [k for k in out if out[k].confidence > 0.0]
+    if len(keys) < 3:
+        return out
+    zs = {k: np.asarray(volumes[k].z_positions, dtype=float) for k in keys}
+    areas = {k: np.asarray(out[k].areas_mm2, dtype=float) for k in keys}
+    for k in keys:
+        r = out[k]
+        z = zs[k]
+        lows, highs = [], []
+        for other in keys:
+            if other == k:
+                continue
+            # other's profile mapped into k's frame: k(z) ≈ other(z - s).
+            s = _profile_shift(z, areas[k], zs[other], areas[other])
+            lows.append(out[other].z_min + s)
+            highs.append(out[other].z_max + s)
+        spacing = float(volumes[k].slice_spacing) or 5.0
+        lo_c, hi_c = float(np.median(lows)), float(np.median(highs))
+        new_lo, new_hi = r.z_min, r.z_max
+        notes: list[str] = []
+        if abs(r.z_min - lo_c) > 1.5 * spacing:
+            new_lo = float(z[_snap(z, lo_c)])
+            notes.append(
+                f"lower end moved from {r.z_min:.1f} to {new_lo:.1f} mm to agree with the other phases"
+            )
+        if abs(r.z_max - hi_c) > 1.5 * spacing:
+            new_hi = float(z[_snap(z, hi_c)])
+            notes.append(
+                f"upper end moved from {r.z_max:.1f} to {new_hi:.1f} mm to agree with the other phases"
+            )
+        if notes:
+            first, last = sorted((_snap(z, new_lo), _snap(z, new_hi)))
+            out[k] = LiverRange(
+                z_min=float(min(new_lo, new_hi)),
+                z_max=float(max(new_lo, new_hi)),
+                indices=list(range(first, last + 1)),
+                confidence=min(r.confidence, 0.7),
+                evidence=[*r.evidence, *notes],
+                areas_mm2=r.areas_mm2,
+                liver_hu=r.liver_hu,
+            )
+    return out
