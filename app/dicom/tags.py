@@ -37,6 +37,12 @@ SCAN_TAGS: tuple[str, ...] = (
     "FrameOfReferenceUID", "AcquisitionTime", "ContentTime", "SharedFunctionalGroupsSequence",
     "PerFrameFunctionalGroupsSequence",
 )
+#: Read with every file but decoded only where a Study/Series Instance UID is blank (they
+#: identify the study and series then, see :func:`derived_uid`).
+KEY_TAGS: tuple[str, ...] = (
+    "PatientName", "StudyDate", "StudyTime", "AccessionNumber", "SeriesDescription",
+    "SeriesTime", "ConvolutionKernel",
+)
 #: Attributes that describe a series; read once per series from one file (:func:`describe`),
 #: which keeps the per-file cost of the scan close to a bare header read.
 DESCRIPTIVE_TAGS: tuple[str, ...] = (
@@ -461,8 +467,8 @@ def _vf(v: dict[str, Any], ds: Dataset, kw: str, n: int) -> tuple[float, ...] | 
 
 @lru_cache(maxsize=1)
 def _scan_tag_ints() -> list[int]:
-    """SCAN_TAGS as tag numbers (pydicom converts keywords on every call otherwise)."""
-    return [t for t in (_tag(k) for k in SCAN_TAGS) if t is not None]
+    """SCAN_TAGS and KEY_TAGS as tag numbers (dcmread converts keywords on every call)."""
+    return [t for t in (_tag(k) for k in (*SCAN_TAGS, *KEY_TAGS)) if t is not None]
 
 
 def _read_descriptive(path: Path, force: bool) -> Dataset:
@@ -789,7 +795,7 @@ def _read_open(fp: Any, path: Path) -> Header | FileProblem:
     # derive a stable UID from content (2.25 form from a hash) and say so in a warning.
     study_uid = _vs(v, ds, "StudyInstanceUID", warnings)
     series_uid = _vs(v, ds, "SeriesInstanceUID", warnings)
-    extra = _read_descriptive(path, forced) if not (study_uid and series_uid) else ds
+    extra = ds  # KEY_TAGS were read with the file; decoded only here, where needed
     if not study_uid:
         study_uid = derived_uid("study", _vs(v, ds, "PatientID", warnings),
                                 _str(extra, "PatientName", warnings),
