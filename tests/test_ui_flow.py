@@ -363,3 +363,25 @@ def test_drop_a_folder_imports_it(qtbot, window: MainWindow, generated) -> None:
     w.dropEvent(drop)
     wait_step(qtbot, w, "imported")
     assert w.case.folder == generated[0]
+
+
+def test_reopen_case_with_its_folder(qtbot, window: MainWindow, generated, shown: Dialogs) -> None:
+    w = window
+    folder, _ = generated
+    import_and_wait(qtbot, w, folder)
+    study = w.case.study
+    assert study is not None
+    record = fx.prediction_record("ignored")
+    record.patient_id, record.study_uid, record.source_folder = study.patient_id, study.study_uid, str(folder)
+    case_id = w.register.add_prediction(record)
+    w.register_tab.refresh()
+    w.viewer.clear()
+    w.steps.clear()  # type: ignore[attr-defined]
+    w.open_case(case_id)
+    wait_step(qtbot, w, "imported")
+    assert w.case.recorded is not None and w.case.recorded.total_votes == 10
+    assert w.case.study is not None and w.case.study.study_uid == study.study_uid
+    assert w.viewer.count() == len(study.pairs)  # the images are back
+    assert "register" in w.result_panel.text().lower()
+    assert w.tabs.currentIndex() == 0
+    assert not shown.errors

@@ -660,6 +660,7 @@ class MainWindow(QtWidgets.QMainWindow):
             warnings_shown=warnings,
         )
         job = self.start_job("Predict", fn, key="predict")
+        job.progress.connect(lambda f, t: self.result_panel.set_busy(f"{t or 'Predicting'}… {f * 100:.0f} %"))
         job.finished.connect(self._on_predicted)
         job.cancelled.connect(self._on_predict_stopped)
         job.failed.connect(lambda *_: self._on_predict_stopped())
