@@ -280,12 +280,18 @@ def check_set(chosen: Mapping[str, SeriesInfo]) -> tuple[list[str], list[str]]:
     return warnings, reasons
 
 
-def _liver_extent(volume: Volume) -> tuple[LiverExtent, float, list[str]]:
-    from app.dicom.anatomy import find_liver_range
+def _liver_extents(
+    volumes: Mapping[str, Volume],
+) -> dict[str, tuple[LiverExtent, float, list[str]]]:
+    """Liver range of each phase, made consistent across the phases by the anatomy module."""
+    from app.dicom.anatomy import find_liver_ranges
 
-    lr = find_liver_range(volume)
-    return (LiverExtent(lr.z_min, lr.z_max, list(lr.indices), list(lr.areas_mm2)),
+    ranges = find_liver_ranges(volumes)
+    return {
+        p: (LiverExtent(lr.z_min, lr.z_max, list(lr.indices), list(lr.areas_mm2)),
             float(lr.confidence), list(lr.evidence))
+        for p, lr in ranges.items()
+    }
 
 
 def assemble_study(
@@ -345,12 +351,11 @@ def assemble_study(
         # The slices sampled for classification are not decoded twice.
         volumes[phase] = load_volume(chosen[phase], progress=sub, workers=workers,
                                      reuse=samples.get(chosen[phase].uid))
+    progress.check()
+    progress.update(0.8, "liver range")
     livers: dict[str, LiverExtent] = {}
     found: dict[str, bool] = {}
-    for phase in phases:
-        progress.check()
-        progress.update(0.8 + 0.15 * len(livers) / len(phases), f"liver range ({phase})")
-        extent, confidence, evidence = _liver_extent(volumes[phase])
+    for phase, (extent, confidence, evidence) in _liver_extents(volumes).items():
         livers[phase] = extent
         found[phase] = confidence > 0.0
         if confidence <= 0.0:
@@ -359,6 +364,10 @@ def assemble_study(
             reasons.append(msg)
         elif confidence < 0.7:
             warnings.append(f"{phase}: liver range uncertain ({'; '.join(evidence[1:])})")
+        else:
+            warnings += [f"{phase}: {e}" for e in evidence if "agree with the other" in e]
+    # The anatomy module corrects ends that are off by a few slices; a range that has lost
+    # most of the liver (a noisy thin recon) is replaced here by the other phases' range.
     livers, notes = reconcile_livers(volumes, livers, found)
     warnings += notes
     reasons += notes
