@@ -317,11 +317,11 @@ def test_close_while_running_stops_workers_cleanly(qtbot, tiny_model, generated,
     qtbot.addWidget(w)
     w.show()
     job = w.import_folder(generated[0])
-    qtbot.waitUntil(lambda: job.thread.isRunning() or job.is_done, timeout=STEP_TIMEOUT_MS)
+    qtbot.waitUntil(lambda: job.qthread.isRunning() or job.is_done, timeout=STEP_TIMEOUT_MS)
     t0 = time.monotonic()
     w.close()
     assert time.monotonic() - t0 < 5
-    assert not job.thread.isRunning()
+    assert not job.qthread.isRunning()
     assert not w.jobs.busy
     qtbot.wait(50)
     assert not [r for r in qtlog.records if "QThread" in r.message]

@@ -115,7 +115,7 @@ def test_new_job_with_same_key_supersedes_the_old(qtbot, manager: JobManager) ->
     old = manager.start("import-1", first, key="import")
     results: list[object] = []
     old.finished.connect(results.append)
-    qtbot.waitUntil(lambda: old.thread.isRunning(), timeout=5000)
+    qtbot.waitUntil(lambda: old.qthread.isRunning(), timeout=5000)
     new = manager.start("import-2", lambda p: "fresh", key="import")
     new.finished.connect(results.append)
     assert old.stale and old.state.cancelled
@@ -164,7 +164,7 @@ def test_shutdown_cancels_and_waits_without_thread_warnings(qtbot, qtlog) -> Non
     t0 = time.monotonic()
     assert mgr.shutdown(5000)
     assert time.monotonic() - t0 < 1.5
-    assert all(not j.thread.isRunning() for j in jobs)
+    assert all(not j.qthread.isRunning() for j in jobs)
     with pytest.raises(RuntimeError):
         mgr.start("late", lambda p: None)
     del jobs, mgr

@@ -24,7 +24,7 @@ from typing import Any
 
 from app.dicom.types import AssembledStudy
 from app.errors import HCCError, InputError
-from app.progress import NULL_PROGRESS, Progress
+from app.progress import NULL_PROGRESS, Progress, sub_progress
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ def import_job(folder: Path) -> Callable[[Progress], ImportOutcome]:
             raise InputError(f"The folder {folder_path} does not exist.")
         if not folder_path.is_dir():
             raise InputError(f"{folder_path} is not a folder.")
-        scan = scan_folder(folder_path, progress.sub(0.0, 0.6))
+        scan = scan_folder(folder_path, sub_progress(progress, 0.0, 0.6))
         studies = list(iter_studies(scan))
         if not any(study.series for _, study in studies):
             raise InputError(
@@ -105,7 +105,7 @@ def import_job(folder: Path) -> Callable[[Progress], ImportOutcome]:
         outcome.key = study_key(first)
         progress.check()
         try:
-            outcome.assembled[outcome.key] = assemble(first, None, progress.sub(0.6, 1.0))
+            outcome.assembled[outcome.key] = assemble(first, None, sub_progress(progress, 0.6, 1.0))
         except HCCError as exc:
             if isinstance(exc, _cancelled_type()):
                 raise
@@ -309,10 +309,10 @@ def predict_job(
         from app.inference.predictor import predict
 
         t0 = time.monotonic()
-        model = holder.get(choice, progress.sub(0.0, 0.15))
+        model = holder.get(choice, sub_progress(progress, 0.0, 0.15))
         progress.check()
         with holder.lock:
-            result = predict(study, model, progress.sub(0.15, 0.95))
+            result = predict(study, model, sub_progress(progress, 0.15, 0.95))
         progress.check()
         outcome = PredictOutcome(study=study, result=result, model=model)
         if register is None:
@@ -456,6 +456,7 @@ def cam_job(
                     publish(SliceCam(idx, cams))
             progress.update(len(raw) / n, f"Grad-CAM {len(raw)}/{n} slice levels")
         scale = running_max if running_max > 0 else 1.0
+        assert first.raw is not None  # asked for with keep_raw=True
         maps = {
             phase: np.clip(np.stack([raw[i][phase] for i in range(n)]) / scale, 0.0, 1.0).astype(np.float32)
             for phase in first.raw

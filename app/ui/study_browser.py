@@ -331,9 +331,11 @@ class StudyBrowser(QtWidgets.QWidget):
     def select_study(self, key: str) -> None:
         for i in range(self.tree.topLevelItemCount()):
             p_item = self.tree.topLevelItem(i)
+            if p_item is None:
+                continue
             for j in range(p_item.childCount()):
                 s_item = p_item.child(j)
-                if s_item.data(0, ROLE_KEY) == key:
+                if s_item is not None and s_item.data(0, ROLE_KEY) == key:
                     self.tree.setCurrentItem(s_item)
                     return
 
@@ -342,8 +344,9 @@ class StudyBrowser(QtWidgets.QWidget):
         if item is None:
             return
         key = item.data(0, ROLE_KEY)
-        if key is None and item.childCount():  # a patient: take its first study
-            key = item.child(0).data(0, ROLE_KEY)
+        first_child = item.child(0) if item.childCount() else None
+        if key is None and first_child is not None:  # a patient: take its first study
+            key = first_child.data(0, ROLE_KEY)
         if key and key != self._current:
             self._current = key
             self.studySelected.emit(key)

@@ -140,11 +140,11 @@ class Job(QtCore.QObject):
         self.key = key
         self.stale = False
         self.started_at = time.monotonic()
-        self.thread = QtCore.QThread()
-        self.thread.setObjectName(f"job-{name}")
+        self.qthread = QtCore.QThread()
+        self.qthread.setObjectName(f"job-{name}")
         self.worker = Worker(fn, name)
-        self.worker.moveToThread(self.thread)
-        self.thread.started.connect(self.worker.run)
+        self.worker.moveToThread(self.qthread)
+        self.qthread.started.connect(self.worker.run)
         self.worker.progress.connect(self._on_progress)
         self.worker.partial.connect(self._on_partial)
         self.worker.finished.connect(self._on_finished)
@@ -153,7 +153,7 @@ class Job(QtCore.QObject):
         self.worker.done.connect(self._on_done)
         # QThread.finished is emitted from the ending thread; a slot of this GUI-thread object
         # receives it queued, in the GUI thread, where it is safe to forget and delete things.
-        self.thread.finished.connect(self._on_thread_finished)
+        self.qthread.finished.connect(self._on_thread_finished)
         self._is_done = False
 
     @property
@@ -176,7 +176,7 @@ class Job(QtCore.QObject):
             self.done.emit()
             self.ended.emit(self)
             return
-        self.thread.start()
+        self.qthread.start()
 
     def cancel(self, *, stale: bool = False) -> None:
         """Ask the job to stop (cooperatively, at its next ``progress.check()``)."""
@@ -186,7 +186,7 @@ class Job(QtCore.QObject):
 
     def wait(self, timeout_ms: int) -> bool:
         """Block until the thread ended (True) or ``timeout_ms`` passed (False)."""
-        return bool(self.thread.wait(QtCore.QDeadlineTimer(timeout_ms)))
+        return bool(self.qthread.wait(QtCore.QDeadlineTimer(timeout_ms)))
 
     @QtCore.Slot(float, str)
     def _on_progress(self, fraction: float, text: str) -> None:
@@ -292,7 +292,7 @@ class JobManager(QtCore.QObject):
         if job in self._jobs:
             self._jobs.remove(job)
         job.worker.deleteLater()
-        job.thread.deleteLater()
+        job.qthread.deleteLater()
         job.deleteLater()
         if not self.busy and not self._closing:
             self.busyChanged.emit(False)
@@ -309,7 +309,7 @@ class JobManager(QtCore.QObject):
         ok = True
         for job in list(self._jobs):
             job.stale = True
-            if not job.thread.isRunning() and not job.is_done and not job.thread.isFinished():
+            if not job.qthread.isRunning() and not job.is_done and not job.qthread.isFinished():
                 # Never started (its zero-timer did not fire yet) and cancelled: it never will.
                 job.mark_done()
                 continue
