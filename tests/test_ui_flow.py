@@ -339,16 +339,52 @@ def test_reopen_case_whose_folder_is_gone(qtbot, window: MainWindow, shown: Dial
     assert not shown.errors
 
 
-def test_first_start_offers_demo(qtbot, tiny_model, shown: Dialogs) -> None:
+def test_first_start_demo_is_two_clicks_from_a_prediction_with_heatmaps(qtbot, tiny_model, shown: Dialogs) -> None:
     from app.settings import load_settings
 
+    path, sha = tiny_model
+    update_settings(model_path=str(path), model_sha256=sha, device="cpu")  # demo not offered yet
     w = MainWindow()
     qtbot.addWidget(w)
     w.show()
+    steps: list[str] = []
+    w.stepDone.connect(steps.append)
     w.offer_demo()
     assert w.welcome.isVisible() and w.demo_button.isEnabled()
     assert load_settings().demo_offered
+    w.demo_button.click()  # click 1: generate (once) and open the demo study
+    qtbot.waitUntil(lambda: "imported" in steps or bool(shown.errors), timeout=STEP_TIMEOUT_MS)
+    assert not shown.errors, shown.errors
+    assert not w.welcome.isVisible()
+    assert w.act_predict.isEnabled()  # the demo study needs no confirmation
+    w.act_predict.trigger()  # click 2
+    qtbot.waitUntil(lambda: "cam-study" in steps or bool(shown.errors), timeout=STEP_TIMEOUT_MS)
+    assert not shown.errors, shown.errors
+    assert w.viewer.has_cam(w.viewer.pair_index()) and w.viewer.cam_visible()
+    assert "CPU" in w.device_label.text()
     w.close()
+
+
+def test_doubtful_assignment_must_be_confirmed_before_predict(qtbot, window: MainWindow, shown: Dialogs) -> None:
+    from app.ui.main_window import CaseState
+
+    w = window
+    scan = fx.constructed_scan()
+    study = fx.constructed_study(needs_confirmation=True)
+    w.case = CaseState(scan=scan, key="1.2.3.4", assembled={"1.2.3.4": study})
+    w.browser.set_scan(scan, select="1.2.3.4")
+    w._show_current_study()
+    assert w.browser.banner.isVisibleTo(w.browser)
+    assert not w.act_predict.isEnabled()
+    shown.confirm_answer = False  # the user chooses "Review"
+    assert w.predict() is None and shown.confirm_asked == 1  # asks instead of predicting
+    w.browser.confirm_button.click()
+    assert shown.confirm_asked == 2
+    assert w.case.needs_confirmation() and not w.act_predict.isEnabled()
+    shown.confirm_answer = True
+    w.browser.confirm_button.click()
+    assert not w.case.needs_confirmation() and w.act_predict.isEnabled()
+    assert w.browser.confirm_button.isHidden()
 
 
 def test_drop_a_folder_imports_it(qtbot, window: MainWindow, generated) -> None:

@@ -14,10 +14,11 @@ once would mix their activations.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,24 @@ from app.errors import HCCError, InputError
 from app.progress import NULL_PROGRESS, Progress, sub_progress
 
 log = logging.getLogger(__name__)
+
+#: One import of the engine at a time across the app's threads. Two threads importing
+#: interdependent modules at once (the background warm-up importing pydicom while a job imports
+#: the synthetic generator, which imports pydicom too) can be handed a partially initialised
+#: module by CPython's import deadlock avoidance ("cannot import name ... partially
+#: initialized module"). Every lazy import of a job goes through :func:`importing`.
+_IMPORT_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def importing(progress: Progress = NULL_PROGRESS) -> Iterator[None]:
+    """Hold the app's import lock (waiting cancellably) while importing engine modules."""
+    while not _IMPORT_LOCK.acquire(timeout=0.05):
+        progress.check()
+    try:
+        yield
+    finally:
+        _IMPORT_LOCK.release()
 
 
 # -- import ---------------------------------------------------------------------------------
@@ -65,7 +84,8 @@ def _no_dicom_details(scan: Any, limit: int = 40) -> str:
 
 def assemble(study: Any, overrides: Mapping[str, str] | None, progress: Progress) -> AssembledStudy:
     """Assemble one study (the core's ``assemble_study``)."""
-    from app.dicom.assembly import assemble_study
+    with importing(progress):
+        from app.dicom.assembly import assemble_study
 
     # One decoding thread: pydicom's parsing holds the interpreter lock, and several decoder
     # threads contending for it starve the GUI thread (measured: stalls of 300-400 ms with
@@ -85,8 +105,9 @@ def import_job(folder: Path) -> Callable[[Progress], ImportOutcome]:
     """
 
     def run(progress: Progress) -> ImportOutcome:
-        from app.dicom.scan import scan_folder
-        from app.ui.study_browser import iter_studies, study_key
+        with importing(progress):
+            from app.dicom.scan import scan_folder
+            from app.ui.study_browser import iter_studies, study_key
 
         folder_path = Path(folder)
         if not folder_path.exists():
@@ -173,8 +194,9 @@ class ModelHolder:
         """
         if choice.path is not None:
             return Path(choice.path)
-        from app.inference.weights import create_random_model, default_model_path
-        from app.paths import models_dir
+        with importing(progress):
+            from app.inference.weights import create_random_model, default_model_path
+            from app.paths import models_dir
 
         default = Path(default_model_path())
         if default.exists():
@@ -194,7 +216,8 @@ class ModelHolder:
             key = (str(path), choice.sha256, choice.device)
             if self._model is not None and self._key == key:
                 return self._model
-            from app.inference.weights import load_model, recorded_sha256
+            with importing(progress):
+                from app.inference.weights import load_model, recorded_sha256
 
             progress.update(0.0, f"loading model {path.name}")
             # The bundled (or generated random) model is checked against the SHA-256 recorded
@@ -235,7 +258,8 @@ def make_record(
 ) -> Any:
     """The register record of a prediction, through the lead's adapter (``app.casework``)."""
     try:
-        from app.casework import prediction_record
+        with importing():
+            from app.casework import prediction_record
     except ImportError:  # TEMPORARY until app.casework lands: the same mapping, built here
         return _record_without_casework(study, result, overrides, warnings_shown, source_folder)
 
@@ -252,7 +276,8 @@ def _record_without_casework(
     study: AssembledStudy, result: Any, overrides: Mapping[str, str], warnings_shown: list[str], source_folder: str
 ) -> Any:
     """Fallback mapping PredictionResult + AssembledStudy → PredictionRecord (to be removed)."""
-    from app.register import PredictionRecord
+    with importing():
+        from app.register import PredictionRecord
 
     return PredictionRecord(
         patient_id=study.patient_id,
@@ -306,7 +331,8 @@ def predict_job(
     """
 
     def run(progress: Progress) -> PredictOutcome:
-        from app.inference.predictor import predict
+        with importing(progress):
+            from app.inference.predictor import predict
 
         t0 = time.monotonic()
         model = holder.get(choice, sub_progress(progress, 0.0, 0.15))
@@ -420,7 +446,8 @@ def cam_job(
     def run(progress: Any) -> Any:
         import numpy as np
 
-        from app.inference.gradcam import CamResult, gradcam_slice, gradcam_study
+        with importing(progress):
+            from app.inference.gradcam import CamResult, gradcam_slice, gradcam_study
 
         n = len(study.pairs)
         publish = getattr(progress, "publish", None)
@@ -483,7 +510,9 @@ def demo_job(dest: Path | None = None) -> Callable[[Progress], Path]:
 
     def run(progress: Progress) -> Path:
         from app.paths import demo_dir
-        from app.synthetic.demo import ensure_demo_study
+
+        with importing(progress):
+            from app.synthetic.demo import ensure_demo_study
 
         return Path(ensure_demo_study(dest or demo_dir(), progress))
 
@@ -528,7 +557,8 @@ def warmup_job(modules: tuple[str, ...] = WARMUP_MODULES) -> Callable[[Progress]
             progress.check()
             progress.update(i / len(modules), f"loading {name}")
             try:
-                importlib.import_module(name)
+                with importing(progress):
+                    importlib.import_module(name)
             except ImportError as exc:  # an optional part missing: the job using it will say so
                 log.warning("warm-up: cannot import %s: %s", name, exc)
                 failed.append(name)

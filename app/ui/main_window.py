@@ -40,6 +40,8 @@ from app.errors import HCCError
 from app.settings import Settings, load_settings, save_settings
 from app.ui import dialogs, jobs
 from app.ui.register_tab import RegisterTab
+from app.ui.report_pdf import strongest_responder_slice, write_case_report
+from app.ui.settings_dialog import SettingsDialog
 from app.ui.study_browser import StudyBrowser, iter_studies, study_key, study_series
 from app.ui.workers import Job, JobManager
 
@@ -807,8 +809,6 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def export_pdf(self, path: Path) -> Path | None:
         """Write the one-page PDF report of the case on view; errors are shown."""
-        from app.ui.report_pdf import strongest_responder_slice, write_case_report
-
         pred = self.case.prediction
         if pred is None:
             return None
@@ -878,7 +878,8 @@ class MainWindow(QtWidgets.QMainWindow):
         """Check a site model (load on CPU: keys, shapes, NaN, hash), then offer to use it."""
 
         def check(progress: Any) -> Any:
-            from app.inference.weights import load_model
+            with jobs.importing(progress):
+                from app.inference.weights import load_model
 
             progress.update(0.1, f"checking {path.name}")
             return load_model(path, "cpu")
@@ -928,8 +929,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.statusBar().showMessage(f"Model {path.name} is now active.", 8000)
 
     def show_settings(self) -> None:
-        from app.ui.settings_dialog import SettingsDialog
-
         dialog = SettingsDialog(self.settings, self)
         dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.importModelRequested.connect(self.import_model_dialog)

@@ -25,9 +25,13 @@ DEVICE_TEXT = {
 
 
 def _bundled_model_present() -> bool:
-    from app.inference.weights import default_model_path
+    """Whether a model ships in ``resources/models`` (checked without importing torch: this
+    runs on the GUI thread, possibly while the engine is still being imported in the
+    background)."""
+    from app.paths import resources_dir
 
-    return default_model_path().is_file()
+    folder = resources_dir() / "models"
+    return folder.is_dir() and any(folder.glob("*.safetensors"))
 
 
 class SettingsDialog(QtWidgets.QDialog):
