@@ -194,3 +194,15 @@ def test_phase_confirmation_dialog_answers(qtbot) -> None:
     dlg = dialogs.confirm_phases(None, ["x"], {}, answers.append)
     dlg.reject()
     assert answers == [True, False]
+
+
+def test_export_dialog_offers_pseudonymisation(qtbot, register) -> None:
+    from PySide6 import QtWidgets
+
+    tab = RegisterTab(register)
+    qtbot.addWidget(tab)
+    tab.export_dialog()
+    dialog = next(w for w in tab.findChildren(QtWidgets.QFileDialog))
+    box = next(c for c in dialog.findChildren(QtWidgets.QCheckBox) if "Pseudonymise" in c.text())
+    assert box.isChecked()  # the safer choice is the default
+    dialog.reject()
