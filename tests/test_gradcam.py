@@ -25,6 +25,16 @@ from app.inference.weights import LoadedModel, wrap_model
 from app.progress import ProgressState
 
 torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models are dominated by per-operation overhead, which a second thread only adds to
+    (thread hand-offs; measured 3x slower on a busy 2-core machine)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
 SIZE = 64
 SQ = 14  # side of the planted square (pixels)
 # two pathways keep the training fixture cheap; the signal sits in one, the other sees noise
@@ -51,6 +61,8 @@ def _random_positions(n: int, rng: np.random.Generator) -> list[tuple[int, int] 
 @pytest.fixture(scope="module")
 def square_detector() -> LoadedModel:
     """A tiny model trained until it tells slices with the square from slices without."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # see _one_thread; this fixture is set up before it
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     model = build_model(CFG)
@@ -65,6 +77,7 @@ def square_detector() -> LoadedModel:
         opt.zero_grad()
         loss.backward()
         opt.step()
+    torch.set_num_threads(threads)
     loaded = wrap_model(model)
     loaded.model.requires_grad_(False)  # as load_model leaves it
     return loaded
