@@ -180,3 +180,20 @@ def test_job_cancelled_before_it_started_never_runs(qtbot, manager: JobManager) 
         pass
     qtbot.wait(50)
     assert not ran.is_set() and job.is_done and job not in manager.jobs()
+
+
+def test_wait_all_after_a_short_shutdown_waits_for_the_step_in_progress(qtbot) -> None:
+    mgr = JobManager()
+    started = threading.Event()
+
+    def long_step(p: JobProgress) -> None:
+        started.set()
+        time.sleep(0.6)  # one uninterruptible step (a batch on a slow CPU)
+        p.check()
+
+    job = mgr.start("batch", long_step)
+    qtbot.waitUntil(started.is_set, timeout=5000)
+    assert not mgr.shutdown(100)  # the bounded wait of closeEvent is too short here
+    assert job.qthread.isRunning()
+    assert mgr.wait_all(5000)
+    assert not job.qthread.isRunning()

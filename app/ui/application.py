@@ -105,4 +105,9 @@ def run_gui(
             app.quit()
 
         QtCore.QTimer.singleShot(int(exit_after * 1000), _finish)
-    return int(app.exec())
+    status = int(app.exec())
+    # A job busy with one long step when the window closed stops at its next check; wait for
+    # it so that no thread is destroyed while running (RELIABILITY.md 28).
+    if not window.jobs.wait_all(60_000):
+        log.error("background jobs still running at exit")
+    return status

@@ -321,6 +321,22 @@ class JobManager(QtCore.QObject):
                 ok = False
         return ok
 
+    def wait_all(self, timeout_ms: int | None = None) -> bool:
+        """After :meth:`shutdown`: wait for threads still finishing their current step.
+
+        Used when the application quits: a job in the middle of one long step (a batch of
+        slices on a slow CPU) stops at its next check, and the process must not exit before
+        (that would destroy a running QThread). True when every thread has ended.
+        """
+        deadline = None if timeout_ms is None else time.monotonic() + timeout_ms / 1000
+        for job in list(self._jobs):
+            if deadline is None:
+                job.qthread.wait()
+            elif not job.wait(max(0, int((deadline - time.monotonic()) * 1000))):
+                return False
+            job.mark_done()
+        return True
+
 
 class StallMonitor(QtCore.QObject):
     """Measures how long the GUI event loop goes without running a timer (RELIABILITY.md 29).
