@@ -541,6 +541,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_study_selected(self, key: str) -> None:
         if key == self.case.key and (self.case.study is not None or key in self.case.errors):
             return
+        self._drop_case_jobs()
         self.case.key = key
         self.case.prediction = None
         self.case.cam = None
@@ -575,6 +576,13 @@ class MainWindow(QtWidgets.QMainWindow):
         if key == self.case.key:
             self._show_current_study()
 
+    def _drop_case_jobs(self) -> None:
+        """Cancel the prediction/Grad-CAM of a study the user is leaving or changing."""
+        for key in ("predict", "cam"):
+            job = self.jobs.running(key)
+            if job is not None:
+                job.cancel(stale=True)
+
     def set_override(self, phase: str, uid: str) -> None:
         """Use series ``uid`` for ``phase`` in the current study (re-assembles in a worker)."""
         key = self.case.key
@@ -583,6 +591,7 @@ class MainWindow(QtWidgets.QMainWindow):
         current = self.case.study.assignment.get(phase) if self.case.study else None
         if uid == current:
             return
+        self._drop_case_jobs()
         self.case.overrides.setdefault(key, {})[phase] = uid
         self.case.confirmed.discard(key)
         self.case.prediction = None
