@@ -82,7 +82,7 @@ def shown(monkeypatch: pytest.MonkeyPatch) -> Dialogs:
 def window(qtbot, tiny_model: tuple[Path, str], shown: Dialogs):  # type: ignore[no-untyped-def]
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # tiny model: per-op overhead dominates, one thread is fastest
     path, sha = tiny_model
     update_settings(model_path=str(path), model_sha256=sha, device="cpu", demo_offered=True)
     w = MainWindow()

@@ -41,7 +41,7 @@ def test_monitor_detects_a_blocked_loop(qtbot) -> None:
 def test_event_loop_never_stalls_during_import_and_prediction(qtbot, tmp_path: Path, monkeypatch, capsys) -> None:
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)  # tiny model: per-op overhead dominates, one thread is fastest
     errors: list[str] = []
     monkeypatch.setattr(dialogs, "show_error", lambda parent, msg, details="": errors.append(msg))
     monkeypatch.setattr(dialogs, "confirm_phases", lambda parent, r, a, on_answer: on_answer(True))
