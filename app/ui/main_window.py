@@ -962,7 +962,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self._update_actions()
 
     def show_about(self) -> None:
-        dialog = dialogs.AboutDialog(self)
+        loaded = self.models.loaded
+        extra = f"Model: {loaded.identity}" if loaded is not None and hasattr(loaded, "identity") else ""
+        if self.register is not None:
+            extra += f"\nRegister: {getattr(self.register, 'path', '')}"
+        dialog = dialogs.AboutDialog(self, extra.strip())
         dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.open()
         self._last_dialog = dialog
