@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -116,13 +118,68 @@ def confusion_table(pairs: list[tuple[str, str]]) -> str:
     return "\n".join(lines)
 
 
+def measure_speed(folder: Path, n: int, seed: int, matrix: int) -> None:
+    """Time classification against loading the three full volumes, on clinical-size studies.
+
+    Plain 3-phase studies (three axial series) at ``matrix`` (default 512). Every file is read
+    once before timing so that both sides see a warm file cache (the harder case for the
+    classification share: decoding from a warm cache is fastest); each figure is the best of
+    three runs.
+    """
+    from app.synthetic.cohort import generate_cohort
+    from app.synthetic.options import StudyOptions
+
+    if not (folder / "labels.csv").exists():
+        t0 = time.monotonic()
+        generate_cohort(folder, n, seed * 10 + 9, StudyOptions(matrix=matrix))
+        print(
+            f"generated {n} speed studies at {matrix} px in {time.monotonic() - t0:.0f} s",
+            file=sys.stderr,
+        )
+    rows = []
+    for study_dir in sorted(p for p in folder.iterdir() if (p / "truth.json").exists()):
+        for f in study_dir.rglob("*"):
+            if f.is_file():
+                f.read_bytes()
+        truth = json.loads((study_dir / "truth.json").read_text(encoding="utf-8"))
+        series = [s for p in scan_folder(study_dir).patients for st in p.studies for s in st.series]
+        axial = [
+            s
+            for s in series
+            if s.orientation == "axial" and s.modality == "CT" and len(s.instances) >= 3
+        ]
+        # Best of three: the machine is shared, and the minimum is the least disturbed run.
+        best = [np.inf, np.inf, np.inf]
+        for _ in range(3):
+            t0 = time.perf_counter()
+            vols = {s.uid: load_volume(s, indices=sample_indices(s)) for s in axial}
+            t1 = time.perf_counter()
+            classify_study(series, vols)
+            t2 = time.perf_counter()
+            for uid in truth["phases"].values():
+                load_volume(next(s for s in series if s.series_instance_uid == uid))
+            t3 = time.perf_counter()
+            best = [min(best[0], t1 - t0), min(best[1], t2 - t1), min(best[2], t3 - t2)]
+        t0, t1, t2, t3 = 0.0, best[0], best[0] + best[1], best[0] + best[1] + best[2]
+        rows.append((t1 - t0, t2 - t1, t3 - t2, sum(len(s.instances) for s in axial)))
+    load_s = sum(r[0] for r in rows)
+    cls_s = sum(r[1] for r in rows)
+    full_s = sum(r[2] for r in rows)
+    print(
+        f"\nspeed over {len(rows)} three-phase studies at {matrix} px: loading sampled slices {load_s:.2f} s"
+        f" + classification {cls_s:.2f} s = {(load_s + cls_s) / full_s * 100:.1f} % of loading the three"
+        f" full volumes ({full_s:.2f} s, {rows[0][3] if rows else 0} slices per study)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--patients", type=int, default=100)
     ap.add_argument("--seed", type=int, default=11)
     ap.add_argument("--matrix", type=int, default=128)
     ap.add_argument("--cohort", type=Path, default=None, help="cohort folder to reuse/create")
-    ap.add_argument("--speed-studies", type=int, default=10)
+    ap.add_argument("--speed-studies", type=int, default=3, help="studies for the speed figure")
+    ap.add_argument("--speed-matrix", type=int, default=512, help="matrix of the speed studies")
     ap.add_argument("--show-wrong", action="store_true", help="print the evidence of wrong calls")
     args = ap.parse_args(argv)
 
@@ -149,14 +206,12 @@ def main(argv: list[str] | None = None) -> int:
         }
         for mode in ("tags", "blank")
     }
-    speed: list[tuple[float, float, float]] = []
     for k, folder in enumerate(folders):
         truth = json.loads((folder / "truth.json").read_text(encoding="utf-8"))
         scan = scan_folder(folder)
         studies = [st for p in scan.patients for st in p.studies]
         for study in studies:
             series = study.series
-            t0 = time.monotonic()
             vols: dict[str, Volume] = {}
             for s in series:
                 if (
@@ -166,17 +221,8 @@ def main(argv: list[str] | None = None) -> int:
                     and len(s.instances) >= 3
                 ):
                     vols[s.uid] = load_volume(s, indices=sample_indices(s))
-            t_load = time.monotonic() - t0
-            t1 = time.monotonic()
             calls_by_mode = {"tags": classify_study(series, vols)}
-            t_cls = time.monotonic() - t1
             calls_by_mode["blank"] = classify_study([blank_tags(s) for s in series], vols)
-            if k < args.speed_studies:
-                t2 = time.monotonic()
-                for uid in truth["phases"].values():
-                    main = next(s for s in series if s.series_instance_uid == uid)
-                    load_volume(main)
-                speed.append((t_load, t_cls, time.monotonic() - t2))
             for mode, calls in calls_by_mode.items():
                 r = results[mode]
                 for s in series:
@@ -233,13 +279,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"  {name} '{desc}' truth {truth_phase} → {call.phase} ({call.confidence:.2f}) {call.evidence}"
                 )
-    if speed:
-        load_s = sum(s[0] for s in speed)
-        cls_s = sum(s[1] for s in speed)
-        full_s = sum(s[2] for s in speed)
-        print(
-            f"\nspeed over {len(speed)} studies: loading sampled slices {load_s:.2f} s + classification {cls_s:.2f} s"
-            f" = {(load_s + cls_s) / full_s * 100:.1f} % of loading the three full volumes ({full_s:.2f} s)"
+    if args.speed_studies > 0:
+        measure_speed(
+            root / f"speed{args.speed_matrix}", args.speed_studies, args.seed, args.speed_matrix
         )
     if tmp is not None:
         tmp.cleanup()

@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 from test_phase_phantom import phantom_volume, series_info
 
-from app.dicom.phase import classify_series, classify_study, needs_confirmation, sample_indices
+from app.dicom.phase import (
+    N_SAMPLE_SLICES,
+    classify_series,
+    classify_study,
+    needs_confirmation,
+    sample_indices,
+)
 from app.dicom.types import InstanceRef, Volume
 from app.errors import Cancelled
 from app.progress import ProgressState
@@ -169,7 +175,7 @@ def test_sample_indices() -> None:
 
     assert sample_indices(with_n(4)) == [0, 1, 2, 3]
     idx = sample_indices(with_n(60))
-    assert len(idx) == 6 and idx == sorted(set(idx))
+    assert len(idx) == N_SAMPLE_SLICES and idx == sorted(set(idx))
     # Upper-middle of the range (towards the head = higher z).
     assert idx[0] >= 15 and idx[-1] <= 55
     assert sample_indices(with_n(0)) == []

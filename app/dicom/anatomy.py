@@ -259,6 +259,7 @@ class _Spine:
     col: float
     anterior_row: float  # anterior edge of the vertebral body
     found: bool
+    mask: np.ndarray | None = None  # the vertebra's bone pixels (working grid)
 
 
 def _find_spine(sl: np.ndarray, body: np.ndarray, spacing: float) -> _Spine:
@@ -299,7 +300,7 @@ def _find_spine(sl: np.ndarray, body: np.ndarray, spacing: float) -> _Spine:
         central = comp[:, max(0, int(c0) - 2) : int(c0) + 3]
         cr = np.nonzero(central.any(axis=1))[0]
         anterior = float(cr.min()) if cr.size else float(rr.min())
-        cand = _Spine(float(r0), float(c0), anterior, True)
+        cand = _Spine(float(r0), float(c0), anterior, True, comp)
         if best is None or score > best[0]:
             best = (score, cand)
     if best is None:
@@ -340,6 +341,11 @@ def _find_aorta(
     d_r = (rr + r_lo - exp_r) * spacing
     d_c = (cc + c_lo - exp_c) * spacing
     in_window = (d_r > -45) & (d_r < 18) & (d_c > -35) & (d_c < 45) & body[r_lo:r_hi, c_lo:c_hi]
+    if spine.mask is not None:
+        # No disc may touch the vertebra: on coarse or smoothed images its marrow (~220 HU)
+        # and blurred cortex look like a homogeneous bright disc, i.e. like an enhanced aorta.
+        near_bone = cv2.dilate(spine.mask[r_lo:r_hi, c_lo:c_hi].astype(np.uint8), _disk(r_in + 1))
+        in_window &= ~near_bone.astype(bool)
     ok = in_window & (mean > 0.0) & (mean < 650.0)
     # A disc touching bone or fat is not inside the aorta.
     max_k = cv2.dilate(crop, _disk(r_in))
@@ -489,19 +495,23 @@ def _find_portal_vein(
         return None
     rr, cc = np.nonzero(liver)
     c_mid = cc.mean()
-    region = liver.copy()
+    # Work on the liver's bounding box (plus the filter margin) only.
+    m = int(np.ceil(15.0 / spacing)) + 2
+    r_lo, r_hi = max(0, int(rr.min()) - m), min(sl.shape[0], int(rr.max()) + m + 1)
+    c_lo, c_hi = max(0, int(c_mid)), min(sl.shape[1], int(cc.max()) + m + 1)
+    crop = np.ascontiguousarray(sl[r_lo:r_hi, c_lo:c_hi])
+    region = liver[r_lo:r_hi, c_lo:c_hi].copy()  # medial half (towards the patient's left)
     # Keep well away from bone: cancellous vertebra (200-300 HU) would pass for a vessel.
-    cortex = cv2.dilate((sl > _CORTEX_HU).astype(np.uint8), _disk(15.0 / spacing)).astype(bool)
+    cortex = cv2.dilate((crop > _CORTEX_HU).astype(np.uint8), _disk(15.0 / spacing)).astype(bool)
     region &= ~cortex
-    h, w = sl.shape
-    grid_r, grid_c = np.mgrid[0:h, 0:w]
-    region &= grid_c >= c_mid  # medial half (towards the patient's left)
+    h, w = crop.shape
     if aorta is not None:
+        grid_r, grid_c = np.mgrid[r_lo:r_hi, c_lo:c_hi]
         region &= (grid_r - aorta[0]) ** 2 + (grid_c - aorta[1]) ** 2 > (18.0 / spacing) ** 2
     # A small disc (~3 mm radius): intrahepatic portal branches are only 8-12 mm wide.
     r_in = max(3.0 / spacing, 1.0)
-    mean, std = _disc_stats(sl, r_in)
-    max_k = cv2.dilate(sl, _disk(r_in))
+    mean, std = _disc_stats(crop, r_in)
+    max_k = cv2.dilate(crop, _disk(r_in))
     ok = region & (std < 40.0) & (max_k < _CORTEX_HU) & (mean > -20.0)
     if not ok.any():
         return None
@@ -509,7 +519,7 @@ def _find_portal_vein(
     # median-filtered, and the homogeneity test rejects noise spikes, so the maximum is stable.
     k = int(np.argmax(np.where(ok, mean, -np.inf)))
     r0, c0 = divmod(k, w)
-    return float(r0), float(c0), float(mean[r0, c0])
+    return float(r0 + r_lo), float(c0 + c_lo), float(mean[r0, c0])
 
 
 # --- public API -------------------------------------------------------------------------------
@@ -643,8 +653,8 @@ def _propagate(
                 size = np.bincount(labels.ravel(), minlength=nlab + 1)
                 inside = np.bincount(labels[prev].ravel(), minlength=nlab + 1)
                 # Mean density per component (bincount: one pass, unlike ndimage.median).
-                mean = np.bincount(labels.ravel(), weights=work.hu[z].ravel(), minlength=nlab + 1)
-                mean = mean / np.maximum(size, 1)
+                total = np.bincount(labels.ravel(), weights=work.hu[z].ravel(), minlength=nlab + 1)
+                mean = total / np.maximum(size, 1)
                 # Inscribed radius of each component: a strip of chest-wall muscle along the
                 # liver's border is long and thin, a cross-section of the liver is not.
                 dist = cv2.distanceTransform(cands[z].astype(np.uint8), cv2.DIST_L2, 3)
