@@ -421,3 +421,22 @@ def test_reopen_case_with_its_folder(qtbot, window: MainWindow, generated, shown
     assert "register" in w.result_panel.text().lower()
     assert w.tabs.currentIndex() == 0
     assert not shown.errors
+
+
+def test_real_ct_without_three_phases_is_shown_and_refused_for_prediction(qtbot, window: MainWindow, shown: Dialogs, shared_data: Path) -> None:
+    """A real portal-venous abdomen CT (20 slices, JPEG 2000): listed, viewable, not predictable."""
+    w = window
+    import_and_wait(qtbot, w, shared_data / "totalsegmentator_example_ct")
+    assert not shown.errors, shown.errors
+    key = w.case.key
+    assert key is not None
+    from app.ui.study_browser import iter_studies
+
+    series = [s for _, st in iter_studies(w.case.scan) for s in st.series]
+    assert len(series) == 1
+    item = w.browser.series_item(series[0].uid)
+    assert item is not None and item.text(2)  # phase confidence shown
+    assert w.case.study is None and key in w.case.errors  # a phase is missing: said, not guessed
+    assert "Cannot predict" in w.browser.assembly_note.text()
+    assert not w.act_predict.isEnabled()
+    assert w.predict() is None
