@@ -28,6 +28,16 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
+def stage_of(progress_text: str) -> str:
+    """Which step of the flow a job's progress text belongs to."""
+    if "loading model" in progress_text or "random-initialised model" in progress_text:
+        return "model load"
+    for tag, name in (("[Import]", "import"), ("[Predict]", "predict"), ("[Grad-CAM]", "Grad-CAM")):
+        if progress_text.startswith(tag):
+            return name
+    return "other"
+
+
 class Watchdog:
     """Samples the worker threads' Python stacks whenever the heartbeat is > 60 ms late."""
 
@@ -169,9 +179,16 @@ def main() -> int:
             f"p99 {mon.percentile_ms(99):.0f} ms, p50 {mon.percentile_ms(50):.1f} ms, "
             f"ticks > 100 ms late: {mon.count_over(100)}"
         )
+        per_stage: dict[str, float] = {}
         for t_late, delay in mon.late:
             before = [txt for t, txt in texts if t <= t_late]
-            print(f"         late {delay:5.0f} ms during: {before[-1] if before else '?'}")
+            where = before[-1] if before else "?"
+            print(f"         late {delay:5.0f} ms during: {where}")
+            per_stage[stage_of(where)] = max(per_stage.get(stage_of(where), 0.0), delay)
+        print(
+            "       worst stall per stage (<= 50 ms where not listed): "
+            + ", ".join(f"{k} {v:.0f} ms" for k, v in sorted(per_stage.items()))
+        )
         worst_all.append(mon.worst_ms)
     print(f"WORST STALL over {args.runs} run(s): {max(worst_all):.0f} ms (target <= 100 ms)")
     return 0
