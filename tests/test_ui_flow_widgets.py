@@ -64,6 +64,11 @@ def test_browser_marks_assignment_and_offers_one_click_override(qtbot) -> None:
     combo.setCurrentIndex(combo.findData("1.4"))
     combo.activated.emit(combo.currentIndex())  # what a user's click emits
     assert requests == [("arterial", "1.4")]
+    menu = browser.series_menu(browser.series_item("1.4"))  # type: ignore[arg-type]
+    assert menu is not None
+    next(a for a in menu.actions() if "portal" in a.text()).trigger()
+    assert requests[-1] == ("portal", "1.4")
+    assert browser.series_menu(browser.series_item("1.5")) is None  # type: ignore[arg-type]  # refused
     browser.set_confirmation(study.confirmation_reasons, confirmed=False)
     assert browser.banner.isVisibleTo(browser)
     assert "two series claim" in browser.banner_text.text()

@@ -555,7 +555,7 @@ def warmup_job(modules: tuple[str, ...] = WARMUP_MODULES) -> Callable[[Progress]
         failed: list[str] = []
         for i, name in enumerate(modules):
             progress.check()
-            progress.update(i / len(modules), f"loading {name}")
+            progress.update(i / len(modules), f"starting up ({i + 1}/{len(modules)})")
             try:
                 with importing(progress):
                     importlib.import_module(name)

@@ -118,6 +118,9 @@ class StudyBrowser(QtWidgets.QWidget):
                 col, QtWidgets.QHeaderView.ResizeMode.ResizeToContents
             )
         self.tree.currentItemChanged.connect(self._on_current_item)
+        # Right-click a series: "Use as plain / arterial / portal venous" (one choice per phase).
+        self.tree.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
+        self.tree.customContextMenuRequested.connect(self._context_menu)
         layout.addWidget(self.tree, 1)
 
         self.banner = QtWidgets.QFrame()
@@ -350,6 +353,28 @@ class StudyBrowser(QtWidgets.QWidget):
         if key and key != self._current:
             self._current = key
             self.studySelected.emit(key)
+
+    def series_menu(self, item: QtWidgets.QTreeWidgetItem) -> QtWidgets.QMenu | None:
+        """The "Use as ..." menu of a series row (None for patients, studies, refused series)."""
+        if item.data(0, ROLE_KIND) != "series":
+            return None
+        uid = item.data(COL_SERIES, QtCore.Qt.ItemDataRole.UserRole + 2)
+        key = item.data(0, ROLE_KEY)
+        series = next((s for s in study_series(self._studies.get(key)) if s.uid == uid), None)
+        if series is None or not is_candidate(series) or key != self._current:
+            return None
+        menu = QtWidgets.QMenu(self)
+        for phase in PHASES:
+            act = menu.addAction(f"Use as {PHASE_TITLES[phase].lower()} phase")
+            act.triggered.connect(lambda _c=False, p=phase, u=uid: self.overrideRequested.emit(p, u))
+        return menu
+
+    def _context_menu(self, pos: QtCore.QPoint) -> None:
+        item = self.tree.itemAt(pos)
+        menu = self.series_menu(item) if item is not None else None
+        if menu is not None:
+            menu.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+            menu.popup(self.tree.viewport().mapToGlobal(pos))
 
     def _on_combo(self, phase: str) -> None:
         if self._updating:

@@ -27,6 +27,7 @@ Exceptions: :class:`app.errors.HCCError` → its own message (and details); anyt
 from __future__ import annotations
 
 import logging
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -92,6 +93,8 @@ class Worker(QtCore.QObject):
 
     @QtCore.Slot()
     def run(self) -> None:
+        # Name the thread for the log file ("job-Predict" instead of "Dummy-3").
+        threading.current_thread().name = f"job-{self.name}"
         try:
             self.state.check()  # cancelled before it even started
             result = self._fn(self.state)
