@@ -96,9 +96,28 @@ def blank_tags(s: SeriesInfo) -> SeriesInfo:
     )
 
 
-def pick_triplet(series: list[SeriesInfo], calls: dict[str, PhaseCall]) -> dict[str, str]:
-    """phase → series_instance_uid, one per phase, preferring ~5 mm recons (as the assembler)."""
+def pick_triplet(
+    study: Any, series: list[SeriesInfo], calls: dict[str, PhaseCall]
+) -> tuple[dict[str, str], bool, str]:
+    """phase → series_instance_uid as the app would choose, whether it asks for confirmation,
+    and who chose (``"assembly"`` when :func:`app.dicom.assembly.choose_series` is available).
+
+    A study the assembler refuses (a phase without any series) counts as flagged: the app stops
+    and names the candidates instead of predicting.
+    """
+    try:
+        from app.dicom.assembly import choose_series
+        from app.dicom.errors import AssemblyError
+    except ImportError:
+        choose_series = None  # type: ignore[assignment]
+    if choose_series is not None:
+        try:
+            chosen, _, reasons = choose_series(dataclasses.replace(study, series=series), calls)
+        except AssemblyError:
+            return {}, True, "assembly"
+        return {p: s.series_instance_uid for p, s in chosen.items()}, bool(reasons), "assembly"
     out: dict[str, str] = {}
+    flagged = False
     for phase in ("plain", "arterial", "portal"):
         cands = [s for s in series if calls[s.uid].phase == phase]
         if cands:
@@ -107,7 +126,8 @@ def pick_triplet(series: list[SeriesInfo], calls: dict[str, PhaseCall]) -> dict[
                 key=lambda s: (abs((s.slice_thickness or 5.0) - 5.0), -calls[s.uid].confidence),
             )
             out[phase] = best.series_instance_uid
-    return out
+            flagged |= needs_confirmation(calls[best.uid])
+    return out, flagged or len(out) < 3, "bench"
 
 
 def confusion_table(pairs: list[tuple[str, str]]) -> str:
@@ -201,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
             "n": 0,
             "triplet_ok": 0,
             "triplet_wrong_flagged": 0,
+            "triplet_flagged": 0,
+            "chooser": "",
             "studies": 0,
             "wrong_list": [],
         }
@@ -241,15 +263,16 @@ def main(argv: list[str] | None = None) -> int:
                         )
                     else:
                         r["right_flagged"] += int(flagged)
-                trip = pick_triplet(series, calls)
+                mode_series = series if mode == "tags" else [blank_tags(s) for s in series]
+                trip, trip_flagged, chooser = pick_triplet(study, mode_series, calls)
+                r["chooser"] = chooser
                 r["studies"] += 1
                 ok = all(trip.get(p) == truth["phases"][p] for p in ("plain", "arterial", "portal"))
+                r["triplet_flagged"] += int(trip_flagged)
                 if ok:
                     r["triplet_ok"] += 1
                 else:
-                    chosen = [s for s in series if s.series_instance_uid in trip.values()]
-                    flagged = any(needs_confirmation(calls[s.uid]) for s in chosen) or len(trip) < 3
-                    r["triplet_wrong_flagged"] += int(flagged)
+                    r["triplet_wrong_flagged"] += int(trip_flagged)
         print(f"\r{k + 1}/{len(folders)} studies", end="", file=sys.stderr)
     print(file=sys.stderr)
 
@@ -267,8 +290,10 @@ def main(argv: list[str] | None = None) -> int:
             f"per-series accuracy: {acc * 100:.2f} % ({r['n'] - r['wrong']}/{r['n']} axial series)"
         )
         print(
-            f"triplet correct: {r['triplet_ok'] / max(r['studies'], 1) * 100:.2f} % ({r['triplet_ok']}/{r['studies']} studies);"
-            f" wrong triplets flagged: {r['triplet_wrong_flagged']}/{r['studies'] - r['triplet_ok']}"
+            f"triplet correct ({r['chooser']} choice): {r['triplet_ok'] / max(r['studies'], 1) * 100:.2f} %"
+            f" ({r['triplet_ok']}/{r['studies']} studies); wrong triplets flagged:"
+            f" {r['triplet_wrong_flagged']}/{r['studies'] - r['triplet_ok']};"
+            f" studies asking for confirmation: {r['triplet_flagged']}/{r['studies']}"
         )
         print(
             f"wrong calls flagged for confirmation: {r['wrong_flagged']}/{r['wrong']};"
