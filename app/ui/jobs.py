@@ -341,25 +341,26 @@ def predict_job(
             result = predict(study, model, sub_progress(progress, 0.15, 0.95))
         progress.check()
         outcome = PredictOutcome(study=study, result=result, model=model)
-        if register is None:
-            outcome.record_error = "no register is open"
-        else:
-            try:
-                outcome.record = make_record(
-                    study,
-                    result,
-                    overrides=study.overrides,
-                    warnings_shown=warnings_shown,
-                    source_folder=source_folder,
-                )
-                progress.check()  # last point where cancelling leaves nothing behind
+        try:
+            # The record is built even without a register, so that it can be saved later.
+            outcome.record = make_record(
+                study,
+                result,
+                overrides=study.overrides,
+                warnings_shown=warnings_shown,
+                source_folder=source_folder,
+            )
+            progress.check()  # last point where cancelling leaves nothing behind
+            if register is None:
+                outcome.record_error = "no register is open"
+            else:
                 progress.update(0.97, "recording in the register")
                 outcome.record_id = save_record(register, outcome.record)
-            except HCCError as exc:
-                if isinstance(exc, _cancelled_type()):
-                    raise
-                log.warning("register write failed: %s", exc.message)
-                outcome.record_error = exc.message
+        except HCCError as exc:
+            if isinstance(exc, _cancelled_type()):
+                raise
+            log.warning("register write failed: %s", exc.message)
+            outcome.record_error = exc.message
         outcome.elapsed_s = time.monotonic() - t0
         progress.update(1.0, "prediction done")
         return outcome
