@@ -387,6 +387,7 @@ class MainWindow(QtWidgets.QMainWindow):
             log.warning("could not save the settings: %s", exc)
 
     def model_choice(self) -> jobs.ModelChoice:
+        """The model file, expected hash and device the settings ask for."""
         s = self.settings
         return jobs.ModelChoice(Path(s.model_path) if s.model_path else None, s.model_sha256, s.device)
 
@@ -430,6 +431,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------------------------ jobs plumbing
     def start_job(self, name: str, fn: Any, key: str | None = None) -> Job:
+        """Run ``fn(progress)`` in a worker; failures become an error dialog."""
         job = self.jobs.start(name, fn, key=key)
         job.failed.connect(lambda msg, details: self._on_job_failed(name, msg, details))
         job.done.connect(self._update_actions)
@@ -468,6 +470,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------------------------ import
     def import_folder_dialog(self) -> None:
+        """Ask for a folder (non-blocking) and import it."""
         start = self.settings.last_folder or str(Path.home())
         dialog = QtWidgets.QFileDialog(self, "Import a DICOM folder", start)
         dialog.setFileMode(QtWidgets.QFileDialog.FileMode.Directory)
@@ -710,6 +713,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._start_cam(outcome)
 
     def save_again(self) -> None:
+        """Retry writing the shown prediction to the register (after a failed write)."""
         pred = self.case.prediction
         if pred is None or pred.record is None or self.register is None:
             return
@@ -754,6 +758,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.stepDone.emit("cam-study")
 
     def set_cam_visible(self, visible: bool) -> None:
+        """Show or hide the Grad-CAM heatmaps (toolbar toggle, H)."""
         self.viewer.set_cam_visible(visible)
 
     def _sync_cam_action(self, visible: bool) -> None:
@@ -806,6 +811,7 @@ class MainWindow(QtWidgets.QMainWindow):
             )
 
     def export_csv_dialog(self) -> None:
+        """Export the register as CSV (pseudonymisation offered)."""
         self.register_tab.export_dialog()
 
     # ------------------------------------------------------------------------ PDF report
@@ -838,6 +844,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return None
 
     def export_pdf_dialog(self) -> None:
+        """Ask for a file name and write the case report."""
         pred = self.case.prediction
         if pred is None:
             return
@@ -856,6 +863,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     # ------------------------------------------------------------------------ model, settings, help
     def show_model_description(self) -> None:
+        """Show the active model's description and hash (loads the model if needed)."""
         loaded = self.models.loaded
         if loaded is not None:
             self._show_description(loaded)
@@ -877,6 +885,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._last_dialog = dialog
 
     def import_model_dialog(self) -> None:
+        """Ask for a .safetensors model file and check it (see :meth:`import_model`)."""
         dialog = QtWidgets.QFileDialog(self, "Import a model", str(Path.home()), "Model (*.safetensors)")
         dialog.setFileMode(QtWidgets.QFileDialog.FileMode.ExistingFile)
         dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
@@ -938,6 +947,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.statusBar().showMessage(f"Model {path.name} is now active.", 8000)
 
     def show_settings(self) -> None:
+        """Open the Settings dialog; accepted changes go through :meth:`apply_settings`."""
         dialog = SettingsDialog(self.settings, self)
         dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.importModelRequested.connect(self.import_model_dialog)
@@ -962,6 +972,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._update_actions()
 
     def show_about(self) -> None:
+        """The About box with versions, the active model and the register."""
         loaded = self.models.loaded
         extra = f"Model: {loaded.identity}" if loaded is not None and hasattr(loaded, "identity") else ""
         if self.register is not None:
@@ -972,6 +983,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._last_dialog = dialog
 
     def show_intended_use(self) -> None:
+        """The intended-use notice."""
         dialogs.show_info(self, html.escape(INTENDED_USE))
 
     # ------------------------------------------------------------------------ drag and drop
