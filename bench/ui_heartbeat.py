@@ -180,10 +180,10 @@ def main() -> int:
             f"ticks > 100 ms late: {mon.count_over(100)}"
         )
         per_stage: dict[str, float] = {}
-        for t_late, delay in mon.late:
+        for t_late, delay, share in mon.late:
             before = [txt for t, txt in texts if t <= t_late]
             where = before[-1] if before else "?"
-            print(f"         late {delay:5.0f} ms during: {where}")
+            print(f"         late {delay:5.0f} ms (process CPU {share:4.0%}) during: {where}")
             per_stage[stage_of(where)] = max(per_stage.get(stage_of(where), 0.0), delay)
         print(
             "       worst stall per stage (<= 50 ms where not listed): "

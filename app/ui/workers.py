@@ -358,14 +358,18 @@ class StallMonitor(QtCore.QObject):
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self._tick)
         self._last: float | None = None
+        self._last_cpu = 0.0
         self.gaps_ms: list[float] = []
-        #: (perf_counter at the late tick, delay in ms) for every tick more than 50 ms late
-        self.late: list[tuple[float, float]] = []
+        #: (perf_counter at the late tick, delay in ms, CPU share of this process during the
+        #: gap) for every tick more than 50 ms late. A share near 0 means the machine did not
+        #: run the process at all (load from elsewhere), not that the app blocked its loop.
+        self.late: list[tuple[float, float, float]] = []
 
     def start(self) -> None:
         self.gaps_ms.clear()
         self.late.clear()
         self._last = time.perf_counter()
+        self._last_cpu = time.process_time()
         self._timer.start()
 
     def stop(self) -> None:
@@ -374,12 +378,15 @@ class StallMonitor(QtCore.QObject):
 
     def _tick(self) -> None:
         now = time.perf_counter()
+        cpu = time.process_time()
         if self._last is not None:
             gap = (now - self._last) * 1000.0
             self.gaps_ms.append(gap)
             if gap - self.interval_ms > 50.0:
-                self.late.append((now, gap - self.interval_ms))
+                share = (cpu - self._last_cpu) * 1000.0 / gap if gap > 0 else 0.0
+                self.late.append((now, gap - self.interval_ms, share))
         self._last = now
+        self._last_cpu = cpu
 
     @property
     def worst_ms(self) -> float:
