@@ -22,6 +22,7 @@ from app.inference.model import (
     _grey_conv,
     build_model,
     count_parameters,
+    fold_batchnorm,
     load_imagenet_init,
     torchvision_cache_file,
 )
@@ -222,3 +223,32 @@ def test_gradient_reaches_every_pathway_and_the_attention(shared: bool, one_thre
             assert f"trunks.0.1.bns.{i}.weight" in names
         else:
             assert f"trunks.{i}.0.weight" in names
+
+
+@pytest.mark.parametrize(("backbone", "shared"), [("resnet18", False), ("resnet50", True),
+                                                   ("mobilenet_v3_small", False), ("tiny", True)])
+def test_folding_batchnorm_keeps_the_outputs(backbone: str, shared: bool) -> None:
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(backbone=backbone, shared_trunk=shared, input_size=64))
+    # non-trivial BatchNorm statistics, as after training
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):
+            model(torch.rand(4, 3, 1, 64, 64) * 2.0)
+    model.eval()
+    x = torch.rand(3, 3, 1, 64, 64)
+    with torch.inference_mode():
+        before = model(x)
+    n_bn = sum(type(m) is nn.BatchNorm2d for m in model.modules())
+    folded = fold_batchnorm(model)
+    assert folded > 0 and model.folded
+    left = sum(type(m) is nn.BatchNorm2d for m in model.modules())
+    assert left == n_bn - folded
+    if not shared:
+        assert left == 0  # every BN of a separate-trunk network follows a convolution
+    model.to(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        after = model(x)
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+    with pytest.raises(RuntimeError, match="folded"):
+        model.train()

@@ -78,8 +78,14 @@ def test_round_trip_same_outputs_and_card(tmp_path: Path) -> None:
     assert d.architecture == CFG.to_dict() and d.phases == list(CFG.phases)
     assert d.preprocessing["window"]["width"] == 400.0
     assert d.is_trained
-    assert not loaded.model.training
+    assert not loaded.model.training and loaded.model.folded
     assert not any(p.requires_grad for p in loaded.model.parameters())
+    # the folded network is for inference only: it cannot be saved as if it were the trained one
+    with pytest.raises(ModelFileError, match="folded for inference"):
+        save_model(loaded.model, CFG, d, tmp_path / "again.safetensors")
+    unfolded = load_model(path, fold=False)
+    assert not unfolded.model.folded and unfolded.sha256 == loaded.sha256
+    save_model(unfolded.model, CFG, d, tmp_path / "again.safetensors")  # fine-tuning path
     assert read_description(path).to_dict() == d.to_dict()
     # no pickle anywhere: the file is a safetensors file with our metadata
     assert json.loads(path.read_bytes()[8:8 + int.from_bytes(path.read_bytes()[:8], "little")])["__metadata__"]["format"] == FORMAT

@@ -197,6 +197,8 @@ class MultiPhaseNet(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
+        #: True after :func:`fold_batchnorm`: an inference-only network (no BatchNorm to train)
+        self.folded = False
         p = config.n_phases
         trunk, cin = _make_trunk(config)
         if config.shared_trunk:
@@ -233,6 +235,12 @@ class MultiPhaseNet(nn.Module):
     @property
     def phases(self) -> tuple[str, ...]:
         return self.config.phases
+
+    def train(self, mode: bool = True) -> MultiPhaseNet:
+        if mode and self.folded:
+            raise RuntimeError("this network's BatchNorm was folded for inference; it cannot be "
+                               "trained — rebuild it with build_model and load the unfolded weights")
+        return super().train(mode)  # type: ignore[return-value]
 
     def pathway_layers(self) -> dict[str, nn.Module]:
         """Each pathway's last convolutional block (conv/BN/ReLU), keyed by phase: Grad-CAM's
@@ -283,6 +291,62 @@ def build_model(config: ModelConfig | None = None) -> MultiPhaseNet:
     :func:`load_imagenet_init` for ImageNet initialisation from a local file.
     """
     return MultiPhaseNet(config or ModelConfig())
+
+
+def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    """Fold an eval-mode BatchNorm into the convolution before it (in place)."""
+    assert bn.running_mean is not None and bn.running_var is not None
+    scale = (bn.weight if bn.affine else torch.ones_like(bn.running_var)) / torch.sqrt(bn.running_var + bn.eps)
+    shift = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
+    with torch.no_grad():
+        conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        new_bias = (bias - bn.running_mean) * scale + shift
+        conv.bias = nn.Parameter(new_bias, requires_grad=conv.weight.requires_grad)
+
+
+def _foldable(bn: nn.Module) -> bool:
+    return type(bn) is nn.BatchNorm2d and bn.track_running_stats and bn.running_var is not None
+
+
+def fold_batchnorm(model: MultiPhaseNet) -> int:
+    """Fold every BatchNorm that directly follows a convolution into it, for inference only.
+
+    In eval mode BatchNorm is a per-channel affine map, so ``bn(conv(x))`` is one convolution
+    with rescaled weights and a bias: the same output (to rounding) with one pass over the
+    feature map fewer — together with channels-last weights it makes a CPU forward pass about
+    1.5–2× faster. Pairs are found inside ``nn.Sequential`` containers (conv then BN) and as
+    ``convN``/``bnN`` attributes (torchvision's residual blocks). Phase-specific BatchNorm of a
+    shared trunk cannot be folded into the shared convolution and is left as it is.
+
+    The network's state dict changes (BN tensors gone, conv biases added), so a folded network
+    is marked (``model.folded``), refuses ``train()`` and is refused by
+    :func:`app.inference.weights.save_model`.
+
+    Returns
+    -------
+    int
+        Number of BatchNorm layers folded.
+    """
+    if model.training:
+        raise RuntimeError("fold_batchnorm needs a model in eval mode")
+    folded = 0
+    for module in list(model.modules()):
+        if isinstance(module, nn.Sequential):
+            children = list(module.named_children())
+            for (_, a), (bn_name, b) in zip(children, children[1:], strict=False):
+                if isinstance(a, nn.Conv2d) and _foldable(b):
+                    _fold(a, b)  # type: ignore[arg-type]
+                    setattr(module, bn_name, nn.Identity())
+                    folded += 1
+        for k in range(1, 4):  # torchvision BasicBlock / Bottleneck: conv1/bn1 ... conv3/bn3
+            conv, bn = getattr(module, f"conv{k}", None), getattr(module, f"bn{k}", None)
+            if isinstance(conv, nn.Conv2d) and bn is not None and _foldable(bn):
+                _fold(conv, bn)
+                setattr(module, f"bn{k}", nn.Identity())
+                folded += 1
+    model.folded = True
+    return folded
 
 
 def count_parameters(model: nn.Module) -> int:

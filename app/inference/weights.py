@@ -46,7 +46,7 @@ from app import INTENDED_USE, __version__
 from app.errors import InputError
 from app.inference.config import CLASSES, ConfigError, ModelConfig
 from app.inference.device import DeviceChoice, select_device
-from app.inference.model import MultiPhaseNet, build_model
+from app.inference.model import MultiPhaseNet, build_model, fold_batchnorm
 from app.inference.preprocess import preprocessing_summary
 
 FORMAT = "hcc-response-model"
@@ -150,7 +150,7 @@ class LoadedModel:
     """A checked model on its device, ready for :func:`app.inference.predictor.predict`.
 
     ``model`` is in eval mode with ``requires_grad`` off (inference only; Grad-CAM does not need
-    parameter gradients). ``device_choice`` says why this device; the predictor may move the
+    parameter gradients), normally with BatchNorm folded into its convolutions. ``device_choice`` says why this device; the predictor may move the
     model to the CPU after a GPU failure and updates it.
     """
 
@@ -208,6 +208,9 @@ def save_model(
     """
     if model.config != config:
         raise ModelFileError("the model was built for a different configuration than the one given")
+    if model.folded:
+        raise ModelFileError("this network was folded for inference (load_model does that); save the "
+                             "trained network itself")
     desc = ModelDescription.from_dict(description.to_dict())
     desc.architecture = config.to_dict()
     desc.preprocessing = preprocessing_summary(config)
@@ -392,6 +395,7 @@ def load_model(
     path: str | Path,
     device: str | torch.device = "cpu",
     expected_sha256: str | None = None,
+    fold: bool = True,
 ) -> LoadedModel:
     """Read, check and build a model file, ready on ``device`` in eval mode.
 
@@ -405,6 +409,10 @@ def load_model(
     expected_sha256:
         When given, a file whose SHA-256 differs is refused (the bundled model, a model the
         register names).
+    fold:
+        Fold BatchNorm into the convolutions (:func:`app.inference.model.fold_batchnorm`) and
+        use channels-last weights: the same outputs to rounding, 1.5–2× faster on the CPU. The
+        loaded network is then for inference only; pass False to fine-tune it.
 
     Returns
     -------
@@ -447,8 +455,12 @@ def load_model(
     state = {k: (t.float() if t.is_floating_point() else t) for k, t in tensors.items()}
     model.load_state_dict(state, strict=True)
     model.eval().requires_grad_(False)
+    if fold:
+        fold_batchnorm(model)
     choice = select_device(device)
     model.to(choice.device)
+    # channels-last: oneDNN (CPU) and cuDNN convolutions both run faster in NHWC
+    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     return LoadedModel(model, config, description, sha, path, choice)
 
 
