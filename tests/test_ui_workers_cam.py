@@ -78,3 +78,11 @@ def test_cam_job_stops_when_cancelled(loaded: Any) -> None:
     with pytest.raises(Cancelled):
         cam_job(study, ModelHolder(), loaded, 3)(progress)
     assert [sc.pair_index for sc in progress.published] == [3]
+
+
+def test_gui_leaves_one_core_to_the_event_loop() -> None:
+    from app.ui.jobs import gui_torch_threads
+
+    assert gui_torch_threads(1) == 1
+    assert gui_torch_threads(2) == 1
+    assert gui_torch_threads(8) == 7

@@ -541,7 +541,30 @@ WARMUP_MODULES: tuple[str, ...] = (
 )
 
 
-def warmup_job(modules: tuple[str, ...] = WARMUP_MODULES) -> Callable[[Progress], list[str]]:
+def gui_torch_threads(cpu_count: int | None = None) -> int:
+    """Intra-op threads for torch in the desktop app: all cores but one.
+
+    The GUI thread needs a core of its own: with torch's default (one thread per core) the
+    network's threads and the GUI thread compete for the cores and the event loop stalls for
+    100-200 ms at a time while Grad-CAM runs (measured with ``bench/ui_heartbeat.py`` on two
+    cores). The CLI keeps torch's default.
+    """
+    import os
+
+    n = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
+    return max(1, n - 1)
+
+
+def configure_torch_for_gui() -> None:
+    """Apply :func:`gui_torch_threads` (called once, by the warm-up, after importing torch)."""
+    import torch
+
+    torch.set_num_threads(gui_torch_threads())
+
+
+def warmup_job(
+    modules: tuple[str, ...] = WARMUP_MODULES, *, configure_threads: bool = True
+) -> Callable[[Progress], list[str]]:
     """Import the engine's modules in the background; returns those that failed to import.
 
     Why: importing torch & co. initialises C extensions while holding the interpreter lock,
@@ -563,6 +586,8 @@ def warmup_job(modules: tuple[str, ...] = WARMUP_MODULES) -> Callable[[Progress]
             except ImportError as exc:  # an optional part missing: the job using it will say so
                 log.warning("warm-up: cannot import %s: %s", name, exc)
                 failed.append(name)
+            if name == "torch" and name not in failed and configure_threads:
+                configure_torch_for_gui()
         return failed
 
     return run
