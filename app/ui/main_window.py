@@ -41,7 +41,7 @@ from app.settings import Settings, load_settings, save_settings
 from app.ui import dialogs, jobs
 from app.ui.register_tab import RegisterTab
 from app.ui.report_pdf import strongest_responder_slice, write_case_report
-from app.ui.settings_dialog import SettingsDialog
+from app.ui.settings_dialog import SettingsDialog, bundled_model_present
 from app.ui.study_browser import StudyBrowser, iter_studies, study_key, study_series
 from app.ui.workers import Job, JobManager
 
@@ -400,9 +400,12 @@ class MainWindow(QtWidgets.QMainWindow):
             self.model_label.setText(f"Model: {name} [{sha}]")
             kind = str(getattr(desc, "weights_kind", ""))
             self.model_label.setToolTip(f"{name} {getattr(desc, 'version', '')}\n{kind}\nSHA-256 {getattr(loaded, 'sha256', '')}")
+        elif self.settings.model_path:
+            self.model_label.setText(f"Model: {Path(self.settings.model_path).name} (loads on first prediction)")
+        elif bundled_model_present():
+            self.model_label.setText("Model: bundled (loads on first prediction)")
         else:
-            where = Path(self.settings.model_path).name if self.settings.model_path else "bundled model"
-            self.model_label.setText(f"Model: {where} (loads on first prediction)")
+            self.model_label.setText("Model: none installed — random-initialised weights will be used")
         result = self.case.prediction.result if self.case.prediction else None
         device = getattr(result, "device", None)
         if device:

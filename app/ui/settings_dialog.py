@@ -24,7 +24,7 @@ DEVICE_TEXT = {
 }
 
 
-def _bundled_model_present() -> bool:
+def bundled_model_present() -> bool:
     """Whether a model ships in ``resources/models`` (checked without importing torch: this
     runs on the GUI thread, possibly while the engine is still being imported in the
     background)."""
@@ -101,7 +101,7 @@ class SettingsDialog(QtWidgets.QDialog):
         if self._model_path:
             sha = f"<br>SHA-256 <tt>{self._model_sha}</tt>" if self._model_sha else ""
             self.model_label.setText(f"Imported model <b>{Path(self._model_path).name}</b>{sha}")
-        elif _bundled_model_present():
+        elif bundled_model_present():
             self.model_label.setText("The bundled model (checked against its recorded SHA-256).")
         else:
             self.model_label.setText(
