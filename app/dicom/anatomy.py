@@ -25,6 +25,9 @@ from app.dicom.types import Volume
 
 #: Pixel size (mm) that slices are resampled to before any analysis.
 WORK_SPACING_MM = 2.5
+#: Coarser grid for the landmark HU of phase classification (half the pixels: classification
+#: must stay cheap next to loading the volumes; medians over discs do not need 2.5 mm).
+LANDMARK_SPACING_MM = 3.2
 
 # HU thresholds. Air/lung vs body at -500 is the usual body-mask split; 200 HU separates bone
 # from enhanced soft tissue only roughly (an arterial aorta reaches 300-400 HU), so bone is
@@ -149,7 +152,9 @@ class _Work:
         return float(r), float(c)
 
 
-def _prepare(volume: Volume, indices: list[int] | None = None) -> _Work:
+def _prepare(
+    volume: Volume, indices: list[int] | None = None, work_mm: float = WORK_SPACING_MM
+) -> _Work:
     """Resample slices to ~WORK_SPACING_MM pixels, median-smoothed, patient right on the left.
 
     INTER_AREA averages the pixels it merges, which also removes most of the quantum noise that
@@ -158,7 +163,7 @@ def _prepare(volume: Volume, indices: list[int] | None = None) -> _Work:
     """
     row_sp, col_sp = (float(volume.pixel_spacing[0]), float(volume.pixel_spacing[1]))
     rows, cols = volume.hu.shape[1:]
-    spacing = max(WORK_SPACING_MM, row_sp, col_sp)
+    spacing = max(work_mm, row_sp, col_sp)
     out_h = max(8, int(round(rows * row_sp / spacing)))
     out_w = max(8, int(round(cols * col_sp / spacing)))
     idx = list(range(volume.n_slices)) if indices is None else list(indices)
@@ -544,7 +549,7 @@ def measure_landmarks(volume: Volume, indices: list[int] | None = None) -> Landm
         Quality is low (and HU may be None) when the slices hold no liver: a chest, head or
         pelvis-only series, which phase classification then calls "other".
     """
-    work = _prepare(volume, indices)
+    work = _prepare(volume, indices, LANDMARK_SPACING_MM)
     idx = list(range(volume.n_slices)) if indices is None else list(indices)
     bodies = [_body_mask(sl) for sl in work.hu]
     ref = _liver_reference_hu(work, bodies)
