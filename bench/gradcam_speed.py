@@ -21,6 +21,7 @@ On CUDA (when it works) the same figures and absolute times are printed as well.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -77,11 +78,11 @@ def measure(loaded, study, batch_size: int, repeats: int, label: str) -> None:
             gradcam_slice(loaded, study, k)
             _sync(loaded.device)
             one.append(time.perf_counter() - t0)
-        bare.append(bare_forward_backward(loaded, x, batch_size))
         t0 = time.perf_counter()
         cams = gradcam_study(loaded, study, batch_size=batch_size)
         _sync(loaded.device)
         whole.append(time.perf_counter() - t0)
+        bare.append(bare_forward_backward(loaded, x, batch_size))
     shape = next(iter(cams.maps.values())).shape
     print(f"[{label}] device={loaded.device} batch={batch_size} maps {len(cams.maps)} x {shape}")
     print(f"[{label}] gradcam_slice (3 pathways, viewed slice) best {min(one):.3f} s median "
@@ -108,6 +109,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     cfg = ModelConfig(backbone=args.backbone, shared_trunk=args.shared)
     study = study_from_arrays(phantom_arrays(args.slices, args.size))
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other processes slow every figure)")
     print(f"torch {torch.__version__}, {args.threads} CPU threads, {args.slices} slice triplets of "
           f"{args.size}x{args.size}, {cfg.backbone} {'shared' if cfg.shared_trunk else 'separate'} trunks")
     with tempfile.TemporaryDirectory() as tmp:
@@ -123,6 +125,7 @@ def main() -> int:
                 print(f"[cuda] not used: {gpu.device_choice.reason}")
         else:
             print("[cuda] no working CUDA device: GPU figures not measured")
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
     return 0
 
 

@@ -21,6 +21,7 @@ works it repeats on the GPU, prints absolute times (target: prediction + whole-s
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -68,12 +69,16 @@ def measure(loaded, study, batch_size: int, repeats: int, label: str) -> dict[st
     predict(study, loaded, batch_size=batch_size)
     bare, pred = [], []
     result = None
-    for _ in range(repeats):
-        bare.append(bare_forward(loaded, x, batch_size, amp))
-        t0 = time.perf_counter()
-        result = predict(study, loaded, batch_size=batch_size)
-        _sync(loaded.device)
-        pred.append(time.perf_counter() - t0)
+    for r in range(repeats):
+        # alternate the order so that a load spike from other processes hits both alike
+        for which in (("bare", "predict") if r % 2 == 0 else ("predict", "bare")):
+            if which == "bare":
+                bare.append(bare_forward(loaded, x, batch_size, amp))
+            else:
+                t0 = time.perf_counter()
+                result = predict(study, loaded, batch_size=batch_size)
+                _sync(loaded.device)
+                pred.append(time.perf_counter() - t0)
     assert result is not None
     print(f"[{label}] device={result.device} precision={result.precision} batch={batch_size} "
           f"slices={result.total_votes}")
@@ -101,6 +106,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     cfg = ModelConfig(backbone=args.backbone, shared_trunk=args.shared)
     study = study_from_arrays(phantom_arrays(args.slices, args.size))
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other processes slow every figure)")
     print(f"torch {torch.__version__}, {args.threads} CPU threads, {args.slices} slice triplets of "
           f"{args.size}x{args.size}, {cfg.backbone} {'shared' if cfg.shared_trunk else 'separate'} trunks")
     with tempfile.TemporaryDirectory() as tmp:
@@ -138,6 +144,7 @@ def main() -> int:
                   f"{statistics.median(times):.3f} s (target < 1 s: {'met' if min(times) < 1 else 'NOT met'})")
         else:
             print("[cuda] no working CUDA device: GPU figures not measured")
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
     return 0
 
 
