@@ -243,3 +243,22 @@ def test_requesting_cuda_without_a_gpu_runs_on_cpu_and_says_so(monkeypatch) -> N
     assert res.device == "cpu" and res.device_fallback
     assert "not working" in res.device_reason
     assert any("not working" in w for w in res.warnings)
+
+
+def test_crop_uses_one_box_per_phase_from_all_paired_slices() -> None:
+    """With a field-of-view crop, every slice of a phase is cropped alike (the box comes from
+    all paired slices and the volume's pixel spacing), whether predicted alone or in batches."""
+    from app.inference.arrays import phantom_arrays
+    from app.inference.preprocess import crop_box
+
+    cfg = ModelConfig(backbone="tiny", input_size=32, extra_channels=16, crop="fov", crop_fov_mm=60.0)
+    study = study_from_arrays(phantom_arrays(4, 96, seed=3), pixel_spacing=(0.5, 0.5))
+    torch.manual_seed(2)
+    loaded = wrap_model(build_model(cfg))
+    res = predict(study, loaded, batch_size=3)
+    boxes = {p: crop_box(study.volumes[p].hu, cfg, (0.5, 0.5)) for p in cfg.phases}
+    assert all((b.height, b.width) == (120, 120) for b in boxes.values())  # 60 mm at 0.5 mm
+    x = torch.stack([preprocess_slices(study.volumes[p].hu, cfg, box=boxes[p]) for p in cfg.phases], 1)
+    with torch.inference_mode():
+        expected = torch.softmax(loaded.model(x), 1)[:, 1].numpy()
+    np.testing.assert_allclose([s.probability for s in res.slices], expected, rtol=1e-5, atol=1e-6)
