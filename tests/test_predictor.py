@@ -103,6 +103,9 @@ def test_predict_slices_in_study_order_and_vote() -> None:
     assert res.device == "cpu" and res.precision == "fp32"
     assert res.model_sha256 == loaded.sha256
     assert res.to_dict()["phases"] == ["plain", "arterial", "portal"]
+    from app import __version__
+
+    assert res.software_version == __version__
     assert res.warnings == []  # trained weights, clear vote, confirmed study
 
 

@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from app import __version__
 from app.dicom.types import AssembledStudy
 from app.inference.config import CLASSES
 from app.inference.device import (
@@ -101,6 +102,8 @@ class PredictionResult:
     warnings:
         For the user: untrained weights, a tied vote, a study that needs confirmation, the CPU
         fallback.
+    software_version:
+        Version of HCC Response that made the prediction.
     """
 
     label: str
@@ -124,6 +127,7 @@ class PredictionResult:
     batch_size: int
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    software_version: str = __version__
 
     @property
     def slice_labels(self) -> list[int]:
