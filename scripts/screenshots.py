@@ -110,9 +110,10 @@ def main() -> int:
     save(w, "register.png")
     w.tabs.setCurrentIndex(0)
 
+    from app.ui.jobs import bundled_model_path
     from app.ui.settings_dialog import SettingsDialog
 
-    settings_dialog = SettingsDialog(w.settings, w)
+    settings_dialog = SettingsDialog(w.settings, w, bundled_model=bundled_model_path())
     settings_dialog.show()
     save(settings_dialog, "settings.png")
     settings_dialog.close()

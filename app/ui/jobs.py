@@ -233,6 +233,18 @@ class ModelHolder:
             return model
 
 
+def bundled_model_path() -> Path | None:
+    """The bundled model file if one is installed (``default_model_path()``), else None.
+
+    Imports the inference layer (torch): call it from a worker, or after the warm-up.
+    """
+    with importing():
+        from app.inference.weights import default_model_path
+
+    path = Path(default_model_path())
+    return path if path.is_file() else None
+
+
 # -- prediction -----------------------------------------------------------------------------
 
 

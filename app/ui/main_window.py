@@ -30,7 +30,7 @@ import logging
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -41,7 +41,7 @@ from app.settings import Settings, load_settings, save_settings
 from app.ui import dialogs, jobs
 from app.ui.register_tab import RegisterTab
 from app.ui.report_pdf import strongest_responder_slice, write_case_report
-from app.ui.settings_dialog import SettingsDialog, bundled_model_present
+from app.ui.settings_dialog import SettingsDialog
 from app.ui.study_browser import StudyBrowser, iter_studies, study_key, study_series
 from app.ui.workers import Job, JobManager
 
@@ -160,6 +160,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._closing = False
         self._active_job: Job | None = None
         self._viewed = jobs.ViewedSlice()
+        #: the bundled model file, False when none is installed, None until known
+        self._bundled: Path | Literal[False] | None = None
         self._cam_steps: set[str] = set()
         self._last_dialog: QtWidgets.QDialog | None = None
 
@@ -179,7 +181,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._update_model_label()
         # Import the engine (torch, pydicom...) in the background while the user looks around.
         self.warmup = self.jobs.start("Starting", jobs.warmup_job(), key="warmup")
-        self.warmup.done.connect(lambda: self.stepDone.emit("warm"))
+        self.warmup.done.connect(self._on_warm)
         if self._register_error:
             QtCore.QTimer.singleShot(
                 0,
@@ -368,6 +370,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.model_label = QtWidgets.QLabel()
         sb.addPermanentWidget(self.model_label)
 
+    def _on_warm(self) -> None:
+        """The engine is imported: find out (cheaply now) whether a bundled model exists."""
+        try:
+            self._bundled = jobs.bundled_model_path() or False
+        except ImportError:
+            self._bundled = False
+        self._update_model_label()
+        self.stepDone.emit("warm")
+
     # ------------------------------------------------------------------------ settings/state
     def _restore_window_state(self) -> None:
         try:
@@ -402,8 +413,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self.model_label.setToolTip(f"{name} {getattr(desc, 'version', '')}\n{kind}\nSHA-256 {getattr(loaded, 'sha256', '')}")
         elif self.settings.model_path:
             self.model_label.setText(f"Model: {Path(self.settings.model_path).name} (loads on first prediction)")
-        elif bundled_model_present():
-            self.model_label.setText("Model: bundled (loads on first prediction)")
+        elif self._bundled is None:
+            self.model_label.setText("Model: …")  # known once the engine is loaded (warm-up)
+        elif isinstance(self._bundled, Path):
+            self.model_label.setText(f"Model: bundled {self._bundled.name} (loads on first prediction)")
         else:
             self.model_label.setText("Model: none installed — random-initialised weights will be used")
         result = self.case.prediction.result if self.case.prediction else None
@@ -951,7 +964,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def show_settings(self) -> None:
         """Open the Settings dialog; accepted changes go through :meth:`apply_settings`."""
-        dialog = SettingsDialog(self.settings, self)
+        bundled = self._bundled if isinstance(self._bundled, Path) else None
+        dialog = SettingsDialog(self.settings, self, bundled_model=bundled)
         dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.importModelRequested.connect(self.import_model_dialog)
         dialog.accepted.connect(lambda: self.apply_settings(dialog.result_settings()))

@@ -24,24 +24,21 @@ DEVICE_TEXT = {
 }
 
 
-def bundled_model_present() -> bool:
-    """Whether a model ships in ``resources/models`` (checked without importing torch: this
-    runs on the GUI thread, possibly while the engine is still being imported in the
-    background)."""
-    from app.paths import resources_dir
-
-    folder = resources_dir() / "models"
-    return folder.is_dir() and any(folder.glob("*.safetensors"))
-
-
 class SettingsDialog(QtWidgets.QDialog):
     """Edit device, model and register location; ``result_settings()`` after ``accepted``."""
 
     importModelRequested = QtCore.Signal()
 
-    def __init__(self, settings: Settings, parent: QtWidgets.QWidget | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        parent: QtWidgets.QWidget | None = None,
+        *,
+        bundled_model: Path | None = None,
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
+        self._bundled = bundled_model
         self._settings = settings
         self._model_path = settings.model_path
         self._model_sha = settings.model_sha256
@@ -101,7 +98,7 @@ class SettingsDialog(QtWidgets.QDialog):
         if self._model_path:
             sha = f"<br>SHA-256 <tt>{self._model_sha}</tt>" if self._model_sha else ""
             self.model_label.setText(f"Imported model <b>{Path(self._model_path).name}</b>{sha}")
-        elif bundled_model_present():
+        elif self._bundled is not None:
             self.model_label.setText("The bundled model (checked against its recorded SHA-256).")
         else:
             self.model_label.setText(
