@@ -8,7 +8,8 @@ image with the same drawing code).
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--model default|tiny]
 
 ``--model default`` uses the bundled model when present, else a random-initialised model with
-the default configuration (what a fresh checkout without trained weights shows).
+the default configuration (what a fresh checkout without trained weights shows); a path uses
+that model file (e.g. ``resources/models/demo-model.safetensors``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
-    parser.add_argument("--model", default="default", help="default | tiny")
+    parser.add_argument("--model", default="default", help="default | tiny | path to a .safetensors")
     parser.add_argument("--size", default="1500x920", help="main window size WxH")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -56,6 +57,10 @@ def main() -> int:
 
         path = Path(os.environ["HCC_RESPONSE_HOME"]) / "tiny.safetensors"
         update_settings(model_path=str(path), model_sha256=fx.create_tiny_model(path))
+    elif args.model != "default":
+        from app.inference.weights import sha256_file
+
+        update_settings(model_path=str(Path(args.model).resolve()), model_sha256=sha256_file(args.model))
     errors: list[str] = []
     dialogs.show_error = lambda parent, msg, details="": errors.append(msg)  # type: ignore[assignment]
     dialogs.confirm_phases = lambda parent, r, a, on_answer: on_answer(True)  # type: ignore[assignment]

@@ -169,18 +169,30 @@ def _description_dict(description: Any) -> dict[str, Any]:
     return {k: v for k, v in vars(description).items() if not k.startswith("_")}
 
 
-def _readable(value: Any) -> str:
-    """A description value as short text: lists joined, dicts as "key: value" lines."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, (list, tuple)) and all(not isinstance(v, (dict, list)) for v in value):
-        return ", ".join(str(v) for v in value)
+def _scalar(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}" if abs(value) < 1e4 else f"{value:.4g}"
+    return str(value)
+
+
+def _readable(value: Any, indent: int = 0) -> str:
+    """A description value as short text: lists joined, dicts as indented "key: value" lines,
+    numbers rounded (a model card is read by people, the JSON tab has the exact values)."""
+    pad = "  " * indent
     if isinstance(value, dict):
-        return "\n".join(
-            f"{k}: {v if isinstance(v, (str, int, float)) else json.dumps(v, ensure_ascii=False, default=str)}"
-            for k, v in value.items()
-        )
-    return json.dumps(value, indent=1, ensure_ascii=False, default=str)
+        lines = []
+        for k, v in value.items():
+            if isinstance(v, dict) and v:
+                lines.append(f"{pad}{k}:")
+                lines.append(_readable(v, indent + 1))
+            else:
+                lines.append(f"{pad}{k}: {_readable(v).strip()}")
+        return "\n".join(lines)
+    if isinstance(value, (list, tuple)):
+        if all(not isinstance(v, (dict, list, tuple)) for v in value):
+            return pad + ", ".join(_scalar(v) for v in value)
+        return "\n".join(_readable(v, indent) for v in value)
+    return pad + _scalar(value)
 
 
 def description_html(description: Any, sha256: str | None = None, path: str | None = None) -> str:
