@@ -267,3 +267,27 @@ def test_export_overlays_writes_one_png_per_slice_and_phase(square_detector: Loa
         "pair002_z-90.0_arterial.png", "pair002_z-90.0_portal.png"]
     img = cv2.imread(str(paths[0]))
     assert img.shape == (SIZE, SIZE, 3)
+
+
+def test_gpu_failure_during_gradcam_continues_on_cpu_and_says_so(square_detector: LoadedModel) -> None:
+    from app.inference.device import DeviceChoice
+
+    study, _ = _test_study(np.random.default_rng(11))
+    reference = gradcam_slice(square_detector, study, 0)
+    before = square_detector.device_choice
+    square_detector.device_choice = DeviceChoice(torch.device("cuda"), "cuda", "pretend GPU")
+    try:
+        cams = gradcam_slice(square_detector, study, 0)
+    finally:  # the fixture is shared: leave it as it was
+        square_detector.device_choice = before
+        square_detector.model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
+    assert cams.device == "cpu" and any("CUDA failed during Grad-CAM" in w for w in cams.warnings)
+    np.testing.assert_allclose(cams.maps[SIGNAL], reference.maps[SIGNAL], rtol=1e-4, atol=1e-5)
+
+
+def test_model_in_training_mode_is_refused() -> None:
+    loaded = wrap_model(build_model(CFG))
+    loaded.model.train()
+    study, _ = _test_study(np.random.default_rng(12))
+    with pytest.raises(ValueError, match="eval mode"):
+        gradcam_slice(loaded, study, 0)

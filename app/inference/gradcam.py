@@ -114,6 +114,8 @@ class CamResult:
         The class explained for each map (differs per slice for ``predicted``).
     probabilities:
         Responder probability of each triplet from the same forward pass.
+    device, warnings:
+        Where the maps were computed, and why it changed (a GPU failure moved it to the CPU).
     """
 
     phases: tuple[str, ...]
@@ -126,6 +128,8 @@ class CamResult:
     probabilities: list[float]
     low_res: dict[str, np.ndarray] = field(default_factory=dict)
     raw: dict[str, np.ndarray] | None = None
+    device: str = "cpu"
+    warnings: list[str] = field(default_factory=list)
 
     def map_for(self, phase: str, pair_index: int) -> np.ndarray:
         """The normalised map of ``phase`` for the study's pair ``pair_index``."""
@@ -152,9 +156,12 @@ def _cam_batch(model: MultiPhaseNet, x: torch.Tensor, target: str) -> tuple[dict
 
 
 def _run_cams(loaded: LoadedModel, inputs: StudyInput, target: str, batch_size: int,
-              progress: Progress) -> tuple[dict[str, torch.Tensor], list[float], list[int]]:
+              progress: Progress, notes: list[str]) -> tuple[dict[str, torch.Tensor], list[float], list[int]]:
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    if loaded.model.training:
+        # dropout and batch statistics would make the maps random and batch-dependent
+        raise ValueError("Grad-CAM needs the model in eval mode")
     n = int(inputs.x.shape[0])
     parts: dict[str, list[torch.Tensor]] = {p: [] for p in loaded.config.phases}
     probs: list[float] = []
@@ -174,7 +181,9 @@ def _run_cams(loaded: LoadedModel, inputs: StudyInput, target: str, batch_size: 
             except Exception as exc:
                 if not (choice.is_cuda and is_cuda_failure(exc)):
                     raise
-                place_model(loaded, cpu_fallback(choice, exc, "Grad-CAM"))
+                cpu = cpu_fallback(choice, exc, "Grad-CAM")
+                place_model(loaded, cpu)
+                notes.append(cpu.reason)
                 continue
         for phase, cam in cams.items():
             parts[phase].append(cam)
@@ -204,7 +213,8 @@ def _assemble(loaded: LoadedModel, inputs: StudyInput, low: dict[str, torch.Tens
     return CamResult(
         phases=loaded.config.phases, pair_indices=list(inputs.pair_indices), maps=full, scale=s,
         global_max=global_max, target=target, explained_class=[CLASSES[c] for c in classes],
-        probabilities=probs, low_res={p: t.numpy() for p, t in low.items()}, raw=raw)
+        probabilities=probs, low_res={p: t.numpy() for p, t in low.items()}, raw=raw,
+        device=str(loaded.device))
 
 
 def gradcam_study(
@@ -246,8 +256,10 @@ def gradcam_study(
     progress.update(0.0, "preparing slices")
     inputs = preprocess_study(study, loaded.config, pair_indices)
     bs = batch_size or (32 if loaded.device_choice.is_cuda else 8)
-    low, probs, classes = _run_cams(loaded, inputs, target, bs, sub_progress(progress, 0.02, 0.95))
+    notes: list[str] = []
+    low, probs, classes = _run_cams(loaded, inputs, target, bs, sub_progress(progress, 0.02, 0.95), notes)
     result = _assemble(loaded, inputs, low, probs, classes, target, None, keep_raw)
+    result.warnings = notes
     progress.update(1.0, "Grad-CAM done")
     return result
 
@@ -277,8 +289,11 @@ def gradcam_slice(
     """
     boxes = study_boxes(study, loaded.config)
     inputs = preprocess_study(study, loaded.config, [pair_index], boxes)
-    low, probs, classes = _run_cams(loaded, inputs, target, 1, NULL_PROGRESS)
-    return _assemble(loaded, inputs, low, probs, classes, target, scale, keep_raw)
+    notes: list[str] = []
+    low, probs, classes = _run_cams(loaded, inputs, target, 1, NULL_PROGRESS, notes)
+    result = _assemble(loaded, inputs, low, probs, classes, target, scale, keep_raw)
+    result.warnings = notes
+    return result
 
 
 # ------------------------------------------------------------------------------ overlays

@@ -227,6 +227,9 @@ def run_batches(
     -------
     (probabilities [N] float32 CPU, final batch size, precision used, notes on fallbacks)
     """
+    if loaded.model.training:
+        # dropout and batch statistics would make the answer random and batch-dependent
+        raise ValueError("prediction needs the model in eval mode")
     n = int(x.shape[0])
     probs = torch.empty(n, dtype=torch.float32)
     notes: list[str] = []
