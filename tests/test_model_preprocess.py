@@ -16,6 +16,15 @@ from app.inference.preprocess import (
 )
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors: one thread avoids OpenMP hand-offs (see tests/test_model.py)."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 def _phantom(rows: int = 128, cols: int = 128) -> np.ndarray:
     """Air around an elliptical body of soft tissue (40 HU) with a bright square (180 HU)."""
     yy, xx = np.mgrid[0:rows, 0:cols]
