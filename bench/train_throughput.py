@@ -1,7 +1,8 @@
 """Training throughput with the input pipeline vs bare forward + backward + step.
 
     .venv/bin/python bench/train_throughput.py [--device cpu|cuda] [--input-size 64]
-        [--backbone resnet18] [--separate-trunks] [--batch-size 20] [--iterations 30]
+        [--backbone resnet18] [--separate-trunks] [--batch-size 20] [--iterations 20]
+        [--rounds 3]
 
 Pipeline: :func:`app.training.trainer.train` itself on an in-memory slice set (the form the
 prepared-study cache takes: float16 triplets), with index gathering, device transfer, batched
@@ -76,7 +77,8 @@ def main() -> None:
     ap.add_argument("--backbone", default="resnet18")
     ap.add_argument("--separate-trunks", action="store_true")
     ap.add_argument("--batch-size", type=int, default=20)
-    ap.add_argument("--iterations", type=int, default=30)
+    ap.add_argument("--iterations", type=int, default=20)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     args = ap.parse_args()
     if args.threads:
@@ -85,25 +87,33 @@ def main() -> None:
     mcfg = ModelConfig(backbone=args.backbone, shared_trunk=not args.separate_trunks,
                        input_size=args.input_size)
     # enough triplets for two epochs of the requested iterations, so epoch overhead counts
-    per_epoch = args.iterations // 2
+    per_epoch = max(1, args.iterations // 2)
     n_patients = max(4, per_epoch * args.batch_size // 10 + 1)
     data = _data(n_patients, 10, args.input_size)
-    cfg = TrainConfig(model=mcfg, max_iterations=args.iterations + per_epoch,
-                      batch_size=args.batch_size, lr=1e-4, device=str(device),
-                      augment=AugmentConfig())
-    # the first epoch warms up (allocations, kernels); the figure uses the whole run, which
-    # only makes the pipeline look slower, never faster
-    res = train(cfg, data)
-    pipe = res.triplets_per_second
-    b = bare(mcfg, cfg, args.iterations, device)
+    cfg = TrainConfig(model=mcfg, max_iterations=args.iterations, batch_size=args.batch_size,
+                      lr=1e-4, device=str(device), augment=AugmentConfig())
+    # Pipeline and bare runs alternate round by round, so that a change in machine load (the
+    # CPU may be shared) hits both alike; the median ratio over the rounds is the figure.
+    # Each pipeline figure covers whole epochs including the first (warm-up), which can only
+    # make the pipeline look slower, never faster.
+    ratios, pipes, bares = [], [], []
+    for r in range(args.rounds):
+        res = train(cfg, data)
+        b = bare(mcfg, cfg, args.iterations, device)
+        pipes.append(res.triplets_per_second)
+        bares.append(b)
+        ratios.append(res.triplets_per_second / b)
+        print(f"round {r + 1}: pipeline {res.triplets_per_second:7.1f} triplets/s, bare "
+              f"{b:7.1f} triplets/s, ratio {ratios[-1]:.2f}", flush=True)
     print(f"device {device}; {args.backbone} {'separate' if args.separate_trunks else 'shared'} "
           f"trunk, input {args.input_size} px, batch {args.batch_size}, "
-          f"torch threads {torch.get_num_threads()}")
-    print(f"pipeline (cached slices + augmentation + loader + step): {pipe:8.1f} triplets/s "
-          f"({res.iterations} iterations)")
-    print(f"bare forward + backward + step:                          {b:8.1f} triplets/s "
-          f"({args.iterations} iterations)")
-    print(f"ratio pipeline / bare: {pipe / b:.2f} (target >= 0.8)")
+          f"{args.iterations} iterations per run, torch threads {torch.get_num_threads()}")
+    print(f"pipeline (cached slices + augmentation + loader + step): median "
+          f"{float(np.median(pipes)):8.1f} triplets/s")
+    print(f"bare forward + backward + step:                          median "
+          f"{float(np.median(bares)):8.1f} triplets/s")
+    print(f"ratio pipeline / bare: median {float(np.median(ratios)):.2f} over {args.rounds} "
+          f"rounds (target >= 0.8)")
 
 
 if __name__ == "__main__":
