@@ -469,9 +469,14 @@ def cam_job(
         probability: dict[int, float] = {}
         running_max = 0.0
 
+        notes: list[str] = []
+
         def keep(part: Any) -> None:
             nonlocal running_max
             running_max = max(running_max, float(part.global_max))
+            for note in getattr(part, "warnings", []) or []:
+                if note not in notes:
+                    notes.append(note)  # e.g. a GPU -> CPU fallback during one pass
             for k, idx in enumerate(part.pair_indices):
                 raw[idx] = {phase: part.raw[phase][k] for phase in part.raw}
                 explained[idx] = part.explained_class[k]
@@ -481,6 +486,7 @@ def cam_job(
         with holder.lock:
             first = gradcam_slice(model, study, first_pair, keep_raw=True)
         keep(first)
+        part_last = [first]  # the device of the last pass (after any fallback)
         if publish is not None:
             publish(slice_cams(first, first_pair))
         while len(raw) < n:
@@ -490,6 +496,7 @@ def cam_job(
             with holder.lock:
                 part = gradcam_study(model, study, None, keep_raw=True, pair_indices=chunk)
             keep(part)
+            part_last[0] = part
             if publish is not None and running_max > 0:
                 for idx in chunk:
                     cams = {ph: np.clip(m / running_max, 0.0, 1.0) for ph, m in raw[idx].items()}
@@ -510,6 +517,8 @@ def cam_job(
             target=first.target,
             explained_class=[explained[i] for i in range(n)],
             probabilities=[probability[i] for i in range(n)],
+            device=str(getattr(part_last[0], "device", "cpu")),
+            warnings=notes,
         )
 
     return run
