@@ -68,6 +68,7 @@ def test_viewed_slice_first_then_around_the_view_with_one_study_scale(loaded: An
         assert result.maps[phase].shape == (10, 64, 64)
         np.testing.assert_allclose(result.maps[phase], reference.maps[phase], atol=1e-4)
     assert result.global_max == pytest.approx(reference.global_max, rel=1e-4)
+    assert result.device == reference.device
 
 
 def test_cam_job_stops_when_cancelled(loaded: Any) -> None:
