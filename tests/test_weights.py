@@ -244,4 +244,4 @@ def test_random_demo_model_says_what_it_is_and_bundled_hash_is_enforced(tmp_path
         load_bundled_model("cpu", path)
     with pytest.raises(ModelFileError, match="no recorded SHA-256"):
         load_bundled_model("cpu", other)
-    assert default_model_path().name == "hcc-response.safetensors"
+    assert default_model_path().name == "demo-model.safetensors"

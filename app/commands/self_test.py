@@ -1,15 +1,198 @@
-"""`hcc-response self-test` — not built yet (see the open issues)."""
+"""``hcc-response self-test``: offline end-to-end check of an installed or frozen build.
+
+For hospital IT after installing (and inside the PyInstaller bundle): with the network guard
+on, it generates a small synthetic three-phase study in a temporary folder, scans and assembles
+it, loads the bundled model (checking its recorded SHA-256), predicts, computes Grad-CAM,
+writes the prediction to a temporary register and verifies that register's audit chain. Every
+step prints PASS or FAIL with its time; the exit status is 0 only when all pass. Nothing is
+written outside the temporary folder, and the user's own register is never touched.
+"""
 
 from __future__ import annotations
 
 import argparse
-
-from app.errors import NotAvailable
+import contextlib
+import platform
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="check this model instead of the bundled one")
+    parser.add_argument("--matrix", type=int, default=128,
+                        help="matrix of the generated study (default 128: quick)")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="keep the generated study and register in this folder")
+
+
+class _Steps:
+    """Runs named steps, printing PASS/FAIL; a failed step stops the steps that need it."""
+
+    def __init__(self) -> None:
+        self.failures: list[str] = []
+
+    def run(self, name: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.perf_counter()
+        try:
+            value = fn()
+        except Exception as exc:  # a self-test reports every failure instead of stopping
+            self.failures.append(f"{name}: {exc}")
+            print(f"FAIL  {name} ({time.perf_counter() - t0:.1f} s): "
+                  f"{type(exc).__name__}: {exc}", flush=True)
+            import logging
+
+            logging.getLogger("app.self_test").debug("".join(traceback.format_exception(exc)))
+            raise _Stop from exc
+        detail = value[1] if isinstance(value, tuple) and len(value) == 2 else ""
+        print(f"PASS  {name} ({time.perf_counter() - t0:.1f} s){': ' + detail if detail else ''}",
+              flush=True)
+        return value[0] if isinstance(value, tuple) and len(value) == 2 else value
+
+
+class _Stop(Exception):
+    pass
 
 
 def run(args: argparse.Namespace) -> int:
-    raise NotAvailable("the 'self-test' command is not available in this version yet")
+    from app import __version__
+    from app.offline import forbid_network
+
+    forbid_network()  # the CLI installs it too; the self-test must not depend on that
+    print(f"HCC Response {__version__} self-test — Python {platform.python_version()}, "
+          f"{platform.system()} {platform.machine()}, frozen={getattr(sys, 'frozen', False)}",
+          flush=True)
+    steps = _Steps()
+    with tempfile.TemporaryDirectory(prefix="hcc-selftest-") as tmp:
+        work = args.keep or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(_Stop):  # the failing step has been reported already
+            _run_steps(steps, args, work)
+    if steps.failures:
+        print(f"self-test FAILED: {len(steps.failures)} step(s): " + "; ".join(steps.failures),
+              file=sys.stderr)
+        return 1
+    print("self-test passed: this installation works offline end to end")
+    return 0
+
+
+def _run_steps(steps: _Steps, args: argparse.Namespace, work: Path) -> None:
+    def libraries() -> tuple[None, str]:
+        import numpy
+        import pydicom
+        import sqlalchemy
+        import torch
+
+        cuda = torch.cuda.is_available()
+        return None, (f"torch {torch.__version__} (CUDA {'available' if cuda else 'not available'})"
+                      f", pydicom {pydicom.__version__}, numpy {numpy.__version__}, "
+                      f"SQLAlchemy {sqlalchemy.__version__}")
+
+    steps.run("libraries import", libraries)
+
+    def decoders() -> tuple[None, str]:
+        from pydicom.uid import JPEG2000Lossless, JPEGLosslessSV1, RLELossless
+
+        from app.dicom.tags import decoder_problem
+
+        problems = [p for u in (JPEG2000Lossless, JPEGLosslessSV1, RLELossless)
+                    if (p := decoder_problem(str(u)))]
+        if problems:
+            raise RuntimeError("; ".join(problems))
+        return None, "JPEG 2000, JPEG lossless, RLE"
+
+    steps.run("compressed DICOM decoders", decoders)
+
+    def generate() -> tuple[Path, str]:
+        from app.synthetic.cohort import generate_cohort
+        from app.synthetic.options import StudyOptions
+
+        out = work / "study"
+        generate_cohort(out, 1, seed=2024, options=StudyOptions(matrix=args.matrix))
+        dirs = [p for p in out.iterdir() if p.is_dir()]
+        return dirs[0], f"{sum(1 for _ in dirs[0].rglob('*') if _.is_file())} files"
+
+    folder = steps.run("generate a synthetic 3-phase study", generate)
+
+    def assemble() -> tuple[Any, str]:
+        from app.dicom.assembly import assemble_folder
+
+        _scan, results = assemble_folder(folder, keep_volumes=True)
+        if len(results) != 1:
+            raise RuntimeError(f"expected one study, found {len(results)}")
+        study = results[0][1]
+        if isinstance(study, Exception):
+            raise study
+        return study, (f"{len(study.pairs)} slice triplets; assignment "
+                       + ", ".join(sorted(study.assignment)))
+
+    study = steps.run("scan, classify phases, assemble", assemble)
+
+    def model() -> tuple[Any, str]:
+        from app.inference.weights import load_bundled_model, load_model
+
+        if args.model is not None:
+            loaded = load_model(args.model, device=args.device)
+        else:
+            loaded = load_bundled_model(device=args.device)
+        return loaded, f"{loaded.description.name} {loaded.description.version}, sha256 " \
+                       f"{loaded.sha256[:16]}… verified"
+
+    loaded = steps.run("load the model and check its SHA-256", model)
+
+    def prediction() -> tuple[Any, str]:
+        from app.inference.predictor import predict
+
+        result = predict(study, loaded)
+        if result.total_votes != len(study.pairs) or result.label not in ("responder",
+                                                                          "non-responder"):
+            raise RuntimeError("inconsistent prediction result")
+        return result, (f"{result.label}, {result.responder_votes}/{result.total_votes} votes, "
+                        f"device {result.device}")
+
+    result = steps.run("predict", prediction)
+
+    def cam() -> tuple[None, str]:
+        import numpy as np
+
+        from app.inference.gradcam import gradcam_slice
+
+        cams = gradcam_slice(loaded, study, len(study.pairs) // 2)
+        for phase, arr in cams.maps.items():
+            if not np.isfinite(arr).all():
+                raise RuntimeError(f"non-finite Grad-CAM values in {phase}")
+        return None, f"{len(cams.maps)} pathways"
+
+    steps.run("Grad-CAM", cam)
+
+    def register() -> tuple[None, str]:
+        from app.casework import prediction_record
+        from app.register import open_register
+
+        path = work / "self-test-register.sqlite"
+        with open_register(path) as reg:
+            case = reg.add_prediction(prediction_record(study, result, source_folder=str(folder)))
+            report = reg.verify()
+            if not report.ok:
+                raise RuntimeError("; ".join(report.problems))
+            detail = reg.get_prediction(case)
+        if detail.record.model_sha256 != result.model_sha256:
+            raise RuntimeError("the recorded prediction does not read back as written")
+        return None, f"case {case} recorded, integrity {report.integrity}, audit chain valid"
+
+    steps.run("register write and verify", register)
+
+    def network() -> tuple[None, str]:
+        from app.offline import attempts
+
+        if attempts():
+            raise RuntimeError(f"network access was attempted: {attempts()}")
+        return None, "no network access attempted"
+
+    steps.run("offline", network)

@@ -51,7 +51,7 @@ from app.inference.preprocess import preprocessing_summary
 
 FORMAT = "hcc-response-model"
 FORMAT_VERSION = 1
-DEFAULT_MODEL_NAME = "hcc-response.safetensors"
+DEFAULT_MODEL_NAME = "demo-model.safetensors"
 
 #: What the weights are — said plainly on every model card and echoed with every prediction.
 WEIGHTS_RANDOM = "random-initialised — not trained"
@@ -481,7 +481,7 @@ def wrap_model(model: MultiPhaseNet, description: ModelDescription | None = None
 
 
 def default_model_path() -> Path:
-    """The model bundled with the application (``resources/models/hcc-response.safetensors``)."""
+    """The model bundled with the application (``resources/models/demo-model.safetensors``)."""
     from app.paths import resources_dir
 
     return resources_dir() / "models" / DEFAULT_MODEL_NAME

@@ -268,56 +268,15 @@ class PredictOutcome:
 def make_record(
     study: AssembledStudy, result: Any, *, overrides: Mapping[str, str], warnings_shown: list[str], source_folder: str
 ) -> Any:
-    """The register record of a prediction, through the lead's adapter (``app.casework``)."""
-    try:
-        with importing():
-            from app.casework import prediction_record
-    except ImportError:  # TEMPORARY until app.casework lands: the same mapping, built here
-        return _record_without_casework(study, result, overrides, warnings_shown, source_folder)
+    """The register record of a prediction, through ``app.casework`` (one mapping for UI and CLI)."""
+    with importing():
+        from app.casework import prediction_record
 
     return prediction_record(
         study,
         result,
         overrides=dict(overrides),
         warnings_shown=list(warnings_shown),
-        source_folder=source_folder,
-    )
-
-
-def _record_without_casework(
-    study: AssembledStudy, result: Any, overrides: Mapping[str, str], warnings_shown: list[str], source_folder: str
-) -> Any:
-    """Fallback mapping PredictionResult + AssembledStudy → PredictionRecord (to be removed)."""
-    with importing():
-        from app.register import PredictionRecord
-
-    return PredictionRecord(
-        patient_id=study.patient_id,
-        patient_name=study.patient_name,
-        study_uid=study.study_uid,
-        study_date=study.study_date,
-        study_description=study.study_description,
-        model_name=result.model_name,
-        model_version=result.model_version,
-        model_sha256=result.model_sha256,
-        weights_kind=result.weights_kind,
-        device=result.device,
-        label=result.label,
-        score=float(result.mean_probability),
-        responder_votes=int(result.responder_votes),
-        total_votes=int(result.total_votes),
-        tie=bool(result.tie),
-        tie_rule=result.tie_rule if result.tie else "",
-        series_uids=dict(study.assignment),
-        liver_range_mm={p: [float(a), float(b)] for p, (a, b) in study.liver_range_mm.items()},
-        slice_pairs=[{"z_ref": float(p.z_ref), "index": dict(p.index), "z_mm": dict(p.z_mm)} for p in study.pairs],
-        slice_results=[
-            {"z_ref": float(s.z_ref), "probability": float(s.probability), "label": 1 if s.label == "responder" else 0}
-            for s in result.slices
-        ],
-        warnings=list(warnings_shown) + list(result.warnings),
-        overrides=dict(overrides),
-        run_time_s=float(result.timings.get("total", 0.0)) or None,
         source_folder=source_folder,
     )
 
