@@ -27,15 +27,7 @@ from app.progress import ProgressState
 torch.set_num_threads(2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The small inputs of these tests make every operation tiny, and then a second thread only
-    costs: on a busy 2-core machine an 8x8 BatchNorm took 9 ms with two OpenMP threads against
-    0.02 ms with one (each parallel region waits for a core)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 SIZE = 64
 SQ = 14  # side of the planted square (pixels)
 # two pathways keep the training fixture cheap; the signal sits in one, the other sees noise
@@ -63,7 +55,7 @@ def _random_positions(n: int, rng: np.random.Generator) -> list[tuple[int, int] 
 def square_detector() -> LoadedModel:
     """A tiny model trained until it tells slices with the square from slices without."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # see _one_thread; this fixture is set up before it
+    torch.set_num_threads(1)  # see torch_one_thread; this fixture is set up before it
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     model = build_model(CFG)

@@ -15,14 +15,7 @@ from app.inference.preprocess import (
     preprocessing_summary,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread avoids OpenMP hand-offs (see tests/test_model.py)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _phantom(rows: int = 128, cols: int = 128) -> np.ndarray:

@@ -29,15 +29,7 @@ from app.inference.weights import (
 torch.set_num_threads(2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """The small inputs of these tests make every operation tiny, and then a second thread only
-    costs: on a busy 2-core machine an 8x8 BatchNorm took 9 ms with two OpenMP threads against
-    0.02 ms with one (each parallel region waits for a core)."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 CFG = ModelConfig(backbone="tiny", input_size=32, extra_channels=16, hidden=16)
 
 
