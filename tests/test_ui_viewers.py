@@ -14,6 +14,8 @@ Every voxel has a value unique to (phase, slice, row, column): ``hu = base + 10 
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pyqtgraph as pg
 import pytest
@@ -527,8 +529,8 @@ def test_vote_strip_is_linked_to_the_panel(
 
 
 # --------------------------------------------------------------------------- screenshot
-def test_screenshot_of_a_constructed_study(qtbot, study: AssembledStudy) -> None:  # type: ignore[no-untyped-def]
-    """Panel + vote strip + result panel on a phantom-like study, saved to /tmp/ui_a.png."""
+def test_screenshot_of_a_constructed_study(qtbot, study: AssembledStudy, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Panel + vote strip + result panel on a phantom-like study, saved as a PNG (set HCC_UI_SHOT to keep it)."""
     from types import SimpleNamespace
 
     from app.ui.result_panel import ResultPanel
@@ -573,7 +575,7 @@ def test_screenshot_of_a_constructed_study(qtbot, study: AssembledStudy) -> None
     )
     qtbot.wait(50)
     image = host.grab()
-    assert image.save("/tmp/ui_a.png")
+    assert image.save(os.environ.get("HCC_UI_SHOT", str(tmp_path / "ui_a.png")))
     assert not image.isNull() and image.width() >= 1000
 
 
