@@ -4,6 +4,8 @@ tiny model learns a task whose signal sits in one phase only."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import torchvision
@@ -124,6 +126,14 @@ def _tv_resnet18_state() -> dict[str, torch.Tensor]:
     return torchvision.models.resnet18(weights=None).state_dict()
 
 
+def _convert_pth(src):  # type: ignore[no-untyped-def]
+    """Run scripts/convert_imagenet_weights.py on a torchvision-style .pth file."""
+    import runpy
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "convert_imagenet_weights.py"
+    return runpy.run_path(str(script))["convert"](src)
+
+
 @pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
 @pytest.mark.parametrize("shared", [False, True])
 def test_imagenet_init_from_a_local_file(tmp_path, suffix: str, shared: bool) -> None:
@@ -132,7 +142,11 @@ def test_imagenet_init_from_a_local_file(tmp_path, suffix: str, shared: bool) ->
     if suffix == ".safetensors":
         save_file({k: v.contiguous() for k, v in state.items()}, str(path))
     else:
+        # the app refuses the pickle; the conversion script turns it into tensors
         torch.save(state, str(path))
+        with pytest.raises(ImageNetInitError, match="pickle"):
+            load_imagenet_init(build_model(ModelConfig(phases=("portal",))), path)
+        path = _convert_pth(path)
     model = build_model(ModelConfig(shared_trunk=shared, phases=("arterial", "portal")))
     info = load_imagenet_init(model, path)
     assert info.path == path and info.backbone == "resnet18"
@@ -152,10 +166,13 @@ def test_imagenet_init_never_downloads(tmp_path, monkeypatch: pytest.MonkeyPatch
     with pytest.raises(ImageNetInitError, match="nothing is downloaded"):
         load_imagenet_init(model)
     assert not (tmp_path / "hub").exists()
-    # a file in the cache is used
+    # torchvision's pickle in the cache is refused, its converted copy is used
     expected.parent.mkdir(parents=True)
     torch.save(_tv_resnet18_state(), str(expected))
-    assert load_imagenet_init(model).path == expected
+    with pytest.raises(ImageNetInitError, match="convert_imagenet_weights"):
+        load_imagenet_init(model)
+    converted = _convert_pth(expected)
+    assert load_imagenet_init(model).path == converted
     # a file that does not fit the backbone is refused by name
     bad = tmp_path / "bad.safetensors"
     save_file({"conv1.weight": torch.zeros(3, 3)}, str(bad))

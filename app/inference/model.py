@@ -385,19 +385,20 @@ def torchvision_cache_file(backbone: str) -> Path | None:
     return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
 
 
-def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+def _pickle_refusal(path: Path) -> ImageNetInitError:
+    return ImageNetInitError(
+        f"{path.name} is a pickle file, which HCC Response never loads (RELIABILITY.md 16); "
+        f"convert it once with 'python scripts/convert_imagenet_weights.py {path}' and use the "
+        f"{path.with_suffix('.safetensors').name} it writes")
 
-        return load_file(str(path))
-    # torchvision ships .pth files; weights_only=True uses torch's restricted unpickler that
-    # only rebuilds tensors and plain containers, never arbitrary objects or code
-    obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict):
-        raise ImageNetInitError(f"{path.name} does not hold a state dict")
-    return obj
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors only: safetensors. torchvision's ``.pth`` files are pickles and are refused."""
+    if path.suffix != ".safetensors":
+        raise _pickle_refusal(path)
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
 
 
 def load_imagenet_init(model: MultiPhaseNet, path: str | Path | None = None) -> ImageNetInit:
@@ -408,9 +409,10 @@ def load_imagenet_init(model: MultiPhaseNet, path: str | Path | None = None) -> 
     model:
         The network; its trunks are overwritten in place (extra layers and head untouched).
     path:
-        A torchvision state dict (``.pth``, read with ``weights_only=True``) or a
-        ``.safetensors`` file. When None, torchvision's cache (``torch.hub.get_dir()``) is
-        looked at; nothing is ever downloaded.
+        A ``.safetensors`` file with torchvision's state dict (convert torchvision's ``.pth``
+        pickle once with ``scripts/convert_imagenet_weights.py``). When None, the converted
+        file beside torchvision's cache entry (``torch.hub.get_dir()``) is used; nothing is
+        ever downloaded.
 
     Returns
     -------
@@ -427,11 +429,15 @@ def load_imagenet_init(model: MultiPhaseNet, path: str | Path | None = None) -> 
         raise ImageNetInitError(f"backbone {backbone!r} has no ImageNet weights")
     if path is None:
         cached = torchvision_cache_file(backbone)
-        if cached is None or not cached.is_file():
+        converted = cached.with_suffix(".safetensors") if cached is not None else None
+        if converted is not None and converted.is_file():
+            path = converted
+        elif cached is not None and cached.is_file():
+            raise _pickle_refusal(cached)
+        else:
             raise ImageNetInitError(
-                f"no local ImageNet weights for {backbone} (looked for {cached}); give a file "
-                "path — nothing is downloaded")
-        path = cached
+                f"no local ImageNet weights for {backbone} (looked for {converted}); give a "
+                "file path — nothing is downloaded")
     path = Path(path)
     if not path.is_file():
         raise ImageNetInitError(f"ImageNet weights file not found: {path}")
