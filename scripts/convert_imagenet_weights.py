@@ -7,8 +7,8 @@ app, to turn it into plain tensors beside the original::
     .venv/bin/python scripts/convert_imagenet_weights.py ~/.cache/torch/hub/checkpoints/resnet18-f37072fd.pth
 
 The file is read with ``torch.load(weights_only=True)`` (torch's restricted unpickler: tensors
-and plain containers only). ``hcc-response train`` then finds the ``.safetensors`` file by
-itself, or takes it as a path.
+and plain containers only). ``app.inference.model.load_imagenet_init`` then finds the
+``.safetensors`` file beside torchvision's cache entry by itself, or takes it as a path.
 """
 
 from __future__ import annotations

@@ -47,6 +47,8 @@ def test_guard_allows_loopback() -> None:
     try:
         client.connect(server.getsockname())
         conn, _ = server.accept()
+        client.sendall(b"ping")
+        assert conn.recv(4) == b"ping"
         conn.close()
     finally:
         client.close()

@@ -62,3 +62,15 @@ def _default(obj: Any) -> Any:
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
     return str(obj)
+
+
+def say(text: str = "", *, end: str = "\n", err: bool = False) -> None:
+    """Write human-readable command output: stdout, or stderr with ``err=True``.
+
+    The one place the command layer writes text (``print_json`` is the one for ``--json``), so
+    that library code never prints and every command's output is flushed at once (progress
+    bars on stderr interleave correctly).
+    """
+    stream = sys.stderr if err else sys.stdout
+    stream.write(f"{text}{end}")
+    stream.flush()

@@ -39,7 +39,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.commands._common import TerminalProgress
+    from app.commands._common import TerminalProgress, say
     from app.synthetic.cohort import bayes_auc, generate_cohort
     from app.synthetic.options import StudyOptions
 
@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     auc = ""
     if 0 < responders < n:
         auc = f", Bayes-optimal AUC {bayes_auc(result.patients):.3f}"
-    print(
+    say(
         f"wrote {n} synthetic patient(s) to {result.out_dir} in {result.seconds:.1f} s: "
         f"{responders} responder(s) ({responders / n:.0%}){auc}; labels in {result.labels_csv.name}"
     )

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_ablation(args)
     import numpy as np
 
-    from app.commands._common import TerminalProgress, print_json
+    from app.commands._common import TerminalProgress, print_json, say
     from app.commands.train import prepare
     from app.errors import InputError
     from app.training.cohort import PrepareSettings
@@ -97,19 +97,19 @@ def run(args: argparse.Namespace) -> int:
             doc["second_model"] = second.as_dict()
         print_json(doc)
     else:
-        print(format_report(rep), end="")
+        say(format_report(rep), end="")
         if second is not None:
-            print()
-            print(format_report(second), end="")
+            say()
+            say(format_report(second), end="")
         for e, r in prepared.failed:
-            print(f"excluded {e.patient_id}: {r}")
+            say(f"excluded {e.patient_id}: {r}")
     return 0
 
 
 def _run_ablation(args: argparse.Namespace) -> int:
     import json
 
-    from app.commands._common import TerminalProgress, print_json
+    from app.commands._common import TerminalProgress, print_json, say
     from app.commands.train import prepare, train_config_from_args
     from app.errors import InputError
     from app.training.ablation import GRIDS, build_grid, format_tables, run_ablation
@@ -136,5 +136,5 @@ def _run_ablation(args: argparse.Namespace) -> int:
     if args.json:
         print_json(res.as_dict())
     else:
-        print(text, end="")
+        say(text, end="")
     return 0

@@ -12,12 +12,11 @@ needs ``--confirm`` after the user has checked ``hcc-response scan`` (or ``--pha
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from app.commands._common import TerminalProgress, print_json
+from app.commands._common import TerminalProgress, print_json, say
 from app.errors import InputError
 
 
@@ -127,27 +126,26 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(doc)
         return 0
-    _print_text(doc, result, loaded)
+    _print_text(doc, result)
     return 0
 
 
-def _print_text(doc: dict[str, Any], result: Any, loaded: Any) -> None:
-    out = sys.stdout
-    print(f"Patient {doc['patient_id']}  study {doc['study_uid']}", file=out)
+def _print_text(doc: dict[str, Any], result: Any) -> None:
+    say(f"Patient {doc['patient_id']}  study {doc['study_uid']}")
     for phase, uid in doc["assignment"].items():
-        print(f"  {phase:<8} {uid}", file=out)
-    print(f"Result: {result.label.upper()}  ({result.responder_votes} of {result.total_votes} "
-          f"slices vote responder, mean probability {result.mean_probability:.2f})", file=out)
+        say(f"  {phase:<8} {uid}")
+    say(f"Result: {result.label.upper()}  ({result.responder_votes} of {result.total_votes} "
+          f"slices vote responder, mean probability {result.mean_probability:.2f})")
     if result.tie:
-        print(f"  tie: {result.tie_rule}", file=out)
-    print(f"Model: {result.model_name} {result.model_version} sha256 {result.model_sha256[:12]}… "
-          f"({result.weights_kind}); device {result.device}", file=out)
+        say(f"  tie: {result.tie_rule}")
+    say(f"Model: {result.model_name} {result.model_version} sha256 {result.model_sha256[:12]}… "
+          f"({result.weights_kind}); device {result.device}")
     for w in result.warnings:
-        print(f"  warning: {w}", file=out)
+        say(f"  warning: {w}")
     if doc["register_id"] is not None:
-        print(f"Recorded in the register as case {doc['register_id']}", file=out)
+        say(f"Recorded in the register as case {doc['register_id']}")
     if doc["cam_files"]:
-        print(f"Grad-CAM overlays: {len(doc['cam_files'])} PNG files", file=out)
+        say(f"Grad-CAM overlays: {len(doc['cam_files'])} PNG files")
     from app import INTENDED_USE
 
-    print(INTENDED_USE, file=out)
+    say(INTENDED_USE)

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.commands._common import print_json
+from app.commands._common import print_json, say
 
 
 def _common(p: argparse.ArgumentParser, suppress: bool) -> None:
@@ -167,7 +167,7 @@ def _outcome(reg: Any, args: argparse.Namespace) -> int:
         print_json(entry)
     else:
         corr = f" (corrects outcome {entry.supersedes})" if entry.supersedes else ""
-        print(f"case {entry.prediction_id}: {entry.category} on {entry.outcome_date} recorded"
+        say(f"case {entry.prediction_id}: {entry.category} on {entry.outcome_date} recorded"
               f"{corr}")
     return 0
 
@@ -188,7 +188,7 @@ def _export(reg: Any, args: argparse.Namespace) -> int:
         print_json(summary)
     else:
         kind = "pseudonymised " if summary.pseudonymised else ""
-        print(f"wrote {summary.rows} case(s) to {summary.path} ({kind}CSV)")
+        say(f"wrote {summary.rows} case(s) to {summary.path} ({kind}CSV)")
     return 0
 
 
@@ -197,7 +197,7 @@ def _backup(reg: Any, args: argparse.Namespace) -> int:
     if args.json:
         print_json({"backup": dest})
     else:
-        print(f"register backed up to {dest}")
+        say(f"register backed up to {dest}")
     return 0
 
 
@@ -206,16 +206,16 @@ def _verify(reg: Any, args: argparse.Namespace) -> int:
     if args.json:
         print_json(report)
     elif report.ok:
-        print(f"register OK: integrity ok, {report.n_events} audit events chained, "
+        say(f"register OK: integrity ok, {report.n_events} audit events chained, "
               f"{report.n_predictions} case(s) and {report.n_outcomes} outcome(s) match "
               f"their events")
         if report.last_hash:
-            print(f"chain head {report.last_hash} (keep it: a later verify can check the "
+            say(f"chain head {report.last_hash} (keep it: a later verify can check the "
                   f"chain still leads to it)")
     else:
-        print(f"register FAILED verification ({len(report.problems)} problem(s)):")
+        say(f"register FAILED verification ({len(report.problems)} problem(s)):")
         for p in report.problems:
-            print(f"  - {p}")
+            say(f"  - {p}")
     return 0 if report.ok else 1
 
 
@@ -231,22 +231,22 @@ def _stats(reg: Any, args: argparse.Namespace) -> int:
     if args.json:
         print_json({"register": str(reg.path), "counts": counts, "performance": perf})
         return 0
-    print(f"register {reg.path}")
-    print("  " + ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items()))
+    say(f"register {reg.path}")
+    say("  " + ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items()))
     if not perf:
-        print("no outcomes recorded yet: local performance needs RECIST outcomes")
+        say("no outcomes recorded yet: local performance needs RECIST outcomes")
         return 0
     for row in perf:
         ref = row.reference
-        print(f"\nmodel {row.model_name} {row.model_version}: n = {row.n} "
+        say(f"\nmodel {row.model_name} {row.model_version}: n = {row.n} "
               f"({row.n_responders} responders)")
-        print(f"  {'':<12} {'this site':<22} paper ({ref.model}, n = {ref.n})")
-        print(f"  {'AUC':<12} {_fmt(row.auc, row.auc_ci):<22} {_fmt(ref.auc, ref.auc_ci)}")
-        print(f"  {'sensitivity':<12} {_fmt(row.sensitivity, row.sensitivity_ci):<22} "
+        say(f"  {'':<12} {'this site':<22} paper ({ref.model}, n = {ref.n})")
+        say(f"  {'AUC':<12} {_fmt(row.auc, row.auc_ci):<22} {_fmt(ref.auc, ref.auc_ci)}")
+        say(f"  {'sensitivity':<12} {_fmt(row.sensitivity, row.sensitivity_ci):<22} "
               f"{ref.sensitivity:.3f}")
-        print(f"  {'specificity':<12} {_fmt(row.specificity, row.specificity_ci):<22} "
+        say(f"  {'specificity':<12} {_fmt(row.specificity, row.specificity_ci):<22} "
               f"{ref.specificity:.3f}")
-        print(f"  {'accuracy':<12} {_fmt(row.accuracy, row.accuracy_ci):<22} "
+        say(f"  {'accuracy':<12} {_fmt(row.accuracy, row.accuracy_ci):<22} "
               f"{ref.accuracy:.3f}")
     return 0
 

@@ -21,6 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from app.commands._common import say
+
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
@@ -44,15 +46,14 @@ class _Steps:
             value = fn()
         except Exception as exc:  # a self-test reports every failure instead of stopping
             self.failures.append(f"{name}: {exc}")
-            print(f"FAIL  {name} ({time.perf_counter() - t0:.1f} s): "
-                  f"{type(exc).__name__}: {exc}", flush=True)
+            say(f"FAIL  {name} ({time.perf_counter() - t0:.1f} s): "
+                  f"{type(exc).__name__}: {exc}")
             import logging
 
             logging.getLogger("app.self_test").debug("".join(traceback.format_exception(exc)))
             raise _Stop from exc
         detail = value[1] if isinstance(value, tuple) and len(value) == 2 else ""
-        print(f"PASS  {name} ({time.perf_counter() - t0:.1f} s){': ' + detail if detail else ''}",
-              flush=True)
+        say(f"PASS  {name} ({time.perf_counter() - t0:.1f} s){': ' + detail if detail else ''}")
         return value[0] if isinstance(value, tuple) and len(value) == 2 else value
 
 
@@ -65,9 +66,8 @@ def run(args: argparse.Namespace) -> int:
     from app.offline import forbid_network
 
     forbid_network()  # the CLI installs it too; the self-test must not depend on that
-    print(f"HCC Response {__version__} self-test — Python {platform.python_version()}, "
-          f"{platform.system()} {platform.machine()}, frozen={getattr(sys, 'frozen', False)}",
-          flush=True)
+    say(f"HCC Response {__version__} self-test — Python {platform.python_version()}, "
+          f"{platform.system()} {platform.machine()}, frozen={getattr(sys, 'frozen', False)}")
     steps = _Steps()
     with tempfile.TemporaryDirectory(prefix="hcc-selftest-") as tmp:
         work = args.keep or Path(tmp)
@@ -75,10 +75,10 @@ def run(args: argparse.Namespace) -> int:
         with contextlib.suppress(_Stop):  # the failing step has been reported already
             _run_steps(steps, args, work)
     if steps.failures:
-        print(f"self-test FAILED: {len(steps.failures)} step(s): " + "; ".join(steps.failures),
-              file=sys.stderr)
+        say(f"self-test FAILED: {len(steps.failures)} step(s): " + "; ".join(steps.failures),
+            err=True)
         return 1
-    print("self-test passed: this installation works offline end to end")
+    say("self-test passed: this installation works offline end to end")
     return 0
 
 

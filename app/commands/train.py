@@ -118,9 +118,8 @@ def prepare(csv_path: Path, settings: Any, cache_dir: Path | None, progress: Any
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
 
-    from app.commands._common import TerminalProgress, print_json
+    from app.commands._common import TerminalProgress, print_json, say
     from app.inference.weights import ModelDescription, save_model
     from app.training.cohort import PrepareSettings
     from app.training.dataset import split_prepared
@@ -134,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     cohort, prepared = prepare(args.cohort, settings, args.cache_dir, prog)
     for e, reason in prepared.failed:
         if not quiet:
-            print(f"excluded {e.patient_id} (line {e.row}): {reason}", file=sys.stderr)
+            say(f"excluded {e.patient_id} (line {e.row}): {reason}", err=True)
     data = split_prepared(prepared, args.val_fraction, args.seed)
     ckpt = args.checkpoint or args.out.with_name(args.out.stem + ".ckpt")
     res = train(cfg, data, TerminalProgress("training", enabled=not quiet), checkpoint=ckpt,
@@ -164,13 +163,13 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(summary)
     else:
-        print(f"wrote {args.out} (SHA-256 {sha[:16]}…)")
+        say(f"wrote {args.out} (SHA-256 {sha[:16]}…)")
         s = res.summary()
-        print(f"trained {s['iterations']} iterations in {s['seconds']:.0f} s on {s['device']}; "
+        say(f"trained {s['iterations']} iterations in {s['seconds']:.0f} s on {s['device']}; "
               f"best epoch {s['best_epoch']} ({cfg.early_stop_on} {s['best_metric']}); "
               f"{s['stopped']}")
         if test_doc:
-            print(format_test_line(test_doc))
+            say(format_test_line(test_doc))
     return 0
 
 
