@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from app.training import stats
+from app import stats
 from app.training.ablation import build_grid, format_tables, run_ablation, variant_name
 from app.training.evaluate import (
     ScoredCohort,

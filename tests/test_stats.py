@@ -17,8 +17,8 @@ import cv2
 import numpy as np
 import pytest
 
+from app import stats
 from app.errors import InputError
-from app.training import stats
 
 # Hanley & McNeil 1982, Table 1: counts per rating 1 (definitely normal) .. 5 (definitely abnormal)
 HM_NORMAL = [33, 6, 6, 11, 2]

@@ -82,51 +82,25 @@ class PerformanceRow:
     reference: ReferenceFigures = DEFAULT_REFERENCE
 
 
-def _midranks(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n with ties given their average rank."""
-    order = np.argsort(x, kind="mergesort")
-    xs = x[order]
-    ranks = np.empty(len(x), dtype=np.float64)
-    i = 0
-    n = len(x)
-    while i < n:
-        j = i
-        while j < n and xs[j] == xs[i]:
-            j += 1
-        ranks[order[i:j]] = 0.5 * (i + j - 1) + 1.0
-        i = j
-    return ranks
-
-
 def auc_delong(y: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray
                ) -> tuple[float, float]:
     """AUC (Mann–Whitney, ties count one half) and its DeLong standard error.
 
-    Uses the midrank formulation of Sun & Xu (2014): O(n log n), no pairwise matrix, so a large
-    register does not need memory quadratic in its size.
+    The computation is :func:`app.stats.delong_variance` (midrank algorithm, O(n log n), no
+    pairwise matrix), shared with the training evaluation so both report the same numbers.
 
     Raises
     ------
     ValueError
         When ``y`` lacks one of the classes or the lengths differ.
     """
-    ya = np.asarray(y, dtype=np.int8)
-    sa = np.asarray(scores, dtype=np.float64)
-    if ya.shape != sa.shape:
-        raise ValueError("labels and scores differ in length")
-    pos, neg = sa[ya == 1], sa[ya == 0]
-    m, n = len(pos), len(neg)
-    if m == 0 or n == 0:
-        raise ValueError("AUC needs at least one responder and one non-responder")
-    tx, ty = _midranks(pos), _midranks(neg)
-    tz = _midranks(np.concatenate([pos, neg]))
-    auc = float((tz[:m].sum() - m * (m + 1) / 2.0) / (m * n))
-    v01 = (tz[:m] - tx) / n  # per positive: fraction of negatives scored below it
-    v10 = 1.0 - (tz[m:] - ty) / m  # per negative: fraction of positives scored above it
-    s01 = float(np.var(v01, ddof=1)) if m > 1 else 0.0
-    s10 = float(np.var(v10, ddof=1)) if n > 1 else 0.0
-    se = math.sqrt(max(s01 / m + s10 / n, 0.0))
-    return auc, se
+    from app.stats import StatsError, delong_variance  # scipy: only when performance is asked
+
+    try:
+        auc, var = delong_variance(y, scores)
+    except StatsError as exc:
+        raise ValueError(exc.message) from exc
+    return auc, math.sqrt(max(var, 0.0))
 
 
 def wilson_ci(successes: int, total: int, z: float = Z_95) -> tuple[float, float]:

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
+from app import stats
 from app.inference.config import PHASE_COMBINATIONS
 from app.progress import NULL_PROGRESS, Progress, sub_progress
-from app.training import stats
 from app.training.dataset import SplitData
 from app.training.evaluate import evaluate_scored, score_slices
 from app.training.trainer import TrainConfig, train

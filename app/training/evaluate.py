@@ -11,7 +11,7 @@ DICOM to tensor, :mod:`app.training.cohort`). For every patient:
 * the **patient score** used for the ROC/AUC is the mean slice probability — it orders patients
   more finely than the vote fraction, which has many ties with ~30 slices.
 
-Statistics (:mod:`app.training.stats`): AUC with DeLong 95 % CI, accuracy, sensitivity,
+Statistics (:mod:`app.stats`): AUC with DeLong 95 % CI, accuracy, sensitivity,
 specificity, precision and F1 with 1,000-resample stratified bootstrap CIs, at patient level and
 at slice level. Slice-level bootstrap resamples whole patients, because the slices of one
 patient are correlated; the slice-level DeLong CI treats slices as independent and is therefore
@@ -30,9 +30,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from app import stats
 from app.inference.config import ModelConfig
 from app.progress import NULL_PROGRESS, Progress
-from app.training import stats
 from app.training.cohort import phase_indices
 from app.training.dataset import SliceSet
 

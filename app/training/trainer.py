@@ -349,7 +349,7 @@ def _amp_dtype(device: torch.device) -> torch.dtype:
 
 def _val_metrics(probs: np.ndarray, vs: SliceSet) -> dict[str, float]:
     """Slice-level loss/accuracy and patient-level AUC (mean probability) / majority vote."""
-    from app.training.stats import StatsError, auc
+    from app.stats import StatsError, auc
 
     y = vs.y.numpy()
     p = np.clip(probs, 1e-7, 1 - 1e-7)

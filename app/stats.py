@@ -1,7 +1,9 @@
 """Evaluation statistics: AUC (rank / Mann–Whitney), DeLong variance, CI and paired test,
 stratified bootstrap CIs for threshold metrics, ROC curve points and the Youden threshold.
 
-numpy + scipy only (no scikit-learn, which is not a dependency). Everything works on plain
+numpy + scipy only (no scikit-learn, which is not a dependency). A core module below every
+package that needs it: training's evaluation and the register's local performance view use the
+same functions. Everything works on plain
 arrays: ``y`` is 0/1 (1 = responder, the positive class), ``scores`` are higher-means-positive.
 
 Conventions (decided here, documented in the evaluation report):
