@@ -487,8 +487,12 @@ def scan_folder(path: str | Path, progress: Progress | None = None) -> ScanResul
                 outcomes[f] = FileOutcome(f, read.status, read.reason)
             else:
                 headers.append(read)
+                # Once per file: pydicom may say the same thing twice (read_partial checks the
+                # character set twice), and a series counts its warnings in files.
                 for w in caught:
-                    read.warnings.append(_short_warning(str(w.message)))
+                    text = _short_warning(str(w.message))
+                    if text not in read.warnings:
+                        read.warnings.append(text)
             caught.clear()
     progress.update(0.95, "grouping series")
     # Duplicate SOP Instance UIDs: the same image twice (copied files); keep one, by content.
