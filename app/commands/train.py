@@ -38,6 +38,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--batch-size", type=int, default=20, metavar="B", help="global batch")
     r.add_argument("--lr", type=float, default=1e-4)
     r.add_argument("--lr-halve-every", type=int, default=50, metavar="EPOCHS")
+    r.add_argument("--weight-decay", type=float, default=0.0, metavar="WD",
+                   help="Adam L2 weight decay (paper: none stated)")
     r.add_argument("--val-fraction", type=float, default=0.4,
                    help="share of patients for validation when the CSV has no split column")
     r.add_argument("--early-stop-on", choices=("loss", "accuracy", "auc"), default="loss")
@@ -96,6 +98,7 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
     return TrainConfig(
         model=model, max_iterations=args.max_iterations, max_epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, lr_halve_every_epochs=args.lr_halve_every,
+        weight_decay=args.weight_decay,
         early_stop_on=args.early_stop_on, patience_epochs=args.patience,
         class_weighting=args.class_weighting,
         augment=AugmentConfig(enabled=not args.no_augment), device=args.device, seed=args.seed,
@@ -176,7 +179,7 @@ def run(args: argparse.Namespace) -> int:
 def describe_recipe(cfg: Any, res: Any) -> str:
     m = cfg.model
     return (f"Trained with Adam, batch {cfg.batch_size}, lr {cfg.lr:g} halved every "
-            f"{cfg.lr_halve_every_epochs} epochs, at most {cfg.max_iterations} iterations "
+            f"{cfg.lr_halve_every_epochs} epochs, weight decay {cfg.weight_decay:g}, at most {cfg.max_iterations} iterations "
             f"({res.iterations} run, stopped: {res.stopped}), early stopping on validation "
             f"{cfg.early_stop_on}, augmentation {'on' if cfg.augment.enabled else 'off'}, seed "
             f"{cfg.seed}. Architecture: {m.backbone}, "
