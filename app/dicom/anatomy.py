@@ -373,15 +373,12 @@ def _find_aorta(
     return float(r0), float(c0), hu, quality
 
 
-def _liver_reference_hu(work: _Work, bodies: list[np.ndarray]) -> float | None:
-    """Most common HU of thick soft tissue in the patient's right abdomen over all slices.
+def _soft_histogram(work: _Work, bodies: list[np.ndarray]) -> np.ndarray:
+    """Smoothed 4-HU histogram of thick soft tissue in the patient's right abdomen.
 
-    At liver levels the liver is by far the largest soft-tissue organ right of the midline, so
-    the peak of the HU histogram there is the liver's parenchymal density in this phase (50-60
-    HU plain, ~70 arterial, 100+ portal). Only pixels at least 10 mm inside a soft-tissue region
-    count: the abdominal-wall muscles (7-13 mm thick, as dense as an unenhanced liver and, in
-    a thin patient, as large in area as it) never qualify; the back muscles are cut with the
-    posterior quarter of the body.
+    Only pixels at least 10 mm inside a soft-tissue region count: the abdominal-wall muscles
+    (7-13 mm thick, as dense as an unenhanced liver and, in a thin patient, as large in area as
+    it) never qualify; the back muscles are cut with the posterior quarter of the body.
     """
     hist = np.zeros(int((_SOFT_HI - _SOFT_LO) // 4) + 1)
     for sl, body in zip(work.hu, bodies, strict=True):
@@ -400,9 +397,48 @@ def _liver_reference_hu(work: _Work, bodies: list[np.ndarray]) -> float | None:
                 : hist.size
             ]
     if hist.sum() < 50:
-        return None
-    smooth = np.convolve(hist, np.ones(5) / 5.0, mode="same")
-    return float(_SOFT_LO + 4 * int(np.argmax(smooth)) + 2)
+        return np.zeros_like(hist)
+    return np.convolve(hist, np.ones(5) / 5.0, mode="same")
+
+
+def _liver_reference_hu(work: _Work, bodies: list[np.ndarray]) -> float | None:
+    """Most common HU of thick soft tissue in the patient's right abdomen over all slices.
+
+    At liver levels the liver is usually by far the largest soft-tissue organ right of the
+    midline, so the peak of the HU histogram there is the liver's parenchymal density in this
+    phase (50-60 HU plain, ~70 arterial, 100+ portal). A very large tumour can outweigh the
+    parenchyma; :func:`_liver_reference_candidates` lists the other peaks for that case.
+    """
+    peaks = _liver_reference_candidates(work, bodies)
+    return peaks[0] if peaks else None
+
+
+#: A secondary histogram peak at least this high (relative to the highest) may be the liver.
+_PEAK_FRACTION = 0.3
+
+
+def _liver_reference_candidates(work: _Work, bodies: list[np.ndarray]) -> list[float]:
+    """HU of the histogram peaks that may be the liver parenchyma, highest peak first.
+
+    A large tumour (10-14 cm, hyper-enhancing in the arterial phase, washed out in the portal
+    phase, or with a necrotic core) fills more of the right abdomen than the parenchyma left
+    around it and makes its own peak, often the highest one; the parenchyma is then a second
+    peak, at least a third as high.
+    """
+    smooth = _soft_histogram(work, bodies)
+    if smooth.max() <= 0:
+        return []
+    top = float(smooth.max())
+    idx = [
+        i
+        for i in range(smooth.size)
+        if smooth[i] >= _PEAK_FRACTION * top
+        and smooth[i] >= (smooth[i - 1] if i > 0 else -1.0)
+        and smooth[i] > (smooth[i + 1] if i + 1 < smooth.size else -1.0)
+    ]
+    best = int(np.argmax(smooth))
+    idx = [best] + sorted((i for i in idx if abs(i - best) > 2), key=lambda i: -smooth[i])
+    return [float(_SOFT_LO + 4 * i + 2) for i in idx]
 
 
 def _liver_candidates(
@@ -427,6 +463,11 @@ def _liver_candidates(
         c_lo = max(0, int(spine.col - half))
         c_hi = int(spine.col + half) + 1
         cand[r0:, c_lo:c_hi] = False
+    # The left lobe crosses the midline only anteriorly; the left posterior quadrant belongs to
+    # the spleen and the left kidney, which are as dense as the liver without contrast and,
+    # touching the left lobe or the crura, would otherwise be followed up above the liver dome.
+    top, bottom, left, right = _body_bounds(body)
+    cand[int(np.ceil(0.5 * (top + bottom))) :, int(0.5 * (left + right) + 15.0 / spacing) :] = False
     opened = cv2.morphologyEx(cand.astype(np.uint8), cv2.MORPH_OPEN, _disk(5.0 / spacing))
     return opened.astype(bool)
 
@@ -630,6 +671,65 @@ def measure_landmarks(volume: Volume, indices: list[int] | None = None) -> Landm
     return Landmarks(aorta_lm, pv_lm, liver_lm, spine_lm, n, quality, evidence)
 
 
+#: A component joining the liver may be at most this many times the liver's area on the slice
+#: before: away from its widest level the liver only narrows, so a much larger component is a
+#: neighbour (kidney, heart, bowel) touching the liver's end, and only its part under the liver
+#: of the slice before is kept.
+MAX_GROWTH = 2.0
+#: Smallest part (mm²) of a tumour that is followed beyond the liver-dense tissue.
+MIN_LESION_MM2 = 300.0
+#: HU range of tissue that may be tumour (viable, necrotic debris, enhancing); below it fluid
+#: (gallbladder, bowel content) and fat, above it bone and iodised oil cores.
+_LESION_LO, _LESION_HI = 20.0, _CORTEX_HU
+
+
+def _density_match(mean: np.ndarray, seed_hu: float, prev_hu: float) -> np.ndarray:
+    """Components whose mean HU is the liver's: near the seed slice's, or the slice before's.
+
+    The seed slice's density alone is not enough when a large tumour shares that slice (its
+    median is then pulled 10-20 HU off the parenchyma); the parenchyma of the neighbouring
+    slice is the closer reference, and a kidney or bowel loop is still 20-30 HU from both.
+    """
+    return (np.abs(mean - seed_hu) <= 15.0) | (np.abs(mean - prev_hu) <= 10.0)
+
+
+def _lesion_continuation(
+    z: int, zp: int, prev: np.ndarray, prev_hu: float, work: _Work, px: float
+) -> np.ndarray:
+    """Tumour on slice ``z`` under the tumour that was inside the liver on slice ``zp``.
+
+    A tumour at the tip (or dome) of the liver can replace all the parenchyma of the last
+    slices: its density differs from the liver's, so the candidate masks lose the liver there
+    although the tumour is inside the liver's outline. Tumour pixels of the slice before are
+    the parts of its liver mask at least 20 HU from the parenchyma (``prev_hu``) that are
+    neither fat nor fluid; on this slice, soft tissue under and next to them, inside the outline
+    of the slice before (so that the region can only shrink), continues the liver. Small
+    pieces (vessels at the hilum) are not followed.
+    """
+    before = work.hu[zp]
+    lesion_prev = (
+        prev
+        & (np.abs(before - prev_hu) > 20.0)
+        & (before > _LESION_LO)
+        & (before < _LESION_HI)
+    )
+    lesion_prev = cv2.morphologyEx(
+        lesion_prev.astype(np.uint8), cv2.MORPH_OPEN, _disk(3.0 / work.spacing)
+    )
+    if lesion_prev.sum() * px < MIN_LESION_MM2:
+        return np.zeros_like(prev)
+    sl = work.hu[z]
+    near = cv2.dilate(lesion_prev, _disk(5.0 / work.spacing)).astype(bool)
+    soft = (sl > _LESION_LO) & (sl < _LESION_HI) & prev & near
+    soft = cv2.morphologyEx(soft.astype(np.uint8), cv2.MORPH_OPEN, _disk(5.0 / work.spacing))
+    n, labels, stats, _ = _components(soft)
+    out = np.zeros_like(prev)
+    for lab in range(1, n):
+        if stats[lab, cv2.CC_STAT_AREA] * px >= MIN_LESION_MM2:
+            out |= labels == lab
+    return out
+
+
 def _propagate(
     seed: int,
     picks: list[np.ndarray],
@@ -637,8 +737,12 @@ def _propagate(
     work: _Work,
     px: float,
     end_area: float,
+    caudal_step: int = -1,
 ) -> list[np.ndarray]:
-    """Follow the liver from ``seed`` up and down through the candidate masks (see liver_areas)."""
+    """Follow the liver from ``seed`` up and down through the candidate masks (see liver_areas).
+
+    ``caudal_step`` is the index step (+1 or -1) towards the patient's feet.
+    """
     n = len(cands)
     liver = [np.zeros_like(c) for c in cands]
     liver[seed] = _fill(picks[seed], work.spacing)
@@ -650,44 +754,100 @@ def _propagate(
     # the liver (the IVC running up to the heart, a bowel loop below) is not followed.
     for step in (1, -1):
         prev = liver[seed]
+        prev_hu = seed_hu
         z = seed + step
         while 0 <= z < n and prev.any() and prev.sum() >= end_area:
-            labels, nlab = ndimage.label(cands[z])
-            keep = np.zeros_like(prev)
-            if nlab:
-                size = np.bincount(labels.ravel(), minlength=nlab + 1)
-                inside = np.bincount(labels[prev].ravel(), minlength=nlab + 1)
-                # Mean density per component (bincount: one pass, unlike ndimage.median).
-                total = np.bincount(labels.ravel(), weights=work.hu[z].ravel(), minlength=nlab + 1)
-                mean = total / np.maximum(size, 1)
-                # Inscribed radius of each component: a strip of chest-wall muscle along the
-                # liver's border is long and thin, a cross-section of the liver is not.
-                dist = cv2.distanceTransform(cands[z].astype(np.uint8), cv2.DIST_L2, 3)
-                prev_area = prev.sum()
-                for lab in np.nonzero((size * px >= 50.0) & (np.abs(mean - seed_hu) <= 15.0))[0]:
-                    if lab == 0:
-                        continue
-                    if size[lab] * px < 2000.0:
-                        rmax = float(dist[labels == lab].max())
-                        if size[lab] > 5.0 * np.pi * max(rmax, 0.5) ** 2:
-                            continue
-                    if inside[lab] >= 0.5 * size[lab] or inside[lab] >= 0.5 * prev_area:
-                        comp = _break_ring(labels == lab, work.spacing)
-                        if comp.sum() < size[lab]:
-                            # Thin parts removed: keep what still overlaps the liver before.
-                            sub, nsub = ndimage.label(comp)
-                            for j in range(1, nsub + 1):
-                                piece = sub == j
-                                ov = (piece & prev).sum()
-                                if ov >= 0.5 * piece.sum() or ov >= 0.5 * prev_area:
-                                    keep |= piece
-                        else:
-                            keep |= comp
+            keep = _liver_step(z, prev, cands, work, px, seed_hu, prev_hu)
+            dense = keep.copy()
+            # Towards the tip only, and only where the liver-dense tissue suddenly shrinks: at
+            # the dome, what lies under the liver's outline and differs from it are the hepatic
+            # veins and the IVC running up to the heart, not tumour.
+            if step == caudal_step and dense.sum() < 0.8 * prev.sum():
+                keep |= _lesion_continuation(z, z - step, prev, prev_hu, work, px)
             cur = _fill(keep, work.spacing) if keep.any() else keep
+            if dense.any():
+                prev_hu = float(np.median(work.hu[z][dense]))
             liver[z] = cur
             prev = cur
             z += step
     return liver
+
+
+def _liver_step(
+    z: int,
+    prev: np.ndarray,
+    cands: list[np.ndarray],
+    work: _Work,
+    px: float,
+    seed_hu: float,
+    prev_hu: float,
+) -> np.ndarray:
+    """Liver-dense components of slice ``z`` that continue the liver ``prev`` of the slice before.
+
+    A component continues the liver when half of it lies inside ``prev`` or it covers half of
+    ``prev``; in the second case a component much larger than ``prev`` (:data:`MAX_GROWTH`) is a
+    neighbour organ joined to the liver's end, and only its part inside ``prev`` is kept.
+    """
+    keep = np.zeros_like(prev)
+    labels, nlab = ndimage.label(cands[z])
+    if not nlab:
+        return keep
+    size = np.bincount(labels.ravel(), minlength=nlab + 1)
+    inside = np.bincount(labels[prev].ravel(), minlength=nlab + 1)
+    # Mean density per component (bincount: one pass, unlike ndimage.median).
+    total = np.bincount(labels.ravel(), weights=work.hu[z].ravel(), minlength=nlab + 1)
+    mean = total / np.maximum(size, 1)
+    # Inscribed radius of each component: a strip of chest-wall muscle along the
+    # liver's border is long and thin, a cross-section of the liver is not.
+    dist = cv2.distanceTransform(cands[z].astype(np.uint8), cv2.DIST_L2, 3)
+    prev_area = prev.sum()
+    for lab in np.nonzero((size * px >= 50.0) & _density_match(mean, seed_hu, prev_hu))[0]:
+        if lab == 0:
+            continue
+        if size[lab] * px < 2000.0:
+            rmax = float(dist[labels == lab].max())
+            if size[lab] > 5.0 * np.pi * max(rmax, 0.5) ** 2:
+                continue
+        if inside[lab] < 0.5 * size[lab] and inside[lab] < 0.5 * prev_area:
+            continue
+        comp = _break_ring(labels == lab, work.spacing)
+        sub, nsub = ndimage.label(comp)
+        for j in range(1, nsub + 1):
+            # Thin parts removed: keep what still overlaps the liver before.
+            piece = sub == j
+            ov = (piece & prev).sum()
+            if ov >= 0.5 * piece.sum():
+                keep |= piece
+            elif ov >= 0.5 * prev_area:
+                keep |= piece & prev if piece.sum() > MAX_GROWTH * prev_area else piece
+    return keep
+
+
+def _best_reference(
+    refs: list[float], work: _Work, bodies: list[np.ndarray], spines: list[_Spine | None]
+) -> float:
+    """The histogram peak whose liver-like region is the largest on its best slices.
+
+    The parenchyma surrounds a tumour on the levels where both are seen: with the parenchyma's
+    density, hole filling gives the whole liver cross-section, tumour included, while with the
+    tumour's density only the tumour is found. The mean of the three largest filled
+    cross-sections (on every other slice, which is enough to find them) tells them apart.
+    """
+    px = work.spacing * work.spacing
+    best, best_score = refs[0], -1.0
+    for ref in refs:
+        filled = []
+        for k in range(0, len(spines), 2):
+            spine = spines[k]
+            if spine is None:
+                continue
+            cand = _liver_candidates(work.hu[k], bodies[k], ref, work.spacing, spine)
+            pick = _pick_liver_2d(cand, bodies[k], work.spacing)
+            filled.append(float(_fill(pick, work.spacing).sum()) * px if pick.any() else 0.0)
+        score = float(np.mean(sorted(filled)[-3:])) if filled else 0.0
+        if score > best_score:
+            best, best_score = ref, score
+    return best
 
 
 def liver_areas(volume: Volume) -> tuple[np.ndarray, float | None]:
@@ -702,18 +862,26 @@ def liver_areas(volume: Volume) -> tuple[np.ndarray, float | None]:
     """
     work = _prepare(volume)
     bodies = [_body_mask(sl) for sl in work.hu]
-    ref = _liver_reference_hu(work, bodies)
+    refs = _liver_reference_candidates(work, bodies)
     n = volume.n_slices
     areas = np.zeros(n)
-    if ref is None:
+    if not refs:
         return areas, None
     px = work.spacing * work.spacing
-    cands = [
-        _liver_candidates(sl, b, ref, work.spacing, _find_spine(sl, b, work.spacing))
-        if b.sum() * px >= 20000
-        else np.zeros_like(b)
-        for sl, b in zip(work.hu, bodies, strict=True)
+    trunk = [b.sum() * px >= 20000 for b in bodies]
+    spines = [
+        _find_spine(sl, b, work.spacing) if t else None
+        for sl, b, t in zip(work.hu, bodies, trunk, strict=True)
     ]
+    ref = refs[0] if len(refs) == 1 else _best_reference(refs, work, bodies, spines)
+
+    def candidates(k: int) -> np.ndarray:
+        spine = spines[k]
+        if spine is None:
+            return np.zeros_like(bodies[k])
+        return _liver_candidates(work.hu[k], bodies[k], ref, work.spacing, spine)
+
+    cands = [candidates(k) for k in range(n)]
     picks = [_pick_liver_2d(c, b, work.spacing) for c, b in zip(cands, bodies, strict=True)]
     pick_area = np.array([p.sum() for p in picks], dtype=float)
     if pick_area.max() * px < MIN_LIVER_PEAK_MM2:
@@ -724,7 +892,9 @@ def liver_areas(volume: Volume) -> tuple[np.ndarray, float | None]:
     # the slice-to-slice overlap test would stop there.
     peak = float(pick_area.max())
     first = int(np.argmax(pick_area))
-    liver = _propagate(first, picks, cands, work, px, END_FRACTION * peak)
+    zs = np.asarray(volume.z_positions, dtype=float)
+    caudal = -1 if n < 2 or zs[-1] >= zs[0] else 1
+    liver = _propagate(first, picks, cands, work, px, END_FRACTION * peak, caudal)
     first_hu = float(np.median(work.hu[first][picks[first]]))
     # Further seeds must look like the first one (density within 10 HU) and lie next to
     # the liver found so far, so that a heart or spleen of liver density elsewhere cannot
@@ -735,10 +905,13 @@ def liver_areas(volume: Volume) -> tuple[np.ndarray, float | None]:
             break
         if (liver[seed] & picks[seed]).sum() >= 0.5 * pick_area[seed]:
             continue  # already reached
-        near = any(liver[z].any() for z in range(max(0, seed - 1), min(n, seed + 2)))
+        # Next to it in 3-D: overlapping the liver of this or a neighbouring slice.
+        near = any(
+            (liver[z] & picks[seed]).any() for z in range(max(0, seed - 1), min(n, seed + 2))
+        )
         if not near or abs(float(np.median(work.hu[seed][picks[seed]])) - first_hu) > 10.0:
             continue
-        grown = _propagate(seed, picks, cands, work, px, END_FRACTION * peak)
+        grown = _propagate(seed, picks, cands, work, px, END_FRACTION * peak, caudal)
         for z in range(n):
             liver[z] |= grown[z]
     for z in range(n):
