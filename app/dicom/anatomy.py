@@ -678,6 +678,8 @@ def measure_landmarks(volume: Volume, indices: list[int] | None = None) -> Landm
 MAX_GROWTH = 2.0
 #: Smallest part (mm²) of a tumour that is followed beyond the liver-dense tissue.
 MIN_LESION_MM2 = 300.0
+#: A followed tumour may not grow from one slice to the next towards the liver's tip.
+LESION_SHRINK = 1.0
 #: HU range of tissue that may be tumour (viable, necrotic debris, enhancing); below it fluid
 #: (gallbladder, bowel content) and fat, above it bone and iodised oil cores.
 _LESION_LO, _LESION_HI = 20.0, _CORTEX_HU
@@ -690,7 +692,8 @@ def _density_match(mean: np.ndarray, seed_hu: float, prev_hu: float) -> np.ndarr
     median is then pulled 10-20 HU off the parenchyma); the parenchyma of the neighbouring
     slice is the closer reference, and a kidney or bowel loop is still 20-30 HU from both.
     """
-    return (np.abs(mean - seed_hu) <= 15.0) | (np.abs(mean - prev_hu) <= 10.0)
+    near_prev = (np.abs(mean - prev_hu) <= 10.0) & (np.abs(mean - seed_hu) <= 20.0)
+    return (np.abs(mean - seed_hu) <= 15.0) | near_prev
 
 
 def _lesion_continuation(
@@ -727,6 +730,11 @@ def _lesion_continuation(
     for lab in range(1, n):
         if stats[lab, cv2.CC_STAT_AREA] * px >= MIN_LESION_MM2:
             out |= labels == lab
+    # Towards its tip a tumour narrows like the liver around it; a structure of constant or
+    # growing cross-section under the liver (the kidney in the hepatorenal impression) is not
+    # a tumour inside it.
+    if out.sum() > LESION_SHRINK * lesion_prev.sum():
+        return np.zeros_like(prev)
     return out
 
 
@@ -757,8 +765,8 @@ def _propagate(
         prev_hu = seed_hu
         z = seed + step
         while 0 <= z < n and prev.any() and prev.sum() >= end_area:
-            keep = _liver_step(z, prev, cands, work, px, seed_hu, prev_hu)
-            dense = keep.copy()
+            keep, capped = _liver_step(z, prev, cands, work, px, seed_hu, prev_hu)
+            dense = keep & ~capped
             # Towards the tip only, and only where the liver-dense tissue suddenly shrinks: at
             # the dome, what lies under the liver's outline and differs from it are the hepatic
             # veins and the IVC running up to the heart, not tumour.
@@ -768,7 +776,9 @@ def _propagate(
             if dense.any():
                 prev_hu = float(np.median(work.hu[z][dense]))
             liver[z] = cur
-            prev = cur
+            # A neighbour organ cut to the liver's outline is kept on this slice (the liver's
+            # end touches it) but not followed further.
+            prev = cur & ~capped if capped.any() else cur
             z += step
     return liver
 
@@ -781,17 +791,19 @@ def _liver_step(
     px: float,
     seed_hu: float,
     prev_hu: float,
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Liver-dense components of slice ``z`` that continue the liver ``prev`` of the slice before.
 
     A component continues the liver when half of it lies inside ``prev`` or it covers half of
     ``prev``; in the second case a component much larger than ``prev`` (:data:`MAX_GROWTH`) is a
     neighbour organ joined to the liver's end, and only its part inside ``prev`` is kept.
+    Returns the kept pixels and, among them, those of such cut neighbours.
     """
     keep = np.zeros_like(prev)
+    capped = np.zeros_like(prev)
     labels, nlab = ndimage.label(cands[z])
     if not nlab:
-        return keep
+        return keep, capped
     size = np.bincount(labels.ravel(), minlength=nlab + 1)
     inside = np.bincount(labels[prev].ravel(), minlength=nlab + 1)
     # Mean density per component (bincount: one pass, unlike ndimage.median).
@@ -819,8 +831,12 @@ def _liver_step(
             if ov >= 0.5 * piece.sum():
                 keep |= piece
             elif ov >= 0.5 * prev_area:
-                keep |= piece & prev if piece.sum() > MAX_GROWTH * prev_area else piece
-    return keep
+                if piece.sum() > MAX_GROWTH * prev_area:
+                    keep |= piece & prev
+                    capped |= piece & prev
+                else:
+                    keep |= piece
+    return keep, capped
 
 
 def _best_reference(
