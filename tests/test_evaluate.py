@@ -121,7 +121,7 @@ def test_cli_train_and_evaluate_on_dicom_cohort(tmp_path: Path) -> None:
     common = ["--backbone", "tiny", "--input-size", "32", "--cache-dir", str(cache)]
     rc = main(["train", str(csv_path), "--out", str(model), *common, "--max-iterations", "3",
                "--batch-size", "4", "--val-fraction", "0.34", "--weights-kind", "synthetic",
-               "--weight-decay", "1e-4",
+               "--weight-decay", "1e-4", "--soft-target-column", "p_true",
                "--test", str(csv_path), "--json"])
     assert rc == 0 and model.is_file()
     assert len(list(cache.glob("*.npz"))) == 6  # every study prepared once and cached
@@ -130,7 +130,7 @@ def test_cli_train_and_evaluate_on_dicom_cohort(tmp_path: Path) -> None:
     desc = read_description(model)
     assert desc.weights_kind == "trained on synthetic phantoms"
     assert desc.architecture["input_size"] == 32
-    assert "weight decay 0.0001" in desc.notes
+    assert "weight decay 0.0001" in desc.notes and "soft targets (the cohort's 'p_true'" in desc.notes
     assert desc.metrics["test"]["patients"] == 6
     assert desc.training_data["split"]["train"]["patients"] + \
         desc.training_data["split"]["val"]["patients"] == 6

@@ -286,3 +286,47 @@ def test_epoch_draws_k_slices_per_patient_and_even_validation_subset() -> None:
     # evenly spaced: first, middle and last slice of each patient
     first_patient = torch.nonzero(vs.group == 0).flatten()
     assert torch.equal(sub.x[:3], vs.x[first_patient[[0, 4, 8]]])
+
+
+# ------------------------------------------------------------------------------------ soft targets
+
+
+def _with_targets(cohort: PreparedCohort, values: list[str]) -> PreparedCohort:
+    for e, v, row in zip(cohort.entries, values, range(2, 2 + len(values)), strict=True):
+        e.extra["p_true"] = v
+        object.__setattr__(e, "row", row)
+    return cohort
+
+
+def test_soft_targets_equal_to_the_labels_train_exactly_like_the_labels() -> None:
+    from app.training.cohort import attach_soft_targets
+
+    hard = split_prepared(toy_cohort(12, 3, n_slices=4), 0.4, seed=0)
+    cohort = toy_cohort(12, 3, n_slices=4)
+    _with_targets(cohort, [str(float(s.label)) for s in cohort.studies])
+    attach_soft_targets(cohort, "p_true")
+    soft = split_prepared(cohort, 0.4, seed=0)
+    assert soft.train.target is not None and hard.train.target is None
+    assert torch.equal(soft.train.target, soft.train.y.float())
+    cfg = tiny_config(max_iterations=12)
+    a = train(cfg, hard)
+    b = train(tiny_config(max_iterations=12, soft_targets=True), soft)
+    assert _state_equal(a.model, b.model)  # one-hot probabilities = the hard-label loss
+    # other targets give another model (the targets really drive the loss) ...
+    for st in cohort.studies:
+        st.target = 0.5
+    flat = train(tiny_config(max_iterations=12, soft_targets=True), split_prepared(cohort, 0.4, 0))
+    assert not _state_equal(a.model, flat.model)
+    # ... and asking for soft targets without any is refused, not silently ignored
+    with pytest.raises(InputError, match="soft targets"):
+        train(tiny_config(max_iterations=2, soft_targets=True), hard)
+
+
+@pytest.mark.parametrize(("value", "match"), [("", "missing or empty"), ("high", "not a number"),
+                                              ("1.5", "not a probability")])
+def test_attach_soft_targets_names_the_bad_row(value: str, match: str) -> None:
+    from app.training.cohort import attach_soft_targets
+
+    cohort = _with_targets(toy_cohort(3, 0, n_slices=2), ["0.2", value, "0.9"])
+    with pytest.raises(CohortError, match=f"line 3: .*{match}"):
+        attach_soft_targets(cohort, "p_true")

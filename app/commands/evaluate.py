@@ -110,11 +110,10 @@ def _run_ablation(args: argparse.Namespace) -> int:
     import json
 
     from app.commands._common import TerminalProgress, print_json, say
-    from app.commands.train import prepare, train_config_from_args
+    from app.commands.train import prepare, train_config_from_args, training_split
     from app.errors import InputError
     from app.training.ablation import GRIDS, build_grid, format_tables, run_ablation
     from app.training.cohort import PrepareSettings
-    from app.training.dataset import split_prepared
 
     grids = tuple(g.strip() for g in args.grid.split(",") if g.strip())
     bad = [g for g in grids if g not in GRIDS]
@@ -123,7 +122,7 @@ def _run_ablation(args: argparse.Namespace) -> int:
     base = train_config_from_args(args)
     _cohort, prepared = prepare(args.cohort, PrepareSettings.from_model_config(base.model),
                                 args.cache_dir, TerminalProgress("preparing"))
-    data = split_prepared(prepared, args.val_fraction, args.seed)
+    data = training_split(args, prepared)
     variants = build_grid(grids, base.model.backbone)
     res = run_ablation(data, base, variants, n_boot=args.n_boot, seed=args.seed,
                        progress=TerminalProgress("ablation"))

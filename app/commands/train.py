@@ -48,6 +48,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
                    help="draw K triplets per patient per epoch (default: all)")
     r.add_argument("--val-slices-per-patient", type=int, default=None, metavar="K",
                    help="validate on K evenly spaced triplets per patient (default: all)")
+    r.add_argument("--soft-target-column", default=None, metavar="COLUMN",
+                   help="train towards this CSV column's probability of response instead of "
+                        "the 0/1 label (e.g. the synthetic generator's p_true); validation and "
+                        "test metrics still use the label")
     r.add_argument("--class-weighting", action="store_true",
                    help="weight the loss by inverse class frequency")
     r.add_argument("--no-augment", action="store_true")
@@ -103,7 +107,8 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         class_weighting=args.class_weighting,
         augment=AugmentConfig(enabled=not args.no_augment), device=args.device, seed=args.seed,
         slices_per_patient=args.slices_per_patient,
-        val_slices_per_patient=args.val_slices_per_patient)
+        val_slices_per_patient=args.val_slices_per_patient,
+        soft_targets=getattr(args, "soft_target_column", None) is not None)
 
 
 def prepare(csv_path: Path, settings: Any, cache_dir: Path | None, progress: Any) -> Any:
@@ -120,12 +125,21 @@ def prepare(csv_path: Path, settings: Any, cache_dir: Path | None, progress: Any
     return cohort, prepared
 
 
+def training_split(args: argparse.Namespace, prepared: Any) -> Any:
+    """Training/validation split of a prepared cohort, with soft targets where asked for."""
+    from app.training.cohort import attach_soft_targets
+    from app.training.dataset import split_prepared
+
+    if getattr(args, "soft_target_column", None):
+        attach_soft_targets(prepared, args.soft_target_column)
+    return split_prepared(prepared, args.val_fraction, args.seed)
+
+
 def run(args: argparse.Namespace) -> int:
 
     from app.commands._common import TerminalProgress, print_json, say
     from app.inference.weights import ModelDescription, save_model
     from app.training.cohort import PrepareSettings
-    from app.training.dataset import split_prepared
     from app.training.trainer import train
 
     rank = int(os.environ.get("RANK", "0"))
@@ -137,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     for e, reason in prepared.failed:
         if not quiet:
             say(f"excluded {e.patient_id} (line {e.row}): {reason}", err=True)
-    data = split_prepared(prepared, args.val_fraction, args.seed)
+    data = training_split(args, prepared)
     ckpt = args.checkpoint or args.out.with_name(args.out.stem + ".ckpt")
     res = train(cfg, data, TerminalProgress("training", enabled=not quiet), checkpoint=ckpt,
                 resume=args.resume)
@@ -159,7 +173,8 @@ def run(args: argparse.Namespace) -> int:
         name=args.name, version=args.model_version,
         weights_kind=WEIGHTS_KIND_CHOICES[args.weights_kind],
         training_data=training_data, metrics=metrics,
-        notes=describe_recipe(cfg, res) + (" " + args.notes if args.notes else ""))
+        notes=describe_recipe(cfg, res, args.soft_target_column)
+        + (" " + args.notes if args.notes else ""))
     sha = save_model(res.model, cfg.model, desc, args.out, half=args.half)  # type: ignore[arg-type]
     summary = {"model": str(args.out), "sha256": sha, "training": res.summary(),
                "data": training_data, "test": test_doc}
@@ -176,10 +191,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def describe_recipe(cfg: Any, res: Any) -> str:
+def describe_recipe(cfg: Any, res: Any, target_column: str | None = None) -> str:
     m = cfg.model
+    target = (f"soft targets (the cohort's {target_column!r} column; metrics use the 0/1 label)"
+              if cfg.soft_targets else "0/1 labels")
     return (f"Trained with Adam, batch {cfg.batch_size}, lr {cfg.lr:g} halved every "
-            f"{cfg.lr_halve_every_epochs} epochs, weight decay {cfg.weight_decay:g}, at most {cfg.max_iterations} iterations "
+            f"{cfg.lr_halve_every_epochs} epochs, weight decay {cfg.weight_decay:g}, "
+            f"{target} as the training target, at most {cfg.max_iterations} iterations "
             f"({res.iterations} run, stopped: {res.stopped}), early stopping on validation "
             f"{cfg.early_stop_on}, augmentation {'on' if cfg.augment.enabled else 'off'}, seed "
             f"{cfg.seed}. Architecture: {m.backbone}, "

@@ -177,6 +177,9 @@ class PreparedStudy:
         app's float32 preprocessing to well below CT noise, at half the memory.
     z_ref:
         Table position (mm) of each triplet.
+    target:
+        Optional probability of response used as the training target instead of ``label``
+        (:func:`attach_soft_targets`); never cached — it comes from the CSV, like the label.
     """
 
     patient_id: str
@@ -186,6 +189,7 @@ class PreparedStudy:
     study_uid: str = ""
     source: str = ""
     warnings: list[str] = field(default_factory=list)
+    target: float | None = None
 
     @property
     def n_slices(self) -> int:
@@ -350,6 +354,29 @@ def prepare_cohort(entries: Sequence[CohortEntry], settings: PrepareSettings, *,
         kept.append(e)
     progress.update(1.0, f"prepared {len(studies)} of {n} studies")
     return PreparedCohort(studies, kept, failed, hits)
+
+
+def attach_soft_targets(prepared: PreparedCohort, column: str) -> None:
+    """Set each study's training target from a probability column of the cohort CSV.
+
+    A soft target is the probability of response the network is trained towards instead of the
+    0/1 label — for instance the synthetic generator's ``p_true``, which removes the label noise
+    of the Bernoulli draw (the expected gradient is the same, its variance much smaller).
+    Validation, model selection and test metrics still use the 0/1 label. Every row must give
+    a number in [0, 1]; the error names the first row that does not.
+    """
+    for st, e in zip(prepared.studies, prepared.entries, strict=True):
+        raw = e.extra.get(column)
+        if raw is None or not str(raw).strip():
+            raise CohortError(f"line {e.row}: the soft-target column {column!r} is missing or "
+                              "empty")
+        try:
+            value = float(raw)
+        except ValueError:
+            raise CohortError(f"line {e.row}: {column} {raw!r} is not a number") from None
+        if not 0.0 <= value <= 1.0:
+            raise CohortError(f"line {e.row}: {column} {value:g} is not a probability in [0, 1]")
+        st.target = value
 
 
 def phase_indices(phases: Sequence[str]) -> list[int]:

@@ -36,6 +36,9 @@ class SliceSet:
         ``[N]`` int64 index into ``patient_ids``.
     patient_ids, patient_labels:
         One entry per patient.
+    target:
+        ``[N]`` float32 soft training targets (each slice carries its patient's probability of
+        response), or None when the studies have none (training uses ``y``).
     """
 
     x: torch.Tensor
@@ -43,6 +46,7 @@ class SliceSet:
     group: torch.Tensor
     patient_ids: list[str]
     patient_labels: np.ndarray
+    target: torch.Tensor | None = None
 
     @classmethod
     def from_studies(cls, studies: Sequence[PreparedStudy]) -> SliceSet:
@@ -56,8 +60,12 @@ class SliceSet:
         y = torch.cat([torch.full((s.n_slices,), int(s.label), dtype=torch.int64) for s in studies])
         g = torch.cat([torch.full((s.n_slices,), i, dtype=torch.int64)
                        for i, s in enumerate(studies)])
+        target = None
+        if all(s.target is not None for s in studies):
+            target = torch.cat([torch.full((s.n_slices,), float(s.target or 0.0),
+                                           dtype=torch.float32) for s in studies])
         return cls(x, y, g, [s.patient_id for s in studies],
-                   np.array([int(s.label) for s in studies], dtype=np.int64))
+                   np.array([int(s.label) for s in studies], dtype=np.int64), target)
 
     def __len__(self) -> int:
         return int(self.x.shape[0])

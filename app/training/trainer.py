@@ -114,6 +114,10 @@ class TrainConfig:
     val_slices_per_patient:
         None: validate on every triplet. k: on k evenly spaced triplets per patient (fixed),
         which cuts the validation cost on slow hardware.
+    soft_targets:
+        Train towards the training set's soft targets (``SliceSet.target``, a probability of
+        response per patient) with cross-entropy against ``[1 - t, t]`` instead of the 0/1
+        label (not in the paper). Validation and model selection still use the 0/1 label.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -136,6 +140,7 @@ class TrainConfig:
     eval_batch_size: int = 64
     slices_per_patient: int | None = None
     val_slices_per_patient: int | None = None
+    soft_targets: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 2:
@@ -419,7 +424,8 @@ def subsample_evenly(vs: SliceSet, k: int) -> SliceSet:
         keep.extend(idx.tolist())
     sel = torch.tensor(keep, dtype=torch.int64)
     return SliceSet(vs.x.index_select(0, sel), vs.y.index_select(0, sel),
-                    vs.group.index_select(0, sel), vs.patient_ids, vs.patient_labels)
+                    vs.group.index_select(0, sel), vs.patient_ids, vs.patient_labels,
+                    vs.target.index_select(0, sel) if vs.target is not None else None)
 
 
 def _better(metric: str, new: float, best: float | None) -> bool:
@@ -495,6 +501,11 @@ def _train(config: TrainConfig, data: SplitData, progress: Progress, dist_: _Dis
         else:
             x_tr = x_tr.pin_memory()
     y_tr = tr.y.to(device)
+    t_tr: torch.Tensor | None = None
+    if config.soft_targets:
+        if tr.target is None:
+            raise InputError("soft targets were asked for but the training set has none")
+        t_tr = tr.target.to(device)
     pidx_dev = torch.tensor(phase_idx, device=x_tr.device)
 
     weights = None
@@ -580,10 +591,14 @@ def _train(config: TrainConfig, data: SplitData, progress: Progress, dist_: _Dis
             xb = x_tr.index_select(0, idx.to(x_tr.device)).index_select(1, pidx_dev)
             xb = xb.to(device, non_blocking=True).float().unsqueeze(2)
             yb = y_tr.index_select(0, idx.to(y_tr.device))
+            target: torch.Tensor = yb
+            if t_tr is not None:
+                tb = t_tr.index_select(0, idx.to(t_tr.device))
+                target = torch.stack([1.0 - tb, tb], 1)  # class probabilities
             xb = augment_batch(xb, gen, config.augment)
             with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
                 logits = ddp_model(xb)
-                loss = F.cross_entropy(logits.float(), yb, weight=weights)
+                loss = F.cross_entropy(logits.float(), target, weight=weights)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(opt)
