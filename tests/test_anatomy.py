@@ -179,3 +179,18 @@ def test_liver_ranges_consensus_corrects_one_phase() -> None:
     for phase in ("arterial", "portal"):
         assert (joint[phase].indices[0], joint[phase].indices[-1]) == (4, 11)
         assert not any("agree" in e for e in joint[phase].evidence)
+
+
+def test_retroperitoneal_is_beside_the_spine_behind_its_front() -> None:
+    from app.dicom.anatomy import _retroperitoneal, _Spine
+
+    spine = _Spine(row=60.0, col=50.0, anterior_row=52.0, found=True)
+    spacing = 2.5
+    # Kidney: 6 cm to the side, behind the front of the vertebral body.
+    assert _retroperitoneal(58.0, 50.0 - 60.0 / spacing, spine, spacing)
+    # Tip of the right lobe: further lateral, or in front of the vertebral body.
+    assert not _retroperitoneal(58.0, 50.0 - 90.0 / spacing, spine, spacing)
+    assert not _retroperitoneal(45.0, 50.0 - 60.0 / spacing, spine, spacing)
+    # Without a spine nothing is excluded.
+    lost = _Spine(row=60.0, col=50.0, anterior_row=52.0, found=False)
+    assert not _retroperitoneal(58.0, 50.0 - 60.0 / spacing, lost, spacing)

@@ -678,8 +678,10 @@ def measure_landmarks(volume: Volume, indices: list[int] | None = None) -> Landm
 MAX_GROWTH = 2.0
 #: Smallest part (mm²) of a tumour that is followed beyond the liver-dense tissue.
 MIN_LESION_MM2 = 300.0
-#: A followed tumour may not grow from one slice to the next towards the liver's tip.
-LESION_SHRINK = 1.0
+#: Within this distance (mm) of the midline, tissue behind the front of the vertebral body is
+#: retroperitoneal (kidney, psoas, crus): the kidney's centre lies 5-7 cm from the midline at
+#: the level of the vertebral body, the tip of the right lobe lies lateral and in front of it.
+RETROPERITONEAL_HALF_WIDTH_MM = 70.0
 #: HU range of tissue that may be tumour (viable, necrotic debris, enhancing); below it fluid
 #: (gallbladder, bowel content) and fat, above it bone and iodised oil cores.
 _LESION_LO, _LESION_HI = 20.0, _CORTEX_HU
@@ -692,12 +694,29 @@ def _density_match(mean: np.ndarray, seed_hu: float, prev_hu: float) -> np.ndarr
     median is then pulled 10-20 HU off the parenchyma); the parenchyma of the neighbouring
     slice is the closer reference, and a kidney or bowel loop is still 20-30 HU from both.
     """
-    near_prev = (np.abs(mean - prev_hu) <= 10.0) & (np.abs(mean - seed_hu) <= 20.0)
-    return (np.abs(mean - seed_hu) <= 15.0) | near_prev
+    return (np.abs(mean - seed_hu) <= 15.0) | (np.abs(mean - prev_hu) <= 10.0)
+
+
+def _retroperitoneal(row: float, col: float, spine: _Spine | None, spacing: float) -> bool:
+    """Whether a point lies beside the spine behind the front of the vertebral body.
+
+    That is where the kidney sits (in the hepatorenal impression under the liver); a tumour
+    of the liver's tip lies lateral to it or in front of it.
+    """
+    if spine is None or not spine.found:
+        return False
+    lateral_mm = abs(col - spine.col) * spacing
+    return row > spine.anterior_row and lateral_mm < RETROPERITONEAL_HALF_WIDTH_MM
 
 
 def _lesion_continuation(
-    z: int, zp: int, prev: np.ndarray, prev_hu: float, work: _Work, px: float
+    z: int,
+    zp: int,
+    prev: np.ndarray,
+    prev_hu: float,
+    work: _Work,
+    px: float,
+    spine: _Spine | None = None,
 ) -> np.ndarray:
     """Tumour on slice ``z`` under the tumour that was inside the liver on slice ``zp``.
 
@@ -707,7 +726,8 @@ def _lesion_continuation(
     the parts of its liver mask at least 20 HU from the parenchyma (``prev_hu``) that are
     neither fat nor fluid; on this slice, soft tissue under and next to them, inside the outline
     of the slice before (so that the region can only shrink), continues the liver. Small
-    pieces (vessels at the hilum) are not followed.
+    pieces (vessels at the hilum) are not followed, nor a piece centred beside the spine behind
+    the front of the vertebral body (``spine`` of slice ``z``): that is the kidney.
     """
     before = work.hu[zp]
     lesion_prev = (
@@ -725,16 +745,15 @@ def _lesion_continuation(
     near = cv2.dilate(lesion_prev, _disk(5.0 / work.spacing)).astype(bool)
     soft = (sl > _LESION_LO) & (sl < _LESION_HI) & prev & near
     soft = cv2.morphologyEx(soft.astype(np.uint8), cv2.MORPH_OPEN, _disk(5.0 / work.spacing))
-    n, labels, stats, _ = _components(soft)
+    n, labels, stats, centroids = _components(soft)
     out = np.zeros_like(prev)
     for lab in range(1, n):
-        if stats[lab, cv2.CC_STAT_AREA] * px >= MIN_LESION_MM2:
-            out |= labels == lab
-    # Towards its tip a tumour narrows like the liver around it; a structure of constant or
-    # growing cross-section under the liver (the kidney in the hepatorenal impression) is not
-    # a tumour inside it.
-    if out.sum() > LESION_SHRINK * lesion_prev.sum():
-        return np.zeros_like(prev)
+        if stats[lab, cv2.CC_STAT_AREA] * px < MIN_LESION_MM2:
+            continue
+        col, row = float(centroids[lab][0]), float(centroids[lab][1])
+        if _retroperitoneal(row, col, spine, work.spacing):
+            continue
+        out |= labels == lab
     return out
 
 
@@ -746,10 +765,12 @@ def _propagate(
     px: float,
     end_area: float,
     caudal_step: int = -1,
+    spines: list[_Spine | None] | None = None,
 ) -> list[np.ndarray]:
     """Follow the liver from ``seed`` up and down through the candidate masks (see liver_areas).
 
-    ``caudal_step`` is the index step (+1 or -1) towards the patient's feet.
+    ``caudal_step`` is the index step (+1 or -1) towards the patient's feet; ``spines`` (per
+    slice) keep a followed tumour out of the kidney.
     """
     n = len(cands)
     liver = [np.zeros_like(c) for c in cands]
@@ -765,20 +786,19 @@ def _propagate(
         prev_hu = seed_hu
         z = seed + step
         while 0 <= z < n and prev.any() and prev.sum() >= end_area:
-            keep, capped = _liver_step(z, prev, cands, work, px, seed_hu, prev_hu)
-            dense = keep & ~capped
+            keep = _liver_step(z, prev, cands, work, px, seed_hu, prev_hu)
+            dense = keep.copy()
             # Towards the tip only, and only where the liver-dense tissue suddenly shrinks: at
             # the dome, what lies under the liver's outline and differs from it are the hepatic
             # veins and the IVC running up to the heart, not tumour.
             if step == caudal_step and dense.sum() < 0.8 * prev.sum():
-                keep |= _lesion_continuation(z, z - step, prev, prev_hu, work, px)
+                spine = spines[z] if spines is not None else None
+                keep |= _lesion_continuation(z, z - step, prev, prev_hu, work, px, spine)
             cur = _fill(keep, work.spacing) if keep.any() else keep
             if dense.any():
                 prev_hu = float(np.median(work.hu[z][dense]))
             liver[z] = cur
-            # A neighbour organ cut to the liver's outline is kept on this slice (the liver's
-            # end touches it) but not followed further.
-            prev = cur & ~capped if capped.any() else cur
+            prev = cur
             z += step
     return liver
 
@@ -791,19 +811,17 @@ def _liver_step(
     px: float,
     seed_hu: float,
     prev_hu: float,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> np.ndarray:
     """Liver-dense components of slice ``z`` that continue the liver ``prev`` of the slice before.
 
     A component continues the liver when half of it lies inside ``prev`` or it covers half of
     ``prev``; in the second case a component much larger than ``prev`` (:data:`MAX_GROWTH`) is a
     neighbour organ joined to the liver's end, and only its part inside ``prev`` is kept.
-    Returns the kept pixels and, among them, those of such cut neighbours.
     """
     keep = np.zeros_like(prev)
-    capped = np.zeros_like(prev)
     labels, nlab = ndimage.label(cands[z])
     if not nlab:
-        return keep, capped
+        return keep
     size = np.bincount(labels.ravel(), minlength=nlab + 1)
     inside = np.bincount(labels[prev].ravel(), minlength=nlab + 1)
     # Mean density per component (bincount: one pass, unlike ndimage.median).
@@ -831,12 +849,8 @@ def _liver_step(
             if ov >= 0.5 * piece.sum():
                 keep |= piece
             elif ov >= 0.5 * prev_area:
-                if piece.sum() > MAX_GROWTH * prev_area:
-                    keep |= piece & prev
-                    capped |= piece & prev
-                else:
-                    keep |= piece
-    return keep, capped
+                keep |= piece & prev if piece.sum() > MAX_GROWTH * prev_area else piece
+    return keep
 
 
 def _best_reference(
@@ -910,7 +924,7 @@ def liver_areas(volume: Volume) -> tuple[np.ndarray, float | None]:
     first = int(np.argmax(pick_area))
     zs = np.asarray(volume.z_positions, dtype=float)
     caudal = -1 if n < 2 or zs[-1] >= zs[0] else 1
-    liver = _propagate(first, picks, cands, work, px, END_FRACTION * peak, caudal)
+    liver = _propagate(first, picks, cands, work, px, END_FRACTION * peak, caudal, spines)
     first_hu = float(np.median(work.hu[first][picks[first]]))
     # Further seeds must look like the first one (density within 10 HU) and lie next to
     # the liver found so far, so that a heart or spleen of liver density elsewhere cannot
@@ -927,7 +941,7 @@ def liver_areas(volume: Volume) -> tuple[np.ndarray, float | None]:
         )
         if not near or abs(float(np.median(work.hu[seed][picks[seed]])) - first_hu) > 10.0:
             continue
-        grown = _propagate(seed, picks, cands, work, px, END_FRACTION * peak, caudal)
+        grown = _propagate(seed, picks, cands, work, px, END_FRACTION * peak, caudal, spines)
         for z in range(n):
             liver[z] |= grown[z]
     for z in range(n):
