@@ -225,6 +225,26 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
 _SPARSE_SHARE = 0.08
 
 
+def _median(values: np.ndarray) -> float:
+    """``float(np.median(values))`` for a 1-D float array without NaN, at a fraction of its cost.
+
+    The same partition and, for an even count, the same mean of the two middle values in the
+    array's own precision, so the result is identical; ``np.median``'s generic axis and NaN
+    handling costs 15-20 µs per call, and the landmarks take a dozen medians per series.
+    """
+    n = values.size
+    k = n // 2
+    if n % 2:
+        return float(np.partition(values, k)[k])
+    part = np.partition(values, (k - 1, k))
+    return float((part[k - 1] + part[k]) / 2)
+
+
+def _clip01(x: float) -> float:
+    """``x`` limited to 0..1 (a Python float; ``np.clip`` on a scalar costs microseconds)."""
+    return min(max(x, 0.0), 1.0)
+
+
 def _pixels(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Row and column indices of a 2-D mask's non-zero pixels, in ``np.nonzero``'s order.
 
@@ -250,12 +270,11 @@ def _components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarr
     rr, cc = _pixels(m)
     lab = labels[rr, cc]
     areas = np.bincount(lab, minlength=n)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        centroids = np.stack(
-            [np.bincount(lab, weights=cc, minlength=n) / areas,
-             np.bincount(lab, weights=rr, minlength=n) / areas],
-            axis=1,
-        )
+    # Label 0 (background) gets no statistics here: its area is 0 and its centroid (0, 0).
+    count = np.maximum(areas, 1)
+    centroids = np.empty((n, 2))
+    centroids[:, 0] = np.bincount(lab, weights=cc, minlength=n) / count
+    centroids[:, 1] = np.bincount(lab, weights=rr, minlength=n) / count
     return int(n), labels, areas, centroids
 
 
@@ -274,9 +293,12 @@ def _largest_label(mask: np.ndarray) -> tuple[int, np.ndarray]:
 
 def _body_bounds(body: np.ndarray) -> tuple[int, int, int, int]:
     """(top, bottom, left, right) rows/columns of a non-empty mask (inclusive)."""
-    rows = np.nonzero(body.any(axis=1))[0]
-    cols = np.nonzero(body.any(axis=0))[0]
-    return int(rows[0]), int(rows[-1]), int(cols[0]), int(cols[-1])
+    # OpenCV's bounding box of the non-zero pixels: one pass, no row/column reductions.
+    m = body.view(np.uint8) if body.dtype == bool else body.astype(np.uint8)
+    left, top, width, height = cv2.boundingRect(np.ascontiguousarray(m))
+    if width == 0:
+        raise ValueError("bounds of an empty mask")
+    return top, top + height - 1, left, left + width - 1
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -360,7 +382,7 @@ def _find_spine(
         own = pix_lab == lab
         rr, cc = pix_r[own], pix_c[own]
         vals = sl[rr, cc]
-        cortex = float(np.mean(vals > _CORTEX_HU))
+        cortex = np.count_nonzero(vals > _CORTEX_HU) / vals.size
         # Roundness: area / area of the bounding circle.
         radius = max(np.sqrt(((rr - r0) ** 2 + (cc - c0) ** 2).max()), 1.0)
         roundness = rr.size / (np.pi * radius * radius)
@@ -410,7 +432,8 @@ def _find_aorta(
     crop = np.ascontiguousarray(sl[r_lo:r_hi, c_lo:c_hi])
     mean, std = _disc_stats(crop, r_in)
     h, w = crop.shape
-    rr, cc = np.ogrid[0:h, 0:w]  # broadcast: the same values as a full grid, without it
+    # A column and a row of coordinates, broadcast: the values of a full grid, without it.
+    rr, cc = np.arange(h)[:, None], np.arange(w)[None, :]
     d_r = (rr + r_lo - exp_r) * spacing
     d_c = (cc + c_lo - exp_c) * spacing
     in_window = (d_r > -45) & (d_r < 18) & (d_c > -35) & (d_c < 45) & body[r_lo:r_hi, c_lo:c_hi]
@@ -433,8 +456,8 @@ def _find_aorta(
     k = int(np.argmax(score))
     r0, c0 = divmod(k, w)
     disc = (rr - r0) ** 2 + (cc - c0) ** 2 <= r_in * r_in
-    hu = float(np.median(crop[disc]))
-    quality = float(np.clip(1.0 - std[r0, c0] / 60.0, 0.0, 1.0)) * float(
+    hu = _median(crop[disc])
+    quality = _clip01(float(1.0 - std[r0, c0] / 60.0)) * float(  # float32, as before
         np.exp(0.5 * prior[r0, c0])
     )
     r0, c0 = r0 + r_lo, c0 + c_lo
@@ -568,7 +591,7 @@ def _pick_liver_2d(
         if area_mm2 < 300:
             continue
         right = (mid - c0) / width  # > 0 on the patient's right
-        score = area_mm2 * float(np.clip(0.5 + 2.0 * right, 0.05, 1.5))
+        score = area_mm2 * min(max(0.5 + 2.0 * right, 0.05), 1.5)
         if score > best_score:
             best, best_score = lab, score
     if best == 0:
@@ -633,7 +656,7 @@ def _find_portal_vein(
     region &= ~cortex
     h, w = crop.shape
     if aorta is not None:
-        grid_r, grid_c = np.ogrid[r_lo:r_hi, c_lo:c_hi]
+        grid_r, grid_c = np.arange(r_lo, r_hi)[:, None], np.arange(c_lo, c_hi)[None, :]
         region &= (grid_r - aorta[0]) ** 2 + (grid_c - aorta[1]) ** 2 > (18.0 / spacing) ** 2
     # A small disc (~3 mm radius): intrahepatic portal branches are only 8-12 mm wide.
     r_in = max(3.0 / spacing, 1.0)
@@ -703,7 +726,7 @@ def measure_landmarks(volume: Volume, indices: list[int] | None = None) -> Landm
         area = liver.sum() * work.spacing**2
         if area < MIN_LIVER_SLICE_MM2:  # no liver (or only its tip) on this slice
             continue
-        liver_vals.append(float(np.median(sl[liver])))
+        liver_vals.append(_median(sl[liver]))
         lr, lc = _pixels(liver)
         liver_pos.append((idx[k], *work.to_original(float(lr.mean()), float(lc.mean()))))
         filled = _fill(liver, work.spacing)
@@ -718,12 +741,12 @@ def measure_landmarks(volume: Volume, indices: list[int] | None = None) -> Landm
         hus = np.array([a[3] for a in aorta_vals])
         q = np.array([a[4] for a in aorta_vals])
         # Agreement between slices: the aorta's density is the same at every level.
-        spread = float(np.median(np.abs(hus - np.median(hus))))
+        spread = _median(np.abs(hus - _median(hus)))
         aorta_lm = Landmark(
-            hu=float(np.median(hus)),
+            hu=_median(hus),
             n_slices=len(aorta_vals),
             positions=[(a[0], *work.to_original(a[1], a[2])) for a in aorta_vals],
-            quality=float(np.median(q)) * float(np.exp(-spread / 40.0)),
+            quality=_median(q) * float(np.exp(-spread / 40.0)),
         )
         evidence.append(f"aorta {aorta_lm.hu:.0f} HU on {aorta_lm.n_slices}/{n} slices")
     else:
@@ -731,7 +754,7 @@ def measure_landmarks(volume: Volume, indices: list[int] | None = None) -> Landm
     liver_lm = Landmark()
     if liver_vals:
         liver_lm = Landmark(
-            hu=float(np.median(liver_vals)),
+            hu=_median(np.asarray(liver_vals)),
             n_slices=len(liver_vals),
             positions=liver_pos,
             quality=float(min(1.0, len(liver_vals) / max(2.0, 0.5 * n))),
@@ -743,7 +766,7 @@ def measure_landmarks(volume: Volume, indices: list[int] | None = None) -> Landm
     if pv_vals:
         hus = np.array([p[3] for p in pv_vals])
         pv_lm = Landmark(
-            hu=float(np.median(hus)),
+            hu=_median(hus),
             n_slices=len(pv_vals),
             positions=[(p[0], *work.to_original(p[1], p[2])) for p in pv_vals],
             quality=float(min(1.0, len(pv_vals) / max(2.0, 0.5 * n))),
@@ -862,7 +885,7 @@ def _propagate(
     liver[seed] = _fill(picks[seed], work.spacing)
     # The liver's own density on the seed slice; a neighbour component must match it (a kidney
     # or bowel loop within the candidate tolerance is still 20-30 HU off).
-    seed_hu = float(np.median(work.hu[seed][picks[seed]]))
+    seed_hu = _median(work.hu[seed][picks[seed]])
     # A cross-section below this is the very end of the liver (dome cap or tip of the right
     # lobe): it is kept, but the search stops there, so that a tube of similar density leaving
     # the liver (the IVC running up to the heart, a bowel loop below) is not followed.
@@ -881,7 +904,7 @@ def _propagate(
                 keep |= _lesion_continuation(z, z - step, prev, prev_hu, work, px, spine)
             cur = _fill(keep, work.spacing) if keep.any() else keep
             if dense.any():
-                prev_hu = float(np.median(work.hu[z][dense]))
+                prev_hu = _median(work.hu[z][dense])
             liver[z] = cur
             prev = cur
             z += step
@@ -1010,7 +1033,7 @@ def liver_areas(volume: Volume) -> tuple[np.ndarray, float | None]:
     zs = np.asarray(volume.z_positions, dtype=float)
     caudal = -1 if n < 2 or zs[-1] >= zs[0] else 1
     liver = _propagate(first, picks, cands, work, px, END_FRACTION * peak, caudal, spines)
-    first_hu = float(np.median(work.hu[first][picks[first]]))
+    first_hu = _median(work.hu[first][picks[first]])
     # Further seeds must look like the first one (density within 10 HU) and lie next to
     # the liver found so far, so that a heart or spleen of liver density elsewhere cannot
     # start a liver of its own.
@@ -1024,7 +1047,7 @@ def liver_areas(volume: Volume) -> tuple[np.ndarray, float | None]:
         near = any(
             (liver[z] & picks[seed]).any() for z in range(max(0, seed - 1), min(n, seed + 2))
         )
-        if not near or abs(float(np.median(work.hu[seed][picks[seed]])) - first_hu) > 10.0:
+        if not near or abs(_median(work.hu[seed][picks[seed]]) - first_hu) > 10.0:
             continue
         grown = _propagate(seed, picks, cands, work, px, END_FRACTION * peak, caudal, spines)
         for z in range(n):
@@ -1032,7 +1055,7 @@ def liver_areas(volume: Volume) -> tuple[np.ndarray, float | None]:
     for z in range(n):
         areas[z] = liver[z].sum() * px
     mask = np.stack(liver)
-    hu = float(np.median(work.hu[mask])) if mask.any() else ref
+    hu = _median(work.hu[mask]) if mask.any() else ref
     return areas, hu
 
 
