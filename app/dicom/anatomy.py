@@ -206,13 +206,27 @@ def _disk_of(r: int) -> np.ndarray:
     return disk
 
 
+def _u8(mask: np.ndarray) -> np.ndarray:
+    """A mask as uint8 0/1 for OpenCV; a contiguous bool mask is viewed, not copied."""
+    if mask.dtype == np.uint8:
+        return mask
+    if mask.dtype == bool and mask.flags.c_contiguous:
+        return mask.view(np.uint8)
+    return mask.astype(np.uint8)
+
+
+def _as_bool(mask: np.ndarray) -> np.ndarray:
+    """An OpenCV result holding only 0 and 1 (morphology of a 0/1 mask) as bool, without a copy."""
+    return mask.view(bool)
+
+
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
     """Fill holes of a 2-D mask: flood the background from the border, the rest is inside.
 
     Same result as ``scipy.ndimage.binary_fill_holes`` (4-connected background) at a fraction
     of its cost, which matters at a few calls per slice.
     """
-    flood = cv2.copyMakeBorder(mask.astype(np.uint8), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    flood = cv2.copyMakeBorder(_u8(mask), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
     cv2.floodFill(flood, None, (0, 0), 2, flags=4)
     return np.asarray(flood[1:-1, 1:-1] != 2)
 
@@ -260,7 +274,7 @@ def _components(mask: np.ndarray) -> tuple[int, np.ndarray, np.ndarray, np.ndarr
     integer coordinate sums divided once). Several times faster than ``scipy.ndimage.label``
     plus per-label statistics on a slice.
     """
-    m = mask.astype(np.uint8)
+    m = _u8(mask)
     if cv2.countNonZero(m) > _SPARSE_SHARE * m.size:
         n, labels, stats, centroids = cv2.connectedComponentsWithStats(m, connectivity=8)
         return int(n), labels, stats[:, cv2.CC_STAT_AREA], centroids
@@ -282,7 +296,7 @@ def _largest_label(mask: np.ndarray) -> tuple[int, np.ndarray]:
     Only the areas are needed, so the labelling is followed by one histogram of the labels
     instead of OpenCV's full statistics pass (half the cost on a body mask).
     """
-    n, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+    n, labels = cv2.connectedComponents(_u8(mask), connectivity=8)
     if n <= 2:
         return n - 1, labels  # empty, or one component: nothing to compare
     areas = np.bincount(labels.ravel(), minlength=n)
@@ -292,8 +306,7 @@ def _largest_label(mask: np.ndarray) -> tuple[int, np.ndarray]:
 def _body_bounds(body: np.ndarray) -> tuple[int, int, int, int]:
     """(top, bottom, left, right) rows/columns of a non-empty mask (inclusive)."""
     # OpenCV's bounding box of the non-zero pixels: one pass, no row/column reductions.
-    m = body.view(np.uint8) if body.dtype == bool else body.astype(np.uint8)
-    left, top, width, height = cv2.boundingRect(np.ascontiguousarray(m))
+    left, top, width, height = cv2.boundingRect(np.ascontiguousarray(_u8(body)))
     if width == 0:
         raise ValueError("bounds of an empty mask")
     return top, top + height - 1, left, left + width - 1
@@ -563,7 +576,7 @@ def _liver_candidates(
     """
     tol = 35.0
     cand = (np.abs(sl - ref_hu) <= tol) & body
-    inner = cv2.erode(body.astype(np.uint8), _disk(4.0 / spacing)).astype(bool)
+    inner = _as_bool(cv2.erode(_u8(body), _disk(4.0 / spacing)))
     cand &= inner
     if spine is not None and spine.found:
         r0 = max(0, int(spine.anterior_row - 15.0 / spacing))
@@ -576,8 +589,7 @@ def _liver_candidates(
     # touching the left lobe or the crura, would otherwise be followed up above the liver dome.
     top, bottom, left, right = bounds if bounds is not None else _body_bounds(body)
     cand[int(np.ceil(0.5 * (top + bottom))) :, int(0.5 * (left + right) + 15.0 / spacing) :] = False
-    opened = cv2.morphologyEx(cand.astype(np.uint8), cv2.MORPH_OPEN, _disk(5.0 / spacing))
-    return opened.astype(bool)
+    return _as_bool(cv2.morphologyEx(_u8(cand), cv2.MORPH_OPEN, _disk(5.0 / spacing)))
 
 
 def _pick_liver_2d(
@@ -593,7 +605,8 @@ def _pick_liver_2d(
     n, labels, areas, centroids = _components(cand)
     if n <= 1:
         return np.zeros_like(cand)
-    _, _, left, right_edge = bounds if bounds is not None else _body_bounds(body)
+    box = bounds if bounds is not None else _body_bounds(body)
+    _, _, left, right_edge = box
     mid = 0.5 * (left + right_edge)
     width = right_edge - left + 1
     best, best_score = 0, 0.0
@@ -611,9 +624,9 @@ def _pick_liver_2d(
     comp = _break_ring(np.asarray(labels == best), spacing)
     if np.count_nonzero(comp) < 0.95 * areas[best]:
         # Something thin was cut off: keep the most liver-like remainder.
-        n2, _ = cv2.connectedComponents(comp.astype(np.uint8), connectivity=8)
+        n2, _ = cv2.connectedComponents(_u8(comp), connectivity=8)
         if n2 > 2:
-            comp = _pick_liver_2d(comp, body, spacing, (0, 0, left, right_edge))
+            comp = _pick_liver_2d(comp, body, spacing, box)
     return comp
 
 
@@ -631,13 +644,13 @@ def _break_ring(comp: np.ndarray, spacing: float) -> np.ndarray:
     if area * spacing * spacing < 2000.0:
         return comp
     k = _disk(9.0 / spacing)
-    core = cv2.morphologyEx(comp.astype(np.uint8), cv2.MORPH_OPEN, k)
-    return np.asarray(comp & cv2.dilate(core, k).astype(bool))
+    core = cv2.morphologyEx(_u8(comp), cv2.MORPH_OPEN, k)
+    return np.asarray(comp & _as_bool(cv2.dilate(core, k)))
 
 
 def _fill(mask: np.ndarray, spacing: float) -> np.ndarray:
     """Close and fill holes so that vessels, lesions and TACE oil inside the liver count."""
-    closed = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, _disk(6.0 / spacing))
+    closed = cv2.morphologyEx(_u8(mask), cv2.MORPH_CLOSE, _disk(6.0 / spacing))
     return _fill_holes(closed)
 
 
@@ -664,7 +677,7 @@ def _find_portal_vein(
     crop = np.ascontiguousarray(sl[r_lo:r_hi, c_lo:c_hi])
     region = liver[r_lo:r_hi, c_lo:c_hi].copy()  # medial half (towards the patient's left)
     # Keep well away from bone: cancellous vertebra (200-300 HU) would pass for a vessel.
-    cortex = cv2.dilate((crop > _CORTEX_HU).astype(np.uint8), _disk(15.0 / spacing)).astype(bool)
+    cortex = _as_bool(cv2.dilate(_u8(crop > _CORTEX_HU), _disk(15.0 / spacing)))
     region &= ~cortex
     h, w = crop.shape
     if aorta is not None:
