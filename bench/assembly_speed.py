@@ -10,9 +10,11 @@ the machine may be shared; on a shared machine the median of the per-round ratio
 figure, the best-of ratio can swing by ±0.1 between runs):
 
 - *load*: :func:`load_volume` of the three series chosen for the model;
-- *classify+load*: what :func:`app.dicom.assembly.assemble_study` does: classification
-  (sampled slices of every candidate series + :func:`app.dicom.phase.classify_study`), then the
-  three volumes loaded reusing the sampled slices;
+- *classify+load*: what :func:`app.dicom.assembly.assemble_study` does before the liver range
+  (``_classify_and_load``): classification (sampled slices of every candidate series +
+  :func:`app.dicom.phase.classify_study`), choice of the series and the three volumes, no file
+  decoded twice (with no more candidates than phases the volumes are loaded first and the
+  samples copied from them, otherwise the loads reuse the sampled slices);
 - *liver*: :func:`app.dicom.anatomy.find_liver_range` on the three loaded volumes.
 
 Prints (classify + load) / load (target <= 1.2), best-of and median of the rounds, and the same
@@ -31,9 +33,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.dicom.assembly import _classify, choose_series, classify  # noqa: E402
+from app import PHASES  # noqa: E402
+from app.dicom.assembly import _classify_and_load, choose_series, classify  # noqa: E402
 from app.dicom.scan import scan_folder  # noqa: E402
 from app.dicom.volume import load_volume  # noqa: E402
+from app.progress import NULL_PROGRESS  # noqa: E402
 
 
 def main() -> int:
@@ -70,11 +74,9 @@ def main() -> int:
             volumes[s.uid] = load_volume(s, workers=args.workers)
 
     def classify_and_load() -> None:
-        # What assemble_study does: classify from sampled slices, then load the chosen
-        # series reusing the sampled slices.
-        _, samples = _classify(study, workers=args.workers)
-        for s in series:
-            load_volume(s, workers=args.workers, reuse=samples.get(s.uid))
+        # What assemble_study does before the liver range: classify from sampled slices,
+        # choose and check the series, load their volumes (no file decoded twice).
+        _classify_and_load(study, None, PHASES, NULL_PROGRESS, workers=args.workers)
 
     def liver() -> None:
         for v in volumes.values():

@@ -439,3 +439,84 @@ def test_series_from_two_studies_kept_apart(synthetic_full: Path, tmp_path: Path
     first = next(o for u, o in by_study.items() if u != other_study)
     assert not isinstance(first, Exception)
     assert dataclasses.is_dataclass(first)
+
+
+# --- no file decoded twice ---------------------------------------------------------------------
+
+
+def _count_decodes(monkeypatch: pytest.MonkeyPatch) -> dict[Path, int]:
+    """Slices decoded per file from here on (``load_volume``'s decoder wrapped)."""
+    import app.dicom.volume as volume
+
+    decoded: dict[Path, int] = {}
+    real = volume._decode_file
+
+    def counting(path: Path, targets: list, out: np.ndarray) -> None:
+        decoded[path] = decoded.get(path, 0) + len(targets)
+        real(path, targets, out)
+
+    monkeypatch.setattr(volume, "_decode_file", counting)
+    return decoded
+
+
+@pytest.fixture(scope="module")
+def synthetic_three(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One patient with the three phases and nothing else."""
+    from app.synthetic.cohort import generate_cohort
+    from app.synthetic.options import StudyOptions
+
+    out = tmp_path_factory.mktemp("synthetic3") / "cohort"
+    generate_cohort(out, 1, seed=7, options=StudyOptions(matrix=64, z_coverage_mm=200))
+    return out
+
+
+def test_three_series_loaded_first_and_classified_from_memory(
+    synthetic_three: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.dicom.assembly import classify
+    from app.dicom.volume import load_volume
+
+    st = next(s for s in scan_folder(synthetic_three).studies if s.usable_series())
+    assert len(st.usable_series()) == 3
+    import app.dicom.assembly as assembly
+
+    sampled = classify(st)  # the sampling path: a few slices decoded per series
+    decoded = _count_decodes(monkeypatch)
+    loads: list[tuple[bool, bool]] = []  # (whole series, copied from a loaded volume)
+
+    def recording(series: SeriesInfo, *args: object, **kw: object) -> Volume:
+        loads.append((kw.get("indices") is None, kw.get("reuse") is not None))
+        return load_volume(series, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(assembly, "load_volume", recording)
+    a = assemble_study(st)
+    # The three volumes first, then the samples copied from them; nothing loaded after.
+    assert loads == [(True, False)] * 3 + [(False, True)] * 3
+    # Every file of the three series decoded exactly once.
+    files = {inst.path for s in st.usable_series() for inst in s.instances}
+    assert set(decoded) == files and set(decoded.values()) == {1}
+    # The calls are those made from separately decoded samples, measurements included.
+    for u, c in sampled.items():
+        got = a.phase_calls[u]
+        assert (got.phase, got.confidence, got.measurements, got.evidence) == (
+            c.phase, c.confidence, c.measurements, c.evidence)
+    for phase, u in a.assignment.items():
+        s = next(s for s in st.series if s.uid == u)
+        np.testing.assert_array_equal(a.volumes[phase].hu, load_volume(s).hu)
+
+
+def test_series_not_chosen_are_only_sampled(
+    synthetic_full: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from app.dicom.phase import sample_indices
+
+    st = next(s for s in scan_folder(synthetic_full).studies if len(s.usable_series()) > 3)
+    decoded = _count_decodes(monkeypatch)
+    a = assemble_study(st)
+    chosen = set(a.assignment.values())
+    for s in st.usable_series():
+        counts = [decoded.get(inst.path, 0) for inst in s.instances]
+        if s.uid in chosen:
+            assert set(counts) == {1}, s.description
+        else:
+            assert sum(counts) == len(sample_indices(s)), s.description

@@ -5,7 +5,9 @@ all use to go from a scanned study to an :class:`AssembledStudy`:
 
 1. **Classify** every series of the study (:func:`app.dicom.phase.classify_study`) from its tags
    and a few sampled slices (:func:`app.dicom.phase.sample_indices`, loaded with
-   :func:`app.dicom.volume.load_volume`).
+   :func:`app.dicom.volume.load_volume`). No file is decoded twice: the chosen series' loads
+   reuse the sampled slices, and when every candidate series will be a phase anyway (no more
+   candidates than phases) the volumes are loaded first and the samples taken from them.
 2. **Choose** one series per phase: user overrides first; otherwise among the series called that
    phase, the one closest to the model's training data (axial, ~5 mm slices), then the widest z
    coverage. The others are reported as alternatives. A missing phase is an
@@ -24,6 +26,7 @@ through ``overrides``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -124,12 +127,20 @@ def classify(
 
 
 def _classify(
-    study: StudyInfo, progress: Progress | None = None, workers: int | None = None
+    study: StudyInfo,
+    progress: Progress | None = None,
+    workers: int | None = None,
+    loaded: Mapping[str, Volume] | None = None,
 ) -> tuple[dict[str, PhaseCall], dict[str, Volume]]:
-    """:func:`classify`, also returning the sampled slices (reused when loading volumes)."""
+    """:func:`classify`, also returning the sampled slices (reused when loading volumes).
+
+    ``loaded``: whole volumes already decoded (see :func:`_preload`); their sampled slices are
+    copied, not decoded again.
+    """
     from app.dicom.phase import classify_study, sample_indices
 
     progress = progress or NULL_PROGRESS
+    loaded = loaded or {}
     candidates = study.usable_series()
     volumes: dict[str, Volume] = {}
     for k, s in enumerate(candidates):
@@ -139,7 +150,7 @@ def _classify(
         if not idx:
             continue
         try:
-            volumes[s.uid] = load_volume(s, indices=idx, workers=workers)
+            volumes[s.uid] = load_volume(s, indices=idx, workers=workers, reuse=loaded.get(s.uid))
         except DicomError:
             continue  # tags-only opinion; the load error resurfaces if the series is chosen
     calls = classify_study(study.series, volumes, progress=sub_progress(progress, 0.8, 1.0))
@@ -294,6 +305,85 @@ def _liver_extents(
     }
 
 
+def _preload(
+    study: StudyInfo, phases: Sequence[str], progress: Progress, workers: int | None
+) -> dict[str, Volume]:
+    """Whole volumes of every candidate series when all of them will be needed anyway.
+
+    With no more candidate series than phases (the usual plain/arterial/portal study), every
+    candidate becomes a phase's volume: decoding them first lets the classification take its
+    sampled slices from memory instead of decoding those files once more for itself. With more
+    candidates (thin recons, a delayed phase) nothing is loaded here, so that the series not
+    chosen are only sampled. A series that fails to decode is left to the sampling (the same
+    tags-only fallback and error as without this step).
+    """
+    candidates = study.usable_series()
+    if len(candidates) > len(phases):
+        return {}
+    out: dict[str, Volume] = {}
+    for k, s in enumerate(candidates):
+        progress.check()
+        sub = sub_progress(progress, k / len(candidates), (k + 1) / len(candidates))
+        try:
+            out[s.uid] = load_volume(s, progress=sub, workers=workers)
+        except DicomError:
+            continue
+    return out
+
+
+@dataclass
+class _PhaseVolumes:
+    """Steps 1-3 of the assembly: the phase calls, one series and its volume per phase."""
+
+    calls: dict[str, PhaseCall]
+    chosen: dict[str, SeriesInfo]
+    alternatives: dict[str, list[str]]
+    reasons: list[str]
+    warnings: list[str]
+    volumes: dict[str, Volume]
+
+
+def _classify_and_load(
+    study: StudyInfo,
+    overrides: Mapping[str, str] | None,
+    phases: Sequence[str],
+    progress: Progress,
+    calls: Mapping[str, PhaseCall] | None = None,
+    workers: int | None = None,
+) -> _PhaseVolumes:
+    """Classify (unless ``calls`` are given), choose and check the series, load their volumes.
+
+    No file is decoded twice: slices sampled for the classification are reused by the loads,
+    and when every candidate will be loaded anyway the volumes come first and the samples are
+    taken from them (:func:`_preload`). Progress: 0-0.8 of ``progress``.
+    """
+    samples: dict[str, Volume] = {}
+    loaded: dict[str, Volume] = {}
+    load_from = 0.2
+    if calls is None:
+        loaded = _preload(study, phases, sub_progress(progress, 0.0, 0.7), workers)
+        span = (0.7, 0.8) if loaded else (0.0, 0.2)
+        load_from = 0.8 if loaded else 0.2
+        calls, samples = _classify(study, sub_progress(progress, *span), workers, loaded)
+    chosen, alternatives, reasons = choose_series(study, calls, overrides, phases)
+    warnings, set_reasons = check_set(chosen)
+    reasons += set_reasons
+    volumes: dict[str, Volume] = {}
+    for k, phase in enumerate(phases):
+        progress.check()
+        series = chosen[phase]
+        ready = loaded.get(series.uid)
+        if ready is not None:
+            volumes[phase] = ready
+            continue
+        step = (0.8 - load_from) / len(phases)
+        sub = sub_progress(progress, load_from + step * k, load_from + step * (k + 1))
+        # The slices sampled for classification are not decoded twice.
+        volumes[phase] = load_volume(series, progress=sub, workers=workers,
+                                     reuse=samples.get(series.uid))
+    return _PhaseVolumes(dict(calls), chosen, alternatives, reasons, warnings, volumes)
+
+
 def assemble_study(
     study: StudyInfo,
     overrides: Mapping[str, str] | None = None,
@@ -337,20 +427,9 @@ def assemble_study(
         A chosen series cannot be decoded.
     """
     progress = progress or NULL_PROGRESS
-    samples: dict[str, Volume] = {}
-    if calls is None:
-        calls, samples = _classify(study, sub_progress(progress, 0.0, 0.2), workers=workers)
-    chosen, alternatives, reasons = choose_series(study, calls, overrides, phases)
-    warnings, set_reasons = check_set(chosen)
-    reasons += set_reasons
-    volumes: dict[str, Volume] = {}
-    for k, phase in enumerate(phases):
-        progress.check()
-        sub = sub_progress(progress, 0.2 + 0.6 * k / len(phases),
-                           0.2 + 0.6 * (k + 1) / len(phases))
-        # The slices sampled for classification are not decoded twice.
-        volumes[phase] = load_volume(chosen[phase], progress=sub, workers=workers,
-                                     reuse=samples.get(chosen[phase].uid))
+    got = _classify_and_load(study, overrides, phases, progress, calls, workers)
+    calls, chosen, alternatives = got.calls, got.chosen, got.alternatives
+    reasons, warnings, volumes = got.reasons, got.warnings, got.volumes
     progress.check()
     progress.update(0.8, "liver range")
     livers: dict[str, LiverExtent] = {}
