@@ -25,8 +25,19 @@ TEST_SEED=202; N_TEST=200
 MATRIX=96
 echo "scratch folder: $WORK" >&2
 
-"$PY" -m app demo-data "$WORK/train" --patients "$N_TRAIN" --seed "$TRAIN_SEED" --matrix "$MATRIX"
-"$PY" -m app demo-data "$WORK/test" --patients "$N_TEST" --seed "$TEST_SEED" --matrix "$MATRIX"
+# A cohort already generated in WORK with the same seed, size and matrix is reused (the output
+# would be byte-identical); the stamp is written only after demo-data finished.
+generate() {  # folder patients seed
+  local stamp="$1/.demo-data-$2-$3-$MATRIX"
+  if [[ -f "$stamp" && -f "$1/labels.csv" ]]; then
+    echo "reusing $1 (seed $3, $2 patients, matrix $MATRIX)" >&2
+  else
+    "$PY" -m app demo-data "$1" --patients "$2" --seed "$3" --matrix "$MATRIX"
+    touch "$stamp"
+  fi
+}
+generate "$WORK/train" "$N_TRAIN" "$TRAIN_SEED"
+generate "$WORK/test" "$N_TEST" "$TEST_SEED"
 
 NOTES="Demonstration model trained on SYNTHETIC PHANTOMS (hcc-response demo-data, training seed \
 $TRAIN_SEED, $N_TRAIN patients, ${MATRIX}x$MATRIX matrix); for demonstration and testing of the \
