@@ -117,8 +117,8 @@ def forbid_network() -> None:
             _refuse(f"connection to {address!r}")
         return orig["create_connection"](address, *args, **kwargs)
 
-    socket.socket.connect = connect  # type: ignore[method-assign]
-    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]
+    socket.socket.connect = connect  # type: ignore[method-assign,assignment]
+    socket.socket.connect_ex = connect_ex  # type: ignore[method-assign,assignment]
     socket.socket.sendto = sendto  # type: ignore[method-assign,assignment]
     socket.getaddrinfo = resolver("getaddrinfo")
     socket.gethostbyname = resolver("gethostbyname")

@@ -344,9 +344,9 @@ def _disc_kernel(r: int) -> np.ndarray:
 def _disc_stats(sl: np.ndarray, radius_px: float) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation of HU in a disc around every pixel (box-filter sums)."""
     k = _disc_kernel(max(1, int(round(radius_px))))
-    mean = cv2.filter2D(sl, -1, k, borderType=cv2.BORDER_REPLICATE)
-    var = cv2.filter2D(sl * sl, -1, k, borderType=cv2.BORDER_REPLICATE)
-    var -= mean * mean
+    mean: np.ndarray = cv2.filter2D(sl, -1, k, borderType=cv2.BORDER_REPLICATE)
+    var: np.ndarray = cv2.filter2D(sl * sl, -1, k, borderType=cv2.BORDER_REPLICATE)
+    np.subtract(var, mean * mean, out=var)
     np.maximum(var, 0.0, out=var)  # rounding can leave a tiny negative variance
     return mean, np.sqrt(var, out=var)
 
