@@ -108,7 +108,7 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         augment=AugmentConfig(enabled=not args.no_augment), device=args.device, seed=args.seed,
         slices_per_patient=args.slices_per_patient,
         val_slices_per_patient=args.val_slices_per_patient,
-        soft_targets=getattr(args, "soft_target_column", None) is not None)
+        soft_targets=args.soft_target_column is not None)
 
 
 def prepare(csv_path: Path, settings: Any, cache_dir: Path | None, progress: Any) -> Any:
@@ -130,7 +130,7 @@ def training_split(args: argparse.Namespace, prepared: Any) -> Any:
     from app.training.cohort import attach_soft_targets
     from app.training.dataset import split_prepared
 
-    if getattr(args, "soft_target_column", None):
+    if args.soft_target_column is not None:
         attach_soft_targets(prepared, args.soft_target_column)
     return split_prepared(prepared, args.val_fraction, args.seed)
 

@@ -60,10 +60,11 @@ class SliceSet:
         y = torch.cat([torch.full((s.n_slices,), int(s.label), dtype=torch.int64) for s in studies])
         g = torch.cat([torch.full((s.n_slices,), i, dtype=torch.int64)
                        for i, s in enumerate(studies)])
+        targets = [s.target for s in studies]
         target = None
-        if all(s.target is not None for s in studies):
-            target = torch.cat([torch.full((s.n_slices,), float(s.target or 0.0),
-                                           dtype=torch.float32) for s in studies])
+        if all(t is not None for t in targets):
+            target = torch.tensor(targets, dtype=torch.float32).repeat_interleave(
+                torch.tensor([s.n_slices for s in studies]))
         return cls(x, y, g, [s.patient_id for s in studies],
                    np.array([int(s.label) for s in studies], dtype=np.int64), target)
 
