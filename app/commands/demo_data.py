@@ -35,6 +35,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--flat", action="store_true", help="all files of a patient in one folder")
     parser.add_argument("--convention", choices=CONVENTIONS, default="random",
                         help="scanner vendor / wording of the tags (default: random per patient)")
+    parser.add_argument("--workers", type=int, default=0, metavar="N",
+                        help="processes rendering patients at once (default 0: one per core, at most 8); "
+                             "the files do not depend on it")
     parser.add_argument("--no-noise", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -61,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         noise=not args.no_noise,
     )
     progress = TerminalProgress("demo-data")
-    result = generate_cohort(args.out, args.patients, args.seed, options, progress)
+    result = generate_cohort(args.out, args.patients, args.seed, options, progress, workers=args.workers)
     n = len(result.patients)
     responders = sum(p.responder for p in result.patients)
     auc = ""

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     model, config, name = _load(args.model, args.device)
     prog = TerminalProgress("preparing")
     cohort, prepared = prepare(args.cohort, PrepareSettings.from_model_config(config),  # type: ignore[arg-type]
-                               args.cache_dir, prog)
+                               args.cache_dir, prog, args.workers)
     ss = SliceSet.from_studies(prepared.studies)
     scored = score_slices(model, config, ss, device=args.device)  # type: ignore[arg-type]
     rep = evaluate_scored(scored, n_boot=args.n_boot, seed=args.seed, model_name=name)
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         model2, config2, name2 = _load(args.model2, args.device)
         if PrepareSettings.from_model_config(config2) != PrepareSettings.from_model_config(config):  # type: ignore[arg-type]
             _c, prepared2 = prepare(args.cohort, PrepareSettings.from_model_config(config2),  # type: ignore[arg-type]
-                                    args.cache_dir, prog)
+                                    args.cache_dir, prog, args.workers)
             if [e.patient_id for e in prepared2.entries] != [e.patient_id for e in prepared.entries]:
                 raise InputError("the two models' preprocessing left different patients usable")
             ss2 = SliceSet.from_studies(prepared2.studies)
@@ -121,7 +121,7 @@ def _run_ablation(args: argparse.Namespace) -> int:
         raise InputError(f"unknown grid(s) {', '.join(bad)}; choose from {', '.join(GRIDS)}")
     base = train_config_from_args(args)
     _cohort, prepared = prepare(args.cohort, PrepareSettings.from_model_config(base.model),
-                                args.cache_dir, TerminalProgress("preparing"))
+                                args.cache_dir, TerminalProgress("preparing"), args.workers)
     data = training_split(args, prepared)
     variants = build_grid(grids, base.model.backbone)
     res = run_ablation(data, base, variants, n_boot=args.n_boot, seed=args.seed,

@@ -59,6 +59,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     r.add_argument("--cache-dir", type=Path, default=None,
                    help="where prepared studies are cached (default: per-user cache)")
+    r.add_argument("--workers", type=int, default=0, metavar="N",
+                   help="processes preparing studies not yet in the cache (default 0: one per "
+                        "core, at most 8)")
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -111,14 +114,15 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         soft_targets=args.soft_target_column is not None)
 
 
-def prepare(csv_path: Path, settings: Any, cache_dir: Path | None, progress: Any) -> Any:
+def prepare(csv_path: Path, settings: Any, cache_dir: Path | None, progress: Any,
+            workers: int = 1) -> Any:
     """Read the cohort CSV and prepare every study (cached); refuse when none is usable."""
     from app.errors import InputError
     from app.training.cohort import prepare_cohort, read_cohort
 
     cohort = read_cohort(csv_path)
     prepared = prepare_cohort(cohort.entries, settings, cache_dir=cache_dir or default_cache_dir(),
-                              progress=progress)
+                              progress=progress, workers=workers)
     if not prepared.studies:
         reasons = "; ".join(f"{e.patient_id}: {r}" for e, r in prepared.failed[:3])
         raise InputError(f"no study of {csv_path.name} could be prepared ({reasons})")
@@ -147,7 +151,13 @@ def run(args: argparse.Namespace) -> int:
     settings = PrepareSettings.from_model_config(cfg.model)
     quiet = rank != 0
     prog = TerminalProgress("preparing", enabled=not quiet)
-    cohort, prepared = prepare(args.cohort, settings, args.cache_dir, prog)
+    workers = args.workers
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if workers == 0 and world > 1:  # every rank prepares: share the cores between them
+        from app.parallel import resolve_workers
+
+        workers = max(resolve_workers(0) // world, 1)
+    cohort, prepared = prepare(args.cohort, settings, args.cache_dir, prog, workers)
     for e, reason in prepared.failed:
         if not quiet:
             say(f"excluded {e.patient_id} (line {e.row}): {reason}", err=True)
@@ -162,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     test_doc: dict[str, Any] | None = None
     if args.test is not None:
         test_doc = evaluate_on(args.test, res.model, cfg.model, args.cache_dir, args.device,
-                               seed=args.seed)
+                               seed=args.seed, workers=workers)
         metrics["test"] = test_doc
     training_data = {"cohort": cohort.summary(), "prepared": prepared.summary(),
                      "split": data.summary(),
@@ -207,7 +217,8 @@ def describe_recipe(cfg: Any, res: Any, target_column: str | None = None) -> str
 
 
 def evaluate_on(csv_path: Path, model: Any, model_config: Any, cache_dir: Path | None,
-                device: str, *, seed: int = 0, n_boot: int = 1000) -> dict[str, Any]:
+                device: str, *, seed: int = 0, n_boot: int = 1000, workers: int = 1
+                ) -> dict[str, Any]:
     """Patient-level evaluation of ``model`` on a cohort CSV (plus the Bayes-optimal AUC when
     the CSV carries the generator's ``p_true``)."""
     import numpy as np
@@ -218,7 +229,7 @@ def evaluate_on(csv_path: Path, model: Any, model_config: Any, cache_dir: Path |
     from app.training.evaluate import bayes_optimal, evaluate_scored, score_slices
 
     _cohort, prepared = prepare(csv_path, PrepareSettings.from_model_config(model_config),
-                                cache_dir, NULL_PROGRESS)
+                                cache_dir, NULL_PROGRESS, workers)
     ss = SliceSet.from_studies(prepared.studies)
     scored = score_slices(model, model_config, ss, device=device)
     rep = evaluate_scored(scored, n_boot=n_boot, seed=seed, model_name=csv_path.name)

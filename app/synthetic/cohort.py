@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.progress import NULL_PROGRESS, Progress, sub_progress
+from app.parallel import resolve_workers, run_jobs
+from app.progress import NULL_PROGRESS, Progress
 from app.synthetic.errors import SyntheticError, SyntheticInputError
 from app.synthetic.options import StudyOptions
 from app.synthetic.outcome import LatentFeatures, rank_auc
@@ -156,6 +157,7 @@ def generate_cohort(
     seed: int,
     options: StudyOptions | None = None,
     progress: Progress = NULL_PROGRESS,
+    workers: int = 1,
 ) -> CohortResult:
     """Render and write ``n_patients`` synthetic studies plus ``labels.csv``.
 
@@ -166,14 +168,18 @@ def generate_cohort(
     seed:
         Cohort seed; the same seed and options give byte-identical files.
     progress:
-        Reports per patient and per series. Cancelling (or any failure) removes what this run
-        wrote, leaving ``out_dir`` empty.
+        Reports per patient (and per series with one worker). Cancelling (or any failure)
+        removes what this run wrote, leaving ``out_dir`` empty.
+    workers:
+        Processes rendering patients at once (:func:`app.parallel.resolve_workers`: 0 = one per
+        core). Every patient has its own random streams, so the files do not depend on it.
     """
     options = options or StudyOptions()
     if not 1 <= int(n_patients) <= MAX_PATIENTS:
         raise SyntheticInputError(f"number of patients must be 1..{MAX_PATIENTS}, not {n_patients}")
     if int(seed) < 0:
         raise SyntheticInputError(f"seed must be a non-negative integer, not {seed}")
+    n_workers = resolve_workers(workers)
     out_dir = Path(out_dir)
     _prepare_out_dir(out_dir)
     _check_space(out_dir, estimate_bytes(options, n_patients))
@@ -185,15 +191,10 @@ def generate_cohort(
               "options": asdict(options), "patients": ids}
     # The marker goes first, so that even a run killed mid-way can be replaced by a rerun.
     (out_dir / MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
-    records: list[PatientRecord] = []
+    jobs = [_PatientJob(int(seed), i, options, out_dir) for i in range(n_patients)]
     try:
-        for i in range(n_patients):
-            progress.check()
-            draw = build_patient(seed, i, options)
-            write_study(draw, options, out_dir / draw.patient_id,
-                        sub_progress(progress, i / n_patients, (i + 1) / n_patients))
-            records.append(PatientRecord(draw.patient_id, draw.patient_id, draw.outcome.responder,
-                                         draw.outcome.recist, draw.outcome.p_true))
+        records = run_jobs(_write_patient, jobs, n_workers, progress=progress,
+                           describe=lambda job: ids[job.index])
     except OSError as exc:
         # Disk full, permissions, vanished folder: one clear line, nothing partial kept.
         _remove_written(out_dir, ids)
@@ -211,6 +212,24 @@ def generate_cohort(
             writer.writerow([r.patient_id, r.study_dir, r.responder, r.recist, f"{r.p_true:.6f}"])
     progress.update(1.0, f"{n_patients} patients")
     return CohortResult(out_dir=out_dir, labels_csv=labels, patients=records, seconds=time.monotonic() - t0)
+
+
+@dataclass(frozen=True)
+class _PatientJob:
+    """What a worker needs to render one patient (small and picklable)."""
+
+    seed: int
+    index: int
+    options: StudyOptions
+    out_dir: Path
+
+
+def _write_patient(job: _PatientJob, progress: Progress = NULL_PROGRESS) -> PatientRecord:
+    """Render and write one patient; runs in a worker process when there are several."""
+    draw = build_patient(job.seed, job.index, job.options)
+    write_study(draw, job.options, job.out_dir / draw.patient_id, progress)
+    return PatientRecord(draw.patient_id, draw.patient_id, draw.outcome.responder,
+                         draw.outcome.recist, draw.outcome.p_true)
 
 
 def _remove_written(out_dir: Path, ids: list[str]) -> None:

@@ -31,7 +31,8 @@ import numpy as np
 from app import PHASES
 from app.errors import Cancelled, HCCError, InputError
 from app.inference.config import ModelConfig
-from app.progress import NULL_PROGRESS, Progress
+from app.parallel import resolve_workers, run_jobs
+from app.progress import NULL_PROGRESS, Progress, sub_progress
 
 log = logging.getLogger(__name__)
 
@@ -307,44 +308,79 @@ class PreparedCohort:
 PrepareFn = Callable[..., PreparedStudy]
 
 
+@dataclass(frozen=True)
+class _PrepareJob:
+    """One study to prepare (small and picklable: it may travel to a worker process)."""
+
+    entry: CohortEntry
+    settings: PrepareSettings
+    cache_file: Path | None
+    prepare_fn: PrepareFn
+
+
+def _prepare_entry(job: _PrepareJob, progress: Progress = NULL_PROGRESS) -> PreparedStudy | str:
+    """Prepare one study and cache it; a bad-input failure comes back as its message.
+
+    The message, not the exception, travels back from a worker: every study-specific error
+    type then arrives intact, whatever its constructor.
+    """
+    e = job.entry
+    try:
+        st = job.prepare_fn(e.study_dir, job.settings, patient_id=e.patient_id, label=e.responder)
+    except Cancelled:
+        raise
+    except HCCError as exc:  # typed, expected failure of this study (bad/refused input)
+        return exc.message
+    if job.cache_file is not None:
+        save_prepared(job.cache_file, st)
+    return st
+
+
 def prepare_cohort(entries: Sequence[CohortEntry], settings: PrepareSettings, *,
                    cache_dir: Path | None = None, progress: Progress = NULL_PROGRESS,
-                   prepare_fn: PrepareFn | None = None) -> PreparedCohort:
+                   prepare_fn: PrepareFn | None = None, workers: int = 1) -> PreparedCohort:
     """Prepare every entry (from the cache where it is valid), collecting failures.
 
     A study that fails with a bad-input error (no DICOM, a missing phase, a refused series) is
     excluded and listed in ``failed`` with its reason, and a warning is logged; an internal
     error or a cancellation propagates.
+
+    Studies not in the cache are prepared by ``workers`` processes
+    (:func:`app.parallel.resolve_workers`: 0 = one per core); the result does not depend on
+    it. ``prepare_fn`` must then be a module-level function.
     """
     fn = prepare_fn or prepare_study
+    n_workers = resolve_workers(workers)
+    n = len(entries)
+    found: dict[int, PreparedStudy | str] = {}
+    jobs: list[tuple[int, _PrepareJob]] = []
+    for i, e in enumerate(entries):
+        progress.check()
+        cp = cache_path(cache_dir, e.study_dir, settings) if cache_dir is not None else None
+        if cp is not None and cp.is_file():
+            try:
+                found[i] = load_prepared(cp)
+                continue
+            except (OSError, ValueError, KeyError) as exc:
+                log.warning("ignoring damaged cache file %s: %s", cp, exc)
+        jobs.append((i, _PrepareJob(e, settings, cp, fn)))
+    hits = len(found)
+    progress.update(hits / max(n, 1), f"{hits} of {n} studies from the cache")
+    if jobs:
+        done = run_jobs(_prepare_entry, [job for _, job in jobs], n_workers,
+                        progress=sub_progress(progress, hits / max(n, 1), 1.0),
+                        describe=lambda job: f"prepared {job.entry.patient_id}")
+        found.update((i, r) for (i, _), r in zip(jobs, done, strict=True))
+
     studies: list[PreparedStudy] = []
     kept: list[CohortEntry] = []
     failed: list[tuple[CohortEntry, str]] = []
-    hits = 0
-    n = len(entries)
     for i, e in enumerate(entries):
-        progress.check()
-        progress.update(i / max(n, 1), f"preparing {e.patient_id}")
-        cp = cache_path(cache_dir, e.study_dir, settings) if cache_dir is not None else None
-        st: PreparedStudy | None = None
-        if cp is not None and cp.is_file():
-            try:
-                st = load_prepared(cp)
-                hits += 1
-            except (OSError, ValueError, KeyError) as exc:
-                log.warning("ignoring damaged cache file %s: %s", cp, exc)
-                st = None
-        if st is None:
-            try:
-                st = fn(e.study_dir, settings, patient_id=e.patient_id, label=e.responder)
-            except Cancelled:
-                raise
-            except HCCError as exc:  # typed, expected failure of this study (bad/refused input)
-                failed.append((e, exc.message))
-                log.warning("study %s (%s) excluded: %s", e.patient_id, e.study_dir, exc.message)
-                continue
-            if cp is not None:
-                save_prepared(cp, st)
+        st = found[i]
+        if isinstance(st, str):
+            failed.append((e, st))
+            log.warning("study %s (%s) excluded: %s", e.patient_id, e.study_dir, st)
+            continue
         # The CSV is the authority for identity and label; the cache may predate a relabel.
         st.patient_id, st.label = e.patient_id, e.responder
         if st.n_slices == 0:
