@@ -310,16 +310,16 @@ def test_soft_targets_equal_to_the_labels_train_exactly_like_the_labels() -> Non
     assert torch.equal(soft.train.target, soft.train.y.float())
     cfg = tiny_config(max_iterations=12)
     a = train(cfg, hard)
-    b = train(tiny_config(max_iterations=12, soft_targets=True), soft)
+    b = train(tiny_config(max_iterations=12, soft_target_column="p_true"), soft)
     assert _state_equal(a.model, b.model)  # one-hot probabilities = the hard-label loss
     # other targets give another model (the targets really drive the loss) ...
     for st in cohort.studies:
         st.target = 0.5
-    flat = train(tiny_config(max_iterations=12, soft_targets=True), split_prepared(cohort, 0.4, 0))
+    flat = train(tiny_config(max_iterations=12, soft_target_column="p_true"), split_prepared(cohort, 0.4, 0))
     assert not _state_equal(a.model, flat.model)
     # ... and asking for soft targets without any is refused, not silently ignored
     with pytest.raises(InputError, match="soft targets"):
-        train(tiny_config(max_iterations=2, soft_targets=True), hard)
+        train(tiny_config(max_iterations=2, soft_target_column="p_true"), hard)
 
 
 @pytest.mark.parametrize(("value", "match"), [("", "missing or empty"), ("high", "not a number"),

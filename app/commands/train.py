@@ -111,7 +111,7 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         augment=AugmentConfig(enabled=not args.no_augment), device=args.device, seed=args.seed,
         slices_per_patient=args.slices_per_patient,
         val_slices_per_patient=args.val_slices_per_patient,
-        soft_targets=args.soft_target_column is not None)
+        soft_target_column=args.soft_target_column)
 
 
 def prepare(csv_path: Path, settings: Any, cache_dir: Path | None, progress: Any,
@@ -183,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
         name=args.name, version=args.model_version,
         weights_kind=WEIGHTS_KIND_CHOICES[args.weights_kind],
         training_data=training_data, metrics=metrics,
-        notes=describe_recipe(cfg, res, args.soft_target_column)
+        notes=describe_recipe(cfg, res)
         + (" " + args.notes if args.notes else ""))
     sha = save_model(res.model, cfg.model, desc, args.out, half=args.half)  # type: ignore[arg-type]
     summary = {"model": str(args.out), "sha256": sha, "training": res.summary(),
@@ -201,10 +201,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def describe_recipe(cfg: Any, res: Any, target_column: str | None = None) -> str:
+def describe_recipe(cfg: Any, res: Any) -> str:
     m = cfg.model
-    target = (f"soft targets (the cohort's {target_column!r} column; metrics use the 0/1 label)"
-              if cfg.soft_targets else "0/1 labels")
+    target = (f"soft targets (the cohort's {cfg.soft_target_column!r} column; metrics use the "
+              "0/1 label)" if cfg.soft_targets else "0/1 labels")
     return (f"Trained with Adam, batch {cfg.batch_size}, lr {cfg.lr:g} halved every "
             f"{cfg.lr_halve_every_epochs} epochs, weight decay {cfg.weight_decay:g}, "
             f"{target} as the training target, at most {cfg.max_iterations} iterations "

@@ -114,10 +114,12 @@ class TrainConfig:
     val_slices_per_patient:
         None: validate on every triplet. k: on k evenly spaced triplets per patient (fixed),
         which cuts the validation cost on slow hardware.
-    soft_targets:
-        Train towards the training set's soft targets (``SliceSet.target``, a probability of
-        response per patient) with cross-entropy against ``[1 - t, t]`` instead of the 0/1
-        label (not in the paper). Validation and model selection still use the 0/1 label.
+    soft_target_column:
+        Name of the cohort CSV's probability column to train towards (``SliceSet.target``,
+        a probability of response per patient), with cross-entropy against ``[1 - t, t]``
+        instead of the 0/1 label (not in the paper); None: the 0/1 label. Validation and model
+        selection still use the 0/1 label. The name travels with the recipe into checkpoints
+        and the model description.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -140,7 +142,12 @@ class TrainConfig:
     eval_batch_size: int = 64
     slices_per_patient: int | None = None
     val_slices_per_patient: int | None = None
-    soft_targets: bool = False
+    soft_target_column: str | None = None
+
+    @property
+    def soft_targets(self) -> bool:
+        """True when training towards a probability column instead of the 0/1 label."""
+        return self.soft_target_column is not None
 
     def __post_init__(self) -> None:
         if self.batch_size < 2:
