@@ -305,6 +305,32 @@ def _liver_extents(
     }
 
 
+def _load_series(
+    series: Sequence[SeriesInfo],
+    progress: Progress,
+    workers: int | None,
+    *,
+    samples: Mapping[str, Volume] | None = None,
+    skip_failures: bool = False,
+) -> dict[str, Volume]:
+    """Whole volumes of ``series`` by UID, ``progress`` shared evenly between them.
+
+    ``samples`` are slices already decoded for the classification (not decoded twice);
+    ``skip_failures`` leaves a series that fails to decode out instead of raising.
+    """
+    out: dict[str, Volume] = {}
+    for k, s in enumerate(series):
+        progress.check()
+        sub = sub_progress(progress, k / len(series), (k + 1) / len(series))
+        try:
+            out[s.uid] = load_volume(s, progress=sub, workers=workers,
+                                     reuse=(samples or {}).get(s.uid))
+        except DicomError:
+            if not skip_failures:
+                raise
+    return out
+
+
 def _preload(
     study: StudyInfo, phases: Sequence[str], progress: Progress, workers: int | None
 ) -> dict[str, Volume]:
@@ -320,15 +346,7 @@ def _preload(
     candidates = study.usable_series()
     if len(candidates) > len(phases):
         return {}
-    out: dict[str, Volume] = {}
-    for k, s in enumerate(candidates):
-        progress.check()
-        sub = sub_progress(progress, k / len(candidates), (k + 1) / len(candidates))
-        try:
-            out[s.uid] = load_volume(s, progress=sub, workers=workers)
-        except DicomError:
-            continue
-    return out
+    return _load_series(candidates, progress, workers, skip_failures=True)
 
 
 @dataclass
@@ -355,32 +373,26 @@ def _classify_and_load(
 
     No file is decoded twice: slices sampled for the classification are reused by the loads,
     and when every candidate will be loaded anyway the volumes come first and the samples are
-    taken from them (:func:`_preload`). Progress: 0-0.8 of ``progress``.
+    taken from them (:func:`_preload`). Progress, 0-0.8 of ``progress``: either preload
+    0-0.7, classify from memory 0.7-0.8; or classify from samples 0-0.2 (skipped when ``calls``
+    are given), load the chosen series 0.2-0.8.
     """
     samples: dict[str, Volume] = {}
     loaded: dict[str, Volume] = {}
-    load_from = 0.2
     if calls is None:
         loaded = _preload(study, phases, sub_progress(progress, 0.0, 0.7), workers)
         span = (0.7, 0.8) if loaded else (0.0, 0.2)
-        load_from = 0.8 if loaded else 0.2
         calls, samples = _classify(study, sub_progress(progress, *span), workers, loaded)
     chosen, alternatives, reasons = choose_series(study, calls, overrides, phases)
     warnings, set_reasons = check_set(chosen)
     reasons += set_reasons
-    volumes: dict[str, Volume] = {}
-    for k, phase in enumerate(phases):
-        progress.check()
-        series = chosen[phase]
-        ready = loaded.get(series.uid)
-        if ready is not None:
-            volumes[phase] = ready
-            continue
-        step = (0.8 - load_from) / len(phases)
-        sub = sub_progress(progress, load_from + step * k, load_from + step * (k + 1))
-        # The slices sampled for classification are not decoded twice.
-        volumes[phase] = load_volume(series, progress=sub, workers=workers,
-                                     reuse=samples.get(series.uid))
+    to_load = list({chosen[p].uid: chosen[p] for p in phases if chosen[p].uid not in loaded}
+                   .values())
+    if to_load:
+        start = 0.8 if loaded else 0.2  # after a preload only a failed series is left
+        loaded.update(_load_series(to_load, sub_progress(progress, start, 0.8), workers,
+                                   samples=samples))
+    volumes = {phase: loaded[chosen[phase].uid] for phase in phases}
     return _PhaseVolumes(dict(calls), chosen, alternatives, reasons, warnings, volumes)
 
 
