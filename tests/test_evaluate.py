@@ -121,7 +121,7 @@ def test_cli_train_and_evaluate_on_dicom_cohort(tmp_path: Path) -> None:
     common = ["--backbone", "tiny", "--input-size", "32", "--cache-dir", str(cache)]
     rc = main(["train", str(csv_path), "--out", str(model), *common, "--max-iterations", "3",
                "--batch-size", "4", "--val-fraction", "0.34", "--weights-kind", "synthetic",
-               "--weight-decay", "1e-4", "--soft-target-column", "p_true",
+               "--weight-decay", "1e-4", "--soft-target-column", "p_true", "--max-minutes", "60",
                "--test", str(csv_path), "--json"])
     assert rc == 0 and model.is_file()
     assert len(list(cache.glob("*.npz"))) == 6  # every study prepared once and cached

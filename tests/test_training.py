@@ -246,6 +246,27 @@ def test_train_is_deterministic_and_resume_matches_straight_run(tmp_path: Path) 
         train(other, data, resume=ck)
 
 
+def test_time_budget_stops_at_an_epoch_end_and_keeps_the_best_epoch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.training import trainer as trainer_mod
+
+    data = split_prepared(toy_cohort(12, 2, n_slices=4), 0.4, seed=0)
+    # a clock that advances one minute per reading: every epoch "takes" minutes
+    ticks = iter(range(10_000))
+    monkeypatch.setattr(trainer_mod.time, "monotonic", lambda: 60.0 * next(ticks))
+    res = train(tiny_config(max_iterations=10_000, max_epochs=40, max_minutes=30.0,
+                            early_stop_on="auc", patience_epochs=100), data)
+    assert res.stopped == "time budget of 30 min"
+    assert 1 <= len(res.history) < 40 and res.best_epoch <= len(res.history)
+    # no budget: the epoch bound ends it
+    ticks = iter(range(100_000))
+    res = train(tiny_config(max_iterations=10_000, max_epochs=3, early_stop_on="auc",
+                            patience_epochs=100), data)
+    assert res.stopped == "max_epochs" and len(res.history) == 3
+    with pytest.raises(InputError, match="time budget"):
+        tiny_config(max_minutes=0)
+
+
 def test_train_early_stops_and_cancels() -> None:
     data = split_prepared(toy_cohort(12, 2, n_slices=4), 0.4, seed=0)
     res = train(tiny_config(max_iterations=10_000, max_epochs=40, lr=1e-9, patience_epochs=2,

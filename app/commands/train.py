@@ -35,6 +35,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     r = parser.add_argument_group("recipe (defaults: the paper's)")
     r.add_argument("--max-iterations", type=int, default=13000, metavar="N")
     r.add_argument("--epochs", type=int, default=None, metavar="N", help="at most N epochs")
+    r.add_argument("--max-minutes", type=float, default=None, metavar="MIN",
+                   help="time budget of the training loop: no epoch is started that would end "
+                        "after it (the best validated epoch is kept)")
     r.add_argument("--batch-size", type=int, default=20, metavar="B", help="global batch")
     r.add_argument("--lr", type=float, default=1e-4)
     r.add_argument("--lr-halve-every", type=int, default=50, metavar="EPOCHS")
@@ -104,6 +107,7 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
                         crop=args.crop)
     return TrainConfig(
         model=model, max_iterations=args.max_iterations, max_epochs=args.epochs,
+        max_minutes=args.max_minutes,
         batch_size=args.batch_size, lr=args.lr, lr_halve_every_epochs=args.lr_halve_every,
         weight_decay=args.weight_decay,
         early_stop_on=args.early_stop_on, patience_epochs=args.patience,

@@ -82,6 +82,10 @@ class TrainConfig:
         Upper bound on optimizer steps (paper: 13,000).
     max_epochs:
         Optional upper bound on epochs (None: only the iteration bound).
+    max_minutes:
+        Optional wall-clock budget of the training loop (preparation not counted): no epoch is
+        started that would, at the pace of the last one, end after it. Stopping at an epoch's
+        end keeps model selection on validated epochs; the stop is recorded as "time budget".
     batch_size:
         Global batch of slice triplets (paper: 20); split across ranks under DDP.
     lr, lr_halve_every_epochs:
@@ -125,6 +129,7 @@ class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     max_iterations: int = 13000
     max_epochs: int | None = None
+    max_minutes: float | None = None
     batch_size: int = 20
     lr: float = 1e-4
     lr_halve_every_epochs: int = 50
@@ -156,6 +161,8 @@ class TrainConfig:
             raise InputError("max_iterations must be at least 1")
         if self.max_epochs is not None and self.max_epochs < 1:
             raise InputError("max_epochs must be at least 1")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise InputError("the time budget must be a positive number of minutes")
         if self.lr <= 0:
             raise InputError("learning rate must be positive")
         if self.early_stop_on not in EARLY_STOP_METRICS:
@@ -669,6 +676,9 @@ def _train(config: TrainConfig, data: SplitData, progress: Progress, dist_: _Dis
             stopped = f"early stop: no better validation {config.early_stop_on} for " \
                       f"{config.patience_epochs} epochs"
             break
+        if epoch < max_epochs and _out_of_time(config.max_minutes, t0, rec.seconds, dist_, device):
+            stopped = f"time budget of {config.max_minutes:g} min"
+            break
     progress.update(1.0, f"trained {iteration} iterations")
 
     final = copy.deepcopy(model).cpu()
@@ -681,6 +691,24 @@ def _train(config: TrainConfig, data: SplitData, progress: Progress, dist_: _Dis
         seconds=time.monotonic() - t0, device=str(device), world_size=dist_.world,
         rank=dist_.rank, data_summary=data.summary(),
         triplets_per_second=seen_triplets / t_train if t_train > 0 else 0.0)
+
+
+def _out_of_time(max_minutes: float | None, t0: float, epoch_seconds: float, dist_: _Dist,
+                 device: torch.device) -> bool:
+    """True when another epoch as long as the last one would end after the time budget.
+
+    Under DDP rank 0's clock decides for all ranks, so that every rank stops at the same epoch.
+    """
+    if max_minutes is None:
+        return False
+    late = time.monotonic() - t0 + epoch_seconds > 60.0 * max_minutes
+    if dist_.active:
+        import torch.distributed as dist
+
+        flag = torch.tensor([1.0 if late else 0.0], device=device)  # NCCL needs it on the GPU
+        dist.broadcast(flag, src=0)
+        late = bool(flag.item() > 0.5)
+    return late
 
 
 def _sharded_predict(model: nn.Module, vs: SliceSet, phase_idx: list[int], device: torch.device,
