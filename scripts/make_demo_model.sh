@@ -1,29 +1,53 @@
 #!/usr/bin/env bash
 # Regenerate the shipped demonstration model, end to end, from seeds:
 #
-#   scripts/make_demo_model.sh            # CPU or GPU (DEVICE=auto), ~1 h on 2 CPU cores
+#   scripts/make_demo_model.sh                          # CPU recipe, ~1 h on 2 cores
+#   RECIPE=gpu DEVICE=cuda scripts/make_demo_model.sh   # one GPU (16 cores for the data)
 #
-# 1. two synthetic cohorts with `hcc-response demo-data` (training seed 101, test seed 202 —
-#    the test patients are never seen in training or model selection);
-# 2. `hcc-response train` with the CPU recipe below (the paper's architecture: ResNet-18
-#    pathways, self-attention, two FC layers; shared trunk with phase-specific BatchNorm;
-#    64 px input; no ImageNet initialisation), held-out evaluation on the test cohort written
-#    into the model description together with the test cohort's Bayes-optimal AUC;
+# 1. synthetic cohorts with `hcc-response demo-data`: training cohorts (seed:patients, merged
+#    into one CSV; cpu: seed 101, 240 patients) and a test cohort of seed 202 (the test
+#    patients are never seen in training or model selection); generated and prepared by one
+#    process per core;
+# 2. `hcc-response train` with the recipe below (the paper's architecture: ResNet-18 pathways,
+#    self-attention, two FC layers; shared trunk with phase-specific BatchNorm; no ImageNet
+#    initialisation), held-out evaluation on the test cohort written into the model
+#    description together with the test cohort's Bayes-optimal AUC;
 # 3. the SHA-256 beside the file and the evaluation report (JSON, text, ROC PNGs).
 #
 # Same seeds and options give byte-identical DICOM; training is seeded and deterministic on a
 # given machine and thread count (floating-point summation order may differ elsewhere).
-# Environment: PY (python), WORK (scratch folder, kept for inspection), DEVICE (auto|cpu|cuda).
+# Environment: PY (python), WORK (scratch folder, kept for inspection; cohorts already in it
+# are reused), DEVICE (auto|cpu|cuda), RECIPE (cpu|gpu), WORKERS (0 = one per core), OUT
+# (model file; default the shipped one), EVAL_DIR, TRAIN_COHORTS ("seed:patients ..."), N_TEST,
+# MAX_ITERATIONS (for a quick trial of the script only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 WORK=${WORK:-$(mktemp -d -t hcc-demo-model-XXXXXX)}
 DEVICE=${DEVICE:-auto}
-OUT=resources/models/demo-model.safetensors
-TRAIN_SEED=101; N_TRAIN=240
-TEST_SEED=202; N_TEST=200
-MATRIX=96
-echo "scratch folder: $WORK" >&2
+WORKERS=${WORKERS:-0}           # processes generating/preparing studies (0: one per core)
+RECIPE=${RECIPE:-cpu}           # cpu: about 1 h on 2 cores; gpu: one GPU, about 10 min
+OUT=${OUT:-resources/models/demo-model.safetensors}
+EVAL_DIR=${EVAL_DIR:-$(dirname "$OUT")/demo-model-evaluation}
+TEST_SEED=202; N_TEST=${N_TEST:-200}
+# Training patients: seeded cohorts (seed:patients), merged into one CSV.
+#   cpu: the recipe of the shipped file (2026.1): 240 patients, 64 px whole slice, lr 1e-3,
+#        0/1 labels with augmentation; about an hour on 2 cores.
+#   gpu: the recipe proposed for one GPU (not run yet: no GPU was lent so far), sized for a
+#        10-minute slot with 16 cores (WORKERS=16): ~3 min generating and preparing 1,400
+#        studies, at most 4 min of training at 128 px, then the test evaluation.
+case "$RECIPE" in
+  cpu) COHORTS="101:240"; MATRIX=96; INPUT=64; CROP=none; ITERATIONS=1200; LR=1e-3; HALVE=10
+       PATIENCE=8; MINUTES=75; VAL_FRACTION=0.2; VERSION=2026.1
+       TARGET_FLAGS=() ;;
+  gpu) COHORTS="101:800 103:400"; MATRIX=128; INPUT=128; CROP=body; ITERATIONS=6000; LR=3e-4
+       HALVE=6; PATIENCE=6; MINUTES=4; VAL_FRACTION=0.15; VERSION=2026.2
+       TARGET_FLAGS=(--weight-decay 1e-4 --no-augment --soft-target-column p_true) ;;
+  *) echo "RECIPE must be cpu or gpu, not $RECIPE" >&2; exit 2 ;;
+esac
+TRAIN_COHORTS=${TRAIN_COHORTS:-$COHORTS}
+ITERATIONS=${MAX_ITERATIONS:-$ITERATIONS}  # overridable for a quick trial of the script
+echo "scratch folder: $WORK (recipe $RECIPE)" >&2
 
 # A cohort already generated in WORK with the same seed, size and matrix is reused (the output
 # would be byte-identical); the stamp is written only after demo-data finished.
@@ -32,33 +56,57 @@ generate() {  # folder patients seed
   if [[ -f "$stamp" && -f "$1/labels.csv" ]]; then
     echo "reusing $1 (seed $3, $2 patients, matrix $MATRIX)" >&2
   else
-    "$PY" -m app demo-data "$1" --patients "$2" --seed "$3" --matrix "$MATRIX"
+    "$PY" -m app demo-data "$1" --patients "$2" --seed "$3" --matrix "$MATRIX" \
+      --workers "$WORKERS"
     touch "$stamp"
   fi
 }
-generate "$WORK/train" "$N_TRAIN" "$TRAIN_SEED"
-generate "$WORK/test" "$N_TEST" "$TEST_SEED"
+TRAIN_CSV="$WORK/train-m$MATRIX.csv"
+N_TRAIN=0
+for cohort in $TRAIN_COHORTS; do
+  seed=${cohort%%:*}; n=${cohort##*:}; dir="train-$seed-m$MATRIX"
+  generate "$WORK/$dir" "$n" "$seed"
+  if [[ $N_TRAIN == 0 ]]; then head -n 1 "$WORK/$dir/labels.csv" > "$TRAIN_CSV"; fi
+  # study_dir (2nd column) becomes relative to WORK, where the merged CSV lies
+  tail -n +2 "$WORK/$dir/labels.csv" | sed "s|^\([^,]*\),|\1,$dir/|" >> "$TRAIN_CSV"
+  N_TRAIN=$((N_TRAIN + n))
+done
+TEST_DIR="$WORK/test-$TEST_SEED-m$MATRIX"
+generate "$TEST_DIR" "$N_TEST" "$TEST_SEED"
 
-NOTES="Demonstration model trained on SYNTHETIC PHANTOMS (hcc-response demo-data, training seed \
-$TRAIN_SEED, $N_TRAIN patients, ${MATRIX}x$MATRIX matrix); for demonstration and testing of the \
-software only, NOT FOR CLINICAL USE: it has never seen a patient's CT and says nothing about real \
-treatment response. Held-out metrics are on an unseen synthetic test cohort (seed $TEST_SEED, \
-$N_TEST patients) beside that cohort's Bayes-optimal AUC (the AUC of the generator's true response \
-probabilities, the ceiling for any model). CPU recipe (2 shared cores, about an hour) instead of \
-the paper's: 64 px input instead of 224 (fine texture such as a thin capsule or small necrosis is \
-lost), shared trunk, learning rate 1e-3 instead of 1e-4 (no ImageNet initialisation), 4 random \
-triplets per patient per epoch, about 1,200 iterations instead of up to 13,000, class-weighted \
-loss, selection on validation AUC. Produced by scripts/make_demo_model.sh."
+DISCLAIMER="Demonstration model trained on SYNTHETIC PHANTOMS (hcc-response demo-data, training \
+cohorts seed:patients $TRAIN_COHORTS, $N_TRAIN patients, ${MATRIX}x$MATRIX matrix); for \
+demonstration and testing of the software only, NOT FOR CLINICAL USE: it has never seen a \
+patient's CT and says nothing about real treatment response. Held-out metrics are on an unseen \
+synthetic test cohort (seed $TEST_SEED, $N_TEST patients) beside that cohort's Bayes-optimal AUC \
+(the AUC of the generator's true response probabilities, the ceiling for any model)."
+if [[ $RECIPE == cpu ]]; then
+  RECIPE_NOTE="CPU recipe (2 shared cores, about an hour) instead of the paper's: 64 px input \
+instead of 224 (fine texture such as a thin capsule or small necrosis is lost), shared trunk, \
+learning rate 1e-3 instead of 1e-4 (no ImageNet initialisation), 4 random triplets per patient \
+per epoch, about 1,200 iterations instead of up to 13,000, class-weighted loss, selection on \
+validation AUC."
+else
+  RECIPE_NOTE="GPU recipe instead of the paper's: ${INPUT} px input of the body's bounding box \
+instead of the whole slice at 224 px, shared trunk, learning rate $LR halved every $HALVE epochs \
+(no ImageNet initialisation), no augmentation (every patient is seen only a few dozen times), 4 \
+random triplets per patient per epoch, at most $ITERATIONS iterations and $MINUTES minutes of \
+training instead of up to 13,000 iterations, trained towards the generator's true response \
+probability (soft targets from the CSV's p_true column) with class-weighted loss, selection on \
+validation AUC."
+fi
+NOTES="$DISCLAIMER $RECIPE_NOTE Produced by scripts/make_demo_model.sh."
 
-"$PY" -m app train "$WORK/train/labels.csv" --out "$OUT" \
-  --backbone resnet18 --shared-trunk --input-size 64 \
-  --max-iterations 1200 --batch-size 20 --lr 1e-3 --lr-halve-every 10 \
-  --slices-per-patient 4 --val-slices-per-patient 8 --val-fraction 0.2 \
-  --early-stop-on auc --patience 8 --class-weighting --seed 0 --device "$DEVICE" \
-  --half --name hcc-response-demo --model-version 2026.1 --weights-kind synthetic \
-  --test "$WORK/test/labels.csv" --cache-dir "$WORK/cache" --notes "$NOTES" \
-  --checkpoint "$WORK/demo-model.ckpt"
+"$PY" -m app train "$TRAIN_CSV" --out "$OUT" \
+  --backbone resnet18 --shared-trunk --input-size "$INPUT" --crop "$CROP" \
+  --max-iterations "$ITERATIONS" --max-minutes "$MINUTES" --batch-size 20 --lr "$LR" \
+  --lr-halve-every "$HALVE" "${TARGET_FLAGS[@]}" \
+  --slices-per-patient 4 --val-slices-per-patient 8 --val-fraction "$VAL_FRACTION" \
+  --early-stop-on auc --patience "$PATIENCE" --class-weighting --seed 0 --device "$DEVICE" \
+  --workers "$WORKERS" --half --name hcc-response-demo --model-version "$VERSION" \
+  --weights-kind synthetic --test "$TEST_DIR/labels.csv" --cache-dir "$WORK/cache" \
+  --notes "$NOTES" --checkpoint "$WORK/demo-model-$RECIPE.ckpt"
 
-(cd resources/models && sha256sum demo-model.safetensors > demo-model.safetensors.sha256)
-"$PY" -m app evaluate "$WORK/test/labels.csv" --model "$OUT" --device "$DEVICE" \
-  --cache-dir "$WORK/cache" --out-dir resources/models/demo-model-evaluation
+(cd "$(dirname "$OUT")" && sha256sum "$(basename "$OUT")" > "$(basename "$OUT").sha256")
+"$PY" -m app evaluate "$TEST_DIR/labels.csv" --model "$OUT" --device "$DEVICE" \
+  --cache-dir "$WORK/cache" --workers "$WORKERS" --out-dir "$EVAL_DIR"
