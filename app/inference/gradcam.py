@@ -38,9 +38,8 @@ from torch import nn
 
 from app.dicom.types import AssembledStudy
 from app.inference.config import CLASSES
-from app.inference.device import cpu_fallback, is_cuda_failure
+from app.inference.device import DeviceChoice, batch_to_device, run_batched
 from app.inference.model import MultiPhaseNet
-from app.inference.predictor import batch_to_device, place_model
 from app.inference.preprocess import StudyInput, map_to_slice, preprocess_study, study_boxes
 from app.inference.weights import LoadedModel
 from app.progress import NULL_PROGRESS, Progress, sub_progress
@@ -162,36 +161,17 @@ def _run_cams(loaded: LoadedModel, inputs: StudyInput, target: str, batch_size: 
     if loaded.model.training:
         # dropout and batch statistics would make the maps random and batch-dependent
         raise ValueError("Grad-CAM needs the model in eval mode")
+
+    def step(start: int, stop: int, choice: DeviceChoice) -> tuple[dict[str, torch.Tensor], torch.Tensor, list[int]]:
+        return _cam_batch(loaded.model, batch_to_device(inputs.x[start:stop], choice), target)
+
     n = int(inputs.x.shape[0])
-    parts: dict[str, list[torch.Tensor]] = {p: [] for p in loaded.config.phases}
-    probs: list[float] = []
-    classes: list[int] = []
-    bs = max(1, batch_size)
-    i = 0
-    progress.update(0.0, "Grad-CAM")
-    while i < n:
-        progress.check()
-        with loaded.lock:
-            choice = loaded.device_choice
-            xb = inputs.x[i : i + bs]
-            try:
-                if choice.is_cuda:
-                    xb = batch_to_device(xb, choice)
-                cams, p, c = _cam_batch(loaded.model, xb, target)
-            except Exception as exc:
-                if not (choice.is_cuda and is_cuda_failure(exc)):
-                    raise
-                cpu = cpu_fallback(choice, exc, "Grad-CAM")
-                place_model(loaded, cpu)
-                notes.append(cpu.reason)
-                continue
-        for phase, cam in cams.items():
-            parts[phase].append(cam)
-        probs += p.tolist()
-        classes += c
-        i += len(p)
-        progress.update(i / n, f"Grad-CAM: {i}/{n} slices")
-    return {p: torch.cat(v) for p, v in parts.items()}, probs, classes
+    run = run_batched(loaded, n, batch_size, step, during="Grad-CAM", progress=progress)
+    notes += run.notes
+    cams = {p: torch.cat([out[0][p] for out in run.outputs]) for p in loaded.config.phases}
+    probs = [float(v) for out in run.outputs for v in out[1].tolist()]
+    classes = [c for out in run.outputs for c in out[2]]
+    return cams, probs, classes
 
 
 def _assemble(loaded: LoadedModel, inputs: StudyInput, low: dict[str, torch.Tensor], probs: list[float],
