@@ -167,3 +167,43 @@ def test_moving_the_model_to_a_failing_gpu_ends_on_the_cpu(model_file, monkeypat
     notes = place_with_fallback(loaded, DeviceChoice(torch.device("cuda"), "cuda", "a GPU"))
     assert loaded.device_choice.device.type == "cpu" and loaded.device_choice.fallback
     assert notes and "moving the model to the GPU" in notes[0]
+
+
+def test_preparation_failing_on_the_gpu_is_done_on_the_cpu(model_file, study, monkeypatch) -> None:
+    """Preprocessing runs on the GPU branch's device; when it fails there the prediction is
+    still made, the slices prepared on the CPU, and the record says so."""
+    from app.inference import preprocess as preprocess_mod
+
+    reference = predict(study, _fresh(model_file))
+    loaded = _fresh(model_file)
+    place_model(loaded, gpu_branch_on_cpu())
+    real = preprocess_mod._owned_tensor
+
+    def owned(a, device):
+        if device is not None:
+            raise RuntimeError("CUDA error: out of memory")
+        return real(a, device)
+
+    monkeypatch.setattr(preprocess_mod, "_owned_tensor", owned)
+    res = predict(study, loaded, precision="fp32")
+    assert any("during preparing slices" in w and "done on the CPU" in w for w in res.warnings)
+    assert not res.device_fallback  # the network itself still ran on the GPU branch
+    np.testing.assert_allclose([s.probability for s in res.slices],
+                               [s.probability for s in reference.slices], atol=1e-5)
+
+
+def test_input_made_on_a_gpu_is_remade_on_the_cpu_after_a_fallback() -> None:
+    """Rows are never copied back from a device that failed: the CPU input is made anew."""
+    from app.inference.device import DeviceInput, select_device
+
+    made = []
+
+    def remake() -> torch.Tensor:
+        made.append(1)
+        return torch.arange(4.0).reshape(4, 1)
+
+    # a "meta" tensor stands for the memory of a failed GPU: any copy out of it raises
+    source = DeviceInput(torch.empty(4, 1, device="meta"), remake)
+    cpu = select_device("cpu")
+    assert source.rows(1, 3, cpu).tolist() == [[1.0], [2.0]]
+    assert source.rows(3, 4, cpu).tolist() == [[3.0]] and made == [1]

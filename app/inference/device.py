@@ -179,9 +179,13 @@ class Placeable(Protocol):
     """What the helpers below need of a loaded model (``app.inference.weights.LoadedModel``;
     a protocol so that this module does not import the weights module, which imports it)."""
 
-    model: nn.Module
     device_choice: DeviceChoice
-    lock: threading.RLock
+
+    @property
+    def model(self) -> nn.Module: ...
+
+    @property
+    def lock(self) -> threading.RLock: ...
 
 
 def place_model(loaded: Placeable, choice: DeviceChoice) -> None:
@@ -246,6 +250,44 @@ def autocast(choice: DeviceChoice, dtype: torch.dtype | None) -> AbstractContext
     if dtype is None:
         return nullcontext()
     return torch.autocast(choice.device.type, dtype=dtype)
+
+
+def on_gpu_or_cpu(choice: DeviceChoice, work: Callable[[torch.device | None], T], during: str
+                  ) -> tuple[T, list[str]]:
+    """``work(device)`` on ``choice``'s device when it takes the GPU branch, else ``work(None)``
+    (the CPU); a failure on the GPU branch is retried on the CPU and the reason returned as a
+    note (errors that also happen on the CPU propagate). For work before the network, such as
+    preprocessing, that is worth doing on the GPU but must never cost the prediction."""
+    if not choice.is_cuda:
+        return work(None), []
+    try:
+        return work(choice.device), []
+    except Exception as exc:
+        note = cpu_fallback(choice, exc, during).reason.replace("continued on the CPU", "done on the CPU")
+        log.warning("%s", note)
+        return work(None), [note]
+
+
+class DeviceInput:
+    """Network input rows for :func:`run_batched` steps, wherever the model is now.
+
+    The input may have been made on the GPU (:func:`on_gpu_or_cpu`). After a fallback the rows
+    must come from the CPU, and the memory of a failed GPU may not be readable any more, so
+    they are made again there by ``remake`` (once), not copied back.
+    """
+
+    def __init__(self, x: torch.Tensor, remake: Callable[[], torch.Tensor]) -> None:
+        self.x = x
+        self._remake = remake
+        self._cpu: torch.Tensor | None = x if x.device.type == "cpu" else None
+
+    def rows(self, start: int, stop: int, choice: DeviceChoice) -> torch.Tensor:
+        """Rows ``start:stop`` on ``choice``'s device."""
+        if choice.is_cuda:
+            return batch_to_device(self.x[start:stop], choice)
+        if self._cpu is None:
+            self._cpu = self._remake()
+        return self._cpu[start:stop]
 
 
 # ------------------------------------------------------------------------- batched running

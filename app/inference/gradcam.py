@@ -38,7 +38,7 @@ from torch import nn
 
 from app.dicom.types import AssembledStudy
 from app.inference.config import CLASSES
-from app.inference.device import DeviceChoice, batch_to_device, run_batched
+from app.inference.device import DeviceChoice, DeviceInput, on_gpu_or_cpu, run_batched
 from app.inference.model import MultiPhaseNet
 from app.inference.preprocess import StudyInput, map_to_slice, preprocess_study, study_boxes
 from app.inference.weights import LoadedModel
@@ -154,7 +154,7 @@ def _cam_batch(model: MultiPhaseNet, x: torch.Tensor, target: str) -> tuple[dict
     return cams, probs.cpu(), cls.cpu().tolist()
 
 
-def _run_cams(loaded: LoadedModel, inputs: StudyInput, target: str, batch_size: int,
+def _run_cams(loaded: LoadedModel, study: AssembledStudy, inputs: StudyInput, target: str, batch_size: int,
               progress: Progress, notes: list[str]) -> tuple[dict[str, torch.Tensor], list[float], list[int]]:
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
@@ -162,8 +162,11 @@ def _run_cams(loaded: LoadedModel, inputs: StudyInput, target: str, batch_size: 
         # dropout and batch statistics would make the maps random and batch-dependent
         raise ValueError("Grad-CAM needs the model in eval mode")
 
+    source = DeviceInput(inputs.x, lambda: preprocess_study(study, loaded.config, inputs.pair_indices,
+                                                          inputs.boxes).x)
+
     def step(start: int, stop: int, choice: DeviceChoice) -> tuple[dict[str, torch.Tensor], torch.Tensor, list[int]]:
-        return _cam_batch(loaded.model, batch_to_device(inputs.x[start:stop], choice), target)
+        return _cam_batch(loaded.model, source.rows(start, stop, choice), target)
 
     n = int(inputs.x.shape[0])
     run = run_batched(loaded, n, batch_size, step, during="Grad-CAM", progress=progress)
@@ -234,10 +237,11 @@ def gradcam_study(
     """
     progress = sub_progress(progress, 0.0, 1.0)
     progress.update(0.0, "preparing slices")
-    inputs = preprocess_study(study, loaded.config, pair_indices)
+    inputs, notes = on_gpu_or_cpu(
+        loaded.device_choice, lambda dev: preprocess_study(study, loaded.config, pair_indices, device=dev),
+        "preparing slices")
     bs = batch_size or (32 if loaded.device_choice.is_cuda else 8)
-    notes: list[str] = []
-    low, probs, classes = _run_cams(loaded, inputs, target, bs, sub_progress(progress, 0.02, 0.95), notes)
+    low, probs, classes = _run_cams(loaded, study, inputs, target, bs, sub_progress(progress, 0.02, 0.95), notes)
     result = _assemble(loaded, inputs, low, probs, classes, target, None, keep_raw)
     result.warnings = notes
     progress.update(1.0, "Grad-CAM done")
@@ -268,9 +272,10 @@ def gradcam_slice(
         With one map per phase (``maps[phase][0]``).
     """
     boxes = study_boxes(study, loaded.config)
-    inputs = preprocess_study(study, loaded.config, [pair_index], boxes)
-    notes: list[str] = []
-    low, probs, classes = _run_cams(loaded, inputs, target, 1, NULL_PROGRESS, notes)
+    inputs, notes = on_gpu_or_cpu(
+        loaded.device_choice, lambda dev: preprocess_study(study, loaded.config, [pair_index], boxes, device=dev),
+        "preparing slices")
+    low, probs, classes = _run_cams(loaded, study, inputs, target, 1, NULL_PROGRESS, notes)
     result = _assemble(loaded, inputs, low, probs, classes, target, scale, keep_raw)
     result.warnings = notes
     return result

@@ -37,9 +37,10 @@ from app.inference.config import CLASSES
 from app.inference.device import (
     DTYPE_NAMES,
     DeviceChoice,
+    DeviceInput,
     autocast,
     autocast_dtype,
-    batch_to_device,
+    on_gpu_or_cpu,
     place_with_fallback,
     run_batched,
     select_device,
@@ -191,13 +192,16 @@ def majority_vote(probabilities: list[float]) -> Vote:
 
 def run_batches(
     loaded: LoadedModel,
-    x: torch.Tensor,
+    x: torch.Tensor | DeviceInput,
     progress: Progress,
     batch_size: int,
     precision: str = "auto",
     text: str = "predicting",
 ) -> tuple[torch.Tensor, int, str, list[str]]:
     """Responder probabilities for the rows of ``x`` ``[N, P, 1, S, S]``, batch by batch.
+
+    ``x`` may be a :class:`~app.inference.device.DeviceInput` (input made on the GPU, remade on
+    the CPU after a fallback).
 
     Cancellation is checked before every batch, progress reported after each. GPU failures are
     handled by :func:`app.inference.device.run_batched` (out of memory → halve the batch; any
@@ -213,16 +217,17 @@ def run_batches(
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     used: list[torch.dtype | None] = [None]
+    source = x if isinstance(x, DeviceInput) else DeviceInput(x, x.cpu)
 
     def step(start: int, stop: int, choice: DeviceChoice) -> torch.Tensor:
         amp = autocast_dtype(precision, choice)
-        xb = batch_to_device(x[start:stop], choice)
+        xb = source.rows(start, stop, choice)
         with torch.inference_mode(), autocast(choice, amp):
             logits = loaded.model(xb)
         used[0] = amp
         return torch.softmax(logits.float(), dim=1)[:, 1].cpu()
 
-    n = int(x.shape[0])
+    n = int(source.x.shape[0])
     run = run_batched(loaded, n, batch_size, step, during=text, progress=progress)
     probs = torch.cat(run.outputs) if run.outputs else torch.empty(0, dtype=torch.float32)
     return probs, run.batch_size, DTYPE_NAMES[used[0]], run.notes
@@ -275,11 +280,15 @@ def predict(
         with model.lock:
             notes += place_with_fallback(model, select_device(device))
     progress.update(0.0, "preparing slices")
-    inputs = preprocess_study(study, model.config)
+    inputs, prep_notes = on_gpu_or_cpu(
+        model.device_choice, lambda dev: preprocess_study(study, model.config, device=dev),
+        "preparing slices")
+    notes += prep_notes
     t1 = time.perf_counter()
     bs = batch_size or (64 if model.device_choice.is_cuda else 16)
+    source = DeviceInput(inputs.x, lambda: preprocess_study(study, model.config).x)
     probs, bs, used_precision, batch_notes = run_batches(
-        model, inputs.x, sub_progress(progress, 0.02, 1.0), bs, precision)
+        model, source, sub_progress(progress, 0.02, 1.0), bs, precision)
     notes += batch_notes
     t2 = time.perf_counter()
 
