@@ -15,7 +15,7 @@ from app import PHASES
 from app.errors import InputError
 from app.inference.config import ModelConfig
 from app.progress import NULL_PROGRESS, Progress
-from app.training.cohort import PreparedStudy, PrepareSettings
+from app.training.prepared import PreparedStudy, PrepareSettings
 
 
 def preprocessing_config(settings: PrepareSettings) -> ModelConfig:
