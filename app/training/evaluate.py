@@ -47,6 +47,7 @@ class ScoredCohort:
     slice_group: np.ndarray
     extra: dict[str, np.ndarray] = field(default_factory=dict)
     aggregation: str = "vote"
+    threshold: float = 0.5
 
     @property
     def slice_labels(self) -> np.ndarray:
@@ -57,7 +58,7 @@ class ScoredCohort:
         from app.training.trainer import patient_scores
 
         return patient_scores(self.slice_probs, self.slice_group, len(self.patient_ids),
-                              self.extra.get("lesion_area"), self.aggregation)
+                              self.extra.get("lesion_area"), self.aggregation, self.threshold)
 
     @property
     def patient_mean_prob(self) -> np.ndarray:
@@ -74,7 +75,7 @@ class ScoredCohort:
     def patient_vote_fraction(self) -> np.ndarray:
         n = len(self.patient_ids)
         cnt = np.bincount(self.slice_group, minlength=n)
-        votes = np.bincount(self.slice_group, weights=(self.slice_probs > 0.5).astype(float),
+        votes = np.bincount(self.slice_group, weights=(self.slice_probs > self.threshold).astype(float),
                             minlength=n)
         return votes / np.maximum(cnt, 1)
 
@@ -84,7 +85,7 @@ class ScoredCohort:
         lesion-weighted vote of a model with that aggregation."""
         from app.inference.result import RESPONDER, majority_vote
 
-        if self.aggregation != "vote":
+        if self.aggregation != "vote" or self.threshold != 0.5:
             return self._aggregated[1]
 
         out = np.zeros(len(self.patient_ids), dtype=np.int64)
@@ -117,7 +118,8 @@ def score_slices(model: nn.Module, config: ModelConfig, data: SliceSet, *,
         progress.update(min(1.0, (i + chunk) / max(n, 1)), f"scored {min(n, i + chunk)}/{n}")
     extra = {"lesion_area": areas} if areas is not None else {}
     return ScoredCohort(list(data.patient_ids), np.asarray(data.patient_labels), probs,
-                        data.group.numpy().astype(np.int64), extra, config.aggregation)
+                        data.group.numpy().astype(np.int64), extra, config.aggregation,
+                        config.threshold)
 
 
 @dataclass
@@ -156,6 +158,17 @@ class EvaluationReport:
                 "comparison": self.comparison, "bayes_optimal": self.bayes}
 
 
+def _patient_rule(scored: ScoredCohort) -> str:
+    """How the patient score and call were made, in words, as predict() makes them."""
+    t = f"{scored.threshold:g}"
+    if scored.aggregation == "lesion_weighted":
+        return (f"score = slice probabilities weighted by the tumour area the model sees; call = "
+                f"majority of the slices showing tumour (probability > {t}), a tie decided by "
+                "the score, as predict() does")
+    return (f"score = mean slice probability; call = majority vote of slice calls (probability "
+            f"> {t}), a tie decided by the mean probability, as predict() does")
+
+
 def evaluate_scored(scored: ScoredCohort, *, n_boot: int = 1000, seed: int = 0,
                     level: float = 0.95, model_name: str = "model") -> EvaluationReport:
     """Patient- and slice-level statistics of a scored cohort (see the module docstring)."""
@@ -165,16 +178,14 @@ def evaluate_scored(scored: ScoredCohort, *, n_boot: int = 1000, seed: int = 0,
     patient = LevelReport(
         "patient", int(y_p.size), int(y_p.sum()), stats.delong_ci(y_p, s_p, level),
         stats.bootstrap_metrics(y_p, s_p, c_p, n_boot=n_boot, seed=seed, level=level),
-        stats.roc_curve(y_p, s_p), 0.5,
-        "score = mean slice probability; call = majority vote of slice calls (probability "
-        "> 0.5), a tie decided by the mean probability, as predict() does")
+        stats.roc_curve(y_p, s_p), scored.threshold, _patient_rule(scored))
     y_s = scored.slice_labels
     s_s = scored.slice_probs
     slice_ = LevelReport(
         "slice", int(y_s.size), int(y_s.sum()), stats.delong_ci(y_s, s_s, level),
-        stats.bootstrap_metrics(y_s, s_s, (s_s > 0.5).astype(np.int64), n_boot=n_boot,
+        stats.bootstrap_metrics(y_s, s_s, (s_s > scored.threshold).astype(np.int64), n_boot=n_boot,
                                 seed=seed, level=level, groups=scored.slice_group),
-        stats.roc_curve(y_s, s_s), 0.5,
+        stats.roc_curve(y_s, s_s), scored.threshold,
         "bootstrap resamples whole patients; the DeLong CI treats slices as independent and "
         "is too narrow")
     return EvaluationReport(model_name, patient, slice_)

@@ -323,8 +323,8 @@ def predict_proba(model: nn.Module, x: torch.Tensor, phase_idx: list[int], devic
 
 
 def patient_scores(probs: np.ndarray, group: np.ndarray, n_patients: int,
-                   areas: np.ndarray | None = None, aggregation: str = "vote"
-                   ) -> tuple[np.ndarray, np.ndarray]:
+                   areas: np.ndarray | None = None, aggregation: str = "vote",
+                   threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Per patient: the score (mean probability, lesion-weighted for ``lesion_weighted``) and
     the call (1 = responder) — :func:`app.inference.result.aggregate` per patient, exactly as
     the app's predictor decides."""
@@ -337,7 +337,8 @@ def patient_scores(probs: np.ndarray, group: np.ndarray, n_patients: int,
         if not sel.any():
             continue
         agg = aggregate([float(p) for p in probs[sel]],
-                        [float(a) for a in areas[sel]] if areas is not None else None, aggregation)
+                        [float(a) for a in areas[sel]] if areas is not None else None, aggregation,
+                        threshold)
         score[i] = agg.vote.mean_probability
         call[i] = int(agg.vote.label == RESPONDER)
     return score, call
