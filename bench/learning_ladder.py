@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app import stats  # noqa: E402
 from app.inference.config import ModelConfig  # noqa: E402
 from app.parallel import resolve_workers, run_jobs  # noqa: E402
-from app.training.cohort import CohortEntry, PrepareSettings, cache_path, read_cohort  # noqa: E402
+from app.training.cohort import CohortEntry, read_cohort  # noqa: E402
 from app.training.ladder import (  # noqa: E402
     BASIC_FEATURES,
     FEATURES,
@@ -48,6 +48,7 @@ from app.training.ladder import (  # noqa: E402
     StudyMeasures,
     measure_study,
 )
+from app.training.prepared import PrepareSettings, cache_path  # noqa: E402
 
 
 @dataclass

@@ -28,7 +28,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -38,10 +37,8 @@ from app.errors import Cancelled, HCCError
 from app.parallel import run_jobs
 from app.progress import NULL_PROGRESS, Progress
 from app.synthetic import labelmaps as lm
-from app.training.cohort import CohortEntry, PrepareSettings, cache_path, phase_indices
-
-if TYPE_CHECKING:
-    from app.training.cohort import PreparedStudy
+from app.training.cohort import CohortEntry, phase_indices
+from app.training.prepared import PreparedStudy, PrepareSettings, cache_path
 
 DEFINITION = ("per map (one phase of one slice triplet, on the network input grid): liver share = "
               "Grad-CAM mass on liver pixels (parenchyma, lesions, intrahepatic vessels) / all "
