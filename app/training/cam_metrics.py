@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from app.errors import Cancelled, HCCError
-from app.parallel import run_jobs
+from app.parallel import resolve_workers, run_jobs
 from app.progress import NULL_PROGRESS, Progress
 from app.synthetic import labelmaps as lm
 from app.training.cohort import CohortEntry, phase_indices
@@ -174,12 +174,15 @@ def cohort_label_maps(entries: Sequence[CohortEntry], studies: Sequence[Prepared
                       *, cache_dir: Path | None = None, workers: int = 1, progress: Progress = NULL_PROGRESS,
                       ) -> tuple[list[np.ndarray | None], list[str]]:
     """Label maps aligned with each prepared study's slices (``[N, 3, S, S]``, canonical phases),
-    None for a study without label maps or whose labels do not line up; plus notes saying why."""
+    None for a study without label maps or whose labels do not line up; plus notes saying why.
+
+    Studies are assembled again (``workers`` processes, 0 = one per core), once: the maps are
+    cached in ``cache_dir / "labels"`` under the same key as the prepared study."""
     wanted = [i for i, e in enumerate(entries) if lm.has_label_maps(e.study_dir)]
     jobs = [_LabelJob(entries[i].study_dir, settings,
                       cache_path(cache_dir / "labels", entries[i].study_dir, settings) if cache_dir else None)
             for i in wanted]
-    results = run_jobs(_aligned_labels, jobs, workers, progress=progress,
+    results = run_jobs(_aligned_labels, jobs, resolve_workers(workers), progress=progress,
                        describe=lambda j: f"label maps of {j.study_dir.name}")
     out: list[np.ndarray | None] = [None] * len(entries)
     notes: list[str] = []
