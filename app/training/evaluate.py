@@ -33,6 +33,7 @@ from torch import nn
 from app import stats
 from app.inference.config import ModelConfig
 from app.progress import NULL_PROGRESS, Progress
+from app.training.cam_metrics import CamMassReport, format_cam_mass
 from app.training.cohort import phase_indices
 from app.training.dataset import SliceSet
 
@@ -151,11 +152,14 @@ class EvaluationReport:
     comparison: dict[str, Any] | None = None
     bayes: dict[str, Any] | None = None
     cohort: dict[str, Any] = field(default_factory=dict)
+    #: Grad-CAM mass inside the liver and the lesions, when the cohort has label maps.
+    cam_mass: CamMassReport | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"model": self.model_name, "cohort": self.cohort,
                 "patient_level": self.patient.as_dict(), "slice_level": self.slice.as_dict(),
-                "comparison": self.comparison, "bayes_optimal": self.bayes}
+                "comparison": self.comparison, "bayes_optimal": self.bayes,
+                "gradcam_mass": self.cam_mass.as_dict() if self.cam_mass is not None else None}
 
 
 def _patient_rule(scored: ScoredCohort) -> str:
@@ -242,6 +246,8 @@ def format_report(rep: EvaluationReport) -> str:
         ratio = rep.patient.auc.auc / b["auc"] if b["auc"] > 0 else float("nan")
         lines += ["", f"Bayes-optimal AUC of this cohort: {b['auc']:.3f} "
                       f"({b['ci_low']:.3f}–{b['ci_high']:.3f}); model / Bayes = {ratio:.3f}"]
+    if rep.cam_mass is not None:
+        lines += ["", format_cam_mass(rep.cam_mass).rstrip("\n")]
     if rep.comparison:
         c = rep.comparison
         lines += ["", f"DeLong test vs second model: AUC {c['auc1']:.3f} vs {c['auc2']:.3f}, "
