@@ -438,7 +438,7 @@ def test_real_ct_without_three_phases_is_shown_and_refused_for_prediction(qtbot,
     assert not shown.errors, shown.errors
     key = w.case.key
     assert key is not None
-    from app.ui.study_browser import iter_studies
+    from app.dicom.studies import iter_studies
 
     series = [s for _, st in iter_studies(w.case.scan) for s in st.series]
     assert len(series) == 1

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeAlias
 
 from app.dicom.errors import DicomError
-from app.dicom.scan import StudyInfo
 from app.dicom.types import AssembledStudy
 from app.errors import InputError
 from app.progress import NULL_PROGRESS, Progress
 
+if TYPE_CHECKING:  # pragma: no cover - typing only; the scanner imports pydicom
+    from app.dicom.scan import StudyInfo
+
 #: What ``predict`` tells the user to do about a folder with several studies.
 CHOOSE_WITH_OPTION = "choose one with --study"
 
-AssemblyResults = Sequence[tuple[StudyInfo, AssembledStudy | DicomError]]
+AssemblyResults: TypeAlias = "Sequence[tuple[StudyInfo, AssembledStudy | DicomError]]"
 
 
 def choose_study(results: AssemblyResults, folder: Path, wanted: str | None = None, *,

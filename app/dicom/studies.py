@@ -9,8 +9,10 @@ import a widget file).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-from app.dicom.scan import PatientInfo, ScanResult, StudyInfo
+if TYPE_CHECKING:  # pragma: no cover - typing only; the scanner imports pydicom
+    from app.dicom.scan import PatientInfo, ScanResult, StudyInfo
 
 
 def study_key(study: StudyInfo) -> str:
