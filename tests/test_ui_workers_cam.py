@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import ui_fixtures as fx
 
-from app.progress import ProgressState
 from app.case.model import ModelHolder
+from app.progress import ProgressState
 from app.ui.jobs import CAM_CHUNK, SliceCam, ViewedSlice, cam_job, cam_order
 
 
