@@ -109,7 +109,8 @@ def main() -> int:
     save(w, "main-window.png")
 
     if pred.record_id is not None:
-        w.register_tab.record_outcome(pred.record_id, "PR", "2024-09-01", "demo")
+        w.register_tab.record_outcome(pred.record_id, "PR", "2024-09-01", "demo")  # a worker
+        wait(lambda: not w.jobs.busy)
         w.register_tab.select_id(pred.record_id)
     w.tabs.setCurrentWidget(w.register_tab)
     save(w, "register.png")

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
+import ui_fixtures as fx
 
 from app import INTENDED_USE
-from app.inference.result import PredictionResult, SliceResult
+from app.inference.result import PredictionResult
 from app.inference.weights import WEIGHTS_RANDOM, WEIGHTS_SITE, WEIGHTS_SYNTHETIC, ModelDescription
 from app.ui.result_panel import ResultPanel, ResultSummary, weights_banner
 from app.ui.vote_strip import NON_RESPONDER_COLOR, RESPONDER_COLOR
@@ -19,17 +18,13 @@ SYNTHETIC = ModelDescription(name="hcc-demo", version="0.3.0", weights_kind=WEIG
 RANDOM = ModelDescription(name="random-init", version="0", weights_kind=WEIGHTS_RANDOM)
 
 
-def result(**kw: object) -> PredictionResult:
-    """A prediction as the predictor makes it; the model's identity comes from its card."""
-    base = PredictionResult(
-        label="responder", responder_votes=19, total_votes=30, vote_fraction=19 / 30,
-        mean_probability=0.617, tie=False, tie_rule="",
-        slices=[SliceResult(i, float(i), {}, {}, 0.7 if i < 19 else 0.3,
-                            "responder" if i < 19 else "non-responder") for i in range(30)],
-        phases=("plain", "arterial", "portal"), series_uids={}, model_name="", model_version="",
-        model_sha256="ab12cd34ef56" + "0" * 52, weights_kind="", device="cuda:0",
-        device_reason="", device_fallback=False, precision="fp16", batch_size=32)
-    return replace(base, **kw)  # type: ignore[arg-type]
+def result(probabilities: list[float] | None = None, **kw: object) -> PredictionResult:
+    """A real vote (default: 19 of 30 slices for responder, mean 0.62); the model's identity
+    comes from its card."""
+    fields: dict[str, object] = dict(model_sha256="ab12cd34ef56" + "0" * 52, device="cuda:0")
+    fields.update(kw)
+    probs = probabilities or [0.8] * 19 + [0.3] * 11
+    return fx.prediction_result(probs, **fields)  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -60,7 +55,7 @@ def test_responder(panel: ResultPanel) -> None:
 def test_non_responder_on_cpu_fallback_with_warnings(panel: ResultPanel) -> None:
     panel.set_result(
         result(
-            label="non-responder", responder_votes=4, total_votes=25, mean_probability=0.31,
+            [0.6] * 4 + [0.255] * 21,
             device="cpu", device_reason="CUDA out of memory — fell back to CPU",
             warnings=["phase assignment confirmed by the user", "arterial series has 1 gap"],
         ),
@@ -78,8 +73,7 @@ def test_non_responder_on_cpu_fallback_with_warnings(panel: ResultPanel) -> None
 def test_tie_says_which_rule_decided(panel: ResultPanel) -> None:
     panel.set_result(
         result(
-            label="non-responder", responder_votes=12, total_votes=24, mean_probability=0.49,
-            tie=True, tie_rule="mean probability < 0.5",
+            [0.6] * 12 + [0.38] * 12, tie_rule="mean probability < 0.5",
         ),
         SYNTHETIC,
     )

@@ -47,8 +47,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from app.case.flow import explain_study, export_explanations, make_record, predict_study
     from app.case.model import ModelChoice, ModelHolder
-    from app.case.study import confirmation_problem, open_study
     from app.dicom.assembly import parse_phase_overrides
+    from app.dicom.studies import confirmation_problem, open_study
 
     if not args.folder.is_dir():
         raise InputError(f"not a folder: {args.folder}")

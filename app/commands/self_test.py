@@ -122,7 +122,7 @@ def _run_steps(steps: _Steps, args: argparse.Namespace, work: Path) -> None:
     folder = steps.run("generate a synthetic 3-phase study", generate)
 
     def assemble() -> tuple[Any, str]:
-        from app.case.study import open_study
+        from app.dicom.studies import open_study
 
         study = open_study(folder)
         return study, (f"{len(study.pairs)} slice triplets; assignment "
