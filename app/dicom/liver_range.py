@@ -15,22 +15,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from app.dicom._morphology import (
-    _CORTEX_HU,
-    _body_mask,
-    _break_ring,
-    _components,
-    _disk,
-    _fill,
-    _find_spine,
-    _liver_candidates,
-    _liver_reference_candidates,
-    _median,
-    _pick_liver_2d,
-    _prepare,
-    _Spine,
-    _Work,
-)
+from app.dicom import _morphology as morph
 from app.dicom.types import Volume
 
 #: Smallest largest-cross-section (mm²) accepted as a liver (a real one has 100-300 cm²).
@@ -81,7 +66,7 @@ MIN_LESION_MM2 = 300.0
 RETROPERITONEAL_HALF_WIDTH_MM = 70.0
 #: HU range of tissue that may be tumour (viable, necrotic debris, enhancing); below it fluid
 #: (gallbladder, bowel content) and fat, above it bone and iodised oil cores.
-_LESION_LO, _LESION_HI = 20.0, _CORTEX_HU
+_LESION_LO, _LESION_HI = 20.0, morph._CORTEX_HU
 
 
 def _density_match(mean: np.ndarray, seed_hu: float, prev_hu: float) -> np.ndarray:
@@ -94,7 +79,7 @@ def _density_match(mean: np.ndarray, seed_hu: float, prev_hu: float) -> np.ndarr
     return (np.abs(mean - seed_hu) <= 15.0) | (np.abs(mean - prev_hu) <= 10.0)
 
 
-def _retroperitoneal(row: float, col: float, spine: _Spine | None, spacing: float) -> bool:
+def _retroperitoneal(row: float, col: float, spine: morph._Spine | None, spacing: float) -> bool:
     """Whether a point lies beside the spine behind the front of the vertebral body.
 
     That is where the kidney sits (in the hepatorenal impression under the liver); a tumour
@@ -111,9 +96,9 @@ def _lesion_continuation(
     zp: int,
     prev: np.ndarray,
     prev_hu: float,
-    work: _Work,
+    work: morph._Work,
     px: float,
-    spine: _Spine | None = None,
+    spine: morph._Spine | None = None,
 ) -> np.ndarray:
     """Tumour on slice ``z`` under the tumour that was inside the liver on slice ``zp``.
 
@@ -134,15 +119,15 @@ def _lesion_continuation(
         & (before < _LESION_HI)
     )
     lesion_prev = cv2.morphologyEx(
-        lesion_prev.astype(np.uint8), cv2.MORPH_OPEN, _disk(3.0 / work.spacing)
+        lesion_prev.astype(np.uint8), cv2.MORPH_OPEN, morph._disk(3.0 / work.spacing)
     )
     if lesion_prev.sum() * px < MIN_LESION_MM2:
         return np.zeros_like(prev)
     sl = work.hu[z]
-    near = cv2.dilate(lesion_prev, _disk(5.0 / work.spacing)).astype(bool)
+    near = cv2.dilate(lesion_prev, morph._disk(5.0 / work.spacing)).astype(bool)
     soft = (sl > _LESION_LO) & (sl < _LESION_HI) & prev & near
-    soft = cv2.morphologyEx(soft.astype(np.uint8), cv2.MORPH_OPEN, _disk(5.0 / work.spacing))
-    n, labels, areas, centroids = _components(soft)
+    soft = cv2.morphologyEx(soft.astype(np.uint8), cv2.MORPH_OPEN, morph._disk(5.0 / work.spacing))
+    n, labels, areas, centroids = morph._components(soft)
     out = np.zeros_like(prev)
     for lab in range(1, n):
         if areas[lab] * px < MIN_LESION_MM2:
@@ -158,11 +143,11 @@ def _propagate(
     seed: int,
     picks: list[np.ndarray],
     cands: list[np.ndarray],
-    work: _Work,
+    work: morph._Work,
     px: float,
     end_area: float,
     caudal_step: int = -1,
-    spines: list[_Spine | None] | None = None,
+    spines: list[morph._Spine | None] | None = None,
 ) -> list[np.ndarray]:
     """Follow the liver from ``seed`` up and down through the candidate masks (see liver_areas).
 
@@ -171,10 +156,10 @@ def _propagate(
     """
     n = len(cands)
     liver = [np.zeros_like(c) for c in cands]
-    liver[seed] = _fill(picks[seed], work.spacing)
+    liver[seed] = morph._fill(picks[seed], work.spacing)
     # The liver's own density on the seed slice; a neighbour component must match it (a kidney
     # or bowel loop within the candidate tolerance is still 20-30 HU off).
-    seed_hu = _median(work.hu[seed][picks[seed]])
+    seed_hu = morph._median(work.hu[seed][picks[seed]])
     # A cross-section below this is the very end of the liver (dome cap or tip of the right
     # lobe): it is kept, but the search stops there, so that a tube of similar density leaving
     # the liver (the IVC running up to the heart, a bowel loop below) is not followed.
@@ -191,9 +176,9 @@ def _propagate(
             if step == caudal_step and dense.sum() < 0.8 * prev.sum():
                 spine = spines[z] if spines is not None else None
                 keep |= _lesion_continuation(z, z - step, prev, prev_hu, work, px, spine)
-            cur = _fill(keep, work.spacing) if keep.any() else keep
+            cur = morph._fill(keep, work.spacing) if keep.any() else keep
             if dense.any():
-                prev_hu = _median(work.hu[z][dense])
+                prev_hu = morph._median(work.hu[z][dense])
             liver[z] = cur
             prev = cur
             z += step
@@ -204,7 +189,7 @@ def _liver_step(
     z: int,
     prev: np.ndarray,
     cands: list[np.ndarray],
-    work: _Work,
+    work: morph._Work,
     px: float,
     seed_hu: float,
     prev_hu: float,
@@ -237,7 +222,7 @@ def _liver_step(
                 continue
         if inside[lab] < 0.5 * size[lab] and inside[lab] < 0.5 * prev_area:
             continue
-        comp = _break_ring(labels == lab, work.spacing)
+        comp = morph._break_ring(labels == lab, work.spacing)
         sub, nsub = ndimage.label(comp)
         for j in range(1, nsub + 1):
             # Thin parts removed: keep what still overlaps the liver before.
@@ -251,7 +236,7 @@ def _liver_step(
 
 
 def _best_reference(
-    refs: list[float], work: _Work, bodies: list[np.ndarray], spines: list[_Spine | None]
+    refs: list[float], work: morph._Work, bodies: list[np.ndarray], spines: list[morph._Spine | None]
 ) -> float:
     """The histogram peak whose liver-like region is the largest on its best slices.
 
@@ -268,9 +253,9 @@ def _best_reference(
             spine = spines[k]
             if spine is None:
                 continue
-            cand = _liver_candidates(work.hu[k], bodies[k], ref, work.spacing, spine)
-            pick = _pick_liver_2d(cand, bodies[k], work.spacing)
-            filled.append(float(_fill(pick, work.spacing).sum()) * px if pick.any() else 0.0)
+            cand = morph._liver_candidates(work.hu[k], bodies[k], ref, work.spacing, spine)
+            pick = morph._pick_liver_2d(cand, bodies[k], work.spacing)
+            filled.append(float(morph._fill(pick, work.spacing).sum()) * px if pick.any() else 0.0)
         score = float(np.mean(sorted(filled)[-3:])) if filled else 0.0
         if score > best_score:
             best, best_score = ref, score
@@ -287,9 +272,9 @@ def liver_areas(volume: Volume) -> tuple[np.ndarray, float | None]:
     similar density that touches the liver in 3-D is therefore not dragged in, and hole filling
     per slice counts tumours, vessels and TACE oil inside the liver.
     """
-    work = _prepare(volume)
-    bodies = [_body_mask(sl) for sl in work.hu]
-    refs = _liver_reference_candidates(work, bodies)
+    work = morph._prepare(volume)
+    bodies = [morph._body_mask(sl) for sl in work.hu]
+    refs = morph._liver_reference_candidates(work, bodies)
     n = volume.n_slices
     areas = np.zeros(n)
     if not refs:
@@ -297,7 +282,7 @@ def liver_areas(volume: Volume) -> tuple[np.ndarray, float | None]:
     px = work.spacing * work.spacing
     trunk = [b.sum() * px >= 20000 for b in bodies]
     spines = [
-        _find_spine(sl, b, work.spacing) if t else None
+        morph._find_spine(sl, b, work.spacing) if t else None
         for sl, b, t in zip(work.hu, bodies, trunk, strict=True)
     ]
     ref = refs[0] if len(refs) == 1 else _best_reference(refs, work, bodies, spines)
@@ -306,10 +291,10 @@ def liver_areas(volume: Volume) -> tuple[np.ndarray, float | None]:
         spine = spines[k]
         if spine is None:
             return np.zeros_like(bodies[k])
-        return _liver_candidates(work.hu[k], bodies[k], ref, work.spacing, spine)
+        return morph._liver_candidates(work.hu[k], bodies[k], ref, work.spacing, spine)
 
     cands = [candidates(k) for k in range(n)]
-    picks = [_pick_liver_2d(c, b, work.spacing) for c, b in zip(cands, bodies, strict=True)]
+    picks = [morph._pick_liver_2d(c, b, work.spacing) for c, b in zip(cands, bodies, strict=True)]
     pick_area = np.array([p.sum() for p in picks], dtype=float)
     if pick_area.max() * px < MIN_LIVER_PEAK_MM2:
         return areas, ref
@@ -322,7 +307,7 @@ def liver_areas(volume: Volume) -> tuple[np.ndarray, float | None]:
     zs = np.asarray(volume.z_positions, dtype=float)
     caudal = -1 if n < 2 or zs[-1] >= zs[0] else 1
     liver = _propagate(first, picks, cands, work, px, END_FRACTION * peak, caudal, spines)
-    first_hu = _median(work.hu[first][picks[first]])
+    first_hu = morph._median(work.hu[first][picks[first]])
     # Further seeds must look like the first one (density within 10 HU) and lie next to
     # the liver found so far, so that a heart or spleen of liver density elsewhere cannot
     # start a liver of its own.
@@ -336,7 +321,7 @@ def liver_areas(volume: Volume) -> tuple[np.ndarray, float | None]:
         near = any(
             (liver[z] & picks[seed]).any() for z in range(max(0, seed - 1), min(n, seed + 2))
         )
-        if not near or abs(_median(work.hu[seed][picks[seed]]) - first_hu) > 10.0:
+        if not near or abs(morph._median(work.hu[seed][picks[seed]]) - first_hu) > 10.0:
             continue
         grown = _propagate(seed, picks, cands, work, px, END_FRACTION * peak, caudal, spines)
         for z in range(n):
@@ -344,7 +329,7 @@ def liver_areas(volume: Volume) -> tuple[np.ndarray, float | None]:
     for z in range(n):
         areas[z] = liver[z].sum() * px
     mask = np.stack(liver)
-    hu = _median(work.hu[mask]) if mask.any() else ref
+    hu = morph._median(work.hu[mask]) if mask.any() else ref
     return areas, hu
 
 
