@@ -207,10 +207,11 @@ def test_full_flow(qtbot, window: MainWindow, generated, shown: Dialogs, tmp_pat
 
     assert count_pdf_pages(pdf) == 1
     # the same page as an image (previews, screenshots): A4 proportions, CT and heatmap drawn
-    from app.ui.report_pdf import render_case_report_image, strongest_responder_slice
+    from app.ui.report_pdf import case_report, render_case_report_image, strongest_responder_slice
 
     best = strongest_responder_slice(pred.result)
-    page = render_case_report_image(pred.study, pred.result, w.cams_at(best), None, pair_index=best, cam_scale=1.0, dpi=40)
+    report = case_report(pred.study, pred.result, w.cams_at(best), None, pair_index=best, cam_scale=1.0)
+    page = render_case_report_image(report, dpi=40)
     assert abs(page.height() / page.width() - 297 / 210) < 0.02
     colours = {page.pixelColor(x, y).name() for x in range(0, page.width(), 7) for y in range(0, page.height(), 7)}
     assert len(colours) > 50  # text, grey CT and coloured heatmap, not a blank page

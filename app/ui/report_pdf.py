@@ -82,8 +82,7 @@ def _qimage(rgb: np.ndarray) -> QtGui.QImage:
     return QtGui.QImage(rgb.data, w, h, 3 * w, QtGui.QImage.Format.Format_RGB888).copy()
 
 
-def write_case_report(
-    path: Path,
+def case_report(
     study: AssembledStudy,
     result: PredictionResult,
     cam_by_phase: Mapping[str, np.ndarray | None] | None,
@@ -92,13 +91,11 @@ def write_case_report(
     pair_index: int | None = None,
     cam_scale: float | None = None,
     case_id: int | None = None,
-) -> Path:
-    """Write the one-page A4 PDF report of a case and return its path.
+) -> CaseReport:
+    """What the report of a case shows, checked.
 
     Parameters
     ----------
-    path:
-        Output file (``.pdf``).
     study:
         The assembled study the prediction was made on (HU volumes and slice pairs).
     result:
@@ -119,14 +116,25 @@ def write_case_report(
     Raises
     ------
     ReportError
-        When the file cannot be written or there is nothing to show.
+        There is nothing to show (no slices, a level outside the study).
     """
-    path = Path(path)
     if pair_index is None:
         pair_index = strongest_responder_slice(result)
     if not study.pairs or not 0 <= pair_index < len(study.pairs):
         raise ReportError(f"slice level {pair_index} is not in the study")
-    pair = study.pairs[pair_index]
+    return CaseReport(study, result, cam_by_phase or {}, description, pair_index,
+                      study.pairs[pair_index], cam_scale, case_id)
+
+
+def write_case_report(path: Path, report: CaseReport) -> Path:
+    """Write the one-page A4 PDF report and return its path.
+
+    Raises
+    ------
+    ReportError
+        When the file cannot be written.
+    """
+    path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "ab"):
@@ -145,9 +153,7 @@ def write_case_report(
         raise ReportError(f"cannot write the report to {path}")
     try:
         page = writer.pageLayout().paintRectPixels(writer.resolution())
-        _draw(_Page(painter, page.width(), page.height(), writer.resolution()),
-              _Report(study, result, cam_by_phase or {}, description, pair_index, pair,
-                      cam_scale, case_id))
+        _draw(_Page(painter, page.width(), page.height(), writer.resolution()), report)
     finally:
         painter.end()
     if not path.exists() or path.stat().st_size == 0:
@@ -155,21 +161,8 @@ def write_case_report(
     return path
 
 
-def render_case_report_image(
-    study: AssembledStudy,
-    result: PredictionResult,
-    cam_by_phase: Mapping[str, np.ndarray | None] | None,
-    description: ModelDescription | None,
-    *,
-    pair_index: int | None = None,
-    cam_scale: float | None = None,
-    case_id: int | None = None,
-    dpi: int = 100,
-) -> QtGui.QImage:
+def render_case_report_image(report: CaseReport, dpi: int = 100) -> QtGui.QImage:
     """The report's page as an image (same drawing as the PDF): previews and screenshots."""
-    if pair_index is None:
-        pair_index = strongest_responder_slice(result)
-    pair = study.pairs[pair_index]
     mm = dpi / 25.4
     image = QtGui.QImage(int(210 * mm), int(297 * mm), QtGui.QImage.Format.Format_RGB32)
     image.setDotsPerMeterX(int(dpi / 0.0254))
@@ -178,17 +171,15 @@ def render_case_report_image(
     painter = QtGui.QPainter(image)
     try:
         painter.translate(15 * mm, 12 * mm)
-        _draw(_Page(painter, int(180 * mm), int(273 * mm), dpi),
-              _Report(study, result, cam_by_phase or {}, description, pair_index, pair,
-                      cam_scale, case_id))
+        _draw(_Page(painter, int(180 * mm), int(273 * mm), dpi), report)
     finally:
         painter.end()
     return image
 
 
 @dataclass
-class _Report:
-    """What one report shows."""
+class CaseReport:
+    """What one case report shows (:func:`case_report` makes one)."""
 
     study: AssembledStudy
     result: PredictionResult
@@ -228,7 +219,7 @@ class _Page:
         return top + doc.size().height()
 
 
-def _draw(page: _Page, rep: _Report) -> None:
+def _draw(page: _Page, rep: CaseReport) -> None:
     """The page from top to bottom: header, patient, result, images, model, intended use."""
     y = page.block(_header_html(rep), 0.0)
     y = page.block(_patient_html(rep.study), y + 2 * page.dpmm)
@@ -239,7 +230,7 @@ def _draw(page: _Page, rep: _Report) -> None:
                max(y + 2 * page.dpmm, page.height - 22 * page.dpmm))
 
 
-def _header_html(rep: _Report) -> str:
+def _header_html(rep: CaseReport) -> str:
     now = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     case = f"<br>register case {rep.case_id}" if rep.case_id else ""
     return ("<table width='100%'><tr><td><span style='font-size:16pt;font-weight:bold'>"
@@ -265,11 +256,11 @@ def _patient_html(study: AssembledStudy) -> str:
             + phases + "</table>")
 
 
-def _weights_kind(rep: _Report) -> str:
+def _weights_kind(rep: CaseReport) -> str:
     return rep.result.weights_kind or (rep.description.weights_kind if rep.description else "")
 
 
-def _result_html(rep: _Report) -> str:
+def _result_html(rep: CaseReport) -> str:
     esc, r = html.escape, rep.result
     colour = "#1f5fa8" if r.label.lower().startswith("resp") else "#8a4b00"
     split = f"{r.responder_votes} of {r.total_votes} slice levels vote responder" \
@@ -284,7 +275,7 @@ def _result_html(rep: _Report) -> str:
     return out
 
 
-def _draw_images(page: _Page, rep: _Report, y: float) -> float:
+def _draw_images(page: _Page, rep: CaseReport, y: float) -> float:
     """Two rows of the three phases at the report's level: without and with the heatmap."""
     painter, study, pair = page.painter, rep.study, rep.pair
     gap = 3 * page.dpmm
@@ -325,7 +316,7 @@ def _draw_images(page: _Page, rep: _Report, y: float) -> float:
     return y
 
 
-def _model_html(rep: _Report) -> str:
+def _model_html(rep: CaseReport) -> str:
     esc, r, d = html.escape, rep.result, rep.description
     name = r.model_name or (d.name if d else "model")
     version = r.model_version or (d.version if d else "")

@@ -136,21 +136,22 @@ class RegisterActions(WindowParts):
 
     def export_pdf(self, path: Path) -> Job | None:
         """Write the one-page PDF report of the case on view (in a worker); errors are shown."""
-        from app.ui.report_pdf import strongest_responder_slice, write_case_report
+        from app.ui.report_pdf import case_report, strongest_responder_slice, write_case_report
 
         pred = self.case.prediction
         if pred is None:
             return None
         try:
             index = strongest_responder_slice(pred.result)
+            report = case_report(
+                pred.study, pred.result, self.cams_at(index), pred.model.description,
+                pair_index=index,
+                cam_scale=1.0,  # the maps are normalised by the study's global maximum
+                case_id=pred.record_id)
         except HCCError as exc:
             dialogs.show_error(self, exc.message, exc.details or "")
             return None
-        cams = self.cams_at(index)
-        job = self.start_job("PDF report", lambda _p: write_case_report(
-            path, pred.study, pred.result, cams, pred.model.description, pair_index=index,
-            cam_scale=1.0,  # the maps are normalised by the study's global maximum
-            case_id=pred.record_id))
+        job = self.start_job("PDF report", lambda _p: write_case_report(path, report))
         job.finished.connect(self._pdf_written)
         return job
 
