@@ -9,7 +9,7 @@ results come back (dataclasses below).
 The flow of a case itself (study choice, model choice, predict, record) is :mod:`app.case`,
 shared with the commands; one :class:`~app.case.model.ModelHolder` keeps the loaded model
 (STYLE.md 6) and the lock every user of the network takes. The register's own jobs (listing,
-outcome, export, verify) are in :mod:`app.ui.register_jobs`.
+outcome, export, verify) are in :mod:`app.case.records`.
 """
 
 from __future__ import annotations
