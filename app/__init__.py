@@ -9,10 +9,11 @@ core is checked by ``tests/test_layers.py``)::
     app.case        the flow of one case, shared by the commands and the app (+ app.casework,
                     the prediction <-> register adapter)
     app.training    cohort, training loop, evaluation statistics
+    app.synthetic   phantom multiphase liver CT written as DICOM (its label maps follow the
+                    model's input geometry, from app.inference.preprocess)
     app.inference   model, weights, predictor, Grad-CAM (result types in a torch-free module)
     app.register    SQLite case register (imports neither torch nor app.inference)
     app.dicom       scan, volumes, phase classification, study assembly, study choice
-    app.synthetic   phantom multiphase liver CT written as DICOM
 """
 
 __version__ = "0.1.0"

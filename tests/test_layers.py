@@ -71,10 +71,12 @@ APP_DIR = Path(app.__file__).parent
 #: (``app.errors``, ``app.progress``, ``app.paths``, ``app.parallel``, ``app.stats`` ...) are
 #: below all of them. ``app.commands``, ``app.cli`` and ``app.ui`` are above the core.
 CORE_LAYERS: tuple[tuple[str, ...], ...] = (
-    ("app.synthetic",),
     ("app.dicom",),
     ("app.register",),
     ("app.inference",),
+    # the generator's label maps are aligned with the model's input (app.synthetic.labelmaps
+    # uses app.inference.preprocess), so the synthetic data sits above inference
+    ("app.synthetic",),
     ("app.training",),
     ("app.case", "app.casework"),
 )
