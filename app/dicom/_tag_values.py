@@ -97,16 +97,10 @@ def _text(obj: Any, keyword: str) -> Any:
 
     ASCII is decoded directly; other bytes through the data set's character set.
     """
-    d = getattr(obj, "_dict", None)
-    tag = _TAG.get(keyword) or _tag(keyword)
-    if d is None or tag is None:
-        return _SLOW
-    elem = d.get(tag)
-    if elem is None:
-        return None
-    value = getattr(elem, "value", None)
-    if not isinstance(elem, RawDataElement) or value is None:
-        return _SLOW
+    elem = _raw(obj, keyword)
+    if elem is None or elem is _SLOW:
+        return elem
+    value = elem.value
     try:
         return value.decode("ascii").strip(" \x00")
     except UnicodeDecodeError:
