@@ -172,16 +172,11 @@ def measure_assembled(study_dir: Path, study: AssembledStudy, config: ModelConfi
 
 
 def assemble_single(study_dir: Path, progress: Progress = NULL_PROGRESS) -> AssembledStudy:
-    """The one assembled study of ``study_dir``, with its volumes, as training prepares it."""
-    from app.dicom.assembly import assemble_folder
+    """The one assembled study of ``study_dir``, with its volumes, as training prepares it
+    (:func:`app.dicom.studies.open_study`)."""
+    from app.dicom.studies import open_study
 
-    _scan, studies = assemble_folder(study_dir, progress=progress, keep_volumes=True)
-    if len(studies) != 1:
-        raise InputError(f"{study_dir} holds {len(studies)} usable studies; one is needed")
-    outcome = studies[0][1]
-    if isinstance(outcome, Exception):
-        raise outcome
-    return outcome
+    return open_study(study_dir, progress=progress, how_to_choose="one is needed")
 
 
 @dataclass(frozen=True)
