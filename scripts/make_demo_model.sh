@@ -20,7 +20,7 @@
 # Environment: PY (python), WORK (scratch folder, kept for inspection; cohorts already in it
 # are reused), DEVICE (auto|cpu|cuda), RECIPE (cpu|gpu|lesion), WORKERS (0 = one per core), OUT
 # (model file; default the shipped one), EVAL_DIR, TRAIN_COHORTS ("seed:patients ..."), N_TEST,
-# MAX_ITERATIONS (for a quick trial of the script only), N_CALIB (lesion: calibration patients).
+# MAX_ITERATIONS (for a quick trial of the script only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -31,7 +31,6 @@ RECIPE=${RECIPE:-cpu}           # cpu: about 1 h on 2 cores; gpu: one GPU, about
 OUT=${OUT:-resources/models/demo-model.safetensors}
 EVAL_DIR=${EVAL_DIR:-$(dirname "$OUT")/demo-model-evaluation}
 TEST_SEED=202; N_TEST=${N_TEST:-200}
-CALIB_SEED=103; N_CALIB=${N_CALIB:-150}
 # Training patients: seeded cohorts (seed:patients), merged into one CSV.
 #   cpu: the recipe of the shipped file (2026.1): 240 patients, 64 px whole slice, lr 1e-3,
 #        0/1 labels with augmentation; about an hour on 2 cores.
@@ -89,14 +88,10 @@ for cohort in $TRAIN_COHORTS; do
 done
 TEST_DIR="$WORK/test-$TEST_SEED-m$MATRIX"
 generate "$TEST_DIR" "$N_TEST" "$TEST_SEED"
-# lesion: the decision threshold is chosen on a separate calibration cohort (never the test
+# lesion: the decision threshold is chosen on the validation patients (never the test
 # cohort), see app/training/threshold.py
 THRESHOLD_FLAGS=()
-if [[ $RECIPE == lesion ]]; then
-  CALIB_DIR="$WORK/calib-$CALIB_SEED-m$MATRIX"
-  generate "$CALIB_DIR" "$N_CALIB" "$CALIB_SEED"
-  THRESHOLD_FLAGS=(--threshold-cohort "$CALIB_DIR/labels.csv")
-fi
+if [[ $RECIPE == lesion ]]; then THRESHOLD_FLAGS=(--choose-threshold); fi
 
 DISCLAIMER="Demonstration model trained on SYNTHETIC PHANTOMS (hcc-response demo-data, training \
 cohorts seed:patients $TRAIN_COHORTS, $N_TRAIN patients, ${MATRIX}x$MATRIX matrix); for \

@@ -4,8 +4,8 @@ Why: the paper calls a slice a responder when its probability is > 0.5 (the soft
 A model trained towards the generator's probability of response (``--soft-target-column
 p_true``) learns calibrated probabilities, which sit around the cohort's ~30 % response rate:
 at 0.5 it calls almost everyone a non-responder (sensitivity 0.24 for demo model 2026.3 on its
-held-out cohort). The threshold that balances sensitivity and specificity (Youden's J of the
-patient call, the call predict() makes) is chosen on validation or calibration patients and
+held-out cohort). The threshold that balances sensitivity and specificity of the patient call
+(the call predict() makes) is chosen on validation or calibration patients and
 recorded in the model's configuration, so the app, ``evaluate`` and the register all decide
 with it. The test cohort is never used to choose it.
 """
@@ -38,8 +38,10 @@ class ThresholdChoice:
 
 
 def choose_threshold(scored: ScoredCohort, chosen_on: str) -> ThresholdChoice:
-    """The grid threshold with the largest Youden's J (sensitivity + specificity − 1) of the
-    patient call; among equals, the one closest to 0.5.
+    """The grid threshold whose patient call has the best balanced operating point: the
+    largest min(sensitivity, specificity), then the largest Youden's J, then the one closest to
+    0.5. (Youden's J alone picked 0.19 on a calibration cohort — sensitivity 0.93, specificity
+    0.36 — an operating point no clinician would accept for either kind of patient.)
 
     Raises
     ------
@@ -49,13 +51,13 @@ def choose_threshold(scored: ScoredCohort, chosen_on: str) -> ThresholdChoice:
     y = np.asarray(scored.patient_labels)
     if y.min() == y.max():
         raise ValueError("a threshold needs responders and non-responders")
-    best: tuple[float, float, float, float] | None = None
+    best: tuple[tuple[float, float, float], float, float, float] | None = None
     for t in GRID:
         call = replace(scored, threshold=t).patient_call
         sens = float(np.mean(call[y == 1] == 1))
         spec = float(np.mean(call[y == 0] == 0))
-        key = (sens + spec - 1.0, -abs(t - 0.5))
-        if best is None or key > (best[0], -abs(best[1] - 0.5)):
-            best = (sens + spec - 1.0, t, sens, spec)
+        key = (min(sens, spec), sens + spec - 1.0, -abs(t - 0.5))
+        if best is None or key > best[0]:
+            best = (key, t, sens, spec)
     assert best is not None
     return ThresholdChoice(best[1], best[2], best[3], int(y.size), chosen_on)
