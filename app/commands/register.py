@@ -10,8 +10,15 @@
     hcc-response register verify
     hcc-response register stats
 
-``--register`` and ``--json`` may be given before or after the action. Exit status: 0 success,
-2 bad input (unknown case, bad category, refused register), 1 when ``verify`` finds a problem.
+``--register``, ``--read-only`` and ``--json`` may be given before or after the action. Exit
+status: 0 success, 2 bad input (unknown case, bad category, refused or damaged register), 1 when
+``verify`` finds a problem.
+
+``list``, ``show``, ``verify`` and ``stats`` only read: they open the register read-only, so
+they work on an archive copy on read-only media and on a full disk, and can never change it.
+``export`` and ``backup`` record an audit event in the same step that makes their file appear
+(a failure writes nothing); ``--read-only`` runs them on a register that cannot be written, at
+the price of no event.
 """
 
 from __future__ import annotations
@@ -32,6 +39,10 @@ def _common(p: argparse.ArgumentParser, suppress: bool) -> None:
     p.add_argument("--json", action="store_true",
                    default=argparse.SUPPRESS if suppress else False,
                    help="print one JSON document on stdout")
+    p.add_argument("--read-only", action="store_true",
+                   default=argparse.SUPPRESS if suppress else False,
+                   help="open the register read-only (an archive copy); export and backup are "
+                        "then not recorded in its audit trail")
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -84,10 +95,35 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     _common(p, suppress=True)
 
 
-def run(args: argparse.Namespace) -> int:
-    from app.register import open_register
+_VERB = {"export": "export it", "backup": "back it up"}
+#: Actions that only read: always opened read-only (nothing can be written, nothing upgraded).
+READ_ACTIONS = frozenset({"list", "show", "verify", "stats"})
 
-    with open_register(args.register) as reg:
+
+def _open(args: argparse.Namespace) -> Any:
+    from app import paths
+    from app.register import RegisterReadOnlyError, open_register
+
+    path = args.register if args.register is not None else paths.default_register_path()
+    if args.read_only or (args.action in READ_ACTIONS and Path(path).expanduser().is_file()):
+        try:
+            return open_register(path, read_only=True)
+        except RegisterReadOnlyError:
+            if args.read_only:
+                raise
+            # an older register: upgrading it (with its backup) needs the writable open below
+    try:
+        return open_register(path)
+    except RegisterReadOnlyError as exc:
+        if args.action in ("export", "backup"):
+            raise RegisterReadOnlyError(
+                f"{exc.message}. To {_VERB[args.action]} anyway without an audit event, add "
+                f"--read-only", details=exc.details) from exc
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    with _open(args) as reg:
         handler = _HANDLERS[args.action]
         return handler(reg, args)
 
