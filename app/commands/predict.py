@@ -101,15 +101,16 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise InputError(f"cannot write the Grad-CAM images to {args.cam_dir}: {exc}") from exc
 
-    record_id = None
+    saved = None
     if args.register is not None:
         from app.casework import prediction_record
-        from app.register import open_register
+        from app.register.pending import record_or_keep
 
         record = prediction_record(study, result, overrides=overrides or {},
                                    source_folder=str(args.folder.resolve()))
-        with open_register(args.register) as register:
-            record_id = register.add_prediction(record)
+        # never raises for the register: a prediction it cannot take is kept for later
+        saved = record_or_keep(args.register, record)
+    record_id = saved.case_id if saved is not None else None
     progress.update(1.0, "done")
 
     doc: dict[str, Any] = {
@@ -123,10 +124,16 @@ def run(args: argparse.Namespace) -> int:
         "cam_files": cam_files,
         "elapsed_s": round(time.perf_counter() - t0, 3),
     }
+    if saved is not None and saved.error is not None:
+        doc["register_error"] = saved.message
+        doc["register_pending"] = str(saved.pending_file) if saved.pending else None
     if args.json:
         print_json(doc)
-        return 0
-    _print_text(doc, result)
+    else:
+        _print_text(doc, result)
+    if saved is not None and saved.error is not None:  # shown and kept, but not recorded
+        say(f"hcc-response predict: {saved.message}", err=True)
+        return saved.error.exit_code
     return 0
 
 

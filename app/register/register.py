@@ -376,6 +376,22 @@ class Register:
                                {"prediction_id": pred_id, "record_hash": record_hash}, pred_id)
         return pred_id
 
+    def find_prediction(self, record: PredictionRecord) -> int | None:
+        """The case id of a prediction already recorded from ``record``, or None.
+
+        The same study, model weights and moment of prediction mean the same prediction: a
+        record kept for later (:mod:`app.register.pending`) that reached the register before a
+        crash is not recorded a second time.
+        """
+        stmt = (select(Prediction.id).join(Study, Study.id == Prediction.study_ref)
+                .where(Study.study_uid == record.study_uid,
+                       Prediction.model_sha256 == record.model_sha256,
+                       Prediction.created_at == timestamp_text(record.created_at))
+                .order_by(Prediction.id).limit(1))
+        with self._read() as conn:
+            found = conn.execute(stmt).scalar()
+        return None if found is None else int(found)
+
     def _patient_ref(self, conn: Connection, record: PredictionRecord) -> int:
         """Primary key of the patient, inserting it when new (first values seen are kept)."""
         if not str(record.patient_id).strip():
