@@ -13,12 +13,19 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+import fs_faults
 import pytest
-from fs_faults import fill_disk, mounts, read_only_view, small_disk  # noqa: F401 - fixtures
+from fs_faults import fill_disk
 
 from app.cli import main
 from app.register import RegisterDamagedError, open_register
 from app.register.samples import sample_record
+
+# the real-fault fixtures of fs_faults, used by name below
+mounts = fs_faults.mounts
+read_only_view = fs_faults.read_only_view
+small_disk = fs_faults.small_disk
+
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
