@@ -26,7 +26,6 @@ Decisions
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -36,10 +35,14 @@ from app import __version__
 from app.dicom.types import AssembledStudy
 from app.inference.config import CLASSES
 from app.inference.device import (
+    DTYPE_NAMES,
     DeviceChoice,
-    cpu_fallback,
-    is_cuda_failure,
-    is_out_of_memory,
+    DeviceInput,
+    autocast,
+    autocast_dtype,
+    on_gpu_or_cpu,
+    place_with_fallback,
+    run_batched,
     select_device,
 )
 from app.inference.preprocess import preprocess_study
@@ -187,31 +190,9 @@ def majority_vote(probabilities: list[float]) -> Vote:
     return Vote(slice_label(mean), votes, total, mean, True)
 
 
-def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    if device.type != "cuda":
-        return None  # float32 on the CPU: reduced precision is not faster there
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    return torch.float16  # "auto" and "fp16"
-
-
-def batch_to_device(xb: torch.Tensor, choice: DeviceChoice) -> torch.Tensor:
-    """A batch on the GPU, channels-last like the model."""
-    return xb.to(choice.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-
-
-def place_model(loaded: LoadedModel, choice: DeviceChoice) -> None:
-    """Put the model on ``choice``'s device, channels-last (faster with oneDNN and cuDNN)."""
-    loaded.model.to(choice.device)
-    loaded.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    loaded.device_choice = choice
-
-
 def run_batches(
     loaded: LoadedModel,
-    x: torch.Tensor,
+    x: torch.Tensor | DeviceInput,
     progress: Progress,
     batch_size: int,
     precision: str = "auto",
@@ -219,9 +200,12 @@ def run_batches(
 ) -> tuple[torch.Tensor, int, str, list[str]]:
     """Responder probabilities for the rows of ``x`` ``[N, P, 1, S, S]``, batch by batch.
 
-    Cancellation is checked before every batch, progress reported after each. CUDA failures
-    are handled here: out of memory → halve the batch and retry; anything else (or OOM at batch
-    size 1) → move the model to the CPU, record why, and go on.
+    ``x`` may be a :class:`~app.inference.device.DeviceInput` (input made on the GPU, remade on
+    the CPU after a fallback).
+
+    Cancellation is checked before every batch, progress reported after each. GPU failures are
+    handled by :func:`app.inference.device.run_batched` (out of memory → halve the batch; any
+    other failure on the GPU branch → the CPU, with the reason in the notes).
 
     Returns
     -------
@@ -230,43 +214,23 @@ def run_batches(
     if loaded.model.training:
         # dropout and batch statistics would make the answer random and batch-dependent
         raise ValueError("prediction needs the model in eval mode")
-    n = int(x.shape[0])
-    probs = torch.empty(n, dtype=torch.float32)
-    notes: list[str] = []
-    bs = max(1, int(batch_size))
-    used_precision = "fp32"
-    i = 0
-    progress.update(0.0, text)
-    while i < n:
-        progress.check()
-        with loaded.lock:
-            choice = loaded.device_choice
-            amp = _autocast_dtype(precision, choice.device)
-            try:
-                xb = x[i : i + bs]
-                if choice.is_cuda:
-                    xb = batch_to_device(xb, choice)
-                ctx = torch.autocast("cuda", dtype=amp) if amp is not None else nullcontext()
-                with torch.inference_mode(), ctx:
-                    logits = loaded.model(xb)
-                p = torch.softmax(logits.float(), dim=1)[:, 1].cpu()
-            except Exception as exc:
-                if not (choice.is_cuda and is_cuda_failure(exc)):
-                    raise
-                if is_out_of_memory(exc) and bs > 1:
-                    bs = max(1, bs // 2)
-                    notes.append(f"GPU out of memory; batch size reduced to {bs}")
-                    torch.cuda.empty_cache()
-                    continue
-                cpu = cpu_fallback(choice, exc, text)
-                place_model(loaded, cpu)
-                notes.append(cpu.reason)
-                continue
-        used_precision = {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[amp]
-        probs[i : i + len(p)] = p
-        i += len(p)
-        progress.update(i / n, f"{text}: {i}/{n} slices")
-    return probs, bs, used_precision, notes
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    used: list[torch.dtype | None] = [None]
+    source = x if isinstance(x, DeviceInput) else DeviceInput(x, x.cpu)
+
+    def step(start: int, stop: int, choice: DeviceChoice) -> torch.Tensor:
+        amp = autocast_dtype(precision, choice)
+        xb = source.rows(start, stop, choice)
+        with torch.inference_mode(), autocast(choice, amp):
+            logits = loaded.model(xb)
+        used[0] = amp
+        return torch.softmax(logits.float(), dim=1)[:, 1].cpu()
+
+    n = int(source.x.shape[0])
+    run = run_batched(loaded, n, batch_size, step, during=text, progress=progress)
+    probs = torch.cat(run.outputs) if run.outputs else torch.empty(0, dtype=torch.float32)
+    return probs, run.batch_size, DTYPE_NAMES[used[0]], run.notes
 
 
 def predict(
@@ -314,22 +278,17 @@ def predict(
     notes: list[str] = []
     if device is not None:
         with model.lock:
-            choice = select_device(device)
-            try:
-                place_model(model, choice)
-            except Exception as exc:
-                if not (choice.is_cuda and is_cuda_failure(exc)):
-                    raise
-                choice = cpu_fallback(choice, exc, "moving the model to the GPU")
-                place_model(model, choice)
-            if choice.fallback:
-                notes.append(choice.reason)
+            notes += place_with_fallback(model, select_device(device))
     progress.update(0.0, "preparing slices")
-    inputs = preprocess_study(study, model.config)
+    inputs, prep_notes = on_gpu_or_cpu(
+        model.device_choice, lambda dev: preprocess_study(study, model.config, device=dev),
+        "preparing slices")
+    notes += prep_notes
     t1 = time.perf_counter()
     bs = batch_size or (64 if model.device_choice.is_cuda else 16)
+    source = DeviceInput(inputs.x, lambda: preprocess_study(study, model.config).x)
     probs, bs, used_precision, batch_notes = run_batches(
-        model, inputs.x, sub_progress(progress, 0.02, 1.0), bs, precision)
+        model, source, sub_progress(progress, 0.02, 1.0), bs, precision)
     notes += batch_notes
     t2 = time.perf_counter()
 
