@@ -31,6 +31,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="override the phase assignment, e.g. portal=UID")
     parser.add_argument("--study", default=None, metavar="STUDY_UID",
                         help="which study to predict when the folder holds several")
+    parser.add_argument("--patient", default=None, metavar="PATIENT_ID",
+                        help="whose study to predict when the folder holds several patients "
+                             "(needed when two patients share one study UID)")
     parser.add_argument("--confirm", action="store_true",
                         help="accept an assignment flagged as needing confirmation")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
@@ -41,8 +44,13 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _choose_study(results: list[tuple[Any, Any]], wanted: str | None, folder: Path) -> Any:
-    """The one assembled study to predict, or an InputError saying exactly why not."""
+def _choose_study(results: list[tuple[Any, Any]], wanted: str | None, folder: Path,
+                  patient: str | None = None) -> Any:
+    """The one assembled study to predict, or an InputError saying exactly why not.
+
+    A study is a (patient, study UID) pair: two patients whose studies share one UID (a
+    broken export, a phantom reused) are two studies, told apart by ``patient``.
+    """
     from app.dicom.errors import DicomError
 
     if not results:
@@ -51,10 +59,18 @@ def _choose_study(results: list[tuple[Any, Any]], wanted: str | None, folder: Pa
         results = [(s, a) for s, a in results if s.study_uid == wanted]
         if not results:
             raise InputError(f"no study {wanted} in {folder}")
+    if patient is not None:
+        results = [(s, a) for s, a in results if s.patient_id == patient]
+        if not results:
+            raise InputError(f"no study of patient {patient!r} in {folder}"
+                             + (f" with UID {wanted}" if wanted else ""))
     if len(results) > 1:
+        uids = [s.study_uid for s, _ in results]
+        shared = len(set(uids)) < len(uids)
         listing = "; ".join(f"{s.study_uid} ({s.patient_id}, {s.study_date or 'no date'})"
                             for s, _ in results)
-        raise InputError(f"{folder} holds {len(results)} studies; choose one with --study: "
+        how = ("--study and --patient (patients share a study UID)" if shared else "--study")
+        raise InputError(f"{folder} holds {len(results)} studies; choose one with {how}: "
                          f"{listing}")
     _study, outcome = results[0]
     if isinstance(outcome, DicomError):
@@ -82,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     _scan, results = assemble_folder(args.folder, overrides, progress.sub(0.0, 0.4),
                                       keep_volumes=True)
-    study = _choose_study(results, args.study, args.folder)
+    study = _choose_study(results, args.study, args.folder, args.patient)
     if study.needs_confirmation and not args.confirm and not overrides:
         reasons = "; ".join(study.confirmation_reasons) or "conflicting phase evidence"
         raise InputError(f"the phase assignment needs confirmation ({reasons}); check it with "
