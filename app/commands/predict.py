@@ -104,11 +104,17 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"the phase assignment needs confirmation ({reasons}); check it with "
                          f"'hcc-response scan {args.folder}' and rerun with --confirm or --phase")
 
+    from app import model_history
     from app.inference.gradcam import export_overlays, gradcam_study
     from app.inference.predictor import predict
 
     loaded = _load(args)
+    # a model that prepares the images differently from the last one used is shown first
+    change = model_history.compare(loaded)
+    if change is not None:
+        say(f"hcc-response predict: note: {change.message}", err=True)
     result = predict(study, loaded, progress.sub(0.45, 0.75))
+    model_history.remember(loaded)
     cam_files: list[str] = []
     if args.cam_dir is not None:
         cams = gradcam_study(loaded, study, progress.sub(0.75, 0.95))
@@ -137,6 +143,7 @@ def run(args: argparse.Namespace) -> int:
         "liver_range_mm": {p: list(r) for p, r in study.liver_range_mm.items()},
         "prediction": result.to_dict(),
         "register_id": record_id,
+        "model_change": change.differences if change is not None else None,
         "cam_files": cam_files,
         "elapsed_s": round(time.perf_counter() - t0, 3),
     }

@@ -923,16 +923,23 @@ class MainWindow(QtWidgets.QMainWindow):
         return job
 
     def _offer_imported_model(self, path: Path, loaded: Any) -> None:
+        from app import model_history
+
         self._show_description(loaded)
         sha = str(getattr(loaded, "sha256", ""))
+        change = model_history.compare(loaded)
+        differs = ("\n\nIts preprocessing differs from the model used before "
+                   f"({change.previous}):\n" + "\n".join(f"• {d}" for d in change.differences)
+                   if change is not None else "")
 
         def answered(use: bool) -> None:
             if use:
                 self.use_model(path, sha)
+                model_history.remember(loaded)
 
         dialogs.ask(
             self,
-            f"Use the model {path.name} (SHA-256 {sha[:16]}…) for new predictions?",
+            f"Use the model {path.name} (SHA-256 {sha[:16]}…) for new predictions?{differs}",
             answered,
             yes="Use this model",
             no="Keep the current model",
