@@ -9,7 +9,9 @@ Each prediction is inserted the way the app does it: one ``add_prediction`` call
 ``BEGIN IMMEDIATE`` transaction with its audit event, WAL with ``synchronous=FULL`` (an fsync
 per commit). Then the list/search screen's queries run ``--repeat`` times each on the full
 register; the median and the worst time are printed. Goal (issue 5): each query well under a
-second with 10,000 predictions.
+second with 10,000 predictions. Last, the cost of the integrity check that every writable open
+runs first (``PRAGMA quick_check``, issue 19; goal < 100 ms at 10,000 cases): the check alone,
+and a whole writable open with it against a read-only open without it.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.register import open_register
+from app.register import db, open_register
+from app.register.integrity import quick_check
 from app.register.samples import sample_record
 
 
@@ -117,6 +120,22 @@ def main() -> None:
         extra = f" ok={res.ok}" if hasattr(res, "ok") else ""
         print(f"{name:<45} {med:8.2f} s{extra}")
     reg.close()
+
+    def check_only() -> None:
+        con, _uri = db.connect_read_only(path)
+        try:
+            quick_check(con, path)
+        finally:
+            con.close()
+
+    print(f"\nintegrity check at open ({args.repeat} runs, file {path.stat().st_size / 1e6:.1f} MB)")
+    for name, fn in [("PRAGMA quick_check alone", check_only),
+                     ("writable open (probe + quick_check) + close",
+                      lambda: open_register(path).close()),
+                     ("read-only open (no check) + close",
+                      lambda: open_register(path, read_only=True).close())]:
+        med, worst, _ = _time(fn, args.repeat)
+        print(f"{name:<45} {med * 1000:8.1f}ms {worst * 1000:8.1f}ms")
     if tmp is not None:
         tmp.cleanup()
 
