@@ -6,6 +6,7 @@
     hcc-response register show ID
     hcc-response register outcome ID CATEGORY [--date D] [--by NAME] [--note TEXT]
     hcc-response register export CSV [--pseudonymise] [--key-file F]
+    hcc-response register export-images ID FOLDER --deidentify
     hcc-response register backup FILE
     hcc-response register verify
     hcc-response register stats
@@ -82,6 +83,14 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--key-file", type=Path, default=None,
                    help="file with the pseudonymisation key (default: the register's own)")
 
+    p = sub.add_parser("export-images", help="write a case's three phases as de-identified "
+                       "DICOM (PS3.15 basic profile) into a new folder")
+    _common(p, suppress=True)
+    p.add_argument("id", type=int, help="case id")
+    p.add_argument("folder", type=Path, help="new folder for the images")
+    p.add_argument("--deidentify", action="store_true", required=True,
+                   help="required: images leave this computer de-identified only")
+
     p = sub.add_parser("backup", help="copy the register with SQLite's backup API")
     _common(p, suppress=True)
     p.add_argument("file", type=Path)
@@ -95,7 +104,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     _common(p, suppress=True)
 
 
-_VERB = {"export": "export it", "backup": "back it up"}
+_VERB = {"export": "export it", "backup": "back it up", "export-images": "export them"}
 #: Actions that only read: always opened read-only (nothing can be written, nothing upgraded).
 READ_ACTIONS = frozenset({"list", "show", "verify", "stats"})
 
@@ -115,7 +124,7 @@ def _open(args: argparse.Namespace) -> Any:
     try:
         return open_register(path)
     except RegisterReadOnlyError as exc:
-        if args.action in ("export", "backup"):
+        if args.action in _VERB:
             raise RegisterReadOnlyError(
                 f"{exc.message}. To {_VERB[args.action]} anyway without an audit event, add "
                 f"--read-only", details=exc.details) from exc
@@ -228,6 +237,17 @@ def _export(reg: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_images(reg: Any, args: argparse.Namespace) -> int:
+    summary = reg.export_images(args.id, args.folder, deidentify=args.deidentify)
+    if args.json:
+        print_json(summary)
+    else:
+        per_phase = ", ".join(f"{phase} {n}" for phase, n in summary.files.items())
+        say(f"case {summary.case_id}: de-identified images written to {summary.path} "
+            f"({per_phase} files; patient pseudonym {summary.patient_key})")
+    return 0
+
+
 def _backup(reg: Any, args: argparse.Namespace) -> int:
     dest = reg.backup(args.file)
     if args.json:
@@ -288,4 +308,5 @@ def _stats(reg: Any, args: argparse.Namespace) -> int:
 
 
 _HANDLERS = {"list": _list, "show": _show, "outcome": _outcome, "export": _export,
+             "export-images": _export_images,
              "backup": _backup, "verify": _verify, "stats": _stats}

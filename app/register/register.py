@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import shutil
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -770,12 +771,14 @@ class Register:
         self._publish(tmp, dest, "backup", {"path": str(dest)})
         return dest
 
-    def _publish(self, tmp: Path, dest: Path, kind: str, payload: dict[str, Any]) -> None:
+    def _publish(self, tmp: Path, dest: Path, kind: str, payload: dict[str, Any],
+                 prediction_id: int | None = None) -> None:
         """Move a finished file from ``tmp`` to ``dest`` and record ``kind`` in the audit trail.
 
         Both happen in one write transaction: the event is appended, the file renamed, then the
         transaction commits; if anything fails (the register is read-only, full or damaged)
-        the renamed file is removed again and the temporary one always is. So a command that
+        the renamed file is removed again and the temporary one always is (a folder, for an
+        image export, likewise). So a command that
         fails wrote nothing, and one that succeeded has its event. A register opened
         read-only on purpose (an archive copy) cannot hold an event: the file is just moved.
         """
@@ -786,16 +789,16 @@ class Register:
                     os.replace(tmp, dest)
                 return
             with self._write() as conn:
-                self._append_event(conn, kind, payload)
+                self._append_event(conn, kind, payload, prediction_id)
                 with db.translated(dest):
                     os.replace(tmp, dest)
                 moved = True
         except BaseException:
             if moved:
-                dest.unlink(missing_ok=True)
+                _remove_path(dest)
             raise
         finally:
-            tmp.unlink(missing_ok=True)
+            _remove_path(tmp)
 
     def export_rows(self) -> Iterator[dict[str, Any]]:
         """Every case as a plain export row (with its current outcome), by case id."""
@@ -886,6 +889,16 @@ class Register:
         })
         return ExportSummary(dest, n, pseudonymise)
 
+    def export_images(self, case_id: int, dest: Path | str, *,
+                      deidentify: bool = True) -> Any:
+        """Write the case's three phases de-identified into the new folder ``dest``.
+
+        See :mod:`app.register.image_export` (returns its ``ImageExportSummary``).
+        """
+        from app.register.image_export import export_case_images
+
+        return export_case_images(self, case_id, dest, deidentify=deidentify)
+
     def stats(self) -> dict[str, int]:
         """Counts for a status line: patients, studies, cases, cases with outcome, events."""
         with self._read() as conn:
@@ -943,6 +956,14 @@ def _prediction_values(record: PredictionRecord) -> dict[str, Any]:
         "warnings": [str(w) for w in record.warnings],
         "overrides": plain_json(dict(record.overrides)),
     }
+
+
+def _remove_path(path: Path) -> None:
+    """Remove a file or a whole folder if it exists (cleanup after a failed publish)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _orm(conn: Connection) -> Session:
