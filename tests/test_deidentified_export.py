@@ -209,3 +209,27 @@ def test_export_refuses_without_deidentify_or_into_an_existing_folder(
     assert rc == 2 and "exists already" in capsys.readouterr().err
     assert list((tmp_path / "taken").iterdir()) == []
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_register_tab_exports_the_selected_case_deidentified(
+        case_source: tuple[Path, dict[str, str], dict[int, object]], tmp_path: Path,
+        qtbot) -> None:  # type: ignore[no-untyped-def]
+    """The GUI action: select the case, the button becomes available, the export is written."""
+    from app.ui.register_tab import RegisterTab
+
+    folder, series, _ = case_source
+    db = tmp_path / "r.sqlite"
+    case = _record_case(db, folder, series)
+    with open_register(db) as reg:
+        tab = RegisterTab(reg)
+        qtbot.addWidget(tab)
+        assert not tab.images_button.isEnabled()
+        assert tab.select_id(case)
+        assert tab.images_button.isEnabled()
+        written = tab.export_images(case, tmp_path)
+        assert written == tmp_path / f"case-{case}-deidentified"
+        assert "de-identified images written" in tab.status.text()
+        exported = _read_all(written)
+        assert len(exported) == len([f for f in folder.rglob("*")
+                                     if f.is_file() and f.suffix != ".json"])
+        assert all(ds.PatientIdentityRemoved == "YES" for ds in exported)

@@ -230,6 +230,11 @@ class RegisterTab(QtWidgets.QWidget):
         bar.addWidget(self.open_button)
         self.export_button = QtWidgets.QPushButton("Export CSV…")
         bar.addWidget(self.export_button)
+        self.images_button = QtWidgets.QPushButton("Export de-identified images…")
+        self.images_button.setToolTip("Write the selected case's three phases as DICOM "
+                                      "de-identified by the PS3.15 basic profile")
+        self.images_button.setEnabled(False)
+        bar.addWidget(self.images_button)
         self.verify_button = QtWidgets.QPushButton("Verify")
         bar.addWidget(self.verify_button)
         layout.addLayout(bar)
@@ -279,6 +284,7 @@ class RegisterTab(QtWidgets.QWidget):
         self.outcome_button.clicked.connect(self.record_outcome_dialog)
         self.open_button.clicked.connect(self._open_selected)
         self.export_button.clicked.connect(self.export_dialog)
+        self.images_button.clicked.connect(self.export_images_dialog)
         self.verify_button.clicked.connect(self.verify)
         self.refresh()
 
@@ -386,6 +392,7 @@ class RegisterTab(QtWidgets.QWidget):
         has = self.selected_id() is not None
         self.outcome_button.setEnabled(has)
         self.open_button.setEnabled(has)
+        self.images_button.setEnabled(has)
 
     def _on_double_click(self, index: QtCore.QModelIndex) -> None:
         if index.isValid():
@@ -445,6 +452,38 @@ class RegisterTab(QtWidgets.QWidget):
             grid.addWidget(pseudo, grid.rowCount(), 0, 1, -1)
         dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.fileSelected.connect(lambda f: self.export_csv(Path(f), pseudo.isChecked()))
+        dialog.open()
+
+    def export_images(self, prediction_id: int, folder: Path) -> Path | None:
+        """Export the case's phases de-identified into a new folder inside ``folder``.
+
+        Returns the folder written, or None after showing why not (nothing is left behind).
+        """
+        dest = folder / f"case-{prediction_id}-deidentified"
+        QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
+        try:
+            summary = self._register.export_images(prediction_id, dest, deidentify=True)
+        except HCCError as exc:
+            dialogs.show_error(self, f"The images were not exported: {exc.message}",
+                               exc.details or "")
+            return None
+        finally:
+            QtWidgets.QApplication.restoreOverrideCursor()
+        n = sum(summary.files.values())
+        self.status.setText(f"Case {prediction_id}: {n} de-identified images written to "
+                            f"{summary.path}")
+        return Path(summary.path)
+
+    def export_images_dialog(self) -> None:
+        pid = self.selected_id()
+        if pid is None or self._register is None:
+            return
+        dialog = QtWidgets.QFileDialog(self, "Folder for the de-identified images",
+                                       str(Path.home()))
+        dialog.setFileMode(QtWidgets.QFileDialog.FileMode.Directory)
+        dialog.setOption(QtWidgets.QFileDialog.Option.ShowDirsOnly, True)
+        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.fileSelected.connect(lambda f: self.export_images(pid, Path(f)))
         dialog.open()
 
     def verify(self) -> None:
