@@ -12,14 +12,9 @@ from app.inference.arrays import study_from_arrays
 from app.inference.config import ModelConfig
 from app.inference.device import DeviceChoice
 from app.inference.model import MultiPhaseNet, build_model
-from app.inference.predictor import (
-    NON_RESPONDER,
-    RESPONDER,
-    TIE_RULE,
-    majority_vote,
-    predict,
-)
+from app.inference.predictor import predict
 from app.inference.preprocess import StudyInputError, preprocess_slices
+from app.inference.result import NON_RESPONDER, RESPONDER, TIE_RULE, majority_vote
 from app.inference.weights import (
     WEIGHTS_SYNTHETIC,
     ModelDescription,
