@@ -3,6 +3,7 @@ fault 1)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Callable
@@ -123,3 +124,31 @@ def test_a_torn_last_line_loses_nothing_before_it(tmp_path: Path) -> None:
     replay()  # the unreadable line is kept as it is, not dropped
     assert paths.pending_records_file().read_text().endswith('{"id": "torn", "reg\n')
     assert len(pending_entries()) == 1
+
+
+def test_pending_lists_what_waits_and_why(tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    db = tmp_path / "r.sqlite"
+    open_register(db).close()
+    _newer_schema(db)
+    record_or_keep(db, sample_record(3))
+    capsys.readouterr()
+    assert main(["register", "pending", "--json"]) == 0
+    out = capsys.readouterr()
+    doc = json.loads(out.out)
+    (entry,) = doc["pending"]
+    assert entry["study_uid"] == sample_record(3).study_uid
+    assert "newer version" in entry["reason"] and entry["attempts"] == 2  # the start replayed it
+    assert "still waiting" in out.err
+
+
+def test_a_record_refused_for_its_content_is_reported_not_kept(tmp_path: Path) -> None:
+    """Replaying it could never succeed: the caller shows it, nothing piles up."""
+    db = tmp_path / "r.sqlite"
+    first = sample_record(1)
+    assert record_or_keep(db, first).case_id == 1
+    other_patient = dataclasses.replace(sample_record(2), study_uid=first.study_uid)
+    saved = record_or_keep(db, other_patient)
+    assert saved.case_id is None and saved.pending is None
+    assert "another patient" in saved.message and "kept" not in saved.message
+    assert not paths.has_pending_records()

@@ -8,6 +8,7 @@
     hcc-response register export CSV [--pseudonymise] [--key-file F]
     hcc-response register export-images ID FOLDER --deidentify
     hcc-response register backup FILE
+    hcc-response register pending
     hcc-response register verify
     hcc-response register stats
 
@@ -95,6 +96,10 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     _common(p, suppress=True)
     p.add_argument("file", type=Path)
 
+    p = sub.add_parser("pending", help="predictions waiting to be recorded (kept when the "
+                       "register could not take them), with the reason")
+    _common(p, suppress=True)
+
     p = sub.add_parser("verify", help="check database integrity and the audit chain")
     _common(p, suppress=True)
     p.add_argument("--head", default=None, metavar="HASH",
@@ -132,6 +137,8 @@ def _open(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.action == "pending":  # the pending file, not a register
+        return _pending(args)
     with _open(args) as reg:
         handler = _HANDLERS[args.action]
         return handler(reg, args)
@@ -234,6 +241,29 @@ def _export(reg: Any, args: argparse.Namespace) -> int:
     else:
         kind = "pseudonymised " if summary.pseudonymised else ""
         say(f"wrote {summary.rows} case(s) to {summary.path} ({kind}CSV)")
+    return 0
+
+
+def _pending(args: argparse.Namespace) -> int:
+    from app.register.pending import pending_entries, pending_file
+
+    entries = pending_entries()
+    if args.json:
+        print_json({"file": pending_file(), "pending": [
+            {"id": e.id, "register": e.register or "(default)", "reason": e.reason,
+             "kept_at": e.kept_at, "attempts": e.attempts, "patient_id": e.record.patient_id,
+             "study_uid": e.record.study_uid, "label": e.record.label}
+            for e in entries]})
+        return 0
+    if not entries:
+        say("no prediction is waiting to be recorded")
+        return 0
+    for e in entries:
+        say(f"{e.id}  kept {e.kept_at[:16]}  patient {e.record.patient_id}  study "
+            f"{e.record.study_uid}  {e.record.label}  → {e.register or '(default register)'}")
+        say(f"      {e.attempts} attempt(s); last reason: {e.reason}")
+    say(f"{len(entries)} prediction(s) in {pending_file()}; they are recorded at the next start "
+        f"once the register can take them")
     return 0
 
 

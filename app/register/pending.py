@@ -30,6 +30,7 @@ from typing import Any
 
 from app import paths
 from app.errors import HCCError
+from app.register.errors import RegisterInputError
 from app.register.records import (
     PredictionRecord,
     parse_timestamp,
@@ -93,6 +94,8 @@ class SaveOutcome:
             return (f"the prediction was NOT recorded in the register: {self.error.message} — "
                     f"it is kept in {self.pending_file} and will be recorded the next time "
                     f"HCC Response starts")
+        if isinstance(self.error, RegisterInputError):
+            return f"the prediction was NOT recorded in the register: {self.error.message}"
         return (f"the prediction was NOT recorded in the register: {self.error.message} — and "
                 f"it could not be kept for later either ({self.keep_error}); save the output "
                 f"shown")
@@ -186,12 +189,17 @@ def record_or_keep(register: Path | str | None, record: PredictionRecord) -> Sav
     """Record ``record`` in ``register`` (None: the default one), or keep it for later.
 
     Never raises for a register that cannot take the record: the outcome says what happened.
+    A record the register refuses for its content (:class:`RegisterInputError`, e.g. a study
+    UID already recorded for another patient) is not kept: replaying it could never succeed;
+    the caller still shows it.
     """
     from app.register.register import open_register
 
     try:
         with open_register(register) as reg:
             return SaveOutcome(reg.add_prediction(record))
+    except RegisterInputError as exc:
+        return SaveOutcome(None, exc, keep_error="the register refuses its content")
     except HCCError as exc:
         error = exc
     try:
