@@ -166,6 +166,11 @@ def test_damaged_register_is_refused_for_writing_with_the_backup_named(
     assert rc == 2
     assert "damaged" in err and str(backup) in err
     assert path.read_bytes() == damaged  # nothing written
+    # the export that used to say "malformed" and still write its CSV writes nothing now
+    csv_file = tmp_path / "cases.csv"
+    rc, _, err = _cli(capsys, "register", "--register", str(path), "export", str(csv_file))
+    assert rc == 2 and "damaged" in err
+    assert not csv_file.exists() and not list(tmp_path.glob("*.partial"))
 
     with pytest.raises(RegisterDamagedError) as info:
         open_register(path)

@@ -31,6 +31,7 @@ import functools
 import hashlib
 import json
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +50,7 @@ _DUMMY_BY_VR = {
     "PN": "ANONYMOUS", "LO": "ANONYMIZED", "SH": "ANONYMIZED", "LT": "ANONYMIZED",
     "ST": "ANONYMIZED", "UT": "ANONYMIZED", "UC": "ANONYMIZED", "CS": "ANONYMIZED",
     "AE": "ANONYMIZED", "DA": "19000101", "TM": "000000", "DT": "19000101000000",
-    "AS": "000Y", "IS": "0", "DS": "0", "UR": "", "UN": b"",
+    "AS": "000Y", "IS": "0", "DS": "0", "UR": "",
 }
 
 
@@ -134,7 +135,10 @@ class Deidentifier:
         original = ds.copy()
         if getattr(ds, "file_meta", None) is None:  # a dataset built in memory
             ds.file_meta = FileMetaDataset()
-        self._anonymizer.anonymize(ds)
+        with warnings.catch_warnings():
+            # dicognito probes keywords newer than this pydicom's dictionary; harmless
+            warnings.filterwarnings("ignore", message=".*used with the 'in' operator")
+            self._anonymizer.anonymize(ds)
         ds.remove_private_tags()
         self._apply_profile(ds, original)
         if "SOPInstanceUID" in ds:
@@ -183,7 +187,8 @@ class Deidentifier:
             elem.value = b"" if elem.VR in ("OB", "OW", "UN") else ""
             return
         if "D" in codes:
-            elem.value = _DUMMY_BY_VR.get(elem.VR, "")
+            binary = elem.VR.startswith("O") or elem.VR == "UN"
+            elem.value = b"\0\0" if binary else _DUMMY_BY_VR.get(elem.VR, "")
 
     def _remap_value(self, value: object) -> object:
         if isinstance(value, list | pydicom.multival.MultiValue):
