@@ -14,10 +14,13 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.commands._common import TerminalProgress, print_json, say
 from app.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from app.inference.result import PredictionResult
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -44,92 +47,45 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _choose_study(results: list[tuple[Any, Any]], wanted: str | None, folder: Path,
-                  patient: str | None = None) -> Any:
-    """The one assembled study to predict, or an InputError saying exactly why not.
-
-    A study is a (patient, study UID) pair: two patients whose studies share one UID (a
-    broken export, a phantom reused) are two studies, told apart by ``patient``.
-    """
-    from app.dicom.errors import DicomError
-
-    if not results:
-        raise InputError(f"no usable CT series in {folder}")
-    if wanted is not None:
-        results = [(s, a) for s, a in results if s.study_uid == wanted]
-        if not results:
-            raise InputError(f"no study {wanted} in {folder}")
-    if patient is not None:
-        results = [(s, a) for s, a in results if s.patient_id == patient]
-        if not results:
-            raise InputError(f"no study of patient {patient!r} in {folder}"
-                             + (f" with UID {wanted}" if wanted else ""))
-    if len(results) > 1:
-        uids = [s.study_uid for s, _ in results]
-        shared = len(set(uids)) < len(uids)
-        listing = "; ".join(f"{s.study_uid} ({s.patient_id}, {s.study_date or 'no date'})"
-                            for s, _ in results)
-        how = ("--study and --patient (patients share a study UID)" if shared else "--study")
-        raise InputError(f"{folder} holds {len(results)} studies; choose one with {how}: "
-                         f"{listing}")
-    _study, outcome = results[0]
-    if isinstance(outcome, DicomError):
-        raise outcome
-    return outcome
-
-
-def _load(args: argparse.Namespace) -> Any:
-    from app.inference.weights import load_bundled_model, load_model
-
-    if args.model is None:
-        return load_bundled_model(device=args.device)
-    if not args.model.is_file():
-        raise InputError(f"model file not found: {args.model}")
-    return load_model(args.model, device=args.device, expected_sha256=args.sha256)
-
-
 def run(args: argparse.Namespace) -> int:
-    from app.dicom.assembly import assemble_folder, parse_phase_overrides
+    from app.case.flow import explain_study, export_explanations, make_record, predict_study
+    from app.case.model import ModelChoice, ModelHolder
+    from app.dicom.assembly import parse_phase_overrides
+    from app.dicom.studies import confirmation_problem, open_study
 
     if not args.folder.is_dir():
         raise InputError(f"not a folder: {args.folder}")
     overrides = parse_phase_overrides(args.phase) if args.phase else None
     progress = TerminalProgress("predict", enabled=not args.quiet)
     t0 = time.perf_counter()
-    _scan, results = assemble_folder(args.folder, overrides, progress.sub(0.0, 0.4),
-                                      keep_volumes=True)
-    study = _choose_study(results, args.study, args.folder, args.patient)
-    if study.needs_confirmation and not args.confirm and not overrides:
-        reasons = "; ".join(study.confirmation_reasons) or "conflicting phase evidence"
-        raise InputError(f"the phase assignment needs confirmation ({reasons}); check it with "
+    study = open_study(args.folder, overrides, args.study, progress.sub(0.0, 0.4),
+                       patient=args.patient)
+    problem = confirmation_problem(study)
+    if problem and not args.confirm and not overrides:
+        raise InputError(f"the phase assignment needs confirmation ({problem}); check it with "
                          f"'hcc-response scan {args.folder}' and rerun with --confirm or --phase")
 
     from app import model_history
-    from app.inference.gradcam import export_overlays, gradcam_study
-    from app.inference.predictor import predict
 
-    loaded = _load(args)
+    holder = ModelHolder()
+    choice = ModelChoice(args.model, args.sha256, args.device)
     # a model that prepares the images differently from the last one used is shown first
-    change = model_history.compare(loaded)
+    change = model_history.compare(holder.get(choice, progress.sub(0.4, 0.45)))
     if change is not None:
         say(f"hcc-response predict: note: {change.message}", err=True)
-    result = predict(study, loaded, progress.sub(0.45, 0.75))
+    loaded, result = predict_study(study, holder, choice, progress.sub(0.45, 0.75))
     model_history.remember(loaded)
     cam_files: list[str] = []
     if args.cam_dir is not None:
-        cams = gradcam_study(loaded, study, progress.sub(0.75, 0.95))
-        try:
-            cam_files = [str(p) for p in export_overlays(study, cams, args.cam_dir)]
-        except OSError as exc:
-            raise InputError(f"cannot write the Grad-CAM images to {args.cam_dir}: {exc}") from exc
+        cams = explain_study(study, holder, loaded, progress.sub(0.75, 0.95))
+        cam_files = [str(p) for p in export_explanations(study, cams, args.cam_dir)]
 
     saved = None
     if args.register is not None:
-        from app.casework import prediction_record
         from app.register.pending import record_or_keep
 
-        record = prediction_record(study, result, overrides=overrides or {},
-                                   source_folder=str(args.folder.resolve()))
+        record = make_record(study, result, overrides=overrides or {},
+                             source_folder=str(args.folder.resolve()))
         # never raises for the register: a prediction it cannot take is kept for later
         saved = record_or_keep(args.register, record)
     record_id = saved.case_id if saved is not None else None
@@ -154,13 +110,13 @@ def run(args: argparse.Namespace) -> int:
         print_json(doc)
     else:
         _print_text(doc, result)
-    if saved is not None and saved.error is not None:  # shown and kept, but not recorded
+    if saved is not None and saved.error is not None:  # shown (and kept), but not recorded
         say(f"hcc-response predict: {saved.message}", err=True)
         return saved.error.exit_code
     return 0
 
 
-def _print_text(doc: dict[str, Any], result: Any) -> None:
+def _print_text(doc: dict[str, Any], result: PredictionResult) -> None:
     say(f"Patient {doc['patient_id']}  study {doc['study_uid']}")
     for phase, uid in doc["assignment"].items():
         say(f"  {phase:<8} {uid}")

@@ -20,7 +20,7 @@ WEIGHTS_KIND_CHOICES = {"synthetic": "trained on synthetic phantoms", "site": "s
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Architecture, preprocessing and recipe options shared by ``train`` and the ablation."""
-    from app.inference.config import BACKBONES, CROP_POLICIES
+    from app.inference.config import AGGREGATIONS, BACKBONES, CROP_POLICIES, HEADS
 
     m = parser.add_argument_group("model")
     m.add_argument("--phases", default="plain,arterial,portal",
@@ -32,6 +32,16 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--input-size", type=int, default=224, metavar="PX",
                    help="network input side in pixels (paper 224)")
     m.add_argument("--crop", choices=CROP_POLICIES, default="none")
+    m.add_argument("--head", choices=HEADS, default="paper",
+                   help="paper: pooling, attention, two FC layers; lesion: segmentation head "
+                        "whose lesion mask pools each phase (needs label maps; not the paper)")
+    m.add_argument("--aggregation", choices=AGGREGATIONS, default="vote",
+                   help="patient result from the slices: vote (paper) or lesion_weighted "
+                        "(lesion head: slices showing tumour vote, score weighted by its area)")
+    m.add_argument("--extra-channels", type=int, default=128, metavar="C",
+                   help="channels of the extra layers / per-phase feature (paper: not stated)")
+    m.add_argument("--hidden", type=int, default=128, help="width of the first FC layer")
+    m.add_argument("--dropout", type=float, default=0.5, help="dropout before each FC layer (paper 0.5)")
     r = parser.add_argument_group("recipe (defaults: the paper's)")
     r.add_argument("--max-iterations", type=int, default=13000, metavar="N")
     r.add_argument("--epochs", type=int, default=None, metavar="N", help="at most N epochs")
@@ -58,6 +68,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--class-weighting", action="store_true",
                    help="weight the loss by inverse class frequency")
     r.add_argument("--no-augment", action="store_true")
+    r.add_argument("--init", choices=("random", "phantom"), default="random",
+                   help="random, or phantom: start from the shipped demo model's CT trunk "
+                        "(same backbone and extra layers needed)")
+    r.add_argument("--seg-weight", type=float, default=1.0,
+                   help="weight of the segmentation loss of a lesion-head model")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     r.add_argument("--cache-dir", type=Path, default=None,
@@ -80,6 +95,12 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--test", type=Path, default=None, metavar="TEST.csv",
                    help="held-out test cohort evaluated after training (metrics go into the "
                         "model description)")
+    o.add_argument("--choose-threshold", action="store_true",
+                   help="choose the decision threshold (balanced sensitivity/specificity) on the "
+                        "validation patients instead of the paper's 0.5")
+    o.add_argument("--threshold-cohort", type=Path, default=None, metavar="CALIB.csv",
+                   help="choose the decision threshold on this separate cohort (implies "
+                        "--choose-threshold; never the test cohort)")
     o.add_argument("--half", action="store_true", help="store the weights as float16")
     o.add_argument("--name", default="hcc-response-model")
     o.add_argument("--model-version", default="1")
@@ -104,7 +125,9 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
     phases = tuple(p.strip() for p in args.phases.split(",") if p.strip())
     model = ModelConfig(phases=phases, backbone=args.backbone, attention=not args.no_attention,
                         shared_trunk=args.shared_trunk, input_size=args.input_size,
-                        crop=args.crop)
+                        crop=args.crop, head=args.head, aggregation=args.aggregation,
+                        extra_channels=args.extra_channels, hidden=args.hidden,
+                        dropout=args.dropout)
     return TrainConfig(
         model=model, max_iterations=args.max_iterations, max_epochs=args.epochs,
         max_minutes=args.max_minutes,
@@ -115,7 +138,8 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         augment=AugmentConfig(enabled=not args.no_augment), device=args.device, seed=args.seed,
         slices_per_patient=args.slices_per_patient,
         val_slices_per_patient=args.val_slices_per_patient,
-        soft_target_column=args.soft_target_column)
+        soft_target_column=args.soft_target_column, seg_weight=args.seg_weight,
+        init=args.init)
 
 
 def prepare(csv_path: Path, settings: Any, cache_dir: Path | None, progress: Any,
@@ -148,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     from app.commands._common import TerminalProgress, print_json, say
     from app.inference.weights import ModelDescription, save_model
     from app.training.prepared import PrepareSettings
-    from app.training.trainer import train
+    from app.training.trainer import train, with_overrides
 
     rank = int(os.environ.get("RANK", "0"))
     cfg = train_config_from_args(args)
@@ -173,6 +197,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     metrics: dict[str, Any] = {"validation": res.summary().get("best_epoch_metrics")}
+    if args.choose_threshold or args.threshold_cohort is not None:
+        choice = threshold_for(args, res.model, cfg.model, data, workers)
+        cfg = with_overrides(cfg, threshold=choice.threshold)
+        res.model.config = cfg.model  # type: ignore[assignment]
+        metrics["threshold"] = choice.as_dict()
+        say(f"decision threshold {choice.threshold:g} (sensitivity {choice.sensitivity:.2f}, "
+            f"specificity {choice.specificity:.2f} on {choice.chosen_on})")
     test_doc: dict[str, Any] | None = None
     if args.test is not None:
         test_doc = evaluate_on(args.test, res.model, cfg.model, args.cache_dir, args.device,
@@ -203,6 +234,31 @@ def run(args: argparse.Namespace) -> int:
         if test_doc:
             say(format_test_line(test_doc))
     return 0
+
+
+def threshold_for(args: argparse.Namespace, model: Any, model_config: Any, data: Any,
+                  workers: int) -> Any:
+    """The decision threshold chosen on ``--threshold-cohort`` or the validation patients."""
+    from app.errors import InputError
+    from app.progress import NULL_PROGRESS
+    from app.training.dataset import SliceSet
+    from app.training.evaluate import score_slices
+    from app.training.prepared import PrepareSettings
+    from app.training.threshold import choose_threshold
+
+    if args.threshold_cohort is not None:
+        _c, prepared = prepare(args.threshold_cohort, PrepareSettings.from_model_config(model_config),
+                               args.cache_dir, NULL_PROGRESS, workers)
+        ss, where = SliceSet.from_studies(prepared.studies), f"calibration cohort {args.threshold_cohort.name}"
+    elif data.val is not None:
+        ss, where = data.val, "the validation patients"
+    else:
+        raise InputError("--choose-threshold needs validation patients (or --threshold-cohort)")
+    scored = score_slices(model, model_config, ss, device=args.device)
+    try:
+        return choose_threshold(scored, f"{where} ({ss.n_patients} patients)")
+    except ValueError as exc:
+        raise InputError(f"cannot choose a threshold on {where}: {exc}") from exc
 
 
 def describe_recipe(cfg: Any, res: Any) -> str:
