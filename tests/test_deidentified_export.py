@@ -124,17 +124,25 @@ def _record_case(db: Path, folder: Path, series: dict[str, str]) -> int:
         return reg.add_prediction(record)
 
 
+@pytest.fixture
+def recorded(case_source: tuple[Path, dict[str, str], dict[int, object]],
+             tmp_path: Path) -> tuple[Path, int]:
+    """A register in ``tmp_path`` holding the source study as one case: (register, case id)."""
+    folder, series, _ = case_source
+    db = tmp_path / "r.sqlite"
+    return db, _record_case(db, folder, series)
+
+
 def _read_all(folder: Path) -> list[Dataset]:
     return [pydicom.dcmread(f) for f in sorted(folder.rglob("*.dcm"))]
 
 
 def test_every_table_e1_1_attribute_is_removed_or_replaced(
         case_source: tuple[Path, dict[str, str], dict[int, object]], tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    folder, series, written = case_source
+        recorded: tuple[Path, int], capsys: pytest.CaptureFixture[str]) -> None:
+    folder, _series, written = case_source
     assert len(written) > 300  # the source really carries the table, not a handful of tags
-    db = tmp_path / "r.sqlite"
-    case = _record_case(db, folder, series)
+    db, case = recorded
     out = tmp_path / "export"
     rc = main(["register", "--register", str(db), "export-images", str(case), str(out),
                "--deidentify", "--json"])
@@ -161,10 +169,9 @@ def test_every_table_e1_1_attribute_is_removed_or_replaced(
 
 def test_uids_are_remapped_consistently_and_pixels_kept(
         case_source: tuple[Path, dict[str, str], dict[int, object]], tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
+        recorded: tuple[Path, int], capsys: pytest.CaptureFixture[str]) -> None:
     folder, series, _ = case_source
-    db = tmp_path / "r.sqlite"
-    case = _record_case(db, folder, series)
+    db, case = recorded
     first, second = tmp_path / "a", tmp_path / "b"
     for dest in (first, second):
         assert main(["register", "--register", str(db), "export-images", str(case), str(dest),
@@ -196,11 +203,8 @@ def test_uids_are_remapped_consistently_and_pixels_kept(
 
 
 def test_export_refuses_without_deidentify_or_into_an_existing_folder(
-        case_source: tuple[Path, dict[str, str], dict[int, object]], tmp_path: Path,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    folder, series, _ = case_source
-    db = tmp_path / "r.sqlite"
-    case = _record_case(db, folder, series)
+        tmp_path: Path, recorded: tuple[Path, int], capsys: pytest.CaptureFixture[str]) -> None:
+    db, case = recorded
     with pytest.raises(SystemExit):  # argparse: --deidentify is required
         main(["register", "--register", str(db), "export-images", str(case), str(tmp_path / "x")])
     (tmp_path / "taken").mkdir()
@@ -213,13 +217,12 @@ def test_export_refuses_without_deidentify_or_into_an_existing_folder(
 
 def test_register_tab_exports_the_selected_case_deidentified(
         case_source: tuple[Path, dict[str, str], dict[int, object]], tmp_path: Path,
-        qtbot) -> None:  # type: ignore[no-untyped-def]
+        recorded: tuple[Path, int], qtbot) -> None:  # type: ignore[no-untyped-def]
     """The GUI action: select the case, the button becomes available, the export is written."""
     from app.ui.register_tab import RegisterTab
 
-    folder, series, _ = case_source
-    db = tmp_path / "r.sqlite"
-    case = _record_case(db, folder, series)
+    folder = case_source[0]
+    db, case = recorded
     with open_register(db) as reg:
         tab = RegisterTab(reg)
         qtbot.addWidget(tab)
