@@ -152,3 +152,16 @@ def test_a_record_refused_for_its_content_is_reported_not_kept(tmp_path: Path) -
     assert saved.case_id is None and saved.pending is None
     assert "another patient" in saved.message and "kept" not in saved.message
     assert not paths.has_pending_records()
+
+
+def test_a_register_that_is_gone_is_waited_for_not_created_anew(tmp_path: Path) -> None:
+    """E.g. a register on a drive that is not mounted at the next start."""
+    db = tmp_path / "drive" / "r.sqlite"
+    db.parent.mkdir()
+    open_register(db).close()
+    _newer_schema(db)
+    record_or_keep(db, sample_record(4))
+    db.unlink()  # the drive's register is not there now
+    report = replay()
+    assert report.recorded == [] and "there is no register" in report.pending[0].reason
+    assert not db.exists()

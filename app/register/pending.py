@@ -250,7 +250,9 @@ def replay() -> ReplayReport:
         still: list[PendingEntry] = []
         for entry in entries:
             try:
-                with open_register(entry.register or None) as reg:
+                # a named register that is gone (a drive not mounted) is waited for, never
+                # created anew in its place; the default one may be created
+                with open_register(entry.register or None, create=not entry.register) as reg:
                     case_id = reg.find_prediction(entry.record)
                     if case_id is None:
                         case_id = reg.add_prediction(entry.record)
