@@ -34,6 +34,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="override the phase assignment, e.g. portal=UID")
     parser.add_argument("--study", default=None, metavar="STUDY_UID",
                         help="which study to predict when the folder holds several")
+    parser.add_argument("--patient", default=None, metavar="PATIENT_ID",
+                        help="whose study to predict when the folder holds several patients "
+                             "(needed when two patients share one study UID)")
     parser.add_argument("--confirm", action="store_true",
                         help="accept an assignment flagged as needing confirmation")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
@@ -55,28 +58,37 @@ def run(args: argparse.Namespace) -> int:
     overrides = parse_phase_overrides(args.phase) if args.phase else None
     progress = TerminalProgress("predict", enabled=not args.quiet)
     t0 = time.perf_counter()
-    study = open_study(args.folder, overrides, args.study, progress.sub(0.0, 0.4))
+    study = open_study(args.folder, overrides, args.study, progress.sub(0.0, 0.4),
+                       patient=args.patient)
     problem = confirmation_problem(study)
     if problem and not args.confirm and not overrides:
         raise InputError(f"the phase assignment needs confirmation ({problem}); check it with "
                          f"'hcc-response scan {args.folder}' and rerun with --confirm or --phase")
 
+    from app import model_history
+
     holder = ModelHolder()
-    loaded, result = predict_study(study, holder, ModelChoice(args.model, args.sha256, args.device),
-                                   progress.sub(0.4, 0.75))
+    choice = ModelChoice(args.model, args.sha256, args.device)
+    # a model that prepares the images differently from the last one used is shown first
+    change = model_history.compare(holder.get(choice, progress.sub(0.4, 0.45)))
+    if change is not None:
+        say(f"hcc-response predict: note: {change.message}", err=True)
+    loaded, result = predict_study(study, holder, choice, progress.sub(0.45, 0.75))
+    model_history.remember(loaded)
     cam_files: list[str] = []
     if args.cam_dir is not None:
         cams = explain_study(study, holder, loaded, progress.sub(0.75, 0.95))
         cam_files = [str(p) for p in export_explanations(study, cams, args.cam_dir)]
 
-    record_id = None
+    saved = None
     if args.register is not None:
-        from app.register import open_register
+        from app.register.pending import record_or_keep
 
         record = make_record(study, result, overrides=overrides or {},
                              source_folder=str(args.folder.resolve()))
-        with open_register(args.register) as register:
-            record_id = register.add_prediction(record)
+        # never raises for the register: a prediction it cannot take is kept for later
+        saved = record_or_keep(args.register, record)
+    record_id = saved.case_id if saved is not None else None
     progress.update(1.0, "done")
 
     doc: dict[str, Any] = {
@@ -87,13 +99,20 @@ def run(args: argparse.Namespace) -> int:
         "liver_range_mm": {p: list(r) for p, r in study.liver_range_mm.items()},
         "prediction": result.to_dict(),
         "register_id": record_id,
+        "model_change": change.differences if change is not None else None,
         "cam_files": cam_files,
         "elapsed_s": round(time.perf_counter() - t0, 3),
     }
+    if saved is not None and saved.error is not None:
+        doc["register_error"] = saved.message
+        doc["register_pending"] = str(saved.pending_file) if saved.pending else None
     if args.json:
         print_json(doc)
-        return 0
-    _print_text(doc, result)
+    else:
+        _print_text(doc, result)
+    if saved is not None and saved.error is not None:  # shown (and kept), but not recorded
+        say(f"hcc-response predict: {saved.message}", err=True)
+        return saved.error.exit_code
     return 0
 
 

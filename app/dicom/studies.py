@@ -46,8 +46,12 @@ AssemblyResults: TypeAlias = "Sequence[tuple[StudyInfo, AssembledStudy | DicomEr
 
 
 def choose_study(results: AssemblyResults, folder: Path, wanted: str | None = None, *,
-                 how_to_choose: str = CHOOSE_WITH_OPTION) -> AssembledStudy:
+                 how_to_choose: str = CHOOSE_WITH_OPTION,
+                 patient: str | None = None) -> AssembledStudy:
     """The one assembled study of ``results`` (optionally the one with UID ``wanted``).
+
+    A study is a (patient, study UID) pair: two patients whose studies share one UID (a broken
+    export, a reused phantom) are two studies, told apart by ``patient`` (issue 19).
 
     Raises
     ------
@@ -64,7 +68,15 @@ def choose_study(results: AssemblyResults, folder: Path, wanted: str | None = No
         results = [(s, a) for s, a in results if s.study_uid == wanted]
         if not results:
             raise InputError(f"no study {wanted} in {folder}")
+    if patient is not None:
+        results = [(s, a) for s, a in results if s.patient_id == patient]
+        if not results:
+            raise InputError(f"no study of patient {patient!r} in {folder}"
+                             + (f" with UID {wanted}" if wanted else ""))
     if len(results) > 1:
+        uids = [s.study_uid for s, _ in results]
+        if len(set(uids)) < len(uids):  # patients share a study UID: the UID cannot tell them
+            how_to_choose += " and --patient (patients share a study UID)"
         listing = "; ".join(f"{s.study_uid} ({s.patient_id}, {s.study_date or 'no date'})"
                             for s, _ in results)
         raise InputError(f"{folder} holds {len(results)} studies; {how_to_choose}: {listing}")
@@ -77,7 +89,7 @@ def choose_study(results: AssemblyResults, folder: Path, wanted: str | None = No
 def open_study(folder: Path, overrides: Mapping[str, str] | None = None,
                wanted: str | None = None, progress: Progress = NULL_PROGRESS, *,
                how_to_choose: str = CHOOSE_WITH_OPTION,
-               keep_volumes: bool = True) -> AssembledStudy:
+               keep_volumes: bool = True, patient: str | None = None) -> AssembledStudy:
     """Scan and assemble ``folder``, then :func:`choose_study` (the CLI's and training's way in).
 
     Raises ``InputError`` for a path that is not a folder, besides the errors of
@@ -88,7 +100,7 @@ def open_study(folder: Path, overrides: Mapping[str, str] | None = None,
     if not folder.is_dir():
         raise InputError(f"not a folder: {folder}")
     _scan, results = assemble_folder(folder, overrides, progress, keep_volumes=keep_volumes)
-    return choose_study(results, folder, wanted, how_to_choose=how_to_choose)
+    return choose_study(results, folder, wanted, how_to_choose=how_to_choose, patient=patient)
 
 
 def confirmation_problem(study: AssembledStudy) -> str | None:

@@ -19,7 +19,9 @@ import json
 import logging
 import os
 import re
+import shutil
 import sqlite3
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,6 +55,7 @@ from app.register.export import (
     pseudonymise_row,
     safe_cell,
 )
+from app.register.integrity import damaged_error
 from app.register.models import (
     AuditEventRow,
     Meta,
@@ -125,9 +128,11 @@ def open_register(path: Path | str | None = None, *, create: bool = True,
     create:
         Create the register when the file does not exist (an empty file is always initialised).
     read_only:
-        Open with SQLite's read-only mode: listing, showing, verifying, exporting and backing up
-        work; every write raises :class:`RegisterReadOnlyError`. An older register cannot be
-        upgraded in this mode and is refused.
+        Open without any possibility of writing (SQLite ``mode=ro``, or ``immutable=1`` where
+        the file sits on read-only media or a full disk): listing, showing, verifying,
+        exporting and backing up work (the last two are then not in the audit trail); every
+        write raises :class:`RegisterReadOnlyError`. An older register cannot be upgraded in
+        this mode and is refused. A writable open first checks the file's integrity.
 
     Raises
     ------
@@ -137,10 +142,41 @@ def open_register(path: Path | str | None = None, *, create: bool = True,
         The file is not a register (not SQLite, or another program's database).
     RegisterReadOnlyError
         The file or its folder cannot be written (and it had to be created or upgraded).
+    RegisterDamagedError
+        A writable open found the file damaged; nothing was written (the message names the
+        backup to restore from).
     """
     p = Path(path) if path is not None else paths.default_register_path()
     p = p.expanduser()
+    if read_only:
+        return _open_read_only(p)
+    sidecars_before = db.existing_sidecars(p)
+    try:
+        return _open_writable(p, create)
+    except BaseException:
+        db.remove_debris(p, sidecars_before)  # e.g. the 3-byte -shm a full disk leaves
+        raise
+
+
+def _open_read_only(p: Path) -> Register:
+    """Open for reading only: works on read-only media and on a full disk (see ``db``)."""
     state = db.probe(p)
+    head = db.head_revision()
+    if state.revision is not None and state.revision not in db.known_revisions():
+        raise RegisterNewerSchemaError(state.revision, head)
+    if not state.exists:
+        raise RegisterInputError(f"there is no register at {p} to open read-only")
+    if state.revision != head:
+        raise RegisterReadOnlyError(
+            f"the register {p} is at schema {state.revision or 'none'} and needs an upgrade to "
+            f"{head}, which is impossible read-only"
+        )
+    return Register(p, db.make_engine(p, read_only=True), read_only=True)
+
+
+def _open_writable(p: Path, create: bool) -> Register:
+    """Open for writing: create, back up and upgrade as needed; refuse a damaged register."""
+    state = db.probe(p, check=True)
     head = db.head_revision()
     upgraded_from: str | None = None
     backup_path: Path | None = None
@@ -149,30 +185,24 @@ def open_register(path: Path | str | None = None, *, create: bool = True,
     if not state.exists:
         if not create:
             raise RegisterInputError(f"there is no register at {p}")
-        if read_only:
-            raise RegisterInputError(f"there is no register at {p} to open read-only")
         with db.translated(p):
             p.parent.mkdir(parents=True, exist_ok=True)
     needs_migration = state.revision != head
-    if needs_migration and read_only:
-        raise RegisterReadOnlyError(
-            f"the register {p} is at schema {state.revision or 'none'} and needs an upgrade to "
-            f"{head}, which is impossible read-only"
-        )
     if needs_migration and state.revision is not None:
         # back up before touching an older register (RELIABILITY.md 21)
         backup_path = db.backup_before_upgrade(p, state.revision)
         upgraded_from = state.revision
         log.info("register %s: schema %s backed up to %s", p, state.revision, backup_path)
-    engine = db.make_engine(p, read_only=read_only)
+    engine = db.make_engine(p)
     try:
         with db.translated(p):
+            with engine.connect():
+                pass  # the first connection switches to WAL: fails now if it cannot write
             if needs_migration:
                 found = db.migrate(engine, "head")
                 if found != upgraded_from:  # another program upgraded it meanwhile
                     upgraded_from = None
-        reg = Register(p, engine, read_only=read_only, upgraded_from=upgraded_from,
-                       backup_path=backup_path)
+        reg = Register(p, engine, upgraded_from=upgraded_from, backup_path=backup_path)
         if upgraded_from is not None:
             reg._log_internal("schema_upgrade", {"from": upgraded_from, "to": head,
                                                  "backup": str(backup_path)})
@@ -222,9 +252,19 @@ class Register:
         self._engine.dispose()
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with db.translated(self.path), self._engine.connect() as conn:
-            yield conn
+    def _read(self, what: str = "a stored record") -> Iterator[Connection]:
+        """A pooled connection for reading; damage met while reading becomes a clear error.
+
+        A value whose bytes were damaged no longer decodes (JSON, text, a timestamp): that is
+        reported as a damaged register with the backup to restore from, never as the
+        decoder's own message quoting the stored bytes (the text goes to ``details`` only).
+        """
+        try:
+            with db.translated(self.path), self._engine.connect() as conn:
+                yield conn
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise damaged_error(self.path, f"{what} cannot be read back",
+                                details=f"{type(exc).__name__}: {exc}") from exc
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -344,6 +384,22 @@ class Register:
                                {"prediction_id": pred_id, "record_hash": record_hash}, pred_id)
         return pred_id
 
+    def find_prediction(self, record: PredictionRecord) -> int | None:
+        """The case id of a prediction already recorded from ``record``, or None.
+
+        The same study, model weights and moment of prediction mean the same prediction: a
+        record kept for later (:mod:`app.register.pending`) that reached the register before a
+        crash is not recorded a second time.
+        """
+        stmt = (select(Prediction.id).join(Study, Study.id == Prediction.study_ref)
+                .where(Study.study_uid == record.study_uid,
+                       Prediction.model_sha256 == record.model_sha256,
+                       Prediction.created_at == timestamp_text(record.created_at))
+                .order_by(Prediction.id).limit(1))
+        with self._read() as conn:
+            found = conn.execute(stmt).scalar()
+        return None if found is None else int(found)
+
     def _patient_ref(self, conn: Connection, record: PredictionRecord) -> int:
         """Primary key of the patient, inserting it when new (first values seen are kept)."""
         if not str(record.patient_id).strip():
@@ -390,7 +446,7 @@ class Register:
         RegisterInputError
             No case with that id.
         """
-        with self._read() as conn:
+        with self._read(f"case {prediction_id}") as conn:
             conn.begin()  # one snapshot for the three reads
             row = orm_session(conn).execute(
                 select(Prediction, Study, Patient, PredictionSlices)
@@ -405,7 +461,8 @@ class Register:
             events = [event_from_row(r) for r in orm_session(conn).execute(
                 select(AuditEventRow).where(AuditEventRow.prediction_ref == prediction_id)
                 .order_by(AuditEventRow.id)).scalars()]
-        return PredictionDetail(prediction_id, record_from_rows(*row), outcomes, events)
+            record = record_from_rows(*row)  # decoded inside: damage is reported by _read
+        return PredictionDetail(prediction_id, record, outcomes, events)
 
     # ---------------------------------------------------------------- list / search
 
@@ -616,8 +673,9 @@ class Register:
                progress: Callable[[int, int], None] | None = None) -> Path:
         """Copy the register to ``dest`` with SQLite's backup API (safe while it is in use).
 
-        Refuses to overwrite an existing file or the register itself. The backup is recorded
-        in the audit trail (after the copy, so the copy ends with the event before it).
+        Refuses to overwrite an existing file or the register itself. The copy is made under
+        a temporary name and appears under ``dest`` only together with its audit event (see
+        :meth:`_publish`): a backup that fails leaves neither file nor event.
         """
         dest = Path(dest).expanduser()
         if dest.exists():
@@ -628,10 +686,38 @@ class Register:
             dbapi = conn.connection.dbapi_connection
             if not isinstance(dbapi, sqlite3.Connection):  # pragma: no cover - always sqlite3
                 raise RegisterError("unexpected database driver")
-            db.backup_connection(dbapi, dest, progress)
-        if not self.read_only:
-            self._log_internal("backup", {"path": str(dest)})
+            tmp = db.backup_to_temporary(dbapi, dest, progress)
+        self._publish(tmp, dest, "backup", {"path": str(dest)})
         return dest
+
+    def _publish(self, tmp: Path, dest: Path, kind: str, payload: dict[str, Any],
+                 prediction_id: int | None = None) -> None:
+        """Move a finished file from ``tmp`` to ``dest`` and record ``kind`` in the audit trail.
+
+        Both happen in one write transaction: the event is appended, the file renamed, then the
+        transaction commits; if anything fails (the register is read-only, full or damaged)
+        the renamed file is removed again and the temporary one always is (a folder, for an
+        image export, likewise). So a command that
+        fails wrote nothing, and one that succeeded has its event. A register opened
+        read-only on purpose (an archive copy) cannot hold an event: the file is just moved.
+        """
+        moved = False
+        try:
+            if self.read_only:
+                with db.translated(dest):
+                    os.replace(tmp, dest)
+                return
+            with self._write() as conn:
+                self._append_event(conn, kind, payload, prediction_id)
+                with db.translated(dest):
+                    os.replace(tmp, dest)
+                moved = True
+        except BaseException:
+            if moved:
+                _remove_path(dest)
+            raise
+        finally:
+            _remove_path(tmp)
 
     def export_rows(self) -> Iterator[dict[str, Any]]:
         """Every case as a plain export row (with its current outcome), by case id."""
@@ -685,8 +771,9 @@ class Register:
         See :mod:`app.register.export` for what the pseudonymised export keeps, hashes, shifts
         and drops. ``key`` (bytes, or text used as UTF-8) replaces the register's own secret,
         e.g. to link exports of several registers. The export is recorded in the audit trail
-        (file, number of rows, whether pseudonymised — never the key); a register opened
-        read-only cannot record it, so exports from one are not in its trail.
+        (file, number of rows, whether pseudonymised — never the key) in the same step that
+        makes the file appear (:meth:`_publish`): a failed export leaves no file. A register
+        opened read-only cannot record it, so exports from one are not in its trail.
         """
         dest = Path(dest).expanduser()
         if pseudonymise:
@@ -700,7 +787,7 @@ class Register:
                 if len(key_bytes) < 16:
                     raise RegisterInputError("a pseudonymisation key must be at least 16 bytes")
         columns = PSEUDONYMISED_COLUMNS if pseudonymise else PLAIN_COLUMNS
-        tmp = dest.with_name(dest.name + ".partial")
+        tmp = dest.with_name(f"{dest.name}.{uuid.uuid4().hex[:8]}.partial")
         n = 0
         with db.translated(dest):
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -712,15 +799,24 @@ class Register:
                         out = pseudonymise_row(row, key_bytes) if pseudonymise else row
                         writer.writerow({c: safe_cell(out.get(c)) for c in columns})
                         n += 1
-                os.replace(tmp, dest)
-            finally:
+            except BaseException:
                 tmp.unlink(missing_ok=True)
-        if not self.read_only:
-            self._log_internal("export", {
-                "path": str(dest), "rows": n, "pseudonymised": pseudonymise,
-                "key": ("supplied" if key is not None else "register") if pseudonymise else None,
-            })
+                raise
+        self._publish(tmp, dest, "export", {
+            "path": str(dest), "rows": n, "pseudonymised": pseudonymise,
+            "key": ("supplied" if key is not None else "register") if pseudonymise else None,
+        })
         return ExportSummary(dest, n, pseudonymise)
+
+    def export_images(self, case_id: int, dest: Path | str, *,
+                      deidentify: bool = True) -> Any:
+        """Write the case's three phases de-identified into the new folder ``dest``.
+
+        See :mod:`app.register.image_export` (returns its ``ImageExportSummary``).
+        """
+        from app.register.image_export import export_case_images
+
+        return export_case_images(self, case_id, dest, deidentify=deidentify)
 
     def stats(self) -> dict[str, int]:
         """Counts for a status line: patients, studies, cases, cases with outcome, events."""
@@ -779,6 +875,14 @@ def _prediction_values(record: PredictionRecord) -> dict[str, Any]:
         "warnings": [str(w) for w in record.warnings],
         "overrides": plain_json(dict(record.overrides)),
     }
+
+
+def _remove_path(path: Path) -> None:
+    """Remove a file or a whole folder if it exists (cleanup after a failed publish)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _insert_id(conn: Connection, stmt: Insert) -> int:

@@ -241,6 +241,11 @@ class RegisterTab(QtWidgets.QWidget):
         bar.addWidget(self.open_button)
         self.export_button = QtWidgets.QPushButton("Export CSV…")
         bar.addWidget(self.export_button)
+        self.images_button = QtWidgets.QPushButton("Export de-identified images…")
+        self.images_button.setToolTip("Write the selected case's three phases as DICOM "
+                                      "de-identified by the PS3.15 basic profile")
+        self.images_button.setEnabled(False)
+        bar.addWidget(self.images_button)
         self.verify_button = QtWidgets.QPushButton("Verify")
         bar.addWidget(self.verify_button)
         layout.addLayout(bar)
@@ -290,6 +295,7 @@ class RegisterTab(QtWidgets.QWidget):
         self.outcome_button.clicked.connect(self.record_outcome_dialog)
         self.open_button.clicked.connect(self._open_selected)
         self.export_button.clicked.connect(self.export_dialog)
+        self.images_button.clicked.connect(self.export_images_dialog)
         self.verify_button.clicked.connect(self.verify)
         self.refresh()
 
@@ -397,6 +403,7 @@ class RegisterTab(QtWidgets.QWidget):
         has = self.selected_id() is not None
         self.outcome_button.setEnabled(has)
         self.open_button.setEnabled(has)
+        self.images_button.setEnabled(has)
 
     def _on_double_click(self, index: QtCore.QModelIndex) -> None:
         if index.isValid():
@@ -459,6 +466,33 @@ class RegisterTab(QtWidgets.QWidget):
             grid.addWidget(pseudo, grid.rowCount(), 0, 1, -1)
         dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
         dialog.fileSelected.connect(lambda f: self.export_csv(Path(f), pseudo.isChecked()))
+        dialog.open()
+
+    def export_images(self, prediction_id: int, folder: Path) -> Job | None:
+        """Export the case's phases de-identified into the new folder ``folder/case-N-…``
+        (in a worker); errors are shown, and a failed export leaves nothing behind."""
+        reg = self._register
+        if reg is None:
+            return None
+        dest = folder / f"case-{prediction_id}-deidentified"
+        job = self._run("Export images",
+                        lambda: reg.export_images(prediction_id, dest, deidentify=True),
+                        failure="The images were not exported")
+        job.finished.connect(lambda summary: self.status.setText(
+            f"Case {prediction_id}: {sum(summary.files.values())} de-identified images "
+            f"written to {summary.path}"))
+        return job
+
+    def export_images_dialog(self) -> None:
+        pid = self.selected_id()
+        if pid is None or self._register is None:
+            return
+        dialog = QtWidgets.QFileDialog(self, "Folder for the de-identified images",
+                                       str(Path.home()))
+        dialog.setFileMode(QtWidgets.QFileDialog.FileMode.Directory)
+        dialog.setOption(QtWidgets.QFileDialog.Option.ShowDirsOnly, True)
+        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.fileSelected.connect(lambda f: self.export_images(pid, Path(f)))
         dialog.open()
 
     def verify(self) -> Job | None:

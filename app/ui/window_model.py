@@ -101,16 +101,25 @@ class ModelMenus(WindowParts):
         return job
 
     def _offer_imported_model(self, path: Path, loaded: LoadedModel) -> None:
+        from app import model_history
+
         self._show_description(loaded)
         sha = loaded.sha256
+        # a model that prepares the images differently is shown with the difference first
+        change = model_history.compare(loaded)
+        differs = ("\n\nIts preprocessing differs from the model used before "
+                   f"({html.escape(change.previous)}):\n"
+                   + "\n".join(f"• {html.escape(d)}" for d in change.differences)
+                   if change is not None else "")
 
         def answered(use: bool) -> None:
             if use:
                 self.use_model(path, sha)
+                model_history.remember(loaded)
 
         dialogs.ask(
             self,
-            f"Use the model {path.name} (SHA-256 {sha[:16]}…) for new predictions?",
+            f"Use the model {path.name} (SHA-256 {sha[:16]}…) for new predictions?{differs}",
             answered,
             yes="Use this model",
             no="Keep the current model",
