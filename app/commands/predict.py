@@ -62,14 +62,31 @@ def _choose_study(results: list[tuple[Any, Any]], wanted: str | None, folder: Pa
     return outcome
 
 
-def _load(args: argparse.Namespace) -> Any:
-    from app.inference.weights import load_bundled_model, load_model
+def _expected_sha256(text: str | None) -> str | None:
+    """``--sha256`` checked for form: a typo must not read as "the model has changed"."""
+    if text is None:
+        return None
+    value = text.strip().lower()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise InputError(f"--sha256 {text!r} is not a SHA-256: expected 64 hexadecimal "
+                         "characters (as printed by 'sha256sum MODEL')")
+    return value
 
+
+def _load(args: argparse.Namespace) -> Any:
+    from app.inference.weights import ModelFileError, load_bundled_model, load_model
+
+    expected = args.sha256  # checked for form by run() before the (slow) assembly
     if args.model is None:
-        return load_bundled_model(device=args.device)
+        loaded = load_bundled_model(device=args.device)
+        # --sha256 without --model applies to the bundled model (never silently ignored).
+        if expected is not None and loaded.sha256 != expected:
+            raise ModelFileError(f"the bundled model's SHA-256 is {loaded.sha256[:16]}…, not "
+                                 f"the --sha256 given ({expected[:16]}…)")
+        return loaded
     if not args.model.is_file():
         raise InputError(f"model file not found: {args.model}")
-    return load_model(args.model, device=args.device, expected_sha256=args.sha256)
+    return load_model(args.model, device=args.device, expected_sha256=expected)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,6 +94,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.folder.is_dir():
         raise InputError(f"not a folder: {args.folder}")
+    args.sha256 = _expected_sha256(args.sha256)
     overrides = parse_phase_overrides(args.phase) if args.phase else None
     progress = TerminalProgress("predict", enabled=not args.quiet)
     t0 = time.perf_counter()

@@ -85,8 +85,14 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from app.errors import InputError
     from app.register import open_register
 
+    # A register named on the command line must exist: a typo would otherwise create a new,
+    # empty register and "list" would answer "no cases" with exit 0.
+    if args.register is not None and not Path(args.register).is_file():
+        raise InputError(f"no case register at {args.register} (check the path; the app "
+                         "creates its own register in the per-user data directory)")
     with open_register(args.register) as reg:
         handler = _HANDLERS[args.action]
         return handler(reg, args)

@@ -435,8 +435,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self.jobs.running(k) is not None for k in ("study", "predict", "demo")
         )
         study = self.case.study
-        can_predict = bool(study and study.pairs) and not busy_case and not self.case.needs_confirmation()
+        can_predict = bool(study and study.predictable) and not busy_case and not self.case.needs_confirmation()
         self.act_predict.setEnabled(can_predict)
+        why = f"Prediction is off: {study.view_only_reason}" if study and study.view_only_reason else ""
+        self.act_predict.setToolTip(why or "Predict the response for the study on view")
         self.act_import.setEnabled(not busy_case)
         self.act_demo.setEnabled(not busy_case)
         self.demo_button.setEnabled(not busy_case)
@@ -548,6 +550,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 key in self.case.confirmed,
             )
             self.viewer.set_study(study, self._descriptions(study))
+            if study.view_only_reason:
+                self.result_panel.show_unavailable(study.view_only_reason)
             self.setWindowTitle(
                 f"HCC Response {__version__} — {study.patient_name or study.patient_id} "
                 f"({study.study_date})"

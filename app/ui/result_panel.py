@@ -265,6 +265,8 @@ def _compact(value: Any, max_items: int = 6) -> str:
     return ", ".join(items)
 
 
+NO_PREDICTION_TEXT = "No prediction for this study yet."
+
 _BANNER_STYLES = {
     "danger": "background:#7a1010; color:white; border-radius:4px; padding:6px; font-weight:bold;",
     "caution": "background:#8a6300; color:white; border-radius:4px; padding:6px; font-weight:bold;",
@@ -305,7 +307,8 @@ class ResultPanel(QtWidgets.QWidget):
         self.warnings_label.setStyleSheet("color:#b36b00;")
         self.intended_use_label = QtWidgets.QLabel(INTENDED_USE)
         self.intended_use_label.setStyleSheet("color:gray; font-style:italic; font-size:8pt;")
-        self.empty_label = QtWidgets.QLabel("No prediction for this study yet.")
+        self.empty_label = QtWidgets.QLabel(NO_PREDICTION_TEXT)
+        self.empty_label.setWordWrap(True)
         self.empty_label.setStyleSheet("color:gray;")
 
         big = self.label_label.font()
@@ -382,8 +385,17 @@ class ResultPanel(QtWidgets.QWidget):
     def clear(self) -> None:
         """Empty the panel (the intended-use notice stays)."""
         self._summary = None
+        self.empty_label.setText(NO_PREDICTION_TEXT)
         self._show_result_widgets(False)
         self.empty_label.setVisible(True)
+
+    def show_unavailable(self, reason: str) -> None:
+        """Empty panel that says why this study cannot be predicted (a view-only study)."""
+        self.clear()
+        self.empty_label.setText(
+            f"Prediction is not possible for this study: {reason}. "
+            "The series are shown for viewing only."
+        )
 
     def set_busy(self, text: str | None) -> None:
         """Show ``text`` with a busy indicator; None or "" hides it."""

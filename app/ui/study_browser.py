@@ -290,6 +290,12 @@ class StudyBrowser(QtWidgets.QWidget):
                 combo.setEnabled(bool(candidates))
             if error:
                 self.assembly_note.setText(f"<b>Cannot predict:</b> {html.escape(error)}")
+            elif study is not None and study.view_only_reason:
+                self.assembly_note.setText(
+                    "<b>Viewing only — prediction is off:</b> "
+                    f"{html.escape(study.view_only_reason)}. Any series can still be shown in "
+                    "a pane (choose it above)."
+                )
             elif study is not None:
                 notes = list(study.warnings)
                 if study.overrides:

@@ -554,9 +554,10 @@ class ViewerPanel(QtWidgets.QWidget):
             where = "in liver range" if in_liver else "outside liver range"
             text = f"Pair {self._position + 1} / {self._n_positions}  ·  {z_text}  ·  {where}"
         else:
+            view_only = self._study is not None and self._study.view_only_reason
             text = (
                 f"Slice {self._position + 1} / {self._n_positions} ({self._ref_phase})  ·  "
-                f"{z_text}  ·  not paired yet"
+                f"{z_text}  ·  {'viewing only' if view_only else 'not paired yet'}"
             )
         self.position_label.setText(text)
 
