@@ -120,7 +120,8 @@ def test_summary_from_per_slice_results_and_dicts() -> None:
         metrics={"auc": 0.8412, "auc_ci": [0.78, 0.9]},
     )
     s = summarise(result(), card)
-    assert s.training_data == "patients: 400, responder_rate: 0.281"  # nested items left out
-    assert s.metrics == "auc: 0.841"
-    assert "Validation: auc: 0.841" in s.lines()
+    # the cohort's size in words; internal counters and nested detail stay in the JSON tab
+    assert s.training_data == "400 patients; synthetic phantoms, not patients"
+    # figures that are not held-out ("test") results do not count as validation
+    assert s.evidence_headline.startswith("Not validated") and not s.evidence_ok
     assert weights_banner("")[1] == "caution"

@@ -27,6 +27,7 @@ from typing import Any
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app import INTENDED_USE
+from app.inference.card import held_out_evidence, training_summary
 from app.ui.vote_strip import NON_RESPONDER_COLOR, RESPONDER_COLOR, is_responder_label
 
 _MISSING = object()
@@ -64,6 +65,9 @@ class ResultSummary:
         "key: value" text from the model card).
     device, device_reason:
         Where the model ran and, after a fallback, why.
+    evidence_headline, evidence_text, evidence_ok:
+        How the model did on held-out patients against its target
+        (:mod:`app.inference.card`); empty when no model card is at hand.
     warnings:
         Everything the predictor warned about (shown as a list).
     """
@@ -84,6 +88,9 @@ class ResultSummary:
     device_reason: str = ""
     warnings: list[str] = field(default_factory=list)
     metrics: str = ""
+    evidence_headline: str = ""
+    evidence_text: str = ""
+    evidence_ok: bool = True
 
     @property
     def headline(self) -> str:
@@ -158,8 +165,8 @@ class ResultSummary:
             out.append(f"Weights: {self.weights_kind}")
         if self.training_data:
             out.append(f"Trained on: {self.training_data}")
-        if self.metrics:
-            out.append(f"Validation: {self.metrics}")
+        if self.evidence_headline:
+            out.append(f"{self.evidence_headline}. {self.evidence_text}")
         if self.device_text:
             out.append(self.device_text)
         out.extend(f"Warning: {w}" for w in self.warnings)
@@ -215,10 +222,11 @@ def summarise(result: Any, description: Any = None) -> ResultSummary:
     if not label:
         label = "responder" if 2 * int(votes) > int(total) else "non-responder"
     mean = _get(result, "mean_probability", "score", "mean_prob", default=None)
-    training = _compact(
-        _get(description, "training_data", "training_data_summary", "trained_on", default="")
+    training = training_summary(description) or _compact(
+        _get(description, "training_data_summary", "trained_on", default="")
     )
-    metrics = _compact(_get(description, "metrics", default=""))
+    evidence = held_out_evidence(description) if description is not None else None
+    metrics = evidence.sentence() if evidence is not None and evidence.validated else ""
     warnings = [str(w) for w in (_get(result, "warnings", default=[]) or [])]
     return ResultSummary(
         responder=is_responder_label(label),
@@ -241,6 +249,9 @@ def summarise(result: Any, description: Any = None) -> ResultSummary:
         device=str(_get(result, "device", "device_used", default="")),
         device_reason=str(_get(result, "device_reason", "fallback_reason", default="")),
         warnings=warnings,
+        evidence_headline=evidence.headline() if evidence is not None else "",
+        evidence_text=evidence.sentence() if evidence is not None else "",
+        evidence_ok=evidence.meets_target if evidence is not None else True,
     )
 
 
@@ -297,6 +308,8 @@ class ResultPanel(QtWidgets.QWidget):
         self.label_label.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
         self.meaning_label = QtWidgets.QLabel()
         self.meaning_label.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        # Next to the label: how the model did on held-out patients (issue 17, result honesty).
+        self.evidence_label = QtWidgets.QLabel()
         self.vote_label = QtWidgets.QLabel()
         self.probability_label = QtWidgets.QLabel()
         self.tie_label = QtWidgets.QLabel()
@@ -321,8 +334,9 @@ class ResultPanel(QtWidgets.QWidget):
         # The weights banner comes first: "random weights" must be read before the label.
         for w in (
             self.busy_label, self.busy_bar, self.empty_label, self.banner_label,
-            self.label_label, self.meaning_label, self.vote_label, self.probability_label,
-            self.tie_label, self.model_label, self.device_label, self.warnings_label,
+            self.label_label, self.evidence_label, self.meaning_label, self.vote_label,
+            self.probability_label, self.tie_label, self.model_label, self.device_label,
+            self.warnings_label,
         ):
             if isinstance(w, QtWidgets.QLabel):
                 w.setWordWrap(True)
@@ -353,6 +367,12 @@ class ResultPanel(QtWidgets.QWidget):
         self.label_label.setStyleSheet(
             f"background:{color.name()}; color:white; border-radius:6px; padding:8px;"
         )
+        self.evidence_label.setText(
+            f"<b>{_html(s.evidence_headline)}.</b> {_html(s.evidence_text)}" if s.evidence_headline else ""
+        )
+        self.evidence_label.setStyleSheet(
+            "" if s.evidence_ok else "color:#8a1c1c; border:1px solid #c0392b; border-radius:4px; padding:4px;"
+        )
         self.meaning_label.setText(s.meaning)
         self.vote_label.setText(s.vote_text)
         self.probability_label.setText(s.probability_text)
@@ -365,8 +385,6 @@ class ResultPanel(QtWidgets.QWidget):
             model += f"<br><b>Weights</b> {_html(s.weights_kind)}"
         if s.training_data:
             model += f"<br><b>Trained on</b> {_html(s.training_data)}"
-        if s.metrics:
-            model += f"<br><b>Validation</b> {_html(s.metrics)}"
         self.model_label.setText(model)
         self.device_label.setText(_html(s.device_text))
         self.warnings_label.setText(
@@ -378,6 +396,7 @@ class ResultPanel(QtWidgets.QWidget):
         )
         self._show_result_widgets(True)
         self.tie_label.setVisible(bool(s.tie_text))
+        self.evidence_label.setVisible(bool(s.evidence_headline))
         self.device_label.setVisible(bool(s.device_text))
         self.warnings_label.setVisible(bool(s.warnings))
         return s
@@ -413,7 +432,7 @@ class ResultPanel(QtWidgets.QWidget):
         parts: list[str] = []
         for w in (
             self.busy_label, self.empty_label, self.banner_label, self.label_label,
-            self.meaning_label, self.vote_label, self.probability_label, self.tie_label,
+            self.evidence_label, self.meaning_label, self.vote_label, self.probability_label, self.tie_label,
             self.model_label, self.device_label, self.warnings_label, self.intended_use_label,
         ):
             if not w.isHidden() and w.text():
@@ -423,8 +442,8 @@ class ResultPanel(QtWidgets.QWidget):
     def _show_result_widgets(self, on: bool) -> None:
         self.empty_label.setVisible(not on)
         for w in (
-            self.label_label, self.meaning_label, self.vote_label, self.probability_label,
-            self.tie_label, self.banner_label, self.model_label, self.device_label,
+            self.label_label, self.evidence_label, self.meaning_label, self.vote_label,
+            self.probability_label, self.tie_label, self.banner_label, self.model_label, self.device_label,
             self.warnings_label,
         ):
             w.setVisible(on)
