@@ -159,7 +159,8 @@ def view_centre_and_scale(view: pg.ViewBox) -> tuple[float, float, float]:
 # --------------------------------------------------------------------------- pure helpers
 def test_window_presets_and_drag() -> None:
     assert [(p.name, p.width, p.level) for p in PRESETS] == [
-        ("Abdomen", 400, 50), ("Liver", 150, 70), ("Model W400/L0", 400, 0)
+        ("Abdomen", 400, 50), ("Liver", 150, 70), ("Soft tissue", 350, 40), ("Bone", 1800, 400),
+        ("Lung", 1500, -600), ("Model W400/L0", 400, 0)
     ]
     assert preset("liver").levels == (-5.0, 145.0)
     start = make_window(400, 50)
