@@ -84,4 +84,5 @@ def test_single_phase_study_opens_in_the_viewer(qtbot, shared_data: Path, monkey
     assert w.case.study.assignment == {"plain": uid}
     assert viewers["plain"].volume is not None
     assert w.browser.combos["plain"].currentData() == uid
+    qtbot.waitUntil(lambda: not w.jobs.busy, timeout=120_000)
     w.close()

@@ -103,7 +103,7 @@ class ThumbnailStrip(QtWidgets.QListWidget):
             item = QtWidgets.QListWidgetItem(_placeholder(), text)
             item.setData(ROLE_UID, s.uid)
             item.setToolTip(text + f"\n{s.uid}\nRight click: show in a pane, DICOM tags")
-            item.setTextAlignment(int(QtCore.Qt.AlignmentFlag.AlignHCenter))
+            item.setTextAlignment(QtCore.Qt.AlignmentFlag.AlignHCenter)
             self.addItem(item)
             self._items[s.uid] = item
 
