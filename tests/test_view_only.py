@@ -74,6 +74,11 @@ def test_single_phase_study_opens_in_the_viewer(qtbot, shared_data: Path, monkey
     assert "no plain" in w.act_predict.toolTip()
     assert "Prediction is not possible" in w.result_panel.text()
     assert "Viewing only" in w.browser.assembly_note.text()
+    # item 5: the combo leads with the phase call and never hides the rest of its text
+    combo = w.browser.combos["portal"]
+    assert combo.currentText().startswith("portal 100 % · ")
+    assert combo.toolTip() == combo.currentText()
+    assert combo.view().minimumWidth() >= combo.fontMetrics().horizontalAdvance(combo.currentText())
 
     # assigning the series to another pane by hand: no error box, the choice stays
     uid = w.case.study.assignment["portal"]

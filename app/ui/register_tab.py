@@ -99,6 +99,8 @@ class CaseTableModel(QtCore.QAbstractTableModel):
             return _cell(row, attr)
         if role == QtCore.Qt.ItemDataRole.UserRole:
             return getattr(row, "id", None)
+        if role == QtCore.Qt.ItemDataRole.ToolTipRole:
+            return _cell(row, attr)
         if role == QtCore.Qt.ItemDataRole.TextAlignmentRole and attr in ("id", "score"):
             return int(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
         return None
@@ -351,6 +353,8 @@ class RegisterTab(QtWidgets.QWidget):
             log.warning("register list failed: %s", exc.message)
             return
         self.model.set_rows(rows)
+        # Names and model identities are read whole (issue 17, item 5: they were cut off).
+        self.table.resizeColumnsToContents()
         self._update_model_filter(rows)
         self.status.setText(f"{len(rows)} case(s) shown. Register: {getattr(reg, 'path', '')}")
         self.refresh_performance()
