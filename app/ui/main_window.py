@@ -164,6 +164,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._bundled: Path | Literal[False] | None = None
         self._cam_steps: set[str] = set()
         self._last_dialog: QtWidgets.QDialog | None = None
+        self._report_dir: Path | None = None
 
         self.setWindowTitle(f"HCC Response {__version__}")
         self.setAcceptDrops(True)
@@ -861,10 +862,29 @@ class MainWindow(QtWidgets.QMainWindow):
                 pair_index=index,
                 cam_scale=1.0,  # the maps are normalised by the study's global maximum
                 case_id=pred.record_id,
+                series_labels=self._series_labels(pred.study),
             )
         except HCCError as exc:
             dialogs.show_error(self, exc.message, exc.details or "")
             return None
+
+    def _series_labels(self, study: AssembledStudy) -> dict[str, str]:
+        """phase → "#3 ART 5.0 B30f" for the report (series number and description)."""
+        from app.ui.study_browser import series_label
+
+        by_uid = {s.uid: series_label(s) for s in study_series(self.browser.study(self.case.key or ""))}
+        return {p: by_uid[uid] for p, uid in study.assignment.items() if uid in by_uid}
+
+    def report_folder(self) -> Path:
+        """Where the report's save dialog starts: the last report's folder, else Documents.
+
+        Never the DICOM folder (issue 17, item 9): a report saved there mixes with the images
+        and is often on a read-only medium.
+        """
+        if self._report_dir is not None:
+            return self._report_dir
+        docs = QtCore.QStandardPaths.writableLocation(QtCore.QStandardPaths.StandardLocation.DocumentsLocation)
+        return Path(docs) if docs and Path(docs).is_dir() else Path.home()
 
     def export_pdf_dialog(self) -> None:
         """Ask for a file name and write the case report."""
@@ -872,7 +892,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if pred is None:
             return
         name = f"hcc-response-{pred.study.patient_id or 'case'}-{pred.record_id or 'unsaved'}.pdf"
-        start = str(Path(self.settings.last_folder or Path.home()) / name)
+        start = str(self.report_folder() / name)
         dialog = QtWidgets.QFileDialog(self, "Export PDF report", start, "PDF (*.pdf)")
         dialog.setAcceptMode(QtWidgets.QFileDialog.AcceptMode.AcceptSave)
         dialog.setDefaultSuffix("pdf")
@@ -882,6 +902,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _pdf_written(self, path: Path | None) -> None:
         if path is not None:
+            self._report_dir = path.parent
             self.statusBar().showMessage(f"Report written to {path}", 8000)
 
     # ------------------------------------------------------------------------ model, settings, help

@@ -28,6 +28,8 @@ from PySide6 import QtCore, QtGui
 from app import INTENDED_USE, PHASES, __version__
 from app.dicom.types import AssembledStudy
 from app.errors import HCCError
+from app.inference.card import held_out_evidence
+from app.ui.cam_legend import legend_image
 
 PHASE_TITLES = {"plain": "Plain", "arterial": "Arterial", "portal": "Portal venous"}
 REPORT_WINDOW = (400.0, 50.0)
@@ -61,7 +63,11 @@ def window_u8(hu: np.ndarray, width: float, level: float) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def overlay_rgb(grey: np.ndarray, cam: np.ndarray | None, scale: float | None, opacity: float = 0.45) -> np.ndarray:
+#: Heat-map opacity on paper: the viewer's 0.45 all but vanished in print (issue 17, item 9).
+REPORT_CAM_OPACITY = 0.75
+
+
+def overlay_rgb(grey: np.ndarray, cam: np.ndarray | None, scale: float | None, opacity: float = REPORT_CAM_OPACITY) -> np.ndarray:
     """Grey uint8 slice with a jet heatmap blended where the CAM is above 15 % of ``scale``.
 
     Weak activations stay transparent (like the viewer's overlay) so the anatomy stays readable.
@@ -110,6 +116,7 @@ def write_case_report(
     pair_index: int | None = None,
     cam_scale: float | None = None,
     case_id: int | None = None,
+    series_labels: Mapping[str, str] | None = None,
 ) -> Path:
     """Write the one-page A4 PDF report of a case and return its path.
 
@@ -133,6 +140,9 @@ def write_case_report(
         The study-wide CAM maximum (one normalisation per study).
     case_id:
         The register's id of this prediction, printed when given.
+    series_labels:
+        phase → "#3 ART 5.0 B30f" (series number and description), printed with each phase so
+        that a reader finds the series on the scanner; the UID follows in small print.
 
     Raises
     ------
@@ -164,7 +174,8 @@ def write_case_report(
     try:
         page = writer.pageLayout().paintRectPixels(writer.resolution())
         _draw(painter, page.width(), page.height(), writer.resolution(), study, result,
-              cam_by_phase or {}, description, pair_index, pair, cam_scale, case_id)
+              cam_by_phase or {}, description, pair_index, pair, cam_scale, case_id,
+              series_labels or {})
     finally:
         painter.end()
     if not path.exists() or path.stat().st_size == 0:
@@ -182,6 +193,7 @@ def render_case_report_image(
     cam_scale: float | None = None,
     case_id: int | None = None,
     dpi: int = 100,
+    series_labels: Mapping[str, str] | None = None,
 ) -> QtGui.QImage:
     """The report's page as an image (same drawing as the PDF): previews and screenshots."""
     if pair_index is None:
@@ -196,10 +208,34 @@ def render_case_report_image(
     try:
         painter.translate(15 * mm, 12 * mm)
         _draw(painter, int(180 * mm), int(273 * mm), dpi, study, result, cam_by_phase or {},
-              description, pair_index, pair, cam_scale, case_id)
+              description, pair_index, pair, cam_scale, case_id, series_labels or {})
     finally:
         painter.end()
     return image
+
+
+def study_html(study: AssembledStudy, series_labels: Mapping[str, str]) -> str:
+    """The report's patient/study table: each phase by its series number and description
+    (what a reader finds on the scanner), the UID after it in small print."""
+    esc = html.escape
+    date = study.study_date
+    if len(date) == 8 and date.isdigit():
+        date = f"{date[:4]}-{date[4:6]}-{date[6:]}"
+    return (
+        "<table cellspacing='2'>"
+        f"<tr><td><b>Patient</b></td><td>{esc(study.patient_name or '—')} &nbsp; ID {esc(study.patient_id or '—')}</td></tr>"
+        f"<tr><td><b>Study</b></td><td>{esc(date or '—')} &nbsp; {esc(study.study_description or '')}</td></tr>"
+        f"<tr><td><b>Study UID</b></td><td>{esc(study.study_uid)}</td></tr>"
+        + "".join(
+            f"<tr><td><b>{PHASE_TITLES[p]}</b></td><td>"
+            f"{esc(series_labels.get(p) or 'series')}"
+            f"{' (set by hand)' if p in study.overrides else ''}"
+            f" <span style='font-size:7pt;color:#666'>{esc(study.assignment.get(p, '—'))}</span></td></tr>"
+            for p in PHASES
+            if p in study.assignment
+        )
+        + "</table>"
+    )
 
 
 def _draw(
@@ -215,6 +251,7 @@ def _draw(
     pair: Any,
     cam_scale: float | None,
     case_id: int | None,
+    series_labels: Mapping[str, str],
 ) -> None:
     dpmm = resolution / 25.4  # device pixels per millimetre
     y = 0.0
@@ -254,23 +291,7 @@ def _draw(
         "<hr>",
         y,
     )
-    date = study.study_date
-    if len(date) == 8 and date.isdigit():
-        date = f"{date[:4]}-{date[4:6]}-{date[6:]}"
-    y = doc_block(
-        "<table cellspacing='2'>"
-        f"<tr><td><b>Patient</b></td><td>{esc(study.patient_name or '—')} &nbsp; ID {esc(study.patient_id or '—')}</td></tr>"
-        f"<tr><td><b>Study</b></td><td>{esc(date or '—')} &nbsp; {esc(study.study_description or '')}</td></tr>"
-        f"<tr><td><b>Study UID</b></td><td>{esc(study.study_uid)}</td></tr>"
-        + "".join(
-            f"<tr><td><b>{PHASE_TITLES[p]}</b></td><td>{esc(study.assignment.get(p, '—'))}"
-            f"{' (set by hand)' if p in study.overrides else ''}</td></tr>"
-            for p in PHASES
-            if p in study.assignment
-        )
-        + "</table>",
-        y + 2 * dpmm,
-    )
+    y = doc_block(study_html(study, series_labels), y + 2 * dpmm)
     is_resp = label.lower().startswith("resp")
     colour = "#1f5fa8" if is_resp else "#8a4b00"
     split = f"{votes} of {total} slice levels vote responder" if votes is not None and total else ""
@@ -285,6 +306,13 @@ def _draw(
         result_html += (
             "<p style='background:#fff3cd;color:#4d3800'><b>Weights: "
             f"{esc(kind)}</b></p>"
+        )
+    if description is not None:
+        evidence = held_out_evidence(description)
+        colour_ev = "#1e6b34" if evidence.meets_target else "#8a1c1c"
+        result_html += (
+            f"<p style='color:{colour_ev}'><b>{esc(evidence.headline())}.</b> "
+            f"{esc(evidence.sentence())}</p>"
         )
     y = doc_block(result_html, y + 3 * dpmm)
 
@@ -336,6 +364,19 @@ def _draw(
                 note += " — heatmap not computed"
             painter.drawText(rect.adjusted(4, 2, -4, -2), int(QtCore.Qt.AlignmentFlag.AlignTop | QtCore.Qt.AlignmentFlag.AlignLeft), note)
         y += cell + gap
+    # The heat map's scale (issue 17, item 12): what its colours mean.
+    bar_w, bar_h = min(width * 0.5, 90 * dpmm), 9 * dpmm
+    painter.drawImage(QtCore.QPointF(0, y), legend_image("jet", round(bar_w), round(bar_h)))
+    caption_x = bar_w + 3 * dpmm
+    painter.save()
+    painter.translate(caption_x, 0)
+    end = doc_block(
+        "<span style='font-size:8pt'>Grad-CAM scale: 1 = the strongest activation in this "
+        "study; below 0.15 nothing is drawn. Not a probability and not a tumour outline.</span>",
+        y, float(width - caption_x),
+    )
+    painter.restore()
+    y = max(y + bar_h, end) + 2 * dpmm
 
     model_html = (
         "<p><b>Model</b> "
