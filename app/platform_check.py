@@ -166,7 +166,9 @@ def require_platform(environ: dict[str, str] | None = None) -> None:
     """Raise :class:`InputError` (exit code 2) with the install command when xcb cannot load."""
     report = check(environ=environ)
     if not report.ok:
-        raise InputError(report.message().splitlines()[0], report.message())
+        # The whole text is the message: the CLI prints only the message, and the package
+        # names are what the user needs.
+        raise InputError(report.message())
 
 
 def _unique(items: Iterable[str]) -> list[str]:

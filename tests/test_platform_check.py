@@ -94,7 +94,7 @@ def test_gui_command_refuses_with_exit_2_instead_of_a_qt_abort(monkeypatch: pyte
     with pytest.raises(InputError) as err:
         application.run_gui(offer_demo=False, exit_after=0.1)
     assert err.value.exit_code == 2
-    assert "libxcb-keysyms1" in (err.value.details or "")
+    assert "apt-get install libxcb-keysyms1" in err.value.message
 
 
 def test_run_sh_calls_the_check_before_starting() -> None:
