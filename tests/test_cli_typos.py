@@ -63,3 +63,30 @@ def test_existing_register_still_lists(tmp_path: Path, capsys: pytest.CaptureFix
     with open_register(db) as reg:
         reg.add_prediction(sample_record(0, n_patients=1))
     assert main(["register", "--register", str(db), "list"]) == 0
+
+
+def test_readme_command_options_exist() -> None:
+    """Issue 17 item 11: every option the README shows for a command is one that command takes."""
+    import re
+
+    from app.cli import build_parser
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    checked = 0
+    for line in readme.splitlines():
+        # the whole line: a table row names the command in one cell and its options in another
+        for command in re.findall(r"hcc-response (\w[\w-]*)", line)[:1]:
+            rest = line.split("#", 1)[0] if line.lstrip().startswith("hcc-response") else line
+            if command not in sub.choices:
+                continue
+            known = {o for a in sub.choices[command]._actions for o in a.option_strings}
+            for sp in sub.choices[command]._actions:
+                if sp.__class__.__name__ == "_SubParsersAction":
+                    for p in sp.choices.values():
+                        known |= {o for a in p._actions for o in a.option_strings}
+            for option in re.findall(r"(?<![\w-])(--[a-z][a-z-]*)", rest):
+                assert option in known, f"README: hcc-response {command} {option}"
+                checked += 1
+    assert checked >= 10
