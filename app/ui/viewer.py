@@ -297,6 +297,7 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
         """Show ``volume`` (None clears the viewer); resets the view to fit the slice."""
         self._volume = volume
         self._description = description
+        self._note = ""  # a note of the previous study must not linger on an empty pane
         self._index = None
         self._cam_data = None
         self.cam.set_cam(None, QtCore.QRectF(), (False, False))

@@ -597,14 +597,11 @@ class ViewerPanel(QtWidgets.QWidget):
     def _update_enabled(self) -> None:
         self.slider.setEnabled(self._n_positions > 1)
 
-    def _build_toolbar(self) -> QtWidgets.QWidget:
+    def _build_toolbar(self) -> QtWidgets.QToolBar:
         """Row 1, the display: window (preset, W, L, invert), Grad-CAM (toggle, opacity, colour
         map and its scale), interpolation, fit. One control per setting: the main window has no
         second W/L box or Grad-CAM toggle (issue 17, item 6)."""
-        bar = QtWidgets.QWidget()
-        row = QtWidgets.QHBoxLayout(bar)
-        row.setContentsMargins(4, 2, 4, 2)
-        row.addWidget(QtWidgets.QLabel("Window:"))
+        bar, row = _tool_row()
         self._preset_box = QtWidgets.QComboBox()
         for p in PRESETS:
             self._preset_box.addItem(f"{p.name} ({PRESET_KEYS[p.name]})")
@@ -624,12 +621,13 @@ class ViewerPanel(QtWidgets.QWidget):
         self._cam_check.setChecked(self._cam_visible)
         self._cam_check.toggled.connect(self.set_cam_visible)
         row.addWidget(self._cam_check)
-        row.addWidget(QtWidgets.QLabel("Opacity"))
+        self.cam_legend = CamLegend()
+        row.addWidget(self.cam_legend)
         self._opacity_slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         self._opacity_slider.setRange(0, 100)
         self._opacity_slider.setValue(round(DEFAULT_OPACITY * 100))
-        self._opacity_slider.setMinimumWidth(70)
-        self._opacity_slider.setMaximumWidth(110)
+        self._opacity_slider.setMinimumWidth(60)
+        self._opacity_slider.setMaximumWidth(90)
         self._opacity_slider.setToolTip("Opacity of the heat maps (the colour scale is beside)")
         self._opacity_slider.valueChanged.connect(lambda v: self.set_cam_opacity(v / 100.0))
         row.addWidget(self._opacity_slider)
@@ -638,8 +636,6 @@ class ViewerPanel(QtWidgets.QWidget):
         self._cmap_box.setCurrentText(DEFAULT_COLORMAP)
         self._cmap_box.currentTextChanged.connect(self.set_cam_colormap)
         row.addWidget(self._cmap_box)
-        self.cam_legend = CamLegend()
-        row.addWidget(self.cam_legend)
         row.addSpacing(12)
         self._smooth_check = QtWidgets.QCheckBox("Interpolate")
         self._smooth_check.setChecked(True)
@@ -653,18 +649,16 @@ class ViewerPanel(QtWidgets.QWidget):
         row.addStretch(1)
         return bar
 
-    def _build_tools_bar(self) -> QtWidgets.QWidget:
+    def _build_tools_bar(self) -> QtWidgets.QToolBar:
         """Row 2, the tools: left-button mode (pan, distance, ROIs, crosshair), clear, cine."""
-        bar = QtWidgets.QWidget()
-        row = QtWidgets.QHBoxLayout(bar)
-        row.setContentsMargins(4, 0, 4, 2)
-        row.addWidget(QtWidgets.QLabel("Left button:"))
+        bar, row = _tool_row()
         self.tool_buttons: dict[str, QtWidgets.QToolButton] = {}
         group = QtWidgets.QButtonGroup(bar)
         group.setExclusive(True)
         for tool, (key, text) in TOOLS.items():
             button = QtWidgets.QToolButton()
-            button.setText(f"{text} ({key})")
+            button.setText(f"{text.replace(' ROI', '')} ({key})")
+            button.setToolTip(f"Left button: {text.lower()} ({key})")
             button.setCheckable(True)
             button.setChecked(tool == "navigate")
             button.clicked.connect(lambda _c=False, t=tool: self.measure.set_tool(t))
@@ -673,7 +667,8 @@ class ViewerPanel(QtWidgets.QWidget):
             row.addWidget(button)
         self.measure.toolChanged.connect(lambda t: self.tool_buttons[t].setChecked(True))
         clear = QtWidgets.QToolButton()
-        clear.setText("Clear measurements")
+        clear.setText("Clear")
+        clear.setToolTip("Remove every measurement and the crosshair (Shift+Del)")
         clear.clicked.connect(self.measure.clear)
         row.addWidget(clear)
         row.addSpacing(12)
@@ -742,6 +737,38 @@ class ViewerPanel(QtWidgets.QWidget):
     def _preset_chosen(self, index: int) -> None:
         if 0 <= index < len(PRESETS):
             self._apply_window(PRESETS[index])
+
+
+class _ToolRow:
+    """``addWidget`` / ``addSpacing`` / ``addStretch`` onto a ``QToolBar``.
+
+    A toolbar, not a box layout: when the viewer is narrower than its controls (a 1366 px
+    laptop with the studies dock open) the controls that do not fit go into the toolbar's "»"
+    menu instead of forcing the window wider or being cut off (issue 17, item 5).
+    """
+
+    def __init__(self, bar: QtWidgets.QToolBar) -> None:
+        self.bar = bar
+
+    def addWidget(self, widget: QtWidgets.QWidget, stretch: int = 0) -> None:  # noqa: N802
+        self.bar.addWidget(widget)
+
+    def addSpacing(self, _px: int) -> None:  # noqa: N802
+        self.bar.addSeparator()
+
+    def addStretch(self, _factor: int = 1) -> None:  # noqa: N802
+        spacer = QtWidgets.QWidget()
+        spacer.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Preferred)
+        self.bar.addWidget(spacer)
+
+
+def _tool_row() -> tuple[QtWidgets.QToolBar, _ToolRow]:
+    bar = QtWidgets.QToolBar()
+    bar.setMovable(False)
+    bar.setFloatable(False)
+    bar.setIconSize(QtCore.QSize(16, 16))
+    bar.setContentsMargins(2, 0, 2, 0)
+    return bar, _ToolRow(bar)
 
 
 def _spin(low: float, high: float, prefix: str, tip: str) -> QtWidgets.QSpinBox:

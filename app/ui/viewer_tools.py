@@ -44,9 +44,15 @@ class ViewerTools(QtCore.QObject):
         dock = QtWidgets.QDockWidget("Series", window)
         dock.setObjectName("seriesDock")
         dock.setWidget(self.thumbnails)
+        dock.setMaximumHeight(self.thumbnails.height() + 40)  # the strip, not a share of the window
         dock.setFeatures(QtWidgets.QDockWidget.DockWidgetFeature.DockWidgetMovable)
+        # The studies dock keeps the whole left side; the strip sits under the viewers only.
+        window.setCorner(QtCore.Qt.Corner.BottomLeftCorner, QtCore.Qt.DockWidgetArea.LeftDockWidgetArea)
         window.addDockWidget(QtCore.Qt.DockWidgetArea.BottomDockWidgetArea, dock)
         self.dock = dock
+        # A prediction cancels every running job (so that no stale heat map lands); pictures
+        # it interrupted are decoded again afterwards.
+        window.stepDone.connect(self._after_step)
 
         self.act_coronal = self._action("&Coronal reformat", "Ctrl+Shift+C", self.show_coronal)
         self.act_tags = self._action("DICOM &tags of the slice on view…", "Ctrl+T", self.show_slice_tags)
@@ -72,10 +78,17 @@ class ViewerTools(QtCore.QObject):
         self._series = [s for s in study_series(scan_study) if s.status != "refused"] if scan_study else []
         self.thumbnails.set_series(self._series, dict(study.assignment) if study else {})
         if self._series:
-            job = self.window.jobs.start("Thumbnails", thumbnail_job(self._series), key="thumbs")
-            job.finished.connect(self.thumbnails.set_images)
+            self._start_thumbnails()
         if self.coronal is not None:
             self.coronal.refresh()
+
+    def _after_step(self, step: str) -> None:
+        if step == "predicted" and any(not self.thumbnails.has_image(u) for u in self.thumbnails.uids()):
+            self._start_thumbnails()
+
+    def _start_thumbnails(self) -> None:
+        job = self.window.jobs.start("Thumbnails", thumbnail_job(self._series), key="thumbs")
+        job.finished.connect(self.thumbnails.set_images)
 
     # -- windows ----------------------------------------------------------------------------
     def show_coronal(self) -> CoronalView:
