@@ -154,6 +154,7 @@ class _PaneItems:
         view.addItem(self.shape)
         view.addItem(self.label)
         self.view = view
+        self._text = ""
         self.place(m)
 
     def place(self, m: Measurement) -> None:
@@ -164,6 +165,13 @@ class _PaneItems:
             self.shape.setRect(QtCore.QRectF(left, top, right - left, bottom - top))  # type: ignore[attr-defined]
         left, top, right, _bottom = m.box
         self.label.setPos(right if m.kind == "distance" else left, top)
+
+    def set_text(self, text: str) -> None:
+        """Set the label's text; unchanged text is not set again (a text item re-lays itself
+        out and repaints on every ``setText``, and most scrolls change few labels)."""
+        if text != self._text:
+            self._text = text
+            self.label.setText(text)
 
     def remove(self) -> None:
         self.view.removeItem(self.shape)
@@ -334,7 +342,7 @@ class MeasureController(QtCore.QObject):
             self._draft_items = {p: _PaneItems(v.view, m) for p, v in self.viewers.items()}
         for pane in self._draft_items.values():
             pane.place(m)
-            pane.label.setText(f"{m.length_mm:.1f} mm" if m.kind == "distance" else "")
+            pane.set_text(f"{m.length_mm:.1f} mm" if m.kind == "distance" else "")
         self._draft = m
 
     def _clicked(self, point: QtCore.QPointF) -> None:
@@ -350,7 +358,7 @@ class MeasureController(QtCore.QObject):
 
     def _update_labels(self, index: int) -> None:
         for phase, pane in self._items[index].items():
-            pane.label.setText(self.label_text(phase, index))
+            pane.set_text(self.label_text(phase, index))
 
 
 __all__ = ["TOOLS", "Measurement", "MeasureController", "RoiStats", "roi_stats"]
