@@ -262,18 +262,3 @@ def test_lesion_roi_shows_enhancement_and_washout(qtbot, tmp_path: Path) -> None
     assert mean["arterial"] > mean["plain"] + 20  # arterial enhancement
     assert mean["arterial"] > mean["portal"]  # washout
 
-
-def test_long_description_does_not_hide_the_orientation_letter(qtbot) -> None:  # type: ignore[no-untyped-def]
-    """Issue 17 item 5: the PLAIN pane's "A" was hidden behind a long series description."""
-    from app.ui.viewer import PhaseViewer
-
-    study = make_study()
-    viewer = PhaseViewer("plain")
-    qtbot.addWidget(viewer)
-    viewer.resize(520, 520)
-    viewer.show()
-    qtbot.waitExposed(viewer)
-    viewer.set_volume(study.volumes["plain"], "ABDOMEN NATIVE 5.0 mm B30f soft tissue kernel iDose 3")
-    qtbot.wait(20)
-    assert viewer.orientation_letters()["A"]
-    assert "iDose 3" in viewer.corner_texts()["tl"]  # wrapped, not cut

@@ -95,26 +95,8 @@ def test_tag_viewer_refuses_a_non_dicom_file(tmp_path: Path) -> None:
         read_tags(bad)
 
 
-@pytest.fixture
-def window(qtbot, monkeypatch):  # type: ignore[no-untyped-def]
-    from app.settings import update_settings
-    from app.ui import dialogs
-    from app.ui.main_window import MainWindow
-
-    errors: list[str] = []
-    monkeypatch.setattr(dialogs, "show_error", lambda p, m, d="": errors.append(m))
-    update_settings(demo_offered=True)
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.show()
-    w.errors = errors  # type: ignore[attr-defined]
-    yield w
-    qtbot.waitUntil(lambda: not w.jobs.busy, timeout=120_000)  # the warm-up import, thumbnails
-    w.close()
-
-
-def test_thumbnails_tags_and_show_in_pane_on_a_real_study(qtbot, window, shared_data: Path) -> None:  # type: ignore[no-untyped-def]
-    w = window
+def test_thumbnails_tags_and_show_in_pane_on_a_real_study(qtbot, main_window, shared_data: Path) -> None:  # type: ignore[no-untyped-def]
+    w = main_window
     steps: list[str] = []
     w.stepDone.connect(steps.append)
     w.import_folder(shared_data / "totalsegmentator_example_ct")
@@ -141,10 +123,10 @@ def test_thumbnails_tags_and_show_in_pane_on_a_real_study(qtbot, window, shared_
     assert not w.errors
 
 
-def test_help_lists_every_shortcut_and_shows_the_guide(qtbot, window) -> None:  # type: ignore[no-untyped-def]
+def test_help_lists_every_shortcut_and_shows_the_guide(qtbot, main_window) -> None:  # type: ignore[no-untyped-def]
     from app.ui.help_dialog import user_guide_path
 
-    w = window
+    w = main_window
     dialog = w.tools.show_help("shortcuts")
     page = dialog.shortcuts.toPlainText()
     keys = {a.shortcut().toString(QtGui.QKeySequence.SequenceFormat.NativeText)

@@ -51,17 +51,9 @@ pytest.importorskip("PySide6")
 
 
 @pytest.mark.gui
-def test_single_phase_study_opens_in_the_viewer(qtbot, shared_data: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from app.settings import update_settings
-    from app.ui import dialogs
-    from app.ui.main_window import MainWindow
-
-    errors: list[str] = []
-    monkeypatch.setattr(dialogs, "show_error", lambda p, m, d="": errors.append(m))
-    update_settings(demo_offered=True)
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.show()
+def test_single_phase_study_opens_in_the_viewer(qtbot, main_window, shared_data: Path) -> None:  # type: ignore[no-untyped-def]
+    w = main_window
+    errors = w.errors
     steps: list[str] = []
     w.stepDone.connect(steps.append)
     w.import_folder(shared_data / "totalsegmentator_example_ct")
@@ -89,5 +81,3 @@ def test_single_phase_study_opens_in_the_viewer(qtbot, shared_data: Path, monkey
     assert w.case.study.assignment == {"plain": uid}
     assert viewers["plain"].volume is not None
     assert w.browser.combos["plain"].currentData() == uid
-    qtbot.waitUntil(lambda: not w.jobs.busy, timeout=120_000)
-    w.close()

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from app import PHASES
 from app.dicom.errors import AssemblyError, DicomError
@@ -474,11 +474,7 @@ def assemble_study(
     progress.update(1.0, f"{len(result.pairs)} slice triplets")
     overrides = dict(overrides or {})
     return AssembledStudy(
-        patient_id=study.patient_id,
-        patient_name=study.patient_name,
-        study_uid=study.study_uid,
-        study_date=study.study_date,
-        study_description=study.study_description,
+        **_identity(study),
         assignment={p: chosen[p].uid for p in phases},
         volumes=volumes if keep_volumes else {},
         liver_range_mm=liver_range,
@@ -491,6 +487,25 @@ def assemble_study(
         phase_calls=dict(calls),
         alternatives=alternatives,
     )
+
+
+class _Identity(TypedDict):
+    patient_id: str
+    patient_name: str
+    study_uid: str
+    study_date: str
+    study_description: str
+
+
+def _identity(study: StudyInfo) -> _Identity:
+    """The patient and study fields an :class:`AssembledStudy` copies from the scan."""
+    return {
+        "patient_id": study.patient_id,
+        "patient_name": study.patient_name,
+        "study_uid": study.study_uid,
+        "study_date": study.study_date,
+        "study_description": study.study_description,
+    }
 
 
 def assemble_for_viewing(
@@ -540,11 +555,7 @@ def assemble_for_viewing(
     progress.update(1.0, "loaded for viewing")
     calls = {s.uid: s.phase_call for s in study.series if s.phase_call is not None}
     return AssembledStudy(
-        patient_id=study.patient_id,
-        patient_name=study.patient_name,
-        study_uid=study.study_uid,
-        study_date=study.study_date,
-        study_description=study.study_description,
+        **_identity(study),
         assignment={p: chosen[p].uid for p in PHASES if p in volumes},
         volumes=volumes,
         liver_range_mm={},
