@@ -165,3 +165,19 @@ def test_cam_legend_follows_the_colour_map(qtbot) -> None:  # type: ignore[no-un
     assert abs(left.red() - left.blue()) < 20  # grey: no colour below the threshold
     assert right.red() > 100 and right.blue() < 60
     assert np.asarray(image.constBits()).size > 0
+
+
+def test_thumbnail_job_decodes_the_middle_slice(shared_data: Path) -> None:
+    """The worker path (series not in a pane): one file per series, abdomen window, ≤ 84 px."""
+    from app.dicom.scan import scan_folder
+    from app.dicom.volume import load_volume
+    from app.progress import NULL_PROGRESS
+    from app.ui.thumbnails import THUMB_PX, thumbnail, thumbnail_job
+
+    scan = scan_folder(shared_data / "totalsegmentator_example_ct")
+    [series] = [s for p in scan.patients for st in p.studies for s in st.series]
+    pictures = thumbnail_job([series])(NULL_PROGRESS)
+    picture = pictures[series.uid]
+    assert picture.dtype == np.uint8 and max(picture.shape) == THUMB_PX
+    middle = load_volume(series, indices=[len(series.instances) // 2])
+    assert np.array_equal(picture, thumbnail(middle.hu[0]))

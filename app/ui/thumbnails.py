@@ -3,8 +3,10 @@
 One small picture per series (its middle slice, abdomen window) with its number, description
 and phase call; the series in a pane are marked. A right click offers "Show in the … pane"
 (the same override as the study browser's phase combos, so any series — a delayed phase, a
-thin recon — can be viewed) and "DICOM tags…". The pictures are decoded in a worker
-(:func:`thumbnail_job`, one file per series), so a study with many series never blocks the UI.
+thin recon — can be viewed) and "DICOM tags…". Series already loaded in a pane get their picture
+from that volume (no file read: the import → predict → Grad-CAM path decodes nothing more,
+bench/ui_heartbeat.py); the others are decoded in a worker (:func:`thumbnail_job`, one file
+per series), so a study with many series never blocks the UI.
 """
 
 from __future__ import annotations
@@ -24,6 +26,17 @@ ROLE_UID = QtCore.Qt.ItemDataRole.UserRole
 ROLE_HAS_IMAGE = QtCore.Qt.ItemDataRole.UserRole + 1
 
 
+def thumbnail(hu_slice: np.ndarray) -> np.ndarray:
+    """A ``THUMB_PX`` grey uint8 picture of one HU slice (abdomen window)."""
+    import cv2
+
+    lo, hi = DEFAULT_WINDOW.levels
+    grey = np.clip((np.asarray(hu_slice, dtype=np.float32) - lo) / (hi - lo) * 255.0, 0, 255).astype(np.uint8)
+    h, w = grey.shape
+    scale = THUMB_PX / max(h, w)
+    return cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+
+
 def thumbnail_job(series: Sequence[SeriesInfo]) -> Callable[[Progress], dict[str, np.ndarray]]:
     """A job decoding the middle slice of each series into a ``THUMB_PX`` grey uint8 picture.
 
@@ -33,13 +46,10 @@ def thumbnail_job(series: Sequence[SeriesInfo]) -> Callable[[Progress], dict[str
     chosen = list(series)
 
     def run(progress: Progress) -> dict[str, np.ndarray]:
-        import cv2
-
         from app.dicom.errors import DicomError
         from app.dicom.volume import load_volume
 
         out: dict[str, np.ndarray] = {}
-        lo, hi = DEFAULT_WINDOW.levels
         for k, s in enumerate(chosen):
             progress.check()
             progress.update(k / max(len(chosen), 1), f"thumbnail of series {s.series_number}")
@@ -49,11 +59,7 @@ def thumbnail_job(series: Sequence[SeriesInfo]) -> Callable[[Progress], dict[str
                 vol = load_volume(s, indices=[len(s.instances) // 2], workers=1)
             except DicomError:
                 continue
-            grey = np.clip((vol.hu[0] - lo) / (hi - lo) * 255.0, 0, 255).astype(np.uint8)
-            h, w = grey.shape
-            scale = THUMB_PX / max(h, w)
-            out[s.uid] = cv2.resize(grey, (max(1, round(w * scale)), max(1, round(h * scale))),
-                                    interpolation=cv2.INTER_AREA)
+            out[s.uid] = thumbnail(vol.hu[0])
         progress.update(1.0, "thumbnails")
         return out
 

@@ -22,7 +22,7 @@ from app.ui.coronal import CoronalView
 from app.ui.help_dialog import HelpDialog
 from app.ui.study_browser import study_series
 from app.ui.tag_viewer import TagViewer
-from app.ui.thumbnails import ThumbnailStrip, thumbnail_job
+from app.ui.thumbnails import ThumbnailStrip, thumbnail, thumbnail_job
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,12 @@ class ViewerTools(QtCore.QObject):
         """A study (or none) is on view: list its series, decode their thumbnails, re-cut."""
         self._series = [s for s in study_series(scan_study) if s.status != "refused"] if scan_study else []
         self.thumbnails.set_series(self._series, dict(study.assignment) if study else {})
-        if self._series:
-            self._start_thumbnails()
+        loaded = {v.series_uid: v for v in (study.volumes.values() if study else [])}
+        self.thumbnails.set_images(
+            {s.uid: thumbnail(loaded[s.uid].hu[loaded[s.uid].n_slices // 2])
+             for s in self._series if s.uid in loaded and loaded[s.uid].n_slices}
+        )
+        self._start_thumbnails()
         if self.coronal is not None:
             self.coronal.refresh()
 
@@ -87,8 +91,11 @@ class ViewerTools(QtCore.QObject):
             self._start_thumbnails()
 
     def _start_thumbnails(self) -> None:
-        job = self.window.jobs.start("Thumbnails", thumbnail_job(self._series), key="thumbs")
-        job.finished.connect(self.thumbnails.set_images)
+        """Decode the pictures still missing (series not in a pane) in a worker."""
+        missing = [s for s in self._series if not self.thumbnails.has_image(s.uid)]
+        if missing:
+            job = self.window.jobs.start("Thumbnails", thumbnail_job(missing), key="thumbs")
+            job.finished.connect(self.thumbnails.set_images)
 
     # -- windows ----------------------------------------------------------------------------
     def show_coronal(self) -> CoronalView:
