@@ -14,6 +14,8 @@ How the main window uses it::
     # (or lower level: set_cam(phase, array, pair_index) / set_cam_cache(...) + set_cam_scale)
     panel.has_cam(i)                                          # is pair i's CAM cached?
     # W/L: windowChanged(width, level); panel.window_level() -> WindowLevel (.name = preset)
+    # Tools (issue 17): panel.measure (app.ui.measure: distance, ROIs, crosshair), panel.cine
+    # (app.ui.cine), panel.set_inverted(True), panel.view_actions() (hot keys for a menu).
 
 The shared position is an index into ``study.pairs`` (the slice triplets the model sees);
 :meth:`ViewerPanel.indices_at` gives each phase's slice index at a position. A study without
