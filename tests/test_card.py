@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
@@ -75,20 +74,24 @@ pytest.importorskip("PySide6")
 
 @pytest.mark.gui
 def test_result_panel_says_it_next_to_the_label(qtbot) -> None:  # type: ignore[no-untyped-def]
+    import ui_fixtures as fx
+
+    from app.inference.weights import ModelDescription
     from app.ui.result_panel import ResultPanel
 
     panel = ResultPanel()
     qtbot.addWidget(panel)
     panel.show()
-    result = SimpleNamespace(label="responder", responder_votes=20, total_votes=30,
-                             mean_probability=0.6, warnings=[], device="cpu")
-    panel.set_result(result, _bundled_card())
+    result = fx.prediction_result([0.8] * 20 + [0.3] * 10, device="cpu")
+    panel.set_result(result, ModelDescription.from_dict(_bundled_card()))
     assert panel.evidence_label.isVisible()
     lines = panel.text().splitlines()
     label_at = lines.index("RESPONDER")
     assert lines[label_at + 1].startswith("Below its target on held-out patients")
     assert "needs_confirmation" not in panel.text()
-    panel.set_result(result, _card(0.85, 0.78, 0.92, target=0.75))
+    good = ModelDescription.from_dict({**_card(0.85, 0.78, 0.92, target=0.75), "version": "1",
+                                       "architecture": {}})
+    panel.set_result(result, good)
     assert "Validated on held-out patients" in panel.text()
 
 

@@ -4,7 +4,6 @@ save dialog that does not start in the DICOM folder (item 9, item 12)."""
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,14 +13,14 @@ pytest.importorskip("PySide6")
 from PySide6 import QtGui  # noqa: E402
 from test_ui_viewers import make_study  # noqa: E402
 
-from app.ui.report_pdf import overlay_rgb, render_case_report_image, study_html  # noqa: E402
+from app.ui.report_pdf import case_report, overlay_rgb, patient_html, render_case_report_image  # noqa: E402
 
 pytestmark = pytest.mark.gui
 
 
 def test_phases_named_by_series_number_and_description() -> None:
     study = make_study()
-    text = study_html(study, {"plain": "#2 ABD NATIVE 5.0", "arterial": "#3 ART 5.0 B30f",
+    text = patient_html(study, {"plain": "#2 ABD NATIVE 5.0", "arterial": "#3 ART 5.0 B30f",
                               "portal": "#4 PV 5.0 B30f"})
     assert text.index("#3 ART 5.0 B30f") < text.index(study.assignment["arterial"])
     assert "#2 ABD NATIVE 5.0" in text and "#4 PV 5.0 B30f" in text
@@ -39,11 +38,12 @@ def test_heat_map_is_visible_on_paper() -> None:
 
 def test_report_page_has_the_colour_bar(qtbot) -> None:  # type: ignore[no-untyped-def]
     study = make_study()
-    slices = [SimpleNamespace(probability=0.2 + 0.05 * i, label="responder") for i in range(len(study.pairs))]
-    result = SimpleNamespace(label="responder", responder_votes=8, total_votes=13, mean_probability=0.6,
-                             slices=slices, warnings=[], device="cpu", model_sha256="0" * 64)
-    image = render_case_report_image(study, result, {}, None, pair_index=3, dpi=60,
-                                     series_labels={"arterial": "#3 ART"})
+    import ui_fixtures as fx
+
+    result = fx.prediction_result([0.2 + 0.05 * i for i in range(len(study.pairs))])
+    report = case_report(study, result, {}, None, pair_index=3, series_labels={"arterial": "#3 ART"})
+    assert report.series_labels == {"arterial": "#3 ART"}
+    image = render_case_report_image(report, dpi=60)
     arr = np.array([[QtGui.QColor(image.pixel(x, y)).getRgb()[:3] for x in range(0, image.width(), 2)]
                     for y in range(0, image.height(), 2)])
     # jet's opaque yellow and red both appear: the bar (the heat maps of this page are empty)

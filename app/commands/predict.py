@@ -14,10 +14,13 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.commands._common import TerminalProgress, print_json, say
 from app.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from app.inference.result import PredictionResult
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -41,27 +44,6 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _choose_study(results: list[tuple[Any, Any]], wanted: str | None, folder: Path) -> Any:
-    """The one assembled study to predict, or an InputError saying exactly why not."""
-    from app.dicom.errors import DicomError
-
-    if not results:
-        raise InputError(f"no usable CT series in {folder}")
-    if wanted is not None:
-        results = [(s, a) for s, a in results if s.study_uid == wanted]
-        if not results:
-            raise InputError(f"no study {wanted} in {folder}")
-    if len(results) > 1:
-        listing = "; ".join(f"{s.study_uid} ({s.patient_id}, {s.study_date or 'no date'})"
-                            for s, _ in results)
-        raise InputError(f"{folder} holds {len(results)} studies; choose one with --study: "
-                         f"{listing}")
-    _study, outcome = results[0]
-    if isinstance(outcome, DicomError):
-        raise outcome
-    return outcome
-
-
 def _expected_sha256(text: str | None) -> str | None:
     """``--sha256`` checked for form: a typo must not read as "the model has changed"."""
     if text is None:
@@ -73,59 +55,46 @@ def _expected_sha256(text: str | None) -> str | None:
     return value
 
 
-def _load(args: argparse.Namespace) -> Any:
-    from app.inference.weights import ModelFileError, load_bundled_model, load_model
-
-    expected = args.sha256  # checked for form by run() before the (slow) assembly
-    if args.model is None:
-        loaded = load_bundled_model(device=args.device)
-        # --sha256 without --model applies to the bundled model (never silently ignored).
-        if expected is not None and loaded.sha256 != expected:
-            raise ModelFileError(f"the bundled model's SHA-256 is {loaded.sha256[:16]}…, not "
-                                 f"the --sha256 given ({expected[:16]}…)")
-        return loaded
-    if not args.model.is_file():
-        raise InputError(f"model file not found: {args.model}")
-    return load_model(args.model, device=args.device, expected_sha256=expected)
-
-
 def run(args: argparse.Namespace) -> int:
-    from app.dicom.assembly import assemble_folder, parse_phase_overrides
+    from app.case.flow import explain_study, export_explanations, make_record, predict_study
+    from app.case.model import ModelChoice, ModelHolder
+    from app.dicom.assembly import parse_phase_overrides
+    from app.dicom.studies import confirmation_problem, open_study
 
     if not args.folder.is_dir():
         raise InputError(f"not a folder: {args.folder}")
-    args.sha256 = _expected_sha256(args.sha256)
+    sha256 = _expected_sha256(args.sha256)  # before the (slow) assembly
     overrides = parse_phase_overrides(args.phase) if args.phase else None
     progress = TerminalProgress("predict", enabled=not args.quiet)
     t0 = time.perf_counter()
-    _scan, results = assemble_folder(args.folder, overrides, progress.sub(0.0, 0.4),
-                                      keep_volumes=True)
-    study = _choose_study(results, args.study, args.folder)
-    if study.needs_confirmation and not args.confirm and not overrides:
-        reasons = "; ".join(study.confirmation_reasons) or "conflicting phase evidence"
-        raise InputError(f"the phase assignment needs confirmation ({reasons}); check it with "
+    study = open_study(args.folder, overrides, args.study, progress.sub(0.0, 0.4))
+    problem = confirmation_problem(study)
+    if problem and not args.confirm and not overrides:
+        raise InputError(f"the phase assignment needs confirmation ({problem}); check it with "
                          f"'hcc-response scan {args.folder}' and rerun with --confirm or --phase")
 
-    from app.inference.gradcam import export_overlays, gradcam_study
-    from app.inference.predictor import predict
+    holder = ModelHolder()
+    choice = ModelChoice(args.model, sha256, args.device)
+    if sha256 is not None and args.model is None:
+        # --sha256 without --model applies to the bundled model (never silently ignored).
+        from app.inference.weights import ModelFileError
 
-    loaded = _load(args)
-    result = predict(study, loaded, progress.sub(0.45, 0.75))
+        bundled = holder.get(choice)
+        if bundled.sha256 != sha256:
+            raise ModelFileError(f"the bundled model's SHA-256 is {bundled.sha256[:16]}…, not "
+                                 f"the --sha256 given ({sha256[:16]}…)")
+    loaded, result = predict_study(study, holder, choice, progress.sub(0.4, 0.75))
     cam_files: list[str] = []
     if args.cam_dir is not None:
-        cams = gradcam_study(loaded, study, progress.sub(0.75, 0.95))
-        try:
-            cam_files = [str(p) for p in export_overlays(study, cams, args.cam_dir)]
-        except OSError as exc:
-            raise InputError(f"cannot write the Grad-CAM images to {args.cam_dir}: {exc}") from exc
+        cams = explain_study(study, holder, loaded, progress.sub(0.75, 0.95))
+        cam_files = [str(p) for p in export_explanations(study, cams, args.cam_dir)]
 
     record_id = None
     if args.register is not None:
-        from app.casework import prediction_record
         from app.register import open_register
 
-        record = prediction_record(study, result, overrides=overrides or {},
-                                   source_folder=str(args.folder.resolve()))
+        record = make_record(study, result, overrides=overrides or {},
+                             source_folder=str(args.folder.resolve()))
         with open_register(args.register) as register:
             record_id = register.add_prediction(record)
     progress.update(1.0, "done")
@@ -148,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_text(doc: dict[str, Any], result: Any) -> None:
+def _print_text(doc: dict[str, Any], result: PredictionResult) -> None:
     say(f"Patient {doc['patient_id']}  study {doc['study_uid']}")
     for phase, uid in doc["assignment"].items():
         say(f"  {phase:<8} {uid}")

@@ -38,7 +38,6 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.orm import Session
 
 from app import __version__, paths
 from app.register import audit, db
@@ -83,6 +82,14 @@ from app.register.records import (
     timestamp_text,
     utc_now,
 )
+from app.register.rows import (
+    event_from_row,
+    orm_session,
+    outcome_content,
+    prediction_content,
+    record_from_rows,
+)
+from app.register.verification import verify_connection
 
 log = logging.getLogger(__name__)
 
@@ -301,7 +308,7 @@ class Register:
         if limit is not None:
             stmt = stmt.limit(limit)
         with self._read() as conn:
-            return [_event(r) for r in _orm(conn).execute(stmt).scalars()]
+            return [event_from_row(r) for r in orm_session(conn).execute(stmt).scalars()]
 
     # ---------------------------------------------------------------- predictions
 
@@ -332,7 +339,7 @@ class Register:
             study_ref = self._study_ref(conn, record, patient_ref)
             pred_id = _insert_id(conn, insert(Prediction).values(study_ref=study_ref, **values))
             conn.execute(insert(PredictionSlices).values(prediction_ref=pred_id, **slices))
-            record_hash = audit.content_hash(_prediction_content(conn, pred_id))
+            record_hash = audit.content_hash(prediction_content(conn, pred_id))
             self._append_event(conn, "prediction",
                                {"prediction_id": pred_id, "record_hash": record_hash}, pred_id)
         return pred_id
@@ -385,7 +392,7 @@ class Register:
         """
         with self._read() as conn:
             conn.begin()  # one snapshot for the three reads
-            row = _orm(conn).execute(
+            row = orm_session(conn).execute(
                 select(Prediction, Study, Patient, PredictionSlices)
                 .join(Study, Study.id == Prediction.study_ref)
                 .join(Patient, Patient.id == Study.patient_ref)
@@ -395,10 +402,10 @@ class Register:
             if row is None:
                 raise RegisterInputError(f"there is no case with id {prediction_id}")
             outcomes = self._outcomes(conn, prediction_id)
-            events = [_event(r) for r in _orm(conn).execute(
+            events = [event_from_row(r) for r in orm_session(conn).execute(
                 select(AuditEventRow).where(AuditEventRow.prediction_ref == prediction_id)
                 .order_by(AuditEventRow.id)).scalars()]
-        return PredictionDetail(prediction_id, _record_from_rows(*row), outcomes, events)
+        return PredictionDetail(prediction_id, record_from_rows(*row), outcomes, events)
 
     # ---------------------------------------------------------------- list / search
 
@@ -533,7 +540,7 @@ class Register:
                 prediction_ref=prediction_id, category=cat, outcome_date=when, entered_by=by,
                 entered_at=entered, supersedes_ref=previous, note=note or "",
             ))
-            record_hash = audit.content_hash(_outcome_content(conn, oid))
+            record_hash = audit.content_hash(outcome_content(conn, oid))
             self._append_event(conn, "outcome", {
                 "outcome_id": oid, "record_hash": record_hash, "category": cat,
                 "supersedes": previous}, prediction_id)
@@ -541,7 +548,7 @@ class Register:
                             previous, note or "")
 
     def _outcomes(self, conn: Connection, prediction_id: int) -> list[OutcomeEntry]:
-        rows = _orm(conn).execute(select(Outcome).where(Outcome.prediction_ref == prediction_id)
+        rows = orm_session(conn).execute(select(Outcome).where(Outcome.prediction_ref == prediction_id)
                             .order_by(Outcome.id)).scalars()
         return [OutcomeEntry(o.id, o.prediction_ref, o.category, o.outcome_date, o.entered_by,
                              parse_timestamp(o.entered_at), o.supersedes_ref, o.note)
@@ -570,97 +577,9 @@ class Register:
             A ``last_hash`` noted at an earlier verify: the chain must still contain that
             event, which catches a rewrite of the whole tail after it.
         """
-        problems: list[str] = []
-        first_bad: int | None = None
         with self._read() as conn:
             conn.begin()  # one consistent snapshot for the whole check
-            integrity = "; ".join(str(r[0]) for r in
-                                  conn.exec_driver_sql("PRAGMA integrity_check").all())
-            if integrity != "ok":
-                problems.append(f"integrity_check: {integrity}")
-            prev = audit.GENESIS_HASH
-            expected_id = 1
-            record_hashes: dict[tuple[str, int], str] = {}
-            n_events = 0
-            found_head = False
-            orm = _orm(conn)
-            for ev in orm.execute(select(AuditEventRow).order_by(AuditEventRow.id)).scalars():
-                n_events += 1
-                if expected_head is not None and ev.hash == expected_head:
-                    found_head = True
-                bad: str | None = None
-                if ev.id != expected_id:
-                    bad = f"audit event {expected_id} is missing (next is {ev.id})"
-                elif ev.prev_hash != prev:
-                    bad = f"audit event {ev.id} does not link to the event before it"
-                else:
-                    content = audit.event_content(
-                        id=ev.id, created_at=ev.created_at, kind=ev.kind, os_user=ev.os_user,
-                        app_version=ev.app_version, prediction_id=ev.prediction_ref,
-                        payload=ev.payload)
-                    if audit.chain_hash(ev.prev_hash, content) != ev.hash:
-                        bad = f"audit event {ev.id} was altered (its hash does not match)"
-                if bad is not None:
-                    problems.append(bad)
-                    if first_bad is None:
-                        first_bad = min(ev.id, expected_id)
-                prev = ev.hash
-                expected_id = ev.id + 1
-                try:
-                    payload = json.loads(ev.payload)
-                except ValueError:
-                    problems.append(f"audit event {ev.id} has an unreadable payload")
-                    continue
-                key = {"prediction": "prediction_id", "outcome": "outcome_id"}.get(ev.kind)
-                if key is not None:
-                    try:
-                        rid = int(payload[key])
-                    except (KeyError, TypeError, ValueError):
-                        problems.append(f"audit event {ev.id} does not name its {ev.kind}")
-                        continue
-                    record_hashes[(ev.kind, rid)] = str(payload.get("record_hash"))
-            if expected_head is not None and not found_head:
-                problems.append(f"the audit chain no longer contains the event {expected_head} "
-                                f"noted earlier: its history was rewritten")
-            seq = conn.exec_driver_sql(
-                "SELECT seq FROM sqlite_sequence WHERE name = 'audit_events'").scalar()
-            if seq is not None and int(seq) != expected_id - 1:
-                problems.append(f"audit events after {expected_id - 1} were removed "
-                                f"(the last id issued was {seq})")
-                if first_bad is None:
-                    first_bad = expected_id
-            # one streamed query per table (not one per row), on the stored text: verify stays
-            # fast on big registers and notices any change of the stored bytes
-            patients = {r["id"]: r for r in _raw_rows(conn, "patients")}
-            studies = {r["id"]: r for r in _raw_rows(conn, "studies")}
-            n_preds = 0
-            for p in _raw_predictions(conn):
-                n_preds += 1
-                want = record_hashes.pop(("prediction", p["id"]), None)
-                if want is None:
-                    problems.append(f"case {p['id']} has no audit event")
-                    continue
-                study = studies.get(p["study_ref"])
-                patient = patients.get(study["patient_ref"]) if study else None
-                if study is None or patient is None:
-                    problems.append(f"case {p['id']} lost its study or patient")
-                elif audit.content_hash(_content_of(p, study, patient)) != want:
-                    problems.append(f"case {p['id']} was altered after it was recorded")
-            n_outs = 0
-            for o in _raw_rows(conn, "outcomes"):
-                n_outs += 1
-                want = record_hashes.pop(("outcome", o["id"]), None)
-                if want is None:
-                    problems.append(f"outcome {o['id']} has no audit event")
-                elif audit.content_hash(o) != want:
-                    problems.append(f"outcome {o['id']} was altered after it was recorded")
-            for kind, rid in sorted(record_hashes):
-                what = "case" if kind == "prediction" else "outcome"
-                problems.append(f"{what} {rid} was deleted (its audit event remains)")
-        return VerifyReport(ok=not problems, integrity=integrity, n_events=n_events,
-                            n_predictions=n_preds, n_outcomes=n_outs,
-                            first_bad_event=first_bad, problems=problems,
-                            last_hash=prev if n_events else "")
+            return verify_connection(conn, expected_head)
 
     # ---------------------------------------------------------------- performance
 
@@ -862,88 +781,9 @@ def _prediction_values(record: PredictionRecord) -> dict[str, Any]:
     }
 
 
-def _orm(conn: Connection) -> Session:
-    """An ORM session on ``conn`` that joins (never commits) the connection's transaction.
-
-    A fresh session per use: its identity map cannot serve stale objects, so every hash is
-    computed from what is in the database right now.
-    """
-    return Session(bind=conn, join_transaction_mode="rollback_only", autoflush=False)
-
-
 def _insert_id(conn: Connection, stmt: Insert) -> int:
     """Execute an INSERT and return the new row's primary key."""
     key = conn.execute(stmt).inserted_primary_key
     if key is None or key[0] is None:  # pragma: no cover - SQLite always reports it
         raise RegisterError("the register did not return the id of the new row")
     return int(key[0])
-
-
-def _raw_rows(conn: Connection, table: str, row_id: int | None = None
-              ) -> Iterator[dict[str, Any]]:
-    """Rows of ``table`` exactly as stored (JSON columns as their stored text), by id.
-
-    Content hashes are taken over these, at insert time (reading the new row back) and in
-    ``verify``, so both see the same bytes and no JSON decoding is needed to check a row.
-    """
-    if table not in ("patients", "studies", "predictions", "outcomes"):
-        raise ValueError(table)  # pragma: no cover - internal use only
-    sql = f"SELECT * FROM {table}" + (" WHERE id = ?" if row_id is not None else "")
-    result = conn.exec_driver_sql(sql + " ORDER BY id",
-                                  (row_id,) if row_id is not None else ())
-    keys = list(result.keys())
-    for row in result:
-        yield dict(zip(keys, row, strict=True))
-
-
-def _raw_predictions(conn: Connection, row_id: int | None = None
-                     ) -> Iterator[dict[str, Any]]:
-    """Prediction rows as stored, each with its per-slice detail merged in (None if missing)."""
-    sql = ("SELECT p.*, s.slice_pairs AS slice_pairs, s.slice_results AS slice_results "
-           "FROM predictions p LEFT JOIN prediction_slices s ON s.prediction_ref = p.id"
-           + (" WHERE p.id = ?" if row_id is not None else "") + " ORDER BY p.id")
-    result = conn.exec_driver_sql(sql, (row_id,) if row_id is not None else ())
-    keys = list(result.keys())
-    for row in result:
-        yield dict(zip(keys, row, strict=True))
-
-
-def _content_of(p: dict[str, Any], study: dict[str, Any], patient: dict[str, Any]
-                ) -> dict[str, Any]:
-    """What a prediction's record hash covers: its row and slices, its study and patient."""
-    return {"prediction": p, "study": study, "patient": patient}
-
-
-def _prediction_content(conn: Connection, prediction_id: int) -> dict[str, Any]:
-    """Everything recorded about one prediction, as stored (what its record hash covers)."""
-    (p,) = _raw_predictions(conn, prediction_id)
-    (study,) = _raw_rows(conn, "studies", p["study_ref"])
-    (patient,) = _raw_rows(conn, "patients", study["patient_ref"])
-    return _content_of(p, study, patient)
-
-
-def _outcome_content(conn: Connection, outcome_id: int) -> dict[str, Any]:
-    (o,) = _raw_rows(conn, "outcomes", outcome_id)
-    return o
-
-
-def _record_from_rows(p: Prediction, s: Study, pt: Patient,
-                      sl: PredictionSlices | None) -> PredictionRecord:
-    return PredictionRecord(
-        patient_id=pt.patient_id, patient_name=pt.patient_name, birth_date=pt.birth_date,
-        sex=pt.sex, study_uid=s.study_uid, study_date=s.study_date, accession=s.accession,
-        study_description=s.description, model_name=p.model_name,
-        model_version=p.model_version, model_sha256=p.model_sha256,
-        weights_kind=p.weights_kind, device=p.device, label=p.label, score=p.score,
-        responder_votes=p.responder_votes, total_votes=p.total_votes, tie=bool(p.tie),
-        tie_rule=p.tie_rule, series_uids=p.series_uids, liver_range_mm=p.liver_range_mm,
-        slice_pairs=sl.slice_pairs if sl else [], slice_results=sl.slice_results if sl else [],
-        warnings=p.warnings,
-        overrides=p.overrides, run_time_s=p.run_time_s, source_folder=p.source_folder,
-        app_version=p.app_version, os_user=p.os_user, created_at=parse_timestamp(p.created_at),
-    )
-
-
-def _event(r: AuditEventRow) -> AuditEvent:
-    return AuditEvent(r.id, parse_timestamp(r.created_at), r.kind, r.os_user, r.app_version,
-                      r.prediction_ref, json.loads(r.payload), r.prev_hash, r.hash)

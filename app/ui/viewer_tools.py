@@ -20,7 +20,6 @@ from app.errors import HCCError
 from app.ui import dialogs
 from app.ui.coronal import CoronalView
 from app.ui.help_dialog import HelpDialog
-from app.ui.study_browser import study_series
 from app.ui.tag_viewer import TagViewer
 from app.ui.thumbnails import ThumbnailStrip, thumbnail, thumbnail_job
 
@@ -75,7 +74,7 @@ class ViewerTools(QtCore.QObject):
     # -- the study on view -----------------------------------------------------------------
     def study_shown(self, study: AssembledStudy | None, scan_study: Any) -> None:
         """A study (or none) is on view: list its series, decode their thumbnails, re-cut."""
-        self._series = [s for s in study_series(scan_study) if s.status != "refused"] if scan_study else []
+        self._series = [s for s in scan_study.series if s.status != "refused"] if scan_study else []
         self.thumbnails.set_series(self._series, dict(study.assignment) if study else {})
         loaded = {v.series_uid: v for v in (study.volumes.values() if study else [])}
         self.thumbnails.set_images(
