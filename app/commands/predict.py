@@ -47,6 +47,17 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _expected_sha256(text: str | None) -> str | None:
+    """``--sha256`` checked for form: a typo must not read as "the model has changed"."""
+    if text is None:
+        return None
+    value = text.strip().lower()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise InputError(f"--sha256 {text!r} is not a SHA-256: expected 64 hexadecimal "
+                         "characters (as printed by 'sha256sum MODEL')")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     from app.case.flow import explain_study, export_explanations, make_record, predict_study
     from app.case.model import ModelChoice, ModelHolder
@@ -55,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.folder.is_dir():
         raise InputError(f"not a folder: {args.folder}")
+    sha256 = _expected_sha256(args.sha256)  # before the (slow) assembly
     overrides = parse_phase_overrides(args.phase) if args.phase else None
     progress = TerminalProgress("predict", enabled=not args.quiet)
     t0 = time.perf_counter()
@@ -68,9 +80,17 @@ def run(args: argparse.Namespace) -> int:
     from app import model_history
 
     holder = ModelHolder()
-    choice = ModelChoice(args.model, args.sha256, args.device)
+    choice = ModelChoice(args.model, sha256, args.device)
+    first = holder.get(choice, progress.sub(0.4, 0.45))
+    if sha256 is not None and args.model is None:
+        # --sha256 without --model applies to the bundled model (never silently ignored).
+        from app.inference.weights import ModelFileError
+
+        if first.sha256 != sha256:
+            raise ModelFileError(f"the bundled model's SHA-256 is {first.sha256[:16]}…, not "
+                                 f"the --sha256 given ({sha256[:16]}…)")
     # a model that prepares the images differently from the last one used is shown first
-    change = model_history.compare(holder.get(choice, progress.sub(0.4, 0.45)))
+    change = model_history.compare(first)
     if change is not None:
         say(f"hcc-response predict: note: {change.message}", err=True)
     loaded, result = predict_study(study, holder, choice, progress.sub(0.45, 0.75))

@@ -68,6 +68,7 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
         self._bundled = None
         self._cam_steps: set[str] = set()
         self._last_dialog = None
+        self._report_dir: Path | None = None  # where the last PDF report went
 
         self.setWindowTitle(f"HCC Response {__version__}")
         self.setAcceptDrops(True)
@@ -75,9 +76,18 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
         self._open_register()
         self._build_actions()
         self._build_central()
+        from app.ui.viewer_tools import ViewerTools
+
+        self.tools = ViewerTools(self)  # coronal, tags, thumbnails, help (issue 17)
+        self.viewer_tool_actions = self.tools.view_actions()
         self._build_menus()
         self._build_toolbar()
         self._build_status()
+        # Measurements and the crosshair report in their own label (a temporary status message
+        # would hide the HU read-out next to it).
+        self.measure_label = QtWidgets.QLabel()
+        self.statusBar().addWidget(self.measure_label, 1)
+        self.viewer.measure.measured.connect(self.measure_label.setText)
         self.jobs.jobStarted.connect(self._on_job_started)
         self.jobs.busyChanged.connect(self._on_busy)
         self._restore_window_state()
@@ -146,9 +156,17 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
         model_menu = bar.addMenu("&Model")
         model_menu.addAction(self.act_model)
         model_menu.addAction(self.act_import_model)
+        view_menu = bar.addMenu("&View")
+        view_menu.addAction(self.act_cam)
+        view_menu.addActions(self.viewer.view_actions())
+        view_menu.addSeparator()
+        for act in self.viewer_tool_actions:
+            view_menu.addAction(act)
         settings_menu = bar.addMenu("&Settings")
         settings_menu.addAction(self.act_settings)
         help_menu = bar.addMenu("&Help")
+        help_menu.addActions(self.tools.help_actions())
+        help_menu.addSeparator()
         help_menu.addAction(self.act_about)
         help_menu.addAction(self.act_intended)
 
@@ -158,17 +176,7 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
         tb.setToolButtonStyle(QtCore.Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         tb.addAction(self.act_import)
         tb.addAction(self.act_predict)
-        tb.addSeparator()
-        tb.addAction(self.act_cam)
-        tb.addWidget(QtWidgets.QLabel(" W/L: "))
-        self.preset_box = QtWidgets.QComboBox()
-        from app.ui.windowing import PRESETS
-
-        for p in PRESETS:
-            self.preset_box.addItem(p.name)
-        self.preset_box.activated.connect(lambda i: self.viewer.set_preset(self.preset_box.itemText(i)))
-        self.viewer.windowChanged.connect(self._sync_preset_box)
-        tb.addWidget(self.preset_box)
+        # W/L and the Grad-CAM toggle live once, in the viewer's own toolbar (issue 17, item 6).
         tb.addSeparator()
         tb.addAction(self.act_pdf)
 
@@ -288,8 +296,10 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
             self.jobs.running(k) is not None for k in ("study", "predict", "demo")
         )
         study = self.case.study
-        can_predict = bool(study and study.pairs) and not busy_case and not self.case.needs_confirmation()
+        can_predict = bool(study and study.predictable) and not busy_case and not self.case.needs_confirmation()
         self.act_predict.setEnabled(can_predict)
+        why = f"Prediction is off: {study.view_only_reason}" if study and study.view_only_reason else ""
+        self.act_predict.setToolTip(why or "Predict the response for the study on view")
         self.act_import.setEnabled(not busy_case)
         self.act_demo.setEnabled(not busy_case)
         self.demo_button.setEnabled(not busy_case)
@@ -390,6 +400,9 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
                 key in self.case.confirmed,
             )
             self.viewer.set_study(study, self._descriptions(study))
+            self.tools.study_shown(study, self.browser.study(key))
+            if study.view_only_reason:
+                self.result_panel.show_unavailable(study.view_only_reason)
             self.setWindowTitle(
                 f"HCC Response {__version__} — {study.patient_name or study.patient_id} "
                 f"({study.study_date})"
@@ -588,11 +601,6 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
     def _sync_cam_action(self, visible: bool) -> None:
         if self.act_cam.isChecked() != visible:
             self.act_cam.setChecked(visible)
-
-    def _sync_preset_box(self, width: float, level: float) -> None:
-        name = self.viewer.window_level().name
-        idx = self.preset_box.findText(name) if name else -1
-        self.preset_box.setCurrentIndex(idx)
 
     def _on_pair_changed(self, index: int) -> None:
         # The Grad-CAM job explains the levels around this one next (it reads it between passes).
