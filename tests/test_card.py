@@ -21,22 +21,28 @@ def _bundled_card() -> dict:
     return json.loads(header["__metadata__"]["description"])
 
 
-def test_the_bundled_model_is_reported_below_its_target() -> None:
+def test_the_bundled_model_is_reported_against_its_target() -> None:
+    """Whatever the shipped card says (it changes with each retraining), the panel's verdict
+    follows its held-out AUC against 90 % of the cohort's Bayes-optimal AUC."""
     card = _bundled_card()
     ev = held_out_evidence(card)
-    auc = card["metrics"]["test"]["patient_auc"]["auc"]
+    auc_doc = card["metrics"]["test"]["patient_auc"]
     bayes = card["metrics"]["test"]["bayes_optimal"]["auc"]
-    assert ev.auc == pytest.approx(auc) and ev.patients == card["metrics"]["test"]["patients"]
+    assert ev.auc == pytest.approx(auc_doc["auc"]) and ev.patients == card["metrics"]["test"]["patients"]
     assert ev.target == pytest.approx(round(0.9 * bayes, 2))
-    assert not ev.meets_target and ev.chance_in_ci
-    assert "do not rely" in ev.headline()
+    below = auc_doc["auc"] < ev.target or auc_doc["ci_low"] <= 0.5
+    assert ev.meets_target is not below
+    assert ("do not rely" in ev.headline()) is below
     text = ev.sentence()
-    assert f"AUC {auc:.2f}" in text and "coin toss" in text and "chance" in text
+    assert f"AUC {auc_doc['auc']:.2f}" in text and "coin toss" in text
+    assert ("cannot be told apart from chance" in text) is (auc_doc["ci_low"] <= 0.5)
 
 
 def test_bundled_training_summary_has_no_internal_keys_or_paths() -> None:
-    text = training_summary(_bundled_card())
-    assert text.startswith("240 patients (72 responders)")
+    card = _bundled_card()
+    cohort = card["training_data"]["cohort"]
+    text = training_summary(card)
+    assert text.startswith(f"{cohort['patients']} patients ({cohort['responders']} responders)")
     assert "needs_confirmation" not in text and "/" not in text
 
 
@@ -100,13 +106,16 @@ def test_model_description_dialog_is_readable_without_build_paths(qtbot) -> None
     from app.ui import dialogs
 
     card = _bundled_card()
-    assert "/work/h5data" in json.dumps(card)  # the real card does carry the build path
+    build_csv = card["training_data"]["cohort"]["csv"]
+    assert build_csv.startswith("/")  # the real card does carry a path of the build machine
+    folder, name = build_csv.rsplit("/", 1)
     dlg = dialogs.ModelDescriptionDialog(card, "f" * 64, str(Path("/opt/x/demo-model.safetensors")))
     qtbot.addWidget(dlg)
     text = dlg.summary.toPlainText()
-    assert "Below its target on held-out patients" in text
-    assert "Trained on" in text and "240 patients (72 responders)" in text
-    assert "/work/" not in text and "needs_confirmation" not in text
+    assert held_out_evidence(card).headline() in text
+    cohort = card["training_data"]["cohort"]
+    assert "Trained on" in text and f"{cohort['patients']} patients ({cohort['responders']} responders)" in text
+    assert folder not in text and "needs_confirmation" not in text
     assert "demo-model.safetensors" in text and "/opt/x" not in text
     raw = dlg.findChild(dialogs.QtWidgets.QPlainTextEdit).toPlainText()
-    assert "/work/h5data" not in raw and "labels.csv" in raw
+    assert build_csv not in raw and name in raw
