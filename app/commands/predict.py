@@ -7,6 +7,9 @@ functions as the desktop app, so a result here equals the result there.
 Doubtful input is never predicted silently: a folder with several studies needs ``--study``,
 and an assignment that needs confirmation (conflicting evidence, two candidates for one phase)
 needs ``--confirm`` after the user has checked ``hcc-response scan`` (or ``--phase`` to choose).
+
+``--dicom-out DIR`` writes the result for the PACS (an SR and Grad-CAM captures, see
+:mod:`app.export`); with ``--register`` the export is recorded in the audit trail.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="record the prediction in this case register")
     parser.add_argument("--cam-dir", type=Path, default=None, metavar="DIR",
                         help="write Grad-CAM overlay PNGs (one per slice and phase) here")
+    parser.add_argument("--dicom-out", type=Path, default=None, metavar="DIR",
+                        help="write the result as DICOM (SR + Grad-CAM captures) for the PACS")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -94,12 +99,22 @@ def run(args: argparse.Namespace) -> int:
     loaded = _load(args)
     result = predict(study, loaded, progress.sub(0.45, 0.75))
     cam_files: list[str] = []
-    if args.cam_dir is not None:
-        cams = gradcam_study(loaded, study, progress.sub(0.75, 0.95))
+    cams = None
+    if args.cam_dir is not None or args.dicom_out is not None:
+        cams = gradcam_study(loaded, study, progress.sub(0.75, 0.9))
+    if args.cam_dir is not None and cams is not None:
         try:
             cam_files = [str(p) for p in export_overlays(study, cams, args.cam_dir)]
         except OSError as exc:
             raise InputError(f"cannot write the Grad-CAM images to {args.cam_dir}: {exc}") from exc
+    dicom_export = None
+    if args.dicom_out is not None and cams is not None:
+        from app.export.sources import instance_paths
+        from app.export.writer import export_dicom
+
+        progress.update(0.9, "writing DICOM SR and captures")
+        files = instance_paths(_scan, study.assignment.values())
+        dicom_export = export_dicom(study, result, cams, files, args.dicom_out)
 
     record_id = None
     if args.register is not None:
@@ -110,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
                                    source_folder=str(args.folder.resolve()))
         with open_register(args.register) as register:
             record_id = register.add_prediction(record)
+            if dicom_export is not None:
+                register.log_event("dicom_export", dicom_export.to_dict(), prediction_id=record_id)
     progress.update(1.0, "done")
 
     doc: dict[str, Any] = {
@@ -121,6 +138,7 @@ def run(args: argparse.Namespace) -> int:
         "prediction": result.to_dict(),
         "register_id": record_id,
         "cam_files": cam_files,
+        "dicom_export": dicom_export.to_dict() if dicom_export is not None else None,
         "elapsed_s": round(time.perf_counter() - t0, 3),
     }
     if args.json:
@@ -146,6 +164,9 @@ def _print_text(doc: dict[str, Any], result: Any) -> None:
         say(f"Recorded in the register as case {doc['register_id']}")
     if doc["cam_files"]:
         say(f"Grad-CAM overlays: {len(doc['cam_files'])} PNG files")
+    if doc["dicom_export"]:
+        exp = doc["dicom_export"]
+        say(f"DICOM: SR and {len(exp['capture_files'])} capture(s) written to {exp['folder']}")
     from app import INTENDED_USE
 
     say(INTENDED_USE)
