@@ -99,7 +99,7 @@ def open_association(settings: NetworkSettings, node: DicomNode, purpose: str, a
         seen["open"] = True
 
     def on_acse(event: evt.Event) -> None:
-        primitive = getattr(event, "primitive", None)  # set for EVT_ACSE_RECV
+        primitive: Any = getattr(event, "primitive", None)  # set for EVT_ACSE_RECV
         if getattr(primitive, "result", None) in (0x01, 0x02):
             seen["reject"] = (f"{primitive.reason_str} ({primitive.result_str}, "
                               f"{primitive.source_str})")
