@@ -5,7 +5,8 @@ Every association goes through :func:`open_association`, so each one is logged t
 becomes one typed error with a sentence a user can act on:
 
 - no TCP connection (node down, wrong port, firewall) → :class:`NodeUnreachable`;
-- connected but no answer within the timeout → :class:`NetworkTimeout`;
+- connected but no answer within the timeout → :class:`NetworkTimeout` (pynetdicom then
+  aborts, so "no A-ASSOCIATE answer received" is what tells a timeout from an abort);
 - an A-ASSOCIATE-RJ (wrong called AE title, calling AE unknown to the node) →
   :class:`AssociationRejected` with the node's reason;
 - an abort while it is open → reported by the operation as :class:`OperationFailed`.
@@ -93,13 +94,14 @@ def open_association(settings: NetworkSettings, node: DicomNode, purpose: str, a
         raise NetworkDisabled("the DICOM network link is off; turn it on in Settings → DICOM "
                               "network")
     number = next(_counter)
-    seen: dict[str, Any] = {"open": False, "reject": None}
+    seen: dict[str, Any] = {"open": False, "answer": False, "reject": None}
 
     def on_open(event: evt.Event) -> None:
         seen["open"] = True
 
     def on_acse(event: evt.Event) -> None:
         primitive: Any = getattr(event, "primitive", None)  # set for EVT_ACSE_RECV
+        seen["answer"] = True
         if getattr(primitive, "result", None) in (0x01, 0x02):
             seen["reject"] = (f"{primitive.reason_str} ({primitive.result_str}, "
                               f"{primitive.source_str})")
@@ -134,13 +136,13 @@ def open_association(settings: NetworkSettings, node: DicomNode, purpose: str, a
                 record(f"unreachable ({why})")
                 raise NodeUnreachable(f"cannot reach the DICOM node {node.address}: {why}; check "
                                       "that it runs and that host and port are right")
-            if assoc.is_aborted:
-                record("aborted while associating")
-                raise AssociationRejected(f"{node.address} aborted the association request "
-                                          "(with TLS: check the certificates)")
-            record("timeout")
-            raise NetworkTimeout(f"{node.address} accepted the connection but did not answer "
-                                 f"the association request within {timeout:g} s")
+            if not seen["answer"]:  # pynetdicom aborts after its ACSE timeout
+                record("timeout")
+                raise NetworkTimeout(f"{node.address} accepted the connection but did not answer "
+                                     f"the association request within {timeout:g} s")
+            record("aborted while associating")
+            raise AssociationRejected(f"{node.address} aborted the association request "
+                                      "(with TLS: check the certificates)")
         outcome = "released"
         try:
             yield assoc

@@ -1,0 +1,125 @@
+"""A real Orthanc PACS on 127.0.0.1 with a throw-away configuration (tests and bench).
+
+Debian's ``orthanc`` package (installed by ``scripts/install_dicom_tools.sh``) is started as a
+child process with its storage, index and log in a temporary folder, its HTTP server off and its
+DICOM port on loopback only (``RemoteAccessAllowed`` false; the port is a free one), and killed
+after. The app's AE title is registered as a modality (for C-FIND/C-GET/C-MOVE, which Orthanc
+refuses to unknown AE titles here) and the called AE title is checked, as a hospital PACS would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+ORTHANC_AET = "ORTHANC"
+APP_AET = "HCCRESPONSE"
+
+
+def orthanc_binary() -> str | None:
+    """The Orthanc executable, or None (Debian installs it in /usr/sbin, often not on PATH)."""
+    return shutil.which("Orthanc") or (
+        "/usr/sbin/Orthanc" if os.access("/usr/sbin/Orthanc", os.X_OK) else None)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class OrthancServer:
+    """One Orthanc process. ``start()`` returns when it answers on its DICOM port."""
+
+    def __init__(self, workdir: Path, *, scp_port: int | None = None,
+                 tls: dict[str, str] | None = None) -> None:
+        self.workdir = Path(workdir)
+        self.port = free_port()
+        self.scp_port = scp_port or free_port()
+        self.tls = tls
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log = self.workdir / "orthanc.log"
+
+    def config(self) -> dict[str, Any]:
+        cfg: dict[str, Any] = {
+            "Name": "hcc-response-test",
+            "StorageDirectory": str(self.workdir / "storage"),
+            "IndexDirectory": str(self.workdir / "index"),
+            "HttpServerEnabled": False,
+            "RemoteAccessAllowed": False,
+            "DicomServerEnabled": True,
+            "DicomAet": ORTHANC_AET,
+            "DicomPort": self.port,
+            "DicomCheckCalledAet": True,
+            "DicomAlwaysAllowEcho": True,
+            "DicomAlwaysAllowStore": True,
+            "DicomAlwaysAllowFind": False,
+            "DicomAlwaysAllowGet": False,
+            "DicomAlwaysAllowMove": False,
+            "DicomModalities": {"hcc": [APP_AET, "127.0.0.1", self.scp_port]},
+            "DicomScpTimeout": 30,
+            "DicomAssociationCloseDelay": 0,
+            "SaveJobs": False,
+            "Plugins": [],
+            "StorageCompression": False,
+            "ConcurrentJobs": 1,
+        }
+        if self.tls:
+            cfg.update(DicomTlsEnabled=True, DicomTlsCertificate=self.tls["cert"],
+                       DicomTlsPrivateKey=self.tls["key"],
+                       DicomTlsTrustedCertificates=self.tls["trusted"],
+                       DicomTlsRemoteCertificateRequired=False)
+        return cfg
+
+    def start(self, timeout_s: float = 30.0) -> OrthancServer:
+        binary = orthanc_binary()
+        if binary is None:
+            raise RuntimeError("Orthanc is not installed")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        cfg_path = self.workdir / "orthanc.json"
+        cfg_path.write_text(json.dumps(self.config(), indent=1))
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen([binary, str(cfg_path)], stdout=log, stderr=log,
+                                            stdin=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"Orthanc exited with {self.process.returncode}: "
+                                   f"{self.log.read_text(errors='replace')[-800:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"Orthanc did not open port {self.port} within {timeout_s:g} s")
+
+    def kill(self) -> None:
+        """SIGKILL (a PACS that dies mid-transfer)."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        self.process = None
+
+    def __enter__(self) -> OrthancServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
