@@ -112,6 +112,22 @@ class DicomLink:
                               self.listener) as assoc:
             yield assoc
 
+    def broken(self, what: str, since: float, *, started: bool = False) -> str:
+        """The sentence for an association that ended without a final answer.
+
+        pynetdicom aborts the association itself when its message timeout runs out, so the
+        time waited (``since``: ``time.monotonic()`` at the request) tells a hung node from one
+        that aborted at once (Orthanc does that to an AE title it does not allow). ``started``:
+        the operation had begun delivering, so the connection was lost rather than refused.
+        """
+        if started:
+            return f"the connection to {self.node.address} was lost or aborted during the {what}"
+        if time.monotonic() - since < 0.9 * float(self.settings.timeout_s):
+            return (f"{self.node.address} aborted the association during the {what}; check that "
+                    f"the PACS knows this AE title ({self.settings.local_ae_title}) and allows it")
+        return (f"{self.node.address} did not answer the {what} within "
+                f"{self.settings.timeout_s:g} s")
+
     # ----------------------------------------------------------------------- verification
 
     def echo(self) -> EchoResult:
@@ -133,12 +149,12 @@ class DicomLink:
         ae = self.new_ae()
         ae.add_requested_context(model)
         found: list[Dataset] = []
+        since = time.monotonic()
         with self.associate(purpose, ae) as assoc:
             for status, identifier in assoc.send_c_find(query, model):
                 code = status.get("Status") if status else None
                 if code is None:
-                    raise OperationFailed(f"{self.node.address} ended the query without an "
-                                          "answer (association aborted or timed out)")
+                    raise OperationFailed(self.broken("query", since))
                 if code in (0xFF00, 0xFF01) and identifier is not None:
                     if len(found) < MAX_MATCHES:
                         found.append(identifier)

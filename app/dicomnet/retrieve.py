@@ -20,6 +20,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -141,8 +142,6 @@ def retrieve_study(link: DicomLink, study_uid: str, import_dir: Path | str,
     Cancelled
         The user cancelled; nothing was kept.
     """
-    import time
-
     progress = progress or NULL_PROGRESS
     base = Path(import_dir)
     if expected is None:
@@ -195,14 +194,15 @@ def _follow(link: DicomLink, assoc: Any, responses: Any, progress: Progress,
             receiver: _Receiver) -> Dataset | None:
     """Read C-GET/C-MOVE responses to the final one; abort on cancel. Returns the final status."""
     final: Dataset | None = None
+    since = time.monotonic()
     for status, _identifier in responses:
         if progress.cancelled:
             assoc.abort()
             raise Cancelled("retrieval cancelled; nothing was kept")
         if not status:  # pynetdicom's sign for an aborted association or a timeout
             raise RetrieveIncomplete(
-                f"the transfer from {link.node.address} broke off after {receiver.count} "
-                "instances (association aborted or timed out); nothing was kept")
+                f"the transfer broke off after {receiver.count} instances: "
+                f"{link.broken('retrieval', since, started=receiver.count > 0)}; nothing was kept")
         final = status
         if status.Status not in (0xFF00, 0xFF01):
             break
