@@ -39,6 +39,7 @@ from app.dicom.types import AssembledStudy
 from app.errors import HCCError
 from app.settings import Settings, load_settings, save_settings
 from app.ui import dialogs, jobs
+from app.ui.pacs_actions import PacsActions
 from app.ui.register_tab import RegisterTab
 from app.ui.report_pdf import strongest_responder_slice, write_case_report
 from app.ui.settings_dialog import SettingsDialog
@@ -235,6 +236,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_settings = self._action("&Settings…", self.show_settings)
         self.act_about = self._action("&About HCC Response", self.show_about)
         self.act_intended = self._action("&Intended use", self.show_intended_use)
+        self.pacs = PacsActions(self)
+        self.pacs.stepDone.connect(self.stepDone)
         self.act_cam = QtGui.QAction("Heatmap (Grad-CAM)", self)
         self.act_cam.setCheckable(True)
         self.act_cam.setChecked(True)
@@ -248,7 +251,10 @@ class MainWindow(QtWidgets.QMainWindow):
         for act in (self.act_import, self.act_demo):
             file_menu.addAction(act)
         file_menu.addSeparator()
-        for act in (self.act_pdf, self.act_csv, self.act_save_again):
+        file_menu.addAction(self.pacs.pacs_action)
+        file_menu.addSeparator()
+        for act in (self.act_pdf, self.pacs.export_action, self.pacs.send_action, self.act_csv,
+                    self.act_save_again):
             file_menu.addAction(act)
         file_menu.addSeparator()
         file_menu.addAction(self.act_quit)
@@ -444,6 +450,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_pdf.setEnabled(pred is not None)
         self.act_save_again.setEnabled(bool(pred and pred.record is not None and pred.record_id is None and self.register is not None))
         self.act_csv.setEnabled(self.register is not None)
+        self.pacs.update_enabled(busy_case)
 
     # ------------------------------------------------------------------------ jobs plumbing
     def start_job(self, name: str, fn: Any, key: str | None = None) -> Job:
@@ -710,6 +717,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._cam_steps = set()
         result = outcome.result
         self.result_panel.set_result(result, self._description(outcome.model))
+        self.pacs.on_new_result()
         slices = list(getattr(result, "slices", []) or [])
         self.vote_strip.set_result([s.probability for s in slices], [s.label for s in slices])
         self._update_model_label()
