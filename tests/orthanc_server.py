@@ -123,3 +123,58 @@ class OrthancServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# ------------------------------------------------------------------------------ pytest helpers
+
+def require_orthanc() -> None:
+    """Skip the calling test, saying why, where Orthanc is not installed."""
+    import pytest
+
+    if orthanc_binary() is None:
+        pytest.skip("Orthanc is not installed (Debian package 'orthanc'; "
+                    "scripts/install_dicom_tools.sh installs it where apt-get works as root)")
+
+
+def start_or_skip(workdir: Path) -> OrthancServer:
+    """A started Orthanc, or a skip with Orthanc's own reason."""
+    import pytest
+
+    require_orthanc()
+    server = OrthancServer(workdir)
+    try:
+        return server.start()
+    except RuntimeError as exc:
+        pytest.skip(f"Orthanc could not start here: {exc}")
+
+
+def settings_for(port: int, **changes: Any) -> Any:
+    """Network settings for the app's AE talking to Orthanc on ``port`` (link on)."""
+    import dataclasses
+
+    from app.dicomnet.config import DicomNode, NetworkSettings
+
+    node_keys = ("name", "ae_title", "host", "retrieve", "tls", "tls_ca_file", "tls_cert_file",
+                 "tls_key_file")
+    node_args: dict[str, Any] = {"name": "test PACS", "ae_title": ORTHANC_AET,
+                                 "host": "127.0.0.1", "port": port}
+    node_args.update({k: changes.pop(k) for k in node_keys if k in changes})
+    base = NetworkSettings(enabled=True, local_ae_title=APP_AET, nodes=(DicomNode(**node_args),),
+                           timeout_s=15.0)
+    return dataclasses.replace(base, **changes)
+
+
+def dicom_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*.dcm") if p.is_file())
+
+
+def load_study(server: OrthancServer, study_dir: Path) -> str:
+    """C-STORE every file of ``study_dir`` into Orthanc; returns the Study Instance UID."""
+    import pydicom
+
+    from app.dicomnet.link import DicomLink
+    from app.dicomnet.store import store_files
+
+    files = dicom_files(study_dir)
+    store_files(DicomLink(settings_for(server.port)), files)
+    return str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)

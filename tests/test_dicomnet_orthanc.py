@@ -17,9 +17,16 @@ from typing import Any
 
 import pydicom
 import pytest
-from orthanc_server import APP_AET, ORTHANC_AET, OrthancServer, free_port, orthanc_binary
+from orthanc_server import (
+    ORTHANC_AET,
+    dicom_files,
+    free_port,
+    load_study,
+    settings_for,
+    start_or_skip,
+)
 
-from app.dicomnet.config import DicomNode, NetworkSettings
+from app.dicomnet.config import NetworkSettings
 from app.dicomnet.errors import (
     AssociationRejected,
     NetworkDisabled,
@@ -37,22 +44,6 @@ from app.progress import ProgressState
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-def _require_orthanc() -> None:
-    if orthanc_binary() is None:
-        pytest.skip("Orthanc is not installed (Debian package 'orthanc'; "
-                    "scripts/install_dicom_tools.sh installs it where apt-get works as root)")
-
-
-def _settings(port: int, **changes: Any) -> NetworkSettings:
-    node_changes = {k: changes.pop(k) for k in ("ae_title", "retrieve", "tls", "tls_ca_file",
-                                                "tls_cert_file", "tls_key_file") if k in changes}
-    node_args: dict[str, Any] = {"name": "test PACS", "ae_title": ORTHANC_AET,
-                                 "host": "127.0.0.1", "port": port, **node_changes}
-    node = DicomNode(**node_args)
-    base = NetworkSettings(enabled=True, local_ae_title=APP_AET, nodes=(node,), timeout_s=15.0)
-    return dataclasses.replace(base, **changes)
-
-
 @pytest.fixture(scope="module")
 def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from app.synthetic.cohort import generate_cohort
@@ -63,35 +54,20 @@ def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return next(p for p in out.iterdir() if p.is_dir())
 
 
-def _dicom_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix == ".dcm")
-
-
-def _load(orthanc: OrthancServer, study_dir: Path) -> str:
-    files = _dicom_files(study_dir)
-    store_files(DicomLink(_settings(orthanc.port)), files)
-    return str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
-
-
 @pytest.fixture(scope="module")
 def pacs(tmp_path_factory: pytest.TempPathFactory, study_dir: Path) -> Iterator[dict[str, Any]]:
     """Orthanc for the module, holding the synthetic study (stored with C-STORE)."""
-    _require_orthanc()
-    server = OrthancServer(tmp_path_factory.mktemp("orthanc"))
+    server = start_or_skip(tmp_path_factory.mktemp("orthanc"))
     try:
-        server.start()
-    except RuntimeError as exc:
-        pytest.skip(f"Orthanc could not start here: {exc}")
-    try:
-        uid = _load(server, study_dir)
-        yield {"server": server, "study_uid": uid, "n_files": len(_dicom_files(study_dir))}
+        uid = load_study(server, study_dir)
+        yield {"server": server, "study_uid": uid, "n_files": len(dicom_files(study_dir))}
     finally:
         server.stop()
 
 
 def test_echo_and_every_association_logged(pacs: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
     records: list[Any] = []
-    link = DicomLink(_settings(pacs["server"].port), listener=records.append)
+    link = DicomLink(settings_for(pacs["server"].port), listener=records.append)
     with caplog.at_level("INFO", logger="app.dicomnet"):
         result = link.echo()
     assert result.node == f"{ORTHANC_AET}@127.0.0.1:{pacs['server'].port}"
@@ -100,8 +76,8 @@ def test_echo_and_every_association_logged(pacs: dict[str, Any], caplog: pytest.
 
 
 def test_find_patient_and_study(pacs: dict[str, Any], study_dir: Path) -> None:
-    link = DicomLink(_settings(pacs["server"].port))
-    header = pydicom.dcmread(_dicom_files(study_dir)[0], stop_before_pixels=True)
+    link = DicomLink(settings_for(pacs["server"].port))
+    header = pydicom.dcmread(dicom_files(study_dir)[0], stop_before_pixels=True)
     patients = link.find_patients(patient_id=str(header.PatientID))
     assert [p.patient_id for p in patients] == [str(header.PatientID)]
     studies = link.find_studies(patient_name="*")
@@ -120,7 +96,7 @@ def test_retrieve_predict_store_back_and_find_again(pacs: dict[str, Any], tmp_pa
     from app.inference.predictor import predict
     from app.inference.weights import load_bundled_model
 
-    link = DicomLink(_settings(pacs["server"].port))
+    link = DicomLink(settings_for(pacs["server"].port))
     import_dir = tmp_path / "import"
     got = retrieve_study(link, pacs["study_uid"], import_dir)
     assert got.n_files == pacs["n_files"] and got.method == "C-GET"
@@ -147,7 +123,7 @@ def test_retrieve_predict_store_back_and_find_again(pacs: dict[str, Any], tmp_pa
 
 def test_retrieve_with_c_move_through_the_storage_scp(pacs: dict[str, Any], tmp_path: Path) -> None:
     server = pacs["server"]
-    settings = _settings(server.port, retrieve="C-MOVE", storage_scp=True,
+    settings = settings_for(server.port, retrieve="C-MOVE", storage_scp=True,
                          storage_scp_host="127.0.0.1", storage_scp_port=server.scp_port)
     got = retrieve_study(DicomLink(settings), pacs["study_uid"], tmp_path)
     assert got.method == "C-MOVE" and got.n_files >= pacs["n_files"]
@@ -157,43 +133,42 @@ def test_retrieve_with_c_move_through_the_storage_scp(pacs: dict[str, Any], tmp_
 
 
 def test_c_move_needs_the_storage_scp_turned_on(pacs: dict[str, Any], tmp_path: Path) -> None:
-    settings = _settings(pacs["server"].port, retrieve="C-MOVE")
+    settings = settings_for(pacs["server"].port, retrieve="C-MOVE")
     with pytest.raises(Exception, match="storage SCP"):
         retrieve_study(DicomLink(settings), pacs["study_uid"], tmp_path, expected=1)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_cancel_keeps_nothing(pacs: dict[str, Any], tmp_path: Path) -> None:
-    state = ProgressState()
     seen = {"n": 0}
 
     def on_update(fraction: float, text: str) -> None:
         seen["n"] += 1
         if seen["n"] == 5:
-            state.cancel()
+            state.cancel()  # the user presses Cancel after a few images
 
     state = ProgressState(on_update, min_step=0.0)
     with pytest.raises(Cancelled):
-        retrieve_study(DicomLink(_settings(pacs["server"].port)), pacs["study_uid"], tmp_path,
+        retrieve_study(DicomLink(settings_for(pacs["server"].port)), pacs["study_uid"], tmp_path,
                        state)
     assert list(tmp_path.iterdir()) == []
-    DicomLink(_settings(pacs["server"].port)).echo()  # the PACS is fine afterwards
+    DicomLink(settings_for(pacs["server"].port)).echo()  # the PACS is fine afterwards
 
 
 def test_wrong_called_ae_title_is_rejected(pacs: dict[str, Any]) -> None:
-    link = DicomLink(_settings(pacs["server"].port, ae_title="NOTORTHANC"))
+    link = DicomLink(settings_for(pacs["server"].port, ae_title="NOTORTHANC"))
     with pytest.raises(AssociationRejected, match="rejected the association"):
         link.echo()
 
 
 def test_unknown_calling_ae_title_cannot_query(pacs: dict[str, Any]) -> None:
-    link = DicomLink(_settings(pacs["server"].port, local_ae_title="STRANGER"))
+    link = DicomLink(settings_for(pacs["server"].port, local_ae_title="STRANGER"))
     with pytest.raises(OperationFailed, match="aborted the association.*STRANGER"):
         link.find_studies(patient_name="*")
 
 
 def test_node_down_is_unreachable() -> None:
-    link = DicomLink(_settings(free_port()))  # nothing listens there
+    link = DicomLink(settings_for(free_port()))  # nothing listens there
     with pytest.raises(NodeUnreachable, match="connection refused"):
         link.echo()
 
@@ -207,7 +182,7 @@ def test_silent_node_times_out() -> None:
     thread = threading.Thread(target=lambda: accepted.append(server.accept()[0]), daemon=True)
     thread.start()
     try:
-        link = DicomLink(_settings(server.getsockname()[1], timeout_s=1.0))
+        link = DicomLink(settings_for(server.getsockname()[1], timeout_s=1.0))
         with pytest.raises(NetworkTimeout, match="did not answer"):
             link.echo()
     finally:
@@ -217,21 +192,16 @@ def test_silent_node_times_out() -> None:
 
 
 def test_link_off_by_default_opens_nothing(pacs: dict[str, Any]) -> None:
-    settings = dataclasses.replace(_settings(pacs["server"].port), enabled=False)
+    settings = dataclasses.replace(settings_for(pacs["server"].port), enabled=False)
     assert NetworkSettings().enabled is False and NetworkSettings().nodes == ()
     with pytest.raises(NetworkDisabled, match="off"):
         DicomLink(settings).echo()
 
 
 def test_pacs_killed_mid_transfer_leaves_nothing(tmp_path: Path, study_dir: Path) -> None:
-    _require_orthanc()
-    server = OrthancServer(tmp_path / "orthanc")
+    server = start_or_skip(tmp_path / "orthanc")
     try:
-        server.start()
-    except RuntimeError as exc:
-        pytest.skip(f"Orthanc could not start here: {exc}")
-    try:
-        uid = _load(server, study_dir)
+        uid = load_study(server, study_dir)
         seen = {"n": 0}
 
         def on_update(fraction: float, text: str) -> None:
@@ -242,7 +212,7 @@ def test_pacs_killed_mid_transfer_leaves_nothing(tmp_path: Path, study_dir: Path
         import_dir = tmp_path / "import"
         with pytest.raises(RetrieveIncomplete, match=r"broke off after \d+ instances: the connection"
                                                      ".* was lost or aborted.*nothing was kept"):
-            retrieve_study(DicomLink(_settings(server.port, timeout_s=5.0)), uid, import_dir,
+            retrieve_study(DicomLink(settings_for(server.port, timeout_s=5.0)), uid, import_dir,
                            ProgressState(on_update, min_step=0.0))
         assert list(import_dir.iterdir()) == []
     finally:

@@ -89,6 +89,22 @@ def test_sr_reads_back_every_value(case: dict[str, Any], exported: Any) -> None:
     assert evidence == set(study.assignment.values())
 
 
+def test_text_outside_latin_1_survives_the_round_trip(case: dict[str, Any], tmp_path: Path) -> None:
+    """Source files in ISO_IR 100 (Latin-1), model texts with an em dash and Greek letters."""
+    import dataclasses
+
+    study = case["study"]
+    result = dataclasses.replace(case["result"], model_name="site-model β",
+                                 weights_kind="random-initialised — not trained")
+    exp = export_dicom(study, result, case["cams"],
+                       instance_paths(case["scan"], study.assignment.values()), tmp_path)
+    ds = pydicom.dcmread(exp.sr_file)
+    sr = read_prediction_sr(ds)
+    assert (sr.model_name, sr.weights_kind) == ("site-model β", "random-initialised — not trained")
+    source = pydicom.dcmread(next(iter(instance_paths(case["scan"], study.assignment.values()).values())))
+    assert ds.PatientName == source.PatientName
+
+
 def test_sr_content_tree_as_text(exported: Any) -> None:
     text = content_tree_text(pydicom.dcmread(exported.sr_file))
     first = text.splitlines()[0]

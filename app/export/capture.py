@@ -124,6 +124,7 @@ def build_capture(rgb: np.ndarray, reference: Dataset, sources: list[Dataset], *
         )
     except (ValueError, TypeError, AttributeError) as exc:
         raise ExportError(f"cannot build the Secondary Capture: {exc}") from exc
+    sc.SpecificCharacterSet = "ISO_IR 192"  # UTF-8, as the SR (app.export.sr)
     sc.BurnedInAnnotation = "YES"
     # Laterality (type 2C) is required only for paired body parts; naming the body part lets a
     # validator see that the liver CT's capture needs none. Liver CT is an abdominal exam.

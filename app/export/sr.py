@@ -133,6 +133,10 @@ def build_prediction_sr(result: PredictionResult, sources: SourceImages, *, seri
     scheme.CodingSchemeName = codes.SCHEME_NAME
     scheme.CodingSchemeResponsibleOrganization = "HCC Response project"
     sr.CodingSchemeIdentificationSequence = [scheme]
+    # UTF-8, whatever the source used: model names, weights notes ("random-initialised — not
+    # trained") and the site's texts must not turn into replacement characters (ISO_IR 100
+    # cannot hold an em dash). The copied patient attributes are re-encoded losslessly.
+    sr.SpecificCharacterSet = "ISO_IR 192"
     sr.SeriesDescription = SR_SERIES_DESCRIPTION
     sr.SoftwareVersions = __version__
     return sr
