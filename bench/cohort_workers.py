@@ -27,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from app.parallel import resolve_workers  # noqa: E402
 from app.synthetic.cohort import generate_cohort  # noqa: E402
 from app.synthetic.options import StudyOptions  # noqa: E402
-from app.training.cohort import CohortEntry, PrepareSettings, prepare_cohort  # noqa: E402
+from app.training.cohort import CohortEntry, prepare_cohort  # noqa: E402
+from app.training.prepared import PrepareSettings  # noqa: E402
 
 
 def _digest(folder: Path) -> str:

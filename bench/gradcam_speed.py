@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.inference.arrays import phantom_arrays, study_from_arrays  # noqa: E402
 from app.inference.config import ModelConfig  # noqa: E402
+from app.inference.device import batch_to_device  # noqa: E402
 from app.inference.gradcam import gradcam_slice, gradcam_study  # noqa: E402
 from app.inference.preprocess import preprocess_study  # noqa: E402
 from app.inference.weights import create_random_model, load_model  # noqa: E402
@@ -53,9 +54,7 @@ def bare_forward_backward(loaded, x: torch.Tensor, batch_size: int) -> float:
         t0 = time.perf_counter()
         for i in range(0, x.shape[0], batch_size):
             xb = x[i : i + batch_size]
-            if device.type == "cuda":
-                xb = xb.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            model(xb)[:, 1].sum().backward()
+            model(batch_to_device(xb, loaded.device_choice))[:, 1].sum().backward()
         _sync(device)
         elapsed = time.perf_counter() - t0
     finally:
@@ -70,9 +69,7 @@ def bare_forward(loaded, x: torch.Tensor, batch_size: int) -> float:
     with torch.inference_mode():
         for i in range(0, x.shape[0], batch_size):
             xb = x[i : i + batch_size]
-            if loaded.device.type == "cuda":
-                xb = xb.to(loaded.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            loaded.model(xb)
+            loaded.model(batch_to_device(xb, loaded.device_choice))
     _sync(loaded.device)
     return time.perf_counter() - t0
 

@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.inference.arrays import phantom_arrays, study_from_arrays  # noqa: E402
 from app.inference.config import ModelConfig  # noqa: E402
+from app.inference.device import batch_to_device  # noqa: E402
 from app.inference.gradcam import gradcam_study  # noqa: E402
 from app.inference.predictor import predict  # noqa: E402
 from app.inference.preprocess import preprocess_study  # noqa: E402
@@ -52,7 +53,7 @@ def bare_forward(loaded, x: torch.Tensor, batch_size: int, amp: bool) -> float:
         for i in range(0, x.shape[0], batch_size):
             xb = x[i : i + batch_size]
             if device.type == "cuda":
-                xb = xb.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+                xb = batch_to_device(xb, loaded.device_choice)
                 with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
                     loaded.model(xb).float().softmax(1)
             else:

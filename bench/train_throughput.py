@@ -25,8 +25,9 @@ import torch.nn.functional as F
 from app.inference.config import ModelConfig
 from app.inference.model import build_model
 from app.training.augment import AugmentConfig
-from app.training.cohort import CohortEntry, PreparedCohort, PreparedStudy
+from app.training.cohort import CohortEntry, PreparedCohort
 from app.training.dataset import SliceSet, SplitData
+from app.training.prepared import PreparedStudy
 from app.training.trainer import TrainConfig, resolve_device, train
 
 

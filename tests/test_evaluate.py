@@ -34,7 +34,7 @@ def _scored(seed: int, n_pat: int = 40, signal: float = 1.5) -> ScoredCohort:
 
 
 def test_patient_aggregation_matches_the_predictor() -> None:
-    from app.inference.predictor import RESPONDER, majority_vote
+    from app.inference.result import RESPONDER, majority_vote
 
     sc = ScoredCohort(["a", "b", "c"], np.array([1, 0, 1]),
                       np.array([0.9, 0.8, 0.1, 0.2, 0.3, 0.6, 0.4, 0.45, 0.7]),

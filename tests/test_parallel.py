@@ -115,7 +115,8 @@ def test_parallel_cohort_generation_cleans_up_when_cancelled(tmp_path: Path) -> 
 def test_parallel_preparation_equals_serial_and_reports_failures(tmp_path: Path) -> None:
     from app.synthetic.cohort import generate_cohort
     from app.synthetic.options import StudyOptions
-    from app.training.cohort import CohortEntry, PrepareSettings, prepare_cohort
+    from app.training.cohort import CohortEntry, prepare_cohort
+    from app.training.prepared import PrepareSettings
 
     cohort = generate_cohort(tmp_path / "cohort", 3, 8, StudyOptions(matrix=48), workers=2)
     (tmp_path / "empty").mkdir()

@@ -8,19 +8,13 @@ import pytest
 import torch
 
 from app.errors import Cancelled
-from app.inference import predictor as predictor_mod
 from app.inference.arrays import study_from_arrays
 from app.inference.config import ModelConfig
 from app.inference.device import DeviceChoice
 from app.inference.model import MultiPhaseNet, build_model
-from app.inference.predictor import (
-    NON_RESPONDER,
-    RESPONDER,
-    TIE_RULE,
-    majority_vote,
-    predict,
-)
+from app.inference.predictor import predict
 from app.inference.preprocess import StudyInputError, preprocess_slices
+from app.inference.result import NON_RESPONDER, RESPONDER, TIE_RULE, majority_vote
 from app.inference.weights import (
     WEIGHTS_SYNTHETIC,
     ModelDescription,
@@ -184,15 +178,15 @@ def test_progress_per_batch_and_cancel_between_batches() -> None:
     assert net.calls == [2]  # stopped before the second batch
 
 
-@pytest.mark.filterwarnings("ignore:CUDA is not available")  # autocast on the fake GPU
 def test_gpu_out_of_memory_shrinks_batches_then_falls_back_to_cpu(monkeypatch) -> None:
-    """A fake GPU: tensors 'move' to it for free, and the model runs out of memory on batches
-    larger than 2 — then on every batch."""
+    """The GPU branch with the CPU standing in (real placement and autocast code, nothing
+    monkeypatched but the model's memory): out of memory on batches larger than 2, then on
+    every batch."""
+    from app.inference.device import gpu_branch_on_cpu
+
     net, loaded = _brightness_model()
     study = _study([True, False, True, True, False, False, True])
     reference = predict(study, loaded)
-    monkeypatch.setattr(predictor_mod, "batch_to_device", lambda xb, choice: xb)
-    monkeypatch.setattr(predictor_mod, "place_model", _fake_place)
     limit = {"max": 2}
     real_forward = net.forward
 
@@ -202,22 +196,18 @@ def test_gpu_out_of_memory_shrinks_batches_then_falls_back_to_cpu(monkeypatch) -
         return real_forward(x)
 
     monkeypatch.setattr(net, "forward", oom_forward)
-    loaded.device_choice = DeviceChoice(torch.device("cuda"), "auto", "fake GPU")
-    res = predict(study, loaded, batch_size=8)
-    assert res.batch_size == 2 and res.device == "cuda" and not res.device_fallback
+    loaded.device_choice = gpu_branch_on_cpu()
+    res = predict(study, loaded, batch_size=8, precision="fp32")
+    assert res.batch_size == 2 and not res.device_fallback
     assert [s.probability for s in res.slices] == [s.probability for s in reference.slices]
     assert any("batch size reduced to 2" in w for w in res.warnings)
 
     limit["max"] = 0  # out of memory even for one slice: continue on the CPU
-    loaded.device_choice = DeviceChoice(torch.device("cuda"), "auto", "fake GPU")
+    loaded.device_choice = gpu_branch_on_cpu()
     res = predict(study, loaded, batch_size=4)
     assert res.device == "cpu" and res.device_fallback
     assert "CUDA failed during" in res.device_reason and "out of memory" in res.device_reason
     assert [s.probability for s in res.slices] == [s.probability for s in reference.slices]
-
-
-def _fake_place(loaded, choice) -> None:
-    loaded.device_choice = choice  # nothing to move on a fake GPU
 
 
 def test_broken_gpu_falls_back_to_cpu_without_faking_tensors() -> None:

@@ -17,13 +17,11 @@ from app.training.cohort import (
     CohortEntry,
     CohortError,
     PreparedCohort,
-    PreparedStudy,
-    load_prepared,
     prepare_cohort,
     read_cohort,
-    save_prepared,
 )
 from app.training.dataset import SplitError, split_prepared, stratified_patient_split
+from app.training.prepared import PreparedStudy, load_prepared, save_prepared
 from app.training.trainer import TrainConfig, train
 
 S = 32
@@ -111,7 +109,7 @@ def test_prepare_cohort_caches_and_reports_failures(tmp_path: Path) -> None:
             raise InputError("no portal phase")
         return PreparedStudy(patient_id, label, np.zeros((2, 3, 8, 8), np.float16), np.zeros(2))
 
-    from app.training.cohort import PrepareSettings
+    from app.training.prepared import PrepareSettings
 
     cache = tmp_path / "cache"
     first = prepare_cohort(entries, PrepareSettings(input_size=8), cache_dir=cache,

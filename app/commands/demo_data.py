@@ -38,6 +38,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=0, metavar="N",
                         help="processes rendering patients at once (default 0: one per core, at most 8); "
                              "the files do not depend on it")
+    parser.add_argument("--label-maps", action="store_true",
+                        help="also write the ground-truth tissue label maps of every axial series "
+                             "(labels/<SeriesInstanceUID>.npz beside truth.json; for training and checking)")
     parser.add_argument("--no-noise", action="store_true", help=argparse.SUPPRESS)
 
 
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         shuffle_names=args.shuffle,
         flat=args.flat,
         noise=not args.no_noise,
+        label_maps=args.label_maps,
     )
     progress = TerminalProgress("demo-data")
     result = generate_cohort(args.out, args.patients, args.seed, options, progress, workers=args.workers)

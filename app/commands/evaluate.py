@@ -51,7 +51,6 @@ def run(args: argparse.Namespace) -> int:
     from app.commands._common import TerminalProgress, print_json, say
     from app.commands.train import prepare
     from app.errors import InputError
-    from app.training.cohort import PrepareSettings
     from app.training.dataset import SliceSet
     from app.training.evaluate import (
         bayes_optimal,
@@ -61,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
         score_slices,
         write_report,
     )
+    from app.training.prepared import PrepareSettings
 
     model, config, name = _load(args.model, args.device)
     prog = TerminalProgress("preparing")
@@ -113,7 +113,7 @@ def _run_ablation(args: argparse.Namespace) -> int:
     from app.commands.train import prepare, train_config_from_args, training_split
     from app.errors import InputError
     from app.training.ablation import GRIDS, build_grid, format_tables, run_ablation
-    from app.training.cohort import PrepareSettings
+    from app.training.prepared import PrepareSettings
 
     grids = tuple(g.strip() for g in args.grid.split(",") if g.strip())
     bad = [g for g in grids if g not in GRIDS]

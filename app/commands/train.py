@@ -147,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
 
     from app.commands._common import TerminalProgress, print_json, say
     from app.inference.weights import ModelDescription, save_model
-    from app.training.cohort import PrepareSettings
+    from app.training.prepared import PrepareSettings
     from app.training.trainer import train
 
     rank = int(os.environ.get("RANK", "0"))
@@ -228,9 +228,9 @@ def evaluate_on(csv_path: Path, model: Any, model_config: Any, cache_dir: Path |
     import numpy as np
 
     from app.progress import NULL_PROGRESS
-    from app.training.cohort import PrepareSettings
     from app.training.dataset import SliceSet
     from app.training.evaluate import bayes_optimal, evaluate_scored, score_slices
+    from app.training.prepared import PrepareSettings
 
     _cohort, prepared = prepare(csv_path, PrepareSettings.from_model_config(model_config),
                                 cache_dir, NULL_PROGRESS, workers)

@@ -34,8 +34,23 @@ BACKBONES: tuple[str, ...] = (
     "mobilenet_v3_large",
     "mobilenet_v3_small",
     "tiny",
+    "small",
 )
 CROP_POLICIES: tuple[str, ...] = ("none", "body", "fov")
+
+#: How the pathway maps become a slice's logits. ``paper``: average pooling, self-attention,
+#: two FC layers (the paper). ``lesion``: a segmentation head (other / liver / lesion /
+#: necrosis, trained on label maps) whose lesion mask pools each phase's features, and the
+#: lesion-minus-liver intensity of each phase measured under the masks, feed the same
+#: attention and FC layers (docs/learning.md says why).
+HEADS: tuple[str, ...] = ("paper", "lesion")
+#: How slice results become the patient's. ``vote``: the paper's majority vote over all liver
+#: slices. ``lesion_weighted``: only slices in which the model sees a lesion vote, and the
+#: patient's probability is the mean over slices weighted by the lesion area seen (slices
+#: without tumour carry no evidence about its response). Needs ``head="lesion"``.
+AGGREGATIONS: tuple[str, ...] = ("vote", "lesion_weighted")
+#: Classes of the lesion head's segmentation, in channel order.
+SEG_CLASSES: tuple[str, ...] = ("other", "liver", "lesion", "necrosis")
 
 #: The seven phase subsets of the paper: C, A, V, AC, AV, CV and the three-phase model.
 PHASE_COMBINATIONS: tuple[tuple[str, ...], ...] = (
@@ -102,6 +117,10 @@ class ModelConfig:
         Normalisation applied inside the network to the [0, 1] input before the trunk: the mean
         of ImageNet's per-channel statistics, because the trunk's first convolution receives one
         grey channel whose weights are the sum of the three RGB filters.
+    head:
+        ``"paper"`` or ``"lesion"`` (see :data:`HEADS`).
+    aggregation:
+        ``"vote"`` (the paper) or ``"lesion_weighted"`` (see :data:`AGGREGATIONS`).
     """
 
     phases: tuple[str, ...] = PHASES
@@ -119,6 +138,8 @@ class ModelConfig:
     crop_fov_mm: float = 350.0
     input_mean: float = 0.449
     input_std: float = 0.226
+    head: str = "paper"
+    aggregation: str = "vote"
 
     def __post_init__(self) -> None:
         phases = tuple(self.phases)
@@ -153,6 +174,12 @@ class ModelConfig:
             raise ConfigError(f"window width must be positive, got {self.window[0]}")
         if self.crop_fov_mm <= 0 or self.input_std <= 0:
             raise ConfigError("crop_fov_mm and input_std must be positive")
+        if self.head not in HEADS:
+            raise ConfigError(f"unknown head {self.head!r}; expected one of {list(HEADS)}")
+        if self.aggregation not in AGGREGATIONS:
+            raise ConfigError(f"unknown aggregation {self.aggregation!r}; expected one of {list(AGGREGATIONS)}")
+        if self.aggregation == "lesion_weighted" and self.head != "lesion":
+            raise ConfigError("aggregation 'lesion_weighted' needs head 'lesion' (the lesion areas come from it)")
 
     @property
     def n_phases(self) -> int:

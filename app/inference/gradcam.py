@@ -38,9 +38,8 @@ from torch import nn
 
 from app.dicom.types import AssembledStudy
 from app.inference.config import CLASSES
-from app.inference.device import cpu_fallback, is_cuda_failure
+from app.inference.device import DeviceChoice, DeviceInput, on_gpu_or_cpu, run_batched
 from app.inference.model import MultiPhaseNet
-from app.inference.predictor import batch_to_device, place_model
 from app.inference.preprocess import StudyInput, map_to_slice, preprocess_study, study_boxes
 from app.inference.weights import LoadedModel
 from app.progress import NULL_PROGRESS, Progress, sub_progress
@@ -155,43 +154,27 @@ def _cam_batch(model: MultiPhaseNet, x: torch.Tensor, target: str) -> tuple[dict
     return cams, probs.cpu(), cls.cpu().tolist()
 
 
-def _run_cams(loaded: LoadedModel, inputs: StudyInput, target: str, batch_size: int,
+def _run_cams(loaded: LoadedModel, study: AssembledStudy, inputs: StudyInput, target: str, batch_size: int,
               progress: Progress, notes: list[str]) -> tuple[dict[str, torch.Tensor], list[float], list[int]]:
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     if loaded.model.training:
         # dropout and batch statistics would make the maps random and batch-dependent
         raise ValueError("Grad-CAM needs the model in eval mode")
+
+    source = DeviceInput(inputs.x, lambda: preprocess_study(study, loaded.config, inputs.pair_indices,
+                                                          inputs.boxes).x)
+
+    def step(start: int, stop: int, choice: DeviceChoice) -> tuple[dict[str, torch.Tensor], torch.Tensor, list[int]]:
+        return _cam_batch(loaded.model, source.rows(start, stop, choice), target)
+
     n = int(inputs.x.shape[0])
-    parts: dict[str, list[torch.Tensor]] = {p: [] for p in loaded.config.phases}
-    probs: list[float] = []
-    classes: list[int] = []
-    bs = max(1, batch_size)
-    i = 0
-    progress.update(0.0, "Grad-CAM")
-    while i < n:
-        progress.check()
-        with loaded.lock:
-            choice = loaded.device_choice
-            xb = inputs.x[i : i + bs]
-            try:
-                if choice.is_cuda:
-                    xb = batch_to_device(xb, choice)
-                cams, p, c = _cam_batch(loaded.model, xb, target)
-            except Exception as exc:
-                if not (choice.is_cuda and is_cuda_failure(exc)):
-                    raise
-                cpu = cpu_fallback(choice, exc, "Grad-CAM")
-                place_model(loaded, cpu)
-                notes.append(cpu.reason)
-                continue
-        for phase, cam in cams.items():
-            parts[phase].append(cam)
-        probs += p.tolist()
-        classes += c
-        i += len(p)
-        progress.update(i / n, f"Grad-CAM: {i}/{n} slices")
-    return {p: torch.cat(v) for p, v in parts.items()}, probs, classes
+    run = run_batched(loaded, n, batch_size, step, during="Grad-CAM", progress=progress)
+    notes += run.notes
+    cams = {p: torch.cat([out[0][p] for out in run.outputs]) for p in loaded.config.phases}
+    probs = [float(v) for out in run.outputs for v in out[1].tolist()]
+    classes = [c for out in run.outputs for c in out[2]]
+    return cams, probs, classes
 
 
 def _assemble(loaded: LoadedModel, inputs: StudyInput, low: dict[str, torch.Tensor], probs: list[float],
@@ -254,10 +237,11 @@ def gradcam_study(
     """
     progress = sub_progress(progress, 0.0, 1.0)
     progress.update(0.0, "preparing slices")
-    inputs = preprocess_study(study, loaded.config, pair_indices)
+    inputs, notes = on_gpu_or_cpu(
+        loaded.device_choice, lambda dev: preprocess_study(study, loaded.config, pair_indices, device=dev),
+        "preparing slices")
     bs = batch_size or (32 if loaded.device_choice.is_cuda else 8)
-    notes: list[str] = []
-    low, probs, classes = _run_cams(loaded, inputs, target, bs, sub_progress(progress, 0.02, 0.95), notes)
+    low, probs, classes = _run_cams(loaded, study, inputs, target, bs, sub_progress(progress, 0.02, 0.95), notes)
     result = _assemble(loaded, inputs, low, probs, classes, target, None, keep_raw)
     result.warnings = notes
     progress.update(1.0, "Grad-CAM done")
@@ -288,9 +272,10 @@ def gradcam_slice(
         With one map per phase (``maps[phase][0]``).
     """
     boxes = study_boxes(study, loaded.config)
-    inputs = preprocess_study(study, loaded.config, [pair_index], boxes)
-    notes: list[str] = []
-    low, probs, classes = _run_cams(loaded, inputs, target, 1, NULL_PROGRESS, notes)
+    inputs, notes = on_gpu_or_cpu(
+        loaded.device_choice, lambda dev: preprocess_study(study, loaded.config, [pair_index], boxes, device=dev),
+        "preparing slices")
+    low, probs, classes = _run_cams(loaded, study, inputs, target, 1, NULL_PROGRESS, notes)
     result = _assemble(loaded, inputs, low, probs, classes, target, scale, keep_raw)
     result.warnings = notes
     return result

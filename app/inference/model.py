@@ -29,11 +29,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 import torchvision
 from torch import nn
 
 from app.errors import InputError
-from app.inference.config import ModelConfig
+from app.inference.config import SEG_CLASSES, ModelConfig
 
 # backbone name -> (torchvision constructor, weights enum name, trunk output channels)
 _TORCHVISION: dict[str, tuple[str, str, int]] = {
@@ -45,6 +46,7 @@ _TORCHVISION: dict[str, tuple[str, str, int]] = {
     "mobilenet_v3_small": ("mobilenet_v3_small", "MobileNet_V3_Small_Weights", 576),
 }
 _TINY_CHANNELS = 64
+_SMALL_CHANNELS = 96
 
 #: backbone -> (stride, offset): feature cell i of the trunk's output is centred on input pixel
 #: ``stride * i + offset``. Convolutions and poolings with "same" padding (p = (k-1)/2) keep
@@ -61,6 +63,7 @@ FEATURE_GEOMETRY: dict[str, tuple[int, float]] = {
     "mobilenet_v3_large": (32, 0.0),
     "mobilenet_v3_small": (32, 0.0),
     "tiny": (8, 0.0),
+    "small": (4, 0.0),
 }
 
 
@@ -143,6 +146,23 @@ def _tiny_trunk() -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _small_trunk() -> nn.Sequential:
+    """Six conv/BN/ReLU layers, stride 4 (not the paper): a from-scratch CT trunk that trains in
+    minutes on a CPU and keeps a fine enough map (16 × 16 cells at 64 px) to segment lesions of
+    a centimetre. The last layer is dilated for context without losing resolution."""
+    layers: list[nn.Module] = []
+    cin = 1
+    for cout, stride, dilation in ((32, 1, 1), (32, 2, 1), (64, 1, 1), (64, 2, 1),
+                                   (_SMALL_CHANNELS, 1, 1), (_SMALL_CHANNELS, 1, 2)):
+        layers += [nn.Conv2d(cin, cout, 3, stride=stride, padding=dilation, dilation=dilation,
+                             bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+        cin = cout
+    for m in layers:
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+    return nn.Sequential(*layers)
+
+
 def _vgg19_trunk() -> nn.Sequential:
     """VGG19's convolutional part alone.
 
@@ -165,6 +185,8 @@ def _vgg19_trunk() -> nn.Sequential:
 def _make_trunk(config: ModelConfig) -> tuple[nn.Sequential, int]:
     if config.backbone == "tiny":
         return _tiny_trunk(), _TINY_CHANNELS
+    if config.backbone == "small":
+        return _small_trunk(), _SMALL_CHANNELS
     if config.backbone == "vgg19":
         return _vgg19_trunk(), _TORCHVISION["vgg19"][2]
     return _trunk_from_torchvision(config.backbone, _torchvision_model(config.backbone)), \
@@ -186,6 +208,34 @@ def _extra_layers(cin: int, config: ModelConfig) -> nn.Sequential:
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
     return nn.Sequential(*layers)
+
+
+class LesionGate(nn.Module):
+    """A phase's feature map times the lesion mask: what a lesion-head model pools for its
+    answer, and therefore the layer Grad-CAM explains — the map is zero wherever the model sees
+    no lesion, so the heat can only lie on tissue the model segmented as tumour."""
+
+    def forward(self, maps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return maps * mask
+
+
+@dataclass
+class LesionOutputs:
+    """What a lesion-head forward pass produces besides the logits.
+
+    ``seg_logits`` ``[B, 4, h, w]`` over :data:`~app.inference.config.SEG_CLASSES` at the
+    feature map's resolution; ``lesion_area`` ``[B]`` the lesion (tumour + necrosis) area the
+    model sees, in input pixels — the slice's weight for ``lesion_weighted`` aggregation.
+    """
+
+    logits: torch.Tensor
+    seg_logits: torch.Tensor
+    lesion_area: torch.Tensor
+
+
+#: Lesion-head scalars per phase (lesion-minus-liver and lesion intensity) are in window units
+#: (1 = 400 HU): scaled so that a typical 50 HU contrast is of order one for the FC layers.
+_INTENSITY_SCALE = 8.0
 
 
 class MultiPhaseNet(nn.Module):
@@ -220,9 +270,20 @@ class MultiPhaseNet(nn.Module):
         else:
             self.attn = None
             self.attn_norm = nn.Identity()
+        n_scalars = 0
+        if config.head == "lesion":
+            # one segmentation from all phases together (enhancement and washout tell tumour
+            # from liver better than any single phase), applied to every phase's map
+            self.seg: nn.Module | None = nn.Sequential(
+                nn.Conv2d(p * d, d, 3, padding=1, bias=False), nn.BatchNorm2d(d), nn.ReLU(inplace=True),
+                nn.Conv2d(d, len(SEG_CLASSES), 1))
+            self.gates = nn.ModuleList([LesionGate() for _ in range(p)])
+            n_scalars = 2 * p + 2  # per phase: lesion − liver, lesion; log area, necrosis share
+        else:
+            self.seg = None
         self.head = nn.Sequential(
             nn.Dropout(config.dropout),
-            nn.Linear(p * d, config.hidden),
+            nn.Linear(p * d + n_scalars, config.hidden),
             nn.ReLU(inplace=True),
             nn.Dropout(config.dropout),
             nn.Linear(config.hidden, 2),
@@ -243,9 +304,11 @@ class MultiPhaseNet(nn.Module):
         return super().train(mode)  # type: ignore[return-value]
 
     def pathway_layers(self) -> dict[str, nn.Module]:
-        """Each pathway's last convolutional block (conv/BN/ReLU), keyed by phase: Grad-CAM's
-        target layers. Their outputs are ``[B, extra_channels, h, w]`` per phase."""
-        return dict(zip(self.config.phases, self.extras, strict=True))
+        """Each pathway's last feature map, keyed by phase: Grad-CAM's target layers. The last
+        convolutional block (conv/BN/ReLU) for the paper's head, the lesion-masked map
+        (:class:`LesionGate`) for the lesion head. Outputs are ``[B, extra_channels, h, w]``."""
+        layers = self.gates if self.seg is not None else self.extras
+        return dict(zip(self.config.phases, layers, strict=True))
 
     def feature_geometry(self) -> tuple[int, float]:
         """``(stride, offset)``: cell ``i`` of a pathway map is centred on input pixel
@@ -272,15 +335,50 @@ class MultiPhaseNet(nn.Module):
     def head_from_maps(self, maps: list[torch.Tensor]) -> torch.Tensor:
         """Pool, attend across phases, classify: logits ``[B, 2]``."""
         tokens = torch.stack([self.pool(m).flatten(1) for m in maps], dim=1)  # [B, P, D]
+        return self.head(self._attend(tokens))  # type: ignore[no-any-return]
+
+    def _attend(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.attn is not None:
             tokens = tokens + self.phase_embed
             attended, _ = self.attn(tokens, tokens, tokens, need_weights=False)
             tokens = self.attn_norm(tokens + attended)
-        return self.head(tokens.flatten(1))  # type: ignore[no-any-return]
+        return tokens.flatten(1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def lesion_forward(self, x: torch.Tensor) -> LesionOutputs:
+        """The lesion head: segment, pool each phase under the lesion mask, measure the lesion's
+        and the liver's intensity in each phase under the masks, classify."""
+        if self.seg is None:
+            raise RuntimeError("this network has the paper's head, not the lesion head")
+        maps = self.pathway_maps(x)
+        seg_logits = self.seg(torch.cat(maps, dim=1))
+        prob = seg_logits.float().softmax(dim=1)
+        liver, necrosis = prob[:, 1], prob[:, 3]
+        lesion = prob[:, 2] + necrosis
+        eps = 1e-3
+        lesion_sum = lesion.sum(dim=(1, 2))
+        liver_sum = liver.sum(dim=(1, 2))
+        gated = [gate(m, lesion[:, None].to(m.dtype)) for gate, m in zip(self.gates, maps, strict=True)]
+        tokens = torch.stack([g.float().sum(dim=(2, 3)) for g in gated], dim=1) / (lesion_sum[:, None, None] + eps)
+        h, w = seg_logits.shape[-2:]
+        xi = F.adaptive_avg_pool2d(x[:, :, 0].float(), (h, w))  # [B, P, h, w] in window units
+        i_lesion = (xi * lesion[:, None]).sum(dim=(2, 3)) / (lesion_sum[:, None] + eps)
+        i_liver = (xi * liver[:, None]).sum(dim=(2, 3)) / (liver_sum[:, None] + eps)
+        area = lesion_sum / float(h * w)
+        scalars = torch.cat([
+            (i_lesion - i_liver) * _INTENSITY_SCALE, i_lesion * _INTENSITY_SCALE,
+            torch.log(area + 1e-3)[:, None], (necrosis.sum(dim=(1, 2)) / (lesion_sum + eps))[:, None],
+        ], dim=1)
+        logits = self.head(torch.cat([self._attend(tokens.to(maps[0].dtype)), scalars.to(maps[0].dtype)], dim=1))
+        stride = self.feature_geometry()[0]
+        return LesionOutputs(logits, seg_logits, lesion_sum * float(stride * stride))
+
+    def forward(self, x: torch.Tensor, details: bool = False) -> Any:
         """Logits ``[B, 2]`` for input ``[B, P, 1, S, S]`` (phase axis in ``config.phases``
-        order)."""
+        order); with ``details`` a lesion-head model returns its :class:`LesionOutputs` (a
+        keyword rather than a second method, so that DistributedDataParallel's forward runs)."""
+        if self.seg is not None:
+            out = self.lesion_forward(x)
+            return out if details else out.logits
         return self.head_from_maps(self.pathway_maps(x))
 
 

@@ -26,192 +26,38 @@ Decisions
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import torch
 
-from app import __version__
 from app.dicom.types import AssembledStudy
-from app.inference.config import CLASSES
 from app.inference.device import (
+    DTYPE_NAMES,
     DeviceChoice,
-    cpu_fallback,
-    is_cuda_failure,
-    is_out_of_memory,
+    DeviceInput,
+    autocast,
+    autocast_dtype,
+    on_gpu_or_cpu,
+    place_with_fallback,
+    run_batched,
     select_device,
 )
 from app.inference.preprocess import preprocess_study
+from app.inference.result import (
+    TIE_RULE,
+    PredictionResult,
+    SliceResult,
+    majority_vote,
+    slice_label,
+)
 from app.inference.weights import LoadedModel
 from app.progress import Progress, sub_progress
 
-NON_RESPONDER, RESPONDER = CLASSES
-TIE_RULE = ("tied vote: decided by the mean responder probability over all slices "
-            "(responder only when > 0.5)")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-
-
-@dataclass
-class SliceResult:
-    """One slice triplet's prediction.
-
-    ``z_ref`` is the level the triplet was paired at; ``z_by_phase`` / ``index_by_phase`` the
-    table position and slice index of each phase's slice; ``probability`` the responder
-    probability.
-    """
-
-    pair_index: int
-    z_ref: float
-    z_by_phase: dict[str, float]
-    index_by_phase: dict[str, int]
-    probability: float
-    label: str
-
-
-@dataclass
-class PredictionResult:
-    """A patient's prediction with everything needed to audit it.
-
-    Attributes
-    ----------
-    label:
-        ``"responder"`` or ``"non-responder"`` (majority vote; :data:`TIE_RULE` on a tie).
-    responder_votes, total_votes, vote_fraction:
-        The vote split (``vote_fraction`` = responder votes / total votes).
-    mean_probability:
-        Mean responder probability over the slices (the score for ROC analysis).
-    tie, tie_rule:
-        Whether the vote was tied, and the rule applied (always stated, for the record).
-    slices:
-        Per-slice results in the order of ``study.pairs``.
-    phases:
-        Phases the model read.
-    series_uids:
-        phase → Series Instance UID of the series used.
-    model_name, model_version, model_sha256, weights_kind:
-        The model's identity and what its weights are.
-    device, device_reason, device_fallback:
-        Where it ran and why (a GPU failure that moved it to the CPU is recorded here).
-    precision:
-        ``fp32`` / ``fp16`` / ``bf16`` as actually used.
-    batch_size:
-        The batch size in use at the end (smaller than requested after GPU out-of-memory).
-    timings:
-        Seconds: ``preprocess``, ``forward``, ``total``.
-    warnings:
-        For the user: untrained weights, a tied vote, a study that needs confirmation, the CPU
-        fallback.
-    software_version:
-        Version of HCC Response that made the prediction.
-    """
-
-    label: str
-    responder_votes: int
-    total_votes: int
-    vote_fraction: float
-    mean_probability: float
-    tie: bool
-    tie_rule: str
-    slices: list[SliceResult]
-    phases: tuple[str, ...]
-    series_uids: dict[str, str]
-    model_name: str
-    model_version: str
-    model_sha256: str
-    weights_kind: str
-    device: str
-    device_reason: str
-    device_fallback: bool
-    precision: str
-    batch_size: int
-    timings: dict[str, float] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    software_version: str = __version__
-
-    @property
-    def slice_labels(self) -> list[int]:
-        """1 for responder, 0 for non-responder, per slice (the vote strip)."""
-        return [int(s.label == RESPONDER) for s in self.slices]
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dictionary (for ``--json`` output and the register)."""
-        d = asdict(self)
-        d["phases"] = list(self.phases)
-        return d
-
-
-@dataclass(frozen=True)
-class Vote:
-    """The outcome of the majority vote over slice probabilities."""
-
-    label: str
-    responder_votes: int
-    total_votes: int
-    mean_probability: float
-    tie: bool
-
-    @property
-    def vote_fraction(self) -> float:
-        return self.responder_votes / self.total_votes if self.total_votes else 0.0
-
-
-def slice_label(probability: float) -> str:
-    """Responder when the responder probability is > 0.5."""
-    return RESPONDER if probability > 0.5 else NON_RESPONDER
-
-
-def majority_vote(probabilities: list[float]) -> Vote:
-    """The paper's B-voting over slice probabilities, with this project's tie rule.
-
-    Parameters
-    ----------
-    probabilities:
-        Responder probability of each slice triplet.
-
-    Returns
-    -------
-    Vote
-        Majority of the slice labels; on an exact tie, responder only when the mean responder
-        probability is > 0.5 (:data:`TIE_RULE`).
-    """
-    if not probabilities:
-        raise ValueError("no slices to vote on")
-    votes = sum(1 for p in probabilities if slice_label(p) == RESPONDER)
-    total = len(probabilities)
-    mean = float(sum(probabilities) / total)
-    if 2 * votes > total:
-        return Vote(RESPONDER, votes, total, mean, False)
-    if 2 * votes < total:
-        return Vote(NON_RESPONDER, votes, total, mean, False)
-    return Vote(slice_label(mean), votes, total, mean, True)
-
-
-def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    if device.type != "cuda":
-        return None  # float32 on the CPU: reduced precision is not faster there
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    return torch.float16  # "auto" and "fp16"
-
-
-def batch_to_device(xb: torch.Tensor, choice: DeviceChoice) -> torch.Tensor:
-    """A batch on the GPU, channels-last like the model."""
-    return xb.to(choice.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-
-
-def place_model(loaded: LoadedModel, choice: DeviceChoice) -> None:
-    """Put the model on ``choice``'s device, channels-last (faster with oneDNN and cuDNN)."""
-    loaded.model.to(choice.device)
-    loaded.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    loaded.device_choice = choice
 
 
 def run_batches(
     loaded: LoadedModel,
-    x: torch.Tensor,
+    x: torch.Tensor | DeviceInput,
     progress: Progress,
     batch_size: int,
     precision: str = "auto",
@@ -219,9 +65,12 @@ def run_batches(
 ) -> tuple[torch.Tensor, int, str, list[str]]:
     """Responder probabilities for the rows of ``x`` ``[N, P, 1, S, S]``, batch by batch.
 
-    Cancellation is checked before every batch, progress reported after each. CUDA failures
-    are handled here: out of memory → halve the batch and retry; anything else (or OOM at batch
-    size 1) → move the model to the CPU, record why, and go on.
+    ``x`` may be a :class:`~app.inference.device.DeviceInput` (input made on the GPU, remade on
+    the CPU after a fallback).
+
+    Cancellation is checked before every batch, progress reported after each. GPU failures are
+    handled by :func:`app.inference.device.run_batched` (out of memory → halve the batch; any
+    other failure on the GPU branch → the CPU, with the reason in the notes).
 
     Returns
     -------
@@ -230,43 +79,23 @@ def run_batches(
     if loaded.model.training:
         # dropout and batch statistics would make the answer random and batch-dependent
         raise ValueError("prediction needs the model in eval mode")
-    n = int(x.shape[0])
-    probs = torch.empty(n, dtype=torch.float32)
-    notes: list[str] = []
-    bs = max(1, int(batch_size))
-    used_precision = "fp32"
-    i = 0
-    progress.update(0.0, text)
-    while i < n:
-        progress.check()
-        with loaded.lock:
-            choice = loaded.device_choice
-            amp = _autocast_dtype(precision, choice.device)
-            try:
-                xb = x[i : i + bs]
-                if choice.is_cuda:
-                    xb = batch_to_device(xb, choice)
-                ctx = torch.autocast("cuda", dtype=amp) if amp is not None else nullcontext()
-                with torch.inference_mode(), ctx:
-                    logits = loaded.model(xb)
-                p = torch.softmax(logits.float(), dim=1)[:, 1].cpu()
-            except Exception as exc:
-                if not (choice.is_cuda and is_cuda_failure(exc)):
-                    raise
-                if is_out_of_memory(exc) and bs > 1:
-                    bs = max(1, bs // 2)
-                    notes.append(f"GPU out of memory; batch size reduced to {bs}")
-                    torch.cuda.empty_cache()
-                    continue
-                cpu = cpu_fallback(choice, exc, text)
-                place_model(loaded, cpu)
-                notes.append(cpu.reason)
-                continue
-        used_precision = {None: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[amp]
-        probs[i : i + len(p)] = p
-        i += len(p)
-        progress.update(i / n, f"{text}: {i}/{n} slices")
-    return probs, bs, used_precision, notes
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    used: list[torch.dtype | None] = [None]
+    source = x if isinstance(x, DeviceInput) else DeviceInput(x, x.cpu)
+
+    def step(start: int, stop: int, choice: DeviceChoice) -> torch.Tensor:
+        amp = autocast_dtype(precision, choice)
+        xb = source.rows(start, stop, choice)
+        with torch.inference_mode(), autocast(choice, amp):
+            logits = loaded.model(xb)
+        used[0] = amp
+        return torch.softmax(logits.float(), dim=1)[:, 1].cpu()
+
+    n = int(source.x.shape[0])
+    run = run_batched(loaded, n, batch_size, step, during=text, progress=progress)
+    probs = torch.cat(run.outputs) if run.outputs else torch.empty(0, dtype=torch.float32)
+    return probs, run.batch_size, DTYPE_NAMES[used[0]], run.notes
 
 
 def predict(
@@ -314,22 +143,17 @@ def predict(
     notes: list[str] = []
     if device is not None:
         with model.lock:
-            choice = select_device(device)
-            try:
-                place_model(model, choice)
-            except Exception as exc:
-                if not (choice.is_cuda and is_cuda_failure(exc)):
-                    raise
-                choice = cpu_fallback(choice, exc, "moving the model to the GPU")
-                place_model(model, choice)
-            if choice.fallback:
-                notes.append(choice.reason)
+            notes += place_with_fallback(model, select_device(device))
     progress.update(0.0, "preparing slices")
-    inputs = preprocess_study(study, model.config)
+    inputs, prep_notes = on_gpu_or_cpu(
+        model.device_choice, lambda dev: preprocess_study(study, model.config, device=dev),
+        "preparing slices")
+    notes += prep_notes
     t1 = time.perf_counter()
     bs = batch_size or (64 if model.device_choice.is_cuda else 16)
+    source = DeviceInput(inputs.x, lambda: preprocess_study(study, model.config).x)
     probs, bs, used_precision, batch_notes = run_batches(
-        model, inputs.x, sub_progress(progress, 0.02, 1.0), bs, precision)
+        model, source, sub_progress(progress, 0.02, 1.0), bs, precision)
     notes += batch_notes
     t2 = time.perf_counter()
 

@@ -45,7 +45,7 @@ from safetensors.torch import save as st_save
 from app import INTENDED_USE, __version__
 from app.errors import InputError
 from app.inference.config import CLASSES, ConfigError, ModelConfig
-from app.inference.device import DeviceChoice, select_device
+from app.inference.device import DeviceChoice, place_with_fallback, select_device
 from app.inference.model import MultiPhaseNet, build_model, fold_batchnorm
 from app.inference.preprocess import preprocessing_summary
 
@@ -457,11 +457,11 @@ def load_model(
     model.eval().requires_grad_(False)
     if fold:
         fold_batchnorm(model)
-    choice = select_device(device)
-    model.to(choice.device)
-    # channels-last: oneDNN (CPU) and cuDNN convolutions both run faster in NHWC
-    model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    return LoadedModel(model, config, description, sha, path, choice)
+    # channels-last on the chosen device (oneDNN and cuDNN both run faster in NHWC); a GPU
+    # that fails while the weights move to it leaves the model on the CPU, with the reason
+    loaded = LoadedModel(model, config, description, sha, path, select_device("cpu"))
+    place_with_fallback(loaded, select_device(device))
+    return loaded
 
 
 def wrap_model(model: MultiPhaseNet, description: ModelDescription | None = None,
@@ -472,9 +472,15 @@ def wrap_model(model: MultiPhaseNet, description: ModelDescription | None = None
         name="in-memory", version="0", weights_kind=WEIGHTS_RANDOM, architecture=model.config.to_dict())
     blob = st_save({k: v.detach().cpu().float().contiguous().clone() if v.is_floating_point()
                     else v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()})
+    model.eval()
+    loaded = LoadedModel(model, model.config, description, hashlib.sha256(blob).hexdigest(), None,
+                         select_device("cpu"))
     choice = select_device(device)
-    model.eval().to(choice.device)
-    return LoadedModel(model, model.config, description, hashlib.sha256(blob).hexdigest(), None, choice)
+    if choice.device.type != "cpu":
+        place_with_fallback(loaded, choice)
+    else:
+        loaded.device_choice = choice  # in-memory networks keep their memory format on the CPU
+    return loaded
 
 
 # ---------------------------------------------------------------------------- bundled / demo

@@ -15,6 +15,8 @@ benchmarked on these phantoms. Modules, from the bottom up:
 - :mod:`~app.synthetic.render` — per-slice rasterisation of the analytic shapes, noise, blur;
 - :mod:`~app.synthetic.conventions` — vendor and language habits of series descriptions;
 - :mod:`~app.synthetic.writer` — deterministic UIDs, stored values, Part 10 files;
+- :mod:`~app.synthetic.labelmaps` — the renderer's tissue labels per axial series
+  (``demo-data --label-maps``) and their alignment with the network input;
 - :mod:`~app.synthetic.study` — one patient: draw, render, write, ``truth.json``;
 - :mod:`~app.synthetic.cohort` — ``generate_cohort`` (``labels.csv``) and ``sample_patients``;
 - :mod:`~app.synthetic.demo` — ``ensure_demo_study`` for the application's first start.

@@ -7,6 +7,7 @@ Layout written by :func:`generate_cohort`::
       labels.csv                patient_id, study_dir, responder, recist, p_true
       SYN<seed>-0001/           one study per patient
         truth.json
+        labels/<SeriesUID>.npz  ground-truth label maps per axial series (only with --label-maps)
         SE0001/IM00001.dcm ...  (or all files flat in the patient folder with --flat)
 
 An existing ``OUT`` is only reused when it is empty or carries ``demo-data.json`` from an

@@ -64,6 +64,10 @@ class StudyOptions:
         All files of a patient in one folder instead of one folder per series.
     noise:
         Add scanner noise and blur (off only for tests that measure exact HU).
+    label_maps:
+        Also write the renderer's ground truth per axial series, ``labels/<SeriesUID>.npz``
+        beside ``truth.json`` (:mod:`app.synthetic.labelmaps`). Off by default, so that a demo
+        study is pure DICOM.
     """
 
     matrix: int = 512
@@ -81,6 +85,7 @@ class StudyOptions:
     shuffle_names: bool = False
     flat: bool = False
     noise: bool = True
+    label_maps: bool = False
 
     def __post_init__(self) -> None:
         lo, hi = MATRIX_RANGE

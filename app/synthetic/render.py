@@ -30,9 +30,13 @@ from app.synthetic.lesions import (
     tumour_hu,
 )
 
-# Labels of the label image (uint8).
-L_AIR, L_BODY, L_LIVER, L_LIVER_VESSEL, L_LESION, L_ORGAN, L_VESSEL, L_BONE = range(8)
-_LIVERISH = (L_LIVER, L_LIVER_VESSEL, L_LESION)
+# Labels of the label image (uint8). Capsule, necrosis, iodised oil and tumour thrombus are tumour with
+# their own label (the label maps of :mod:`app.synthetic.labelmaps` tell them apart); the aorta
+# has its own label for the same reason. Painting decisions only ever test ``_LIVERISH`` and
+# ``L_LIVER``, so the finer labels change no HU value.
+(L_AIR, L_BODY, L_LIVER, L_LIVER_VESSEL, L_LESION, L_ORGAN, L_VESSEL, L_BONE,
+ L_NECROSIS, L_OIL, L_THROMBUS, L_AORTA, L_CAPSULE) = range(13)
+_LIVERISH = (L_LIVER, L_LIVER_VESSEL, L_LESION, L_NECROSIS, L_OIL, L_THROMBUS, L_CAPSULE)
 
 HU_MIN, HU_MAX = -1024.0, 3071.0
 
@@ -159,6 +163,27 @@ def render_clean_slice(
 ) -> tuple[np.ndarray, int]:
     """Noise-free HU image of one axial slice and its number of visible liver pixels.
 
+    See :func:`render_clean_slice_labelled` for the parameters.
+    """
+    img, _labels, liver_pixels = render_clean_slice_labelled(anatomy, lesions, thrombus, phase, geometry, grid, z_table)
+    return img, liver_pixels
+
+
+def render_clean_slice_labelled(
+    anatomy: Anatomy,
+    lesions: list[Lesion],
+    thrombus: Thrombus | None,
+    phase: str,
+    geometry: PhaseGeometry,
+    grid: Grid,
+    z_table: float,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """Noise-free HU image of one axial slice, its label image (``L_*``, uint8, same pixels)
+    and its number of visible liver pixels.
+
+    The label image is painted anyway (it keeps lesions and vessels inside the liver), so
+    returning it costs nothing.
+
     Parameters
     ----------
     phase:
@@ -276,14 +301,14 @@ def render_clean_slice(
         aphe = 0.7 * target.arterial_enhancement_hu if target else 30.0
         washout = target.washout_hu if target else 10.0
         tt = tumour_hu(liver_hu, phase, aphe, washout)
-        cv.paint(cv.tube(mp, z, radius=mp.radius * thrombus.widen * 0.9, t_range=(1.0 - thrombus.fraction, 1.0)), tt, L_LESION)
-        cv.paint(cv.tube(anatomy.right_portal, z, radius=anatomy.right_portal.radius * thrombus.widen * 0.9), tt, L_LESION)
+        cv.paint(cv.tube(mp, z, radius=mp.radius * thrombus.widen * 0.9, t_range=(1.0 - thrombus.fraction, 1.0)), tt, L_THROMBUS)
+        cv.paint(cv.tube(anatomy.right_portal, z, radius=anatomy.right_portal.radius * thrombus.widen * 0.9), tt, L_THROMBUS)
     cv.paint(cv.tube(anatomy.ivc, z), hu["ivc"], L_VESSEL)
-    cv.paint(cv.tube(anatomy.aorta, z), hu["aorta"], L_VESSEL)
+    cv.paint(cv.tube(anatomy.aorta, z), hu["aorta"], L_AORTA)
 
     _paint_skeleton(cv, anatomy, z, hu, cavity_mask)
     liver_pixels = int(np.isin(cv.lab, _LIVERISH).sum())
-    return cv.img, liver_pixels
+    return cv.img, cv.lab, liver_pixels
 
 
 def _paint_lesion(cv: _Canvas, les: Lesion, z: float, phase: str, liver_hu: float) -> None:
@@ -307,6 +332,7 @@ def _paint_lesion(cv: _Canvas, les: Lesion, z: float, phase: str, liver_hu: floa
     if not inside.any():
         return
     value = np.full(dist.shape, tumour_hu(liver_hu, phase, les.arterial_enhancement_hu, les.washout_hu), dtype=np.float32)
+    label = np.full(dist.shape, L_LESION, dtype=np.uint8)
     if les.heterogeneity > 0:
         tex = np.zeros_like(dist)
         for bl in les.texture:
@@ -317,13 +343,18 @@ def _paint_lesion(cv: _Canvas, les: Lesion, z: float, phase: str, liver_hu: floa
         rim = rho > 1.0 - les.capsule_mm / r
         cap = {"plain": liver_hu - 8.0, "arterial": liver_hu - 5.0}.get(phase, liver_hu + CAPSULE_ENHANCEMENT_HU)
         value[rim] = cap
+        label[rim] = L_CAPSULE
     if les.necrosis_fraction > 0:
-        value[rho < les.necrosis_fraction] = NECROSIS_HU
+        core = rho < les.necrosis_fraction
+        value[core] = NECROSIS_HU
+        label[core] = L_NECROSIS
     for bl in les.oil:
         d2 = (x - bl.centre[0]) ** 2 + (y - bl.centre[1]) ** 2 + (z - bl.centre[2]) ** 2
-        value[d2 < bl.radius * bl.radius] = bl.amplitude
+        blob = d2 < bl.radius * bl.radius
+        value[blob] = bl.amplitude
+        label[blob] = L_OIL
     cv.img[sl][inside] = value[inside]
-    cv.lab[sl][inside] = L_LESION
+    cv.lab[sl][inside] = label[inside]
 
 
 def _paint_skeleton(cv: _Canvas, anatomy: Anatomy, z: float, hu: dict[str, float], cavity: np.ndarray) -> None:

@@ -38,6 +38,7 @@ from app import __version__
 from app.progress import NULL_PROGRESS, Progress, sub_progress
 from app.synthetic.anatomy import Anatomy, PhaseGeometry, draw_anatomy, draw_phase_geometry
 from app.synthetic.conventions import Convention, draw_convention
+from app.synthetic.labelmaps import CODES, LabelVolume, codes_from_canvas, write_label_volume
 from app.synthetic.lesions import Lesion, Thrombus, draw_lesions, draw_thrombus
 from app.synthetic.options import StudyOptions
 from app.synthetic.outcome import (
@@ -48,7 +49,7 @@ from app.synthetic.outcome import (
     model_description,
     response_probability,
 )
-from app.synthetic.render import Grid, add_noise_and_blur, render_clean_slice
+from app.synthetic.render import Grid, add_noise_and_blur, render_clean_slice_labelled
 from app.synthetic.rng import patient_streams
 from app.synthetic.writer import (
     base_dataset,
@@ -345,18 +346,24 @@ class StudyWriter:
         n = len(z_positions)
         vol = np.empty((n, self.grid.ys.size, self.grid.xs.size), dtype=np.float32) if keep else None
         liver = np.zeros(n, dtype=np.int64)
+        labels = np.empty((n, self.grid.ys.size, self.grid.xs.size), dtype=np.uint8) if self.options.label_maps else None
+        sop_uids: list[str] = []
         files: list[str] = []
         x0, y0 = float(self.grid.xs[0]), float(self.grid.ys[0])
         ds: Dataset | None = None
         for k, zt in enumerate(z_positions):
             progress.check()
-            clean, liver[k] = render_clean_slice(d.anatomy, d.lesions, d.thrombus, render_phase, geometry, self.grid, float(zt))
+            clean, canvas, liver[k] = render_clean_slice_labelled(
+                d.anatomy, d.lesions, d.thrombus, render_phase, geometry, self.grid, float(zt))
+            if labels is not None:
+                labels[k] = codes_from_canvas(canvas)
             hu = add_noise_and_blur(clean, self.grid.spacing, noise_hu if self.options.noise else 0.0,
                                     d.blur_mm if self.options.noise else 0.0, rng if self.options.noise else None)
             if vol is not None:
                 vol[k] = hu
             pixels = stored_values(hu, self.vendor)
             sop_uid = make_uid(d.seed, d.index, "image", key, k)
+            sop_uids.append(sop_uid)
             # One dataset per series, updated per slice and written at once: pydicom then converts
             # the ~80 shared elements once per series instead of once per file.
             if ds is None:
@@ -371,6 +378,10 @@ class StudyWriter:
             files.append(path.relative_to(self.study_dir).as_posix())
             progress.update((k + 1) / n, f"{d.patient_id} {key}")
         zs = np.asarray(z_positions, dtype=float)
+        if labels is not None:
+            # z as written into ImagePositionPatient (ds_number rounds to 4 decimals)
+            written_z = np.array([float(ds_number(float(zt))) for zt in z_positions])
+            path = write_label_volume(self.study_dir, LabelVolume(series_uid, labels, written_z, sop_uids, dict(CODES), key))
         visible = zs[liver > 0]
         self.series_truth[series_uid] = {
             "phase": PHASE_TRUTH[render_phase],
@@ -388,6 +399,8 @@ class StudyWriter:
             "liver_area_mm2": [round(float(c) * self.grid.spacing**2, 1) for c in liver],
             "files": files,
         }
+        if labels is not None:
+            self.series_truth[series_uid]["label_map"] = path.relative_to(self.study_dir).as_posix()
         return vol
 
     def write_coronal(self, portal: np.ndarray, z_positions: np.ndarray, progress: Progress) -> None:

@@ -12,10 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from app import PHASES
-from app.errors import InputError
 from app.inference.config import ModelConfig
 from app.progress import NULL_PROGRESS, Progress
-from app.training.cohort import PreparedStudy, PrepareSettings
+from app.training.prepared import PreparedStudy, PrepareSettings
 
 
 def preprocessing_config(settings: PrepareSettings) -> ModelConfig:
@@ -39,18 +38,11 @@ def prepare_study_via_app(study_dir: Path, settings: PrepareSettings, *, patient
         No usable study, several studies in the folder (a cohort row names one study), or the
         DICOM layer's own refusal (missing phase, bad geometry ...), passed on unchanged.
     """
-    from app.dicom.assembly import assemble_folder
+    from app.case.study import open_study
     from app.inference.preprocess import preprocess_study
 
-    _scan, studies = assemble_folder(study_dir, progress=progress, keep_volumes=True)
-    if not studies:
-        raise InputError(f"no usable CT study in {study_dir}")
-    if len(studies) > 1:
-        raise InputError(f"{study_dir} holds {len(studies)} studies; a cohort row must name "
-                         "the folder of one study")
-    _study, outcome = studies[0]
-    if isinstance(outcome, Exception):
-        raise outcome
+    outcome = open_study(study_dir, progress=progress,
+                         how_to_choose="a cohort row must name the folder of one study")
     cfg = preprocessing_config(settings)
     inputs = preprocess_study(outcome, cfg)
     x = inputs.x[:, :, 0].numpy().astype(np.float16)  # [N, 3, S, S]

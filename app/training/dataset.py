@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from app.errors import InputError
-from app.training.cohort import PreparedCohort, PreparedStudy
+from app.training.cohort import PreparedCohort
+from app.training.prepared import PreparedStudy
 
 
 class SplitError(InputError):

@@ -4,9 +4,9 @@ Scores come from the same preprocessed slice triplets the trainer uses (one code
 DICOM to tensor, :mod:`app.training.cohort`). For every patient:
 
 * each slice triplet gets a responder probability (softmax of the two logits) and a call
-  (responder when the probability is > 0.5, :func:`app.inference.predictor.slice_label`);
+  (responder when the probability is > 0.5, :func:`app.inference.result.slice_label`);
 * the **patient call** is the majority of the slice calls, the paper's B-voting, with the
-  predictor's tie rule — :func:`app.inference.predictor.majority_vote` itself, so that evaluation
+  predictor's tie rule — :func:`app.inference.result.majority_vote` itself, so that evaluation
   decides exactly as ``predict`` does;
 * the **patient score** used for the ROC/AUC is the mean slice probability — it orders patients
   more finely than the vote fraction, which has many ties with ~30 slices.
@@ -69,7 +69,7 @@ class ScoredCohort:
     @property
     def patient_call(self) -> np.ndarray:
         """The predictor's majority vote per patient (1 = responder)."""
-        from app.inference.predictor import RESPONDER, majority_vote
+        from app.inference.result import RESPONDER, majority_vote
 
         out = np.zeros(len(self.patient_ids), dtype=np.int64)
         for i in range(len(self.patient_ids)):

@@ -36,7 +36,6 @@ Engineering around it:
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import os
@@ -54,6 +53,12 @@ from app.errors import HCCError, InputError
 from app.inference.config import ModelConfig
 from app.progress import NULL_PROGRESS, Progress
 from app.training.augment import AugmentConfig, augment_batch
+from app.training.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    restore_optimizer,
+    save_checkpoint,
+)
 from app.training.cohort import phase_indices
 from app.training.dataset import SliceSet, SplitData
 
@@ -64,10 +69,6 @@ EARLY_STOP_METRICS: tuple[str, ...] = ("loss", "accuracy", "auc")
 
 class TrainError(HCCError):
     """Training could not run (e.g. a damaged checkpoint, a diverged loss)."""
-
-
-class CheckpointError(InputError):
-    """A checkpoint file that cannot be resumed from (missing, damaged, other configuration)."""
 
 
 @dataclass(frozen=True)
@@ -270,72 +271,6 @@ def _init_distributed(device_name: str) -> tuple[_Dist, torch.device]:
 
 
 # --------------------------------------------------------------------------------------------
-# checkpoints (safetensors + JSON, no pickle)
-
-
-def _checkpoint_paths(path: Path) -> tuple[Path, Path]:
-    """``<path>.safetensors`` + ``<path>.json`` (suffixes appended, never substituted, so a
-    checkpoint named ``model.ckpt`` never collides with ``model.safetensors``)."""
-    base = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
-    return base.with_name(base.name + ".safetensors"), base.with_name(base.name + ".json")
-
-
-def _save_checkpoint(path: Path, model: nn.Module, opt: torch.optim.Optimizer,
-                     best_state: dict[str, torch.Tensor] | None, gen: torch.Generator,
-                     meta: dict[str, Any]) -> None:
-    from safetensors.torch import save_file
-
-    st_path, js_path = _checkpoint_paths(path)
-    st_path.parent.mkdir(parents=True, exist_ok=True)
-    tensors: dict[str, torch.Tensor] = {}
-    for k, v in model.state_dict().items():
-        tensors[f"model.{k}"] = v.detach().cpu().contiguous()
-    if best_state is not None:
-        for k, v in best_state.items():
-            tensors[f"best.{k}"] = v.detach().cpu().contiguous()
-    osd = opt.state_dict()
-    for pid, st in osd["state"].items():
-        for k, v in st.items():
-            t = v if torch.is_tensor(v) else torch.tensor(v)
-            tensors[f"opt.{pid}.{k}"] = t.detach().cpu().contiguous()
-    tensors["rng.torch"] = torch.get_rng_state()
-    tensors["rng.augment"] = gen.get_state().cpu()
-    meta = dict(meta)
-    meta["optimizer_param_groups"] = osd["param_groups"]
-    tmp_st = st_path.with_name(f"{st_path.name}.tmp{os.getpid()}")
-    save_file(tensors, str(tmp_st))
-    tmp_js = js_path.with_name(f"{js_path.name}.tmp{os.getpid()}")
-    tmp_js.write_text(json.dumps(meta, indent=1), encoding="utf-8")
-    os.replace(tmp_st, st_path)
-    os.replace(tmp_js, js_path)
-
-
-def _load_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    from safetensors.torch import load_file
-
-    st_path, js_path = _checkpoint_paths(path)
-    if not st_path.is_file() or not js_path.is_file():
-        raise CheckpointError(f"checkpoint not found: {st_path} + {js_path.name}")
-    try:
-        tensors = load_file(str(st_path))
-        meta = json.loads(js_path.read_text(encoding="utf-8"))
-    except Exception as exc:  # noqa: BLE001 - any reader failure means unusable, say why
-        raise CheckpointError(f"cannot read checkpoint {st_path.name}: {exc}") from exc
-    return tensors, meta
-
-
-def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tensor],
-                       groups: list[dict[str, Any]], device: torch.device) -> None:
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for k, v in tensors.items():
-        if not k.startswith("opt."):
-            continue
-        _, pid, name = k.split(".", 2)
-        state.setdefault(int(pid), {})[name] = v if name == "step" else v.to(device)
-    opt.load_state_dict({"state": state, "param_groups": groups})
-
-
-# --------------------------------------------------------------------------------------------
 # evaluation helpers
 
 
@@ -489,9 +424,134 @@ def train(config: TrainConfig, data: SplitData, progress: Progress = NULL_PROGRE
             dist.destroy_process_group()
 
 
+@dataclass
+class _TrainState:
+    """Everything a checkpoint holds and ``resume`` restores.
+
+    The weights, the optimizer, the augmentation generator, the history and the model-selection
+    bookkeeping travel together, so that a resumed run continues exactly where the straight run
+    would be (the resume test compares weights bit for bit).
+    """
+
+    model: nn.Module
+    opt: torch.optim.Optimizer
+    gen: torch.Generator
+    history: list[EpochRecord] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] | None = None
+    best_metric: float | None = None
+    best_epoch: int = 0
+    epoch: int = 0  # the last finished epoch
+    iteration: int = 0
+    since_best: int = 0
+
+    def restore(self, path: Path, config: TrainConfig, device: torch.device) -> None:
+        """Continue from the checkpoint at ``path`` (same model configuration only)."""
+        tensors, meta = load_checkpoint(path)
+        if meta.get("model_config") != config.model.to_dict():
+            raise CheckpointError("the checkpoint was made with another model configuration")
+        self.model.load_state_dict({k[6:]: v for k, v in tensors.items()
+                                    if k.startswith("model.")})
+        self.best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
+        restore_optimizer(self.opt, tensors, meta["optimizer_param_groups"], device)
+        torch.set_rng_state(tensors["rng.torch"])
+        self.gen.set_state(tensors["rng.augment"])
+        self.history = [EpochRecord(**h) for h in meta["history"]]
+        self.best_metric = meta["best_metric"]
+        self.best_epoch = int(meta["best_epoch"])
+        self.epoch = int(meta["epoch"])
+        self.iteration = int(meta["iteration"])
+        self.since_best = int(meta["since_best"])
+
+    def save(self, path: Path, config: TrainConfig) -> None:
+        save_checkpoint(path, self.model, self.opt, self.best_state, self.gen, {
+            "epoch": self.epoch, "iteration": self.iteration, "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch, "since_best": self.since_best,
+            "history": [asdict(h) for h in self.history],
+            "model_config": config.model.to_dict(), "train_config": config.to_dict()})
+
+    def select(self, metric_name: str, metric: float) -> None:
+        """Keep the current weights when ``metric`` beats the best validated epoch so far."""
+        if _better(metric_name, metric, self.best_metric):
+            self.best_metric, self.best_epoch, self.since_best = metric, self.epoch, 0
+            self.best_state = {k: v.detach().cpu().clone()
+                               for k, v in self.model.state_dict().items()}
+        else:
+            self.since_best += 1
+
+    def final_model(self) -> nn.Module:
+        """A CPU copy in eval mode with the weights of the best epoch."""
+        final = copy.deepcopy(self.model).cpu()
+        if self.best_state is not None:
+            final.load_state_dict(self.best_state)
+        final.eval()
+        return final
+
+
+@dataclass
+class _Batches:
+    """The training tensors where the loop reads them, and the fixed shape of an epoch."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    target: torch.Tensor | None  # soft targets, per triplet
+    group: torch.Tensor
+    phase_idx: torch.Tensor
+    class_weights: torch.Tensor | None
+    per_rank_batch: int
+    steps_per_epoch: int
+
+    @classmethod
+    def place(cls, config: TrainConfig, tr: SliceSet, device: torch.device, dist_: _Dist
+              ) -> _Batches:
+        """Keep the training tensor on the GPU when it fits comfortably; else pinned memory."""
+        x = tr.x
+        if device.type == "cuda":
+            free, _total = torch.cuda.mem_get_info(device)
+            x = x.to(device) if x.numel() * x.element_size() < 0.3 * free else x.pin_memory()
+        target: torch.Tensor | None = None
+        if config.soft_targets:
+            if tr.target is None:
+                raise InputError("soft targets were asked for but the training set has none")
+            target = tr.target.to(device)
+        weights = None
+        if config.class_weighting:
+            counts = torch.bincount(tr.y, minlength=2).float()
+            weights = (counts.sum() / (2.0 * counts.clamp_min(1.0))).to(device)
+        per_rank = max(2, config.batch_size // dist_.world)
+        n_tr = len(tr)
+        if config.slices_per_patient is not None:
+            counts = torch.bincount(tr.group, minlength=tr.n_patients)
+            n_tr = int(counts.clamp(max=config.slices_per_patient).sum())
+        steps = max(1, (int(math.ceil(n_tr / dist_.world))) // per_rank)
+        return cls(x, tr.y.to(device), target, tr.group,
+                   torch.tensor(phase_indices(config.model.phases), device=x.device), weights,
+                   per_rank, steps)
+
+
+@dataclass
+class _Loop:
+    """The fixed circumstances of one training run, shared by its epochs."""
+
+    config: TrainConfig
+    dist_: _Dist
+    device: torch.device
+    t0: float
+    max_epochs: int
+    total_iters: int
+    use_amp: bool
+    amp_dtype: torch.dtype
+    scaler: torch.amp.GradScaler
+
+    def lr_at(self, epoch: int) -> float:
+        """The paper's schedule: halved every ``lr_halve_every_epochs`` epochs."""
+        c = self.config
+        return c.lr * 0.5 ** ((epoch - 1) // max(c.lr_halve_every_epochs, 1))
+
+
 def _train(config: TrainConfig, data: SplitData, progress: Progress, dist_: _Dist,
            device: torch.device, t0: float, build_model: Any, ckpt_path: Path | None,
            resume: Path | None) -> TrainResult:
+    """Set up, then run epochs until an iteration, epoch, patience or time bound stops it."""
     import torch.distributed as dist
 
     _set_determinism(config.seed)
@@ -499,198 +559,159 @@ def _train(config: TrainConfig, data: SplitData, progress: Progress, dist_: _Dis
     model: nn.Module = build_model(config.model).to(device)
     if cuda and config.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    phase_idx = phase_indices(config.model.phases)
     tr = data.train
     if tr.x.shape[-1] != config.model.input_size:
         raise InputError(f"prepared slices are {tr.x.shape[-1]} px but the model expects "
                          f"{config.model.input_size} px (prepare the cohort with the same "
                          "input size)")
-
-    # Keep the training tensor on the GPU when it fits comfortably; else pinned host memory.
-    x_tr = tr.x
-    if cuda:
-        free, _total = torch.cuda.mem_get_info(device)
-        if x_tr.numel() * x_tr.element_size() < 0.3 * free:
-            x_tr = x_tr.to(device)
-        else:
-            x_tr = x_tr.pin_memory()
-    y_tr = tr.y.to(device)
-    t_tr: torch.Tensor | None = None
-    if config.soft_targets:
-        if tr.target is None:
-            raise InputError("soft targets were asked for but the training set has none")
-        t_tr = tr.target.to(device)
-    pidx_dev = torch.tensor(phase_idx, device=x_tr.device)
-
-    weights = None
-    if config.class_weighting:
-        counts = torch.bincount(tr.y, minlength=2).float()
-        weights = (counts.sum() / (2.0 * counts.clamp_min(1.0))).to(device)
-
+    batches = _Batches.place(config, tr, device, dist_)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator(device=device).manual_seed(config.seed * 7919 + 17 + dist_.rank)
     use_amp = cuda and config.amp
     amp_dtype = _amp_dtype(device)
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-
-    history: list[EpochRecord] = []
-    best_state: dict[str, torch.Tensor] | None = None
-    best_metric: float | None = None
-    best_epoch = 0
-    start_epoch = 1
-    iteration = 0
-    since_best = 0
-
+    state = _TrainState(model, opt, gen)
     if resume is not None:
-        tensors, meta = _load_checkpoint(resume)
-        if meta.get("model_config") != config.model.to_dict():
-            raise CheckpointError("the checkpoint was made with another model configuration")
-        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-        bs = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
-        best_state = bs or None
-        _restore_optimizer(opt, tensors, meta["optimizer_param_groups"], device)
-        torch.set_rng_state(tensors["rng.torch"])
-        gen.set_state(tensors["rng.augment"])
-        history = [EpochRecord(**h) for h in meta["history"]]
-        best_metric = meta["best_metric"]
-        best_epoch = int(meta["best_epoch"])
-        start_epoch = int(meta["epoch"]) + 1
-        iteration = int(meta["iteration"])
-        since_best = int(meta["since_best"])
+        state.restore(resume, config, device)
 
     ddp_model = model
     if dist_.active:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         ddp_model = DDP(model, device_ids=[device.index] if cuda else None)
-
-    per_rank_bs = max(2, config.batch_size // dist_.world)
-    n_tr = len(tr)
-    if config.slices_per_patient is not None:
-        counts = torch.bincount(tr.group, minlength=tr.n_patients)
-        n_tr = int(counts.clamp(max=config.slices_per_patient).sum())
     if data.val is not None and config.val_slices_per_patient is not None:
         data = SplitData(data.train, subsample_evenly(data.val, config.val_slices_per_patient),
                          data.how)
-    steps_per_epoch = max(1, (int(math.ceil(n_tr / dist_.world))) // per_rank_bs)
-    max_epochs_by_it = int(math.ceil(config.max_iterations / steps_per_epoch))
+    max_epochs_by_it = int(math.ceil(config.max_iterations / batches.steps_per_epoch))
     max_epochs = min(max_epochs_by_it, config.max_epochs or max_epochs_by_it)
-    total_iters = min(config.max_iterations, max_epochs * steps_per_epoch)
-
-    def lr_at(epoch: int) -> float:
-        return config.lr * 0.5 ** ((epoch - 1) // max(config.lr_halve_every_epochs, 1))
+    loop = _Loop(config, dist_, device, t0, max_epochs,
+                 min(config.max_iterations, max_epochs * batches.steps_per_epoch),
+                 use_amp, amp_dtype, scaler)
 
     stopped = "max_epochs" if config.max_epochs and max_epochs == config.max_epochs \
         else "max_iterations"
     seen_triplets = 0
     t_train = 0.0
-    epoch = start_epoch - 1
-    for epoch in range(start_epoch, max_epochs + 1):
-        if iteration >= config.max_iterations:
+    for epoch in range(state.epoch + 1, max_epochs + 1):
+        if state.iteration >= config.max_iterations:
             stopped = "max_iterations"
             break
         te = time.monotonic()
-        for gparam in opt.param_groups:
-            gparam["lr"] = lr_at(epoch)
-        ddp_model.train()
-        order = _epoch_indices(tr.group, config.seed, epoch, dist_, config.slices_per_patient)
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device)
-        n_seen = 0
-        for s in range(steps_per_epoch):
-            if iteration >= config.max_iterations:
-                break
-            progress.check()
-            idx = order[s * per_rank_bs:(s + 1) * per_rank_bs]
-            xb = x_tr.index_select(0, idx.to(x_tr.device)).index_select(1, pidx_dev)
-            xb = xb.to(device, non_blocking=True).float().unsqueeze(2)
-            yb = y_tr.index_select(0, idx.to(y_tr.device))
-            target: torch.Tensor = yb
-            if t_tr is not None:
-                tb = t_tr.index_select(0, idx.to(t_tr.device))
-                target = torch.stack([1.0 - tb, tb], 1)  # class probabilities
-            xb = augment_batch(xb, gen, config.augment)
-            with torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp):
-                logits = ddp_model(xb)
-                loss = F.cross_entropy(logits.float(), target, weight=weights)
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-            iteration += 1
-            loss_sum += loss.detach() * yb.numel()
-            correct += (logits.detach().argmax(1) == yb).sum()
-            n_seen += yb.numel()
-            if iteration % 5 == 0 or s == steps_per_epoch - 1:
-                el = time.monotonic() - t0
-                done = iteration / max(total_iters, 1)
-                eta = el / max(done, 1e-9) * (1 - done) if done > 0 else 0.0
-                progress.update(done, f"epoch {epoch} it {iteration}/{total_iters} "
-                                      f"loss {loss.item():.3f} ETA {eta / 60:.0f} min")
-        if n_seen == 0:
+        ran = _run_epoch(loop, state, ddp_model, batches, epoch, progress)
+        if ran is None:
             break
+        rec, n_seen = ran
         seen_triplets += n_seen * dist_.world
         t_train += time.monotonic() - te
-        tr_loss = float(loss_sum) / n_seen
-        tr_acc = float(correct) / n_seen
-        if dist_.active:
-            red = torch.tensor([tr_loss * n_seen, tr_acc * n_seen, n_seen], dtype=torch.float64)
-            dist.all_reduce(red)
-            tr_loss, tr_acc = float(red[0] / red[2]), float(red[1] / red[2])
-        if not math.isfinite(tr_loss):
-            raise TrainError(f"the training loss diverged (epoch {epoch}); lower the learning "
-                             "rate")
-        rec = EpochRecord(epoch, iteration, lr_at(epoch), tr_loss, tr_acc)
-
+        state.epoch = epoch
         if data.val is not None:
-            if dist_.active:
-                for b in model.buffers():
-                    dist.broadcast(b, src=0)
-            probs = _sharded_predict(model, data.val, phase_idx, device, config, dist_)
-            vm = _val_metrics(probs, data.val)
-            rec.val_loss, rec.val_accuracy = vm["loss"], vm["accuracy"]
-            rec.val_patient_auc, rec.val_patient_accuracy = vm["auc"], vm["patient_accuracy"]
-            metric = vm[config.early_stop_on]
-            if _better(config.early_stop_on, metric, best_metric):
-                best_metric, best_epoch, since_best = metric, epoch, 0
-                best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            else:
-                since_best += 1
+            _validate(loop, state, data.val, rec)
         else:
-            best_epoch = epoch
+            state.best_epoch = epoch
         rec.seconds = time.monotonic() - te
-        history.append(rec)
+        state.history.append(rec)
         log.info("epoch %d: %s", epoch, rec)
 
         if ckpt_path is not None and dist_.rank == 0 and (
                 epoch % max(config.checkpoint_every, 1) == 0 or epoch == max_epochs):
-            _save_checkpoint(ckpt_path, model, opt, best_state, gen, {
-                "epoch": epoch, "iteration": iteration, "best_metric": best_metric,
-                "best_epoch": best_epoch, "since_best": since_best,
-                "history": [asdict(h) for h in history],
-                "model_config": config.model.to_dict(), "train_config": config.to_dict()})
+            state.save(ckpt_path, config)
         if dist_.active:
             dist.barrier()
         if data.val is not None and epoch >= config.min_epochs and \
-                since_best >= config.patience_epochs:
+                state.since_best >= config.patience_epochs:
             stopped = f"early stop: no better validation {config.early_stop_on} for " \
                       f"{config.patience_epochs} epochs"
             break
         if epoch < max_epochs and _out_of_time(config.max_minutes, t0, rec.seconds, dist_, device):
             stopped = f"time budget of {config.max_minutes:g} min"
             break
-    progress.update(1.0, f"trained {iteration} iterations")
+    progress.update(1.0, f"trained {state.iteration} iterations")
 
-    final = copy.deepcopy(model).cpu()
-    if best_state is not None:
-        final.load_state_dict(best_state)
-    final.eval()
     return TrainResult(
-        model=final, config=config, history=history, best_epoch=best_epoch,
-        best_metric=best_metric, iterations=iteration, stopped=stopped,
-        seconds=time.monotonic() - t0, device=str(device), world_size=dist_.world,
-        rank=dist_.rank, data_summary=data.summary(),
+        model=state.final_model(), config=config, history=state.history,
+        best_epoch=state.best_epoch, best_metric=state.best_metric, iterations=state.iteration,
+        stopped=stopped, seconds=time.monotonic() - t0, device=str(device),
+        world_size=dist_.world, rank=dist_.rank, data_summary=data.summary(),
         triplets_per_second=seen_triplets / t_train if t_train > 0 else 0.0)
+
+
+def _run_epoch(loop: _Loop, state: _TrainState, ddp_model: nn.Module, batches: _Batches,
+               epoch: int, progress: Progress) -> tuple[EpochRecord, int] | None:
+    """One pass over this rank's shard of the epoch: the record (training loss and accuracy,
+    gathered over the ranks) and the triplets this rank saw; None when no step ran.
+
+    Raises :class:`TrainError` when the loss is no longer finite.
+    """
+    config, device, b = loop.config, loop.device, batches
+    for gparam in state.opt.param_groups:
+        gparam["lr"] = loop.lr_at(epoch)
+    ddp_model.train()
+    order = _epoch_indices(b.group, config.seed, epoch, loop.dist_, config.slices_per_patient)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device)
+    n_seen = 0
+    for s in range(b.steps_per_epoch):
+        if state.iteration >= config.max_iterations:
+            break
+        progress.check()
+        idx = order[s * b.per_rank_batch:(s + 1) * b.per_rank_batch]
+        xb = b.x.index_select(0, idx.to(b.x.device)).index_select(1, b.phase_idx)
+        xb = xb.to(device, non_blocking=True).float().unsqueeze(2)
+        yb = b.y.index_select(0, idx.to(b.y.device))
+        target: torch.Tensor = yb
+        if b.target is not None:
+            tb = b.target.index_select(0, idx.to(b.target.device))
+            target = torch.stack([1.0 - tb, tb], 1)  # class probabilities
+        xb = augment_batch(xb, state.gen, config.augment)
+        with torch.autocast(device_type=device.type, dtype=loop.amp_dtype, enabled=loop.use_amp):
+            logits = ddp_model(xb)
+            loss = F.cross_entropy(logits.float(), target, weight=b.class_weights)
+        state.opt.zero_grad(set_to_none=True)
+        loop.scaler.scale(loss).backward()
+        loop.scaler.step(state.opt)
+        loop.scaler.update()
+        state.iteration += 1
+        loss_sum += loss.detach() * yb.numel()
+        correct += (logits.detach().argmax(1) == yb).sum()
+        n_seen += yb.numel()
+        if state.iteration % 5 == 0 or s == b.steps_per_epoch - 1:
+            el = time.monotonic() - loop.t0
+            done = state.iteration / max(loop.total_iters, 1)
+            eta = el / max(done, 1e-9) * (1 - done) if done > 0 else 0.0
+            progress.update(done, f"epoch {epoch} it {state.iteration}/{loop.total_iters} "
+                                  f"loss {loss.item():.3f} ETA {eta / 60:.0f} min")
+    if n_seen == 0:
+        return None
+    tr_loss = float(loss_sum) / n_seen
+    tr_acc = float(correct) / n_seen
+    if loop.dist_.active:
+        import torch.distributed as dist
+
+        red = torch.tensor([tr_loss * n_seen, tr_acc * n_seen, n_seen], dtype=torch.float64)
+        dist.all_reduce(red)
+        tr_loss, tr_acc = float(red[0] / red[2]), float(red[1] / red[2])
+    if not math.isfinite(tr_loss):
+        raise TrainError(f"the training loss diverged (epoch {epoch}); lower the learning rate")
+    return EpochRecord(epoch, state.iteration, loop.lr_at(epoch), tr_loss, tr_acc), n_seen
+
+
+def _validate(loop: _Loop, state: _TrainState, val: SliceSet, rec: EpochRecord) -> None:
+    """Fill the validation fields of ``rec`` and let the state keep the best epoch.
+
+    Under DDP the BatchNorm buffers are broadcast from rank 0 first, so that every rank
+    validates the same network and takes the same early-stopping decision.
+    """
+    if loop.dist_.active:
+        import torch.distributed as dist
+
+        for buf in state.model.buffers():
+            dist.broadcast(buf, src=0)
+    probs = _sharded_predict(state.model, val, phase_indices(loop.config.model.phases), loop.device, loop.config,
+                             loop.dist_)
+    vm = _val_metrics(probs, val)
+    rec.val_loss, rec.val_accuracy = vm["loss"], vm["accuracy"]
+    rec.val_patient_auc, rec.val_patient_accuracy = vm["auc"], vm["patient_accuracy"]
+    state.select(loop.config.early_stop_on, vm[loop.config.early_stop_on])
 
 
 def _out_of_time(max_minutes: float | None, t0: float, epoch_seconds: float, dist_: _Dist,

@@ -1,0 +1,155 @@
+"""What a prediction is, without the network: slice results, the vote, the patient's result.
+
+These types are read by everyone downstream of the predictor — the desktop app's panels, the
+PDF report, the register adapter (:mod:`app.casework`), evaluation — and none of those needs
+torch to read them. Keeping them apart from :mod:`app.inference.predictor` (which imports torch)
+lets the UI and the report be type-checked against the real fields, and lets a light process
+(the register CLI, a test) handle results without loading the network's libraries.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from app import __version__
+from app.inference.config import CLASSES
+
+NON_RESPONDER, RESPONDER = CLASSES
+TIE_RULE = ("tied vote: decided by the mean responder probability over all slices "
+            "(responder only when > 0.5)")
+
+
+@dataclass
+class SliceResult:
+    """One slice triplet's prediction.
+
+    ``z_ref`` is the level the triplet was paired at; ``z_by_phase`` / ``index_by_phase`` the
+    table position and slice index of each phase's slice; ``probability`` the responder
+    probability.
+    """
+
+    pair_index: int
+    z_ref: float
+    z_by_phase: dict[str, float]
+    index_by_phase: dict[str, int]
+    probability: float
+    label: str
+
+
+@dataclass
+class PredictionResult:
+    """A patient's prediction with everything needed to audit it.
+
+    Attributes
+    ----------
+    label:
+        ``"responder"`` or ``"non-responder"`` (majority vote; :data:`TIE_RULE` on a tie).
+    responder_votes, total_votes, vote_fraction:
+        The vote split (``vote_fraction`` = responder votes / total votes).
+    mean_probability:
+        Mean responder probability over the slices (the score for ROC analysis).
+    tie, tie_rule:
+        Whether the vote was tied, and the rule applied (always stated, for the record).
+    slices:
+        Per-slice results in the order of ``study.pairs``.
+    phases:
+        Phases the model read.
+    series_uids:
+        phase → Series Instance UID of the series used.
+    model_name, model_version, model_sha256, weights_kind:
+        The model's identity and what its weights are.
+    device, device_reason, device_fallback:
+        Where it ran and why (a GPU failure that moved it to the CPU is recorded here).
+    precision:
+        ``fp32`` / ``fp16`` / ``bf16`` as actually used.
+    batch_size:
+        The batch size in use at the end (smaller than requested after GPU out-of-memory).
+    timings:
+        Seconds: ``preprocess``, ``forward``, ``total``.
+    warnings:
+        For the user: untrained weights, a tied vote, a study that needs confirmation, the CPU
+        fallback.
+    software_version:
+        Version of HCC Response that made the prediction.
+    """
+
+    label: str
+    responder_votes: int
+    total_votes: int
+    vote_fraction: float
+    mean_probability: float
+    tie: bool
+    tie_rule: str
+    slices: list[SliceResult]
+    phases: tuple[str, ...]
+    series_uids: dict[str, str]
+    model_name: str
+    model_version: str
+    model_sha256: str
+    weights_kind: str
+    device: str
+    device_reason: str
+    device_fallback: bool
+    precision: str
+    batch_size: int
+    timings: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    software_version: str = __version__
+
+    @property
+    def slice_labels(self) -> list[int]:
+        """1 for responder, 0 for non-responder, per slice (the vote strip)."""
+        return [int(s.label == RESPONDER) for s in self.slices]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary (for ``--json`` output and the register)."""
+        d = asdict(self)
+        d["phases"] = list(self.phases)
+        return d
+
+
+@dataclass(frozen=True)
+class Vote:
+    """The outcome of the majority vote over slice probabilities."""
+
+    label: str
+    responder_votes: int
+    total_votes: int
+    mean_probability: float
+    tie: bool
+
+    @property
+    def vote_fraction(self) -> float:
+        return self.responder_votes / self.total_votes if self.total_votes else 0.0
+
+
+def slice_label(probability: float) -> str:
+    """Responder when the responder probability is > 0.5."""
+    return RESPONDER if probability > 0.5 else NON_RESPONDER
+
+
+def majority_vote(probabilities: list[float]) -> Vote:
+    """The paper's B-voting over slice probabilities, with this project's tie rule.
+
+    Parameters
+    ----------
+    probabilities:
+        Responder probability of each slice triplet.
+
+    Returns
+    -------
+    Vote
+        Majority of the slice labels; on an exact tie, responder only when the mean responder
+        probability is > 0.5 (:data:`TIE_RULE`).
+    """
+    if not probabilities:
+        raise ValueError("no slices to vote on")
+    votes = sum(1 for p in probabilities if slice_label(p) == RESPONDER)
+    total = len(probabilities)
+    mean = float(sum(probabilities) / total)
+    if 2 * votes > total:
+        return Vote(RESPONDER, votes, total, mean, False)
+    if 2 * votes < total:
+        return Vote(NON_RESPONDER, votes, total, mean, False)
+    return Vote(slice_label(mean), votes, total, mean, True)
