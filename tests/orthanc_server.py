@@ -178,3 +178,32 @@ def load_study(server: OrthancServer, study_dir: Path) -> str:
     files = dicom_files(study_dir)
     store_files(DicomLink(settings_for(server.port)), files)
     return str(pydicom.dcmread(files[0], stop_before_pixels=True).StudyInstanceUID)
+
+
+def make_tls_files(folder: Path) -> dict[str, str]:
+    """A throw-away CA and a server certificate for 127.0.0.1 signed by it (openssl CLI).
+
+    Returns the paths Orthanc and the app need: ``ca`` (the app verifies the node with it),
+    ``cert``/``key`` (Orthanc's), ``trusted`` (client certificates Orthanc trusts: the CA).
+    """
+    import pytest
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed: no certificates for the TLS test")
+    folder.mkdir(parents=True, exist_ok=True)
+    f = {k: str(folder / n) for k, n in (("ca", "ca.crt"), ("ca_key", "ca.key"),
+                                         ("cert", "server.crt"), ("key", "server.key"),
+                                         ("csr", "server.csr"), ("ext", "san.ext"))}
+    Path(f["ext"]).write_text("subjectAltName=IP:127.0.0.1\n")
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], check=True, capture_output=True, timeout=60)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=test CA",
+        "-keyout", f["ca_key"], "-out", f["ca"])
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1", "-keyout", f["key"],
+        "-out", f["csr"])
+    run("x509", "-req", "-in", f["csr"], "-CA", f["ca"], "-CAkey", f["ca_key"],
+        "-CAcreateserial", "-days", "2", "-extfile", f["ext"], "-out", f["cert"])
+    return {"ca": f["ca"], "cert": f["cert"], "key": f["key"], "trusted": f["ca"]}

@@ -87,7 +87,8 @@ def test_find_patient_and_study(pacs: dict[str, Any], study_dir: Path) -> None:
     assert link.find_studies(patient_id="NOBODY") == []
 
 
-def test_retrieve_predict_store_back_and_find_again(pacs: dict[str, Any], tmp_path: Path) -> None:
+def test_retrieve_predict_store_back_and_find_again(pacs: dict[str, Any], tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     from app.dicom.assembly import assemble_folder
     from app.export.sources import instance_paths
     from app.export.sr import read_prediction_sr
@@ -96,6 +97,12 @@ def test_retrieve_predict_store_back_and_find_again(pacs: dict[str, Any], tmp_pa
     from app.inference.predictor import predict
     from app.inference.weights import load_bundled_model
 
+    from pynetdicom import AE
+
+    def no_listening(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("C-GET must not start a server")
+
+    monkeypatch.setattr(AE, "start_server", no_listening)
     link = DicomLink(settings_for(pacs["server"].port))
     import_dir = tmp_path / "import"
     got = retrieve_study(link, pacs["study_uid"], import_dir)
@@ -215,5 +222,34 @@ def test_pacs_killed_mid_transfer_leaves_nothing(tmp_path: Path, study_dir: Path
             retrieve_study(DicomLink(settings_for(server.port, timeout_s=5.0)), uid, import_dir,
                            ProgressState(on_update, min_step=0.0))
         assert list(import_dir.iterdir()) == []
+    finally:
+        server.stop()
+
+
+def test_tls_node(tmp_path: Path) -> None:
+    """Orthanc with DICOM TLS: the app verifies its certificate; plain or unverified fails."""
+    from orthanc_server import OrthancServer, make_tls_files, require_orthanc
+
+    require_orthanc()
+    tls = make_tls_files(tmp_path / "tls")
+    server = OrthancServer(tmp_path / "orthanc", tls=tls)
+    try:
+        server.start()
+    except RuntimeError as exc:
+        pytest.skip(f"Orthanc could not start with TLS here: {exc}")
+    try:
+        records: list[Any] = []
+        link = DicomLink(settings_for(server.port, tls=True, tls_ca_file=tls["ca"]),
+                         listener=records.append)
+        link.echo()
+        assert records[-1].tls and records[-1].outcome == "released"
+        # a CA that did not sign the node's certificate: refused, and the message says TLS
+        other = make_tls_files(tmp_path / "other")
+        with pytest.raises(NodeUnreachable, match="TLS"):
+            DicomLink(settings_for(server.port, tls=True, tls_ca_file=other["ca"],
+                                   timeout_s=5.0)).echo()
+        # without TLS the node does not talk to us
+        with pytest.raises((NetworkTimeout, AssociationRejected, NodeUnreachable)):
+            DicomLink(settings_for(server.port, timeout_s=3.0)).echo()
     finally:
         server.stop()

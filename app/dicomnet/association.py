@@ -132,7 +132,8 @@ def open_association(settings: NetworkSettings, node: DicomNode, purpose: str, a
             if not seen["open"]:
                 waited = time.monotonic() - t0
                 why = (f"no answer within {timeout:g} s" if waited >= 0.9 * timeout
-                       else "connection refused")
+                       else "the TLS handshake failed (check the CA certificate and the node's "
+                            "certificate for this host name)" if tls else "connection refused")
                 record(f"unreachable ({why})")
                 raise NodeUnreachable(f"cannot reach the DICOM node {node.address}: {why}; check "
                                       "that it runs and that host and port are right")
