@@ -16,6 +16,8 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +209,17 @@ def make_tls_files(folder: Path) -> dict[str, str]:
     run("x509", "-req", "-in", f["csr"], "-CA", f["ca"], "-CAkey", f["ca_key"],
         "-CAcreateserial", "-days", "2", "-extfile", f["ext"], "-out", f["cert"])
     return {"ca": f["ca"], "cert": f["cert"], "key": f["key"], "trusted": f["ca"]}
+
+
+@contextmanager
+def running_pacs(workdir: Path, study_dir: Path) -> Iterator[dict[str, Any]]:
+    """Orthanc holding the study of ``study_dir`` (stored with C-STORE), stopped after.
+
+    Yields ``{"server", "study_uid", "n_files"}``; skips the test where Orthanc cannot start.
+    """
+    server = start_or_skip(workdir)
+    try:
+        uid = load_study(server, study_dir)
+        yield {"server": server, "study_uid": uid, "n_files": len(dicom_files(study_dir))}
+    finally:
+        server.stop()

@@ -22,6 +22,7 @@ from orthanc_server import (
     dicom_files,
     free_port,
     load_study,
+    running_pacs,
     settings_for,
     start_or_skip,
 )
@@ -57,12 +58,8 @@ def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def pacs(tmp_path_factory: pytest.TempPathFactory, study_dir: Path) -> Iterator[dict[str, Any]]:
     """Orthanc for the module, holding the synthetic study (stored with C-STORE)."""
-    server = start_or_skip(tmp_path_factory.mktemp("orthanc"))
-    try:
-        uid = load_study(server, study_dir)
-        yield {"server": server, "study_uid": uid, "n_files": len(dicom_files(study_dir))}
-    finally:
-        server.stop()
+    with running_pacs(tmp_path_factory.mktemp("orthanc"), study_dir) as pacs:
+        yield pacs
 
 
 def test_echo_and_every_association_logged(pacs: dict[str, Any], caplog: pytest.LogCaptureFixture) -> None:
@@ -89,6 +86,8 @@ def test_find_patient_and_study(pacs: dict[str, Any], study_dir: Path) -> None:
 
 def test_retrieve_predict_store_back_and_find_again(pacs: dict[str, Any], tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from pynetdicom import AE
+
     from app.dicom.assembly import assemble_folder
     from app.export.sources import instance_paths
     from app.export.sr import read_prediction_sr
@@ -96,8 +95,6 @@ def test_retrieve_predict_store_back_and_find_again(pacs: dict[str, Any], tmp_pa
     from app.inference.gradcam import gradcam_study
     from app.inference.predictor import predict
     from app.inference.weights import load_bundled_model
-
-    from pynetdicom import AE
 
     def no_listening(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("C-GET must not start a server")

@@ -20,13 +20,7 @@ pytest.importorskip("PySide6")
 
 import pydicom  # noqa: E402
 import ui_fixtures as fx  # noqa: E402
-from orthanc_server import (  # noqa: E402
-    dicom_files,
-    free_port,
-    load_study,
-    settings_for,
-    start_or_skip,
-)
+from orthanc_server import free_port, running_pacs, settings_for  # noqa: E402
 
 from app.settings import update_settings  # noqa: E402
 from app.ui import dialogs  # noqa: E402
@@ -44,12 +38,8 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def pacs(tmp_path_factory: pytest.TempPathFactory, generated: Path) -> Iterator[dict[str, Any]]:
-    server = start_or_skip(tmp_path_factory.mktemp("orthanc-ui"))
-    try:
-        uid = load_study(server, generated)
-        yield {"server": server, "study_uid": uid, "n_files": len(dicom_files(generated))}
-    finally:
-        server.stop()
+    with running_pacs(tmp_path_factory.mktemp("orthanc-ui"), generated) as pacs:
+        yield pacs
 
 
 @pytest.fixture(scope="module")
