@@ -250,3 +250,26 @@ def test_tls_node(tmp_path: Path) -> None:
             DicomLink(settings_for(server.port, timeout_s=3.0)).echo()
     finally:
         server.stop()
+
+
+def test_cli_pacs_commands(pacs: dict[str, Any], tmp_path: Path,
+                           capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from app.cli import main
+    from app.settings import update_settings
+
+    assert main(["pacs", "echo"]) == 2  # off by default: refused with the reason
+    assert "Settings → DICOM network" in capsys.readouterr().err
+    update_settings(dicom_network=settings_for(pacs["server"].port))
+    assert main(["pacs", "echo"]) == 0
+    assert "answered" in capsys.readouterr().out
+    assert main(["pacs", "--json", "find", "--patient-name", "*"]) == 0
+    studies = json.loads(capsys.readouterr().out)
+    assert pacs["study_uid"] in [s["study_uid"] for s in studies]
+    assert main(["pacs", "--json", "retrieve", pacs["study_uid"], "--to", str(tmp_path),
+                 "--quiet"]) == 0
+    got = json.loads(capsys.readouterr().out)
+    assert got["n_files"] >= pacs["n_files"] and Path(got["folder"]).parent == tmp_path
+    assert main(["pacs", "retrieve", "1.2.3.4.5.6", "--to", str(tmp_path / "x"), "--quiet"]) == 2
+    assert "does not know study 1.2.3.4.5.6" in capsys.readouterr().err

@@ -151,9 +151,9 @@ def test_pacs_dialog_query_and_retrieve_imports_the_study(qtbot, window: MainWin
     with qtbot.waitSignal(dialog.jobEnded, timeout=TIMEOUT_MS):
         dialog.echo_button.click()
     assert "answered" in dialog.status_label.text()
-    with qtbot.waitSignal(dialog.searched, timeout=TIMEOUT_MS) as found:
+    with qtbot.waitSignals([dialog.searched, dialog.jobEnded], timeout=TIMEOUT_MS):
         dialog.search_button.click()
-    assert found.args[0] >= 1 and dialog.table.rowCount() == found.args[0]
+    assert len(dialog.matches) >= 1 and dialog.table.rowCount() == len(dialog.matches)
     row = next(i for i, m in enumerate(dialog.matches) if m.study_uid == pacs["study_uid"])
     assert not dialog.retrieve_button.isEnabled()
     dialog.table.selectRow(row)
@@ -186,9 +186,10 @@ def test_pacs_dialog_cancel_keeps_nothing(qtbot, window: MainWindow, pacs: dict[
     w = window
     w.apply_settings(dataclasses.replace(w.settings, dicom_network=settings_for(pacs["server"].port)))
     dialog = w.pacs.show_dialog()
-    with qtbot.waitSignal(dialog.searched, timeout=TIMEOUT_MS):
+    with qtbot.waitSignals([dialog.searched, dialog.jobEnded], timeout=TIMEOUT_MS):
         dialog.search_button.click()
     dialog.table.selectRow(0)
+    assert dialog.retrieve_button.isEnabled()
     dialog.retrieve_button.click()
     qtbot.waitUntil(lambda: dialog.progress.value() > 0, timeout=TIMEOUT_MS)
     assert dialog.cancel_button.isEnabled()

@@ -12,8 +12,10 @@ becomes one typed error with a sentence a user can act on:
 - an abort while it is open → reported by the operation as :class:`OperationFailed`.
 
 pynetdicom reports a failed connection only in its log, so the outcome is read from its
-events: ``EVT_CONN_OPEN`` tells "no connection" from "no answer", ``EVT_ACSE_RECV`` carries the
-rejection's reason.
+events: ``EVT_CONN_OPEN`` tells "no connection" from "no answer", ``EVT_PDU_RECV`` carries the
+rejection's reason. The PDU event, not the ACSE one: when the node rejects and closes at once
+(Orthanc does), pynetdicom may see the closed socket first, abort, and never hand the
+A-ASSOCIATE-RJ to its ACSE layer — a race seen on a loaded machine.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 
 from pynetdicom import AE, evt
 from pynetdicom.association import Association
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 
 from app.dicomnet.config import DicomNode, NetworkSettings
 from app.dicomnet.errors import (
@@ -99,14 +102,13 @@ def open_association(settings: NetworkSettings, node: DicomNode, purpose: str, a
     def on_open(event: evt.Event) -> None:
         seen["open"] = True
 
-    def on_acse(event: evt.Event) -> None:
-        primitive: Any = getattr(event, "primitive", None)  # set for EVT_ACSE_RECV
+    def on_pdu(event: evt.Event) -> None:
+        pdu: Any = getattr(event, "pdu", None)  # set for EVT_PDU_RECV
         seen["answer"] = True
-        if getattr(primitive, "result", None) in (0x01, 0x02):
-            seen["reject"] = (f"{primitive.reason_str} ({primitive.result_str}, "
-                              f"{primitive.source_str})")
+        if isinstance(pdu, A_ASSOCIATE_RJ):
+            seen["reject"] = f"{pdu.reason_str} ({pdu.result_str}, {pdu.source_str})"
 
-    handlers: list[Any] = [(evt.EVT_CONN_OPEN, on_open), (evt.EVT_ACSE_RECV, on_acse)]
+    handlers: list[Any] = [(evt.EVT_CONN_OPEN, on_open), (evt.EVT_PDU_RECV, on_pdu)]
     tls = _tls_args(node)
     t0 = time.monotonic()
 
@@ -123,7 +125,7 @@ def open_association(settings: NetworkSettings, node: DicomNode, purpose: str, a
                              evt_handlers=handlers, ext_neg=list(ext_neg or []) or None)
         if not assoc.is_established:
             timeout = float(settings.timeout_s)
-            if assoc.is_rejected:
+            if assoc.is_rejected or seen["reject"]:
                 record(f"rejected: {seen['reject']}")
                 raise AssociationRejected(
                     f"{node.address} rejected the association: {seen['reject'] or 'no reason'}; "
