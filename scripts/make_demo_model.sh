@@ -36,14 +36,28 @@ TEST_SEED=202; N_TEST=${N_TEST:-200}
 #   gpu: the recipe proposed for one GPU (not run yet: no GPU was lent so far), sized for a
 #        10-minute slot with 16 cores (WORKERS=16): ~3 min generating and preparing 1,400
 #        studies, at most 4 min of training at 128 px, then the test evaluation.
+# Per recipe: the paper's architecture (resnet18 pathways, paper head) for cpu/gpu; lesion is
+# the design of docs/learning.md (small CT trunk, lesion head trained on label maps,
+# lesion-weighted aggregation).
+PAPER_MODEL=(--backbone resnet18 --shared-trunk --batch-size 20 --slices-per-patient 4
+             --val-slices-per-patient 8 --class-weighting)
+LABEL_MAPS=()
 case "$RECIPE" in
   cpu) COHORTS="101:240"; MATRIX=96; INPUT=64; CROP=none; ITERATIONS=1200; LR=1e-3; HALVE=10
        PATIENCE=8; MINUTES=75; VAL_FRACTION=0.2; VERSION=2026.1
-       TARGET_FLAGS=() ;;
+       MODEL_FLAGS=("${PAPER_MODEL[@]}"); TARGET_FLAGS=() ;;
   gpu) COHORTS="101:800 103:400"; MATRIX=128; INPUT=128; CROP=body; ITERATIONS=6000; LR=3e-4
        HALVE=6; PATIENCE=6; MINUTES=4; VAL_FRACTION=0.15; VERSION=2026.2
+       MODEL_FLAGS=("${PAPER_MODEL[@]}")
        TARGET_FLAGS=(--weight-decay 1e-4 --no-augment --soft-target-column p_true) ;;
-  *) echo "RECIPE must be cpu or gpu, not $RECIPE" >&2; exit 2 ;;
+  lesion) COHORTS="101:700"; MATRIX=128; INPUT=96; CROP=body; ITERATIONS=4000; LR=1e-3
+       HALVE=8; PATIENCE=10; MINUTES=${MINUTES:-3}; VAL_FRACTION=0.15; VERSION=2026.3
+       LABEL_MAPS=(--label-maps)
+       MODEL_FLAGS=(--backbone small --shared-trunk --head lesion --aggregation lesion_weighted
+                    --extra-channels 64 --hidden 64 --dropout 0.1 --batch-size 64
+                    --slices-per-patient 12 --val-slices-per-patient 16)
+       TARGET_FLAGS=(--no-augment --soft-target-column p_true) ;;
+  *) echo "RECIPE must be cpu, gpu or lesion, not $RECIPE" >&2; exit 2 ;;
 esac
 TRAIN_COHORTS=${TRAIN_COHORTS:-$COHORTS}
 ITERATIONS=${MAX_ITERATIONS:-$ITERATIONS}  # overridable for a quick trial of the script
@@ -57,7 +71,7 @@ generate() {  # folder patients seed
     echo "reusing $1 (seed $3, $2 patients, matrix $MATRIX)" >&2
   else
     "$PY" -m app demo-data "$1" --patients "$2" --seed "$3" --matrix "$MATRIX" \
-      --workers "$WORKERS"
+      --workers "$WORKERS" "${LABEL_MAPS[@]}"
     touch "$stamp"
   fi
 }
@@ -80,7 +94,17 @@ demonstration and testing of the software only, NOT FOR CLINICAL USE: it has nev
 patient's CT and says nothing about real treatment response. Held-out metrics are on an unseen \
 synthetic test cohort (seed $TEST_SEED, $N_TEST patients) beside that cohort's Bayes-optimal AUC \
 (the AUC of the generator's true response probabilities, the ceiling for any model)."
-if [[ $RECIPE == cpu ]]; then
+if [[ $RECIPE == lesion ]]; then
+  RECIPE_NOTE="Lesion recipe (docs/learning.md), not the paper's architecture: a small \
+from-scratch CT trunk (six conv layers, stride 4) shared by the phases with phase-specific \
+BatchNorm, ${INPUT} px input of the body's bounding box, and a lesion head — a segmentation \
+(other/liver/lesion/necrosis) learnt from the phantoms' label maps, whose lesion mask pools each \
+phase's features and measures the lesion-minus-liver intensity per phase, feeding the paper's \
+self-attention and two FC layers; trained towards the generator's true response probability \
+(p_true) with learning rate $LR halved every $HALVE epochs, at most $ITERATIONS iterations or \
+$MINUTES minutes, selection on validation AUC; the patient's result is the lesion-weighted \
+vote (slices in which the model sees tumour vote; score weighted by the tumour area seen)."
+elif [[ $RECIPE == cpu ]]; then
   RECIPE_NOTE="CPU recipe (2 shared cores, about an hour) instead of the paper's: 64 px input \
 instead of 224 (fine texture such as a thin capsule or small necrosis is lost), shared trunk, \
 learning rate 1e-3 instead of 1e-4 (no ImageNet initialisation), 4 random triplets per patient \
@@ -98,11 +122,10 @@ fi
 NOTES="$DISCLAIMER $RECIPE_NOTE Produced by scripts/make_demo_model.sh."
 
 "$PY" -m app train "$TRAIN_CSV" --out "$OUT" \
-  --backbone resnet18 --shared-trunk --input-size "$INPUT" --crop "$CROP" \
-  --max-iterations "$ITERATIONS" --max-minutes "$MINUTES" --batch-size 20 --lr "$LR" \
-  --lr-halve-every "$HALVE" "${TARGET_FLAGS[@]}" \
-  --slices-per-patient 4 --val-slices-per-patient 8 --val-fraction "$VAL_FRACTION" \
-  --early-stop-on auc --patience "$PATIENCE" --class-weighting --seed 0 --device "$DEVICE" \
+  "${MODEL_FLAGS[@]}" --input-size "$INPUT" --crop "$CROP" \
+  --max-iterations "$ITERATIONS" --max-minutes "$MINUTES" --lr "$LR" \
+  --lr-halve-every "$HALVE" "${TARGET_FLAGS[@]}" --val-fraction "$VAL_FRACTION" \
+  --early-stop-on auc --patience "$PATIENCE" --seed 0 --device "$DEVICE" \
   --workers "$WORKERS" --half --name hcc-response-demo --model-version "$VERSION" \
   --weights-kind synthetic --test "$TEST_DIR/labels.csv" --cache-dir "$WORK/cache" \
   --notes "$NOTES" --checkpoint "$WORK/demo-model-$RECIPE.ckpt"

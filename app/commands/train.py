@@ -20,7 +20,7 @@ WEIGHTS_KIND_CHOICES = {"synthetic": "trained on synthetic phantoms", "site": "s
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Architecture, preprocessing and recipe options shared by ``train`` and the ablation."""
-    from app.inference.config import BACKBONES, CROP_POLICIES
+    from app.inference.config import AGGREGATIONS, BACKBONES, CROP_POLICIES, HEADS
 
     m = parser.add_argument_group("model")
     m.add_argument("--phases", default="plain,arterial,portal",
@@ -32,6 +32,16 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--input-size", type=int, default=224, metavar="PX",
                    help="network input side in pixels (paper 224)")
     m.add_argument("--crop", choices=CROP_POLICIES, default="none")
+    m.add_argument("--head", choices=HEADS, default="paper",
+                   help="paper: pooling, attention, two FC layers; lesion: segmentation head "
+                        "whose lesion mask pools each phase (needs label maps; not the paper)")
+    m.add_argument("--aggregation", choices=AGGREGATIONS, default="vote",
+                   help="patient result from the slices: vote (paper) or lesion_weighted "
+                        "(lesion head: slices showing tumour vote, score weighted by its area)")
+    m.add_argument("--extra-channels", type=int, default=128, metavar="C",
+                   help="channels of the extra layers / per-phase feature (paper: not stated)")
+    m.add_argument("--hidden", type=int, default=128, help="width of the first FC layer")
+    m.add_argument("--dropout", type=float, default=0.5, help="dropout before each FC layer (paper 0.5)")
     r = parser.add_argument_group("recipe (defaults: the paper's)")
     r.add_argument("--max-iterations", type=int, default=13000, metavar="N")
     r.add_argument("--epochs", type=int, default=None, metavar="N", help="at most N epochs")
@@ -58,6 +68,11 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--class-weighting", action="store_true",
                    help="weight the loss by inverse class frequency")
     r.add_argument("--no-augment", action="store_true")
+    r.add_argument("--init", choices=("random", "phantom"), default="random",
+                   help="random, or phantom: start from the shipped demo model's CT trunk "
+                        "(same backbone and extra layers needed)")
+    r.add_argument("--seg-weight", type=float, default=1.0,
+                   help="weight of the segmentation loss of a lesion-head model")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     r.add_argument("--cache-dir", type=Path, default=None,
@@ -104,7 +119,9 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
     phases = tuple(p.strip() for p in args.phases.split(",") if p.strip())
     model = ModelConfig(phases=phases, backbone=args.backbone, attention=not args.no_attention,
                         shared_trunk=args.shared_trunk, input_size=args.input_size,
-                        crop=args.crop)
+                        crop=args.crop, head=args.head, aggregation=args.aggregation,
+                        extra_channels=args.extra_channels, hidden=args.hidden,
+                        dropout=args.dropout)
     return TrainConfig(
         model=model, max_iterations=args.max_iterations, max_epochs=args.epochs,
         max_minutes=args.max_minutes,
@@ -115,7 +132,8 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
         augment=AugmentConfig(enabled=not args.no_augment), device=args.device, seed=args.seed,
         slices_per_patient=args.slices_per_patient,
         val_slices_per_patient=args.val_slices_per_patient,
-        soft_target_column=args.soft_target_column)
+        soft_target_column=args.soft_target_column, seg_weight=args.seg_weight,
+        init=args.init)
 
 
 def prepare(csv_path: Path, settings: Any, cache_dir: Path | None, progress: Any,

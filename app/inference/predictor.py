@@ -46,7 +46,7 @@ from app.inference.result import (
     TIE_RULE,
     PredictionResult,
     SliceResult,
-    majority_vote,
+    aggregate,
     slice_label,
 )
 from app.inference.weights import LoadedModel
@@ -62,7 +62,7 @@ def run_batches(
     batch_size: int,
     precision: str = "auto",
     text: str = "predicting",
-) -> tuple[torch.Tensor, int, str, list[str]]:
+) -> tuple[torch.Tensor, int, str, list[str], torch.Tensor | None]:
     """Responder probabilities for the rows of ``x`` ``[N, P, 1, S, S]``, batch by batch.
 
     ``x`` may be a :class:`~app.inference.device.DeviceInput` (input made on the GPU, remade on
@@ -74,7 +74,8 @@ def run_batches(
 
     Returns
     -------
-    (probabilities [N] float32 CPU, final batch size, precision used, notes on fallbacks)
+    (probabilities [N] float32 CPU, final batch size, precision used, notes on fallbacks,
+    lesion areas [N] for a lesion-head model else None)
     """
     if loaded.model.training:
         # dropout and batch statistics would make the answer random and batch-dependent
@@ -84,18 +85,26 @@ def run_batches(
     used: list[torch.dtype | None] = [None]
     source = x if isinstance(x, DeviceInput) else DeviceInput(x, x.cpu)
 
+    lesion_head = loaded.config.head == "lesion"
+
     def step(start: int, stop: int, choice: DeviceChoice) -> torch.Tensor:
         amp = autocast_dtype(precision, choice)
         xb = source.rows(start, stop, choice)
         with torch.inference_mode(), autocast(choice, amp):
-            logits = loaded.model(xb)
+            if lesion_head:
+                out = loaded.model(xb, details=True)
+                logits, area = out.logits, out.lesion_area.float()
+            else:
+                logits = loaded.model(xb)
+                area = torch.full((xb.shape[0],), float("nan"), device=logits.device)
         used[0] = amp
-        return torch.softmax(logits.float(), dim=1)[:, 1].cpu()
+        return torch.stack([torch.softmax(logits.float(), dim=1)[:, 1], area], dim=1).cpu()
 
     n = int(source.x.shape[0])
     run = run_batched(loaded, n, batch_size, step, during=text, progress=progress)
-    probs = torch.cat(run.outputs) if run.outputs else torch.empty(0, dtype=torch.float32)
-    return probs, run.batch_size, DTYPE_NAMES[used[0]], run.notes
+    both = torch.cat(run.outputs) if run.outputs else torch.empty((0, 2), dtype=torch.float32)
+    areas = both[:, 1] if lesion_head else None
+    return both[:, 0].contiguous(), run.batch_size, DTYPE_NAMES[used[0]], run.notes, areas
 
 
 def predict(
@@ -152,11 +161,14 @@ def predict(
     t1 = time.perf_counter()
     bs = batch_size or (64 if model.device_choice.is_cuda else 16)
     source = DeviceInput(inputs.x, lambda: preprocess_study(study, model.config).x)
-    probs, bs, used_precision, batch_notes = run_batches(
+    probs, bs, used_precision, batch_notes, areas = run_batches(
         model, source, sub_progress(progress, 0.02, 1.0), bs, precision)
     notes += batch_notes
     t2 = time.perf_counter()
 
+    area_list = [float(a) for a in areas] if areas is not None else None
+    agg = aggregate([float(p) for p in probs], area_list, model.config.aggregation)
+    vote = agg.vote
     slices = []
     for row, k in enumerate(inputs.pair_indices):
         pair = study.pairs[k]
@@ -165,10 +177,13 @@ def predict(
             pair_index=k, z_ref=float(pair.z_ref),
             z_by_phase={ph: float(pair.z_mm[ph]) for ph in model.config.phases if ph in pair.z_mm},
             index_by_phase={ph: int(pair.index[ph]) for ph in model.config.phases},
-            probability=p, label=slice_label(p)))
-    vote = majority_vote([s.probability for s in slices])
+            probability=p, label=slice_label(p),
+            lesion_area=area_list[row] if area_list is not None else None,
+            votes=agg.voting[row]))
 
     warnings: list[str] = []
+    if agg.note:
+        warnings.append(agg.note)
     desc = model.description
     if not desc.is_trained:
         warnings.append(f"the model's weights are {desc.weights_kind}: the result is meaningless")

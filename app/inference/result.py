@@ -26,7 +26,8 @@ class SliceResult:
 
     ``z_ref`` is the level the triplet was paired at; ``z_by_phase`` / ``index_by_phase`` the
     table position and slice index of each phase's slice; ``probability`` the responder
-    probability.
+    probability. For a lesion-head model ``lesion_area`` is the tumour area it saw (input
+    pixels) and ``votes`` whether the slice took part in the ``lesion_weighted`` vote.
     """
 
     pair_index: int
@@ -35,6 +36,8 @@ class SliceResult:
     index_by_phase: dict[str, int]
     probability: float
     label: str
+    lesion_area: float | None = None
+    votes: bool = True
 
 
 @dataclass
@@ -153,3 +156,54 @@ def majority_vote(probabilities: list[float]) -> Vote:
     if 2 * votes < total:
         return Vote(NON_RESPONDER, votes, total, mean, False)
     return Vote(slice_label(mean), votes, total, mean, True)
+
+
+#: A slice votes under ``lesion_weighted`` aggregation when the lesion area seen in it is at
+#: least this share of the largest lesion area seen in any slice of the study.
+LESION_VOTE_SHARE = 0.25
+#: Below this total lesion area (input pixels over all slices) the model saw no tumour at all:
+#: the lesion-weighted rule has nothing to weigh, the paper's vote over all slices is used and
+#: the result says so.
+MIN_LESION_PIXELS = 4.0
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """A patient's vote and which slices took part in it."""
+
+    vote: Vote
+    voting: tuple[bool, ...]
+    rule: str
+    note: str = ""
+
+
+def aggregate(probabilities: list[float], lesion_areas: list[float] | None = None,
+              aggregation: str = "vote") -> Aggregate:
+    """Slice results → the patient's result, by the model's aggregation rule.
+
+    ``vote`` is :func:`majority_vote` over all slices (the paper). ``lesion_weighted`` (for
+    lesion-head models): the slices whose lesion area is at least :data:`LESION_VOTE_SHARE` of
+    the largest vote by majority with the usual tie rule, and the patient's probability is the
+    mean over all slices weighted by lesion area — a slice without tumour says nothing about
+    the tumour's response, so it should neither vote nor dilute the score. When the model saw
+    no tumour anywhere the paper's vote is used and ``note`` says why.
+    """
+    if aggregation == "vote" or lesion_areas is None:
+        return Aggregate(majority_vote(probabilities), tuple(True for _ in probabilities), "vote")
+    if aggregation != "lesion_weighted":
+        raise ValueError(f"unknown aggregation {aggregation!r}")
+    if len(lesion_areas) != len(probabilities):
+        raise ValueError("one lesion area per slice is needed")
+    areas = [max(0.0, float(a)) for a in lesion_areas]
+    total = sum(areas)
+    if not total >= MIN_LESION_PIXELS:
+        return Aggregate(majority_vote(probabilities), tuple(True for _ in probabilities), "vote",
+                         "the model saw no tumour in any slice; the vote of all slices is used")
+    top = max(areas)
+    voting = tuple(a >= LESION_VOTE_SHARE * top for a in areas)
+    chosen = [p for p, v in zip(probabilities, voting, strict=True) if v]
+    vote = majority_vote(chosen)
+    weighted = float(sum(p * a for p, a in zip(probabilities, areas, strict=True)) / total)
+    label = slice_label(weighted) if vote.tie else vote.label
+    return Aggregate(Vote(label, vote.responder_votes, vote.total_votes, weighted, vote.tie), voting,
+                     "lesion_weighted")

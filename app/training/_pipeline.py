@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from app import PHASES
-from app.inference.config import ModelConfig
+from app.dicom.types import AssembledStudy
+from app.inference.config import SEG_CLASSES, ModelConfig
 from app.progress import NULL_PROGRESS, Progress
 from app.training.prepared import PreparedStudy, PrepareSettings
 
@@ -51,4 +52,33 @@ def prepare_study_via_app(study_dir: Path, settings: PrepareSettings, *, patient
         warnings = [f"needs confirmation: {r}" for r in outcome.confirmation_reasons] + warnings
     z = np.array([outcome.pairs[i].z_ref for i in inputs.pair_indices], dtype=np.float64)
     return PreparedStudy(patient_id or outcome.patient_id, int(label), x, z,
-                         outcome.study_uid, str(study_dir), warnings)
+                         outcome.study_uid, str(study_dir), warnings,
+                         seg=ground_truth_seg(study_dir, outcome, cfg, inputs.pair_indices))
+
+
+def ground_truth_seg(study_dir: Path, study: AssembledStudy, cfg: ModelConfig,
+                     pair_indices: list[int]) -> np.ndarray | None:
+    """The lesion head's ground truth for a synthetic study written with label maps, aligned
+    with the prepared slices (``[N, 3, S, S]`` uint8 in SEG_CLASSES codes); None without."""
+    from app.synthetic.labelmaps import has_label_maps, labels_for_inputs, read_label_maps
+
+    if not has_label_maps(study_dir):
+        return None
+    codes = labels_for_inputs(study, cfg, read_label_maps(study_dir), pair_indices)
+    return SEG_FROM_LABEL_CODE[codes]
+
+
+def _seg_lookup() -> np.ndarray:
+    """Label-map code → segmentation class: intrahepatic vessels count as liver; capsule and
+    iodised oil as lesion; necrosis as its own class; everything else (aorta, thrombus,
+    background) as other."""
+    from app.synthetic import labelmaps as lm
+
+    table = np.zeros(256, dtype=np.uint8)
+    table[[lm.LIVER, lm.LIVER_VESSEL]] = SEG_CLASSES.index("liver")
+    table[[lm.LESION, lm.CAPSULE, lm.OIL]] = SEG_CLASSES.index("lesion")
+    table[lm.NECROSIS] = SEG_CLASSES.index("necrosis")
+    return table
+
+
+SEG_FROM_LABEL_CODE = _seg_lookup()

@@ -40,6 +40,9 @@ class SliceSet:
     target:
         ``[N]`` float32 soft training targets (each slice carries its patient's probability of
         response), or None when the studies have none (training uses ``y``).
+    seg:
+        ``[N, 3, S, S]`` uint8 ground-truth segmentation (lesion head), or None unless every
+        study has one.
     """
 
     x: torch.Tensor
@@ -48,6 +51,7 @@ class SliceSet:
     patient_ids: list[str]
     patient_labels: np.ndarray
     target: torch.Tensor | None = None
+    seg: torch.Tensor | None = None
 
     @classmethod
     def from_studies(cls, studies: Sequence[PreparedStudy]) -> SliceSet:
@@ -66,8 +70,12 @@ class SliceSet:
         if all(t is not None for t in targets):
             target = torch.tensor(targets, dtype=torch.float32).repeat_interleave(
                 torch.tensor([s.n_slices for s in studies]))
+        seg = None
+        if all(s.seg is not None for s in studies):
+            seg = torch.cat([torch.from_numpy(np.ascontiguousarray(s.seg, dtype=np.uint8))
+                             for s in studies], 0)
         return cls(x, y, g, [s.patient_id for s in studies],
-                   np.array([int(s.label) for s in studies], dtype=np.int64), target)
+                   np.array([int(s.label) for s in studies], dtype=np.int64), target, seg)
 
     def __len__(self) -> int:
         return int(self.x.shape[0])

@@ -46,13 +46,25 @@ class ScoredCohort:
     slice_probs: np.ndarray
     slice_group: np.ndarray
     extra: dict[str, np.ndarray] = field(default_factory=dict)
+    aggregation: str = "vote"
 
     @property
     def slice_labels(self) -> np.ndarray:
         return self.patient_labels[self.slice_group]
 
     @property
+    def _aggregated(self) -> tuple[np.ndarray, np.ndarray]:
+        from app.training.trainer import patient_scores
+
+        return patient_scores(self.slice_probs, self.slice_group, len(self.patient_ids),
+                              self.extra.get("lesion_area"), self.aggregation)
+
+    @property
     def patient_mean_prob(self) -> np.ndarray:
+        """The patient score: mean slice probability, or lesion-area weighted for a model with
+        ``lesion_weighted`` aggregation (what its prediction reports)."""
+        if self.aggregation != "vote":
+            return self._aggregated[0]
         n = len(self.patient_ids)
         cnt = np.bincount(self.slice_group, minlength=n)
         return np.bincount(self.slice_group, weights=self.slice_probs, minlength=n) / \
@@ -68,8 +80,12 @@ class ScoredCohort:
 
     @property
     def patient_call(self) -> np.ndarray:
-        """The predictor's majority vote per patient (1 = responder)."""
+        """The predictor's patient call (1 = responder): its majority vote, or the
+        lesion-weighted vote of a model with that aggregation."""
         from app.inference.result import RESPONDER, majority_vote
+
+        if self.aggregation != "vote":
+            return self._aggregated[1]
 
         out = np.zeros(len(self.patient_ids), dtype=np.int64)
         for i in range(len(self.patient_ids)):
@@ -83,20 +99,25 @@ def score_slices(model: nn.Module, config: ModelConfig, data: SliceSet, *,
                  device: str | torch.device = "cpu", batch_size: int = 64,
                  progress: Progress = NULL_PROGRESS) -> ScoredCohort:
     """Responder probability of every slice triplet of ``data`` under ``model`` (eval mode)."""
-    from app.training.trainer import predict_proba, resolve_device
+    from app.training.trainer import predict_scores, resolve_device
 
     dev = resolve_device(str(device)) if not isinstance(device, torch.device) else device
     model = model.to(dev).eval()
     pidx = phase_indices(config.phases)
     n = len(data)
     probs = np.empty(n, dtype=np.float64)
+    areas = np.empty(n, dtype=np.float64) if config.head == "lesion" else None
     chunk = max(batch_size * 8, 1)
     for i in range(0, n, chunk):
         progress.check()
-        probs[i:i + chunk] = predict_proba(model, data.x[i:i + chunk], pidx, dev, batch_size)
+        p, a = predict_scores(model, data.x[i:i + chunk], pidx, dev, batch_size)
+        probs[i:i + chunk] = p
+        if areas is not None and a is not None:
+            areas[i:i + chunk] = a
         progress.update(min(1.0, (i + chunk) / max(n, 1)), f"scored {min(n, i + chunk)}/{n}")
+    extra = {"lesion_area": areas} if areas is not None else {}
     return ScoredCohort(list(data.patient_ids), np.asarray(data.patient_labels), probs,
-                        data.group.numpy().astype(np.int64))
+                        data.group.numpy().astype(np.int64), extra, config.aggregation)
 
 
 @dataclass

@@ -22,7 +22,7 @@ import numpy as np
 from app.inference.config import ModelConfig
 
 #: Bump when the content of cached arrays changes meaning (forces re-preparation).
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: optional ground-truth segmentation (seg) beside the slices
 
 
 @dataclass
@@ -41,6 +41,11 @@ class PreparedStudy:
     target:
         Optional probability of response used as the training target instead of ``label``
         (:func:`attach_soft_targets`); never cached — it comes from the CSV, like the label.
+    seg:
+        Optional ground truth for a lesion head: ``[n_pairs, 3, S, S]`` uint8 in
+        :data:`app.inference.config.SEG_CLASSES` codes, aligned pixel for pixel with
+        ``slices`` — present for synthetic studies written with label maps
+        (``demo-data --label-maps``).
     """
 
     patient_id: str
@@ -51,6 +56,7 @@ class PreparedStudy:
     source: str = ""
     warnings: list[str] = field(default_factory=list)
     target: float | None = None
+    seg: np.ndarray | None = None
 
     @property
     def n_slices(self) -> int:
@@ -112,8 +118,11 @@ def save_prepared(path: Path, st: PreparedStudy) -> None:
                        "study_uid": st.study_uid, "source": st.source,
                        "warnings": st.warnings})
     tmp = path.with_suffix(f".tmp{os.getpid()}.npz")
-    np.savez(tmp, slices=st.slices.astype(np.float16), z_ref=st.z_ref.astype(np.float64),
-             meta=np.frombuffer(meta.encode(), dtype=np.uint8))
+    arrays: dict[str, np.ndarray] = {"slices": st.slices.astype(np.float16), "z_ref": st.z_ref.astype(np.float64),
+              "meta": np.frombuffer(meta.encode(), dtype=np.uint8)}
+    if st.seg is not None:
+        arrays["seg"] = st.seg.astype(np.uint8)
+    np.savez(tmp, **arrays)  # type: ignore[arg-type]
     os.replace(tmp, path)
 
 
@@ -123,4 +132,5 @@ def load_prepared(path: Path) -> PreparedStudy:
         meta = json.loads(z["meta"].tobytes().decode())
         return PreparedStudy(meta["patient_id"], int(meta["label"]), z["slices"],
                              z["z_ref"], meta.get("study_uid", ""), meta.get("source", ""),
-                             list(meta.get("warnings", [])))
+                             list(meta.get("warnings", [])),
+                             seg=z["seg"] if "seg" in z.files else None)

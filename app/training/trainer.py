@@ -61,6 +61,8 @@ from app.training.checkpoint import (
 )
 from app.training.cohort import phase_indices
 from app.training.dataset import SliceSet, SplitData
+from app.training.lesion_loss import lesion_loss
+from app.training.phantom_init import INIT_CHOICES, load_phantom_init
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +127,12 @@ class TrainConfig:
         instead of the 0/1 label (not in the paper); None: the 0/1 label. Validation and model
         selection still use the 0/1 label. The name travels with the recipe into checkpoints
         and the model description.
+    seg_weight:
+        Weight of the segmentation loss of a lesion-head model (:mod:`app.training.lesion_loss`);
+        unused by the paper's head.
+    init:
+        ``random`` (torchvision's initialisation) or ``phantom``: trunk and extra layers from the
+        shipped demo model (:mod:`app.training.phantom_init`).
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -149,6 +157,8 @@ class TrainConfig:
     slices_per_patient: int | None = None
     val_slices_per_patient: int | None = None
     soft_target_column: str | None = None
+    seg_weight: float = 1.0
+    init: str = "random"
 
     @property
     def soft_targets(self) -> bool:
@@ -166,6 +176,8 @@ class TrainConfig:
             raise InputError("the time budget must be a positive number of minutes")
         if self.lr <= 0:
             raise InputError("learning rate must be positive")
+        if self.init not in INIT_CHOICES:
+            raise InputError(f"init must be one of {', '.join(INIT_CHOICES)}, not {self.init!r}")
         if self.early_stop_on not in EARLY_STOP_METRICS:
             raise InputError(f"early_stop_on must be one of {', '.join(EARLY_STOP_METRICS)}")
 
@@ -279,20 +291,56 @@ def _unwrap(model: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, x: torch.Tensor, phase_idx: list[int], device: torch.device,
-                  batch_size: int = 64, amp: bool = False) -> np.ndarray:
-    """Responder probability of every slice triplet of ``x`` ``[N, 3, S, S]`` (eval mode)."""
+def predict_scores(model: nn.Module, x: torch.Tensor, phase_idx: list[int], device: torch.device,
+                   batch_size: int = 64, amp: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """Responder probability of every slice triplet of ``x`` ``[N, 3, S, S]`` (eval mode), and
+    for a lesion-head model the lesion area it saw in each (None otherwise) — what the app's
+    predictor aggregates (:func:`app.inference.result.aggregate`)."""
     model.eval()
+    lesion_head = getattr(_unwrap(model), "seg", None) is not None
     out = np.empty(x.shape[0], dtype=np.float64)
+    areas = np.empty(x.shape[0], dtype=np.float64) if lesion_head else None
     idx_t = torch.tensor(phase_idx)
     for i in range(0, x.shape[0], batch_size):
         xb = x[i:i + batch_size].index_select(1, idx_t.to(x.device))
         xb = xb.to(device, non_blocking=True).float().unsqueeze(2)
         with torch.autocast(device_type=device.type, dtype=_amp_dtype(device),
                             enabled=amp and device.type == "cuda"):
-            logits = model(xb)
+            if areas is not None:
+                res = model(xb, details=True)
+                logits = res.logits
+                areas[i:i + xb.shape[0]] = res.lesion_area.float().cpu().numpy()
+            else:
+                logits = model(xb)
         out[i:i + xb.shape[0]] = torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy()
-    return out
+    return out, areas
+
+
+def predict_proba(model: nn.Module, x: torch.Tensor, phase_idx: list[int], device: torch.device,
+                  batch_size: int = 64, amp: bool = False) -> np.ndarray:
+    """Responder probability of every slice triplet of ``x`` ``[N, 3, S, S]`` (eval mode)."""
+    return predict_scores(model, x, phase_idx, device, batch_size, amp)[0]
+
+
+def patient_scores(probs: np.ndarray, group: np.ndarray, n_patients: int,
+                   areas: np.ndarray | None = None, aggregation: str = "vote"
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Per patient: the score (mean probability, lesion-weighted for ``lesion_weighted``) and
+    the call (1 = responder) — :func:`app.inference.result.aggregate` per patient, exactly as
+    the app's predictor decides."""
+    from app.inference.result import RESPONDER, aggregate
+
+    score = np.zeros(n_patients, dtype=np.float64)
+    call = np.zeros(n_patients, dtype=np.int64)
+    for i in range(n_patients):
+        sel = group == i
+        if not sel.any():
+            continue
+        agg = aggregate([float(p) for p in probs[sel]],
+                        [float(a) for a in areas[sel]] if areas is not None else None, aggregation)
+        score[i] = agg.vote.mean_probability
+        call[i] = int(agg.vote.label == RESPONDER)
+    return score, call
 
 
 def _amp_dtype(device: torch.device) -> torch.dtype:
@@ -301,25 +349,22 @@ def _amp_dtype(device: torch.device) -> torch.dtype:
     return torch.float16
 
 
-def _val_metrics(probs: np.ndarray, vs: SliceSet) -> dict[str, float]:
-    """Slice-level loss/accuracy and patient-level AUC (mean probability) / majority vote."""
+def _val_metrics(probs: np.ndarray, vs: SliceSet, areas: np.ndarray | None = None,
+                 aggregation: str = "vote") -> dict[str, float]:
+    """Slice-level loss/accuracy and patient-level AUC / accuracy of the model's aggregation
+    (the mean probability and majority vote for the paper's; lesion-weighted otherwise)."""
     from app.stats import StatsError, auc
 
     y = vs.y.numpy()
     p = np.clip(probs, 1e-7, 1 - 1e-7)
     loss = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
     acc = float(np.mean((probs > 0.5) == (y == 1)))
-    g = vs.group.numpy()
-    n_pat = vs.n_patients
-    mean_p = np.bincount(g, weights=probs, minlength=n_pat) / np.maximum(
-        np.bincount(g, minlength=n_pat), 1)
-    votes = np.bincount(g, weights=(probs > 0.5).astype(float), minlength=n_pat) / np.maximum(
-        np.bincount(g, minlength=n_pat), 1)
+    score, call = patient_scores(probs, vs.group.numpy(), vs.n_patients, areas, aggregation)
     try:
-        pauc = auc(vs.patient_labels, mean_p)
+        pauc = auc(vs.patient_labels, score)
     except StatsError:
         pauc = float("nan")
-    pacc = float(np.mean((votes > 0.5) == (vs.patient_labels == 1)))
+    pacc = float(np.mean(call == vs.patient_labels))
     return {"loss": loss, "accuracy": acc, "auc": pauc, "patient_accuracy": pacc}
 
 
@@ -374,7 +419,8 @@ def subsample_evenly(vs: SliceSet, k: int) -> SliceSet:
     sel = torch.tensor(keep, dtype=torch.int64)
     return SliceSet(vs.x.index_select(0, sel), vs.y.index_select(0, sel),
                     vs.group.index_select(0, sel), vs.patient_ids, vs.patient_labels,
-                    vs.target.index_select(0, sel) if vs.target is not None else None)
+                    vs.target.index_select(0, sel) if vs.target is not None else None,
+                    vs.seg.index_select(0, sel) if vs.seg is not None else None)
 
 
 def _better(metric: str, new: float, best: float | None) -> bool:
@@ -494,6 +540,7 @@ class _Batches:
     x: torch.Tensor
     y: torch.Tensor
     target: torch.Tensor | None  # soft targets, per triplet
+    seg: torch.Tensor | None  # ground-truth segmentation, per triplet (lesion head)
     group: torch.Tensor
     phase_idx: torch.Tensor
     class_weights: torch.Tensor | None
@@ -513,6 +560,15 @@ class _Batches:
             if tr.target is None:
                 raise InputError("soft targets were asked for but the training set has none")
             target = tr.target.to(device)
+        seg: torch.Tensor | None = None
+        if config.model.head == "lesion":
+            if tr.seg is None:
+                raise InputError("the lesion head learns from label maps, and some training "
+                                 "studies have none (write them with demo-data --label-maps)")
+            if config.augment.enabled and tuple(config.augment.rotation_deg) != (0.0, 0.0):
+                raise InputError("the lesion head is trained without rotation (the label maps "
+                                 "would not follow it): use --no-augment")
+            seg = tr.seg.to(x.device)
         weights = None
         if config.class_weighting:
             counts = torch.bincount(tr.y, minlength=2).float()
@@ -523,7 +579,7 @@ class _Batches:
             counts = torch.bincount(tr.group, minlength=tr.n_patients)
             n_tr = int(counts.clamp(max=config.slices_per_patient).sum())
         steps = max(1, (int(math.ceil(n_tr / dist_.world))) // per_rank)
-        return cls(x, tr.y.to(device), target, tr.group,
+        return cls(x, tr.y.to(device), target, seg, tr.group,
                    torch.tensor(phase_indices(config.model.phases), device=x.device), weights,
                    per_rank, steps)
 
@@ -556,7 +612,10 @@ def _train(config: TrainConfig, data: SplitData, progress: Progress, dist_: _Dis
 
     _set_determinism(config.seed)
     cuda = device.type == "cuda"
-    model: nn.Module = build_model(config.model).to(device)
+    model: nn.Module = build_model(config.model)
+    if config.init == "phantom" and resume is None:
+        log.info("%s", load_phantom_init(model).describe())  # type: ignore[arg-type]
+    model = model.to(device)
     if cuda and config.channels_last:
         model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     tr = data.train
@@ -664,8 +723,15 @@ def _run_epoch(loop: _Loop, state: _TrainState, ddp_model: nn.Module, batches: _
             target = torch.stack([1.0 - tb, tb], 1)  # class probabilities
         xb = augment_batch(xb, state.gen, config.augment)
         with torch.autocast(device_type=device.type, dtype=loop.amp_dtype, enabled=loop.use_amp):
-            logits = ddp_model(xb)
-            loss = F.cross_entropy(logits.float(), target, weight=b.class_weights)
+            if b.seg is not None:
+                sb = b.seg.index_select(0, idx.to(b.seg.device)).index_select(1, b.phase_idx.to(b.seg.device))
+                out = ddp_model(xb, details=True)
+                logits = out.logits
+                loss = lesion_loss(out, target, sb.to(device, non_blocking=True), b.class_weights,
+                                   config.seg_weight)
+            else:
+                logits = ddp_model(xb)
+                loss = F.cross_entropy(logits.float(), target, weight=b.class_weights)
         state.opt.zero_grad(set_to_none=True)
         loop.scaler.scale(loss).backward()
         loop.scaler.step(state.opt)
@@ -706,9 +772,9 @@ def _validate(loop: _Loop, state: _TrainState, val: SliceSet, rec: EpochRecord) 
 
         for buf in state.model.buffers():
             dist.broadcast(buf, src=0)
-    probs = _sharded_predict(state.model, val, phase_indices(loop.config.model.phases), loop.device, loop.config,
-                             loop.dist_)
-    vm = _val_metrics(probs, val)
+    probs, areas = _sharded_predict(state.model, val, phase_indices(loop.config.model.phases), loop.device,
+                                    loop.config, loop.dist_)
+    vm = _val_metrics(probs, val, areas, loop.config.model.aggregation)
     rec.val_loss, rec.val_accuracy = vm["loss"], vm["accuracy"]
     rec.val_patient_auc, rec.val_patient_accuracy = vm["auc"], vm["patient_accuracy"]
     state.select(loop.config.early_stop_on, vm[loop.config.early_stop_on])
@@ -733,20 +799,24 @@ def _out_of_time(max_minutes: float | None, t0: float, epoch_seconds: float, dis
 
 
 def _sharded_predict(model: nn.Module, vs: SliceSet, phase_idx: list[int], device: torch.device,
-                     config: TrainConfig, dist_: _Dist) -> np.ndarray:
-    """Validation probabilities; under DDP each rank predicts a contiguous shard, gathered."""
+                     config: TrainConfig, dist_: _Dist) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validation probabilities (and lesion areas); under DDP each rank predicts a contiguous
+    shard, gathered."""
     if not dist_.active:
-        return predict_proba(model, vs.x, phase_idx, device, config.eval_batch_size, config.amp)
+        return predict_scores(model, vs.x, phase_idx, device, config.eval_batch_size, config.amp)
     import torch.distributed as dist
 
     n = len(vs)
     bounds = np.linspace(0, n, dist_.world + 1).astype(int)
     lo, hi = int(bounds[dist_.rank]), int(bounds[dist_.rank + 1])
-    mine = predict_proba(model, vs.x[lo:hi], phase_idx, device, config.eval_batch_size,
-                         config.amp) if hi > lo else np.empty(0)
+    mine = predict_scores(model, vs.x[lo:hi], phase_idx, device, config.eval_batch_size,
+                          config.amp) if hi > lo else (np.empty(0), None)
     parts: list[Any] = [None] * dist_.world
     dist.all_gather_object(parts, mine)
-    return np.concatenate(parts)
+    probs = np.concatenate([p[0] for p in parts])
+    has_areas = any(p[1] is not None for p in parts)
+    areas = np.concatenate([p[1] if p[1] is not None else np.empty(0) for p in parts]) if has_areas else None
+    return probs, areas
 
 
 def with_overrides(config: TrainConfig, **kw: Any) -> TrainConfig:

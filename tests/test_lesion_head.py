@@ -1,0 +1,177 @@
+"""The lesion head (not the paper's): segmentation, lesion-masked pooling, lesion-weighted
+aggregation, its loss, and the phantom initialisation of a site's model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from app.inference.config import ConfigError, ModelConfig
+from app.inference.model import build_model, fold_batchnorm
+from app.inference.result import RESPONDER, aggregate, majority_vote
+from app.training.lesion_loss import lesion_loss
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+CFG = ModelConfig(backbone="small", input_size=32, extra_channels=16, hidden=16, dropout=0.0,
+                  shared_trunk=True, head="lesion", aggregation="lesion_weighted")
+
+
+def _batch(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Slices with a bright disc (the 'lesion', class 2) inside a mid-grey square (the 'liver',
+    class 1) on some rows; ground truth in SEG_CLASSES codes for every phase."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.full((n, 3, 1, 32, 32), 0.1)
+    seg = torch.zeros((n, 3, 32, 32), dtype=torch.uint8)
+    yy, xx = torch.meshgrid(torch.arange(32), torch.arange(32), indexing="ij")
+    for i in range(n):
+        x[i, :, 0, 6:26, 6:26] = 0.5
+        seg[i, :, 6:26, 6:26] = 1
+        if i % 2 == 0:
+            cy, cx = (int(v) for v in torch.randint(10, 22, (2,), generator=g))
+            disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= 9
+            x[i, 1, 0][disc] = 0.9  # arterial enhancement
+            seg[i, :, disc] = 2
+    return x, seg
+
+
+def test_config_needs_the_lesion_head_for_lesion_weighting() -> None:
+    with pytest.raises(ConfigError, match="lesion_weighted"):
+        ModelConfig(aggregation="lesion_weighted")
+    with pytest.raises(ConfigError, match="unknown head"):
+        ModelConfig(head="magic")
+    assert ModelConfig.from_dict(CFG.to_dict()) == CFG
+
+
+def test_outputs_and_folding() -> None:
+    torch.manual_seed(0)
+    model = build_model(CFG).eval()
+    x, _ = _batch(4)
+    out = model(x, details=True)
+    assert out.logits.shape == (4, 2) and out.seg_logits.shape == (4, 4, 8, 8)
+    assert out.lesion_area.shape == (4,) and bool((out.lesion_area >= 0).all())
+    assert torch.equal(model(x), out.logits)
+    fold_batchnorm(model)
+    torch.testing.assert_close(model(x), out.logits, atol=1e-5, rtol=1e-4)
+    assert set(model.pathway_layers()) == set(CFG.phases)
+    assert all(type(m).__name__ == "LesionGate" for m in model.pathway_layers().values())
+
+
+def test_the_loss_teaches_segmentation_and_response() -> None:
+    """A few hundred steps on planted discs: the segmentation finds them and the response
+    follows the disc (the target here is 'a disc is present')."""
+    torch.manual_seed(1)
+    model = build_model(CFG)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    x, seg = _batch(16)
+    target = torch.tensor([1 if i % 2 == 0 else 0 for i in range(16)])
+    first = None
+    for _ in range(120):
+        out = model(x, details=True)
+        loss = lesion_loss(out, target, seg, None, 1.0)
+        first = first if first is not None else float(loss.detach())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.5 * first
+    model.eval()
+    with torch.no_grad():
+        out = model(x, details=True)
+    area = out.lesion_area.numpy()
+    assert area[::2].min() > 3 * max(area[1::2].max(), 1.0)  # discs seen where they are
+    pred = out.seg_logits.argmax(1)
+    assert (pred[0] == 2).any() and not (pred[1] == 2).any()
+
+
+def test_gradcam_heat_lies_under_the_lesion_mask() -> None:
+    from app.inference.arrays import study_from_arrays
+    from app.inference.gradcam import gradcam_study
+    from app.inference.weights import wrap_model
+
+    torch.manual_seed(2)
+    model = build_model(CFG)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    x, seg = _batch(16, seed=3)
+    target = torch.tensor([1 if i % 2 == 0 else 0 for i in range(16)])
+    for _ in range(120):
+        loss = lesion_loss(model(x, details=True), target, seg, None, 1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    loaded = wrap_model(model)
+    loaded.model.requires_grad_(False)
+    hu = {p: (x[:4, j, 0].numpy() * 400.0 - 200.0) for j, p in enumerate(CFG.phases)}
+    cams = gradcam_study(loaded, study_from_arrays(hu))
+    heat = cams.maps["arterial"]
+    lesion = seg[:4, 1].numpy() == 2
+    inside = heat[lesion].sum() / max(heat.sum(), 1e-9)
+    assert inside > 3 * lesion.mean()  # concentrated on the planted lesions
+    assert heat[1].max() < 0.2 and heat[3].max() < 0.2  # slices without lesion stay cold
+
+
+def test_lesion_weighted_aggregation() -> None:
+    probs = [0.2, 0.9, 0.8, 0.3, 0.1]
+    areas = [0.0, 40.0, 30.0, 5.0, 0.0]
+    agg = aggregate(probs, areas, "lesion_weighted")
+    assert agg.voting == (False, True, True, False, False)
+    assert agg.vote.label == RESPONDER and (agg.vote.responder_votes, agg.vote.total_votes) == (2, 2)
+    assert agg.vote.mean_probability == pytest.approx((0.9 * 40 + 0.8 * 30 + 0.3 * 5) / 75)
+    assert majority_vote(probs).label != RESPONDER  # the paper's vote over all slices differs
+    none = aggregate(probs, [0.0] * 5, "lesion_weighted")
+    assert none.rule == "vote" and "no tumour" in none.note
+    assert aggregate(probs).vote == majority_vote(probs)
+    with pytest.raises(ValueError):
+        aggregate(probs, [1.0], "lesion_weighted")
+
+
+def test_predict_reports_lesion_areas_and_voting_slices() -> None:
+    from app.inference.arrays import study_from_arrays
+    from app.inference.predictor import predict
+    from app.inference.weights import wrap_model
+
+    torch.manual_seed(3)
+    loaded = wrap_model(build_model(CFG))
+    x, _ = _batch(5)
+    hu = {p: (x[:, j, 0].numpy() * 400.0 - 200.0) for j, p in enumerate(CFG.phases)}
+    res = predict(study_from_arrays(hu), loaded)
+    assert all(s.lesion_area is not None and s.lesion_area >= 0 for s in res.slices)
+    assert res.total_votes == sum(s.votes for s in res.slices) or any("no tumour" in w for w in res.warnings)
+    weights = np.array([s.lesion_area for s in res.slices])
+    if weights.sum() >= 4:
+        expected = float((weights * [s.probability for s in res.slices]).sum() / weights.sum())
+        assert res.mean_probability == pytest.approx(expected, rel=1e-5)
+
+
+def test_phantom_init_copies_the_trunk_by_phase(tmp_path) -> None:
+    from app.inference.weights import (
+        WEIGHTS_SYNTHETIC,
+        ModelDescription,
+        save_model,
+        write_sha256_file,
+    )
+    from app.training.phantom_init import PhantomInitError, load_phantom_init
+
+    torch.manual_seed(4)
+    source = build_model(CFG)
+    for m in source.modules():  # distinct BN statistics per phase, to see the mapping
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+    path = tmp_path / "demo.safetensors"
+    save_model(source, CFG, ModelDescription(name="demo", version="1", weights_kind=WEIGHTS_SYNTHETIC,
+                                             architecture=CFG.to_dict()), path)
+    write_sha256_file(path)
+    portal_only = ModelConfig(**{**CFG.to_dict(), "phases": ("portal",), "aggregation": "vote",
+                                 "window": tuple(CFG.window)})
+    target = build_model(portal_only)
+    info = load_phantom_init(target, path)
+    assert info.tensors > 0
+    src, dst = source.state_dict(), target.state_dict()
+    bn_src = [k for k in src if ".bns.2." in k and k.endswith("running_mean")][0]
+    torch.testing.assert_close(dst[bn_src.replace(".bns.2.", ".bns.0.")], src[bn_src])
+    torch.testing.assert_close(dst["extras.0.0.weight"], src["extras.2.0.weight"])
+    other = build_model(ModelConfig(backbone="tiny", input_size=32, extra_channels=16, hidden=16))
+    with pytest.raises(PhantomInitError, match="backbone"):
+        load_phantom_init(other, path)
+    path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(PhantomInitError, match="changed"):
+        load_phantom_init(build_model(CFG), path)
