@@ -74,6 +74,7 @@ def test_sr_reads_back_every_value(case: dict[str, Any], exported: Any) -> None:
     assert sr.device == result.device
     assert sr.software_version == f"HCC Response {__version__}"
     assert sr.intended_use == INTENDED_USE
+    assert sr.warnings == result.warnings
     assert sr.series_uids == study.assignment
     for phase in study.phases:
         used = [study.volumes[phase].sop_instance_uids[p.index[phase]] for p in study.pairs]
@@ -95,12 +96,15 @@ def test_text_outside_latin_1_survives_the_round_trip(case: dict[str, Any], tmp_
 
     study = case["study"]
     result = dataclasses.replace(case["result"], model_name="site-model β",
-                                 weights_kind="random-initialised — not trained")
+                                 weights_kind="random-initialised — not trained",
+                                 warnings=["the model's weights are random-initialised — not "
+                                           "trained: the result is meaningless"])
     exp = export_dicom(study, result, case["cams"],
                        instance_paths(case["scan"], study.assignment.values()), tmp_path)
     ds = pydicom.dcmread(exp.sr_file)
     sr = read_prediction_sr(ds)
     assert (sr.model_name, sr.weights_kind) == ("site-model β", "random-initialised — not trained")
+    assert sr.warnings == result.warnings
     source = pydicom.dcmread(next(iter(instance_paths(case["scan"], study.assignment.values()).values())))
     assert ds.PatientName == source.PatientName
 

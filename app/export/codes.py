@@ -19,6 +19,8 @@ Template (all relationships CONTAINS unless said otherwise)::
       TEXT     (DEVICE, 99HCCR, "Processing device")
       TEXT     (SWVER, 99HCCR, "Software version")
       TEXT     (USE, 99HCCR, "Intended use")
+      TEXT     (WARN, 99HCCR, "Warning") — one per warning shown with the result (untrained
+               weights, a tied vote, an assignment that needed confirmation, a CPU fallback)
       CONTAINER (SRCSER, 99HCCR, "Source series") — one per phase
         CODE    (PHASE, 99HCCR, "Contrast phase") = PLAIN | ART | PV
         UIDREF  (112002, DCM, "Series Instance UID")
@@ -60,6 +62,7 @@ TIE_RULE = _code("TIERULE", "Tie rule")
 DEVICE = _code("DEVICE", "Processing device")
 SOFTWARE_VERSION = _code("SWVER", "Software version")
 INTENDED_USE = _code("USE", "Intended use")
+WARNING = _code("WARN", "Warning")
 SOURCE_SERIES = _code("SRCSER", "Source series")
 CONTRAST_PHASE = _code("PHASE", "Contrast phase")
 SERIES_UID = CodedConcept.from_code(codes.DCM.SeriesInstanceUID)

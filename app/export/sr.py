@@ -24,7 +24,7 @@ from app.export.errors import ExportError
 from app.export.sources import SourceImages
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; importing inference pulls in torch
-    from app.inference.predictor import PredictionResult
+    from app.inference.result import PredictionResult
 
 MANUFACTURER = "HCC Response"
 SR_SERIES_DESCRIPTION = "HCC Response prediction (research, not for diagnosis)"
@@ -47,6 +47,7 @@ class PredictionSR:
     device: str
     software_version: str
     intended_use: str
+    warnings: list[str]
     series_uids: dict[str, str]
     source_images: dict[str, list[str]]
 
@@ -101,6 +102,7 @@ def prediction_content(result: PredictionResult, sources: SourceImages) -> hd.sr
         _text(codes.DEVICE, result.device),
         _text(codes.SOFTWARE_VERSION, f"HCC Response {result.software_version}"),
         _text(codes.INTENDED_USE, INTENDED_USE),
+        *(_text(codes.WARNING, w) for w in result.warnings),
     ]
     for phase, headers in sources.by_phase.items():
         items.append(_source_series(phase, result.series_uids[phase], headers))
@@ -164,6 +166,7 @@ def read_prediction_sr(ds: Dataset) -> PredictionSR:
     if ds.get("ContentSequence") is None or _name(ds) != _key(codes.TITLE):
         raise ExportError("not an HCC Response prediction SR")
     values: dict[tuple[str, str], Any] = {}
+    warnings: list[str] = []
     algorithm: dict[str, list[str]] = {}
     series_uids: dict[str, str] = {}
     source_images: dict[str, list[str]] = {}
@@ -179,6 +182,8 @@ def read_prediction_sr(ds: Dataset) -> PredictionSR:
         elif vt == "TEXT":
             if key[1] == "DCM":
                 algorithm.setdefault(key[0], []).append(str(item.TextValue))
+            elif key == _key(codes.WARNING):
+                warnings.append(str(item.TextValue))
             else:
                 values[key] = str(item.TextValue)
         elif vt == "CONTAINER" and key == _key(codes.SOURCE_SERIES):
@@ -210,6 +215,7 @@ def read_prediction_sr(ds: Dataset) -> PredictionSR:
             device=values[_key(codes.DEVICE)],
             software_version=values[_key(codes.SOFTWARE_VERSION)],
             intended_use=values[_key(codes.INTENDED_USE)],
+            warnings=warnings,
             series_uids=series_uids,
             source_images=source_images,
         )

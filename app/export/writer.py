@@ -26,7 +26,7 @@ from app.export.sr import build_prediction_sr
 if TYPE_CHECKING:  # pragma: no cover - typing only; importing inference pulls in torch
     from app.dicom.types import AssembledStudy
     from app.inference.gradcam import CamResult
-    from app.inference.predictor import PredictionResult
+    from app.inference.result import PredictionResult
 
 SR_SERIES_NUMBER = 9901
 CAPTURE_SERIES_NUMBER = 9902
