@@ -1,15 +1,19 @@
 """HCC Response: offline prediction of response to lenvatinib + immune checkpoint inhibitors
 in unresectable hepatocellular carcinoma from pre-treatment multiphase liver CT.
 
-Layers (imports point downwards only; nothing below ``app.ui`` imports Qt)::
+Layers (imports point downwards only; nothing below ``app.ui`` imports Qt; the order of the
+core is checked by ``tests/test_layers.py``)::
 
-    app.ui          PySide6 + pyqtgraph
-    app.cli         command-line entry
-    app.inference   model, weights, predictor, Grad-CAM
+    app.ui          PySide6 + pyqtgraph: windows, viewers, QThread workers
+    app.cli         command-line entry (app.commands)
+    app.case        the flow of one case, shared by the commands and the app (+ app.casework,
+                    the prediction <-> register adapter)
     app.training    cohort, training loop, evaluation statistics
-    app.register    SQLite case register
-    app.dicom       scan, volumes, phase classification, study assembly
-    app.synthetic   phantom multiphase liver CT written as DICOM
+    app.synthetic   phantom multiphase liver CT written as DICOM (its label maps follow the
+                    model's input geometry, from app.inference.preprocess)
+    app.inference   model, weights, predictor, Grad-CAM (result types in a torch-free module)
+    app.register    SQLite case register (imports neither torch nor app.inference)
+    app.dicom       scan, volumes, phase classification, study assembly, study choice
 """
 
 __version__ = "0.1.0"

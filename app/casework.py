@@ -1,12 +1,19 @@
-"""The adapter between a prediction and the case register (Qt-free).
+"""The adapter between a prediction and the case register (Qt-free, torch-free).
 
 ``app.register`` must not import torch or ``app.inference`` (it stays light and is used by the
 CLI's ``register`` command), and ``app.inference`` knows nothing about the register. The one
-place that knows both — turning an :class:`~app.dicom.types.AssembledStudy` plus a
-:class:`~app.inference.predictor.PredictionResult` into a
-:class:`~app.register.records.PredictionRecord` — is this module, used by the desktop app,
-``hcc-response predict --register`` and ``hcc-response self-test`` alike, so all three record
-exactly the same fields.
+place that knows both is this module, both ways:
+
+* :func:`prediction_record` turns an :class:`~app.dicom.types.AssembledStudy` plus a
+  :class:`~app.inference.result.PredictionResult` into a
+  :class:`~app.register.records.PredictionRecord` — used by the desktop app,
+  ``hcc-response predict --register`` and ``hcc-response self-test`` alike (through
+  :mod:`app.case.flow`), so all three record exactly the same fields;
+* :func:`result_from_record` turns a record read back from the register into a
+  ``PredictionResult``, so that the desktop app shows a re-opened case with the same widgets
+  (and the same types) as a fresh prediction.
+
+:mod:`app.inference.result` imports no torch, so neither does this module.
 """
 
 from __future__ import annotations
@@ -14,11 +21,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from app.inference.result import NON_RESPONDER, RESPONDER, PredictionResult, SliceResult
 from app.register.records import PredictionRecord, study_fields
 
-if TYPE_CHECKING:  # pragma: no cover - typing only; importing inference pulls in torch
+if TYPE_CHECKING:  # pragma: no cover - typing only
     from app.dicom.types import AssembledStudy
-    from app.inference.predictor import PredictionResult
 
 
 def prediction_record(
@@ -78,3 +85,30 @@ def prediction_record(
         run_time_s=float(result.timings.get("total", 0.0)) or None,
         source_folder=source_folder,
     )
+
+
+def result_from_record(record: PredictionRecord, case_id: int) -> PredictionResult:
+    """The prediction a register record keeps, as a :class:`PredictionResult`.
+
+    What the register does not keep (the slice indices per phase, precision, batch size,
+    timings) is left empty; a warning saying that the case was re-opened without its images
+    comes first.
+    """
+    slices = [
+        SliceResult(pair_index=i, z_ref=float(s.get("z_ref", 0.0)), z_by_phase={},
+                    index_by_phase={}, probability=float(s.get("probability", 0.0)),
+                    label=RESPONDER if s.get("label") in (1, True, RESPONDER) else NON_RESPONDER)
+        for i, s in enumerate(record.slice_results)
+    ]
+    warnings = [f"Re-opened from the register (case {case_id}); images not loaded.",
+                *record.warnings]
+    return PredictionResult(
+        label=record.label, responder_votes=record.responder_votes,
+        total_votes=record.total_votes,
+        vote_fraction=record.responder_votes / record.total_votes if record.total_votes else 0.0,
+        mean_probability=float(record.score), tie=record.tie, tie_rule=record.tie_rule,
+        slices=slices, phases=tuple(record.series_uids), series_uids=dict(record.series_uids),
+        model_name=record.model_name, model_version=record.model_version,
+        model_sha256=record.model_sha256, weights_kind=record.weights_kind,
+        device=record.device, device_reason="", device_fallback=False, precision="",
+        batch_size=0, warnings=warnings, software_version=record.app_version)

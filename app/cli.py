@@ -68,6 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from app.offline import forbid_network
 
     forbid_network()
+    # predictions that could not be recorded earlier are recorded now where possible
+    from app import paths
+
+    if paths.has_pending_records():
+        from app.register.pending import replay_at_start
+
+        replay_at_start(lambda text: print(f"hcc-response: {text}", file=sys.stderr))
     try:
         return int(args._module.run(args) or 0)
     except HCCError as exc:

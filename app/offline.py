@@ -2,17 +2,24 @@
 
 HCC Response never needs a network: no telemetry, no update checks, no weight downloads. This
 module turns that promise into a check. :func:`forbid_network` replaces the socket functions that
-reach another machine (``connect``, ``connect_ex``, ``sendto``, ``create_connection`` and host
-name resolution) with versions that raise :class:`NetworkForbidden` for anything that is not
-this machine. Loopback and Unix sockets stay allowed: they are not network traffic, and the
-data-parallel trainer's process group (``torchrun``/gloo) talks over 127.0.0.1.
+reach another machine (``connect``, ``connect_ex``, ``sendto``, ``sendmsg``,
+``create_connection``), that would let another machine reach this one (``bind`` to an address
+that is not loopback, ``listen`` on a socket bound to one, or not bound at all, which binds to
+every interface) and host name resolution in both directions (``getaddrinfo``,
+``gethostbyname(_ex)``, ``gethostbyaddr``, ``getnameinfo``) with versions that raise
+:class:`NetworkForbidden`. Loopback and Unix sockets stay allowed: they are not network traffic,
+and the data-parallel trainer's process group (``torchrun``/gloo) talks over 127.0.0.1.
 
-The one exception is the DICOM node a site configures (Settings → DICOM network, off by
-default): :func:`allow_endpoint` lets connections to exactly that host and port through for the
-duration of a ``with`` block (an association), and nothing else.
+The one exception is the DICOM network link a site configures (Settings → DICOM network, off
+by default): :func:`allow_endpoint` lets connections to exactly the node's host and port through
+for the duration of a ``with`` block (an association), and the same for binding and listening on
+the storage SCP's configured address while a C-MOVE runs; nothing else.
 
-The test suite installs the guard for every test, and ``hcc-response self-test`` runs under it,
-so a library that starts phoning home makes both fail loudly instead of leaking silently.
+Every process the app starts runs under it: the CLI installs it for every command (the GUI
+included), and the worker processes of :mod:`app.parallel` (``spawn``: they start as fresh
+interpreters that inherit nothing) install it in their initializer. The test suite installs it
+for every test, and ``hcc-response self-test`` runs under it, so a library that starts phoning
+home makes both fail loudly instead of leaking silently.
 """
 
 from __future__ import annotations
@@ -83,6 +90,30 @@ def _is_allowed_name(host: object) -> bool:
         return any(h == name for h, _port in _allowed)
 
 
+def _is_loopback_bind(family: int, address: object) -> bool:
+    """Whether binding to ``address`` exposes the socket to this machine only.
+
+    Stricter than :func:`_is_local_address`: the unspecified address (``""``, ``0.0.0.0``,
+    ``::``) is "this machine" as a destination but "every interface" for a bind.
+    """
+    if family == getattr(socket, "AF_UNIX", object()):
+        return True
+    if family not in (socket.AF_INET, socket.AF_INET6):
+        return True  # not an IP socket (netlink, packet sockets need privileges anyway)
+    if not (isinstance(address, tuple) and address):
+        return False
+    host = address[0]
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    name = str(host).strip().lower().rstrip(".")
+    if name in ("localhost", "ip6-localhost", "ip6-loopback"):
+        return True
+    try:
+        return ipaddress.ip_address(name.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
 def _is_local_address(family: int, address: object) -> bool:
     if family == getattr(socket, "AF_UNIX", object()):
         return True
@@ -108,7 +139,12 @@ def forbid_network() -> None:
             connect=socket.socket.connect,
             connect_ex=socket.socket.connect_ex,
             sendto=socket.socket.sendto,
+            sendmsg=socket.socket.sendmsg,
+            bind=socket.socket.bind,
+            listen=socket.socket.listen,
             getaddrinfo=socket.getaddrinfo,
+            gethostbyaddr=socket.gethostbyaddr,
+            getnameinfo=socket.getnameinfo,
             gethostbyname=socket.gethostbyname,
             gethostbyname_ex=socket.gethostbyname_ex,
             create_connection=socket.create_connection,
@@ -131,6 +167,35 @@ def forbid_network() -> None:
             _refuse(f"datagram to {address!r}")
         return orig["sendto"](self, data, *args)
 
+    def sendmsg(self: socket.socket, buffers: Any, *args: Any) -> Any:
+        address = args[2] if len(args) >= 3 else None  # (ancdata, flags, address)
+        if address is not None and not _is_local_address(self.family, address):
+            _refuse(f"datagram to {address!r}")
+        return orig["sendmsg"](self, buffers, *args)
+
+    def bind(self: socket.socket, address: Any) -> Any:
+        if not (_is_loopback_bind(self.family, address) or _is_allowed_endpoint(address)):
+            _refuse(f"listening address {address!r} (only loopback is allowed)")
+        return orig["bind"](self, address)
+
+    def listen(self: socket.socket, *args: Any) -> Any:
+        if self.family in (socket.AF_INET, socket.AF_INET6):
+            try:
+                bound = self.getsockname()
+            except OSError:
+                bound = None
+            # an unbound socket listens on every interface; so does one bound to 0.0.0.0
+            allowed = bool(bound) and _is_allowed_endpoint(bound)  # the configured storage SCP
+            if not allowed and (not bound or not _is_loopback_bind(self.family, bound)
+                                or bound[1] == 0):
+                _refuse(f"listening on {bound!r} (only loopback is allowed)")
+        return orig["listen"](self, *args)
+
+    def getnameinfo(sockaddr: Any, flags: int) -> Any:
+        if not (isinstance(sockaddr, tuple) and _is_local_host(sockaddr[0])):
+            _refuse(f"host name lookup of {sockaddr!r}")
+        return orig["getnameinfo"](sockaddr, flags)
+
     def resolver(name: str) -> Callable[..., Any]:
         def resolve(host: Any, *args: Any, **kwargs: Any) -> Any:
             if not (_is_local_host(host) or _is_allowed_name(host)):
@@ -148,7 +213,12 @@ def forbid_network() -> None:
     socket.socket.connect = connect  # type: ignore[method-assign,assignment]
     socket.socket.connect_ex = connect_ex  # type: ignore[method-assign,assignment]
     socket.socket.sendto = sendto  # type: ignore[method-assign,assignment]
+    socket.socket.sendmsg = sendmsg  # type: ignore[method-assign,assignment]
+    socket.socket.bind = bind  # type: ignore[method-assign,assignment]
+    socket.socket.listen = listen  # type: ignore[method-assign,assignment]
     socket.getaddrinfo = resolver("getaddrinfo")
+    socket.gethostbyaddr = resolver("gethostbyaddr")
+    socket.getnameinfo = getnameinfo
     socket.gethostbyname = resolver("gethostbyname")
     socket.gethostbyname_ex = resolver("gethostbyname_ex")
     socket.create_connection = create_connection  # type: ignore[assignment]
@@ -164,7 +234,12 @@ def allow_network() -> None:
     socket.socket.connect = orig["connect"]  # type: ignore[method-assign]
     socket.socket.connect_ex = orig["connect_ex"]  # type: ignore[method-assign]
     socket.socket.sendto = orig["sendto"]  # type: ignore[method-assign]
+    socket.socket.sendmsg = orig["sendmsg"]  # type: ignore[method-assign]
+    socket.socket.bind = orig["bind"]  # type: ignore[method-assign]
+    socket.socket.listen = orig["listen"]  # type: ignore[method-assign]
     socket.getaddrinfo = orig["getaddrinfo"]
+    socket.gethostbyaddr = orig["gethostbyaddr"]
+    socket.getnameinfo = orig["getnameinfo"]
     socket.gethostbyname = orig["gethostbyname"]
     socket.gethostbyname_ex = orig["gethostbyname_ex"]
     socket.create_connection = orig["create_connection"]

@@ -57,7 +57,15 @@ def resolve_workers(workers: int | None) -> int:
 
 
 def _init_worker() -> None:
-    """Keep each worker single-threaded: the pool already uses the cores."""
+    """Install the offline guard, and keep each worker single-threaded.
+
+    A spawned worker is a fresh interpreter: it inherits none of the parent's patched socket
+    functions, so the guard of RELIABILITY.md 25 must be installed again here, before any job.
+    One thread per worker: the pool already uses the cores.
+    """
+    from app.offline import forbid_network
+
+    forbid_network()
     try:
         import cv2
 

@@ -40,6 +40,20 @@ def default_register_path() -> Path:
     return user_data_dir() / "register.sqlite"
 
 
+def pending_records_file() -> Path:
+    """Predictions the register could not take, kept until they can be recorded (issue 19)."""
+    return user_data_dir() / "pending-records.jsonl"
+
+
+def has_pending_records() -> bool:
+    """Whether anything is waiting to be recorded (cheap: the start-up check of every command).
+
+    Also true for the claim a replay interrupted by a crash left behind.
+    """
+    main = pending_records_file()
+    return main.exists() or any(main.parent.glob(main.name + ".replaying-*"))
+
+
 def models_dir() -> Path:
     """Where imported site models are copied."""
     d = user_data_dir() / "models"

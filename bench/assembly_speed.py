@@ -15,7 +15,7 @@ figure, the best-of ratio can swing by ±0.1 between runs):
   :func:`app.dicom.phase.classify_study`), choice of the series and the three volumes, no file
   decoded twice (with no more candidates than phases the volumes are loaded first and the
   samples copied from them, otherwise the loads reuse the sampled slices);
-- *liver*: :func:`app.dicom.anatomy.find_liver_range` on the three loaded volumes.
+- *liver*: :func:`app.dicom.liver_range.find_liver_range` on the three loaded volumes.
 
 Prints (classify + load) / load (target <= 1.2), best-of and median of the rounds, and the same
 with the liver range. ``--no-liver`` leaves the liver range out (shorter rounds, less drift
@@ -60,7 +60,7 @@ def main() -> int:
         generate_cohort(folder, 1, seed=3, options=StudyOptions(matrix=args.matrix))
         print(f"generated a 3-phase synthetic study ({args.matrix} px) in "
               f"{time.perf_counter() - t0:.1f} s")
-    from app.dicom.anatomy import find_liver_range
+    from app.dicom.liver_range import find_liver_range
 
     result = scan_folder(folder)
     study = next(st for st in result.studies if st.usable_series())

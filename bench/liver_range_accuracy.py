@@ -7,7 +7,7 @@ Usage::
 
 Uses the same mixed cohort as ``bench/phase_accuracy.py`` (``--cohort`` shares it). For every
 main axial series with a liver range in the truth (plain, arterial, portal and delayed where
-present) the full volume is loaded and :func:`app.dicom.anatomy.find_liver_range` run; a phase
+present) the full volume is loaded and :func:`app.dicom.liver_range.find_liver_range` run; a phase
 counts as correct when both ends are within one slice spacing of the truth. Prints the fraction,
 the distribution of end errors in slices, and the time per volume.
 """
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from phase_accuracy import ensure_cohort  # noqa: E402
 
-from app.dicom.anatomy import find_liver_range, find_liver_ranges  # noqa: E402
+from app.dicom.liver_range import find_liver_range, find_liver_ranges  # noqa: E402
 from app.dicom.scan import scan_folder  # noqa: E402
 from app.dicom.volume import load_volume  # noqa: E402
 

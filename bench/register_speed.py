@@ -9,7 +9,10 @@ Each prediction is inserted the way the app does it: one ``add_prediction`` call
 ``BEGIN IMMEDIATE`` transaction with its audit event, WAL with ``synchronous=FULL`` (an fsync
 per commit). Then the list/search screen's queries run ``--repeat`` times each on the full
 register; the median and the worst time are printed. Goal (issue 5): each query well under a
-second with 10,000 predictions.
+second with 10,000 predictions. Last, the cost of the integrity check that every writable open
+runs first (``PRAGMA quick_check`` of the tables a write touches, issue 19; goal < 100 ms at
+10,000 cases): that check alone, the whole file's, and a whole writable open with the check
+against a read-only open without it. ``--integrity-only --keep DIR`` reruns only these on a register kept earlier.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.register import open_register
+from app.register import db, open_register
+from app.register.integrity import quick_check
 from app.register.samples import sample_record
 
 
@@ -36,6 +40,29 @@ def _time(fn: Callable[[], Any], repeat: int) -> tuple[float, float, Any]:
     return statistics.median(times), max(times), result
 
 
+def integrity_figures(path: Path, repeat: int) -> None:
+    """Print the cost of the integrity check at open (issue 19) on the register at ``path``."""
+
+    def check_only(whole: bool) -> Callable[[], None]:
+        def run() -> None:
+            con, _uri = db.connect_read_only(path)
+            try:
+                quick_check(con, path, whole=whole)
+            finally:
+                con.close()
+        return run
+
+    print(f"\nintegrity check at open ({repeat} runs, file {path.stat().st_size / 1e6:.1f} MB)")
+    for name, fn in [("quick_check as at open (all but slice detail)", check_only(False)),
+                     ("quick_check of the whole file", check_only(True)),
+                     ("writable open (probe + quick_check) + close",
+                      lambda: open_register(path).close()),
+                     ("read-only open (no check) + close",
+                      lambda: open_register(path, read_only=True).close())]:
+        med, worst, _ = _time(fn, repeat)
+        print(f"{name:<45} {med * 1000:8.1f}ms {worst * 1000:8.1f}ms")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=10_000, help="predictions to insert")
@@ -43,7 +70,14 @@ def main() -> None:
     ap.add_argument("--outcomes", type=float, default=0.2, help="fraction given an outcome")
     ap.add_argument("--repeat", type=int, default=5, help="runs per query")
     ap.add_argument("--keep", type=Path, default=None, help="write the register here and keep it")
+    ap.add_argument("--integrity-only", action="store_true",
+                    help="only time the integrity check at open of the register in --keep")
     args = ap.parse_args()
+    if args.integrity_only:
+        if args.keep is None or not (args.keep / "register.sqlite").is_file():
+            ap.error("--integrity-only needs --keep DIR with a register kept by an earlier run")
+        integrity_figures(args.keep / "register.sqlite", args.repeat)
+        return
 
     tmp = None
     if args.keep is None:
@@ -117,6 +151,8 @@ def main() -> None:
         extra = f" ok={res.ok}" if hasattr(res, "ok") else ""
         print(f"{name:<45} {med:8.2f} s{extra}")
     reg.close()
+
+    integrity_figures(path, args.repeat)
     if tmp is not None:
         tmp.cleanup()
 

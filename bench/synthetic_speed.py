@@ -1,10 +1,12 @@
 """Seconds per synthetic study (3 phases × 50 slices at 5 mm) for 512² and 128² matrices.
 
-Usage: .venv/bin/python bench/synthetic_speed.py [--repeats N] [--compress rle|jpeg2000]
+Usage: .venv/bin/python bench/synthetic_speed.py [--repeats N] [--compress rle|jpeg2000] [--label-maps]
+                                                [--matrix PX ...]
 
 Prints, per matrix, the wall time of rendering + writing one study (best and median of N
 patients), the CPU time of this process (less sensitive to other load on a shared machine), the
-noise-free rendering share, and the size on disk.
+noise-free rendering share, and the size on disk. ``--label-maps`` also writes the ground-truth
+label maps (``demo-data --label-maps``), to measure what they cost.
 """
 
 from __future__ import annotations
@@ -28,9 +30,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--compress", choices=("rle", "jpeg2000"), default=None)
+    ap.add_argument("--label-maps", action="store_true", help="also write the label maps")
+    ap.add_argument("--matrix", type=int, action="append", default=None, help="matrix sizes (default 512, 128)")
     args = ap.parse_args()
-    for matrix in (512, 128):
-        opts = StudyOptions(matrix=matrix, transfer_syntax=args.compress or "explicit")
+    for matrix in args.matrix or (512, 128):
+        opts = StudyOptions(matrix=matrix, transfer_syntax=args.compress or "explicit", label_maps=args.label_maps)
         times, cpu_times, render_times, sizes = [], [], [], []
         for i in range(args.repeats):
             draw = build_patient(1, i, opts)
@@ -52,7 +56,8 @@ def main() -> None:
                     render_clean_slice(draw.anatomy, draw.lesions, draw.thrombus, phase, g, grid, g.z_start - 5.0 * k)
             render_times.append(time.perf_counter() - t0)
         print(
-            f"matrix {matrix:4d}: 3 x {opts.n_slices} slices, {args.compress or 'uncompressed'}: "
+            f"matrix {matrix:4d}: 3 x {opts.n_slices} slices, {args.compress or 'uncompressed'}"
+            f"{', with label maps' if args.label_maps else ''}: "
             f"best {min(times):.2f} s, median {statistics.median(times):.2f} s per study "
             f"(CPU median {statistics.median(cpu_times):.2f} s) "
             f"(clean rendering alone median {statistics.median(render_times):.2f} s); "

@@ -3,6 +3,7 @@
 #
 #   scripts/make_demo_model.sh                          # CPU recipe, ~1 h on 2 cores
 #   RECIPE=gpu DEVICE=cuda scripts/make_demo_model.sh   # one GPU (16 cores for the data)
+#   RECIPE=lesion DEVICE=cuda WORKERS=16 scripts/make_demo_model.sh   # the shipped 2026.3 recipe
 #
 # 1. synthetic cohorts with `hcc-response demo-data`: training cohorts (seed:patients, merged
 #    into one CSV; cpu: seed 101, 240 patients) and a test cohort of seed 202 (the test
@@ -17,7 +18,7 @@
 # Same seeds and options give byte-identical DICOM; training is seeded and deterministic on a
 # given machine and thread count (floating-point summation order may differ elsewhere).
 # Environment: PY (python), WORK (scratch folder, kept for inspection; cohorts already in it
-# are reused), DEVICE (auto|cpu|cuda), RECIPE (cpu|gpu), WORKERS (0 = one per core), OUT
+# are reused), DEVICE (auto|cpu|cuda), RECIPE (cpu|gpu|lesion), WORKERS (0 = one per core), OUT
 # (model file; default the shipped one), EVAL_DIR, TRAIN_COHORTS ("seed:patients ..."), N_TEST,
 # MAX_ITERATIONS (for a quick trial of the script only).
 set -euo pipefail
@@ -87,6 +88,10 @@ for cohort in $TRAIN_COHORTS; do
 done
 TEST_DIR="$WORK/test-$TEST_SEED-m$MATRIX"
 generate "$TEST_DIR" "$N_TEST" "$TEST_SEED"
+# lesion: the decision threshold is chosen on the validation patients (never the test
+# cohort), see app/training/threshold.py
+THRESHOLD_FLAGS=()
+if [[ $RECIPE == lesion ]]; then THRESHOLD_FLAGS=(--choose-threshold); fi
 
 DISCLAIMER="Demonstration model trained on SYNTHETIC PHANTOMS (hcc-response demo-data, training \
 cohorts seed:patients $TRAIN_COHORTS, $N_TRAIN patients, ${MATRIX}x$MATRIX matrix); for \
@@ -124,7 +129,7 @@ NOTES="$DISCLAIMER $RECIPE_NOTE Produced by scripts/make_demo_model.sh."
 "$PY" -m app train "$TRAIN_CSV" --out "$OUT" \
   "${MODEL_FLAGS[@]}" --input-size "$INPUT" --crop "$CROP" \
   --max-iterations "$ITERATIONS" --max-minutes "$MINUTES" --lr "$LR" \
-  --lr-halve-every "$HALVE" "${TARGET_FLAGS[@]}" --val-fraction "$VAL_FRACTION" \
+  --lr-halve-every "$HALVE" "${TARGET_FLAGS[@]}" "${THRESHOLD_FLAGS[@]}" --val-fraction "$VAL_FRACTION" \
   --early-stop-on auc --patience "$PATIENCE" --seed 0 --device "$DEVICE" \
   --workers "$WORKERS" --half --name hcc-response-demo --model-version "$VERSION" \
   --weights-kind synthetic --test "$TEST_DIR/labels.csv" --cache-dir "$WORK/cache" \

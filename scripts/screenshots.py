@@ -49,7 +49,7 @@ def main() -> int:
     from app.settings import update_settings
     from app.ui import dialogs
     from app.ui.main_window import MainWindow
-    from app.ui.report_pdf import render_case_report_image, strongest_responder_slice
+    from app.ui.report_pdf import case_report, render_case_report_image, strongest_responder_slice
 
     if args.model == "tiny":
         sys.path.insert(0, str(ROOT / "tests"))
@@ -109,7 +109,8 @@ def main() -> int:
     save(w, "main-window.png")
 
     if pred.record_id is not None:
-        w.register_tab.record_outcome(pred.record_id, "PR", "2024-09-01", "demo")
+        w.register_tab.record_outcome(pred.record_id, "PR", "2024-09-01", "demo")  # a worker
+        wait(lambda: not w.jobs.busy)
         w.register_tab.select_id(pred.record_id)
     w.tabs.setCurrentWidget(w.register_tab)
     save(w, "register.png")
@@ -134,10 +135,11 @@ def main() -> int:
     save(about, "about.png")
     about.close()
 
-    image = render_case_report_image(
+    report = case_report(
         pred.study, pred.result, w.cams_at(best), loaded.description,
-        pair_index=best, cam_scale=1.0, case_id=pred.record_id, dpi=110,
+        pair_index=best, cam_scale=1.0, case_id=pred.record_id,
     )
+    image = render_case_report_image(report, dpi=110)
     image.save(str(args.out / "report.png"))
     print(f"wrote {args.out / 'report.png'}")
     w.close()

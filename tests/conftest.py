@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,30 @@ def torch_one_thread() -> object:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+#: How long a job thread may take to end after its test (it may be in its last step).
+THREAD_GRACE_S = 5.0
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_qthreads(request: pytest.FixtureRequest) -> object:
+    """Fail a GUI test that leaves a job's QThread running after its widgets are gone.
+
+    Autouse, so it is set up before ``qtbot`` and torn down after it: the test's widgets are
+    closed by then. A thread still running would be destroyed while running — Qt aborts the
+    process for that, usually in a later, innocent test.
+    """
+    yield
+    if "qtbot" not in request.fixturenames:
+        return
+    from PySide6 import QtWidgets
+
+    from app.ui.workers import running_threads
+
+    deadline = time.monotonic() + THREAD_GRACE_S
+    while running_threads() and time.monotonic() < deadline:
+        QtWidgets.QApplication.processEvents()
+        time.sleep(0.02)
+    left = running_threads()
+    assert not left, f"job thread(s) still running after the test: {left}"

@@ -10,7 +10,8 @@ import pytest
 from pydicom.pixels import apply_modality_lut
 from test_phase_phantom import PHASE_HU, phantom_volume
 
-from app.dicom.anatomy import find_liver_range, measure_landmarks
+from app.dicom.landmarks import measure_landmarks
+from app.dicom.liver_range import find_liver_range
 from app.dicom.types import Volume
 
 
@@ -163,7 +164,7 @@ def _with_extra(vol: Volume, slices: range, hu: float) -> Volume:
 def test_liver_ranges_consensus_corrects_one_phase() -> None:
     """One phase with a liver-dense structure above the dome: alone it overshoots, the study
     consensus (phases shifted by a breath-hold of one slice) brings it back and says so."""
-    from app.dicom.anatomy import find_liver_ranges
+    from app.dicom.liver_range import find_liver_ranges
 
     vols = {
         "plain": phantom_volume("plain", n_slices=16, liver_slices=(3, 10), seed=1),
@@ -182,7 +183,8 @@ def test_liver_ranges_consensus_corrects_one_phase() -> None:
 
 
 def test_retroperitoneal_is_beside_the_spine_behind_its_front() -> None:
-    from app.dicom.anatomy import _retroperitoneal, _Spine
+    from app.dicom._morphology import _Spine
+    from app.dicom.liver_range import _retroperitoneal
 
     spine = _Spine(row=60.0, col=50.0, anterior_row=52.0, found=True)
     spacing = 2.5

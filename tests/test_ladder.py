@@ -83,8 +83,12 @@ def test_measured_features_follow_the_truth(tmp_path: Path) -> None:
     write_study(draw, opts, study_dir)
     cfg = ModelConfig(backbone="tiny", input_size=64, crop="body")
     cache = tmp_path / "cache.npz"
-    m = ladder.measure_study(ladder.MeasureJob(study_dir, cfg, cache))
-    assert isinstance(m, ladder.StudyMeasures)
+    small = ModelConfig(backbone="tiny", input_size=32, crop="none")
+    both = ladder.measure_study(ladder.MeasureJob(study_dir, (cfg, small), (cache, None)))
+    assert isinstance(both, list) and len(both) == 2
+    m, m_small = both
+    assert np.array_equal(m.full, m_small.full, equal_nan=True)  # full resolution: same pairs
+    assert not np.array_equal(m.inputs, m_small.inputs, equal_nan=True)
     full = dict(zip(FEATURES, m.full, strict=True))
     inputs = dict(zip(FEATURES, m.inputs, strict=True))
     assert full["d_arterial_hu"] == pytest.approx(65.0, abs=8.0)
@@ -96,13 +100,13 @@ def test_measured_features_follow_the_truth(tmp_path: Path) -> None:
     assert m.histogram.shape == (3 * ladder.HIST_BINS,) and m.histogram.sum() == pytest.approx(3.0)
     # the cache is what a second run reads: it works without the study folder
     shutil.rmtree(study_dir)
-    again = ladder.measure_study(ladder.MeasureJob(study_dir, cfg, cache))
-    assert isinstance(again, ladder.StudyMeasures) and np.array_equal(again.full, m.full, equal_nan=True)
+    again = ladder.measure_study(ladder.MeasureJob(study_dir, (cfg,), (cache,)))
+    assert isinstance(again, list) and np.array_equal(again[0].full, m.full, equal_nan=True)
 
 
 def test_a_study_without_label_maps_is_a_reason_not_a_crash(tmp_path: Path) -> None:
     opts = StudyOptions(matrix=48, convention="siemens")
     draw = build_patient(41, 1, opts)
     write_study(draw, opts, tmp_path / "s")
-    result = ladder.measure_study(ladder.MeasureJob(tmp_path / "s", ModelConfig(backbone="tiny", input_size=32)))
+    result = ladder.measure_study(ladder.MeasureJob(tmp_path / "s", (ModelConfig(backbone="tiny", input_size=32),)))
     assert isinstance(result, str) and "no label maps" in result

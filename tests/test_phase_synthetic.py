@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.dicom.anatomy import find_liver_range
+from app.dicom.liver_range import find_liver_range
 from app.dicom.phase import classify_study, needs_confirmation, sample_indices
 
 pytest.importorskip("app.synthetic.cohort")

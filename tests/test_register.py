@@ -322,9 +322,9 @@ def test_verify_with_a_noted_head_detects_a_rewritten_tail(tmp_path: Path) -> No
     con.close()
     # recompute the case hash and the chain from there, as a careful forger would
     with open_register(path) as r, r.engine.begin() as conn:
-        from app.register.register import _prediction_content
+        from app.register.rows import prediction_content
 
-        new_hash = audit.content_hash(_prediction_content(conn, 3))
+        new_hash = audit.content_hash(prediction_content(conn, 3))
         rows = conn.exec_driver_sql("SELECT id, created_at, kind, os_user, app_version, "
                                     "prediction_ref, payload, prev_hash FROM audit_events "
                                     "ORDER BY id").all()

@@ -192,21 +192,26 @@ def test_full_flow(qtbot, window: MainWindow, generated, shown: Dialogs, tmp_pat
     assert set(detail.record.series_uids.values()) == set(study.assignment.values())
     assert w.register_tab.model.rowCount() == 1
 
-    # record an outcome from the register tab
-    assert w.register_tab.record_outcome(pred.record_id, "PR", "2024-09-01", "tester")
+    # record an outcome from the register tab (a worker writes it)
+    job = w.register_tab.record_outcome(pred.record_id, "PR", "2024-09-01", "tester")
+    assert job is not None
+    qtbot.waitUntil(lambda: not w.jobs.busy, timeout=STEP_TIMEOUT_MS)
     assert w.register.get_prediction(pred.record_id).outcome.category == "PR"
 
-    # one-page PDF report
-    pdf = w.export_pdf(tmp_path / "report.pdf")
-    assert pdf is not None and pdf.read_bytes().startswith(b"%PDF")
+    # one-page PDF report, written by a worker
+    pdf = tmp_path / "report.pdf"
+    assert w.export_pdf(pdf) is not None
+    wait_step(qtbot, w, "report")
+    assert pdf.read_bytes().startswith(b"%PDF")
     from app.ui.report_pdf import count_pdf_pages
 
     assert count_pdf_pages(pdf) == 1
     # the same page as an image (previews, screenshots): A4 proportions, CT and heatmap drawn
-    from app.ui.report_pdf import render_case_report_image, strongest_responder_slice
+    from app.ui.report_pdf import case_report, render_case_report_image, strongest_responder_slice
 
     best = strongest_responder_slice(pred.result)
-    page = render_case_report_image(pred.study, pred.result, w.cams_at(best), None, pair_index=best, cam_scale=1.0, dpi=40)
+    report = case_report(pred.study, pred.result, w.cams_at(best), None, pair_index=best, cam_scale=1.0)
+    page = render_case_report_image(report, dpi=40)
     assert abs(page.height() / page.width() - 297 / 210) < 0.02
     colours = {page.pixelColor(x, y).name() for x in range(0, page.width(), 7) for y in range(0, page.height(), 7)}
     assert len(colours) > 50  # text, grey CT and coloured heatmap, not a blank page
@@ -341,6 +346,7 @@ def test_reopen_case_whose_folder_is_gone(qtbot, window: MainWindow, shown: Dial
     case_id = w.register.add_prediction(fx.prediction_record("P-GONE"))
     w.register_tab.refresh()
     w.register_tab.openCase.emit(case_id)
+    wait_step(qtbot, w, "reopened")
     assert w.case.recorded is not None and w.case.recorded.total_votes == 10
     assert w.vote_strip.count() == 10
     assert "is gone" in w.statusBar().currentMessage()
@@ -358,6 +364,7 @@ def test_first_start_demo_is_two_clicks_from_a_prediction_with_heatmaps(qtbot, t
     steps: list[str] = []
     w.stepDone.connect(steps.append)
     w.offer_demo()
+    qtbot.waitUntil(w.welcome.isVisible, timeout=STEP_TIMEOUT_MS)  # asked the register in a worker
     assert w.welcome.isVisible() and w.demo_button.isEnabled()
     assert load_settings().demo_offered
     w.demo_button.click()  # click 1: generate (once) and open the demo study
@@ -422,7 +429,7 @@ def test_reopen_case_with_its_folder(qtbot, window: MainWindow, generated, shown
     w.viewer.clear()
     w.steps.clear()  # type: ignore[attr-defined]
     w.open_case(case_id)
-    wait_step(qtbot, w, "imported")
+    wait_step(qtbot, w, "reopened")
     assert w.case.recorded is not None and w.case.recorded.total_votes == 10
     assert w.case.study is not None and w.case.study.study_uid == study.study_uid
     assert w.viewer.count() == len(study.pairs)  # the images are back
@@ -438,7 +445,7 @@ def test_real_ct_without_three_phases_is_shown_and_refused_for_prediction(qtbot,
     assert not shown.errors, shown.errors
     key = w.case.key
     assert key is not None
-    from app.ui.study_browser import iter_studies
+    from app.dicom.studies import iter_studies
 
     series = [s for _, st in iter_studies(w.case.scan) for s in st.series]
     assert len(series) == 1

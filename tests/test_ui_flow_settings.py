@@ -63,6 +63,7 @@ def test_import_model_shows_card_and_hash_then_uses_a_copy(qtbot, window: MainWi
     assert settings.model_path == str(models_dir() / path.name)
     assert settings.model_sha256 == sha
     assert Path(settings.model_path).read_bytes() == path.read_bytes()
+    qtbot.waitUntil(lambda: not window.jobs.busy, timeout=60_000)  # the audit entry's worker
     events = window.register.events(kind="model_import")
     assert events and events[-1].payload["sha256"] == sha
 

@@ -104,6 +104,11 @@ def register(tmp_path: Path):  # type: ignore[no-untyped-def]
     reg.close()
 
 
+def settle(qtbot, tab: RegisterTab) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the tab's register jobs (run in workers) have ended and their results landed."""
+    qtbot.waitUntil(lambda: not tab.jobs.busy, timeout=10000)
+
+
 def _column(tab: RegisterTab, header: str) -> list[str]:
     col = [c[0] for c in COLUMNS].index(header)
     m = tab.model
@@ -113,6 +118,7 @@ def _column(tab: RegisterTab, header: str) -> list[str]:
 def test_register_tab_lists_searches_filters_and_sorts(qtbot, register) -> None:
     tab = RegisterTab(register)
     qtbot.addWidget(tab)
+    settle(qtbot, tab)
     assert sorted(_column(tab, "Patient ID")) == ["P-ALPHA", "P-BETA", "P-GAMMA"]
     tab.search.setText("beta")
     qtbot.waitUntil(lambda: tab.model.rowCount() == 1, timeout=2000)
@@ -121,26 +127,35 @@ def test_register_tab_lists_searches_filters_and_sorts(qtbot, register) -> None:
     qtbot.waitUntil(lambda: tab.model.rowCount() == 3, timeout=2000)
     tab.model_filter.setCurrentIndex(tab.model_filter.findData("demo"))
     tab.model_filter.activated.emit(tab.model_filter.currentIndex())
+    settle(qtbot, tab)
     assert sorted(_column(tab, "Patient ID")) == ["P-ALPHA", "P-GAMMA"]
     tab.model_filter.setCurrentIndex(0)
     tab.model_filter.activated.emit(0)
     section = [c[0] for c in COLUMNS].index("Patient ID")
+    settle(qtbot, tab)
     tab.table.horizontalHeader().sectionClicked.emit(section)  # a header click: ascending
+    settle(qtbot, tab)
     assert _column(tab, "Patient ID") == ["P-ALPHA", "P-BETA", "P-GAMMA"]
     tab.table.horizontalHeader().sectionClicked.emit(section)  # again: descending
+    settle(qtbot, tab)
     assert _column(tab, "Patient ID") == ["P-GAMMA", "P-BETA", "P-ALPHA"]
 
 
 def test_register_tab_records_outcome_and_shows_performance(qtbot, register, shown_errors) -> None:
     tab = RegisterTab(register)
     qtbot.addWidget(tab)
+    settle(qtbot, tab)
     ids = {r.patient_id: r.id for r in tab.model.rows()}
     assert tab.record_outcome(ids["P-ALPHA"], "PR", "2024-06-01", "dr test")
+    settle(qtbot, tab)
     assert tab.record_outcome(ids["P-BETA"], "PD", "2024-06-02", "dr test")
+    settle(qtbot, tab)
+    assert tab.selected_id() == ids["P-BETA"]  # the case just changed stays selected
     outcomes = dict(zip(_column(tab, "Patient ID"), _column(tab, "Outcome"), strict=True))
     assert outcomes["P-ALPHA"].startswith("PR") and outcomes["P-GAMMA"] == "—"
     tab.outcome_filter.setCurrentIndex(tab.outcome_filter.findData("without"))
     tab.outcome_filter.activated.emit(tab.outcome_filter.currentIndex())
+    settle(qtbot, tab)
     assert _column(tab, "Patient ID") == ["P-GAMMA"]
     # performance rows: one per model with outcomes
     assert tab.performance.rowCount() == 2
@@ -148,22 +163,28 @@ def test_register_tab_records_outcome_and_shows_performance(qtbot, register, sho
     assert "auc" in headers and "sensitivity" in headers
     assert "Liao" in tab.reference.text()
     # a bad category is refused with a dialog, nothing recorded
-    assert not tab.record_outcome(ids["P-GAMMA"], "XX", "2024-06-03", "")
+    assert tab.record_outcome(ids["P-GAMMA"], "XX", "2024-06-03", "")
+    settle(qtbot, tab)
+    assert register.get_prediction(ids["P-GAMMA"]).outcome is None
     assert shown_errors and shown_errors[-1][0] == "error" and "XX" in shown_errors[-1][1]
 
 
 def test_register_tab_opens_case_exports_and_verifies(qtbot, register, shown_errors, tmp_path: Path) -> None:
     tab = RegisterTab(register)
     qtbot.addWidget(tab)
+    settle(qtbot, tab)
     first = tab.model.index(0, 0)
     with qtbot.waitSignal(tab.openCase, timeout=1000) as blocker:
         tab.table.doubleClicked.emit(first)
     assert blocker.args == [tab.model.row(0).id]
     out = tmp_path / "export.csv"
     assert tab.export_csv(out, pseudonymise=True)
+    settle(qtbot, tab)
     text = out.read_text(encoding="utf-8")
     assert "P-ALPHA" not in text and len(text.splitlines()) >= 4
+    assert "Exported to" in tab.status.text()
     tab.verify()
+    settle(qtbot, tab)
     assert shown_errors[-1][0] == "info" and "intact" in shown_errors[-1][1]
 
 
@@ -206,6 +227,7 @@ def test_export_dialog_offers_pseudonymisation(qtbot, register) -> None:
 
     tab = RegisterTab(register)
     qtbot.addWidget(tab)
+    settle(qtbot, tab)
     tab.export_dialog()
     dialog = next(w for w in tab.findChildren(QtWidgets.QFileDialog))
     box = next(c for c in dialog.findChildren(QtWidgets.QCheckBox) if "Pseudonymise" in c.text())

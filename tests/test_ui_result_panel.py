@@ -2,31 +2,29 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
+import ui_fixtures as fx
 
 from app import INTENDED_USE
-from app.ui.result_panel import ResultPanel, summarise, weights_banner
+from app.inference.result import PredictionResult
+from app.inference.weights import WEIGHTS_RANDOM, WEIGHTS_SITE, WEIGHTS_SYNTHETIC, ModelDescription
+from app.ui.result_panel import ResultPanel, ResultSummary, weights_banner
 from app.ui.vote_strip import NON_RESPONDER_COLOR, RESPONDER_COLOR
 
 pytestmark = pytest.mark.gui
 
-SYNTHETIC = SimpleNamespace(
-    name="hcc-demo", version="0.3.0", weights_kind="trained on synthetic phantoms",
-    training_data="400 synthetic patients, seed 7",
-)
-RANDOM = SimpleNamespace(name="random-init", version="0", weights_kind="random-initialised — not trained")
+SYNTHETIC = ModelDescription(name="hcc-demo", version="0.3.0", weights_kind=WEIGHTS_SYNTHETIC,
+                             training_data={"patients": 400, "source": "synthetic, seed 7"})
+RANDOM = ModelDescription(name="random-init", version="0", weights_kind=WEIGHTS_RANDOM)
 
 
-def result(**kw: object) -> SimpleNamespace:
-    base: dict[str, object] = dict(
-        label="responder", responder_votes=19, total_votes=30, mean_probability=0.617, tie=False,
-        tie_rule="", model_name="", model_version="", model_sha256="ab12cd34ef56" + "0" * 52,
-        device="cuda:0", device_reason="", warnings=[],
-    )
-    base.update(kw)
-    return SimpleNamespace(**base)
+def result(probabilities: list[float] | None = None, **kw: object) -> PredictionResult:
+    """A real vote (default: 19 of 30 slices for responder, mean 0.62); the model's identity
+    comes from its card."""
+    fields: dict[str, object] = dict(model_sha256="ab12cd34ef56" + "0" * 52, device="cuda:0")
+    fields.update(kw)
+    probs = probabilities or [0.8] * 19 + [0.3] * 11
+    return fx.prediction_result(probs, **fields)  # type: ignore[no-any-return]
 
 
 @pytest.fixture
@@ -46,7 +44,7 @@ def test_responder(panel: ResultPanel) -> None:
     assert "19 of 30 slices vote responder (63 %)" in text
     assert "Mean probability of response 0.62" in text
     assert "hcc-demo 0.3.0 · SHA-256 ab12cd34ef56" in text
-    assert "Trained on 400 synthetic patients, seed 7" in text
+    assert "Trained on patients: 400, source: synthetic, seed 7" in text
     assert "Demonstration model trained on synthetic phantoms — not for clinical use" in text
     assert "Ran on cuda:0" in text
     assert "Tied vote" not in text
@@ -57,7 +55,7 @@ def test_responder(panel: ResultPanel) -> None:
 def test_non_responder_on_cpu_fallback_with_warnings(panel: ResultPanel) -> None:
     panel.set_result(
         result(
-            label="non-responder", responder_votes=4, total_votes=25, mean_probability=0.31,
+            [0.6] * 4 + [0.255] * 21,
             device="cpu", device_reason="CUDA out of memory — fell back to CPU",
             warnings=["phase assignment confirmed by the user", "arterial series has 1 gap"],
         ),
@@ -75,8 +73,7 @@ def test_non_responder_on_cpu_fallback_with_warnings(panel: ResultPanel) -> None
 def test_tie_says_which_rule_decided(panel: ResultPanel) -> None:
     panel.set_result(
         result(
-            label="non-responder", responder_votes=12, total_votes=24, mean_probability=0.49,
-            tie=True, tie_rule="mean probability < 0.5",
+            [0.6] * 12 + [0.38] * 12, tie_rule="mean probability < 0.5",
         ),
         SYNTHETIC,
     )
@@ -106,20 +103,17 @@ def test_busy_and_clear(panel: ResultPanel) -> None:
     assert panel.summary is None and "RESPONDER" not in text and INTENDED_USE in text
 
 
-def test_summary_from_per_slice_results_and_dicts() -> None:
-    """A result without vote counts is summarised from its slices; dicts work as well."""
-    slices = [SimpleNamespace(label=lab, probability=p) for lab, p in
-              [("responder", 0.8), ("non-responder", 0.3), ("responder", 0.7)]]
-    s = summarise(SimpleNamespace(slices=slices, mean_probability=0.6), {"name": "m", "version": "1",
-                                                                          "weights_kind": "site-trained"})
-    assert (s.responder_votes, s.total_votes, s.responder) == (2, 3, True)
-    assert s.model_text == "m 1" and s.banner[1] == "info"
-    card = SimpleNamespace(
-        name="m", version="2", weights_kind="trained on synthetic phantoms",
+def test_summary_takes_identity_from_the_result_first_and_the_card_after() -> None:
+    """A result re-opened from the register carries its model's name; the card fills the rest."""
+    s = ResultSummary(result(model_name="m", model_version="1", weights_kind=WEIGHTS_SITE), None)
+    assert (s.model_text, s.banner[1], s.training_data) == ("m 1 · SHA-256 ab12cd34ef56", "info", "")
+    card = ModelDescription(
+        name="card-name", version="2", weights_kind=WEIGHTS_SYNTHETIC,
         training_data={"patients": 400, "responder_rate": 0.2812, "split": {"train": 300}},
         metrics={"auc": 0.8412, "auc_ci": [0.78, 0.9]},
     )
-    s = summarise(result(), card)
+    s = ResultSummary(result(), card)
+    assert s.model_text.startswith("card-name 2") and s.banner[1] == "caution"
     assert s.training_data == "patients: 400, responder_rate: 0.281"  # nested items left out
     assert s.metrics == "auc: 0.841"
     assert "Validation: auc: 0.841" in s.lines()

@@ -19,6 +19,7 @@ import os
 import numpy as np
 import pyqtgraph as pg
 import pytest
+import ui_fixtures as fx
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.dicom.types import AssembledStudy, SlicePair, Volume
@@ -531,7 +532,6 @@ def test_vote_strip_is_linked_to_the_panel(
 # --------------------------------------------------------------------------- screenshot
 def test_screenshot_of_a_constructed_study(qtbot, study: AssembledStudy, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Panel + vote strip + result panel on a phantom-like study, saved as a PNG (set HCC_UI_SHOT to keep it)."""
-    from types import SimpleNamespace
 
     from app.ui.result_panel import ResultPanel
 
@@ -564,14 +564,13 @@ def test_screenshot_of_a_constructed_study(qtbot, study: AssembledStudy, tmp_pat
         panel.set_cam(phase, cam_like(vol, (60, 80), peak=1.0 if phase != "plain" else 0.5), i)
         assert k == panel.viewers[phase].current_index()
     panel.set_cam_scale(1.0)
-    votes = int((probs >= 0.5).sum())
+    from app.inference.weights import WEIGHTS_SYNTHETIC, ModelDescription
+
     result_panel.set_result(
-        SimpleNamespace(
-            label="responder", responder_votes=votes, total_votes=n, mean_probability=float(probs.mean()),
-            tie=False, tie_rule="", model_name="hcc-demo", model_version="0.1.0", model_sha256="3f9a1c0b7d2e" * 5,
-            device="CPU", device_reason="no CUDA device", warnings=[],
-        ),
-        SimpleNamespace(weights_kind="trained on synthetic phantoms", training_data="400 synthetic patients (seed 7)"),
+        fx.prediction_result([float(p) for p in probs], model_name="hcc-demo", model_version="0.1.0",
+                             model_sha256="3f9a1c0b7d2e" * 5, device="CPU", device_reason="no CUDA device"),
+        ModelDescription(name="hcc-demo", version="0.1.0", weights_kind=WEIGHTS_SYNTHETIC,
+                         training_data={"patients": 400, "seed": 7}),
     )
     qtbot.wait(50)
     image = host.grab()
@@ -703,7 +702,7 @@ def test_panels_show_a_real_prediction_and_gradcam(qtbot, study: AssembledStudy)
     strip.set_result([s.probability for s in result.slices], [s.label for s in result.slices])
     summary = results.set_result(result, loaded.description)
     assert strip.count() == len(study.pairs)
-    assert summary.total_votes == len(study.pairs) == result.total_votes
+    assert summary.result.total_votes == len(study.pairs) == result.total_votes
     assert f"{result.responder_votes} of {result.total_votes} slices vote responder" in results.text()
     assert "Random-initialised weights — result meaningless" in results.text()
     assert loaded.sha256[:12] in results.text()

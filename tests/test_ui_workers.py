@@ -197,3 +197,17 @@ def test_wait_all_after_a_short_shutdown_waits_for_the_step_in_progress(qtbot) -
     assert job.qthread.isRunning()
     assert mgr.wait_all(5000)
     assert not job.qthread.isRunning()
+
+
+def test_running_threads_lists_a_job_until_its_thread_ends(qtbot) -> None:
+    """What the suite's leaked-thread check (conftest) relies on: a running job is listed."""
+    from app.ui.workers import running_threads
+
+    release = threading.Event()
+    mgr = JobManager()
+    job = mgr.start("blocked", lambda p: release.wait(10))
+    qtbot.waitUntil(lambda: "blocked" in running_threads(), timeout=5000)
+    release.set()
+    qtbot.waitUntil(lambda: job.is_done, timeout=5000)
+    qtbot.waitUntil(lambda: "blocked" not in running_threads(), timeout=5000)
+    assert mgr.shutdown(1000)

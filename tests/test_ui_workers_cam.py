@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import ui_fixtures as fx
 
+from app.case.model import ModelHolder
 from app.progress import ProgressState
-from app.ui.jobs import CAM_CHUNK, ModelHolder, SliceCam, ViewedSlice, cam_job, cam_order
+from app.ui.jobs import CAM_CHUNK, SliceCam, ViewedSlice, cam_job, cam_order
 
 
 class Recording(ProgressState):

@@ -169,6 +169,25 @@ GENERATED_MATRIX = 96
 GENERATED_SEED = 7
 
 
+def prediction_result(probabilities: list[float], **fields: object):  # type: ignore[no-untyped-def]
+    """A :class:`PredictionResult` as the predictor makes it from these slice probabilities
+    (the real vote); ``fields`` replace the model identity, device, warnings ..."""
+    from dataclasses import replace
+
+    from app.inference.result import PredictionResult, SliceResult, majority_vote, slice_label
+
+    vote = majority_vote(list(probabilities))
+    result = PredictionResult(
+        label=vote.label, responder_votes=vote.responder_votes, total_votes=vote.total_votes,
+        vote_fraction=vote.vote_fraction, mean_probability=vote.mean_probability, tie=vote.tie,
+        tie_rule="", slices=[SliceResult(i, float(i), {}, {}, float(p), slice_label(float(p)))
+                             for i, p in enumerate(probabilities)],
+        phases=PHASES, series_uids={}, model_name="", model_version="", model_sha256="",
+        weights_kind="", device="cpu", device_reason="", device_fallback=False,
+        precision="fp32", batch_size=32)
+    return replace(result, **fields)
+
+
 def generate_study(dest: Path, *, seed: int = GENERATED_SEED, matrix: int = GENERATED_MATRIX, delayed: bool = True) -> tuple[Path, dict]:
     """Write one synthetic patient under ``dest``; returns (study folder, truth.json content)."""
     from app.synthetic.options import StudyOptions

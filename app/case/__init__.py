@@ -9,9 +9,15 @@ with the door.
 
 Modules:
 
-* :mod:`app.case.study` — the one study of a folder to work on, and whether it may be predicted.
 * :mod:`app.case.model` — which model file, loaded once and shared (:class:`ModelHolder`).
 * :mod:`app.case.flow` — predict, explain and record one assembled study.
+* :mod:`app.case.records` — the register's side: listing, outcome, export, verification,
+  reading a recorded case (what the app's register jobs run).
+* :mod:`app.case.imports` — one import of the engine at a time across threads.
+
+The first step, choosing the study of a folder (:func:`app.dicom.studies.open_study`), lives in
+the DICOM layer: training prepares each cohort study through it too, and training sits below
+this package.
 
 Layering: ``app.case`` sits above ``app.dicom``, ``app.inference`` and ``app.register`` and
 below ``app.commands`` and ``app.ui``; it never imports Qt. Its heavy imports (torch) happen

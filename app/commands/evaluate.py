@@ -14,6 +14,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from app.inference.config import ModelConfig
+    from app.inference.model import MultiPhaseNet
+    from app.training.cam_metrics import CamMassReport
+    from app.training.cohort import PreparedCohort
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +35,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="write evaluation.json, evaluation.txt and ROC PNGs here")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--no-cam-mass", action="store_true",
+                        help="skip the Grad-CAM mass figures of cohorts with label maps "
+                             "(demo-data --label-maps)")
     a = parser.add_argument_group("ablation (trains one model per variant)")
     a.add_argument("--ablation", action="store_true",
                    help="run the paper's experiment grid on the cohort instead")
@@ -72,6 +82,9 @@ def run(args: argparse.Namespace) -> int:
     rep.cohort = {"csv": str(args.cohort), "patients": len(prepared.studies),
                   "excluded": [{"patient_id": e.patient_id, "reason": r}
                                for e, r in prepared.failed]}
+    notes: list[str] = []
+    if not args.no_cam_mass:
+        rep.cam_mass, notes = _cam_mass(args, model, config, prepared)  # type: ignore[arg-type]
     p_true = [e.extra.get("p_true") for e in prepared.entries]
     if all(p not in (None, "") for p in p_true):
         rep.bayes = bayes_optimal(scored.patient_labels, np.array([float(p) for p in p_true]))
@@ -103,7 +116,29 @@ def run(args: argparse.Namespace) -> int:
             say(format_report(second), end="")
         for e, r in prepared.failed:
             say(f"excluded {e.patient_id}: {r}")
+        for note in notes:
+            say(f"Grad-CAM mass: {note}")
     return 0
+
+
+def _cam_mass(args: argparse.Namespace, model: MultiPhaseNet, config: ModelConfig,
+              prepared: PreparedCohort) -> tuple[CamMassReport | None, list[str]]:
+    """Grad-CAM mass figures when the cohort's studies carry label maps (else None), and notes
+    on studies left out."""
+    from app.commands._common import TerminalProgress
+    from app.commands.train import default_cache_dir
+    from app.synthetic.labelmaps import has_label_maps
+    from app.training.cam_metrics import cohort_cam_mass, cohort_label_maps
+    from app.training.prepared import PrepareSettings
+
+    if not any(has_label_maps(e.study_dir) for e in prepared.entries):
+        return None, []
+    labels, notes = cohort_label_maps(prepared.entries, prepared.studies, PrepareSettings.from_model_config(config),
+                                      cache_dir=args.cache_dir or default_cache_dir(), workers=args.workers,
+                                      progress=TerminalProgress("label maps"))
+    report = cohort_cam_mass(model, config.phases, prepared.studies, labels,
+                             progress=TerminalProgress("Grad-CAM mass"))
+    return report, notes
 
 
 def _run_ablation(args: argparse.Namespace) -> int:

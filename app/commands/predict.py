@@ -17,10 +17,13 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.commands._common import TerminalProgress, print_json, say
 from app.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from app.inference.result import PredictionResult
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +37,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="override the phase assignment, e.g. portal=UID")
     parser.add_argument("--study", default=None, metavar="STUDY_UID",
                         help="which study to predict when the folder holds several")
+    parser.add_argument("--patient", default=None, metavar="PATIENT_ID",
+                        help="whose study to predict when the folder holds several patients "
+                             "(needed when two patients share one study UID)")
     parser.add_argument("--confirm", action="store_true",
                         help="accept an assignment flagged as needing confirmation")
     parser.add_argument("--json", action="store_true", help="print one JSON document")
@@ -46,87 +52,83 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _choose_study(results: list[tuple[Any, Any]], wanted: str | None, folder: Path) -> Any:
-    """The one assembled study to predict, or an InputError saying exactly why not."""
-    from app.dicom.errors import DicomError
-
-    if not results:
-        raise InputError(f"no usable CT series in {folder}")
-    if wanted is not None:
-        results = [(s, a) for s, a in results if s.study_uid == wanted]
-        if not results:
-            raise InputError(f"no study {wanted} in {folder}")
-    if len(results) > 1:
-        listing = "; ".join(f"{s.study_uid} ({s.patient_id}, {s.study_date or 'no date'})"
-                            for s, _ in results)
-        raise InputError(f"{folder} holds {len(results)} studies; choose one with --study: "
-                         f"{listing}")
-    _study, outcome = results[0]
-    if isinstance(outcome, DicomError):
-        raise outcome
-    return outcome
-
-
-def _load(args: argparse.Namespace) -> Any:
-    from app.inference.weights import load_bundled_model, load_model
-
-    if args.model is None:
-        return load_bundled_model(device=args.device)
-    if not args.model.is_file():
-        raise InputError(f"model file not found: {args.model}")
-    return load_model(args.model, device=args.device, expected_sha256=args.sha256)
+def _expected_sha256(text: str | None) -> str | None:
+    """``--sha256`` checked for form: a typo must not read as "the model has changed"."""
+    if text is None:
+        return None
+    value = text.strip().lower()
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise InputError(f"--sha256 {text!r} is not a SHA-256: expected 64 hexadecimal "
+                         "characters (as printed by 'sha256sum MODEL')")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.dicom.assembly import assemble_folder, parse_phase_overrides
+    from app.case.flow import explain_study, export_explanations, make_record, predict_study
+    from app.case.model import ModelChoice, ModelHolder
+    from app.dicom.assembly import parse_phase_overrides
+    from app.dicom.studies import confirmation_problem, open_study
 
     if not args.folder.is_dir():
         raise InputError(f"not a folder: {args.folder}")
+    sha256 = _expected_sha256(args.sha256)  # before the (slow) assembly
     overrides = parse_phase_overrides(args.phase) if args.phase else None
     progress = TerminalProgress("predict", enabled=not args.quiet)
     t0 = time.perf_counter()
-    _scan, results = assemble_folder(args.folder, overrides, progress.sub(0.0, 0.4),
-                                      keep_volumes=True)
-    study = _choose_study(results, args.study, args.folder)
-    if study.needs_confirmation and not args.confirm and not overrides:
-        reasons = "; ".join(study.confirmation_reasons) or "conflicting phase evidence"
-        raise InputError(f"the phase assignment needs confirmation ({reasons}); check it with "
+    study = open_study(args.folder, overrides, args.study, progress.sub(0.0, 0.4),
+                       patient=args.patient)
+    problem = confirmation_problem(study)
+    if problem and not args.confirm and not overrides:
+        raise InputError(f"the phase assignment needs confirmation ({problem}); check it with "
                          f"'hcc-response scan {args.folder}' and rerun with --confirm or --phase")
 
-    from app.inference.gradcam import export_overlays, gradcam_study
-    from app.inference.predictor import predict
+    from app import model_history
 
-    loaded = _load(args)
-    result = predict(study, loaded, progress.sub(0.45, 0.75))
+    holder = ModelHolder()
+    choice = ModelChoice(args.model, sha256, args.device)
+    first = holder.get(choice, progress.sub(0.4, 0.45))
+    if sha256 is not None and args.model is None:
+        # --sha256 without --model applies to the bundled model (never silently ignored).
+        from app.inference.weights import ModelFileError
+
+        if first.sha256 != sha256:
+            raise ModelFileError(f"the bundled model's SHA-256 is {first.sha256[:16]}…, not "
+                                 f"the --sha256 given ({sha256[:16]}…)")
+    # a model that prepares the images differently from the last one used is shown first
+    change = model_history.compare(first)
+    if change is not None:
+        say(f"hcc-response predict: note: {change.message}", err=True)
+    loaded, result = predict_study(study, holder, choice, progress.sub(0.45, 0.75))
+    model_history.remember(loaded)
     cam_files: list[str] = []
     cams = None
     if args.cam_dir is not None or args.dicom_out is not None:
-        cams = gradcam_study(loaded, study, progress.sub(0.75, 0.9))
+        cams = explain_study(study, holder, loaded, progress.sub(0.75, 0.9))
     if args.cam_dir is not None and cams is not None:
-        try:
-            cam_files = [str(p) for p in export_overlays(study, cams, args.cam_dir)]
-        except OSError as exc:
-            raise InputError(f"cannot write the Grad-CAM images to {args.cam_dir}: {exc}") from exc
+        cam_files = [str(p) for p in export_explanations(study, cams, args.cam_dir)]
     dicom_export = None
     if args.dicom_out is not None and cams is not None:
-        from app.export.sources import instance_paths
+        from app.export.sources import source_files
         from app.export.writer import export_dicom
 
         progress.update(0.9, "writing DICOM SR and captures")
-        files = instance_paths(_scan, study.assignment.values())
-        dicom_export = export_dicom(study, result, cams, files, args.dicom_out)
+        dicom_export = export_dicom(study, result, cams, source_files(args.folder, study),
+                                    args.dicom_out)
 
-    record_id = None
+    saved = None
     if args.register is not None:
-        from app.casework import prediction_record
+        from app.register.pending import record_or_keep
+
+        record = make_record(study, result, overrides=overrides or {},
+                             source_folder=str(args.folder.resolve()))
+        # never raises for the register: a prediction it cannot take is kept for later
+        saved = record_or_keep(args.register, record)
+    record_id = saved.case_id if saved is not None else None
+    if record_id is not None and dicom_export is not None:
         from app.register import open_register
 
-        record = prediction_record(study, result, overrides=overrides or {},
-                                   source_folder=str(args.folder.resolve()))
         with open_register(args.register) as register:
-            record_id = register.add_prediction(record)
-            if dicom_export is not None:
-                register.log_event("dicom_export", dicom_export.to_dict(), prediction_id=record_id)
+            register.log_event("dicom_export", dicom_export.to_dict(), prediction_id=record_id)
     progress.update(1.0, "done")
 
     doc: dict[str, Any] = {
@@ -137,18 +139,25 @@ def run(args: argparse.Namespace) -> int:
         "liver_range_mm": {p: list(r) for p, r in study.liver_range_mm.items()},
         "prediction": result.to_dict(),
         "register_id": record_id,
+        "model_change": change.differences if change is not None else None,
         "cam_files": cam_files,
         "dicom_export": dicom_export.to_dict() if dicom_export is not None else None,
         "elapsed_s": round(time.perf_counter() - t0, 3),
     }
+    if saved is not None and saved.error is not None:
+        doc["register_error"] = saved.message
+        doc["register_pending"] = str(saved.pending_file) if saved.pending else None
     if args.json:
         print_json(doc)
-        return 0
-    _print_text(doc, result)
+    else:
+        _print_text(doc, result)
+    if saved is not None and saved.error is not None:  # shown (and kept), but not recorded
+        say(f"hcc-response predict: {saved.message}", err=True)
+        return saved.error.exit_code
     return 0
 
 
-def _print_text(doc: dict[str, Any], result: Any) -> None:
+def _print_text(doc: dict[str, Any], result: PredictionResult) -> None:
     say(f"Patient {doc['patient_id']}  study {doc['study_uid']}")
     for phase, uid in doc["assignment"].items():
         say(f"  {phase:<8} {uid}")

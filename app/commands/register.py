@@ -6,12 +6,21 @@
     hcc-response register show ID
     hcc-response register outcome ID CATEGORY [--date D] [--by NAME] [--note TEXT]
     hcc-response register export CSV [--pseudonymise] [--key-file F]
+    hcc-response register export-images ID FOLDER --deidentify
     hcc-response register backup FILE
+    hcc-response register pending
     hcc-response register verify
     hcc-response register stats
 
-``--register`` and ``--json`` may be given before or after the action. Exit status: 0 success,
-2 bad input (unknown case, bad category, refused register), 1 when ``verify`` finds a problem.
+``--register``, ``--read-only`` and ``--json`` may be given before or after the action. Exit
+status: 0 success, 2 bad input (unknown case, bad category, refused or damaged register), 1 when
+``verify`` finds a problem.
+
+``list``, ``show``, ``verify`` and ``stats`` only read: they open the register read-only, so
+they work on an archive copy on read-only media and on a full disk, and can never change it.
+``export`` and ``backup`` record an audit event in the same step that makes their file appear
+(a failure writes nothing); ``--read-only`` runs them on a register that cannot be written, at
+the price of no event.
 """
 
 from __future__ import annotations
@@ -32,6 +41,10 @@ def _common(p: argparse.ArgumentParser, suppress: bool) -> None:
     p.add_argument("--json", action="store_true",
                    default=argparse.SUPPRESS if suppress else False,
                    help="print one JSON document on stdout")
+    p.add_argument("--read-only", action="store_true",
+                   default=argparse.SUPPRESS if suppress else False,
+                   help="open the register read-only (an archive copy); export and backup are "
+                        "then not recorded in its audit trail")
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
@@ -71,9 +84,21 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--key-file", type=Path, default=None,
                    help="file with the pseudonymisation key (default: the register's own)")
 
+    p = sub.add_parser("export-images", help="write a case's three phases as de-identified "
+                       "DICOM (PS3.15 basic profile) into a new folder")
+    _common(p, suppress=True)
+    p.add_argument("id", type=int, help="case id")
+    p.add_argument("folder", type=Path, help="new folder for the images")
+    p.add_argument("--deidentify", action="store_true", required=True,
+                   help="required: images leave this computer de-identified only")
+
     p = sub.add_parser("backup", help="copy the register with SQLite's backup API")
     _common(p, suppress=True)
     p.add_argument("file", type=Path)
+
+    p = sub.add_parser("pending", help="predictions waiting to be recorded (kept when the "
+                       "register could not take them), with the reason")
+    _common(p, suppress=True)
 
     p = sub.add_parser("verify", help="check database integrity and the audit chain")
     _common(p, suppress=True)
@@ -84,10 +109,37 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     _common(p, suppress=True)
 
 
-def run(args: argparse.Namespace) -> int:
-    from app.register import open_register
+_VERB = {"export": "export it", "backup": "back it up", "export-images": "export them"}
+#: Actions that only read: always opened read-only (nothing can be written, nothing upgraded).
+READ_ACTIONS = frozenset({"list", "show", "verify", "stats"})
 
-    with open_register(args.register) as reg:
+
+def _open(args: argparse.Namespace) -> Any:
+    from app import paths
+    from app.register import RegisterReadOnlyError, open_register
+
+    path = args.register if args.register is not None else paths.default_register_path()
+    if args.read_only or (args.action in READ_ACTIONS and Path(path).expanduser().is_file()):
+        try:
+            return open_register(path, read_only=True)
+        except RegisterReadOnlyError:
+            if args.read_only:
+                raise
+            # an older register: upgrading it (with its backup) needs the writable open below
+    try:
+        return open_register(path)
+    except RegisterReadOnlyError as exc:
+        if args.action in _VERB:
+            raise RegisterReadOnlyError(
+                f"{exc.message}. To {_VERB[args.action]} anyway without an audit event, add "
+                f"--read-only", details=exc.details) from exc
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.action == "pending":  # the pending file, not a register
+        return _pending(args)
+    with _open(args) as reg:
         handler = _HANDLERS[args.action]
         return handler(reg, args)
 
@@ -192,6 +244,40 @@ def _export(reg: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _pending(args: argparse.Namespace) -> int:
+    from app.register.pending import pending_entries, pending_file
+
+    entries = pending_entries()
+    if args.json:
+        print_json({"file": pending_file(), "pending": [
+            {"id": e.id, "register": e.register or "(default)", "reason": e.reason,
+             "kept_at": e.kept_at, "attempts": e.attempts, "patient_id": e.record.patient_id,
+             "study_uid": e.record.study_uid, "label": e.record.label}
+            for e in entries]})
+        return 0
+    if not entries:
+        say("no prediction is waiting to be recorded")
+        return 0
+    for e in entries:
+        say(f"{e.id}  kept {e.kept_at[:16]}  patient {e.record.patient_id}  study "
+            f"{e.record.study_uid}  {e.record.label}  → {e.register or '(default register)'}")
+        say(f"      {e.attempts} attempt(s); last reason: {e.reason}")
+    say(f"{len(entries)} prediction(s) in {pending_file()}; they are recorded at the next start "
+        f"once the register can take them")
+    return 0
+
+
+def _export_images(reg: Any, args: argparse.Namespace) -> int:
+    summary = reg.export_images(args.id, args.folder, deidentify=args.deidentify)
+    if args.json:
+        print_json(summary)
+    else:
+        per_phase = ", ".join(f"{phase} {n}" for phase, n in summary.files.items())
+        say(f"case {summary.case_id}: de-identified images written to {summary.path} "
+            f"({per_phase} files; patient pseudonym {summary.patient_key})")
+    return 0
+
+
 def _backup(reg: Any, args: argparse.Namespace) -> int:
     dest = reg.backup(args.file)
     if args.json:
@@ -252,4 +338,5 @@ def _stats(reg: Any, args: argparse.Namespace) -> int:
 
 
 _HANDLERS = {"list": _list, "show": _show, "outcome": _outcome, "export": _export,
+             "export-images": _export_images,
              "backup": _backup, "verify": _verify, "stats": _stats}

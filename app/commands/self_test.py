@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from app.case.model import ModelChoice, ModelHolder
 from app.commands._common import say
 
 
@@ -121,35 +122,28 @@ def _run_steps(steps: _Steps, args: argparse.Namespace, work: Path) -> None:
     folder = steps.run("generate a synthetic 3-phase study", generate)
 
     def assemble() -> tuple[Any, str]:
-        from app.dicom.assembly import assemble_folder
+        from app.dicom.studies import open_study
 
-        _scan, results = assemble_folder(folder, keep_volumes=True)
-        if len(results) != 1:
-            raise RuntimeError(f"expected one study, found {len(results)}")
-        study = results[0][1]
-        if isinstance(study, Exception):
-            raise study
+        study = open_study(folder)
         return study, (f"{len(study.pairs)} slice triplets; assignment "
                        + ", ".join(sorted(study.assignment)))
 
     study = steps.run("scan, classify phases, assemble", assemble)
 
-    def model() -> tuple[Any, str]:
-        from app.inference.weights import load_bundled_model, load_model
+    holder = ModelHolder()
+    choice = ModelChoice(args.model, None, args.device)
 
-        if args.model is not None:
-            loaded = load_model(args.model, device=args.device)
-        else:
-            loaded = load_bundled_model(device=args.device)
+    def model() -> tuple[Any, str]:
+        loaded = holder.get(choice)
         return loaded, f"{loaded.description.name} {loaded.description.version}, sha256 " \
                        f"{loaded.sha256[:16]}… verified"
 
     loaded = steps.run("load the model and check its SHA-256", model)
 
     def prediction() -> tuple[Any, str]:
-        from app.inference.predictor import predict
+        from app.case.flow import predict_study
 
-        result = predict(study, loaded)
+        _loaded, result = predict_study(study, holder, choice)
         if result.total_votes != len(study.pairs) or result.label not in ("responder",
                                                                           "non-responder"):
             raise RuntimeError("inconsistent prediction result")
@@ -172,12 +166,12 @@ def _run_steps(steps: _Steps, args: argparse.Namespace, work: Path) -> None:
     steps.run("Grad-CAM", cam)
 
     def register() -> tuple[None, str]:
-        from app.casework import prediction_record
+        from app.case.flow import make_record
         from app.register import open_register
 
         path = work / "self-test-register.sqlite"
         with open_register(path) as reg:
-            case = reg.add_prediction(prediction_record(study, result, source_folder=str(folder)))
+            case = reg.add_prediction(make_record(study, result, source_folder=str(folder)))
             report = reg.verify()
             if not report.ok:
                 raise RuntimeError("; ".join(report.problems))

@@ -95,6 +95,12 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     o.add_argument("--test", type=Path, default=None, metavar="TEST.csv",
                    help="held-out test cohort evaluated after training (metrics go into the "
                         "model description)")
+    o.add_argument("--choose-threshold", action="store_true",
+                   help="choose the decision threshold (balanced sensitivity/specificity) on the "
+                        "validation patients instead of the paper's 0.5")
+    o.add_argument("--threshold-cohort", type=Path, default=None, metavar="CALIB.csv",
+                   help="choose the decision threshold on this separate cohort (implies "
+                        "--choose-threshold; never the test cohort)")
     o.add_argument("--half", action="store_true", help="store the weights as float16")
     o.add_argument("--name", default="hcc-response-model")
     o.add_argument("--model-version", default="1")
@@ -166,7 +172,7 @@ def run(args: argparse.Namespace) -> int:
     from app.commands._common import TerminalProgress, print_json, say
     from app.inference.weights import ModelDescription, save_model
     from app.training.prepared import PrepareSettings
-    from app.training.trainer import train
+    from app.training.trainer import train, with_overrides
 
     rank = int(os.environ.get("RANK", "0"))
     cfg = train_config_from_args(args)
@@ -191,6 +197,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     metrics: dict[str, Any] = {"validation": res.summary().get("best_epoch_metrics")}
+    if args.choose_threshold or args.threshold_cohort is not None:
+        choice = threshold_for(args, res.model, cfg.model, data, workers)
+        cfg = with_overrides(cfg, threshold=choice.threshold)
+        res.model.config = cfg.model  # type: ignore[assignment]
+        metrics["threshold"] = choice.as_dict()
+        say(f"decision threshold {choice.threshold:g} (sensitivity {choice.sensitivity:.2f}, "
+            f"specificity {choice.specificity:.2f} on {choice.chosen_on})")
     test_doc: dict[str, Any] | None = None
     if args.test is not None:
         test_doc = evaluate_on(args.test, res.model, cfg.model, args.cache_dir, args.device,
@@ -221,6 +234,31 @@ def run(args: argparse.Namespace) -> int:
         if test_doc:
             say(format_test_line(test_doc))
     return 0
+
+
+def threshold_for(args: argparse.Namespace, model: Any, model_config: Any, data: Any,
+                  workers: int) -> Any:
+    """The decision threshold chosen on ``--threshold-cohort`` or the validation patients."""
+    from app.errors import InputError
+    from app.progress import NULL_PROGRESS
+    from app.training.dataset import SliceSet
+    from app.training.evaluate import score_slices
+    from app.training.prepared import PrepareSettings
+    from app.training.threshold import choose_threshold
+
+    if args.threshold_cohort is not None:
+        _c, prepared = prepare(args.threshold_cohort, PrepareSettings.from_model_config(model_config),
+                               args.cache_dir, NULL_PROGRESS, workers)
+        ss, where = SliceSet.from_studies(prepared.studies), f"calibration cohort {args.threshold_cohort.name}"
+    elif data.val is not None:
+        ss, where = data.val, "the validation patients"
+    else:
+        raise InputError("--choose-threshold needs validation patients (or --threshold-cohort)")
+    scored = score_slices(model, model_config, ss, device=args.device)
+    try:
+        return choose_threshold(scored, f"{where} ({ss.n_patients} patients)")
+    except ValueError as exc:
+        raise InputError(f"cannot choose a threshold on {where}: {exc}") from exc
 
 
 def describe_recipe(cfg: Any, res: Any) -> str:

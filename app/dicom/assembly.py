@@ -14,7 +14,7 @@ all use to go from a scanned study to an :class:`AssembledStudy`:
    :class:`AssemblyError` naming the phase and the candidates that were considered.
 3. **Check the set**: same patient and study, same frame of reference, overlapping z ranges,
    compatible spacing/thickness, acquisition order plain → arterial → portal.
-4. **Liver range** per phase (:func:`app.dicom.anatomy.find_liver_range`) and **pairing** of the
+4. **Liver range** per phase (:func:`app.dicom.liver_range.find_liver_range`) and **pairing** of the
    slices by table position (:mod:`app.dicom.pairing`).
 
 Doubt never passes silently: conflicting evidence, two acquisitions claiming one phase, an odd
@@ -294,8 +294,8 @@ def check_set(chosen: Mapping[str, SeriesInfo]) -> tuple[list[str], list[str]]:
 def _liver_extents(
     volumes: Mapping[str, Volume],
 ) -> dict[str, tuple[LiverExtent, float, list[str]]]:
-    """Liver range of each phase, made consistent across the phases by the anatomy module."""
-    from app.dicom.anatomy import find_liver_ranges
+    """Liver range of each phase, made consistent across the phases (:mod:`app.dicom.liver_range`)."""
+    from app.dicom.liver_range import find_liver_ranges
 
     ranges = find_liver_ranges(volumes)
     return {
@@ -457,7 +457,7 @@ def assemble_study(
             warnings.append(f"{phase}: liver range uncertain ({'; '.join(evidence[1:])})")
         else:
             warnings += [f"{phase}: {e}" for e in evidence if "agree with the other" in e]
-    # The anatomy module corrects ends that are off by a few slices; a range that has lost
+    # The liver-range module corrects ends that are off by a few slices; a range that has lost
     # most of the liver (a noisy thin recon) is replaced here by the other phases' range.
     livers, notes = reconcile_livers(volumes, livers, found)
     warnings += notes

@@ -5,7 +5,7 @@ Each series gets ``plain``, ``arterial``, ``portal`` or ``other`` (delayed, non-
 
 - **tags** (:mod:`app.dicom.phase_tags`): description vocabulary in vendor, abbreviated and
   Chinese wording, contrast agent relative to the rest of the study, bolus-start delay;
-- **image** (:mod:`app.dicom.anatomy`): median HU of the aorta, the portal vein and the liver
+- **image** (:mod:`app.dicom.landmarks`): median HU of the aorta, the portal vein and the liver
   on a few sampled slices, the principle of TotalSegmentator's phase predictor.
 
 The two are multiplied per series (naive Bayes), then the study is solved *jointly*: every way of
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.dicom.anatomy import Landmarks, measure_landmarks
+from app.dicom.landmarks import Landmarks, measure_landmarks
 from app.dicom.phase_tags import (
     CLASSES,
     Evidence,

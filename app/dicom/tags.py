@@ -22,7 +22,6 @@ VR, odd character set) costs a warning, not the file (RELIABILITY.md 4).
 from __future__ import annotations
 
 import io
-import math
 import os
 import struct
 import warnings as pywarnings
@@ -34,34 +33,26 @@ from typing import Any, BinaryIO, Literal
 
 import pydicom
 from pydicom.charset import default_encoding
-from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.errors import InvalidDicomError
 from pydicom.filereader import data_element_generator
 from pydicom.uid import UID
 
-#: Attributes read from every file: what grouping, splitting and geometry need.
-SCAN_TAGS: tuple[str, ...] = (
-    "SOPClassUID", "SOPInstanceUID", "Modality", "ImageType", "PatientID",
-    "StudyInstanceUID", "SeriesInstanceUID", "SeriesNumber", "InstanceNumber",
-    "AcquisitionNumber", "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
-    "SliceThickness", "Rows", "Columns", "BitsAllocated", "SamplesPerPixel", "NumberOfFrames",
-    "FrameOfReferenceUID", "AcquisitionTime", "ContentTime", "SharedFunctionalGroupsSequence",
-    "PerFrameFunctionalGroupsSequence",
-)
-#: Read with every file but decoded only where a Study/Series Instance UID is blank (they
-#: identify the study and series then, see :func:`derived_uid`).
-KEY_TAGS: tuple[str, ...] = (
-    "PatientName", "StudyDate", "StudyTime", "AccessionNumber", "SeriesDescription",
-    "SeriesTime", "ConvolutionKernel",
-)
-#: Attributes that describe a series; read once per series from one file (:func:`describe`),
-#: which keeps the per-file cost of the scan close to a bare header read.
-DESCRIPTIVE_TAGS: tuple[str, ...] = (
-    "PatientName", "StudyDate", "StudyTime", "StudyDescription", "AccessionNumber",
-    "SeriesDescription", "SeriesTime", "Manufacturer", "ManufacturerModelName", "KVP",
-    "ConvolutionKernel", "ContrastBolusAgent", "ContrastBolusRoute", "ContrastBolusVolume",
-    "ContrastBolusStartTime", "GantryDetectorTilt",
+from app.dicom._tag_values import (
+    DESCRIPTIVE_TAGS,
+    KEY_TAGS,
+    SCAN_TAGS,
+    _floats,
+    _has,
+    _meta,
+    _num,
+    _str,
+    _tag,
+    _values,
+    _vf,
+    _vi,
+    _vn,
+    _vs,
 )
 
 #: Values larger than this are skipped with a seek instead of being read (RELIABILITY.md 5).
@@ -219,260 +210,6 @@ def _looks_like_raw_dataset(head: bytes) -> bool:
         return explicit or struct.unpack("<I", head[4:8])[0] < 1024
     group, elem = struct.unpack(">HH", head[:4])  # big endian is always explicit VR
     return group in (0x0002, 0x0008) and elem <= 0x1000 and explicit
-
-
-# --- fast tag access ---------------------------------------------------------------------------
-# pydicom converts a raw element on first access (VR lookup, validation, value objects), which
-# costs more than reading the file's header. The scan reads only simple values, so it decodes the
-# raw bytes itself where that is unambiguous (ASCII text, US binary) and falls back to pydicom's
-# conversion for anything else (non-ASCII text with a character set, deferred or converted
-# elements). Without this the scan took ~4x the bare header read; see bench/scan_speed.py.
-
-_TAG: dict[str, int] = {}
-_US_TAGS = {"Rows", "Columns", "BitsAllocated", "BitsStored", "SamplesPerPixel",
-            "PixelRepresentation"}
-_SLOW = object()
-
-
-def _tag(keyword: str) -> int | None:
-    tag = _TAG.get(keyword)
-    if tag is None:
-        from pydicom.datadict import tag_for_keyword
-
-        found = tag_for_keyword(keyword)
-        if found is None:
-            return None
-        tag = _TAG[keyword] = int(found)
-    return tag
-
-
-for _kw in (*SCAN_TAGS, *DESCRIPTIVE_TAGS, "DirectoryRecordSequence", "TransferSyntaxUID", "MediaStorageSOPClassUID",
-            "MediaStorageSOPInstanceUID"):
-    _tag(_kw)
-
-
-@lru_cache(maxsize=32)
-def _encodings(charset: bytes) -> tuple[str, ...]:
-    from pydicom.charset import convert_encodings
-
-    names = [v.strip() for v in charset.decode("ascii", "replace").split("\\")]
-    return tuple(convert_encodings(names))
-
-
-def _decode(obj: Any, raw: bytes) -> str:
-    """Text of non-ASCII bytes in the data set's Specific Character Set."""
-    from pydicom.charset import decode_bytes
-
-    d = getattr(obj, "_dict", {})
-    cs = d.get(0x00080005)
-    charset = b""
-    if cs is not None:
-        charset = cs.value if isinstance(cs.value, bytes) else "\\".join(
-            cs.value if isinstance(cs.value, (list, pydicom.multival.MultiValue))
-            else [str(cs.value)]).encode()
-    return decode_bytes(raw, list(_encodings(charset or b"ISO_IR 6")), {ord("^"), ord("=")})
-
-
-def _text(obj: Any, keyword: str) -> Any:
-    """Text of a raw element (padding stripped); None when absent; _SLOW when not raw.
-
-    ASCII is decoded directly; other bytes through the data set's character set.
-    """
-    d = getattr(obj, "_dict", None)
-    tag = _TAG.get(keyword) or _tag(keyword)
-    if d is None or tag is None:
-        return _SLOW
-    elem = d.get(tag)
-    if elem is None:
-        return None
-    value = getattr(elem, "value", None)
-    if not isinstance(elem, RawDataElement) or value is None:
-        return _SLOW
-    try:
-        return value.decode("ascii").strip(" \x00")
-    except UnicodeDecodeError:
-        return _decode(obj, value).strip(" \x00")
-
-
-def _raw(obj: Any, keyword: str) -> Any:
-    """The raw element of ``keyword`` in ``obj``; None when absent; _SLOW when not raw."""
-    d = getattr(obj, "_dict", None)
-    tag = _TAG.get(keyword) or _tag(keyword)
-    if d is None or tag is None:
-        return _SLOW
-    elem = d.get(tag)
-    if elem is None:
-        return None
-    if not isinstance(elem, RawDataElement) or elem.value is None:
-        return _SLOW
-    return elem
-
-
-def _meta(meta: Mapping[int, Any], keyword: str) -> str:
-    """A file meta value as text, from the meta elements by tag (raw or converted)."""
-    tag = _tag(keyword)
-    elem = meta.get(tag) if tag is not None else None
-    if elem is None:
-        return ""
-    value = elem.value
-    if isinstance(value, bytes):
-        value = value.decode("ascii", "replace")
-    return str(value or "").strip(" \x00")
-
-
-def _has(obj: Any, keyword: str) -> bool:
-    d = getattr(obj, "_dict", None)
-    tag = _tag(keyword)
-    if d is None or tag is None:
-        return keyword in obj
-    return tag in d
-
-
-def _slow_value(obj: Any, keyword: str) -> Any:
-    value = obj.get(keyword)
-    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
-        return "\\".join(str(v) for v in value)
-    return value
-
-
-def _str(ds: Dataset, keyword: str, warnings: list[str]) -> str:
-    try:
-        text = _text(ds, keyword)
-        if text is _SLOW:
-            text = _slow_value(ds, keyword)
-    except Exception as exc:  # a malformed value must not cost the file
-        warnings.append(f"unreadable {keyword}: {type(exc).__name__}")
-        return ""
-    if text is None:
-        return ""
-    return str(text).strip()
-
-
-def _num(ds: Dataset, keyword: str, warnings: list[str]) -> float | None:
-    try:
-        if keyword in _US_TAGS:
-            elem = _raw(ds, keyword)
-            if elem is None:
-                return None
-            if elem is not _SLOW and len(elem.value) >= 2:
-                return float(struct.unpack("<H" if elem.is_little_endian else ">H",
-                                           elem.value[:2])[0])
-        text = _text(ds, keyword)
-        if text is _SLOW:
-            value = ds.get(keyword)
-            if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
-                value = value[0] if len(value) else None
-        else:
-            value = text.split("\\")[0].strip() if text is not None else None
-        if value is None or value == "":
-            return None
-        out = float(value)
-    except Exception as exc:
-        warnings.append(f"unreadable {keyword}: {type(exc).__name__}")
-        return None
-    return out if math.isfinite(out) else None
-
-
-def _int(ds: Dataset, keyword: str, warnings: list[str]) -> int | None:
-    value = _num(ds, keyword, warnings)
-    return None if value is None else int(value)
-
-
-def _floats(obj: Any, keyword: str, n: int) -> tuple[float, ...] | None:
-    try:
-        text = _text(obj, keyword)
-        if text is None:
-            return None
-        if text is _SLOW:
-            value = obj.get(keyword)
-            if value is None:
-                return None
-            out = tuple(float(v) for v in value)
-        else:
-            out = tuple(float(v) for v in text.split("\\"))
-    except Exception:
-        return None
-    if len(out) != n or not all(math.isfinite(v) for v in out):
-        return None
-    return out
-
-
-# One pass over the parsed elements decodes every value the scan needs (the per-keyword helpers
-# above cost a dictionary lookup through pydicom's tag type each); anything that is not plain
-# raw bytes (sequences, deferred or already converted elements) is marked and read through them.
-_KW_OF: dict[int, str] = {}
-
-
-def _values(ds: Dataset) -> dict[str, Any]:
-    if not _KW_OF:
-        _KW_OF.update({_TAG[k]: k for k in SCAN_TAGS if k in _TAG})
-    out: dict[str, Any] = {}
-    d = getattr(ds, "_dict", None)
-    if d is None:
-        return out
-    for tag, elem in d.items():
-        kw = _KW_OF.get(int(tag))
-        if kw is None:
-            continue
-        value = elem.value if type(elem) is RawDataElement else None
-        if type(value) is not bytes:
-            out[kw] = _SLOW
-        elif kw in _US_TAGS:
-            out[kw] = float(struct.unpack("<H" if elem.is_little_endian else ">H",
-                                          value[:2])[0]) if len(value) >= 2 else None
-        else:
-            try:
-                out[kw] = value.decode("ascii").strip(" \x00").strip()
-            except UnicodeDecodeError:
-                out[kw] = _decode(ds, value).strip(" \x00").strip()
-    return out
-
-
-def _vs(v: dict[str, Any], ds: Dataset, kw: str, warnings: list[str]) -> str:
-    x = v.get(kw)
-    if x is None:
-        return ""
-    if x is _SLOW:
-        return _str(ds, kw, warnings)
-    return x if isinstance(x, str) else str(x)
-
-
-def _vn(v: dict[str, Any], ds: Dataset, kw: str, warnings: list[str]) -> float | None:
-    x = v.get(kw)
-    if x is None or isinstance(x, float):
-        return x
-    if x is _SLOW:
-        return _num(ds, kw, warnings)
-    first = x.split("\\")[0].strip()
-    if not first:
-        return None
-    try:
-        out = float(first)
-    except ValueError:
-        warnings.append(f"unreadable {kw}: ValueError")
-        return None
-    return out if math.isfinite(out) else None
-
-
-def _vi(v: dict[str, Any], ds: Dataset, kw: str, warnings: list[str]) -> int | None:
-    value = _vn(v, ds, kw, warnings)
-    return None if value is None else int(value)
-
-
-def _vf(v: dict[str, Any], ds: Dataset, kw: str, n: int) -> tuple[float, ...] | None:
-    x = v.get(kw)
-    if x is None:
-        return None
-    if x is _SLOW:
-        return _floats(ds, kw, n)
-    try:
-        out = tuple(float(p) for p in x.split("\\"))
-    except ValueError:
-        return None
-    if len(out) != n or not all(math.isfinite(p) for p in out):
-        return None
-    return out
-
 
 
 @lru_cache(maxsize=1)
@@ -752,6 +489,7 @@ class _Parsed:
     meta: Mapping[int, Any]
     implicit: bool | None
     end: int
+    forced: bool = False  # no preamble/file meta: read as a raw data set
 
 
 def _not_file_meta(tag: int, vr: str | None, length: int) -> bool:
@@ -877,41 +615,25 @@ def _parse_source(src: _Source, force: bool, tags: list[int]) -> _Parsed:
 
 
 def _read_open(src: _Source) -> Header | FileProblem:
-    path, size = src.path, src.size
-    if size == 0:
+    """The header of an opened file, or why it is skipped (not an image) or rejected (broken)."""
+    if src.size == 0:
         return FileProblem("skipped", "not DICOM: empty file")
-    forced = False
-    try:
-        parsed = _parse_source(src, False, _scan_tag_ints())
-    except InvalidDicomError:
-        if not _looks_like_raw_dataset(src.head[:8]):
-            return FileProblem("skipped", "not DICOM")
-        forced = True
-        try:
-            parsed = _parse_source(src, True, _scan_tag_ints())
-        except Exception as exc:
-            return FileProblem("rejected", f"unreadable DICOM: {type(exc).__name__}: {exc}")
-    except Exception as exc:
-        return FileProblem("rejected", f"unreadable DICOM: {type(exc).__name__}: {exc}")
+    parsed = _parse_file(src)
+    if isinstance(parsed, FileProblem):
+        return parsed
     ds, meta, end = parsed.ds, parsed.meta, parsed.end
     transfer_syntax = _meta(meta, "TransferSyntaxUID")
-    if end > size and transfer_syntax != _DEFLATED:
+    if end > src.size and transfer_syntax != _DEFLATED:
         return FileProblem(
-            "rejected", f"corrupt: a declared element length runs {end - size} bytes past the "
-            f"end of the {size}-byte file"
+            "rejected", f"corrupt: a declared element length runs {end - src.size} bytes past "
+            f"the end of the {src.size}-byte file"
         )
     warnings: list[str] = []
     v = _values(ds)
-    media_class = _meta(meta, "MediaStorageSOPClassUID")
-    sop_class = _vs(v, ds, "SOPClassUID", warnings) or media_class
-    if media_class == _DICOMDIR_CLASS:
-        return FileProblem("skipped", "not an image (DICOMDIR)")
-    class_name = _uid_name(sop_class)
-    if sop_class and "Image Storage" not in class_name:
-        return FileProblem("skipped", f"not an image ({class_name or sop_class})")
-    if sop_class.startswith("1.2.840.10008.5.1.4.1.1.7"):
-        return FileProblem("skipped", f"not a CT image of the patient ({class_name})")
-    if forced:
+    sop = _image_class(v, ds, meta, warnings)
+    if isinstance(sop, FileProblem):
+        return sop
+    if parsed.forced:
         warnings.append("no DICOM preamble/file meta; read as a raw data set")
     # Some anonymisers blank SOPInstanceUID in the data set but keep the file meta's copy.
     sop_instance = _vs(v, ds, "SOPInstanceUID", warnings) or _meta(meta, "MediaStorageSOPInstanceUID")
@@ -931,19 +653,94 @@ def _read_open(src: _Source) -> Header | FileProblem:
     bits = _vi(v, ds, "BitsAllocated", warnings) or 16
     samples = _vi(v, ds, "SamplesPerPixel", warnings) or 1
     expected = rows * cols * n_frames * samples * bits // 8
-    if transfer_syntax == _DEFLATED:
-        full = pydicom.dcmread(path)  # the data set is compressed as a whole: inflate to check
-        data = full.get("PixelData")
-        pix_problem = None if data is not None and len(data) >= expected else (
-            "pixel data truncated" if data is not None else "no pixel data")
-    else:
-        pix_problem = _pixel_problem(src, end, parsed.implicit, transfer_syntax, expected)
+    pix_problem = _pixel_data_problem(src, parsed, transfer_syntax, expected)
     if pix_problem == "no pixel data":
         return FileProblem("skipped", "not an image (no pixel data)")
     if pix_problem:
         return FileProblem("rejected", pix_problem)
-
     enhanced = "PerFrameFunctionalGroupsSequence" in v
+    frames = _frames(v, ds, n_frames, enhanced, warnings)
+    if isinstance(frames, FileProblem):
+        return frames
+    study_uid, series_uid = _study_and_series_uid(v, ds, warnings)
+    image_type = [t.strip() for t in _vs(v, ds, "ImageType", warnings).split("\\") if t.strip()]
+    return Header(
+        path=src.path,
+        size=src.size,
+        sop_class_uid=sop,
+        sop_instance_uid=sop_instance,
+        modality=_vs(v, ds, "Modality", warnings).upper(),
+        image_type=image_type,
+        localizer=any(t.upper() == "LOCALIZER" for t in image_type),
+        patient_id=_vs(v, ds, "PatientID", warnings),
+        patient_name="",
+        study_uid=study_uid,
+        study_date="",
+        study_description="",
+        series_uid=series_uid,
+        series_number=_vi(v, ds, "SeriesNumber", warnings),
+        series_description="",
+        instance_number=_vi(v, ds, "InstanceNumber", warnings),
+        acquisition_number=_vi(v, ds, "AcquisitionNumber", warnings),
+        frames=frames,
+        rows=rows,
+        columns=cols,
+        frame_of_reference_uid=_vs(v, ds, "FrameOfReferenceUID", warnings),
+        transfer_syntax=transfer_syntax,
+        acquisition_time=parse_tm(_vs(v, ds, "AcquisitionTime", warnings)),
+        content_time=parse_tm(_vs(v, ds, "ContentTime", warnings)),
+        enhanced=enhanced,
+        forced=parsed.forced,
+        warnings=warnings,
+    )
+
+
+def _parse_file(src: _Source) -> _Parsed | FileProblem:
+    """Parse the scan tags; a file without preamble is retried as a raw data set (``forced``)."""
+    try:
+        return _parse_source(src, False, _scan_tag_ints())
+    except InvalidDicomError:
+        if not _looks_like_raw_dataset(src.head[:8]):
+            return FileProblem("skipped", "not DICOM")
+        try:
+            parsed = _parse_source(src, True, _scan_tag_ints())
+        except Exception as exc:
+            return FileProblem("rejected", f"unreadable DICOM: {type(exc).__name__}: {exc}")
+        parsed.forced = True
+        return parsed
+    except Exception as exc:
+        return FileProblem("rejected", f"unreadable DICOM: {type(exc).__name__}: {exc}")
+
+
+def _image_class(v: dict[str, Any], ds: Dataset, meta: Mapping[int, Any],
+                 warnings: list[str]) -> str | FileProblem:
+    """The SOP Class UID, or why the file is not an image of the patient (skipped)."""
+    media_class = _meta(meta, "MediaStorageSOPClassUID")
+    sop_class = _vs(v, ds, "SOPClassUID", warnings) or media_class
+    if media_class == _DICOMDIR_CLASS:
+        return FileProblem("skipped", "not an image (DICOMDIR)")
+    class_name = _uid_name(sop_class)
+    if sop_class and "Image Storage" not in class_name:
+        return FileProblem("skipped", f"not an image ({class_name or sop_class})")
+    if sop_class.startswith("1.2.840.10008.5.1.4.1.1.7"):
+        return FileProblem("skipped", f"not a CT image of the patient ({class_name})")
+    return sop_class
+
+
+def _pixel_data_problem(src: _Source, parsed: _Parsed, transfer_syntax: str,
+                        expected: int) -> str | None:
+    """Whether the pixel data is there with the ``expected`` bytes (None: it is)."""
+    if transfer_syntax == _DEFLATED:
+        full = pydicom.dcmread(src.path)  # the data set is compressed as a whole: inflate it
+        data = full.get("PixelData")
+        return None if data is not None and len(data) >= expected else (
+            "pixel data truncated" if data is not None else "no pixel data")
+    return _pixel_problem(src, parsed.end, parsed.implicit, transfer_syntax, expected)
+
+
+def _frames(v: dict[str, Any], ds: Dataset, n_frames: int, enhanced: bool,
+            warnings: list[str]) -> list[FrameGeometry] | FileProblem:
+    """The geometry of every frame (enhanced multi-frame) or of the one slice."""
     if enhanced:
         frames_or_missing = _enhanced_frames(ds)
         if isinstance(frames_or_missing, str):
@@ -972,9 +769,15 @@ def _read_open(src: _Source) -> Header | FileProblem:
                                 _vn(v, ds, "SliceThickness", warnings))]
     if frames[0].pixel_spacing is None:
         return FileProblem("rejected", "missing attribute PixelSpacing")
+    return frames
 
-    # Anonymised exports sometimes blank the study/series UIDs. Rather than refuse real images,
-    # derive a stable UID from content (2.25 form from a hash) and say so in a warning.
+
+def _study_and_series_uid(v: dict[str, Any], ds: Dataset, warnings: list[str]) -> tuple[str, str]:
+    """The study and series UIDs; blank ones are derived from content, with a warning.
+
+    Anonymised exports sometimes blank the study/series UIDs. Rather than refuse real images,
+    derive a stable UID from content (2.25 form from a hash) and say so in a warning.
+    """
     study_uid = _vs(v, ds, "StudyInstanceUID", warnings)
     series_uid = _vs(v, ds, "SeriesInstanceUID", warnings)
     extra = ds  # KEY_TAGS were read with the file; decoded only here, where needed
@@ -993,34 +796,4 @@ def _read_open(src: _Source) -> Header | FileProblem:
                                  _str(extra, "ConvolutionKernel", warnings))
         warnings.append("blank SeriesInstanceUID: series grouped by number, description, "
                         "time and frame of reference")
-
-    image_type = [t.strip() for t in _vs(v, ds, "ImageType", warnings).split("\\") if t.strip()]
-    return Header(
-        path=path,
-        size=size,
-        sop_class_uid=sop_class,
-        sop_instance_uid=sop_instance,
-        modality=_vs(v, ds, "Modality", warnings).upper(),
-        image_type=image_type,
-        localizer=any(t.upper() == "LOCALIZER" for t in image_type),
-        patient_id=_vs(v, ds, "PatientID", warnings),
-        patient_name="",
-        study_uid=study_uid,
-        study_date="",
-        study_description="",
-        series_uid=series_uid,
-        series_number=_vi(v, ds, "SeriesNumber", warnings),
-        series_description="",
-        instance_number=_vi(v, ds, "InstanceNumber", warnings),
-        acquisition_number=_vi(v, ds, "AcquisitionNumber", warnings),
-        frames=frames,
-        rows=rows,
-        columns=cols,
-        frame_of_reference_uid=_vs(v, ds, "FrameOfReferenceUID", warnings),
-        transfer_syntax=transfer_syntax,
-        acquisition_time=parse_tm(_vs(v, ds, "AcquisitionTime", warnings)),
-        content_time=parse_tm(_vs(v, ds, "ContentTime", warnings)),
-        enhanced=enhanced,
-        forced=forced,
-        warnings=warnings,
-    )
+    return study_uid, series_uid

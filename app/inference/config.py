@@ -121,6 +121,12 @@ class ModelConfig:
         ``"paper"`` or ``"lesion"`` (see :data:`HEADS`).
     aggregation:
         ``"vote"`` (the paper) or ``"lesion_weighted"`` (see :data:`AGGREGATIONS`).
+    threshold:
+        Responder probability above which a slice counts as a responder (and the tie rule's
+        mean decides responder). 0.5 is the paper's argmax; a model trained towards the
+        generator's probability of response gives probabilities around the ~30 % response
+        rate, so its threshold is chosen on patients it was not trained on (balanced
+        sensitivity and specificity) and recorded here. Not part of the architecture.
     """
 
     phases: tuple[str, ...] = PHASES
@@ -140,6 +146,7 @@ class ModelConfig:
     input_std: float = 0.226
     head: str = "paper"
     aggregation: str = "vote"
+    threshold: float = 0.5
 
     def __post_init__(self) -> None:
         phases = tuple(self.phases)
@@ -174,6 +181,8 @@ class ModelConfig:
             raise ConfigError(f"window width must be positive, got {self.window[0]}")
         if self.crop_fov_mm <= 0 or self.input_std <= 0:
             raise ConfigError("crop_fov_mm and input_std must be positive")
+        if not 0.0 < float(self.threshold) < 1.0:
+            raise ConfigError(f"threshold must be between 0 and 1, got {self.threshold}")
         if self.head not in HEADS:
             raise ConfigError(f"unknown head {self.head!r}; expected one of {list(HEADS)}")
         if self.aggregation not in AGGREGATIONS:

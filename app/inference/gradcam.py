@@ -40,7 +40,13 @@ from app.dicom.types import AssembledStudy
 from app.inference.config import CLASSES
 from app.inference.device import DeviceChoice, DeviceInput, on_gpu_or_cpu, run_batched
 from app.inference.model import MultiPhaseNet
-from app.inference.preprocess import StudyInput, map_to_slice, preprocess_study, study_boxes
+from app.inference.preprocess import (
+    CropBox,
+    StudyInput,
+    map_to_slice,
+    preprocess_study,
+    study_boxes,
+)
 from app.inference.weights import LoadedModel
 from app.progress import NULL_PROGRESS, Progress, sub_progress
 
@@ -279,6 +285,42 @@ def gradcam_slice(
     result = _assemble(loaded, inputs, low, probs, classes, target, scale, keep_raw)
     result.warnings = notes
     return result
+
+
+def gradcam_on_inputs(model: MultiPhaseNet, x: torch.Tensor, target: Target = "responder",
+                      batch_size: int = 16) -> np.ndarray:
+    """Raw Grad-CAM of every pathway on the network input's own pixel grid.
+
+    For measuring where a model looks against label maps aligned with its input
+    (:func:`app.synthetic.labelmaps.labels_for_inputs`): the feature cells are placed where
+    their receptive fields are centred, as on the slices (:func:`map_to_slice` with the whole
+    input as the box), but nothing is cropped back or normalised.
+
+    Parameters
+    ----------
+    model:
+        In eval mode, on any device (batches go where the model is).
+    x:
+        ``[N, P, 1, S, S]`` network input, phases in ``model.config.phases`` order.
+
+    Returns
+    -------
+    np.ndarray
+        float32 ``[N, P, S, S]``, non-negative.
+    """
+    if model.training:
+        raise ValueError("Grad-CAM needs the model in eval mode")
+    device = next(model.parameters()).device
+    size = int(x.shape[-1])
+    stride, offset = model.feature_geometry()
+    whole = CropBox.whole(size, size)
+    out = np.zeros((x.shape[0], x.shape[1], size, size), dtype=np.float32)
+    for i in range(0, int(x.shape[0]), max(1, batch_size)):
+        xb = x[i:i + batch_size].to(device).float()
+        cams, _probs, _cls = _cam_batch(model, xb, target)
+        for j, phase in enumerate(model.config.phases):
+            out[i:i + xb.shape[0], j] = map_to_slice(cams[phase], whole, size, stride, offset)
+    return out
 
 
 # ------------------------------------------------------------------------------ overlays

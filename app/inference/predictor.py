@@ -167,7 +167,8 @@ def predict(
     t2 = time.perf_counter()
 
     area_list = [float(a) for a in areas] if areas is not None else None
-    agg = aggregate([float(p) for p in probs], area_list, model.config.aggregation)
+    threshold = model.config.threshold
+    agg = aggregate([float(p) for p in probs], area_list, model.config.aggregation, threshold)
     vote = agg.vote
     slices = []
     for row, k in enumerate(inputs.pair_indices):
@@ -177,7 +178,7 @@ def predict(
             pair_index=k, z_ref=float(pair.z_ref),
             z_by_phase={ph: float(pair.z_mm[ph]) for ph in model.config.phases if ph in pair.z_mm},
             index_by_phase={ph: int(pair.index[ph]) for ph in model.config.phases},
-            probability=p, label=slice_label(p),
+            probability=p, label=slice_label(p, threshold),
             lesion_area=area_list[row] if area_list is not None else None,
             votes=agg.voting[row]))
 

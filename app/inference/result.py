@@ -127,12 +127,13 @@ class Vote:
         return self.responder_votes / self.total_votes if self.total_votes else 0.0
 
 
-def slice_label(probability: float) -> str:
-    """Responder when the responder probability is > 0.5."""
-    return RESPONDER if probability > 0.5 else NON_RESPONDER
+def slice_label(probability: float, threshold: float = 0.5) -> str:
+    """Responder when the responder probability is > ``threshold`` (the model's; 0.5 is the
+    paper's argmax)."""
+    return RESPONDER if probability > threshold else NON_RESPONDER
 
 
-def majority_vote(probabilities: list[float]) -> Vote:
+def majority_vote(probabilities: list[float], threshold: float = 0.5) -> Vote:
     """The paper's B-voting over slice probabilities, with this project's tie rule.
 
     Parameters
@@ -148,14 +149,14 @@ def majority_vote(probabilities: list[float]) -> Vote:
     """
     if not probabilities:
         raise ValueError("no slices to vote on")
-    votes = sum(1 for p in probabilities if slice_label(p) == RESPONDER)
+    votes = sum(1 for p in probabilities if slice_label(p, threshold) == RESPONDER)
     total = len(probabilities)
     mean = float(sum(probabilities) / total)
     if 2 * votes > total:
         return Vote(RESPONDER, votes, total, mean, False)
     if 2 * votes < total:
         return Vote(NON_RESPONDER, votes, total, mean, False)
-    return Vote(slice_label(mean), votes, total, mean, True)
+    return Vote(slice_label(mean, threshold), votes, total, mean, True)
 
 
 #: A slice votes under ``lesion_weighted`` aggregation when the lesion area seen in it is at
@@ -178,7 +179,7 @@ class Aggregate:
 
 
 def aggregate(probabilities: list[float], lesion_areas: list[float] | None = None,
-              aggregation: str = "vote") -> Aggregate:
+              aggregation: str = "vote", threshold: float = 0.5) -> Aggregate:
     """Slice results → the patient's result, by the model's aggregation rule.
 
     ``vote`` is :func:`majority_vote` over all slices (the paper). ``lesion_weighted`` (for
@@ -189,7 +190,7 @@ def aggregate(probabilities: list[float], lesion_areas: list[float] | None = Non
     no tumour anywhere the paper's vote is used and ``note`` says why.
     """
     if aggregation == "vote" or lesion_areas is None:
-        return Aggregate(majority_vote(probabilities), tuple(True for _ in probabilities), "vote")
+        return Aggregate(majority_vote(probabilities, threshold), tuple(True for _ in probabilities), "vote")
     if aggregation != "lesion_weighted":
         raise ValueError(f"unknown aggregation {aggregation!r}")
     if len(lesion_areas) != len(probabilities):
@@ -197,13 +198,13 @@ def aggregate(probabilities: list[float], lesion_areas: list[float] | None = Non
     areas = [max(0.0, float(a)) for a in lesion_areas]
     total = sum(areas)
     if not total >= MIN_LESION_PIXELS:
-        return Aggregate(majority_vote(probabilities), tuple(True for _ in probabilities), "vote",
+        return Aggregate(majority_vote(probabilities, threshold), tuple(True for _ in probabilities), "vote",
                          "the model saw no tumour in any slice; the vote of all slices is used")
     top = max(areas)
     voting = tuple(a >= LESION_VOTE_SHARE * top for a in areas)
     chosen = [p for p, v in zip(probabilities, voting, strict=True) if v]
-    vote = majority_vote(chosen)
+    vote = majority_vote(chosen, threshold)
     weighted = float(sum(p * a for p, a in zip(probabilities, areas, strict=True)) / total)
-    label = slice_label(weighted) if vote.tie else vote.label
+    label = slice_label(weighted, threshold) if vote.tie else vote.label
     return Aggregate(Vote(label, vote.responder_votes, vote.total_votes, weighted, vote.tie), voting,
                      "lesion_weighted")

@@ -16,6 +16,7 @@ Public API::
 from app.register.errors import (
     NotARegisterError,
     RegisterBusyError,
+    RegisterDamagedError,
     RegisterError,
     RegisterFullError,
     RegisterInputError,
@@ -61,6 +62,7 @@ __all__ = [
     "ReferenceFigures",
     "Register",
     "RegisterBusyError",
+    "RegisterDamagedError",
     "RegisterError",
     "RegisterFullError",
     "RegisterInputError",

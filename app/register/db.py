@@ -13,6 +13,14 @@ Opening (RELIABILITY.md 21): an absent or empty file is created at the head revi
 register at an older revision is first copied with SQLite's backup API beside itself
 (``<name>.bak-<rev>-<UTC time>.sqlite``) and then upgraded in one transaction; a revision this
 version does not know (written by a newer app) is refused before anything is written to it.
+
+Reading without writing (issue 19): a WAL database needs its ``-shm`` index even to be read, and
+SQLite creates it beside the file. On read-only media (an archive copy) that is impossible and
+on a full disk it fails half-way, leaving a few-byte ``-shm``. Read-only connections therefore
+try ``mode=ro`` first (correct while another program writes) and fall back to ``immutable=1``
+(no index, no locks: right for a file nobody can be writing, because nobody can write there),
+after removing any debris the failed attempt left. A file whose ``-wal`` still holds changes
+cannot be read that way without losing them, and is refused with what to do instead.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ from app.register.errors import (
     RegisterInputError,
     RegisterReadOnlyError,
 )
+from app.register.integrity import damaged_error, quick_check
 from app.register.migrations import MIGRATIONS_DIR
 from app.register.models import Base
 
@@ -56,7 +65,11 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 
 # SQLite primary result codes (the low byte of the extended code)
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_READONLY = 5, 6, 8
-_SQLITE_IOERR, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = 10, 13, 14, 26
+_SQLITE_IOERR, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_CANTOPEN, _SQLITE_NOTADB = 10, 11, 13, 14, 26
+#: Failures of a ``mode=ro`` open that mean "the -shm index cannot be made here", not damage.
+_NO_INDEX_CODES = frozenset({_SQLITE_IOERR, _SQLITE_CANTOPEN, _SQLITE_READONLY})
+#: The smallest valid WAL index; a shorter ``-shm`` is debris of a failed open.
+_SHM_MIN_BYTES = 32768
 
 
 # --------------------------------------------------------------------------------------------
@@ -94,16 +107,24 @@ class FileState:
     revision: str | None  # None: no schema yet (new or empty file)
 
 
-def probe(path: Path) -> FileState:
+def probe(path: Path, *, check: bool = False) -> FileState:
     """Read the schema revision of ``path`` without changing the file.
 
     A plain connection with no pragmas reads ``alembic_version``; nothing is written (a hot
-    WAL left by a crashed writer is recovered by SQLite itself, which is what it is for).
+    WAL left by a crashed writer is recovered by SQLite itself, which is what it is for, and
+    the connection's close removes the WAL files it used). Where that connection cannot build
+    the WAL index (read-only media, a full disk), a read-only one is used instead (see
+    :func:`connect_read_only`), so the probe works there too.
+
+    ``check`` also runs SQLite's quick integrity check (before a writable open: a damaged
+    register is refused before anything is written to it).
 
     Raises
     ------
     NotARegisterError
         The file is not SQLite, or is a SQLite database of some other program.
+    RegisterDamagedError
+        ``check`` found damage (the message names the backup to restore from).
     """
     if not path.exists():
         return FileState(False, None)
@@ -118,7 +139,7 @@ def probe(path: Path) -> FileState:
         return FileState(True, None)  # an empty file: a register is created in it
     if header != SQLITE_MAGIC:
         raise NotARegisterError(f"{path} is not an HCC Response register (not a SQLite file)")
-    con = _raw_connect(path, read_only=False)
+    con = _probe_connection(path)
     try:
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         if "alembic_version" not in tables:
@@ -129,6 +150,8 @@ def probe(path: Path) -> FileState:
                 )
             return FileState(True, None)
         rows = con.execute("SELECT version_num FROM alembic_version").fetchall()
+        if check:
+            quick_check(con, path)
     except sqlite3.DatabaseError as exc:
         raise translate(exc, path) from exc
     finally:
@@ -136,6 +159,22 @@ def probe(path: Path) -> FileState:
     if len(rows) != 1:
         raise NotARegisterError(f"{path} has a damaged schema version table ({len(rows)} rows)")
     return FileState(True, str(rows[0][0]))
+
+
+def _probe_connection(path: Path) -> sqlite3.Connection:
+    before = existing_sidecars(path)
+    con: sqlite3.Connection | None = None
+    try:
+        con = _connect(str(path), uri=False)
+        con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return con
+    except sqlite3.DatabaseError as exc:
+        if con is not None:
+            con.close()
+        if _sqlite_primary(exc) not in _NO_INDEX_CODES:
+            raise translate(exc, path) from exc
+    remove_debris(path, before)
+    return connect_read_only(path)[0]
 
 
 def migrate(engine: Engine, target: str = "head") -> str | None:
@@ -165,15 +204,94 @@ def migrate(engine: Engine, target: str = "head") -> str | None:
 # connections
 
 
-def _raw_connect(path: Path, read_only: bool) -> sqlite3.Connection:
-    """A DB-API connection; ``read_only`` opens with ``mode=ro`` (no write can succeed)."""
+def _connect(target: str, *, uri: bool) -> sqlite3.Connection:
+    return sqlite3.connect(target, uri=uri, timeout=BUSY_TIMEOUT_MS / 1000,
+                           check_same_thread=False)
+
+
+def _uri(path: Path, **params: object) -> str:
+    return "file:" + urllib.parse.quote(str(path)) + "?" + urllib.parse.urlencode(params)
+
+
+def sidecars(path: Path) -> tuple[Path, Path]:
+    """The WAL index and the WAL journal that SQLite keeps beside ``path``."""
+    return path.with_name(path.name + "-shm"), path.with_name(path.name + "-wal")
+
+
+def existing_sidecars(path: Path) -> frozenset[Path]:
+    return frozenset(p for p in sidecars(path) if p.exists())
+
+
+def remove_debris(path: Path, existed_before: frozenset[Path]) -> None:
+    """Remove the ``-shm``/``-wal`` a failed open created (a full disk leaves a 3-byte ``-shm``).
+
+    Only files that did not exist before the attempt and cannot be in use (an index shorter
+    than any valid one, an empty journal) are removed; anything else belongs to another
+    program and stays.
+    """
+    shm, wal = sidecars(path)
+    for side, limit in ((shm, _SHM_MIN_BYTES), (wal, 1)):
+        if side in existed_before:
+            continue
+        with contextlib.suppress(OSError):
+            if side.stat().st_size < limit:
+                side.unlink()
+                log.info("removed %s left by a failed open", side)
+
+
+def _sqlite_primary(exc: BaseException) -> int | None:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else None
+
+
+def connect_read_only(path: Path) -> tuple[sqlite3.Connection, str]:
+    """A connection that cannot write to ``path``, and the URI that opened it.
+
+    ``mode=ro`` first; where that cannot build the WAL index (read-only media, a full disk),
+    ``immutable=1`` after removing what the failed attempt left (see the module docstring).
+
+    Raises
+    ------
+    RegisterReadOnlyError
+        The file cannot be read in place (its ``-wal`` holds changes that need the index).
+    """
+    before = existing_sidecars(path)
+    uri = _uri(path, mode="ro")
+    con: sqlite3.Connection | None = None
     try:
-        if read_only:
-            uri = "file:" + urllib.parse.quote(str(path)) + "?mode=ro"
-            return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
-                                   check_same_thread=False)
-        return sqlite3.connect(str(path), timeout=BUSY_TIMEOUT_MS / 1000,
-                               check_same_thread=False)
+        con = _connect(uri, uri=True)
+        con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return con, uri
+    except sqlite3.DatabaseError as exc:
+        if con is not None:
+            con.close()
+        if _sqlite_primary(exc) not in _NO_INDEX_CODES:
+            raise translate(exc, path) from exc
+        first = exc
+    remove_debris(path, before)
+    wal = sidecars(path)[1]
+    if wal.exists() and wal.stat().st_size > 0:
+        raise RegisterReadOnlyError(
+            f"the register {path} cannot be read in place: its journal {wal.name} holds "
+            f"changes that SQLite can only read with write access to the folder; copy the "
+            f"register together with {wal.name} to a writable disk and open the copy",
+            details=str(first))
+    uri = _uri(path, mode="ro", immutable=1)
+    try:
+        con = _connect(uri, uri=True)
+        con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise translate(exc, path) from exc
+    log.info("register %s opened immutable (%s)", path, first)
+    return con, uri
+
+
+def _raw_connect(path: Path, read_only: bool) -> sqlite3.Connection:
+    """A DB-API connection; ``read_only`` opens one that cannot write (no write can succeed)."""
+    if read_only:
+        return connect_read_only(path)[0]
+    try:
+        return _connect(str(path), uri=False)
     except sqlite3.DatabaseError as exc:
         raise translate(exc, path) from exc
 
@@ -184,9 +302,21 @@ def make_engine(path: Path, *, read_only: bool = False) -> Engine:
     The engine (and its pool) is thread-safe: each thread checks out its own connection, so the
     UI thread can read while a worker thread writes.
     """
+    creator: Callable[[], sqlite3.Connection]
+    if read_only:
+        # the access mode is chosen once (mode=ro or immutable) and kept for every connection
+        first, uri = connect_read_only(path)
+        first.close()
+
+        def creator() -> sqlite3.Connection:
+            return _connect(uri, uri=True)
+    else:
+        def creator() -> sqlite3.Connection:
+            return _raw_connect(path, read_only=False)
+
     engine = create_engine(
         "sqlite+pysqlite://",
-        creator=lambda: _raw_connect(path, read_only),
+        creator=creator,
         poolclass=QueuePool,
         pool_size=4,
         max_overflow=8,
@@ -239,10 +369,13 @@ def translate(exc: BaseException, path: Path | None = None) -> Exception:
     text = str(orig)
     where = f" ({path})" if path else ""
     low = text.lower()
-    if primary == _SQLITE_FULL or "disk is full" in low:
+    if primary == _SQLITE_CORRUPT or "malformed" in low:
+        return damaged_error(path, text, details=text)
+    if primary == _SQLITE_FULL or "disk is full" in low or (
+            primary == _SQLITE_IOERR and path is not None and disk_full(path)):
         return RegisterFullError(
-            f"the register could not be saved: the disk is full{where}; nothing of this change "
-            f"was written — free some space and save again",
+            f"the disk is full{where}: nothing of this change was written — free some space "
+            f"and try again",
             details=text,
         )
     if primary == _SQLITE_READONLY or "readonly" in low or "read-only" in low:
@@ -256,6 +389,11 @@ def translate(exc: BaseException, path: Path | None = None) -> Exception:
             f"the register is locked by another program{where}; try again in a moment",
             details=text,
         )
+    if path is not None and primary in (_SQLITE_CANTOPEN, _SQLITE_IOERR) and not writable(path):
+        return RegisterReadOnlyError(
+            f"the register {path} is on a read-only file system or in a folder that cannot be "
+            f"written: it can be read (list, show, verify, stats) but not changed; nothing was "
+            f"written", details=text)
     if primary == _SQLITE_CANTOPEN or "unable to open" in low:
         return RegisterReadOnlyError(
             f"the register cannot be opened{where}: the file or its folder is not accessible "
@@ -284,25 +422,53 @@ def translated(path: Path | None = None) -> Iterator[None]:
     except (sqlite3.Error, sa_exc.DBAPIError) as exc:
         raise translate(exc, path) from exc
     except OSError as exc:
-        if exc.errno == errno.ENOSPC:
-            raise RegisterFullError(f"the disk is full ({exc.filename})") from exc
+        where = exc.filename or path or "?"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise RegisterFullError(
+                f"the disk is full: {where} could not be written; nothing was kept — free some "
+                f"space and try again") from exc
         if exc.errno in (errno.EACCES, errno.EROFS, errno.EPERM):
-            raise RegisterReadOnlyError(f"not writable: {exc.filename} ({exc.strerror})") from exc
+            raise RegisterReadOnlyError(f"not writable: {where} ({exc.strerror}); nothing was "
+                                        f"written") from exc
         raise
+
+
+def writable(path: Path) -> bool:
+    """Whether ``path`` (and its folder, where SQLite keeps its WAL files) can be written."""
+    folder = path if path.is_dir() else path.parent
+    try:
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            return False
+    except (OSError, AttributeError):  # no statvfs on Windows
+        pass
+    return os.access(folder, os.W_OK) and (not path.exists() or os.access(path, os.W_OK))
+
+
+def disk_full(path: Path) -> bool:
+    """Whether the file system holding ``path`` has no block left for an ordinary user.
+
+    SQLite reports a full disk met while growing its WAL index as a plain I/O error; this tells
+    the two apart so the user reads "the disk is full" rather than "disk I/O error".
+    """
+    try:
+        st = os.statvfs(path if path.is_dir() else path.parent)
+    except (OSError, AttributeError):  # no statvfs on Windows
+        return False
+    return st.f_bavail == 0
 
 
 # --------------------------------------------------------------------------------------------
 # backup
 
 
-def backup_connection(source: sqlite3.Connection, dest: Path,
-                      progress: Callable[[int, int], None] | None = None) -> Path:
-    """Copy the database behind ``source`` to ``dest`` with SQLite's online backup API.
+def backup_to_temporary(source: sqlite3.Connection, dest: Path,
+                        progress: Callable[[int, int], None] | None = None) -> Path:
+    """Copy the database behind ``source`` to a temporary file beside ``dest``; returns it.
 
     The backup API copies a consistent snapshot even while other connections write
     (RELIABILITY.md 22); copying the file itself could catch it half-written or miss the WAL.
-    The copy goes to a temporary name beside ``dest`` and is renamed at the end, so a failed
-    backup never leaves a half-written file under the requested name.
+    The copy is checked (``quick_check``) and left for the caller to rename; a failed copy
+    leaves nothing.
     """
     dest = Path(dest)
     tmp = dest.with_name(f"{dest.name}.{uuid.uuid4().hex[:8]}.partial")  # unique per call
@@ -323,7 +489,18 @@ def backup_connection(source: sqlite3.Connection, dest: Path,
             tmp.unlink(missing_ok=True)
             raise
         target.close()
-        os.replace(tmp, dest)
+    return tmp
+
+
+def backup_connection(source: sqlite3.Connection, dest: Path,
+                      progress: Callable[[int, int], None] | None = None) -> Path:
+    """:func:`backup_to_temporary`, then renamed to ``dest``: never a half-written ``dest``."""
+    tmp = backup_to_temporary(source, dest, progress)
+    try:
+        with translated(dest):
+            os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
     return dest
 
 

@@ -9,6 +9,8 @@ caller's hands and can be saved again (RELIABILITY.md 24).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from app.errors import HCCError, InputError
 
 
@@ -46,3 +48,19 @@ class RegisterFullError(RegisterError):
 
 class RegisterBusyError(RegisterError):
     """Another program held the register locked for longer than the busy timeout."""
+
+
+class RegisterDamagedError(RegisterError):
+    """The register file is damaged (SQLite's integrity check or a read failed); refused.
+
+    Exit code 2: the file given is unusable as it is, like a file that is not a register. The
+    message names the newest backup found (``backup``, None when there is none), so the user
+    knows what to restore from; nothing was written to the damaged file.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, details: str | None = None,
+                 backup: Path | None = None) -> None:
+        super().__init__(message, details)
+        self.backup = backup

@@ -19,7 +19,9 @@ import json
 import logging
 import os
 import re
+import shutil
 import sqlite3
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,7 +40,6 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.orm import Session
 
 from app import __version__, paths
 from app.register import audit, db
@@ -54,6 +55,7 @@ from app.register.export import (
     pseudonymise_row,
     safe_cell,
 )
+from app.register.integrity import damaged_error
 from app.register.models import (
     AuditEventRow,
     Meta,
@@ -83,6 +85,14 @@ from app.register.records import (
     timestamp_text,
     utc_now,
 )
+from app.register.rows import (
+    event_from_row,
+    orm_session,
+    outcome_content,
+    prediction_content,
+    record_from_rows,
+)
+from app.register.verification import verify_connection
 
 log = logging.getLogger(__name__)
 
@@ -118,9 +128,11 @@ def open_register(path: Path | str | None = None, *, create: bool = True,
     create:
         Create the register when the file does not exist (an empty file is always initialised).
     read_only:
-        Open with SQLite's read-only mode: listing, showing, verifying, exporting and backing up
-        work; every write raises :class:`RegisterReadOnlyError`. An older register cannot be
-        upgraded in this mode and is refused.
+        Open without any possibility of writing (SQLite ``mode=ro``, or ``immutable=1`` where
+        the file sits on read-only media or a full disk): listing, showing, verifying,
+        exporting and backing up work (the last two are then not in the audit trail); every
+        write raises :class:`RegisterReadOnlyError`. An older register cannot be upgraded in
+        this mode and is refused. A writable open first checks the file's integrity.
 
     Raises
     ------
@@ -130,10 +142,41 @@ def open_register(path: Path | str | None = None, *, create: bool = True,
         The file is not a register (not SQLite, or another program's database).
     RegisterReadOnlyError
         The file or its folder cannot be written (and it had to be created or upgraded).
+    RegisterDamagedError
+        A writable open found the file damaged; nothing was written (the message names the
+        backup to restore from).
     """
     p = Path(path) if path is not None else paths.default_register_path()
     p = p.expanduser()
+    if read_only:
+        return _open_read_only(p)
+    sidecars_before = db.existing_sidecars(p)
+    try:
+        return _open_writable(p, create)
+    except BaseException:
+        db.remove_debris(p, sidecars_before)  # e.g. the 3-byte -shm a full disk leaves
+        raise
+
+
+def _open_read_only(p: Path) -> Register:
+    """Open for reading only: works on read-only media and on a full disk (see ``db``)."""
     state = db.probe(p)
+    head = db.head_revision()
+    if state.revision is not None and state.revision not in db.known_revisions():
+        raise RegisterNewerSchemaError(state.revision, head)
+    if not state.exists:
+        raise RegisterInputError(f"there is no register at {p} to open read-only")
+    if state.revision != head:
+        raise RegisterReadOnlyError(
+            f"the register {p} is at schema {state.revision or 'none'} and needs an upgrade to "
+            f"{head}, which is impossible read-only"
+        )
+    return Register(p, db.make_engine(p, read_only=True), read_only=True)
+
+
+def _open_writable(p: Path, create: bool) -> Register:
+    """Open for writing: create, back up and upgrade as needed; refuse a damaged register."""
+    state = db.probe(p, check=True)
     head = db.head_revision()
     upgraded_from: str | None = None
     backup_path: Path | None = None
@@ -142,30 +185,24 @@ def open_register(path: Path | str | None = None, *, create: bool = True,
     if not state.exists:
         if not create:
             raise RegisterInputError(f"there is no register at {p}")
-        if read_only:
-            raise RegisterInputError(f"there is no register at {p} to open read-only")
         with db.translated(p):
             p.parent.mkdir(parents=True, exist_ok=True)
     needs_migration = state.revision != head
-    if needs_migration and read_only:
-        raise RegisterReadOnlyError(
-            f"the register {p} is at schema {state.revision or 'none'} and needs an upgrade to "
-            f"{head}, which is impossible read-only"
-        )
     if needs_migration and state.revision is not None:
         # back up before touching an older register (RELIABILITY.md 21)
         backup_path = db.backup_before_upgrade(p, state.revision)
         upgraded_from = state.revision
         log.info("register %s: schema %s backed up to %s", p, state.revision, backup_path)
-    engine = db.make_engine(p, read_only=read_only)
+    engine = db.make_engine(p)
     try:
         with db.translated(p):
+            with engine.connect():
+                pass  # the first connection switches to WAL: fails now if it cannot write
             if needs_migration:
                 found = db.migrate(engine, "head")
                 if found != upgraded_from:  # another program upgraded it meanwhile
                     upgraded_from = None
-        reg = Register(p, engine, read_only=read_only, upgraded_from=upgraded_from,
-                       backup_path=backup_path)
+        reg = Register(p, engine, upgraded_from=upgraded_from, backup_path=backup_path)
         if upgraded_from is not None:
             reg._log_internal("schema_upgrade", {"from": upgraded_from, "to": head,
                                                  "backup": str(backup_path)})
@@ -215,9 +252,19 @@ class Register:
         self._engine.dispose()
 
     @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with db.translated(self.path), self._engine.connect() as conn:
-            yield conn
+    def _read(self, what: str = "a stored record") -> Iterator[Connection]:
+        """A pooled connection for reading; damage met while reading becomes a clear error.
+
+        A value whose bytes were damaged no longer decodes (JSON, text, a timestamp): that is
+        reported as a damaged register with the backup to restore from, never as the
+        decoder's own message quoting the stored bytes (the text goes to ``details`` only).
+        """
+        try:
+            with db.translated(self.path), self._engine.connect() as conn:
+                yield conn
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise damaged_error(self.path, f"{what} cannot be read back",
+                                details=f"{type(exc).__name__}: {exc}") from exc
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -301,7 +348,7 @@ class Register:
         if limit is not None:
             stmt = stmt.limit(limit)
         with self._read() as conn:
-            return [_event(r) for r in _orm(conn).execute(stmt).scalars()]
+            return [event_from_row(r) for r in orm_session(conn).execute(stmt).scalars()]
 
     # ---------------------------------------------------------------- predictions
 
@@ -332,10 +379,26 @@ class Register:
             study_ref = self._study_ref(conn, record, patient_ref)
             pred_id = _insert_id(conn, insert(Prediction).values(study_ref=study_ref, **values))
             conn.execute(insert(PredictionSlices).values(prediction_ref=pred_id, **slices))
-            record_hash = audit.content_hash(_prediction_content(conn, pred_id))
+            record_hash = audit.content_hash(prediction_content(conn, pred_id))
             self._append_event(conn, "prediction",
                                {"prediction_id": pred_id, "record_hash": record_hash}, pred_id)
         return pred_id
+
+    def find_prediction(self, record: PredictionRecord) -> int | None:
+        """The case id of a prediction already recorded from ``record``, or None.
+
+        The same study, model weights and moment of prediction mean the same prediction: a
+        record kept for later (:mod:`app.register.pending`) that reached the register before a
+        crash is not recorded a second time.
+        """
+        stmt = (select(Prediction.id).join(Study, Study.id == Prediction.study_ref)
+                .where(Study.study_uid == record.study_uid,
+                       Prediction.model_sha256 == record.model_sha256,
+                       Prediction.created_at == timestamp_text(record.created_at))
+                .order_by(Prediction.id).limit(1))
+        with self._read() as conn:
+            found = conn.execute(stmt).scalar()
+        return None if found is None else int(found)
 
     def _patient_ref(self, conn: Connection, record: PredictionRecord) -> int:
         """Primary key of the patient, inserting it when new (first values seen are kept)."""
@@ -383,9 +446,9 @@ class Register:
         RegisterInputError
             No case with that id.
         """
-        with self._read() as conn:
+        with self._read(f"case {prediction_id}") as conn:
             conn.begin()  # one snapshot for the three reads
-            row = _orm(conn).execute(
+            row = orm_session(conn).execute(
                 select(Prediction, Study, Patient, PredictionSlices)
                 .join(Study, Study.id == Prediction.study_ref)
                 .join(Patient, Patient.id == Study.patient_ref)
@@ -395,10 +458,11 @@ class Register:
             if row is None:
                 raise RegisterInputError(f"there is no case with id {prediction_id}")
             outcomes = self._outcomes(conn, prediction_id)
-            events = [_event(r) for r in _orm(conn).execute(
+            events = [event_from_row(r) for r in orm_session(conn).execute(
                 select(AuditEventRow).where(AuditEventRow.prediction_ref == prediction_id)
                 .order_by(AuditEventRow.id)).scalars()]
-        return PredictionDetail(prediction_id, _record_from_rows(*row), outcomes, events)
+            record = record_from_rows(*row)  # decoded inside: damage is reported by _read
+        return PredictionDetail(prediction_id, record, outcomes, events)
 
     # ---------------------------------------------------------------- list / search
 
@@ -533,7 +597,7 @@ class Register:
                 prediction_ref=prediction_id, category=cat, outcome_date=when, entered_by=by,
                 entered_at=entered, supersedes_ref=previous, note=note or "",
             ))
-            record_hash = audit.content_hash(_outcome_content(conn, oid))
+            record_hash = audit.content_hash(outcome_content(conn, oid))
             self._append_event(conn, "outcome", {
                 "outcome_id": oid, "record_hash": record_hash, "category": cat,
                 "supersedes": previous}, prediction_id)
@@ -541,7 +605,7 @@ class Register:
                             previous, note or "")
 
     def _outcomes(self, conn: Connection, prediction_id: int) -> list[OutcomeEntry]:
-        rows = _orm(conn).execute(select(Outcome).where(Outcome.prediction_ref == prediction_id)
+        rows = orm_session(conn).execute(select(Outcome).where(Outcome.prediction_ref == prediction_id)
                             .order_by(Outcome.id)).scalars()
         return [OutcomeEntry(o.id, o.prediction_ref, o.category, o.outcome_date, o.entered_by,
                              parse_timestamp(o.entered_at), o.supersedes_ref, o.note)
@@ -570,97 +634,9 @@ class Register:
             A ``last_hash`` noted at an earlier verify: the chain must still contain that
             event, which catches a rewrite of the whole tail after it.
         """
-        problems: list[str] = []
-        first_bad: int | None = None
         with self._read() as conn:
             conn.begin()  # one consistent snapshot for the whole check
-            integrity = "; ".join(str(r[0]) for r in
-                                  conn.exec_driver_sql("PRAGMA integrity_check").all())
-            if integrity != "ok":
-                problems.append(f"integrity_check: {integrity}")
-            prev = audit.GENESIS_HASH
-            expected_id = 1
-            record_hashes: dict[tuple[str, int], str] = {}
-            n_events = 0
-            found_head = False
-            orm = _orm(conn)
-            for ev in orm.execute(select(AuditEventRow).order_by(AuditEventRow.id)).scalars():
-                n_events += 1
-                if expected_head is not None and ev.hash == expected_head:
-                    found_head = True
-                bad: str | None = None
-                if ev.id != expected_id:
-                    bad = f"audit event {expected_id} is missing (next is {ev.id})"
-                elif ev.prev_hash != prev:
-                    bad = f"audit event {ev.id} does not link to the event before it"
-                else:
-                    content = audit.event_content(
-                        id=ev.id, created_at=ev.created_at, kind=ev.kind, os_user=ev.os_user,
-                        app_version=ev.app_version, prediction_id=ev.prediction_ref,
-                        payload=ev.payload)
-                    if audit.chain_hash(ev.prev_hash, content) != ev.hash:
-                        bad = f"audit event {ev.id} was altered (its hash does not match)"
-                if bad is not None:
-                    problems.append(bad)
-                    if first_bad is None:
-                        first_bad = min(ev.id, expected_id)
-                prev = ev.hash
-                expected_id = ev.id + 1
-                try:
-                    payload = json.loads(ev.payload)
-                except ValueError:
-                    problems.append(f"audit event {ev.id} has an unreadable payload")
-                    continue
-                key = {"prediction": "prediction_id", "outcome": "outcome_id"}.get(ev.kind)
-                if key is not None:
-                    try:
-                        rid = int(payload[key])
-                    except (KeyError, TypeError, ValueError):
-                        problems.append(f"audit event {ev.id} does not name its {ev.kind}")
-                        continue
-                    record_hashes[(ev.kind, rid)] = str(payload.get("record_hash"))
-            if expected_head is not None and not found_head:
-                problems.append(f"the audit chain no longer contains the event {expected_head} "
-                                f"noted earlier: its history was rewritten")
-            seq = conn.exec_driver_sql(
-                "SELECT seq FROM sqlite_sequence WHERE name = 'audit_events'").scalar()
-            if seq is not None and int(seq) != expected_id - 1:
-                problems.append(f"audit events after {expected_id - 1} were removed "
-                                f"(the last id issued was {seq})")
-                if first_bad is None:
-                    first_bad = expected_id
-            # one streamed query per table (not one per row), on the stored text: verify stays
-            # fast on big registers and notices any change of the stored bytes
-            patients = {r["id"]: r for r in _raw_rows(conn, "patients")}
-            studies = {r["id"]: r for r in _raw_rows(conn, "studies")}
-            n_preds = 0
-            for p in _raw_predictions(conn):
-                n_preds += 1
-                want = record_hashes.pop(("prediction", p["id"]), None)
-                if want is None:
-                    problems.append(f"case {p['id']} has no audit event")
-                    continue
-                study = studies.get(p["study_ref"])
-                patient = patients.get(study["patient_ref"]) if study else None
-                if study is None or patient is None:
-                    problems.append(f"case {p['id']} lost its study or patient")
-                elif audit.content_hash(_content_of(p, study, patient)) != want:
-                    problems.append(f"case {p['id']} was altered after it was recorded")
-            n_outs = 0
-            for o in _raw_rows(conn, "outcomes"):
-                n_outs += 1
-                want = record_hashes.pop(("outcome", o["id"]), None)
-                if want is None:
-                    problems.append(f"outcome {o['id']} has no audit event")
-                elif audit.content_hash(o) != want:
-                    problems.append(f"outcome {o['id']} was altered after it was recorded")
-            for kind, rid in sorted(record_hashes):
-                what = "case" if kind == "prediction" else "outcome"
-                problems.append(f"{what} {rid} was deleted (its audit event remains)")
-        return VerifyReport(ok=not problems, integrity=integrity, n_events=n_events,
-                            n_predictions=n_preds, n_outcomes=n_outs,
-                            first_bad_event=first_bad, problems=problems,
-                            last_hash=prev if n_events else "")
+            return verify_connection(conn, expected_head)
 
     # ---------------------------------------------------------------- performance
 
@@ -697,8 +673,9 @@ class Register:
                progress: Callable[[int, int], None] | None = None) -> Path:
         """Copy the register to ``dest`` with SQLite's backup API (safe while it is in use).
 
-        Refuses to overwrite an existing file or the register itself. The backup is recorded
-        in the audit trail (after the copy, so the copy ends with the event before it).
+        Refuses to overwrite an existing file or the register itself. The copy is made under
+        a temporary name and appears under ``dest`` only together with its audit event (see
+        :meth:`_publish`): a backup that fails leaves neither file nor event.
         """
         dest = Path(dest).expanduser()
         if dest.exists():
@@ -709,10 +686,38 @@ class Register:
             dbapi = conn.connection.dbapi_connection
             if not isinstance(dbapi, sqlite3.Connection):  # pragma: no cover - always sqlite3
                 raise RegisterError("unexpected database driver")
-            db.backup_connection(dbapi, dest, progress)
-        if not self.read_only:
-            self._log_internal("backup", {"path": str(dest)})
+            tmp = db.backup_to_temporary(dbapi, dest, progress)
+        self._publish(tmp, dest, "backup", {"path": str(dest)})
         return dest
+
+    def _publish(self, tmp: Path, dest: Path, kind: str, payload: dict[str, Any],
+                 prediction_id: int | None = None) -> None:
+        """Move a finished file from ``tmp`` to ``dest`` and record ``kind`` in the audit trail.
+
+        Both happen in one write transaction: the event is appended, the file renamed, then the
+        transaction commits; if anything fails (the register is read-only, full or damaged)
+        the renamed file is removed again and the temporary one always is (a folder, for an
+        image export, likewise). So a command that
+        fails wrote nothing, and one that succeeded has its event. A register opened
+        read-only on purpose (an archive copy) cannot hold an event: the file is just moved.
+        """
+        moved = False
+        try:
+            if self.read_only:
+                with db.translated(dest):
+                    os.replace(tmp, dest)
+                return
+            with self._write() as conn:
+                self._append_event(conn, kind, payload, prediction_id)
+                with db.translated(dest):
+                    os.replace(tmp, dest)
+                moved = True
+        except BaseException:
+            if moved:
+                _remove_path(dest)
+            raise
+        finally:
+            _remove_path(tmp)
 
     def export_rows(self) -> Iterator[dict[str, Any]]:
         """Every case as a plain export row (with its current outcome), by case id."""
@@ -766,8 +771,9 @@ class Register:
         See :mod:`app.register.export` for what the pseudonymised export keeps, hashes, shifts
         and drops. ``key`` (bytes, or text used as UTF-8) replaces the register's own secret,
         e.g. to link exports of several registers. The export is recorded in the audit trail
-        (file, number of rows, whether pseudonymised — never the key); a register opened
-        read-only cannot record it, so exports from one are not in its trail.
+        (file, number of rows, whether pseudonymised — never the key) in the same step that
+        makes the file appear (:meth:`_publish`): a failed export leaves no file. A register
+        opened read-only cannot record it, so exports from one are not in its trail.
         """
         dest = Path(dest).expanduser()
         if pseudonymise:
@@ -781,7 +787,7 @@ class Register:
                 if len(key_bytes) < 16:
                     raise RegisterInputError("a pseudonymisation key must be at least 16 bytes")
         columns = PSEUDONYMISED_COLUMNS if pseudonymise else PLAIN_COLUMNS
-        tmp = dest.with_name(dest.name + ".partial")
+        tmp = dest.with_name(f"{dest.name}.{uuid.uuid4().hex[:8]}.partial")
         n = 0
         with db.translated(dest):
             dest.parent.mkdir(parents=True, exist_ok=True)
@@ -793,15 +799,24 @@ class Register:
                         out = pseudonymise_row(row, key_bytes) if pseudonymise else row
                         writer.writerow({c: safe_cell(out.get(c)) for c in columns})
                         n += 1
-                os.replace(tmp, dest)
-            finally:
+            except BaseException:
                 tmp.unlink(missing_ok=True)
-        if not self.read_only:
-            self._log_internal("export", {
-                "path": str(dest), "rows": n, "pseudonymised": pseudonymise,
-                "key": ("supplied" if key is not None else "register") if pseudonymise else None,
-            })
+                raise
+        self._publish(tmp, dest, "export", {
+            "path": str(dest), "rows": n, "pseudonymised": pseudonymise,
+            "key": ("supplied" if key is not None else "register") if pseudonymise else None,
+        })
         return ExportSummary(dest, n, pseudonymise)
+
+    def export_images(self, case_id: int, dest: Path | str, *,
+                      deidentify: bool = True) -> Any:
+        """Write the case's three phases de-identified into the new folder ``dest``.
+
+        See :mod:`app.register.image_export` (returns its ``ImageExportSummary``).
+        """
+        from app.register.image_export import export_case_images
+
+        return export_case_images(self, case_id, dest, deidentify=deidentify)
 
     def stats(self) -> dict[str, int]:
         """Counts for a status line: patients, studies, cases, cases with outcome, events."""
@@ -862,13 +877,12 @@ def _prediction_values(record: PredictionRecord) -> dict[str, Any]:
     }
 
 
-def _orm(conn: Connection) -> Session:
-    """An ORM session on ``conn`` that joins (never commits) the connection's transaction.
-
-    A fresh session per use: its identity map cannot serve stale objects, so every hash is
-    computed from what is in the database right now.
-    """
-    return Session(bind=conn, join_transaction_mode="rollback_only", autoflush=False)
+def _remove_path(path: Path) -> None:
+    """Remove a file or a whole folder if it exists (cleanup after a failed publish)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def _insert_id(conn: Connection, stmt: Insert) -> int:
@@ -877,73 +891,3 @@ def _insert_id(conn: Connection, stmt: Insert) -> int:
     if key is None or key[0] is None:  # pragma: no cover - SQLite always reports it
         raise RegisterError("the register did not return the id of the new row")
     return int(key[0])
-
-
-def _raw_rows(conn: Connection, table: str, row_id: int | None = None
-              ) -> Iterator[dict[str, Any]]:
-    """Rows of ``table`` exactly as stored (JSON columns as their stored text), by id.
-
-    Content hashes are taken over these, at insert time (reading the new row back) and in
-    ``verify``, so both see the same bytes and no JSON decoding is needed to check a row.
-    """
-    if table not in ("patients", "studies", "predictions", "outcomes"):
-        raise ValueError(table)  # pragma: no cover - internal use only
-    sql = f"SELECT * FROM {table}" + (" WHERE id = ?" if row_id is not None else "")
-    result = conn.exec_driver_sql(sql + " ORDER BY id",
-                                  (row_id,) if row_id is not None else ())
-    keys = list(result.keys())
-    for row in result:
-        yield dict(zip(keys, row, strict=True))
-
-
-def _raw_predictions(conn: Connection, row_id: int | None = None
-                     ) -> Iterator[dict[str, Any]]:
-    """Prediction rows as stored, each with its per-slice detail merged in (None if missing)."""
-    sql = ("SELECT p.*, s.slice_pairs AS slice_pairs, s.slice_results AS slice_results "
-           "FROM predictions p LEFT JOIN prediction_slices s ON s.prediction_ref = p.id"
-           + (" WHERE p.id = ?" if row_id is not None else "") + " ORDER BY p.id")
-    result = conn.exec_driver_sql(sql, (row_id,) if row_id is not None else ())
-    keys = list(result.keys())
-    for row in result:
-        yield dict(zip(keys, row, strict=True))
-
-
-def _content_of(p: dict[str, Any], study: dict[str, Any], patient: dict[str, Any]
-                ) -> dict[str, Any]:
-    """What a prediction's record hash covers: its row and slices, its study and patient."""
-    return {"prediction": p, "study": study, "patient": patient}
-
-
-def _prediction_content(conn: Connection, prediction_id: int) -> dict[str, Any]:
-    """Everything recorded about one prediction, as stored (what its record hash covers)."""
-    (p,) = _raw_predictions(conn, prediction_id)
-    (study,) = _raw_rows(conn, "studies", p["study_ref"])
-    (patient,) = _raw_rows(conn, "patients", study["patient_ref"])
-    return _content_of(p, study, patient)
-
-
-def _outcome_content(conn: Connection, outcome_id: int) -> dict[str, Any]:
-    (o,) = _raw_rows(conn, "outcomes", outcome_id)
-    return o
-
-
-def _record_from_rows(p: Prediction, s: Study, pt: Patient,
-                      sl: PredictionSlices | None) -> PredictionRecord:
-    return PredictionRecord(
-        patient_id=pt.patient_id, patient_name=pt.patient_name, birth_date=pt.birth_date,
-        sex=pt.sex, study_uid=s.study_uid, study_date=s.study_date, accession=s.accession,
-        study_description=s.description, model_name=p.model_name,
-        model_version=p.model_version, model_sha256=p.model_sha256,
-        weights_kind=p.weights_kind, device=p.device, label=p.label, score=p.score,
-        responder_votes=p.responder_votes, total_votes=p.total_votes, tie=bool(p.tie),
-        tie_rule=p.tie_rule, series_uids=p.series_uids, liver_range_mm=p.liver_range_mm,
-        slice_pairs=sl.slice_pairs if sl else [], slice_results=sl.slice_results if sl else [],
-        warnings=p.warnings,
-        overrides=p.overrides, run_time_s=p.run_time_s, source_folder=p.source_folder,
-        app_version=p.app_version, os_user=p.os_user, created_at=parse_timestamp(p.created_at),
-    )
-
-
-def _event(r: AuditEventRow) -> AuditEvent:
-    return AuditEvent(r.id, parse_timestamp(r.created_at), r.kind, r.os_user, r.app_version,
-                      r.prediction_ref, json.loads(r.payload), r.prev_hash, r.hash)

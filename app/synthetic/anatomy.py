@@ -317,12 +317,7 @@ def draw_anatomy(rng: np.random.Generator) -> Anatomy:
         Tube("right_anterior_portal", "portal", rpv_end, (-0.6 * a, -0.35 * b, -0.22 * span), pv_r * 0.45),
         Tube("right_posterior_portal", "portal", rpv_end, (-0.72 * a, 0.3 * b, -0.55 * span), pv_r * 0.45),
     )
-    hv_root = (ivc_xy[0] + 4.0, ivc_xy[1] - 4.0, -0.07 * span)
-    hepatic = (
-        Tube("right_hepatic_vein", "hepatic_vein", hv_root, (-0.78 * a, 0.0, -0.3 * span), 5.5),
-        Tube("middle_hepatic_vein", "hepatic_vein", hv_root, (-0.45 * a, -0.5 * b, -0.28 * span), 5.0),
-        Tube("left_hepatic_vein", "hepatic_vein", hv_root, (0.02 * a, -0.55 * b, -0.16 * span), 4.5),
-    )
+    hepatic = _hepatic_veins(a, b, span, ivc_xy)
     spleen_scale = float(rng.uniform(0.85, 1.35))  # portal hypertension enlarges it
     spleen = Ellipsoid(
         "spleen",
@@ -352,13 +347,7 @@ def draw_anatomy(rng: np.random.Generator) -> Anatomy:
     pancreas = Tube(
         "pancreas", "pancreas", (conf[0] - 25.0, conf[1] - 6.0, conf[2] - 10.0), (0.5 * a, 0.2 * b, conf[2] + 15.0), 11.0
     )
-    spl_vein = Tube("splenic_vein", "portal", conf, (0.52 * a, 0.28 * b, conf[2] + 20.0), pv_r * 0.6)
-    smv = Tube("smv", "portal", conf, (conf[0] + 5.0, conf[1] - 5.0, conf[2] - 120.0), pv_r * 0.7)
-    celiac = Tube("celiac", "aorta", (aorta_xy[0], aorta_xy[1], -0.5 * span), (aorta_xy[0] - 5.0, aorta_xy[1] - 35.0, -0.47 * span), 3.5)
-    sma = Tube("sma", "aorta", (aorta_xy[0], aorta_xy[1], -0.58 * span), (aorta_xy[0] + 2.0, aorta_xy[1] - 30.0, -0.75 * span), 3.5)
-    rk, lk = kidneys
-    renal_r = Tube("right_renal_vein", "ivc", (rk.centre[0] + 20, rk.centre[1] - 5, rk.centre[2] + 5), (ivc_xy[0], ivc_xy[1], rk.centre[2] + 10), 5.0)
-    renal_l = Tube("left_renal_vein", "ivc", (lk.centre[0] - 20, lk.centre[1] - 5, lk.centre[2]), (ivc_xy[0], ivc_xy[1], lk.centre[2] - 5), 5.0)
+    vessels_outside = _vessels_outside(a, b, span, conf, pv_r, aorta_xy, ivc_xy, kidneys)
     ribs = tuple(float(rng.uniform(0, 2 * np.pi)) for _ in range(14))
     return Anatomy(
         body_a=a,
@@ -384,7 +373,7 @@ def draw_anatomy(rng: np.random.Generator) -> Anatomy:
         aorta=aorta,
         ivc=ivc,
         vessels_in_liver=branches + hepatic,
-        vessels_outside=(spl_vein, smv, celiac, sma, renal_r, renal_l),
+        vessels_outside=vessels_outside,
         main_portal=main_portal,
         right_portal=right_portal,
         spleen=spleen,
@@ -395,6 +384,31 @@ def draw_anatomy(rng: np.random.Generator) -> Anatomy:
         pancreas=pancreas,
         rib_phases=ribs,
     )
+
+
+def _hepatic_veins(a: float, b: float, span: float, ivc_xy: tuple[float, float]
+                   ) -> tuple[Tube, ...]:
+    """Right, middle and left hepatic veins, from their root at the IVC into the liver."""
+    hv_root = (ivc_xy[0] + 4.0, ivc_xy[1] - 4.0, -0.07 * span)
+    return (
+        Tube("right_hepatic_vein", "hepatic_vein", hv_root, (-0.78 * a, 0.0, -0.3 * span), 5.5),
+        Tube("middle_hepatic_vein", "hepatic_vein", hv_root, (-0.45 * a, -0.5 * b, -0.28 * span), 5.0),
+        Tube("left_hepatic_vein", "hepatic_vein", hv_root, (0.02 * a, -0.55 * b, -0.16 * span), 4.5),
+    )
+
+
+def _vessels_outside(a: float, b: float, span: float, conf: tuple[float, float, float], pv_r: float,
+                     aorta_xy: tuple[float, float], ivc_xy: tuple[float, float],
+                     kidneys: tuple[Ellipsoid, Ellipsoid]) -> tuple[Tube, ...]:
+    """Splenic vein, SMV, celiac trunk, SMA and the renal veins (no random draws)."""
+    spl_vein = Tube("splenic_vein", "portal", conf, (0.52 * a, 0.28 * b, conf[2] + 20.0), pv_r * 0.6)
+    smv = Tube("smv", "portal", conf, (conf[0] + 5.0, conf[1] - 5.0, conf[2] - 120.0), pv_r * 0.7)
+    celiac = Tube("celiac", "aorta", (aorta_xy[0], aorta_xy[1], -0.5 * span), (aorta_xy[0] - 5.0, aorta_xy[1] - 35.0, -0.47 * span), 3.5)
+    sma = Tube("sma", "aorta", (aorta_xy[0], aorta_xy[1], -0.58 * span), (aorta_xy[0] + 2.0, aorta_xy[1] - 30.0, -0.75 * span), 3.5)
+    rk, lk = kidneys
+    renal_r = Tube("right_renal_vein", "ivc", (rk.centre[0] + 20, rk.centre[1] - 5, rk.centre[2] + 5), (ivc_xy[0], ivc_xy[1], rk.centre[2] + 10), 5.0)
+    renal_l = Tube("left_renal_vein", "ivc", (lk.centre[0] - 20, lk.centre[1] - 5, lk.centre[2]), (ivc_xy[0], ivc_xy[1], lk.centre[2] - 5), 5.0)
+    return (spl_vein, smv, celiac, sma, renal_r, renal_l)
 
 
 def draw_phase_geometry(

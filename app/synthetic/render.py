@@ -197,8 +197,20 @@ def render_clean_slice_labelled(
     z = float(z_table - sz)
     cv = _Canvas(grid.xs - np.float32(sx), grid.ys - np.float32(sy), -1000.0)
     hu = anatomy.hu(phase)
-    a, b, span = anatomy.body_a, anatomy.body_b, anatomy.liver_span_mm
+    cavity_mask = _paint_body(cv, anatomy, hu, grid, sy)
+    _paint_chest(cv, anatomy, hu, z)
+    _paint_liver(cv, anatomy, lesions, thrombus, hu, z, phase, cavity_mask)
+    _paint_organs(cv, anatomy, hu, z, cavity_mask)
+    _paint_portal_and_great_vessels(cv, anatomy, lesions, thrombus, hu, z, phase)
+    _paint_skeleton(cv, anatomy, z, hu, cavity_mask)
+    liver_pixels = int(np.isin(cv.lab, _LIVERISH).sum())
+    return cv.img, cv.lab, liver_pixels
 
+
+
+def _paint_body(cv: _Canvas, anatomy: Anatomy, hu: dict[str, float], grid: Grid, sy: float) -> np.ndarray:
+    """The patient table and the body wall; returns the abdominal cavity (organs are clipped to it)."""
+    a, b = anatomy.body_a, anatomy.body_b
     # Patient table: fixed in table coordinates (it does not breathe with the patient).
     ty = anatomy.table_offset_xy[1] + b + 4.0 - sy
     half_w = 0.42 * float(grid.xs[-1] - grid.xs[0])
@@ -217,6 +229,13 @@ def render_clean_slice_labelled(
     if cav is not None:
         cavity_mask[cav[0]] = cav[1]
 
+    return cavity_mask
+
+
+def _paint_chest(cv: _Canvas, anatomy: Anatomy, hu: dict[str, float], z: float) -> None:
+    """Lungs above and behind the diaphragm domes; the heart on the central tendon."""
+    a, b, span = anatomy.body_a, anatomy.body_b, anatomy.liver_span_mm
+    ia, ib = anatomy.cavity_semi()
     # Lungs above and behind the diaphragm domes; heart on the central tendon.
     if z > -0.42 * span:
         g = float(np.clip(max(-z + 15.0, 0.0) / (0.42 * span + 15.0), 0.0, 1.0))
@@ -232,6 +251,11 @@ def render_clean_slice_labelled(
             hg = float(np.clip((z + 0.03 * span + 5.0) / 45.0, 0.0, 1.0)) ** 0.5
             cv.paint(cv.ellipse(0.12 * a, -0.3 * b, 0.3 * a * hg, 0.36 * b * hg, 0.4), hu["heart"], L_ORGAN)
 
+
+
+def _paint_liver(cv: _Canvas, anatomy: Anatomy, lesions: list[Lesion], thrombus: Thrombus | None,
+                 hu: dict[str, float], z: float, phase: str, cavity_mask: np.ndarray) -> None:
+    """The liver, its vessels and its lesions (the gallbladder beside it)."""
     # Liver and what lies inside it.
     secs = anatomy.liver_sections(z)
     if secs:
@@ -266,6 +290,10 @@ def render_clean_slice_labelled(
     for les in lesions:
         _paint_lesion(cv, les, z, phase, liver_hu)
 
+
+
+def _paint_organs(cv: _Canvas, anatomy: Anatomy, hu: dict[str, float], z: float, cavity_mask: np.ndarray) -> None:
+    """Stomach, bowel, spleen, kidneys, pancreas and the vessels outside the liver."""
     # Organs outside the liver.
     st = anatomy.stomach
     cv.paint(cv.ellipsoid(st, z), hu["bowel_wall"], L_ORGAN, clip=cavity_mask)
@@ -292,6 +320,12 @@ def render_clean_slice_labelled(
     cv.paint(cv.tube(anatomy.pancreas, z), hu["pancreas"], L_ORGAN, clip=cavity_mask)
     for t in anatomy.vessels_outside:
         cv.paint(cv.tube(t, z), hu[t.tissue], L_VESSEL)
+
+
+def _paint_portal_and_great_vessels(cv: _Canvas, anatomy: Anatomy, lesions: list[Lesion],
+                                    thrombus: Thrombus | None, hu: dict[str, float], z: float, phase: str) -> None:
+    """The main portal vein (with tumour thrombus), the IVC and the aorta."""
+    liver_hu = hu["liver"]
     mp = anatomy.main_portal
     cv.paint(cv.tube(mp, z, radius=mp.radius * (thrombus.widen if thrombus else 1.0)), hu["portal"], L_VESSEL)
     if thrombus is not None:
@@ -306,9 +340,6 @@ def render_clean_slice_labelled(
     cv.paint(cv.tube(anatomy.ivc, z), hu["ivc"], L_VESSEL)
     cv.paint(cv.tube(anatomy.aorta, z), hu["aorta"], L_AORTA)
 
-    _paint_skeleton(cv, anatomy, z, hu, cavity_mask)
-    liver_pixels = int(np.isin(cv.lab, _LIVERISH).sum())
-    return cv.img, cv.lab, liver_pixels
 
 
 def _paint_lesion(cv: _Canvas, les: Lesion, z: float, phase: str, liver_hu: float) -> None:

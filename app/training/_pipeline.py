@@ -39,7 +39,7 @@ def prepare_study_via_app(study_dir: Path, settings: PrepareSettings, *, patient
         No usable study, several studies in the folder (a cohort row names one study), or the
         DICOM layer's own refusal (missing phase, bad geometry ...), passed on unchanged.
     """
-    from app.case.study import open_study
+    from app.dicom.studies import open_study
     from app.inference.preprocess import preprocess_study
 
     outcome = open_study(study_dir, progress=progress,

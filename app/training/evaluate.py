@@ -33,6 +33,7 @@ from torch import nn
 from app import stats
 from app.inference.config import ModelConfig
 from app.progress import NULL_PROGRESS, Progress
+from app.training.cam_metrics import CamMassReport, format_cam_mass
 from app.training.cohort import phase_indices
 from app.training.dataset import SliceSet
 
@@ -47,6 +48,7 @@ class ScoredCohort:
     slice_group: np.ndarray
     extra: dict[str, np.ndarray] = field(default_factory=dict)
     aggregation: str = "vote"
+    threshold: float = 0.5
 
     @property
     def slice_labels(self) -> np.ndarray:
@@ -57,7 +59,7 @@ class ScoredCohort:
         from app.training.trainer import patient_scores
 
         return patient_scores(self.slice_probs, self.slice_group, len(self.patient_ids),
-                              self.extra.get("lesion_area"), self.aggregation)
+                              self.extra.get("lesion_area"), self.aggregation, self.threshold)
 
     @property
     def patient_mean_prob(self) -> np.ndarray:
@@ -74,7 +76,7 @@ class ScoredCohort:
     def patient_vote_fraction(self) -> np.ndarray:
         n = len(self.patient_ids)
         cnt = np.bincount(self.slice_group, minlength=n)
-        votes = np.bincount(self.slice_group, weights=(self.slice_probs > 0.5).astype(float),
+        votes = np.bincount(self.slice_group, weights=(self.slice_probs > self.threshold).astype(float),
                             minlength=n)
         return votes / np.maximum(cnt, 1)
 
@@ -84,7 +86,7 @@ class ScoredCohort:
         lesion-weighted vote of a model with that aggregation."""
         from app.inference.result import RESPONDER, majority_vote
 
-        if self.aggregation != "vote":
+        if self.aggregation != "vote" or self.threshold != 0.5:
             return self._aggregated[1]
 
         out = np.zeros(len(self.patient_ids), dtype=np.int64)
@@ -117,7 +119,8 @@ def score_slices(model: nn.Module, config: ModelConfig, data: SliceSet, *,
         progress.update(min(1.0, (i + chunk) / max(n, 1)), f"scored {min(n, i + chunk)}/{n}")
     extra = {"lesion_area": areas} if areas is not None else {}
     return ScoredCohort(list(data.patient_ids), np.asarray(data.patient_labels), probs,
-                        data.group.numpy().astype(np.int64), extra, config.aggregation)
+                        data.group.numpy().astype(np.int64), extra, config.aggregation,
+                        config.threshold)
 
 
 @dataclass
@@ -149,11 +152,25 @@ class EvaluationReport:
     comparison: dict[str, Any] | None = None
     bayes: dict[str, Any] | None = None
     cohort: dict[str, Any] = field(default_factory=dict)
+    #: Grad-CAM mass inside the liver and the lesions, when the cohort has label maps.
+    cam_mass: CamMassReport | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"model": self.model_name, "cohort": self.cohort,
                 "patient_level": self.patient.as_dict(), "slice_level": self.slice.as_dict(),
-                "comparison": self.comparison, "bayes_optimal": self.bayes}
+                "comparison": self.comparison, "bayes_optimal": self.bayes,
+                "gradcam_mass": self.cam_mass.as_dict() if self.cam_mass is not None else None}
+
+
+def _patient_rule(scored: ScoredCohort) -> str:
+    """How the patient score and call were made, in words, as predict() makes them."""
+    t = f"{scored.threshold:g}"
+    if scored.aggregation == "lesion_weighted":
+        return (f"score = slice probabilities weighted by the tumour area the model sees; call = "
+                f"majority of the slices showing tumour (probability > {t}), a tie decided by "
+                "the score, as predict() does")
+    return (f"score = mean slice probability; call = majority vote of slice calls (probability "
+            f"> {t}), a tie decided by the mean probability, as predict() does")
 
 
 def evaluate_scored(scored: ScoredCohort, *, n_boot: int = 1000, seed: int = 0,
@@ -165,16 +182,14 @@ def evaluate_scored(scored: ScoredCohort, *, n_boot: int = 1000, seed: int = 0,
     patient = LevelReport(
         "patient", int(y_p.size), int(y_p.sum()), stats.delong_ci(y_p, s_p, level),
         stats.bootstrap_metrics(y_p, s_p, c_p, n_boot=n_boot, seed=seed, level=level),
-        stats.roc_curve(y_p, s_p), 0.5,
-        "score = mean slice probability; call = majority vote of slice calls (probability "
-        "> 0.5), a tie decided by the mean probability, as predict() does")
+        stats.roc_curve(y_p, s_p), scored.threshold, _patient_rule(scored))
     y_s = scored.slice_labels
     s_s = scored.slice_probs
     slice_ = LevelReport(
         "slice", int(y_s.size), int(y_s.sum()), stats.delong_ci(y_s, s_s, level),
-        stats.bootstrap_metrics(y_s, s_s, (s_s > 0.5).astype(np.int64), n_boot=n_boot,
+        stats.bootstrap_metrics(y_s, s_s, (s_s > scored.threshold).astype(np.int64), n_boot=n_boot,
                                 seed=seed, level=level, groups=scored.slice_group),
-        stats.roc_curve(y_s, s_s), 0.5,
+        stats.roc_curve(y_s, s_s), scored.threshold,
         "bootstrap resamples whole patients; the DeLong CI treats slices as independent and "
         "is too narrow")
     return EvaluationReport(model_name, patient, slice_)
@@ -231,6 +246,8 @@ def format_report(rep: EvaluationReport) -> str:
         ratio = rep.patient.auc.auc / b["auc"] if b["auc"] > 0 else float("nan")
         lines += ["", f"Bayes-optimal AUC of this cohort: {b['auc']:.3f} "
                       f"({b['ci_low']:.3f}–{b['ci_high']:.3f}); model / Bayes = {ratio:.3f}"]
+    if rep.cam_mass is not None:
+        lines += ["", format_cam_mass(rep.cam_mass).rstrip("\n")]
     if rep.comparison:
         c = rep.comparison
         lines += ["", f"DeLong test vs second model: AUC {c['auc1']:.3f} vs {c['auc2']:.3f}, "

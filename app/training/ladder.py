@@ -172,25 +172,24 @@ def measure_assembled(study_dir: Path, study: AssembledStudy, config: ModelConfi
 
 
 def assemble_single(study_dir: Path, progress: Progress = NULL_PROGRESS) -> AssembledStudy:
-    """The one assembled study of ``study_dir``, with its volumes, as training prepares it."""
-    from app.dicom.assembly import assemble_folder
+    """The one assembled study of ``study_dir``, with its volumes, as training prepares it
+    (:func:`app.dicom.studies.open_study`)."""
+    from app.dicom.studies import open_study
 
-    _scan, studies = assemble_folder(study_dir, progress=progress, keep_volumes=True)
-    if len(studies) != 1:
-        raise InputError(f"{study_dir} holds {len(studies)} usable studies; one is needed")
-    outcome = studies[0][1]
-    if isinstance(outcome, Exception):
-        raise outcome
-    return outcome
+    return open_study(study_dir, progress=progress, how_to_choose="one is needed")
 
 
 @dataclass(frozen=True)
 class MeasureJob:
-    """One study to measure (small and picklable: it may travel to a worker process)."""
+    """One study to measure for one or more network inputs (picklable: it may go to a worker).
+
+    The study is assembled once for all ``configs``; ``cache_files`` (one per config, or None)
+    keep each result.
+    """
 
     study_dir: Path
-    config: ModelConfig
-    cache_file: Path | None = None
+    configs: tuple[ModelConfig, ...]
+    cache_files: tuple[Path | None, ...] | None = None
 
 
 def save_measures(path: Path, m: StudyMeasures) -> None:
@@ -215,23 +214,28 @@ def load_measures(path: Path) -> StudyMeasures | None:
         return None
 
 
-def measure_study(job: MeasureJob, progress: Progress = NULL_PROGRESS) -> StudyMeasures | str:
-    """Measures of one study folder (from the cache when there); a study the app refuses, or
-    one without label maps, comes back as the reason (a string), like training's preparation."""
-    if job.cache_file is not None and job.cache_file.is_file():
-        cached = load_measures(job.cache_file)
-        if cached is not None:
-            return cached
+def measure_study(job: MeasureJob, progress: Progress = NULL_PROGRESS) -> list[StudyMeasures] | str:
+    """Measures of one study folder per config (from the cache where there); a study the app
+    refuses, or one without label maps, comes back as the reason (a string), like training's
+    preparation."""
+    files = job.cache_files or (None,) * len(job.configs)
+    found = [load_measures(f) if f is not None and f.is_file() else None for f in files]
+    if all(m is not None for m in found):
+        return [m for m in found if m is not None]
     try:
         study = assemble_single(job.study_dir, progress)
-        m = measure_assembled(job.study_dir, study, job.config)
+        out = []
+        for config, cached, cache_file in zip(job.configs, found, files, strict=True):
+            if cached is None:
+                cached = measure_assembled(job.study_dir, study, config)
+                if cache_file is not None:
+                    save_measures(cache_file, cached)
+            out.append(cached)
     except Cancelled:
         raise
     except HCCError as exc:
         return exc.message
-    if job.cache_file is not None:
-        save_measures(job.cache_file, m)
-    return m
+    return out
 
 
 # -------------------------------------------------------------------------- logistic regression

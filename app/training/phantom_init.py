@@ -48,14 +48,22 @@ class PhantomInit:
         return f"trunk initialised from {Path(self.path).name} (SHA-256 {self.sha256[:12]}…, {self.tensors} tensors)"
 
 
-def _source_name(name: str, phases: tuple[str, ...], source_phases: tuple[str, ...]) -> str:
+def _source_name(name: str, phases: tuple[str, ...], source_phases: tuple[str, ...],
+                 source_names: set[str]) -> str:
+    """The demo model's tensor for ``name``: the same phase's BatchNorm / extra layers."""
+    def index_of(phase: str) -> int:
+        if phase not in source_phases:
+            raise PhantomInitError(f"the demo model has no {phase} pathway to copy")
+        return source_phases.index(phase)
+
     for pattern in (_BN, _EXTRA):
         m = pattern.match(name)
         if m:
-            phase = phases[int(m.group(2))]
-            if phase not in source_phases:
-                raise PhantomInitError(f"the demo model has no {phase} pathway to copy")
-            return f"{m.group(1)}{source_phases.index(phase)}{m.group(3)}"
+            return f"{m.group(1)}{index_of(phases[int(m.group(2))])}{m.group(3)}"
+    if name not in source_names and len(phases) == 1 and name.startswith("trunks.0."):
+        # a one-phase model's trunk has plain BatchNorm where the demo model has one per phase
+        head, _, param = name.rpartition(".")
+        return f"{head}.bns.{index_of(phases[0])}.{param}"
     return name
 
 
@@ -92,7 +100,7 @@ def load_phantom_init(model: MultiPhaseNet, path: str | Path | None = None) -> P
         for name, tensor in new_state.items():
             if not name.startswith(("trunks.", "extras.")):
                 continue
-            src = src_state[_source_name(name, cfg.phases, src_cfg.phases)]
+            src = src_state[_source_name(name, cfg.phases, src_cfg.phases, set(src_state))]
             if src.shape != tensor.shape:
                 raise PhantomInitError(f"{name}: shape {tuple(tensor.shape)} differs from the demo "
                                        f"model's {tuple(src.shape)}")

@@ -52,13 +52,8 @@ from torch import nn
 from app.errors import HCCError, InputError
 from app.inference.config import ModelConfig
 from app.progress import NULL_PROGRESS, Progress
+from app.training import checkpoint as ckpt
 from app.training.augment import AugmentConfig, augment_batch
-from app.training.checkpoint import (
-    CheckpointError,
-    load_checkpoint,
-    restore_optimizer,
-    save_checkpoint,
-)
 from app.training.cohort import phase_indices
 from app.training.dataset import SliceSet, SplitData
 from app.training.lesion_loss import lesion_loss
@@ -323,8 +318,8 @@ def predict_proba(model: nn.Module, x: torch.Tensor, phase_idx: list[int], devic
 
 
 def patient_scores(probs: np.ndarray, group: np.ndarray, n_patients: int,
-                   areas: np.ndarray | None = None, aggregation: str = "vote"
-                   ) -> tuple[np.ndarray, np.ndarray]:
+                   areas: np.ndarray | None = None, aggregation: str = "vote",
+                   threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """Per patient: the score (mean probability, lesion-weighted for ``lesion_weighted``) and
     the call (1 = responder) — :func:`app.inference.result.aggregate` per patient, exactly as
     the app's predictor decides."""
@@ -337,7 +332,8 @@ def patient_scores(probs: np.ndarray, group: np.ndarray, n_patients: int,
         if not sel.any():
             continue
         agg = aggregate([float(p) for p in probs[sel]],
-                        [float(a) for a in areas[sel]] if areas is not None else None, aggregation)
+                        [float(a) for a in areas[sel]] if areas is not None else None, aggregation,
+                        threshold)
         score[i] = agg.vote.mean_probability
         call[i] = int(agg.vote.label == RESPONDER)
     return score, call
@@ -492,13 +488,13 @@ class _TrainState:
 
     def restore(self, path: Path, config: TrainConfig, device: torch.device) -> None:
         """Continue from the checkpoint at ``path`` (same model configuration only)."""
-        tensors, meta = load_checkpoint(path)
+        tensors, meta = ckpt.load_checkpoint(path)
         if meta.get("model_config") != config.model.to_dict():
-            raise CheckpointError("the checkpoint was made with another model configuration")
+            raise ckpt.CheckpointError("the checkpoint was made with another model configuration")
         self.model.load_state_dict({k[6:]: v for k, v in tensors.items()
                                     if k.startswith("model.")})
         self.best_state = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")} or None
-        restore_optimizer(self.opt, tensors, meta["optimizer_param_groups"], device)
+        ckpt.restore_optimizer(self.opt, tensors, meta["optimizer_param_groups"], device)
         torch.set_rng_state(tensors["rng.torch"])
         self.gen.set_state(tensors["rng.augment"])
         self.history = [EpochRecord(**h) for h in meta["history"]]
@@ -509,7 +505,7 @@ class _TrainState:
         self.since_best = int(meta["since_best"])
 
     def save(self, path: Path, config: TrainConfig) -> None:
-        save_checkpoint(path, self.model, self.opt, self.best_state, self.gen, {
+        ckpt.save_checkpoint(path, self.model, self.opt, self.best_state, self.gen, {
             "epoch": self.epoch, "iteration": self.iteration, "best_metric": self.best_metric,
             "best_epoch": self.best_epoch, "since_best": self.since_best,
             "history": [asdict(h) for h in self.history],

@@ -6,46 +6,37 @@ Qt-free functions (scan, assemble, load model, predict, register, Grad-CAM, demo
 app does exactly what the CLI does; what is specific to the desktop is *when* they run and how
 results come back (dataclasses below).
 
-Thread safety of the model: one :class:`ModelHolder` keeps the loaded model (loaded lazily,
-once per file/device, STYLE.md 6) and a lock that every user of the network takes (prediction,
-Grad-CAM), because Grad-CAM registers hooks on the shared module and two threads using it at
-once would mix their activations.
+The flow of a case itself (study choice, model choice, predict, record) is :mod:`app.case`,
+shared with the commands; one :class:`~app.case.model.ModelHolder` keeps the loaded model
+(STYLE.md 6) and the lock every user of the network takes. The register's own jobs (listing,
+outcome, export, verify) are in :mod:`app.case.records`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import threading
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
+import numpy as np
+
+from app.case.flow import CaseOutcome, predict_and_record
+from app.case.imports import importing
+from app.case.model import ModelChoice, ModelHolder
+from app.dicom.studies import iter_studies, study_key
 from app.dicom.types import AssembledStudy
-from app.errors import HCCError, InputError
-from app.progress import NULL_PROGRESS, Progress, sub_progress
+from app.errors import Cancelled, HCCError, InputError
+from app.progress import Progress, sub_progress
+
+if TYPE_CHECKING:  # pragma: no cover - typing only; inference imports torch, scan pydicom
+    from app.dicom.scan import ScanResult, StudyInfo
+    from app.inference.gradcam import CamResult
+    from app.inference.weights import LoadedModel
+    from app.register import Register
 
 log = logging.getLogger(__name__)
-
-#: One import of the engine at a time across the app's threads. Two threads importing
-#: interdependent modules at once (the background warm-up importing pydicom while a job imports
-#: the synthetic generator, which imports pydicom too) can be handed a partially initialised
-#: module by CPython's import deadlock avoidance ("cannot import name ... partially
-#: initialized module"). Every lazy import of a job goes through :func:`importing`.
-_IMPORT_LOCK = threading.RLock()
-
-
-@contextlib.contextmanager
-def importing(progress: Progress = NULL_PROGRESS) -> Iterator[None]:
-    """Hold the app's import lock (waiting cancellably) while importing engine modules."""
-    while not _IMPORT_LOCK.acquire(timeout=0.05):
-        progress.check()
-    try:
-        yield
-    finally:
-        _IMPORT_LOCK.release()
 
 
 # -- import ---------------------------------------------------------------------------------
@@ -60,7 +51,7 @@ class ImportOutcome:
     """
 
     folder: Path
-    scan: Any
+    scan: ScanResult
     key: str | None
     assembled: dict[str, AssembledStudy] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
@@ -70,19 +61,16 @@ class ImportOutcome:
 UI_DECODE_WORKERS = 1
 
 
-def _usable_series(study: Any) -> list[Any]:
-    return [s for s in getattr(study, "series", []) if s.status != "refused"]
-
-
-def _no_dicom_details(scan: Any, limit: int = 40) -> str:
-    files = list(getattr(scan, "files", []) or [])
+def _no_dicom_details(scan: ScanResult, limit: int = 40) -> str:
+    files = scan.files
     lines = [f"{f.status}: {f.path} — {f.reason}" for f in files[:limit]]
     if len(files) > limit:
         lines.append(f"... and {len(files) - limit} more")
     return "\n".join(lines)
 
 
-def assemble(study: Any, overrides: Mapping[str, str] | None, progress: Progress) -> AssembledStudy:
+def assemble(study: StudyInfo, overrides: Mapping[str, str] | None,
+             progress: Progress) -> AssembledStudy:
     """Assemble one study (the core's ``assemble_study``)."""
     with importing(progress):
         from app.dicom.assembly import assemble_study
@@ -91,7 +79,8 @@ def assemble(study: Any, overrides: Mapping[str, str] | None, progress: Progress
     # threads contending for it starve the GUI thread (measured: stalls of 300-400 ms with
     # the default pool, see bench/ui_heartbeat.py); the GUI needs responsiveness, not the last
     # second of import speed.
-    return assemble_study(study, dict(overrides) if overrides else None, progress, workers=UI_DECODE_WORKERS)
+    return assemble_study(study, dict(overrides) if overrides else None, progress,
+                          workers=UI_DECODE_WORKERS)
 
 
 def import_job(folder: Path) -> Callable[[Progress], ImportOutcome]:
@@ -107,7 +96,6 @@ def import_job(folder: Path) -> Callable[[Progress], ImportOutcome]:
     def run(progress: Progress) -> ImportOutcome:
         with importing(progress):
             from app.dicom.scan import scan_folder
-            from app.ui.study_browser import iter_studies, study_key
 
         folder_path = Path(folder)
         if not folder_path.exists():
@@ -115,21 +103,21 @@ def import_job(folder: Path) -> Callable[[Progress], ImportOutcome]:
         if not folder_path.is_dir():
             raise InputError(f"{folder_path} is not a folder.")
         scan = scan_folder(folder_path, sub_progress(progress, 0.0, 0.6))
-        studies = list(iter_studies(scan))
-        if not any(study.series for _, study in studies):
+        studies = [study for _, study in iter_studies(scan)]
+        if not any(study.series for study in studies):
             raise InputError(
                 f"No DICOM images found in {folder_path}.", details=_no_dicom_details(scan)
             )
         outcome = ImportOutcome(folder=folder_path, scan=scan, key=None)
         # The first study with usable series is the one shown; others are assembled on demand.
-        first = next((s for _, s in studies if _usable_series(s)), studies[0][1])
+        first = next((s for s in studies if s.usable_series()), studies[0])
         outcome.key = study_key(first)
         progress.check()
         try:
             outcome.assembled[outcome.key] = assemble(first, None, sub_progress(progress, 0.6, 1.0))
+        except Cancelled:
+            raise
         except HCCError as exc:
-            if isinstance(exc, _cancelled_type()):
-                raise
             outcome.errors[outcome.key] = exc.message
         progress.update(1.0, "imported")
         return outcome
@@ -137,100 +125,14 @@ def import_job(folder: Path) -> Callable[[Progress], ImportOutcome]:
     return run
 
 
-def assemble_job(study: Any, overrides: Mapping[str, str] | None) -> Callable[[Progress], AssembledStudy]:
+def assemble_job(study: StudyInfo, overrides: Mapping[str, str] | None
+                 ) -> Callable[[Progress], AssembledStudy]:
     """Assemble ``study`` with the user's ``overrides`` (phase → series uid)."""
     frozen = dict(overrides or {})
     return lambda progress: assemble(study, frozen, progress)
 
 
-def _cancelled_type() -> type[HCCError]:
-    from app.errors import Cancelled
-
-    return Cancelled
-
-
 # -- model ----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """Which model file to use on which device (from the settings)."""
-
-    path: Path | None
-    sha256: str | None
-    device: str
-
-
-class ModelHolder:
-    """The loaded model, loaded lazily once per (file, hash, device), shared by jobs.
-
-    ``lock`` must be held while the network runs (prediction, Grad-CAM).
-    """
-
-    RANDOM_NAME = "random-initialised.safetensors"
-
-    def __init__(self) -> None:
-        self.lock = threading.RLock()
-        self._key: tuple[str, str | None, str] | None = None
-        self._model: Any = None
-
-    @property
-    def loaded(self) -> Any:
-        """The currently loaded model (``LoadedModel``) or None."""
-        return self._model
-
-    def forget(self) -> None:
-        with self.lock:
-            self._model = None
-            self._key = None
-
-    @classmethod
-    def resolve_path(cls, choice: ModelChoice, progress: Progress = NULL_PROGRESS) -> Path:
-        """The file to load: the chosen one, else the bundled default, else a random model.
-
-        The random model (created once in the user's models folder) lets the app show the
-        whole flow before trained weights exist; its description says plainly that its results
-        are meaningless, and the result panel shows that.
-        """
-        if choice.path is not None:
-            return Path(choice.path)
-        with importing(progress):
-            from app.inference.weights import create_random_model, default_model_path
-            from app.paths import models_dir
-
-        default = Path(default_model_path())
-        if default.exists():
-            return default
-
-        path = models_dir() / cls.RANDOM_NAME
-        if not path.exists():
-            progress.update(0.0, "creating a random-initialised model (no trained model found)")
-            log.warning("no bundled model at %s; using a random-initialised model", default)
-            create_random_model(path)
-        return path
-
-    def get(self, choice: ModelChoice, progress: Progress = NULL_PROGRESS) -> Any:
-        """Load (or reuse) the model for ``choice``; raises the loader's ModelFileError."""
-        with self.lock:
-            path = self.resolve_path(choice, progress)
-            key = (str(path), choice.sha256, choice.device)
-            if self._model is not None and self._key == key:
-                return self._model
-            with importing(progress):
-                from app.inference.weights import load_model, recorded_sha256
-
-            progress.update(0.0, f"loading model {path.name}")
-            # The bundled (or generated random) model is checked against the SHA-256 recorded
-            # beside it; an imported model against the hash the user accepted at import.
-            expected = choice.sha256 if choice.path is not None else recorded_sha256(path)
-            if choice.path is None and expected is None:
-                from app.inference.weights import ModelFileError
-
-                raise ModelFileError(f"the bundled model {path.name} has no recorded SHA-256")
-            model = load_model(path, choice.device, expected_sha256=expected)
-            self._model, self._key = model, key
-            progress.update(1.0, "model loaded")
-            return model
 
 
 def bundled_model_path() -> Path | None:
@@ -248,95 +150,28 @@ def bundled_model_path() -> Path | None:
 # -- prediction -----------------------------------------------------------------------------
 
 
-@dataclass
-class PredictOutcome:
-    """A prediction and what became of its register record.
-
-    ``record_error`` is set when the register write failed (read-only, full disk: RELIABILITY
-    24): the prediction is still shown and ``record`` can be saved again.
-    """
-
-    study: AssembledStudy
-    result: Any
-    model: Any
-    record: Any = None
-    record_id: int | None = None
-    record_error: str | None = None
-    elapsed_s: float = 0.0
-
-
-def make_record(
-    study: AssembledStudy, result: Any, *, overrides: Mapping[str, str], warnings_shown: list[str], source_folder: str
-) -> Any:
-    """The register record of a prediction, through ``app.casework`` (one mapping for UI and CLI)."""
-    with importing():
-        from app.casework import prediction_record
-
-    return prediction_record(
-        study,
-        result,
-        overrides=dict(overrides),
-        warnings_shown=list(warnings_shown),
-        source_folder=source_folder,
-    )
-
-
-def save_record(register: Any, record: Any) -> int:
-    """Write a record to the register; returns its id (raises the register's errors)."""
-    return int(register.add_prediction(record))
-
-
 def predict_job(
     study: AssembledStudy,
     holder: ModelHolder,
     choice: ModelChoice,
-    register: Any,
+    register: Register | None,
     *,
     source_folder: str,
     warnings_shown: list[str],
-) -> Callable[[Progress], PredictOutcome]:
-    """Load the model (cached), predict, then record in the register.
+) -> Callable[[Progress], CaseOutcome]:
+    """Load the model (cached), predict, then record in the register
+    (:func:`app.case.flow.predict_and_record`)."""
+    return lambda progress: predict_and_record(study, holder, choice, register, progress,
+                                               source_folder=source_folder,
+                                               warnings_shown=warnings_shown)
 
-    Cancellation is checked until the record is written and never after it, so a cancelled
-    prediction leaves no record and a recorded one is always shown (RELIABILITY.md 28).
-    """
 
-    def run(progress: Progress) -> PredictOutcome:
-        with importing(progress):
-            from app.inference.predictor import predict
-
-        t0 = time.monotonic()
-        model = holder.get(choice, sub_progress(progress, 0.0, 0.15))
-        progress.check()
-        with holder.lock:
-            result = predict(study, model, sub_progress(progress, 0.15, 0.95))
-        progress.check()
-        outcome = PredictOutcome(study=study, result=result, model=model)
-        try:
-            # The record is built even without a register, so that it can be saved later.
-            outcome.record = make_record(
-                study,
-                result,
-                overrides=study.overrides,
-                warnings_shown=warnings_shown,
-                source_folder=source_folder,
-            )
-            progress.check()  # last point where cancelling leaves nothing behind
-            if register is None:
-                outcome.record_error = "no register is open"
-            else:
-                progress.update(0.97, "recording in the register")
-                outcome.record_id = save_record(register, outcome.record)
-        except HCCError as exc:
-            if isinstance(exc, _cancelled_type()):
-                raise
-            log.warning("register write failed: %s", exc.message)
-            outcome.record_error = exc.message
-        outcome.elapsed_s = time.monotonic() - t0
-        progress.update(1.0, "prediction done")
-        return outcome
-
-    return run
+def save_record_job(register: Register, outcome: CaseOutcome) -> Callable[[Progress], int]:
+    """Write the outcome's record to the register again (after a failed write)."""
+    record = outcome.record
+    if record is None:
+        raise ValueError("the prediction has no record to save")
+    return lambda _progress: register.add_prediction(record)
 
 
 # -- Grad-CAM -------------------------------------------------------------------------------
@@ -351,24 +186,24 @@ class SliceCam:
     """
 
     pair_index: int
-    cams: dict[str, Any]
+    cams: dict[str, np.ndarray]
     global_max: float | None = 1.0
 
 
-def slice_cams(cam: Any, pair_index: int) -> SliceCam:
+def slice_cams(cam: CamResult, pair_index: int) -> SliceCam:
     """The maps of ``pair_index`` out of a ``CamResult`` (``maps[phase][k]``)."""
     return SliceCam(pair_index, {phase: cam.map_for(phase, pair_index) for phase in cam.maps})
 
 
-def cams_by_pair(cam: Any, n_pairs: int) -> dict[str, list[Any]]:
+def cams_by_pair(cam: CamResult, n_pairs: int) -> dict[str, list[np.ndarray | None]]:
     """phase → list over all pairs (None where not computed) from a ``CamResult``.
 
     The maps are already divided by the study's ``global_max`` (one normalisation per study),
     so the viewer shows them on a fixed 0..1 scale.
     """
-    out: dict[str, list[Any]] = {}
+    out: dict[str, list[np.ndarray | None]] = {}
     for phase, stack in cam.maps.items():
-        per: list[Any] = [None] * n_pairs
+        per: list[np.ndarray | None] = [None] * n_pairs
         for k, idx in enumerate(cam.pair_indices):
             if 0 <= idx < n_pairs:
                 per[idx] = stack[k]
@@ -402,10 +237,10 @@ def cam_order(n: int, done: set[int], centre: int, chunk: int = CAM_CHUNK) -> li
 def cam_job(
     study: AssembledStudy,
     holder: ModelHolder,
-    model: Any,
+    model: LoadedModel,
     first_pair: int,
     viewed: ViewedSlice | None = None,
-) -> Callable[[Any], Any]:
+) -> Callable[[Progress], CamResult]:
     """Grad-CAM of the slice in view first, then of the rest, nearest to the view first.
 
     Publishes a :class:`SliceCam` as soon as each slice level is explained: the viewed slice at
@@ -415,14 +250,12 @@ def cam_job(
     maximum, DESIGN.md step 5), which replaces the provisional maps.
     """
 
-    def run(progress: Any) -> Any:
-        import numpy as np
-
+    def run(progress: Progress) -> CamResult:
         with importing(progress):
             from app.inference.gradcam import CamResult, gradcam_slice, gradcam_study
 
         n = len(study.pairs)
-        publish = getattr(progress, "publish", None)
+        publish = getattr(progress, "publish", None)  # a worker's JobProgress; None in tests
         raw: dict[int, dict[str, np.ndarray]] = {}
         explained: dict[int, str] = {}
         probability: dict[int, float] = {}
@@ -430,14 +263,15 @@ def cam_job(
 
         notes: list[str] = []
 
-        def keep(part: Any) -> None:
+        def keep(part: CamResult) -> None:
             nonlocal running_max
             running_max = max(running_max, float(part.global_max))
-            for note in getattr(part, "warnings", []) or []:
+            assert part.raw is not None  # asked for with keep_raw=True
+            for note in part.warnings:
                 if note not in notes:
                     notes.append(note)  # e.g. a GPU -> CPU fallback during one pass
             for k, idx in enumerate(part.pair_indices):
-                raw[idx] = {phase: part.raw[phase][k] for phase in part.raw}
+                raw[idx] = {phase: stack[k] for phase, stack in part.raw.items()}
                 explained[idx] = part.explained_class[k]
                 probability[idx] = part.probabilities[k]
 
@@ -445,7 +279,7 @@ def cam_job(
         with holder.lock:
             first = gradcam_slice(model, study, first_pair, keep_raw=True)
         keep(first)
-        part_last = [first]  # the device of the last pass (after any fallback)
+        last = first  # the device of the last pass (after any fallback)
         if publish is not None:
             publish(slice_cams(first, first_pair))
         while len(raw) < n:
@@ -455,7 +289,7 @@ def cam_job(
             with holder.lock:
                 part = gradcam_study(model, study, None, keep_raw=True, pair_indices=chunk)
             keep(part)
-            part_last[0] = part
+            last = part
             if publish is not None and running_max > 0:
                 for idx in chunk:
                     cams = {ph: np.clip(m / running_max, 0.0, 1.0) for ph, m in raw[idx].items()}
@@ -476,7 +310,7 @@ def cam_job(
             target=first.target,
             explained_class=[explained[i] for i in range(n)],
             probabilities=[probability[i] for i in range(n)],
-            device=str(getattr(part_last[0], "device", "cpu")),
+            device=last.device,
             warnings=notes,
         )
 

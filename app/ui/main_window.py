@@ -24,147 +24,52 @@ The flow of one case:
 from __future__ import annotations
 
 import base64
-import dataclasses
-import html
 import logging
-import shutil
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app import INTENDED_USE, PHASES, __version__
+from app import PHASES, __version__
+from app.case.flow import CaseOutcome
+from app.case.model import ModelHolder
 from app.dicom.types import AssembledStudy
 from app.errors import HCCError
-from app.settings import Settings, load_settings, save_settings
+from app.settings import Settings, load_settings
 from app.ui import dialogs, jobs
+from app.ui.case_state import CaseState
 from app.ui.pacs_actions import PacsActions
 from app.ui.register_tab import RegisterTab
-from app.ui.report_pdf import strongest_responder_slice, write_case_report
-from app.ui.settings_dialog import SettingsDialog
-from app.ui.study_browser import StudyBrowser, iter_studies, study_key, study_series
+from app.ui.study_browser import StudyBrowser
+from app.ui.window_model import ModelMenus
+from app.ui.window_register import RegisterActions
 from app.ui.workers import Job, JobManager
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from app.inference.gradcam import CamResult
 
 log = logging.getLogger(__name__)
 
 
-def _viewer_widgets() -> tuple[type, type, type, Any]:
-    """The viewing widgets (ViewerPanel, VoteStrip, ResultPanel, link_vote_strip)."""
-    from app.ui.result_panel import ResultPanel
-    from app.ui.viewer_panel import ViewerPanel, link_vote_strip
-    from app.ui.vote_strip import VoteStrip
-
-    return ViewerPanel, VoteStrip, ResultPanel, link_vote_strip
-
-
-@dataclass
-class CaseState:
-    """Which case is open: the imported folder, its scan, the assembled studies, the result."""
-
-    folder: Path | None = None
-    scan: Any = None
-    key: str | None = None
-    assembled: dict[str, AssembledStudy] = field(default_factory=dict)
-    errors: dict[str, str] = field(default_factory=dict)
-    overrides: dict[str, dict[str, str]] = field(default_factory=dict)
-    confirmed: set[str] = field(default_factory=set)
-    prediction: jobs.PredictOutcome | None = None
-    cam: Any = None
-    recorded: Any = None  # a register record re-opened without its images
-
-    @property
-    def study(self) -> AssembledStudy | None:
-        return self.assembled.get(self.key) if self.key else None
-
-    def needs_confirmation(self) -> bool:
-        study = self.study
-        return bool(study and study.needs_confirmation and self.key not in self.confirmed)
-
-
-@dataclass
-class RecordedResult:
-    """A prediction as read back from the register, shaped like ``PredictionResult``.
-
-    Lets the result panel and the vote strip show a case re-opened from the register even when
-    its DICOM folder is gone.
-    """
-
-    label: str
-    responder_votes: int
-    total_votes: int
-    mean_probability: float
-    tie: bool
-    tie_rule: str
-    slices: list[Any]
-    model_name: str
-    model_version: str
-    model_sha256: str
-    device: str
-    warnings: list[str]
-    recorded_at: str = ""
-
-    @property
-    def vote_fraction(self) -> float:
-        return self.responder_votes / self.total_votes if self.total_votes else 0.0
-
-    @classmethod
-    def from_record(cls, record: Any, case_id: int) -> RecordedResult:
-        slices = [
-            _SliceView(
-                z_ref=float(s.get("z_ref", 0.0)),
-                probability=float(s.get("probability", 0.0)),
-                label="responder" if s.get("label") in (1, True, "responder") else "non-responder",
-            )
-            for s in (record.slice_results or [])
-        ]
-        warnings = [f"Re-opened from the register (case {case_id}); images not loaded."]
-        return cls(
-            label=record.label,
-            responder_votes=record.responder_votes,
-            total_votes=record.total_votes,
-            mean_probability=float(record.score),
-            tie=bool(record.tie),
-            tie_rule=record.tie_rule,
-            slices=slices,
-            model_name=record.model_name,
-            model_version=record.model_version,
-            model_sha256=record.model_sha256,
-            device=record.device,
-            warnings=warnings + list(record.warnings or []),
-            recorded_at=str(record.created_at),
-        )
-
-
-@dataclass
-class _SliceView:
-    z_ref: float
-    probability: float
-    label: str
-
-
-class MainWindow(QtWidgets.QMainWindow):
+class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
     """Top-level window: menus, the study browser, the three viewers, the register."""
-
-    #: Emitted after each step of the flow, for tests and the screenshot script:
-    #: "imported", "assembled", "predicted", "cam-slice", "cam-study", "saved", "demo".
-    stepDone = QtCore.Signal(str)
 
     def __init__(self, settings: Settings | None = None) -> None:
         super().__init__()
         self.settings = settings or load_settings()
         self.jobs = JobManager(self)
-        self.models = jobs.ModelHolder()
+        self.models = ModelHolder()
         self.case = CaseState()
-        self.register: Any = None
-        self._register_error: str | None = None
+        self.register = None
+        self._register_error = None
         self._closing = False
         self._active_job: Job | None = None
         self._viewed = jobs.ViewedSlice()
-        #: the bundled model file, False when none is installed, None until known
-        self._bundled: Path | Literal[False] | None = None
+        self._bundled = None
         self._cam_steps: set[str] = set()
-        self._last_dialog: QtWidgets.QDialog | None = None
+        self._last_dialog = None
+        self._report_dir: Path | None = None  # where the last PDF report went
 
         self.setWindowTitle(f"HCC Response {__version__}")
         self.setAcceptDrops(True)
@@ -172,9 +77,18 @@ class MainWindow(QtWidgets.QMainWindow):
         self._open_register()
         self._build_actions()
         self._build_central()
+        from app.ui.viewer_tools import ViewerTools
+
+        self.tools = ViewerTools(self)  # coronal, tags, thumbnails, help (issue 17)
+        self.viewer_tool_actions = self.tools.view_actions()
         self._build_menus()
         self._build_toolbar()
         self._build_status()
+        # Measurements and the crosshair report in their own label (a temporary status message
+        # would hide the HU read-out next to it).
+        self.measure_label = QtWidgets.QLabel()
+        self.statusBar().addWidget(self.measure_label, 1)
+        self.viewer.measure.measured.connect(self.measure_label.setText)
         self.jobs.jobStarted.connect(self._on_job_started)
         self.jobs.busyChanged.connect(self._on_busy)
         self._restore_window_state()
@@ -195,21 +109,8 @@ class MainWindow(QtWidgets.QMainWindow):
             )
 
     # ------------------------------------------------------------------------ construction
-    def _open_register(self) -> None:
-        try:
-            from app.register import open_register
-
-            path = Path(self.settings.register_path) if self.settings.register_path else None
-            self.register = open_register(path)
-            self._register_error = None
-        except HCCError as exc:
-            self.register = None
-            self._register_error = exc.message + (f"\n{exc.details}" if exc.details else "")
-        except OSError as exc:
-            self.register = None
-            self._register_error = f"{type(exc).__name__}: {exc}"
-
-    def _action(self, text: str, slot: Any, shortcut: str | None = None, icon: Any = None, tip: str = "") -> QtGui.QAction:
+    def _action(self, text: str, slot: Callable[[], object], shortcut: str | None = None,
+                icon: QtWidgets.QStyle.StandardPixmap | None = None, tip: str = "") -> QtGui.QAction:
         act = QtGui.QAction(text, self)
         if icon is not None:
             act.setIcon(self.style().standardIcon(icon))
@@ -261,9 +162,17 @@ class MainWindow(QtWidgets.QMainWindow):
         model_menu = bar.addMenu("&Model")
         model_menu.addAction(self.act_model)
         model_menu.addAction(self.act_import_model)
+        view_menu = bar.addMenu("&View")
+        view_menu.addAction(self.act_cam)
+        view_menu.addActions(self.viewer.view_actions())
+        view_menu.addSeparator()
+        for act in self.viewer_tool_actions:
+            view_menu.addAction(act)
         settings_menu = bar.addMenu("&Settings")
         settings_menu.addAction(self.act_settings)
         help_menu = bar.addMenu("&Help")
+        help_menu.addActions(self.tools.help_actions())
+        help_menu.addSeparator()
         help_menu.addAction(self.act_about)
         help_menu.addAction(self.act_intended)
 
@@ -273,22 +182,15 @@ class MainWindow(QtWidgets.QMainWindow):
         tb.setToolButtonStyle(QtCore.Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         tb.addAction(self.act_import)
         tb.addAction(self.act_predict)
-        tb.addSeparator()
-        tb.addAction(self.act_cam)
-        tb.addWidget(QtWidgets.QLabel(" W/L: "))
-        self.preset_box = QtWidgets.QComboBox()
-        from app.ui.windowing import PRESETS
-
-        for p in PRESETS:
-            self.preset_box.addItem(p.name)
-        self.preset_box.activated.connect(lambda i: self.viewer.set_preset(self.preset_box.itemText(i)))
-        self.viewer.windowChanged.connect(self._sync_preset_box)
-        tb.addWidget(self.preset_box)
+        # W/L and the Grad-CAM toggle live once, in the viewer's own toolbar (issue 17, item 6).
         tb.addSeparator()
         tb.addAction(self.act_pdf)
 
     def _build_central(self) -> None:
-        viewer_cls, strip_cls, result_cls, link = _viewer_widgets()
+        from app.ui.result_panel import ResultPanel
+        from app.ui.viewer_panel import ViewerPanel, link_vote_strip
+        from app.ui.vote_strip import VoteStrip
+
         self.browser = StudyBrowser()
         self.browser.studySelected.connect(self._on_study_selected)
         self.browser.overrideRequested.connect(self.set_override)
@@ -300,12 +202,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.addDockWidget(QtCore.Qt.DockWidgetArea.LeftDockWidgetArea, dock)
         self.resizeDocks([dock], [450], QtCore.Qt.Orientation.Horizontal)
 
-        self.viewer = viewer_cls()
-        self.vote_strip = strip_cls()
-        link(self.viewer, self.vote_strip)
+        self.viewer = ViewerPanel()
+        self.vote_strip = VoteStrip()
+        link_vote_strip(self.viewer, self.vote_strip)
         self.viewer.camVisibleChanged.connect(self._sync_cam_action)
         self.viewer.pairIndexChanged.connect(self._on_pair_changed)
-        self.result_panel = result_cls()
+        self.result_panel = ResultPanel()
 
         self.welcome = QtWidgets.QFrame()
         self.welcome.setObjectName("welcome")
@@ -347,7 +249,7 @@ class MainWindow(QtWidgets.QMainWindow):
         split.setSizes([1000, 340])
         vl.addWidget(split, 1)
 
-        self.register_tab = RegisterTab(self.register)
+        self.register_tab = RegisterTab(self.register, jobs=self.jobs)
         self.register_tab.openCase.connect(self.open_case)
         self.tabs = QtWidgets.QTabWidget()
         self.tabs.addTab(viewer_page, "Viewer")
@@ -395,54 +297,15 @@ class MainWindow(QtWidgets.QMainWindow):
         except ValueError:
             log.warning("ignoring an unreadable saved window state")
 
-    def _save_settings(self, **changes: Any) -> None:
-        """Apply changes to the settings and write them (a failure is logged, not fatal)."""
-        self.settings = dataclasses.replace(self.settings, **changes)
-        try:
-            save_settings(self.settings)
-        except OSError as exc:
-            log.warning("could not save the settings: %s", exc)
-
-    def model_choice(self) -> jobs.ModelChoice:
-        """The model file, expected hash and device the settings ask for."""
-        s = self.settings
-        return jobs.ModelChoice(Path(s.model_path) if s.model_path else None, s.model_sha256, s.device)
-
-    def _update_model_label(self) -> None:
-        loaded = self.models.loaded
-        if loaded is not None:
-            desc = getattr(loaded, "description", None)
-            name = getattr(desc, "name", None) or Path(str(getattr(loaded, "path", "model"))).stem
-            sha = str(getattr(loaded, "sha256", ""))[:12]
-            self.model_label.setText(f"Model: {name} [{sha}]")
-            kind = str(getattr(desc, "weights_kind", ""))
-            self.model_label.setToolTip(f"{name} {getattr(desc, 'version', '')}\n{kind}\nSHA-256 {getattr(loaded, 'sha256', '')}")
-        elif self.settings.model_path:
-            self.model_label.setText(f"Model: {Path(self.settings.model_path).name} (loads on first prediction)")
-        elif self._bundled is None:
-            self.model_label.setText("Model: …")  # known once the engine is loaded (warm-up)
-        elif isinstance(self._bundled, Path):
-            self.model_label.setText(f"Model: bundled {self._bundled.name} (loads on first prediction)")
-        else:
-            self.model_label.setText("Model: none installed — random-initialised weights will be used")
-        result = self.case.prediction.result if self.case.prediction else None
-        device = getattr(result, "device", None)
-        if device:
-            reason = str(getattr(result, "device_reason", "") or "")
-            fallback = bool(getattr(result, "device_fallback", False))
-            kind = "GPU" if str(device).startswith("cuda") else "CPU"
-            self.device_label.setText(f"{kind}: {device}" + (" (fallback to CPU)" if fallback else ""))
-            self.device_label.setToolTip(reason)
-        else:
-            self.device_label.setText(f"Device: {self.settings.device}")
-
     def _update_actions(self) -> None:
         busy_case = any(
             self.jobs.running(k) is not None for k in ("study", "predict", "demo")
         )
         study = self.case.study
-        can_predict = bool(study and study.pairs) and not busy_case and not self.case.needs_confirmation()
+        can_predict = bool(study and study.predictable) and not busy_case and not self.case.needs_confirmation()
         self.act_predict.setEnabled(can_predict)
+        why = f"Prediction is off: {study.view_only_reason}" if study and study.view_only_reason else ""
+        self.act_predict.setToolTip(why or "Predict the response for the study on view")
         self.act_import.setEnabled(not busy_case)
         self.act_demo.setEnabled(not busy_case)
         self.demo_button.setEnabled(not busy_case)
@@ -453,14 +316,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.pacs.update_enabled(busy_case)
 
     # ------------------------------------------------------------------------ jobs plumbing
-    def start_job(self, name: str, fn: Any, key: str | None = None) -> Job:
-        """Run ``fn(progress)`` in a worker; failures become an error dialog."""
-        job = self.jobs.start(name, fn, key=key)
-        job.failed.connect(lambda msg, details: self._on_job_failed(name, msg, details))
-        job.done.connect(self._update_actions)
-        self._update_actions()
-        return job
-
     def _on_job_started(self, job: Job) -> None:
         self._active_job = job
         job.progress.connect(self._on_progress)
@@ -480,12 +335,6 @@ class MainWindow(QtWidgets.QMainWindow):
             self.job_label.clear()
         self._update_actions()
 
-    def _on_job_failed(self, name: str, message: str, details: str) -> None:
-        if self._closing:
-            return
-        self.statusBar().showMessage(f"{name} failed: {message}", 8000)
-        dialogs.show_error(self, message, details)
-
     def cancel_jobs(self) -> None:
         """Cancel every running job (the Cancel button / Esc)."""
         self.jobs.cancel_all()
@@ -502,7 +351,8 @@ class MainWindow(QtWidgets.QMainWindow):
         dialog.fileSelected.connect(lambda f: self.import_folder(Path(f)))
         dialog.open()
 
-    def import_folder(self, folder: Path, *, then: Any = None) -> Job:
+    def import_folder(self, folder: Path, *,
+                      then: Callable[[jobs.ImportOutcome], None] | None = None) -> Job:
         """Scan ``folder`` and assemble its first study in the background.
 
         ``then(outcome)`` runs after a successful import (used when re-opening a case).
@@ -515,7 +365,8 @@ class MainWindow(QtWidgets.QMainWindow):
         job.cancelled.connect(lambda: self.statusBar().showMessage("Import cancelled", 5000))
         return job
 
-    def _on_imported(self, outcome: jobs.ImportOutcome, then: Any = None) -> None:
+    def _on_imported(self, outcome: jobs.ImportOutcome,
+                     then: Callable[[jobs.ImportOutcome], None] | None = None) -> None:
         self.jobs.cancel_all()  # any CAM/assembly of the previous case is now stale
         self.case = CaseState(
             folder=outcome.folder,
@@ -538,8 +389,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _descriptions(self, study: AssembledStudy) -> dict[str, str]:
         scan_study = self.browser.study(self.case.key or "")
-        by_uid = {s.uid: s.description for s in study_series(scan_study)} if scan_study else {}
-        by_uid.update({s.series_instance_uid: s.description for s in study_series(scan_study)} if scan_study else {})
+        series = scan_study.series if scan_study else []
+        by_uid = {s.uid: s.description for s in series}
+        by_uid.update({s.series_instance_uid: s.description for s in series})
         return {p: by_uid.get(uid, "") for p, uid in study.assignment.items()}
 
     def _show_current_study(self) -> None:
@@ -555,6 +407,9 @@ class MainWindow(QtWidgets.QMainWindow):
                 key in self.case.confirmed,
             )
             self.viewer.set_study(study, self._descriptions(study))
+            self.tools.study_shown(study, self.browser.study(key))
+            if study.view_only_reason:
+                self.result_panel.show_unavailable(study.view_only_reason)
             self.setWindowTitle(
                 f"HCC Response {__version__} — {study.patient_name or study.patient_id} "
                 f"({study.study_date})"
@@ -642,20 +497,6 @@ class MainWindow(QtWidgets.QMainWindow):
         dialogs.confirm_phases(self, list(study.confirmation_reasons), dict(study.assignment), answered)
 
     # ------------------------------------------------------------------------ demo
-    def offer_demo(self) -> None:
-        """First start without data: offer the demo study (a non-blocking banner)."""
-        empty = True
-        if self.register is not None:
-            try:
-                empty = not self.register.list_cases(limit=1)
-            except HCCError:
-                empty = True
-        if not self.settings.demo_offered or empty:
-            self.welcome.show()
-            self.demo_button.setFocus()
-            if not self.settings.demo_offered:
-                self._save_settings(demo_offered=True)
-
     def open_demo(self) -> Job:
         """Generate the demo study once (in a worker) and import it."""
         self.welcome.hide()
@@ -707,18 +548,15 @@ class MainWindow(QtWidgets.QMainWindow):
         self.result_panel.clear()
         self.statusBar().showMessage("Prediction stopped; nothing was recorded.", 6000)
 
-    def _description(self, model: Any) -> Any:
-        return getattr(model, "description", None)
-
-    def _on_predicted(self, outcome: jobs.PredictOutcome) -> None:
+    def _on_predicted(self, outcome: CaseOutcome) -> None:
         if outcome.study is not self.case.study:
             return  # the user moved on to another study meanwhile
         self.case.prediction = outcome
         self._cam_steps = set()
         result = outcome.result
-        self.result_panel.set_result(result, self._description(outcome.model))
+        self.result_panel.set_result(result, outcome.model.description)
         self.pacs.on_new_result()
-        slices = list(getattr(result, "slices", []) or [])
+        slices = result.slices
         self.vote_strip.set_result([s.probability for s in slices], [s.label for s in slices])
         self._update_model_label()
         self.register_tab.refresh()
@@ -736,25 +574,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.stepDone.emit("predicted")
         self._start_cam(outcome)
 
-    def save_again(self) -> None:
-        """Retry writing the shown prediction to the register (after a failed write)."""
-        pred = self.case.prediction
-        if pred is None or pred.record is None or self.register is None:
-            return
-        register, record = self.register, pred.record
-        job = self.start_job("Save to register", lambda p: jobs.save_record(register, record), key="save")
-        job.finished.connect(lambda rid: self._on_saved_again(pred, rid))
-
-    def _on_saved_again(self, pred: jobs.PredictOutcome, record_id: int) -> None:
-        pred.record_id = int(record_id)
-        pred.record_error = None
-        self.register_tab.refresh()
-        self.statusBar().showMessage(f"Saved in the register as case {record_id}.", 8000)
-        self._update_actions()
-        self.stepDone.emit("saved")
-
     # ------------------------------------------------------------------------ Grad-CAM
-    def _start_cam(self, outcome: jobs.PredictOutcome) -> None:
+    def _start_cam(self, outcome: CaseOutcome) -> None:
         first = max(self.viewer.pair_index(), 0)
         self._viewed.index = first
         fn = jobs.cam_job(outcome.study, self.models, outcome.model, first, self._viewed)
@@ -762,7 +583,7 @@ class MainWindow(QtWidgets.QMainWindow):
         job.partial.connect(lambda sc: self._on_cam_slice(outcome, sc))
         job.finished.connect(lambda cam: self._on_cam_study(outcome, cam))
 
-    def _on_cam_slice(self, outcome: jobs.PredictOutcome, sc: jobs.SliceCam) -> None:
+    def _on_cam_slice(self, outcome: CaseOutcome, sc: jobs.SliceCam) -> None:
         if outcome is not self.case.prediction:
             return
         if sc.global_max:
@@ -773,7 +594,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self._cam_steps.add("cam-slice")
             self.stepDone.emit("cam-slice")
 
-    def _on_cam_study(self, outcome: jobs.PredictOutcome, cam: Any) -> None:
+    def _on_cam_study(self, outcome: CaseOutcome, cam: CamResult) -> None:
         if outcome is not self.case.prediction:
             return
         self.case.cam = cam
@@ -789,227 +610,9 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.act_cam.isChecked() != visible:
             self.act_cam.setChecked(visible)
 
-    def _sync_preset_box(self, width: float, level: float) -> None:
-        name = self.viewer.window_level().name
-        idx = self.preset_box.findText(name) if name else -1
-        self.preset_box.setCurrentIndex(idx)
-
     def _on_pair_changed(self, index: int) -> None:
         # The Grad-CAM job explains the levels around this one next (it reads it between passes).
         self._viewed.index = max(int(index), 0)
-
-    # ------------------------------------------------------------------------ register
-    def open_case(self, prediction_id: int) -> None:
-        """Re-open a case from the register: its folder if still there, else the record alone."""
-        if self.register is None:
-            return
-        try:
-            detail = self.register.get_prediction(prediction_id)
-        except HCCError as exc:
-            dialogs.show_error(self, exc.message, exc.details or "")
-            return
-        record = detail.record
-        recorded = RecordedResult.from_record(record, prediction_id)
-        folder = Path(record.source_folder) if record.source_folder else None
-
-        def show_recorded(_outcome: Any = None) -> None:
-            key = record.study_uid
-            if _outcome is not None and key in {study_key(s) for _, s in iter_studies(_outcome.scan)}:
-                self.browser.select_study(key)
-            self.case.recorded = recorded
-            self.result_panel.set_result(recorded, None)
-            self.vote_strip.set_result([s.probability for s in recorded.slices], [s.label for s in recorded.slices])
-            self.tabs.setCurrentIndex(0)
-
-        if folder is not None and folder.is_dir():
-            self.import_folder(folder, then=show_recorded)
-        else:
-            self.case = CaseState()
-            self.browser.clear()
-            self.viewer.clear()
-            show_recorded()
-            self.statusBar().showMessage(
-                f"Case {prediction_id}: the source folder {folder or '(unknown)'} is gone; "
-                "showing the recorded result only.",
-                10000,
-            )
-
-    def export_csv_dialog(self) -> None:
-        """Export the register as CSV (pseudonymisation offered)."""
-        self.register_tab.export_dialog()
-
-    # ------------------------------------------------------------------------ PDF report
-    def cams_at(self, pair_index: int) -> dict[str, Any]:
-        """phase → CAM of ``pair_index`` from the study's CAM result (empty when not computed)."""
-        cam = self.case.cam
-        if cam is None or pair_index not in cam.pair_indices:
-            return {}
-        return {phase: cam.map_for(phase, pair_index) for phase in cam.maps}
-
-    def export_pdf(self, path: Path) -> Path | None:
-        """Write the one-page PDF report of the case on view; errors are shown."""
-        pred = self.case.prediction
-        if pred is None:
-            return None
-        try:
-            index = strongest_responder_slice(pred.result)
-            return write_case_report(
-                path,
-                pred.study,
-                pred.result,
-                self.cams_at(index),
-                self._description(pred.model),
-                pair_index=index,
-                cam_scale=1.0,  # the maps are normalised by the study's global maximum
-                case_id=pred.record_id,
-            )
-        except HCCError as exc:
-            dialogs.show_error(self, exc.message, exc.details or "")
-            return None
-
-    def export_pdf_dialog(self) -> None:
-        """Ask for a file name and write the case report."""
-        pred = self.case.prediction
-        if pred is None:
-            return
-        name = f"hcc-response-{pred.study.patient_id or 'case'}-{pred.record_id or 'unsaved'}.pdf"
-        start = str(Path(self.settings.last_folder or Path.home()) / name)
-        dialog = QtWidgets.QFileDialog(self, "Export PDF report", start, "PDF (*.pdf)")
-        dialog.setAcceptMode(QtWidgets.QFileDialog.AcceptMode.AcceptSave)
-        dialog.setDefaultSuffix("pdf")
-        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.fileSelected.connect(lambda f: self._pdf_written(self.export_pdf(Path(f))))
-        dialog.open()
-
-    def _pdf_written(self, path: Path | None) -> None:
-        if path is not None:
-            self.statusBar().showMessage(f"Report written to {path}", 8000)
-
-    # ------------------------------------------------------------------------ model, settings, help
-    def show_model_description(self) -> None:
-        """Show the active model's description and hash (loads the model if needed)."""
-        loaded = self.models.loaded
-        if loaded is not None:
-            self._show_description(loaded)
-            return
-        holder, choice = self.models, self.model_choice()
-        job = self.start_job("Load model", lambda p: holder.get(choice, p), key="model")
-        job.finished.connect(self._show_description)
-
-    def _show_description(self, loaded: Any) -> None:
-        self._update_model_label()
-        dialog = dialogs.ModelDescriptionDialog(
-            getattr(loaded, "description", None),
-            getattr(loaded, "sha256", None),
-            str(getattr(loaded, "path", "")),
-            self,
-        )
-        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.open()
-        self._last_dialog = dialog
-
-    def import_model_dialog(self) -> None:
-        """Ask for a .safetensors model file and check it (see :meth:`import_model`)."""
-        dialog = QtWidgets.QFileDialog(self, "Import a model", str(Path.home()), "Model (*.safetensors)")
-        dialog.setFileMode(QtWidgets.QFileDialog.FileMode.ExistingFile)
-        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.fileSelected.connect(lambda f: self.import_model(Path(f)))
-        dialog.open()
-
-    def import_model(self, path: Path) -> Job:
-        """Check a site model (load on CPU: keys, shapes, NaN, hash), then offer to use it."""
-
-        def check(progress: Any) -> Any:
-            with jobs.importing(progress):
-                from app.inference.weights import load_model
-
-            progress.update(0.1, f"checking {path.name}")
-            return load_model(path, "cpu")
-
-        job = self.start_job("Check model", check, key="model")
-        job.finished.connect(lambda loaded: self._offer_imported_model(path, loaded))
-        return job
-
-    def _offer_imported_model(self, path: Path, loaded: Any) -> None:
-        self._show_description(loaded)
-        sha = str(getattr(loaded, "sha256", ""))
-
-        def answered(use: bool) -> None:
-            if use:
-                self.use_model(path, sha)
-
-        dialogs.ask(
-            self,
-            f"Use the model {path.name} (SHA-256 {sha[:16]}…) for new predictions?",
-            answered,
-            yes="Use this model",
-            no="Keep the current model",
-        )
-
-    def use_model(self, path: Path, sha256: str) -> None:
-        """Copy an accepted model into the user's models folder and make it active."""
-        from app.paths import models_dir
-
-        target = models_dir() / path.name
-        try:
-            if path.resolve() != target.resolve():
-                shutil.copy2(path, target)
-                side = path.with_suffix(".json")
-                if side.exists():
-                    shutil.copy2(side, target.with_suffix(".json"))
-        except OSError as exc:
-            dialogs.show_error(self, f"The model could not be copied to {target}: {exc.strerror}")
-            return
-        self._save_settings(model_path=str(target), model_sha256=sha256)
-        self.models.forget()
-        if self.register is not None and hasattr(self.register, "log_event"):
-            try:
-                self.register.log_event("model_import", {"path": str(target), "sha256": sha256})
-            except HCCError as exc:
-                log.warning("could not log the model import: %s", exc.message)
-        self._update_model_label()
-        self.statusBar().showMessage(f"Model {path.name} is now active.", 8000)
-
-    def show_settings(self) -> None:
-        """Open the Settings dialog; accepted changes go through :meth:`apply_settings`."""
-        bundled = self._bundled if isinstance(self._bundled, Path) else None
-        dialog = SettingsDialog(self.settings, self, bundled_model=bundled)
-        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.importModelRequested.connect(self.import_model_dialog)
-        dialog.accepted.connect(lambda: self.apply_settings(dialog.result_settings()))
-        dialog.open()
-        self._last_dialog = dialog
-
-    def apply_settings(self, new: Settings) -> None:
-        """Adopt new settings: reopen the register / forget the model where they changed."""
-        old = self.settings
-        self._save_settings(**{f.name: getattr(new, f.name) for f in dataclasses.fields(Settings)})
-        if (old.model_path, old.model_sha256, old.device) != (new.model_path, new.model_sha256, new.device):
-            self.models.forget()
-        if old.register_path != new.register_path:
-            if self.register is not None:
-                self.register.close()
-            self._open_register()
-            self.register_tab.set_register(self.register)
-            if self._register_error:
-                dialogs.show_error(self, "The case register could not be opened.", self._register_error)
-        self._update_model_label()
-        self._update_actions()
-
-    def show_about(self) -> None:
-        """The About box with versions, the active model and the register."""
-        loaded = self.models.loaded
-        extra = f"Model: {loaded.identity}" if loaded is not None and hasattr(loaded, "identity") else ""
-        if self.register is not None:
-            extra += f"\nRegister: {getattr(self.register, 'path', '')}"
-        dialog = dialogs.AboutDialog(self, extra.strip())
-        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
-        dialog.open()
-        self._last_dialog = dialog
-
-    def show_intended_use(self) -> None:
-        """The intended-use notice."""
-        dialogs.show_info(self, html.escape(INTENDED_USE))
 
     # ------------------------------------------------------------------------ drag and drop
     def dragEnterEvent(self, event: QtGui.QDragEnterEvent) -> None:  # noqa: N802
@@ -1050,4 +653,4 @@ class MainWindow(QtWidgets.QMainWindow):
         super().closeEvent(event)
 
 
-__all__ = ["MainWindow", "CaseState", "RecordedResult", "PHASES"]
+__all__ = ["MainWindow", "CaseState", "PHASES"]

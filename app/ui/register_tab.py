@@ -6,6 +6,11 @@ cases: a header click re-queries with another ``sort``). Around it: a search box
 outcome filters, "Record outcome…" (CR/PR/SD/PD, date, by), the local performance table
 (``Register.performance()``), CSV export (pseudonymise option) and "Verify register".
 
+Every register call runs in a worker (:mod:`app.case.records` through the window's
+:class:`~app.ui.workers.JobManager`), never on the GUI thread: a register locked by another
+program makes a call wait up to the busy timeout, and the window must stay responsive meanwhile.
+Each action returns its :class:`~app.ui.workers.Job`; the table follows when the job ends.
+
 Double-clicking a case emits ``openCase(prediction_id)``; the main window re-opens it. Register
 errors are shown through :mod:`app.ui.dialogs` and never leave the tab unusable.
 """
@@ -15,29 +20,43 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtWidgets
 
-from app.errors import HCCError
+from app.case import records
+from app.case.records import CaseQuery, RegisterView
 from app.ui import dialogs
+from app.ui.workers import Job, JobManager
+
+if TYPE_CHECKING:  # pragma: no cover - typing only
+    from app.register import Register
+    from app.register.performance import PerformanceRow
+    from app.register.records import CaseRow, VerifyReport
 
 log = logging.getLogger(__name__)
 
-#: (header, CaseRow attribute or callable, sort key understood by ``list_cases``)
-COLUMNS: tuple[tuple[str, str, str | None], ...] = (
-    ("ID", "id", "id"),
-    ("Recorded", "created_at", "created_at"),
-    ("Patient ID", "patient_id", "patient_id"),
-    ("Name", "patient_name", "patient_name"),
-    ("Study date", "study_date", "study_date"),
-    ("Prediction", "label", "label"),
-    ("Score", "score", "score"),
-    ("Votes", "vote_split", "votes"),
-    ("Model", "model", "model"),
-    ("Outcome", "outcome", "outcome"),
+
+def _outcome(row: CaseRow) -> str | None:
+    if row.outcome and row.outcome_date:
+        return f"{row.outcome} ({row.outcome_date})"
+    return row.outcome
+
+
+#: (header, the cell's value, sort key understood by ``list_cases``)
+COLUMNS: tuple[tuple[str, Callable[[CaseRow], object], str | None], ...] = (
+    ("ID", lambda r: r.id, "id"),
+    ("Recorded", lambda r: r.created_at, "created_at"),
+    ("Patient ID", lambda r: r.patient_id, "patient_id"),
+    ("Name", lambda r: r.patient_name, "patient_name"),
+    ("Study date", lambda r: r.study_date, "study_date"),
+    ("Prediction", lambda r: r.label, "label"),
+    ("Score", lambda r: r.score, "score"),
+    ("Votes", lambda r: r.vote_split, "votes"),
+    ("Model", lambda r: f"{r.model_name} {r.model_version}".strip(), "model"),
+    ("Outcome", _outcome, "outcome"),
 )
 
 OUTCOME_FILTERS: tuple[tuple[str, str], ...] = (
@@ -51,18 +70,13 @@ OUTCOME_FILTERS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _cell(row: Any, attr: str) -> str:
-    if attr == "model":
-        return f"{getattr(row, 'model_name', '')} {getattr(row, 'model_version', '')}".strip()
-    value = getattr(row, attr, "")
+def _cell(value: object) -> str:
     if value is None:
         return "—"
     if isinstance(value, dt.datetime):
         return value.astimezone().strftime("%Y-%m-%d %H:%M")
     if isinstance(value, float):
         return f"{value:.3f}"
-    if attr == "outcome" and getattr(row, "outcome_date", None):
-        return f"{value} ({row.outcome_date})"
     return str(value)
 
 
@@ -71,17 +85,17 @@ class CaseTableModel(QtCore.QAbstractTableModel):
 
     def __init__(self, parent: QtCore.QObject | None = None) -> None:
         super().__init__(parent)
-        self._rows: list[Any] = []
+        self._rows: list[CaseRow] = []
 
-    def set_rows(self, rows: Sequence[Any]) -> None:
+    def set_rows(self, rows: Sequence[CaseRow]) -> None:
         self.beginResetModel()
         self._rows = list(rows)
         self.endResetModel()
 
-    def row(self, index: int) -> Any:
+    def row(self, index: int) -> CaseRow:
         return self._rows[index]
 
-    def rows(self) -> list[Any]:
+    def rows(self) -> list[CaseRow]:
         return list(self._rows)
 
     def rowCount(self, parent: QtCore.QModelIndex | QtCore.QPersistentModelIndex = QtCore.QModelIndex()) -> int:  # noqa: B008, N802
@@ -90,20 +104,20 @@ class CaseTableModel(QtCore.QAbstractTableModel):
     def columnCount(self, parent: QtCore.QModelIndex | QtCore.QPersistentModelIndex = QtCore.QModelIndex()) -> int:  # noqa: B008, N802
         return 0 if parent.isValid() else len(COLUMNS)
 
-    def data(self, index: QtCore.QModelIndex | QtCore.QPersistentModelIndex, role: int = QtCore.Qt.ItemDataRole.DisplayRole) -> Any:
+    def data(self, index: QtCore.QModelIndex | QtCore.QPersistentModelIndex, role: int = QtCore.Qt.ItemDataRole.DisplayRole) -> object:
         if not index.isValid():
             return None
         row = self._rows[index.row()]
-        attr = COLUMNS[index.column()][1]
+        header, value, _sort = COLUMNS[index.column()]
         if role == QtCore.Qt.ItemDataRole.DisplayRole:
-            return _cell(row, attr)
+            return _cell(value(row))
         if role == QtCore.Qt.ItemDataRole.UserRole:
-            return getattr(row, "id", None)
-        if role == QtCore.Qt.ItemDataRole.TextAlignmentRole and attr in ("id", "score"):
+            return row.id
+        if role == QtCore.Qt.ItemDataRole.TextAlignmentRole and header in ("ID", "Score"):
             return int(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
         return None
 
-    def headerData(self, section: int, orientation: QtCore.Qt.Orientation, role: int = QtCore.Qt.ItemDataRole.DisplayRole) -> Any:  # noqa: N802
+    def headerData(self, section: int, orientation: QtCore.Qt.Orientation, role: int = QtCore.Qt.ItemDataRole.DisplayRole) -> object:  # noqa: N802
         if role == QtCore.Qt.ItemDataRole.DisplayRole and orientation == QtCore.Qt.Orientation.Horizontal:
             return COLUMNS[section][0]
         return None
@@ -150,18 +164,9 @@ class OutcomeDialog(QtWidgets.QDialog):
         )
 
 
-def _performance_rows(perf: Any) -> list[dict[str, Any]]:
-    """``Register.performance()`` result as dicts (a list of dataclasses or a report object)."""
-    rows = getattr(perf, "rows", perf)
-    out: list[dict[str, Any]] = []
-    for row in rows or []:
-        if dataclasses.is_dataclass(row) and not isinstance(row, type):
-            out.append(dataclasses.asdict(row))
-        elif isinstance(row, dict):
-            out.append(dict(row))
-        else:
-            out.append({k: v for k, v in vars(row).items() if not k.startswith("_")})
-    return out
+def _performance_rows(perf: Sequence[PerformanceRow]) -> list[dict[str, object]]:
+    """``Register.performance()`` as dicts (one per model version) for the table."""
+    return [dataclasses.asdict(row) for row in perf]
 
 
 def _reference_text() -> str:
@@ -176,7 +181,7 @@ def _reference_text() -> str:
     )
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: object) -> str:
     if value is None:
         return "—"
     if isinstance(value, float):
@@ -195,6 +200,9 @@ class RegisterTab(QtWidgets.QWidget):
     ----------
     register:
         An open ``app.register.Register`` (or None until one is opened: the tab then says so).
+    jobs:
+        The window's job manager (the tab's own when not given), which runs every register
+        call in a worker.
 
     Signals
     -------
@@ -204,10 +212,13 @@ class RegisterTab(QtWidgets.QWidget):
 
     openCase = QtCore.Signal(int)
 
-    def __init__(self, register: Any = None, parent: QtWidgets.QWidget | None = None) -> None:
+    def __init__(self, register: Register | None = None,
+                 parent: QtWidgets.QWidget | None = None, *, jobs: JobManager | None = None) -> None:
         super().__init__(parent)
         self._register = register
+        self.jobs = jobs if jobs is not None else JobManager(self)
         self._sort = ("created_at", True)
+        self._select_after: int | None = None
         layout = QtWidgets.QVBoxLayout(self)
 
         bar = QtWidgets.QHBoxLayout()
@@ -230,6 +241,11 @@ class RegisterTab(QtWidgets.QWidget):
         bar.addWidget(self.open_button)
         self.export_button = QtWidgets.QPushButton("Export CSV…")
         bar.addWidget(self.export_button)
+        self.images_button = QtWidgets.QPushButton("Export de-identified images…")
+        self.images_button.setToolTip("Write the selected case's three phases as DICOM "
+                                      "de-identified by the PS3.15 basic profile")
+        self.images_button.setEnabled(False)
+        bar.addWidget(self.images_button)
         self.verify_button = QtWidgets.QPushButton("Verify")
         bar.addWidget(self.verify_button)
         layout.addLayout(bar)
@@ -279,69 +295,70 @@ class RegisterTab(QtWidgets.QWidget):
         self.outcome_button.clicked.connect(self.record_outcome_dialog)
         self.open_button.clicked.connect(self._open_selected)
         self.export_button.clicked.connect(self.export_dialog)
+        self.images_button.clicked.connect(self.export_images_dialog)
         self.verify_button.clicked.connect(self.verify)
         self.refresh()
 
     # -- data -------------------------------------------------------------------------------
-    def set_register(self, register: Any) -> None:
+    def set_register(self, register: Register | None) -> None:
         self._register = register
         self.refresh()
 
     @property
-    def register(self) -> Any:
+    def register(self) -> Register | None:
         return self._register
 
-    def refresh(self) -> None:
-        """Re-query the register with the current search, filters and sort."""
+    def _run(self, name: str, fn: Callable[..., object], *, key: str | None = None,
+             failure: str = "") -> Job:
+        """Run a register call in a worker; a failure is shown as ``failure: message``."""
+        job = self.jobs.start(name, lambda _progress: fn(), key=key)
+        if failure:
+            job.failed.connect(lambda msg, details: dialogs.show_error(
+                self, f"{failure}: {msg}", details))
+        return job
+
+    def query(self) -> CaseQuery:
+        """The search, filters and sort on screen."""
+        sort, descending = self._sort
+        return CaseQuery(self.search.text().strip(), self.model_filter.currentData(),
+                         self.outcome_filter.currentData(), sort, descending)
+
+    def refresh(self) -> Job | None:
+        """Re-query the register (in a worker) with the current search, filters and sort."""
         reg = self._register
-        enabled = reg is not None
         for w in (self.export_button, self.verify_button, self.search):
-            w.setEnabled(enabled)
+            w.setEnabled(reg is not None)
         if reg is None:
             self.model.set_rows([])
             self.status.setText("No register is open (see Settings).")
-            return
-        sort, descending = self._sort
-        try:
-            rows = reg.list_cases(
-                search=self.search.text().strip(),
-                model=self.model_filter.currentData(),
-                outcome=self.outcome_filter.currentData(),
-                sort=sort,
-                descending=descending,
-                limit=500,
-            )
-        except HCCError as exc:
-            self.status.setText(f"Register error: {exc.message}")
-            log.warning("register list failed: %s", exc.message)
-            return
-        self.model.set_rows(rows)
-        self._update_model_filter(rows)
-        self.status.setText(f"{len(rows)} case(s) shown. Register: {getattr(reg, 'path', '')}")
-        self.refresh_performance()
-        self._on_selection()
+            return None
+        query = self.query()
+        job = self._run("Register", lambda: records.load_view(reg, query), key="register-view")
+        job.finished.connect(lambda view: self._show_view(reg, view))
+        job.failed.connect(lambda msg, _details: self._view_failed(msg))
+        return job
 
-    def _update_model_filter(self, rows: Sequence[Any]) -> None:
-        """Offer every model name in the register (``Register.models()``), else those shown."""
+    def _view_failed(self, message: str) -> None:
+        self.status.setText(f"Register error: {message}")
+        log.warning("register list failed: %s", message)
+
+    def _show_view(self, register: Register, view: RegisterView) -> None:
+        if register is not self._register:
+            return  # the register was changed meanwhile
+        self.model.set_rows(view.rows)
         known = {self.model_filter.itemData(i) for i in range(self.model_filter.count())}
-        try:
-            names = sorted({name for name, _version in self._register.models()})
-        except (AttributeError, HCCError):
-            names = sorted({getattr(r, "model_name", "") for r in rows} - {""})
-        for name in names:
+        for name in view.model_names:
             if name not in known:
                 self.model_filter.addItem(name, name)
-                known.add(name)
+        self.status.setText(f"{len(view.rows)} case(s) shown. Register: {register.path}")
+        self._show_performance(view.performance)
+        if self._select_after is not None:
+            self.select_id(self._select_after)
+            self._select_after = None
+        self._on_selection()
 
-    def refresh_performance(self) -> None:
-        reg = self._register
-        if reg is None:
-            return
-        try:
-            rows = _performance_rows(reg.performance())
-        except HCCError as exc:
-            log.warning("performance failed: %s", exc.message)
-            rows = []
+    def _show_performance(self, perf: Sequence[PerformanceRow]) -> None:
+        rows = _performance_rows(perf)
         keys: list[str] = []
         for row in rows:
             for k, v in row.items():
@@ -382,10 +399,11 @@ class RegisterTab(QtWidgets.QWidget):
         self.table.horizontalHeader().setSortIndicator(section, order)
         self.refresh()
 
-    def _on_selection(self, *_args: Any) -> None:
+    def _on_selection(self, *_args: object) -> None:
         has = self.selected_id() is not None
         self.outcome_button.setEnabled(has)
         self.open_button.setEnabled(has)
+        self.images_button.setEnabled(has)
 
     def _on_double_click(self, index: QtCore.QModelIndex) -> None:
         if index.isValid():
@@ -396,16 +414,20 @@ class RegisterTab(QtWidgets.QWidget):
         if pid is not None:
             self.openCase.emit(pid)
 
-    def record_outcome(self, prediction_id: int, category: str, date: str, by: str) -> bool:
-        """Record an outcome for a case; errors are shown. Returns True when recorded."""
-        try:
-            self._register.record_outcome(prediction_id, category, date, entered_by=by or None)
-        except HCCError as exc:
-            dialogs.show_error(self, f"The outcome was not recorded: {exc.message}", exc.details or "")
-            return False
+    def record_outcome(self, prediction_id: int, category: str, date: str, by: str) -> Job | None:
+        """Record an outcome for a case (in a worker); errors are shown, the table follows."""
+        reg = self._register
+        if reg is None:
+            return None
+        job = self._run("Record outcome",
+                        lambda: records.record_outcome(reg, prediction_id, category, date, by),
+                        failure="The outcome was not recorded")
+        job.finished.connect(lambda pid: self._after_change(int(pid)))
+        return job
+
+    def _after_change(self, prediction_id: int | None = None) -> None:
+        self._select_after = prediction_id
         self.refresh()
-        self.select_id(prediction_id)
-        return True
 
     def record_outcome_dialog(self) -> None:
         pid = self.selected_id()
@@ -419,17 +441,16 @@ class RegisterTab(QtWidgets.QWidget):
         dialog.accepted.connect(lambda: self.record_outcome(pid, *dialog.values()))
         dialog.open()
 
-    def export_csv(self, path: Path, pseudonymise: bool) -> bool:
-        try:
-            self._register.export_csv(path, pseudonymise=pseudonymise)
-        except HCCError as exc:
-            dialogs.show_error(self, f"Export failed: {exc.message}", exc.details or "")
-            return False
-        except OSError as exc:
-            dialogs.show_error(self, f"Export failed: cannot write {path}: {exc.strerror}")
-            return False
-        self.status.setText(f"Exported to {path}" + (" (pseudonymised)" if pseudonymise else ""))
-        return True
+    def export_csv(self, path: Path, pseudonymise: bool) -> Job | None:
+        """Export the register as CSV (in a worker); errors are shown."""
+        reg = self._register
+        if reg is None:
+            return None
+        job = self._run("Export CSV", lambda: records.export_csv(reg, path, pseudonymise),
+                        failure="Export failed")
+        job.finished.connect(lambda _p: self.status.setText(
+            f"Exported to {path}" + (" (pseudonymised)" if pseudonymise else "")))
+        return job
 
     def export_dialog(self) -> None:
         if self._register is None:
@@ -447,22 +468,50 @@ class RegisterTab(QtWidgets.QWidget):
         dialog.fileSelected.connect(lambda f: self.export_csv(Path(f), pseudo.isChecked()))
         dialog.open()
 
-    def verify(self) -> None:
-        if self._register is None:
+    def export_images(self, prediction_id: int, folder: Path) -> Job | None:
+        """Export the case's phases de-identified into the new folder ``folder/case-N-…``
+        (in a worker); errors are shown, and a failed export leaves nothing behind."""
+        reg = self._register
+        if reg is None:
+            return None
+        dest = folder / f"case-{prediction_id}-deidentified"
+        job = self._run("Export images",
+                        lambda: reg.export_images(prediction_id, dest, deidentify=True),
+                        failure="The images were not exported")
+        job.finished.connect(lambda summary: self.status.setText(
+            f"Case {prediction_id}: {sum(summary.files.values())} de-identified images "
+            f"written to {summary.path}"))
+        return job
+
+    def export_images_dialog(self) -> None:
+        pid = self.selected_id()
+        if pid is None or self._register is None:
             return
-        try:
-            report = self._register.verify()
-        except HCCError as exc:
-            dialogs.show_error(self, f"Verification failed: {exc.message}", exc.details or "")
-            return
-        problems = "\n".join(getattr(report, "problems", []) or [])
-        if getattr(report, "ok", False):
+        dialog = QtWidgets.QFileDialog(self, "Folder for the de-identified images",
+                                       str(Path.home()))
+        dialog.setFileMode(QtWidgets.QFileDialog.FileMode.Directory)
+        dialog.setOption(QtWidgets.QFileDialog.Option.ShowDirsOnly, True)
+        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.fileSelected.connect(lambda f: self.export_images(pid, Path(f)))
+        dialog.open()
+
+    def verify(self) -> Job | None:
+        """Verify the register's integrity and audit chain (in a worker); the answer is shown."""
+        reg = self._register
+        if reg is None:
+            return None
+        job = self._run("Verify register", lambda: records.verify(reg),
+                        failure="Verification failed")
+        job.finished.connect(self._show_verification)
+        return job
+
+    def _show_verification(self, report: VerifyReport) -> None:
+        if report.ok:
             dialogs.show_info(
                 self,
                 f"The register is intact: {report.n_predictions} predictions, "
                 f"{report.n_outcomes} outcomes, {report.n_events} audit events, chain verified.",
             )
         else:
-            dialogs.show_error(
-                self, "The register failed verification: it may have been altered.", problems
-            )
+            dialogs.show_error(self, "The register failed verification: it may have been altered.",
+                               "\n".join(report.problems))

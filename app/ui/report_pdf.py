@@ -18,16 +18,21 @@ from __future__ import annotations
 import datetime as dt
 import html
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 from PySide6 import QtCore, QtGui
 
 from app import INTENDED_USE, PHASES, __version__
-from app.dicom.types import AssembledStudy
+from app.dicom.types import AssembledStudy, SlicePair
 from app.errors import HCCError
+
+if TYPE_CHECKING:  # pragma: no cover - typing only; the model card's module imports torch
+    from app.inference.result import PredictionResult
+    from app.inference.weights import ModelDescription
 
 PHASE_TITLES = {"plain": "Plain", "arterial": "Arterial", "portal": "Portal venous"}
 REPORT_WINDOW = (400.0, 50.0)
@@ -37,18 +42,9 @@ class ReportError(HCCError):
     """The report could not be written (folder not writable, no slices)."""
 
 
-def result_slices(result: Any) -> list[Any]:
-    """Per-slice results of a prediction (``PredictionResult.slices``)."""
-    for name in ("slices", "slice_results", "per_slice"):
-        value = getattr(result, name, None)
-        if value is not None:
-            return list(value)
-    return []
-
-
-def strongest_responder_slice(result: Any) -> int:
+def strongest_responder_slice(result: PredictionResult) -> int:
     """Index (into the study's pairs) of the slice with the highest responder probability."""
-    probs = [float(getattr(s, "probability", 0.0)) for s in result_slices(result)]
+    probs = [s.probability for s in result.slices]
     if not probs:
         raise ReportError("the prediction has no slices to show")
     return int(np.argmax(probs))
@@ -86,37 +82,20 @@ def _qimage(rgb: np.ndarray) -> QtGui.QImage:
     return QtGui.QImage(rgb.data, w, h, 3 * w, QtGui.QImage.Format.Format_RGB888).copy()
 
 
-def _desc_get(description: Any, key: str, default: str = "") -> str:
-    if description is None:
-        return default
-    value = description.get(key) if isinstance(description, Mapping) else getattr(description, key, None)
-    return default if value in (None, "") else str(value)
-
-
-def _result_get(result: Any, *names: str, default: Any = None) -> Any:
-    for name in names:
-        if hasattr(result, name):
-            return getattr(result, name)
-    return default
-
-
-def write_case_report(
-    path: Path,
+def case_report(
     study: AssembledStudy,
-    result: Any,
+    result: PredictionResult,
     cam_by_phase: Mapping[str, np.ndarray | None] | None,
-    description: Any,
+    description: ModelDescription | None,
     *,
     pair_index: int | None = None,
     cam_scale: float | None = None,
     case_id: int | None = None,
-) -> Path:
-    """Write the one-page A4 PDF report of a case and return its path.
+) -> CaseReport:
+    """What the report of a case shows, checked.
 
     Parameters
     ----------
-    path:
-        Output file (``.pdf``).
     study:
         The assembled study the prediction was made on (HU volumes and slice pairs).
     result:
@@ -137,14 +116,25 @@ def write_case_report(
     Raises
     ------
     ReportError
-        When the file cannot be written or there is nothing to show.
+        There is nothing to show (no slices, a level outside the study).
     """
-    path = Path(path)
     if pair_index is None:
         pair_index = strongest_responder_slice(result)
     if not study.pairs or not 0 <= pair_index < len(study.pairs):
         raise ReportError(f"slice level {pair_index} is not in the study")
-    pair = study.pairs[pair_index]
+    return CaseReport(study, result, cam_by_phase or {}, description, pair_index,
+                      study.pairs[pair_index], cam_scale, case_id)
+
+
+def write_case_report(path: Path, report: CaseReport) -> Path:
+    """Write the one-page A4 PDF report and return its path.
+
+    Raises
+    ------
+    ReportError
+        When the file cannot be written.
+    """
+    path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "ab"):
@@ -163,8 +153,7 @@ def write_case_report(
         raise ReportError(f"cannot write the report to {path}")
     try:
         page = writer.pageLayout().paintRectPixels(writer.resolution())
-        _draw(painter, page.width(), page.height(), writer.resolution(), study, result,
-              cam_by_phase or {}, description, pair_index, pair, cam_scale, case_id)
+        _draw(_Page(painter, page.width(), page.height(), writer.resolution()), report)
     finally:
         painter.end()
     if not path.exists() or path.stat().st_size == 0:
@@ -172,21 +161,8 @@ def write_case_report(
     return path
 
 
-def render_case_report_image(
-    study: AssembledStudy,
-    result: Any,
-    cam_by_phase: Mapping[str, np.ndarray | None] | None,
-    description: Any,
-    *,
-    pair_index: int | None = None,
-    cam_scale: float | None = None,
-    case_id: int | None = None,
-    dpi: int = 100,
-) -> QtGui.QImage:
+def render_case_report_image(report: CaseReport, dpi: int = 100) -> QtGui.QImage:
     """The report's page as an image (same drawing as the PDF): previews and screenshots."""
-    if pair_index is None:
-        pair_index = strongest_responder_slice(result)
-    pair = study.pairs[pair_index]
     mm = dpi / 25.4
     image = QtGui.QImage(int(210 * mm), int(297 * mm), QtGui.QImage.Format.Format_RGB32)
     image.setDotsPerMeterX(int(dpi / 0.0254))
@@ -195,162 +171,162 @@ def render_case_report_image(
     painter = QtGui.QPainter(image)
     try:
         painter.translate(15 * mm, 12 * mm)
-        _draw(painter, int(180 * mm), int(273 * mm), dpi, study, result, cam_by_phase or {},
-              description, pair_index, pair, cam_scale, case_id)
+        _draw(_Page(painter, int(180 * mm), int(273 * mm), dpi), report)
     finally:
         painter.end()
     return image
 
 
-def _draw(
-    painter: QtGui.QPainter,
-    width: int,
-    height: int,
-    resolution: int,
-    study: AssembledStudy,
-    result: Any,
-    cams: Mapping[str, np.ndarray | None],
-    description: Any,
-    pair_index: int,
-    pair: Any,
-    cam_scale: float | None,
-    case_id: int | None,
-) -> None:
-    dpmm = resolution / 25.4  # device pixels per millimetre
-    y = 0.0
+@dataclass
+class CaseReport:
+    """What one case report shows (:func:`case_report` makes one)."""
 
-    def doc_block(markup: str, top: float, text_width: float = float(width)) -> float:
+    study: AssembledStudy
+    result: PredictionResult
+    cams: Mapping[str, np.ndarray | None]
+    description: ModelDescription | None
+    pair_index: int
+    pair: SlicePair
+    cam_scale: float | None
+    case_id: int | None
+
+
+@dataclass
+class _Page:
+    """Where it is drawn: a painter on a page of ``width`` × ``height`` device pixels."""
+
+    painter: QtGui.QPainter
+    width: int
+    height: int
+    resolution: int
+
+    @property
+    def dpmm(self) -> float:
+        """Device pixels per millimetre."""
+        return self.resolution / 25.4
+
+    def block(self, markup: str, top: float) -> float:
+        """Draw rich text across the page from ``top``; returns the bottom of the block."""
         doc = QtGui.QTextDocument()
         doc.setDefaultFont(QtGui.QFont("Sans Serif", 9))
         doc.setDocumentMargin(0)
-        doc.setTextWidth(text_width)
+        doc.setTextWidth(float(self.width))
         doc.setHtml(markup)
-        painter.save()
-        painter.translate(0, top)
-        doc.drawContents(painter)
-        painter.restore()
+        self.painter.save()
+        self.painter.translate(0, top)
+        doc.drawContents(self.painter)
+        self.painter.restore()
         return top + doc.size().height()
 
-    esc = html.escape
-    label = str(_result_get(result, "label", default="?"))
-    votes = _result_get(result, "responder_votes", default=None)
-    total = _result_get(result, "total_votes", default=None)
-    mean_p = _result_get(result, "mean_probability", default=None)
-    tie = bool(_result_get(result, "tie", default=False))
-    tie_rule = _result_get(result, "tie_rule", default="")
-    kind = _desc_get(description, "weights_kind", "")
-    model_name = _result_get(result, "model_name", default=None) or _desc_get(description, "name", "model")
-    model_version = _result_get(result, "model_version", default=None) or _desc_get(description, "version", "")
-    sha = str(_result_get(result, "model_sha256", "sha256", default="") or "")
-    device = str(_result_get(result, "device", default="") or "")
-    fallback = _result_get(result, "fallback_reason", "device_reason", default="")
-    warnings = list(_result_get(result, "warnings", default=[]) or [])
-    now = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
 
-    y = doc_block(
-        "<table width='100%'><tr><td><span style='font-size:16pt;font-weight:bold'>"
-        "HCC Response — case report</span></td>"
-        f"<td align='right'>{esc(now)}{f'<br>register case {case_id}' if case_id else ''}</td></tr></table>"
-        "<hr>",
-        y,
-    )
+def _draw(page: _Page, rep: CaseReport) -> None:
+    """The page from top to bottom: header, patient, result, images, model, intended use."""
+    y = page.block(_header_html(rep), 0.0)
+    y = page.block(_patient_html(rep.study), y + 2 * page.dpmm)
+    y = page.block(_result_html(rep), y + 3 * page.dpmm)
+    y = _draw_images(page, rep, y + 2 * page.dpmm)
+    y = page.block(_model_html(rep), y)
+    page.block(f"<hr><p style='font-size:8pt'><b>Intended use.</b> {html.escape(INTENDED_USE)}</p>",
+               max(y + 2 * page.dpmm, page.height - 22 * page.dpmm))
+
+
+def _header_html(rep: CaseReport) -> str:
+    now = dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    case = f"<br>register case {rep.case_id}" if rep.case_id else ""
+    return ("<table width='100%'><tr><td><span style='font-size:16pt;font-weight:bold'>"
+            "HCC Response — case report</span></td>"
+            f"<td align='right'>{html.escape(now)}{case}</td></tr></table><hr>")
+
+
+def _patient_html(study: AssembledStudy) -> str:
+    esc = html.escape
     date = study.study_date
     if len(date) == 8 and date.isdigit():
         date = f"{date[:4]}-{date[4:6]}-{date[6:]}"
-    y = doc_block(
-        "<table cellspacing='2'>"
-        f"<tr><td><b>Patient</b></td><td>{esc(study.patient_name or '—')} &nbsp; ID {esc(study.patient_id or '—')}</td></tr>"
-        f"<tr><td><b>Study</b></td><td>{esc(date or '—')} &nbsp; {esc(study.study_description or '')}</td></tr>"
-        f"<tr><td><b>Study UID</b></td><td>{esc(study.study_uid)}</td></tr>"
-        + "".join(
-            f"<tr><td><b>{PHASE_TITLES[p]}</b></td><td>{esc(study.assignment.get(p, '—'))}"
-            f"{' (set by hand)' if p in study.overrides else ''}</td></tr>"
-            for p in PHASES
-            if p in study.assignment
-        )
-        + "</table>",
-        y + 2 * dpmm,
-    )
-    is_resp = label.lower().startswith("resp")
-    colour = "#1f5fa8" if is_resp else "#8a4b00"
-    split = f"{votes} of {total} slice levels vote responder" if votes is not None and total else ""
-    result_html = (
-        f"<p><span style='font-size:15pt;font-weight:bold;color:{colour}'>Prediction: "
-        f"{esc(label.upper())}</span><br>{esc(split)}"
-        + (f" &nbsp; mean probability of response {float(mean_p):.2f}" if mean_p is not None else "")
-        + (f"<br>Tie — decided by: {esc(str(tie_rule))}" if tie else "")
-        + "</p>"
-    )
-    if kind:
-        result_html += (
-            "<p style='background:#fff3cd;color:#4d3800'><b>Weights: "
-            f"{esc(kind)}</b></p>"
-        )
-    y = doc_block(result_html, y + 3 * dpmm)
+    phases = "".join(
+        f"<tr><td><b>{PHASE_TITLES[p]}</b></td><td>{esc(study.assignment.get(p, '—'))}"
+        f"{' (set by hand)' if p in study.overrides else ''}</td></tr>"
+        for p in PHASES if p in study.assignment)
+    return ("<table cellspacing='2'>"
+            f"<tr><td><b>Patient</b></td><td>{esc(study.patient_name or '—')} &nbsp; "
+            f"ID {esc(study.patient_id or '—')}</td></tr>"
+            f"<tr><td><b>Study</b></td><td>{esc(date or '—')} &nbsp; "
+            f"{esc(study.study_description or '')}</td></tr>"
+            f"<tr><td><b>Study UID</b></td><td>{esc(study.study_uid)}</td></tr>"
+            + phases + "</table>")
 
-    # Two rows of three images: without and with heatmap.
-    y += 2 * dpmm
-    gap = 3 * dpmm
-    cell = (width - 2 * gap) / 3.0
-    z = getattr(pair, "z_ref", None)
-    caption = f"Slice level {pair_index + 1} of {len(study.pairs)}" + (
-        f" (table position {z:.1f} mm)" if isinstance(z, (int, float)) else ""
-    )
-    prob_text = ""
-    slices = result_slices(result)
-    if 0 <= pair_index < len(slices):
-        prob_text = f", responder probability {float(getattr(slices[pair_index], 'probability', 0.0)):.2f}"
-    y = doc_block(
-        f"<b>{esc(caption)}{esc(prob_text)}</b> — the level voting most strongly for response; "
+
+def _weights_kind(rep: CaseReport) -> str:
+    return rep.result.weights_kind or (rep.description.weights_kind if rep.description else "")
+
+
+def _result_html(rep: CaseReport) -> str:
+    esc, r = html.escape, rep.result
+    colour = "#1f5fa8" if r.label.lower().startswith("resp") else "#8a4b00"
+    split = f"{r.responder_votes} of {r.total_votes} slice levels vote responder" \
+        if r.total_votes else ""
+    out = (f"<p><span style='font-size:15pt;font-weight:bold;color:{colour}'>Prediction: "
+           f"{esc(r.label.upper())}</span><br>{esc(split)}"
+           f" &nbsp; mean probability of response {r.mean_probability:.2f}"
+           + (f"<br>Tie — decided by: {esc(r.tie_rule)}" if r.tie else "") + "</p>")
+    kind = _weights_kind(rep)
+    if kind:
+        out += f"<p style='background:#fff3cd;color:#4d3800'><b>Weights: {esc(kind)}</b></p>"
+    return out
+
+
+def _draw_images(page: _Page, rep: CaseReport, y: float) -> float:
+    """Two rows of the three phases at the report's level: without and with the heatmap."""
+    painter, study, pair = page.painter, rep.study, rep.pair
+    gap = 3 * page.dpmm
+    cell = (page.width - 2 * gap) / 3.0
+    caption = (f"Slice level {rep.pair_index + 1} of {len(study.pairs)} "
+               f"(table position {pair.z_ref:.1f} mm)")
+    if 0 <= rep.pair_index < len(rep.result.slices):
+        caption += f", responder probability {rep.result.slices[rep.pair_index].probability:.2f}"
+    y = page.block(
+        f"<b>{html.escape(caption)}</b> — the level voting most strongly for response; "
         "top: CT (W400/L50), bottom: Grad-CAM heatmap of the responder class "
-        "(one scale for the whole study).",
-        y,
-    )
-    y += 1.5 * dpmm
-    font = QtGui.QFont("Sans Serif", 8)
-    painter.setFont(font)
+        "(one scale for the whole study).", y) + 1.5 * page.dpmm
+    painter.setFont(QtGui.QFont("Sans Serif", 8))
     for row in range(2):
         for col, phase in enumerate(PHASES):
-            x = col * (cell + gap)
-            rect = QtCore.QRectF(x, y, cell, cell)
+            rect = QtCore.QRectF(col * (cell + gap), y, cell, cell)
             painter.fillRect(rect, QtGui.QColor("black"))
             vol = study.volumes.get(phase)
-            idx = pair.index.get(phase) if hasattr(pair, "index") else None
+            idx = pair.index.get(phase)
             if vol is None or idx is None:
                 continue
             grey = window_u8(vol.hu[idx], *REPORT_WINDOW)
-            cam = cams.get(phase) if row == 1 else None
-            rgb = overlay_rgb(grey, cam, cam_scale) if row == 1 else np.repeat(grey[..., None], 3, 2)
+            cam = rep.cams.get(phase) if row == 1 else None
+            rgb = overlay_rgb(grey, cam, rep.cam_scale) if row == 1 else np.repeat(grey[..., None], 3, 2)
             img = _qimage(rgb)
             # keep the physical aspect ratio (pixel spacing) inside the square cell
             rs, cs = vol.pixel_spacing
             h_mm, w_mm = img.height() * rs, img.width() * cs
             s = min(cell / w_mm, cell / h_mm)
-            target = QtCore.QRectF(
-                x + (cell - w_mm * s) / 2, y + (cell - h_mm * s) / 2, w_mm * s, h_mm * s
-            )
-            painter.drawImage(target, img)
+            painter.drawImage(QtCore.QRectF(rect.x() + (cell - w_mm * s) / 2,
+                                            y + (cell - h_mm * s) / 2, w_mm * s, h_mm * s), img)
             painter.setPen(QtGui.QColor("white"))
             note = PHASE_TITLES[phase]
             if row == 1 and cam is None:
                 note += " — heatmap not computed"
             painter.drawText(rect.adjusted(4, 2, -4, -2), int(QtCore.Qt.AlignmentFlag.AlignTop | QtCore.Qt.AlignmentFlag.AlignLeft), note)
         y += cell + gap
+    return y
 
-    model_html = (
-        "<p><b>Model</b> "
-        f"{esc(str(model_name))} {esc(str(model_version))}<br><b>SHA-256</b> <tt>{esc(sha)}</tt>"
-        f"<br><b>Device</b> {esc(device or '—')}"
-        + (f" ({esc(str(fallback))})" if fallback else "")
-        + f" &nbsp; <b>Software</b> HCC Response {esc(__version__)}</p>"
-    )
-    if warnings:
-        model_html += "<p><b>Warnings</b><br>" + "<br>".join(f"⚠ {esc(str(w))}" for w in warnings) + "</p>"
-    y = doc_block(model_html, y)
-    doc_block(
-        f"<hr><p style='font-size:8pt'><b>Intended use.</b> {esc(INTENDED_USE)}</p>",
-        max(y + 2 * dpmm, height - 22 * dpmm),
-    )
+
+def _model_html(rep: CaseReport) -> str:
+    esc, r, d = html.escape, rep.result, rep.description
+    name = r.model_name or (d.name if d else "model")
+    version = r.model_version or (d.version if d else "")
+    out = (f"<p><b>Model</b> {esc(name)} {esc(version)}<br><b>SHA-256</b> "
+           f"<tt>{esc(r.model_sha256)}</tt><br><b>Device</b> {esc(r.device or '—')}"
+           + (f" ({esc(r.device_reason)})" if r.device_reason else "")
+           + f" &nbsp; <b>Software</b> HCC Response {esc(__version__)}</p>")
+    if r.warnings:
+        out += "<p><b>Warnings</b><br>" + "<br>".join(f"⚠ {esc(w)}" for w in r.warnings) + "</p>"
+    return out
 
 
 def count_pdf_pages(path: Path) -> int:

@@ -7,11 +7,11 @@ How the main window uses it::
     panel.set_result(prediction_result, loaded_model.description)
     panel.clear()                                        # new study
 
-``set_result`` reads the prediction duck-typed through :func:`summarise` (the attribute names
-of ``app.inference.predictor.PredictionResult`` and ``app.inference.weights.ModelDescription``,
-with a few tolerated spellings), so the panel also renders a register record or a test double.
-The same :class:`ResultSummary` can feed a PDF report: :meth:`ResultSummary.lines` is the
-panel's content as plain text.
+``set_result`` takes the predictor's :class:`~app.inference.result.PredictionResult` (a case
+re-opened from the register is turned into one by :func:`app.casework.result_from_record`) and
+the model's card, :class:`~app.inference.weights.ModelDescription`, when it is known.
+:class:`ResultSummary` derives the panel's text from them; :meth:`ResultSummary.lines` is the
+same content as plain text (for a report or a test).
 
 What the reader must never miss is always visible: the label spelled out in words (colour is a
 second cue, never the only one), how the slices voted, a banner when the weights are random or
@@ -21,69 +21,57 @@ synthetic-only, and the intended-use notice.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app import INTENDED_USE
 from app.ui.vote_strip import NON_RESPONDER_COLOR, RESPONDER_COLOR, is_responder_label
 
-_MISSING = object()
-
-
-def _get(obj: Any, *names: str, default: Any = None) -> Any:
-    """First attribute (or mapping key) of ``obj`` among ``names`` that is present and not None."""
-    if obj is None:
-        return default
-    for name in names:
-        value = obj.get(name, _MISSING) if isinstance(obj, dict) else getattr(obj, name, _MISSING)
-        if value is not _MISSING and value is not None:
-            return value
-    return default
+if TYPE_CHECKING:  # pragma: no cover - typing only; the model card's module imports torch
+    from app.inference.result import PredictionResult
+    from app.inference.weights import ModelDescription
 
 
 @dataclass(frozen=True)
 class ResultSummary:
-    """What the result panel shows, extracted from a prediction and a model description.
+    """The panel's text, derived from a prediction and (when known) its model's card.
 
-    Attributes
-    ----------
-    responder:
-        True when the patient-level label is responder (RECIST 1.1 CR/PR).
-    label:
-        The label as the predictor spelled it.
-    responder_votes, total_votes:
-        Slice votes for responder, and all slice votes.
-    mean_probability:
-        Mean responder probability over the slices (None when not reported).
-    tie, tie_rule:
-        Whether the vote was tied and the rule that decided it.
-    model_name, model_version, model_sha256, weights_kind, training_data, metrics:
-        The model's identity and provenance (training data and validation metrics as short
-        "key: value" text from the model card).
-    device, device_reason:
-        Where the model ran and, after a fallback, why.
-    warnings:
-        Everything the predictor warned about (shown as a list).
+    The result's own identity fields win; the card fills what a result re-opened from the
+    register does not carry (the kind of weights, the training data, the metrics).
     """
 
-    responder: bool
-    label: str
-    responder_votes: int
-    total_votes: int
-    mean_probability: float | None
-    tie: bool = False
-    tie_rule: str = ""
-    model_name: str = ""
-    model_version: str = ""
-    model_sha256: str = ""
-    weights_kind: str = ""
-    training_data: str = ""
-    device: str = ""
-    device_reason: str = ""
-    warnings: list[str] = field(default_factory=list)
-    metrics: str = ""
+    result: PredictionResult
+    description: ModelDescription | None = None
+
+    @property
+    def responder(self) -> bool:
+        """True when the patient-level label is responder (RECIST 1.1 CR/PR)."""
+        return is_responder_label(self.result.label)
+
+    @property
+    def model_name(self) -> str:
+        return self.result.model_name or (self.description.name if self.description else "")
+
+    @property
+    def model_version(self) -> str:
+        return self.result.model_version or (self.description.version if self.description else "")
+
+    @property
+    def weights_kind(self) -> str:
+        return self.result.weights_kind or (self.description.weights_kind if self.description
+                                            else "")
+
+    @property
+    def training_data(self) -> str:
+        """The card's training data as one short line (empty without a card)."""
+        return _compact(self.description.training_data) if self.description else ""
+
+    @property
+    def metrics(self) -> str:
+        """The card's validation metrics as one short line (empty without a card)."""
+        return _compact(self.description.metrics) if self.description else ""
 
     @property
     def headline(self) -> str:
@@ -102,25 +90,24 @@ class ResultSummary:
     @property
     def vote_text(self) -> str:
         """``"19 of 30 slices vote responder (63 %)"``."""
-        if self.total_votes <= 0:
+        r = self.result
+        if r.total_votes <= 0:
             return "no slice votes"
-        pct = 100.0 * self.responder_votes / self.total_votes
-        return f"{self.responder_votes} of {self.total_votes} slices vote responder ({pct:.0f} %)"
+        pct = 100.0 * r.responder_votes / r.total_votes
+        return f"{r.responder_votes} of {r.total_votes} slices vote responder ({pct:.0f} %)"
 
     @property
     def probability_text(self) -> str:
-        """``"Mean probability of response 0.62"`` (or that it was not reported)."""
-        if self.mean_probability is None:
-            return "Mean probability of response not reported"
-        return f"Mean probability of response {self.mean_probability:.2f}"
+        """``"Mean probability of response 0.62"``."""
+        return f"Mean probability of response {self.result.mean_probability:.2f}"
 
     @property
     def tie_text(self) -> str:
         """Why a tied vote ended as it did (empty when there was no tie)."""
-        if not self.tie:
+        if not self.result.tie:
             return ""
-        half = self.total_votes // 2
-        rule = self.tie_rule or "the predictor's tie rule"
+        half = self.result.total_votes // 2
+        rule = self.result.tie_rule or "the predictor's tie rule"
         return f"Tied vote ({half} : {half}) — decided by {rule}"
 
     @property
@@ -128,18 +115,18 @@ class ResultSummary:
         """``"demo-model 1.0 · SHA-256 1a2b3c4d5e6f"``."""
         parts = [p for p in (self.model_name, self.model_version) if p]
         text = " ".join(parts) if parts else "unnamed model"
-        if self.model_sha256:
-            text += f" · SHA-256 {self.model_sha256[:12]}"
+        if self.result.model_sha256:
+            text += f" · SHA-256 {self.result.model_sha256[:12]}"
         return text
 
     @property
     def device_text(self) -> str:
         """``"Ran on CPU (CUDA unavailable: no driver)"``."""
-        if not self.device:
+        if not self.result.device:
             return ""
-        text = f"Ran on {self.device}"
-        if self.device_reason:
-            text += f" ({self.device_reason})"
+        text = f"Ran on {self.result.device}"
+        if self.result.device_reason:
+            text += f" ({self.result.device_reason})"
         return text
 
     @property
@@ -162,7 +149,7 @@ class ResultSummary:
             out.append(f"Validation: {self.metrics}")
         if self.device_text:
             out.append(self.device_text)
-        out.extend(f"Warning: {w}" for w in self.warnings)
+        out.extend(f"Warning: {w}" for w in self.result.warnings)
         out.append(INTENDED_USE)
         return out
 
@@ -187,64 +174,7 @@ def weights_banner(weights_kind: str) -> tuple[str, str]:
     return ("Origin of the weights unknown — read the model description", "caution")
 
 
-def summarise(result: Any, description: Any = None) -> ResultSummary:
-    """Extract a :class:`ResultSummary` from a prediction and (optionally) a model description.
-
-    Parameters
-    ----------
-    result:
-        An ``app.inference`` ``PredictionResult`` or anything with the same attributes
-        (``label``, ``responder_votes``, ``total_votes``, ``mean_probability``, ``tie``,
-        ``tie_rule``, ``slices``, ``model_name``/``model_version``/``model_sha256``, ``device``,
-        ``device_reason``/``fallback_reason``, ``warnings``); a dict works too.
-    description:
-        The model's ``ModelDescription`` (``name``, ``version``, ``weights_kind``,
-        ``training_data``); fills what the result does not carry.
-
-    Why duck typing: the panel must render a fresh prediction, a record read back from the
-    register and test doubles alike, without importing torch into the UI's import path.
-    """
-    slices = _get(result, "slices", "slice_results", "per_slice", default=[]) or []
-    label = str(_get(result, "label", default=""))
-    total = _get(result, "total_votes", "n_votes", default=None)
-    if total is None:
-        total = len(slices)
-    votes = _get(result, "responder_votes", "n_responder_votes", default=None)
-    if votes is None:
-        votes = sum(1 for s in slices if is_responder_label(_get(s, "label", default="")))
-    if not label:
-        label = "responder" if 2 * int(votes) > int(total) else "non-responder"
-    mean = _get(result, "mean_probability", "score", "mean_prob", default=None)
-    training = _compact(
-        _get(description, "training_data", "training_data_summary", "trained_on", default="")
-    )
-    metrics = _compact(_get(description, "metrics", default=""))
-    warnings = [str(w) for w in (_get(result, "warnings", default=[]) or [])]
-    return ResultSummary(
-        responder=is_responder_label(label),
-        label=label,
-        responder_votes=int(votes),
-        total_votes=int(total),
-        mean_probability=float(mean) if mean is not None else None,
-        tie=bool(_get(result, "tie", "tied", default=False)),
-        tie_rule=str(_get(result, "tie_rule", default="")),
-        model_name=str(_get(result, "model_name", default="") or _get(description, "name", default="")),
-        model_version=str(
-            _get(result, "model_version", default="") or _get(description, "version", default="")
-        ),
-        model_sha256=str(_get(result, "model_sha256", "sha256", default="")),
-        weights_kind=str(
-            _get(result, "weights_kind", default="") or _get(description, "weights_kind", default="")
-        ),
-        training_data=training,
-        metrics=metrics,
-        device=str(_get(result, "device", "device_used", default="")),
-        device_reason=str(_get(result, "device_reason", "fallback_reason", default="")),
-        warnings=warnings,
-    )
-
-
-def _compact(value: Any, max_items: int = 6) -> str:
+def _compact(value: str | dict[str, object], max_items: int = 6) -> str:
     """Short one-line text for a model-card field that may be a string or a dict.
 
     Model cards keep training data and metrics as dicts (``{"patients": 400, "source":
@@ -339,9 +269,10 @@ class ResultPanel(QtWidgets.QWidget):
         """What is shown (None when the panel is empty)."""
         return self._summary
 
-    def set_result(self, result: Any, model_description: Any = None) -> ResultSummary:
-        """Show ``result`` (see :func:`summarise` for what is read); ends the busy state."""
-        s = summarise(result, model_description)
+    def set_result(self, result: PredictionResult,
+                   model_description: ModelDescription | None = None) -> ResultSummary:
+        """Show ``result`` with its model's card (when known); ends the busy state."""
+        s = ResultSummary(result, model_description)
         self._summary = s
         self.pacs_label.setText("")  # a result shown anew has no PACS status until told
         self.set_busy(None)
@@ -372,15 +303,15 @@ class ResultPanel(QtWidgets.QWidget):
         self.device_label.setText(_html(s.device_text))
         self.warnings_label.setText(
             "<b>Warnings</b><ul style='margin:0'>"
-            + "".join(f"<li>{_html(w)}</li>" for w in s.warnings)
+            + "".join(f"<li>{_html(w)}</li>" for w in s.result.warnings)
             + "</ul>"
-            if s.warnings
+            if s.result.warnings
             else ""
         )
         self._show_result_widgets(True)
         self.tie_label.setVisible(bool(s.tie_text))
         self.device_label.setVisible(bool(s.device_text))
-        self.warnings_label.setVisible(bool(s.warnings))
+        self.warnings_label.setVisible(bool(s.result.warnings))
         return s
 
     def set_pacs_status(self, text: str | None, stored: bool = False) -> None:

@@ -7,20 +7,24 @@ and a banner lists the reasons when the assignment needs the user's confirmation
 "Confirm…" button. The widget only displays and emits; the main window decides what to do
 (re-assemble in a worker, ask for confirmation, ...).
 
-It reads the scan's dataclasses by attribute (``ScanResult.patients`` → ``.studies`` →
-``.series`` of :class:`app.dicom.types.SeriesInfo`) and an :class:`AssembledStudy`.
+It shows the scan's dataclasses (``ScanResult.patients`` → ``.studies`` → ``.series`` of
+:class:`app.dicom.types.SeriesInfo`) and an :class:`AssembledStudy`.
 """
 
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app import PHASES
+from app.dicom.studies import study_key
 from app.dicom.types import AssembledStudy, PhaseCall, SeriesInfo
+
+if TYPE_CHECKING:  # pragma: no cover - typing only; the scanner imports pydicom
+    from app.dicom.scan import ScanResult, StudyInfo
 
 PHASE_TITLES = {"plain": "Plain", "arterial": "Arterial", "portal": "Portal venous"}
 
@@ -30,31 +34,6 @@ HEADERS = ("Series", "Phase", "Conf.", "Slices", "Status")
 #: Item data roles: what a tree row stands for.
 ROLE_KIND = QtCore.Qt.ItemDataRole.UserRole
 ROLE_KEY = QtCore.Qt.ItemDataRole.UserRole + 1
-
-
-def scan_patients(scan: Any) -> list[Any]:
-    """The patients of a scan result (``ScanResult.patients``)."""
-    return list(getattr(scan, "patients", []) or [])
-
-
-def patient_studies(patient: Any) -> list[Any]:
-    return list(getattr(patient, "studies", []) or [])
-
-
-def study_series(study: Any) -> list[SeriesInfo]:
-    return list(getattr(study, "series", []) or [])
-
-
-def study_key(study: Any) -> str:
-    """A study's identity within a scan (its Study Instance UID)."""
-    return str(getattr(study, "study_uid", None) or getattr(study, "uid", ""))
-
-
-def iter_studies(scan: Any) -> Iterable[tuple[Any, Any]]:
-    """(patient, study) pairs in scan order."""
-    for patient in scan_patients(scan):
-        for study in patient_studies(patient):
-            yield patient, study
 
 
 def series_label(series: SeriesInfo) -> str:
@@ -93,8 +72,8 @@ class StudyBrowser(QtWidgets.QWidget):
 
     def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
         super().__init__(parent)
-        self._scan: Any = None
-        self._studies: dict[str, Any] = {}
+        self._scan: ScanResult | None = None
+        self._studies: dict[str, StudyInfo] = {}
         self._current: str | None = None
         self._series_items: dict[str, QtWidgets.QTreeWidgetItem] = {}
         self._updating = False
@@ -171,7 +150,7 @@ class StudyBrowser(QtWidgets.QWidget):
             combo.setEnabled(False)
         self.assembly_note.clear()
 
-    def set_scan(self, scan: Any, select: str | None = None) -> None:
+    def set_scan(self, scan: ScanResult, select: str | None = None) -> None:
         """Show a scan result; selects ``select`` (a study key) or the first study."""
         self._updating = True
         try:
@@ -182,17 +161,17 @@ class StudyBrowser(QtWidgets.QWidget):
             refused_icon = style.standardIcon(QtWidgets.QStyle.StandardPixmap.SP_MessageBoxCritical)
             first: QtWidgets.QTreeWidgetItem | None = None
             wanted: QtWidgets.QTreeWidgetItem | None = None
-            for patient in scan_patients(scan):
-                pid = getattr(patient, "patient_id", "") or "(no ID)"
-                pname = getattr(patient, "patient_name", "") or ""
+            for patient in scan.patients:
+                pid = patient.patient_id or "(no ID)"
+                pname = patient.patient_name
                 p_item = QtWidgets.QTreeWidgetItem([f"{pname}  [{pid}]" if pname else pid])
                 p_item.setData(0, ROLE_KIND, "patient")
                 self.tree.addTopLevelItem(p_item)
-                for study in patient_studies(patient):
+                for study in patient.studies:
                     key = study_key(study)
                     self._studies[key] = study
-                    date = getattr(study, "study_date", "") or ""
-                    desc = getattr(study, "study_description", "") or "study"
+                    date = study.study_date
+                    desc = study.study_description or "study"
                     s_item = QtWidgets.QTreeWidgetItem([f"{_fmt_date(date)}  {desc}".strip()])
                     s_item.setData(0, ROLE_KIND, "study")
                     s_item.setData(0, ROLE_KEY, key)
@@ -200,7 +179,7 @@ class StudyBrowser(QtWidgets.QWidget):
                     first = first or s_item
                     if key == select:
                         wanted = s_item
-                    for series in study_series(study):
+                    for series in study.series:
                         item = QtWidgets.QTreeWidgetItem(
                             [series_label(series), "", "", str(series.n_slices), series.status]
                         )
@@ -224,7 +203,7 @@ class StudyBrowser(QtWidgets.QWidget):
             self.tree.expandAll()
             n_series = len(self._series_items)
             self.summary.setText(
-                f"{len(scan_patients(scan))} patient(s), {len(self._studies)} study(ies), "
+                f"{len(scan.patients)} patient(s), {len(self._studies)} study(ies), "
                 f"{n_series} series. {_files_text(scan)}"
             )
         finally:
@@ -257,7 +236,7 @@ class StudyBrowser(QtWidgets.QWidget):
         try:
             assignment = dict(study.assignment) if study is not None else {}
             calls = dict(study.phase_calls) if study is not None else {}
-            for series in study_series(scan_study):
+            for series in scan_study.series:
                 item = self._series_items.get(series.uid)
                 if item is None:
                     continue
@@ -274,7 +253,7 @@ class StudyBrowser(QtWidgets.QWidget):
                 base = item.toolTip(COL_STATUS)  # the series' summary and warnings
                 used = f"Used as the {phases[0]} phase\n" if phases else ""
                 item.setToolTip(COL_SERIES, used + base)
-            candidates = [s for s in study_series(scan_study) if is_candidate(s)]
+            candidates = [s for s in scan_study.series if is_candidate(s)]
             for phase, combo in self.combos.items():
                 combo.clear()
                 for s in candidates:
@@ -325,7 +304,7 @@ class StudyBrowser(QtWidgets.QWidget):
     def current_key(self) -> str | None:
         return self._current
 
-    def study(self, key: str) -> Any:
+    def study(self, key: str) -> StudyInfo | None:
         return self._studies.get(key)
 
     def series_item(self, uid: str) -> QtWidgets.QTreeWidgetItem | None:
@@ -343,7 +322,8 @@ class StudyBrowser(QtWidgets.QWidget):
                     return
 
     # -- events -----------------------------------------------------------------------------
-    def _on_current_item(self, item: QtWidgets.QTreeWidgetItem | None, _prev: Any) -> None:
+    def _on_current_item(self, item: QtWidgets.QTreeWidgetItem | None,
+                         _prev: QtWidgets.QTreeWidgetItem | None) -> None:
         if item is None:
             return
         key = item.data(0, ROLE_KEY)
@@ -360,7 +340,8 @@ class StudyBrowser(QtWidgets.QWidget):
             return None
         uid = item.data(COL_SERIES, QtCore.Qt.ItemDataRole.UserRole + 2)
         key = item.data(0, ROLE_KEY)
-        series = next((s for s in study_series(self._studies.get(key)) if s.uid == uid), None)
+        study = self._studies.get(key)
+        series = next((s for s in study.series if s.uid == uid), None) if study else None
         if series is None or not is_candidate(series) or key != self._current:
             return None
         menu = QtWidgets.QMenu(self)
@@ -391,15 +372,8 @@ def _fmt_date(value: str) -> str:
     return value
 
 
-def _files_text(scan: Any) -> str:
+def _files_text(scan: ScanResult) -> str:
     """"120 files used, 3 skipped, 1 rejected" from the scan's file outcomes."""
-    files = getattr(scan, "files", None)
-    if not files:
-        return ""
-    counts: dict[str, int] = {}
-    for f in files:
-        status = getattr(f, "status", "?")
-        counts[status] = counts.get(status, 0) + 1
-    order = ("used", "skipped", "rejected")
-    parts = [f"{counts[s]} {s}" for s in order if counts.get(s)]
+    counts = scan.counts
+    parts = [f"{counts[s]} {s}" for s in ("used", "skipped", "rejected") if counts.get(s)]
     return "Files: " + ", ".join(parts) + "." if parts else ""

@@ -45,6 +45,26 @@ MIN_INTERVAL_S = 0.05
 
 JobFn = Callable[["JobProgress"], Any]
 
+#: Every job thread started and not yet seen to end (see :func:`running_threads`).
+_STARTED: dict[int, Job] = {}
+
+
+def running_threads() -> list[str]:
+    """Names of the job threads still running, in this process.
+
+    For the test suite's leak check: a window or widget that goes away while one of its jobs
+    still runs would destroy a running ``QThread`` (Qt aborts the process then).
+    """
+    names = []
+    for job in list(_STARTED.values()):
+        try:
+            running = job.qthread.isRunning()
+        except RuntimeError:  # the C++ object is gone: it cannot be running
+            running = False
+        if running:
+            names.append(job.name)
+    return names
+
 
 class JobProgress(ProgressState):
     """The progress/cancel object a job function receives; thread-safe.
@@ -179,6 +199,7 @@ class Job(QtCore.QObject):
             self.done.emit()
             self.ended.emit(self)
             return
+        _STARTED[id(self)] = self
         self.qthread.start()
 
     def cancel(self, *, stale: bool = False) -> None:
@@ -225,6 +246,7 @@ class Job(QtCore.QObject):
     @QtCore.Slot()
     def _on_thread_finished(self) -> None:
         self._is_done = True
+        _STARTED.pop(id(self), None)
         self.ended.emit(self)
 
 
