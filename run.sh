@@ -8,4 +8,10 @@ if [ "$(uname -s)" = "Linux" ] && [ -z "${DISPLAY:-}" ] && [ -z "${WAYLAND_DISPL
   echo "run.sh: no display found; starting with QT_QPA_PLATFORM=offscreen" >&2
   export QT_QPA_PLATFORM=offscreen
 fi
+# Qt aborts with a one-line message naming the wrong library when its X11 plugin cannot load;
+# ask the dynamic linker first and print the exact packages to install (app/platform_check.py).
+if ! .venv/bin/python -m app.platform_check; then
+  echo "run.sh: not started (see above)" >&2
+  exit 2
+fi
 exec .venv/bin/hcc-response gui "$@"

@@ -4,7 +4,9 @@ Builds a three-phase study of N slices per phase at a 512 × 512 matrix (real CT
 it in a ViewerPanel offscreen and measures, per user action, the time from the call to a fully
 rendered panel (``QWidget.grab`` forces pyqtgraph to convert the slices to images and paint):
 
-- scroll one pair (three slices change), with and without Grad-CAM overlays,
+- scroll one pair (three slices change), with and without Grad-CAM overlays, and with the
+  measurement overlays of issue 17 (three ROIs, a distance and the crosshair, their HU
+  statistics recomputed on every scroll; target p95 ≤ 30 ms),
 - change the window/level (three level changes),
 - change the CAM opacity,
 - load a new study (set_study).
@@ -109,6 +111,25 @@ def main() -> int:
            timed(lambda i: panel.set_pair_index((i + 1) % n), panel, args.repeats))
     for v in panel.viewers.values():
         v.set_smooth(not v.smooth())
+    # Measurement overlays (issue 17): three ROIs and a distance on every pane plus the
+    # crosshair; each scroll recomputes every ROI's mean ± SD on the three new slices.
+    from app.ui.measure import Measurement
+
+    for m in (
+        Measurement("ellipse", -40.0, -30.0, 10.0, 20.0),
+        Measurement("rectangle", 20.0, -20.0, 60.0, 30.0),
+        Measurement("ellipse", -120.0, -60.0, -60.0, 0.0),
+        Measurement("distance", -100.0, 50.0, 100.0, 50.0),
+    ):
+        panel.measure.add(m)
+    panel.measure.set_reference((0.0, 0.0))
+    report("scroll, Grad-CAM + 4 measurements + crosshair",
+           timed(lambda i: panel.set_pair_index((i + 1) % n), panel, args.repeats))
+    panel.set_inverted(True)
+    report("scroll, all overlays, inverted grey scale",
+           timed(lambda i: panel.set_pair_index((i + 2) % n), panel, args.repeats))
+    panel.set_inverted(False)
+    panel.measure.clear()
     report("window/level change", timed(lambda i: panel.set_window(300 + i, 40 + i), panel, args.repeats))
     report("CAM opacity change", timed(lambda i: panel.set_cam_opacity(0.2 + 0.01 * i), panel, args.repeats))
     panel.close()

@@ -3,9 +3,13 @@
 Runs the real application on the demo study, as a new user would: first start (welcome
 banner) → "Open the demo study" → "Predict" → heatmaps; then the register with an outcome, the
 settings, the model description, the About box and the one-page PDF report (rendered as an
-image with the same drawing code).
+image with the same drawing code); then the viewer's tools on the demo lesion (an ROI read in
+the three phases, a distance, the coronal reformat, the tag viewer, help) and a real
+single-phase CT (``../shared/data/totalsegmentator_example_ct``) opened for viewing.
 
     .venv/bin/python scripts/screenshots.py [--out docs/screenshots] [--model default|tiny]
+
+Under a real X server: ``bash scripts/screenshots_x11.sh`` (Xvfb; see that script).
 
 ``--model default`` uses the bundled model when present, else a random-initialised model with
 the default configuration (what a fresh checkout without trained weights shows); a path uses
@@ -31,6 +35,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     parser.add_argument("--model", default="default", help="default | tiny | path to a .safetensors")
     parser.add_argument("--size", default="1500x920", help="main window size WxH")
+    parser.add_argument("--single-phase", type=Path,
+                        default=ROOT.parent / "shared" / "data" / "totalsegmentator_example_ct",
+                        help="a real single-phase CT folder for single-phase.png")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     os.environ["HCC_RESPONSE_HOME"] = tempfile.mkdtemp(prefix="hcc-shots-")
@@ -138,13 +145,69 @@ def main() -> int:
     report = case_report(
         pred.study, pred.result, w.cams_at(best), loaded.description,
         pair_index=best, cam_scale=1.0, case_id=pred.record_id,
+        series_labels=w._series_labels(pred.study),
     )
     image = render_case_report_image(report, dpi=110)
     image.save(str(args.out / "report.png"))
     print(f"wrote {args.out / 'report.png'}")
+
+    viewer_tools_shots(w, save, pump)
+    if args.single_phase.is_dir():
+        steps.clear()
+        w.import_folder(args.single_phase)
+        wait(lambda: "imported" in steps)
+        wait(lambda: not w.jobs.busy)
+        save(w, "single-phase.png")
+    else:
+        print(f"skipped single-phase.png: {args.single_phase} not found")
     w.close()
     QtCore.QCoreApplication.processEvents()
     return 0
+
+
+def viewer_tools_shots(w, save, pump) -> None:  # type: ignore[no-untyped-def]
+    """The issue-17 tools on the demo study: an ROI on the lesion read in the three phases, a
+    distance across it, the coronal reformat and the tag viewer."""
+    import json
+
+    import numpy as np
+
+    from app.ui.measure import Measurement
+
+    truth = json.loads((w.case.folder / "truth.json").read_text(encoding="utf-8"))
+    lesion = next(les for les in truth["lesions"] if les["target"])
+    x, y, z = lesion["centre_mm"]["arterial"]
+    panel = w.viewer
+    zs = np.array([panel.z_at(i) for i in range(panel.count())])
+    panel.set_pair_index(int(np.argmin(np.abs(zs - z))))
+    panel.set_preset("Liver")
+    w.act_cam.setChecked(False)  # the heat map would hide the lesion's grey values
+    r = lesion["diameter_mm"] * 0.3
+    panel.measure.set_tool("ellipse")
+    panel.measure.add(Measurement("ellipse", x - r, y - r, x + r, y + r))
+    save(w, "roi-three-phases.png")
+    panel.measure.clear()
+    half = lesion["diameter_mm"] / 2
+    panel.measure.set_tool("distance")
+    panel.measure.add(Measurement("distance", x - half, y, x + half, y))
+    save(w, "distance.png")
+    panel.measure.clear()
+    panel.measure.set_tool("crosshair")
+    panel.measure.set_reference((x, y))
+    coronal = w.tools.show_coronal()
+    coronal.resize(1200, 640)
+    save(coronal, "coronal.png")
+    coronal.close()
+    panel.measure.set_tool("navigate")
+    tags = w.tools.show_slice_tags("arterial")
+    if tags is not None:
+        tags.resize(820, 700)
+        save(tags, "tag-viewer.png")
+        tags.close()
+    help_dialog = w.tools.show_help("shortcuts")
+    save(help_dialog, "help.png")
+    help_dialog.close()
+    w.act_cam.setChecked(True)
 
 
 if __name__ == "__main__":

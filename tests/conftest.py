@@ -86,3 +86,23 @@ def _no_leaked_qthreads(request: pytest.FixtureRequest) -> object:
         time.sleep(0.02)
     left = running_threads()
     assert not left, f"job thread(s) still running after the test: {left}"
+
+
+@pytest.fixture
+def main_window(qtbot, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """A shown MainWindow whose error dialogs are recorded in ``main_window.errors``; closed
+    after the test once its jobs (the warm-up import, thumbnails) have ended."""
+    from app.settings import update_settings
+    from app.ui import dialogs
+    from app.ui.main_window import MainWindow
+
+    errors: list[str] = []
+    monkeypatch.setattr(dialogs, "show_error", lambda p, m, d="": errors.append(m))
+    update_settings(demo_offered=True)
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.show()
+    w.errors = errors  # type: ignore[attr-defined]
+    yield w
+    qtbot.waitUntil(lambda: not w.jobs.busy, timeout=120_000)
+    w.close()

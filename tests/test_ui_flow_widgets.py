@@ -160,7 +160,9 @@ def test_register_tab_records_outcome_and_shows_performance(qtbot, register, sho
     # performance rows: one per model with outcomes
     assert tab.performance.rowCount() == 2
     headers = [tab.performance.horizontalHeaderItem(c).text() for c in range(tab.performance.columnCount())]
-    assert "auc" in headers and "sensitivity" in headers
+    assert "AUC" in headers and "AUC 95 % CI" in headers and "Responders" in headers
+    assert not any("_" in h for h in headers)
+    assert tab.performance.isVisibleTo(tab) and not tab.performance_empty.isVisibleTo(tab)
     assert "Liao" in tab.reference.text()
     # a bad category is refused with a dialog, nothing recorded
     assert tab.record_outcome(ids["P-GAMMA"], "XX", "2024-06-03", "")
@@ -233,3 +235,28 @@ def test_export_dialog_offers_pseudonymisation(qtbot, register) -> None:
     box = next(c for c in dialog.findChildren(QtWidgets.QCheckBox) if "Pseudonymise" in c.text())
     assert box.isChecked()  # the safer choice is the default
     dialog.reject()
+
+
+def test_performance_pane_says_why_it_is_empty(qtbot, register) -> None:
+    """Before any outcome the pane explains itself instead of showing an empty white box."""
+    tab = RegisterTab(register)
+    qtbot.addWidget(tab)
+    settle(qtbot, tab)
+    assert not tab.performance.isVisibleTo(tab)
+    assert tab.performance_empty.isVisibleTo(tab)
+    assert "Record outcome" in tab.performance_empty.text()
+
+
+def test_outcome_dialog_forces_a_choice(qtbot) -> None:
+    """No pre-selected RECIST category: OK is off until the user picks one."""
+    from app.ui.register_tab import OutcomeDialog
+
+    dlg = OutcomeDialog("Case 1")
+    qtbot.addWidget(dlg)
+    assert dlg.category.currentData() is None
+    assert not dlg.ok_button.isEnabled()
+    dlg.category.setCurrentIndex(dlg.category.findData("SD"))
+    assert dlg.ok_button.isEnabled()
+    assert dlg.values()[0] == "SD"
+    dlg.category.setCurrentIndex(0)
+    assert not dlg.ok_button.isEnabled()

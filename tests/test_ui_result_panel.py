@@ -44,7 +44,7 @@ def test_responder(panel: ResultPanel) -> None:
     assert "19 of 30 slices vote responder (63 %)" in text
     assert "Mean probability of response 0.62" in text
     assert "hcc-demo 0.3.0 · SHA-256 ab12cd34ef56" in text
-    assert "Trained on patients: 400, source: synthetic, seed 7" in text
+    assert "Trained on 400 patients; synthetic phantoms, not patients; synthetic, seed 7" in text
     assert "Demonstration model trained on synthetic phantoms — not for clinical use" in text
     assert "Ran on cuda:0" in text
     assert "Tied vote" not in text
@@ -114,7 +114,9 @@ def test_summary_takes_identity_from_the_result_first_and_the_card_after() -> No
     )
     s = ResultSummary(result(), card)
     assert s.model_text.startswith("card-name 2") and s.banner[1] == "caution"
-    assert s.training_data == "patients: 400, responder_rate: 0.281"  # nested items left out
-    assert s.metrics == "auc: 0.841"
-    assert "Validation: auc: 0.841" in s.lines()
+    # the cohort's size in words; internal counters and nested detail stay in the JSON tab
+    assert s.training_data == "400 patients; synthetic phantoms, not patients"
+    # figures that are not held-out ("test") results do not count as validation
+    assert s.evidence_headline.startswith("Not validated") and not s.evidence_ok
+    assert not any(line.startswith("Validation:") for line in s.lines())
     assert weights_banner("")[1] == "caution"

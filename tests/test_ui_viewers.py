@@ -160,7 +160,8 @@ def view_centre_and_scale(view: pg.ViewBox) -> tuple[float, float, float]:
 # --------------------------------------------------------------------------- pure helpers
 def test_window_presets_and_drag() -> None:
     assert [(p.name, p.width, p.level) for p in PRESETS] == [
-        ("Abdomen", 400, 50), ("Liver", 150, 70), ("Model W400/L0", 400, 0)
+        ("Abdomen", 400, 50), ("Liver", 150, 70), ("Soft tissue", 350, 40), ("Bone", 1800, 400),
+        ("Lung", 1500, -600), ("Model W400/L0", 400, 0)
     ]
     assert preset("liver").levels == (-5.0, 145.0)
     start = make_window(400, 50)
@@ -183,13 +184,27 @@ def test_geometry_maps_mm_to_acquired_pixels(study: AssembledStudy) -> None:
     assert SliceGeometry.of(study.volumes["plain"]).flips == (False, False)
 
 
-def test_orientation_letters_never_cover_corner_texts(qtbot, study: AssembledStudy) -> None:  # type: ignore[no-untyped-def]
+def shown_viewer(qtbot, volume: Volume, description: str, size: int = 600) -> PhaseViewer:  # type: ignore[no-untyped-def]
+    """A PhaseViewer of ``size`` × ``size`` px on screen with ``volume`` in it."""
     viewer = PhaseViewer("arterial")
     qtbot.addWidget(viewer)
-    viewer.resize(600, 600)
+    viewer.resize(size, size)
     viewer.show()
     qtbot.waitExposed(viewer)
-    viewer.set_volume(study.volumes["arterial"], "ART 5.0 B30f")
+    viewer.set_volume(volume, description)
+    return viewer
+
+
+def test_long_description_does_not_hide_the_orientation_letter(qtbot, study: AssembledStudy) -> None:  # type: ignore[no-untyped-def]
+    """Issue 17 item 5: the PLAIN pane's "A" was hidden behind a long series description."""
+    viewer = shown_viewer(qtbot, study.volumes["plain"], "ABDOMEN NATIVE 5.0 mm B30f soft tissue kernel iDose 3", 520)
+    qtbot.wait(20)
+    assert viewer.orientation_letters()["A"]
+    assert "iDose 3" in viewer.corner_texts()["tl"]  # wrapped, not cut
+
+
+def test_orientation_letters_never_cover_corner_texts(qtbot, study: AssembledStudy) -> None:  # type: ignore[no-untyped-def]
+    viewer = shown_viewer(qtbot, study.volumes["arterial"], "ART 5.0 B30f")
     assert viewer.orientation_letters() == dict.fromkeys("RLAP", True)
     viewer.resize(170, 500)  # a tall narrow viewer: the corner texts meet in the middle
     qtbot.wait(20)

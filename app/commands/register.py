@@ -139,6 +139,13 @@ def _open(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     if args.action == "pending":  # the pending file, not a register
         return _pending(args)
+    # A register named on the command line must exist: a typo would otherwise create a new,
+    # empty register and "list" would answer "no cases" with exit 0.
+    if args.register is not None and not Path(args.register).expanduser().is_file():
+        from app.errors import InputError
+
+        raise InputError(f"no case register at {args.register} (check the path; the app "
+                         "creates its own register in the per-user data directory)")
     with _open(args) as reg:
         handler = _HANDLERS[args.action]
         return handler(reg, args)

@@ -28,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from app import PHASES
 from app.dicom.errors import AssemblyError, DicomError
@@ -474,11 +474,7 @@ def assemble_study(
     progress.update(1.0, f"{len(result.pairs)} slice triplets")
     overrides = dict(overrides or {})
     return AssembledStudy(
-        patient_id=study.patient_id,
-        patient_name=study.patient_name,
-        study_uid=study.study_uid,
-        study_date=study.study_date,
-        study_description=study.study_description,
+        **_identity(study),
         assignment={p: chosen[p].uid for p in phases},
         volumes=volumes if keep_volumes else {},
         liver_range_mm=liver_range,
@@ -490,6 +486,84 @@ def assemble_study(
         overrides={p: chosen[p].uid for p in overrides},
         phase_calls=dict(calls),
         alternatives=alternatives,
+    )
+
+
+class _Identity(TypedDict):
+    patient_id: str
+    patient_name: str
+    study_uid: str
+    study_date: str
+    study_description: str
+
+
+def _identity(study: StudyInfo) -> _Identity:
+    """The patient and study fields an :class:`AssembledStudy` copies from the scan."""
+    return {
+        "patient_id": study.patient_id,
+        "patient_name": study.patient_name,
+        "study_uid": study.study_uid,
+        "study_date": study.study_date,
+        "study_description": study.study_description,
+    }
+
+
+def assemble_for_viewing(
+    study: StudyInfo,
+    reason: str,
+    overrides: Mapping[str, str] | None = None,
+    progress: Progress | None = None,
+    *,
+    workers: int | None = None,
+) -> AssembledStudy:
+    """The series of a study that cannot be predicted, loaded for viewing (issue 17).
+
+    A single-phase CT, a study without an arterial phase or a series the user put in a pane by
+    hand must still be viewable: a reader checks the images before anything else. The panes get
+    the user's ``overrides`` first (invalid ones skipped), then per phase the best series
+    called that phase (:func:`_preference`, as for prediction); when no series is called any of
+    the three phases, the first usable series goes to the first pane. Series that fail to
+    decode are left out. No liver range and no pairing: the result has no ``pairs`` and
+    ``view_only_reason`` = ``reason`` (the assembly error), so prediction stays off and the UI
+    can say why.
+
+    Raises
+    ------
+    AssemblyError
+        No usable series could be loaded at all (``reason`` is the message).
+    """
+    progress = progress or NULL_PROGRESS
+    usable = study.usable_series()
+    chosen: dict[str, SeriesInfo] = {}
+    for phase, uid in (overrides or {}).items():
+        s = _find(study, uid)
+        if phase in PHASES and s is not None and s.status != "refused" and s not in chosen.values():
+            chosen[phase] = s
+    for phase in PHASES:
+        if phase in chosen:
+            continue
+        claimants = [s for s in usable if s not in chosen.values()
+                     and s.phase_call is not None and s.phase_call.phase == phase]
+        if claimants:
+            chosen[phase] = min(claimants, key=lambda s: (*_preference(s), s.uid))
+    if not chosen and usable:
+        chosen[PHASES[0]] = usable[0]
+    loaded = _load_series(list(chosen.values()), progress, workers, skip_failures=True)
+    volumes = {p: loaded[s.uid] for p, s in chosen.items() if s.uid in loaded}
+    if not volumes:
+        raise AssemblyError(reason)
+    progress.update(1.0, "loaded for viewing")
+    calls = {s.uid: s.phase_call for s in study.series if s.phase_call is not None}
+    return AssembledStudy(
+        **_identity(study),
+        assignment={p: chosen[p].uid for p in PHASES if p in volumes},
+        volumes=volumes,
+        liver_range_mm={},
+        pairs=[],
+        warnings=[f"Viewing only — prediction needs the three phases: {reason}"],
+        overrides={p: uid for p, uid in (overrides or {}).items() if p in volumes},
+        phase_calls=calls,
+        view_only_reason=reason,
     )
 
 

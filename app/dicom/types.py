@@ -205,6 +205,10 @@ class AssembledStudy:
         series UID → :class:`PhaseCall` for every candidate series of the study.
     alternatives:
         phase → other series UIDs that could serve for that phase.
+    view_only_reason:
+        Why this study is shown for viewing only (empty when it can be predicted): the
+        assembly's error, e.g. "no plain (non-contrast) and arterial series found". A
+        view-only study has the volumes that could be loaded and no ``pairs``.
     """
 
     patient_id: str
@@ -223,6 +227,12 @@ class AssembledStudy:
     overrides: dict[str, str] = field(default_factory=dict)
     phase_calls: dict[str, PhaseCall] = field(default_factory=dict)
     alternatives: dict[str, list[str]] = field(default_factory=dict)
+    view_only_reason: str = ""
+
+    @property
+    def predictable(self) -> bool:
+        """True when the three phases are assembled and paired (not a view-only study)."""
+        return bool(self.pairs) and not self.view_only_reason
 
     @property
     def phases(self) -> tuple[str, ...]:

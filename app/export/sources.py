@@ -58,6 +58,18 @@ def instance_paths(scan: ScanResult, series_uids: Iterable[str]) -> dict[str, Pa
     return paths
 
 
+def source_files(folder: Path, study: AssembledStudy) -> dict[str, Path]:
+    """SOP Instance UID → file for the study's series, found by the project's own scanner.
+
+    For callers that kept only the assembled study (``hcc-response predict``): a header-only
+    rescan of ``folder`` (about a second for a 3 × 50-slice study), so that the files are found
+    exactly as the import found them (no preamble, odd names, nested folders).
+    """
+    from app.dicom.scan import scan_folder
+
+    return instance_paths(scan_folder(folder), study.assignment.values())
+
+
 def read_sources(study: AssembledStudy, paths: Mapping[str, Path],
                  pair_indices: Sequence[int] | None = None) -> SourceImages:
     """Read the headers of the slices used by ``study.pairs`` (or only ``pair_indices``).

@@ -76,6 +76,12 @@ def run_gui(
     screenshot:
         With ``exit_after``: save a picture of the window just before quitting.
     """
+    from app.platform_check import require_platform
+
+    # Before the QApplication: a missing xcb library makes Qt abort the process with a bare
+    # message; this raises InputError (exit code 2) with the packages to install instead.
+    require_platform()
+
     from PySide6 import QtCore, QtWidgets
 
     from app import __version__

@@ -18,6 +18,7 @@ import logging
 import platform
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -153,79 +154,82 @@ class AboutDialog(QtWidgets.QDialog):
 
 def _description_dict(description: Any) -> dict[str, Any]:
     """A model description (dataclass, dict or object) as a plain dict for display."""
-    import dataclasses
+    from app.inference.card import card_dict
 
-    if description is None:
-        return {}
-    if isinstance(description, dict):
-        return dict(description)
-    if dataclasses.is_dataclass(description) and not isinstance(description, type):
-        return dataclasses.asdict(description)
-    to_dict = getattr(description, "to_dict", None)
-    if callable(to_dict):
-        result = to_dict()
-        if isinstance(result, dict):
-            return result
-    return {k: v for k, v in vars(description).items() if not k.startswith("_")}
+    return card_dict(description)
 
 
-def _scalar(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.3f}" if abs(value) < 1e4 else f"{value:.4g}"
-    return str(value)
+def _scrub_paths(value: Any) -> Any:
+    """``value`` with absolute file paths cut to their file name.
 
-
-def _readable(value: Any, indent: int = 0) -> str:
-    """A description value as short text: lists joined, dicts as indented "key: value" lines,
-    numbers rounded (a model card is read by people, the JSON tab has the exact values)."""
-    pad = "  " * indent
+    A model card records where its training CSV lay on the machine that built it
+    ("/work/h5data/train/labels.csv"); that path means nothing here and reads like a leak.
+    """
     if isinstance(value, dict):
-        lines = []
-        for k, v in value.items():
-            if isinstance(v, dict) and v:
-                lines.append(f"{pad}{k}:")
-                lines.append(_readable(v, indent + 1))
-            else:
-                lines.append(f"{pad}{k}: {_readable(v).strip()}")
-        return "\n".join(lines)
+        return {k: _scrub_paths(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        if all(not isinstance(v, (dict, list, tuple)) for v in value):
-            return pad + ", ".join(_scalar(v) for v in value)
-        return "\n".join(_readable(v, indent) for v in value)
-    return pad + _scalar(value)
+        return [_scrub_paths(v) for v in value]
+    if isinstance(value, str) and (value.startswith("/") or value[1:3] in (":\\", ":/")):
+        return "…/" + value.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    return value
+
+
+def _architecture_text(arch: Any) -> str:
+    if not isinstance(arch, dict) or not arch:
+        return ""
+    parts = [str(arch.get("backbone", "?"))]
+    if "shared_trunk" in arch:
+        parts.append("shared trunk" if arch["shared_trunk"] else "separate trunks")
+    if "attention" in arch:
+        parts.append("self-attention" if arch["attention"] else "no attention")
+    if "input_size" in arch:
+        parts.append(f"input {arch['input_size']} px")
+    window = arch.get("window")
+    if isinstance(window, (list, tuple)) and len(window) == 2:
+        parts.append(f"window W{window[0]:g}/L{window[1]:g}")
+    return ", ".join(parts)
 
 
 def description_html(description: Any, sha256: str | None = None, path: str | None = None) -> str:
-    """HTML summary of a model description: name, version, kind of weights, data, metrics."""
+    """The model card as a reader wants it: what the weights are, what they were trained on,
+    how they did on held-out patients against the target, then the technical identity.
+
+    No raw dump (the JSON tab has every field) and no paths of the machine that built it.
+    """
+    from app.inference.card import held_out_evidence, training_summary
+
     doc = _description_dict(description)
     esc = html.escape
     parts = [f"<h2>{esc(str(doc.get('name', 'Model')))} {esc(str(doc.get('version', '')))}</h2>"]
     kind = doc.get("weights_kind")
     if kind:
         parts.append(f"<p style='font-size:large'><b>Weights: {esc(str(kind))}</b></p>")
+    evidence = held_out_evidence(doc)
+    color = "#1e6b34" if evidence.meets_target else "#8a1c1c"
+    parts.append(
+        f"<p style='color:{color}'><b>{esc(evidence.headline())}.</b> {esc(evidence.sentence())}</p>"
+    )
     rows: list[tuple[str, str]] = []
-    arch = doc.get("architecture") or {}
-    if isinstance(arch, dict) and arch:
-        parts_arch = [str(arch.get("backbone", "?"))]
-        if "shared_trunk" in arch:
-            parts_arch.append("shared trunk" if arch["shared_trunk"] else "separate trunks")
-        if "attention" in arch:
-            parts_arch.append("self-attention" if arch["attention"] else "no attention")
-        if "input_size" in arch:
-            parts_arch.append(f"input {arch['input_size']} px")
-        rows.append(("architecture", ", ".join(parts_arch)))
-    for key in ("created", "phases", "training_data", "training_data_summary", "metrics", "notes"):
-        if key in doc and doc[key] not in (None, "", [], {}):
-            rows.append((key.replace("_", " "), _readable(doc[key])))
+    trained = training_summary(doc)
+    if trained:
+        rows.append(("Trained on", trained))
+    if doc.get("phases"):
+        rows.append(("Phases", ", ".join(str(p) for p in doc["phases"])))
+    arch = _architecture_text(doc.get("architecture"))
+    if arch:
+        rows.append(("Architecture", arch))
+    if doc.get("created"):
+        rows.append(("Created", str(doc["created"])[:10]))
+    if doc.get("notes"):
+        rows.append(("Notes", str(_scrub_paths(doc["notes"]))))
     if sha256:
         rows.append(("SHA-256", sha256))
     if path:
-        rows.append(("file", path))
+        rows.append(("File", Path(path).name))
     parts.append("<table cellspacing='4'>")
     for key, value in rows:
         parts.append(
-            f"<tr><td valign='top'><b>{esc(key)}</b></td>"
-            f"<td><pre style='white-space:pre-wrap'>{esc(value)}</pre></td></tr>"
+            f"<tr><td valign='top'><b>{esc(key)}</b></td><td>{esc(value)}</td></tr>"
         )
     parts.append("</table>")
     intended = doc.get("intended_use") or INTENDED_USE
@@ -251,7 +255,9 @@ class ModelDescriptionDialog(QtWidgets.QDialog):
         self.summary.setHtml(description_html(description, sha256, path))
         tabs.addTab(self.summary, "Summary")
         raw = QtWidgets.QPlainTextEdit(
-            json.dumps(_description_dict(description), indent=2, ensure_ascii=False, default=str)
+            json.dumps(
+                _scrub_paths(_description_dict(description)), indent=2, ensure_ascii=False, default=str
+            )
         )
         raw.setReadOnly(True)
         raw.setFont(QtGui.QFontDatabase.systemFont(QtGui.QFontDatabase.SystemFont.FixedFont))

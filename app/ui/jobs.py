@@ -73,14 +73,20 @@ def assemble(study: StudyInfo, overrides: Mapping[str, str] | None,
              progress: Progress) -> AssembledStudy:
     """Assemble one study (the core's ``assemble_study``)."""
     with importing(progress):
-        from app.dicom.assembly import assemble_study
+        from app.dicom.assembly import assemble_for_viewing, assemble_study
+        from app.dicom.errors import DicomError
 
     # One decoding thread: pydicom's parsing holds the interpreter lock, and several decoder
     # threads contending for it starve the GUI thread (measured: stalls of 300-400 ms with
     # the default pool, see bench/ui_heartbeat.py); the GUI needs responsiveness, not the last
     # second of import speed.
-    return assemble_study(study, dict(overrides) if overrides else None, progress,
-                          workers=UI_DECODE_WORKERS)
+    try:
+        return assemble_study(study, dict(overrides) if overrides else None, progress,
+                              workers=UI_DECODE_WORKERS)
+    except DicomError as exc:
+        # Not predictable (a single-phase CT, a missing phase, a bad pairing): still viewable.
+        return assemble_for_viewing(study, exc.message, overrides, progress,
+                                    workers=UI_DECODE_WORKERS)
 
 
 def import_job(folder: Path) -> Callable[[Progress], ImportOutcome]:

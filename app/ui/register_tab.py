@@ -113,6 +113,8 @@ class CaseTableModel(QtCore.QAbstractTableModel):
             return _cell(value(row))
         if role == QtCore.Qt.ItemDataRole.UserRole:
             return row.id
+        if role == QtCore.Qt.ItemDataRole.ToolTipRole:
+            return _cell(value(row))
         if role == QtCore.Qt.ItemDataRole.TextAlignmentRole and header in ("ID", "Score"):
             return int(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
         return None
@@ -132,6 +134,9 @@ class OutcomeDialog(QtWidgets.QDialog):
         form = QtWidgets.QFormLayout(self)
         form.addRow(QtWidgets.QLabel(case_text))
         self.category = QtWidgets.QComboBox()
+        # No pre-selected category: an outcome recorded by pressing Enter would be a silent
+        # "complete response". The first item is a prompt and OK stays off until a choice.
+        self.category.addItem("— choose the RECIST 1.1 category —", None)
         for cat, text in (
             ("CR", "CR — complete response"),
             ("PR", "PR — partial response"),
@@ -153,6 +158,11 @@ class OutcomeDialog(QtWidgets.QDialog):
         )
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
+        self.ok_button = buttons.button(QtWidgets.QDialogButtonBox.StandardButton.Ok)
+        self.ok_button.setEnabled(False)
+        self.category.currentIndexChanged.connect(
+            lambda _i: self.ok_button.setEnabled(self.category.currentData() is not None)
+        )
         form.addRow(buttons)
 
     def values(self) -> tuple[str, str, str]:
@@ -179,6 +189,29 @@ def _reference_text() -> str:
         f"({lo:.3f}–{hi:.3f}), accuracy {ref.accuracy:.3f}, sensitivity {ref.sensitivity:.3f}, "
         f"specificity {ref.specificity:.3f}. Local figures on few cases are very uncertain.</small>"
     )
+
+
+#: Column headings of the local-performance table (the row's field → what a reader understands).
+PERFORMANCE_HEADINGS: dict[str, str] = {
+    "model_name": "Model",
+    "model_version": "Version",
+    "n": "Cases",
+    "n_responders": "Responders",
+    "auc": "AUC",
+    "auc_ci": "AUC 95 % CI",
+    "sensitivity": "Sensitivity",
+    "sensitivity_ci": "Sensitivity 95 % CI",
+    "specificity": "Specificity",
+    "specificity_ci": "Specificity 95 % CI",
+    "accuracy": "Accuracy",
+    "accuracy_ci": "Accuracy 95 % CI",
+}
+
+#: What the performance pane says before any case has a recorded outcome.
+NO_PERFORMANCE_TEXT = (
+    "No local performance yet: it is computed from cases whose RECIST 1.1 outcome has been "
+    "recorded (select a case and use “Record outcome…”)."
+)
 
 
 def _fmt(value: object) -> str:
@@ -272,6 +305,11 @@ class RegisterTab(QtWidgets.QWidget):
         self.performance.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
         self.performance.verticalHeader().hide()
         perf_layout.addWidget(self.performance)
+        self.performance_empty = QtWidgets.QLabel(NO_PERFORMANCE_TEXT)
+        self.performance_empty.setWordWrap(True)
+        self.performance_empty.setStyleSheet("color: gray;")
+        perf_layout.addWidget(self.performance_empty)
+        self.performance.hide()  # until outcomes give it rows (_show_performance)
         self.reference = QtWidgets.QLabel(_reference_text())
         self.reference.setWordWrap(True)
         perf_layout.addWidget(self.reference)
@@ -346,6 +384,8 @@ class RegisterTab(QtWidgets.QWidget):
         if register is not self._register:
             return  # the register was changed meanwhile
         self.model.set_rows(view.rows)
+        # Names and model identities are read whole (issue 17, item 5: they were cut off).
+        self.table.resizeColumnsToContents()
         known = {self.model_filter.itemData(i) for i in range(self.model_filter.count())}
         for name in view.model_names:
             if name not in known:
@@ -368,7 +408,12 @@ class RegisterTab(QtWidgets.QWidget):
         self.performance.clear()
         self.performance.setColumnCount(len(keys))
         self.performance.setRowCount(len(rows))
-        self.performance.setHorizontalHeaderLabels([k.replace("_", " ") for k in keys])
+        self.performance.setHorizontalHeaderLabels(
+            [PERFORMANCE_HEADINGS.get(k, k.replace("_", " ").capitalize()) for k in keys]
+        )
+        # An empty table is a white box that says nothing; say why it is empty instead.
+        self.performance.setVisible(bool(rows))
+        self.performance_empty.setVisible(not rows)
         for r, row in enumerate(rows):
             for c, key in enumerate(keys):
                 self.performance.setItem(r, c, QtWidgets.QTableWidgetItem(_fmt(row.get(key))))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,6 +29,8 @@ from PySide6 import QtCore, QtGui
 from app import INTENDED_USE, PHASES, __version__
 from app.dicom.types import AssembledStudy, SlicePair
 from app.errors import HCCError
+from app.inference.card import held_out_evidence
+from app.ui.cam_legend import legend_image
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; the model card's module imports torch
     from app.inference.result import PredictionResult
@@ -57,7 +59,12 @@ def window_u8(hu: np.ndarray, width: float, level: float) -> np.ndarray:
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def overlay_rgb(grey: np.ndarray, cam: np.ndarray | None, scale: float | None, opacity: float = 0.45) -> np.ndarray:
+#: Heat-map opacity on paper: the viewer's 0.45 all but vanished in print (issue 17, item 9).
+REPORT_CAM_OPACITY = 0.75
+
+
+def overlay_rgb(grey: np.ndarray, cam: np.ndarray | None, scale: float | None,
+                opacity: float = REPORT_CAM_OPACITY) -> np.ndarray:
     """Grey uint8 slice with a jet heatmap blended where the CAM is above 15 % of ``scale``.
 
     Weak activations stay transparent (like the viewer's overlay) so the anatomy stays readable.
@@ -91,6 +98,7 @@ def case_report(
     pair_index: int | None = None,
     cam_scale: float | None = None,
     case_id: int | None = None,
+    series_labels: Mapping[str, str] | None = None,
 ) -> CaseReport:
     """What the report of a case shows, checked.
 
@@ -112,6 +120,9 @@ def case_report(
         The study-wide CAM maximum (one normalisation per study).
     case_id:
         The register's id of this prediction, printed when given.
+    series_labels:
+        phase → "#3 ART 5.0 B30f" (series number and description), printed with each phase so
+        that a reader finds the series on the scanner; the UID follows in small print.
 
     Raises
     ------
@@ -123,7 +134,7 @@ def case_report(
     if not study.pairs or not 0 <= pair_index < len(study.pairs):
         raise ReportError(f"slice level {pair_index} is not in the study")
     return CaseReport(study, result, cam_by_phase or {}, description, pair_index,
-                      study.pairs[pair_index], cam_scale, case_id)
+                      study.pairs[pair_index], cam_scale, case_id, dict(series_labels or {}))
 
 
 def write_case_report(path: Path, report: CaseReport) -> Path:
@@ -189,6 +200,7 @@ class CaseReport:
     pair: SlicePair
     cam_scale: float | None
     case_id: int | None
+    series_labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -222,9 +234,10 @@ class _Page:
 def _draw(page: _Page, rep: CaseReport) -> None:
     """The page from top to bottom: header, patient, result, images, model, intended use."""
     y = page.block(_header_html(rep), 0.0)
-    y = page.block(_patient_html(rep.study), y + 2 * page.dpmm)
+    y = page.block(patient_html(rep.study, rep.series_labels), y + 2 * page.dpmm)
     y = page.block(_result_html(rep), y + 3 * page.dpmm)
     y = _draw_images(page, rep, y + 2 * page.dpmm)
+    y = _draw_cam_scale(page, y)
     y = page.block(_model_html(rep), y)
     page.block(f"<hr><p style='font-size:8pt'><b>Intended use.</b> {html.escape(INTENDED_USE)}</p>",
                max(y + 2 * page.dpmm, page.height - 22 * page.dpmm))
@@ -238,14 +251,17 @@ def _header_html(rep: CaseReport) -> str:
             f"<td align='right'>{html.escape(now)}{case}</td></tr></table><hr>")
 
 
-def _patient_html(study: AssembledStudy) -> str:
+def patient_html(study: AssembledStudy, series_labels: Mapping[str, str]) -> str:
+    """The patient/study table: each phase by its series number and description (what a
+    reader finds on the scanner), the UID after it in small print (issue 17, item 9)."""
     esc = html.escape
     date = study.study_date
     if len(date) == 8 and date.isdigit():
         date = f"{date[:4]}-{date[4:6]}-{date[6:]}"
     phases = "".join(
-        f"<tr><td><b>{PHASE_TITLES[p]}</b></td><td>{esc(study.assignment.get(p, '—'))}"
-        f"{' (set by hand)' if p in study.overrides else ''}</td></tr>"
+        f"<tr><td><b>{PHASE_TITLES[p]}</b></td><td>{esc(series_labels.get(p) or 'series')}"
+        f"{' (set by hand)' if p in study.overrides else ''}"
+        f" <span style='font-size:7pt;color:#666'>{esc(study.assignment.get(p, '—'))}</span></td></tr>"
         for p in PHASES if p in study.assignment)
     return ("<table cellspacing='2'>"
             f"<tr><td><b>Patient</b></td><td>{esc(study.patient_name or '—')} &nbsp; "
@@ -272,6 +288,11 @@ def _result_html(rep: CaseReport) -> str:
     kind = _weights_kind(rep)
     if kind:
         out += f"<p style='background:#fff3cd;color:#4d3800'><b>Weights: {esc(kind)}</b></p>"
+    if rep.description is not None:
+        evidence = held_out_evidence(rep.description)
+        colour_ev = "#1e6b34" if evidence.meets_target else "#8a1c1c"
+        out += (f"<p style='color:{colour_ev}'><b>{esc(evidence.headline())}.</b> "
+                f"{esc(evidence.sentence())}</p>")
     return out
 
 
@@ -314,6 +335,24 @@ def _draw_images(page: _Page, rep: CaseReport, y: float) -> float:
             painter.drawText(rect.adjusted(4, 2, -4, -2), int(QtCore.Qt.AlignmentFlag.AlignTop | QtCore.Qt.AlignmentFlag.AlignLeft), note)
         y += cell + gap
     return y
+
+
+def _draw_cam_scale(page: _Page, y: float) -> float:
+    """The heat map's colour bar and what it means (issue 17, item 12); returns its bottom."""
+    bar_w, bar_h = min(page.width * 0.5, 90 * page.dpmm), 9 * page.dpmm
+    page.painter.drawImage(QtCore.QPointF(0, y), legend_image("jet", round(bar_w), round(bar_h)))
+    left = bar_w + 3 * page.dpmm
+    doc = QtGui.QTextDocument()
+    doc.setDefaultFont(QtGui.QFont("Sans Serif", 8))
+    doc.setDocumentMargin(0)
+    doc.setTextWidth(float(page.width - left))
+    doc.setPlainText("Grad-CAM scale: 1 = the strongest activation in this study; below 0.15 "
+                     "nothing is drawn. Not a probability and not a tumour outline.")
+    page.painter.save()
+    page.painter.translate(left, y)
+    doc.drawContents(page.painter)
+    page.painter.restore()
+    return y + max(bar_h, doc.size().height()) + 2 * page.dpmm
 
 
 def _model_html(rep: CaseReport) -> str:

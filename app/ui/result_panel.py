@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app import INTENDED_USE
+from app.inference.card import HeldOutEvidence, held_out_evidence, training_summary
 from app.ui.vote_strip import NON_RESPONDER_COLOR, RESPONDER_COLOR, is_responder_label
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; the model card's module imports torch
@@ -65,8 +66,27 @@ class ResultSummary:
 
     @property
     def training_data(self) -> str:
-        """The card's training data as one short line (empty without a card)."""
-        return _compact(self.description.training_data) if self.description else ""
+        """The card's training data in words ("240 patients (72 responders); synthetic
+        phantoms, not patients"), no internal keys (empty without a card)."""
+        return training_summary(self.description) if self.description else ""
+
+    @property
+    def evidence(self) -> HeldOutEvidence | None:
+        """How the model did on held-out patients against its target (None without a card):
+        shown next to the label (issue 17, result honesty)."""
+        return held_out_evidence(self.description) if self.description else None
+
+    @property
+    def evidence_headline(self) -> str:
+        return self.evidence.headline() if self.evidence else ""
+
+    @property
+    def evidence_text(self) -> str:
+        return self.evidence.sentence() if self.evidence else ""
+
+    @property
+    def evidence_ok(self) -> bool:
+        return self.evidence.meets_target if self.evidence else True
 
     @property
     def metrics(self) -> str:
@@ -145,8 +165,8 @@ class ResultSummary:
             out.append(f"Weights: {self.weights_kind}")
         if self.training_data:
             out.append(f"Trained on: {self.training_data}")
-        if self.metrics:
-            out.append(f"Validation: {self.metrics}")
+        if self.evidence_headline:
+            out.append(f"{self.evidence_headline}. {self.evidence_text}")
         if self.device_text:
             out.append(self.device_text)
         out.extend(f"Warning: {w}" for w in self.result.warnings)
@@ -195,6 +215,8 @@ def _compact(value: str | dict[str, object], max_items: int = 6) -> str:
     return ", ".join(items)
 
 
+NO_PREDICTION_TEXT = "No prediction for this study yet."
+
 _BANNER_STYLES = {
     "danger": "background:#7a1010; color:white; border-radius:4px; padding:6px; font-weight:bold;",
     "caution": "background:#8a6300; color:white; border-radius:4px; padding:6px; font-weight:bold;",
@@ -225,6 +247,8 @@ class ResultPanel(QtWidgets.QWidget):
         self.label_label.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
         self.meaning_label = QtWidgets.QLabel()
         self.meaning_label.setAlignment(QtCore.Qt.AlignmentFlag.AlignCenter)
+        # Next to the label: how the model did on held-out patients (issue 17, result honesty).
+        self.evidence_label = QtWidgets.QLabel()
         self.vote_label = QtWidgets.QLabel()
         self.probability_label = QtWidgets.QLabel()
         self.tie_label = QtWidgets.QLabel()
@@ -237,7 +261,8 @@ class ResultPanel(QtWidgets.QWidget):
         self.pacs_label = QtWidgets.QLabel()
         self.intended_use_label = QtWidgets.QLabel(INTENDED_USE)
         self.intended_use_label.setStyleSheet("color:gray; font-style:italic; font-size:8pt;")
-        self.empty_label = QtWidgets.QLabel("No prediction for this study yet.")
+        self.empty_label = QtWidgets.QLabel(NO_PREDICTION_TEXT)
+        self.empty_label.setWordWrap(True)
         self.empty_label.setStyleSheet("color:gray;")
 
         big = self.label_label.font()
@@ -250,9 +275,9 @@ class ResultPanel(QtWidgets.QWidget):
         # The weights banner comes first: "random weights" must be read before the label.
         for w in (
             self.busy_label, self.busy_bar, self.empty_label, self.banner_label,
-            self.label_label, self.meaning_label, self.vote_label, self.probability_label,
-            self.tie_label, self.model_label, self.device_label, self.warnings_label,
-            self.pacs_label,
+            self.label_label, self.evidence_label, self.meaning_label, self.vote_label,
+            self.probability_label, self.tie_label, self.model_label, self.device_label,
+            self.warnings_label, self.pacs_label,
         ):
             if isinstance(w, QtWidgets.QLabel):
                 w.setWordWrap(True)
@@ -285,6 +310,12 @@ class ResultPanel(QtWidgets.QWidget):
         self.label_label.setStyleSheet(
             f"background:{color.name()}; color:white; border-radius:6px; padding:8px;"
         )
+        self.evidence_label.setText(
+            f"<b>{_html(s.evidence_headline)}.</b> {_html(s.evidence_text)}" if s.evidence_headline else ""
+        )
+        self.evidence_label.setStyleSheet(
+            "" if s.evidence_ok else "color:#8a1c1c; border:1px solid #c0392b; border-radius:4px; padding:4px;"
+        )
         self.meaning_label.setText(s.meaning)
         self.vote_label.setText(s.vote_text)
         self.probability_label.setText(s.probability_text)
@@ -297,8 +328,6 @@ class ResultPanel(QtWidgets.QWidget):
             model += f"<br><b>Weights</b> {_html(s.weights_kind)}"
         if s.training_data:
             model += f"<br><b>Trained on</b> {_html(s.training_data)}"
-        if s.metrics:
-            model += f"<br><b>Validation</b> {_html(s.metrics)}"
         self.model_label.setText(model)
         self.device_label.setText(_html(s.device_text))
         self.warnings_label.setText(
@@ -310,6 +339,7 @@ class ResultPanel(QtWidgets.QWidget):
         )
         self._show_result_widgets(True)
         self.tie_label.setVisible(bool(s.tie_text))
+        self.evidence_label.setVisible(bool(s.evidence_headline))
         self.device_label.setVisible(bool(s.device_text))
         self.warnings_label.setVisible(bool(s.result.warnings))
         return s
@@ -328,8 +358,17 @@ class ResultPanel(QtWidgets.QWidget):
         """Empty the panel (the intended-use notice stays)."""
         self._summary = None
         self.pacs_label.setText("")
+        self.empty_label.setText(NO_PREDICTION_TEXT)
         self._show_result_widgets(False)
         self.empty_label.setVisible(True)
+
+    def show_unavailable(self, reason: str) -> None:
+        """Empty panel that says why this study cannot be predicted (a view-only study)."""
+        self.clear()
+        self.empty_label.setText(
+            f"Prediction is not possible for this study: {reason}. "
+            "The series are shown for viewing only."
+        )
 
     def set_busy(self, text: str | None) -> None:
         """Show ``text`` with a busy indicator; None or "" hides it."""
@@ -347,7 +386,7 @@ class ResultPanel(QtWidgets.QWidget):
         parts: list[str] = []
         for w in (
             self.busy_label, self.empty_label, self.banner_label, self.label_label,
-            self.meaning_label, self.vote_label, self.probability_label, self.tie_label,
+            self.evidence_label, self.meaning_label, self.vote_label, self.probability_label, self.tie_label,
             self.model_label, self.device_label, self.warnings_label, self.pacs_label,
             self.intended_use_label,
         ):
@@ -358,8 +397,8 @@ class ResultPanel(QtWidgets.QWidget):
     def _show_result_widgets(self, on: bool) -> None:
         self.empty_label.setVisible(not on)
         for w in (
-            self.label_label, self.meaning_label, self.vote_label, self.probability_label,
-            self.tie_label, self.banner_label, self.model_label, self.device_label,
+            self.label_label, self.evidence_label, self.meaning_label, self.vote_label,
+            self.probability_label, self.tie_label, self.banner_label, self.model_label, self.device_label,
             self.warnings_label,
         ):
             w.setVisible(on)

@@ -127,6 +127,7 @@ class StudyBrowser(QtWidgets.QWidget):
                 QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
             )
             combo.setMinimumContentsLength(18)
+            combo.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Fixed)
             combo.activated.connect(lambda _i, p=phase: self._on_combo(p))
             combo.setEnabled(False)
             self.combos[phase] = combo
@@ -258,17 +259,32 @@ class StudyBrowser(QtWidgets.QWidget):
                 combo.clear()
                 for s in candidates:
                     call = calls.get(s.uid) or s.phase_call
-                    suffix = f" — {call.phase} {call.confidence * 100:.0f} %" if call else ""
-                    combo.addItem(series_summary(s) + suffix, s.uid)
+                    # The phase call first: it is what the choice is about, and a narrow dock
+                    # cuts the end of the text (issue 17, item 5); the full text is the tooltip.
+                    prefix = f"{call.phase} {call.confidence * 100:.0f} % · " if call else ""
+                    combo.addItem(prefix + series_summary(s), s.uid)
+                    combo.setItemData(combo.count() - 1, prefix + series_summary(s),
+                                      QtCore.Qt.ItemDataRole.ToolTipRole)
                 chosen = assignment.get(phase)
                 if chosen is None:
                     combo.insertItem(0, "— none —", None)
                     combo.setCurrentIndex(0)
                 else:
                     combo.setCurrentIndex(max(0, combo.findData(chosen)))
+                combo.setToolTip(combo.currentText())
+                # the drop-down list is as wide as its longest entry, whatever the dock's width
+                fm = combo.fontMetrics()
+                widest = max((fm.horizontalAdvance(combo.itemText(i)) for i in range(combo.count())), default=0)
+                combo.view().setMinimumWidth(widest + 32)
                 combo.setEnabled(bool(candidates))
             if error:
                 self.assembly_note.setText(f"<b>Cannot predict:</b> {html.escape(error)}")
+            elif study is not None and study.view_only_reason:
+                self.assembly_note.setText(
+                    "<b>Viewing only — prediction is off:</b> "
+                    f"{html.escape(study.view_only_reason)}. Any series can still be shown in "
+                    "a pane (choose it above)."
+                )
             elif study is not None:
                 notes = list(study.warnings)
                 if study.overrides:

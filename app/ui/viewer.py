@@ -36,6 +36,8 @@ pg.setConfigOptions(imageAxisOrder="row-major")
 BACKGROUND = "#000000"
 TEXT_COLOR = "#e6e6e6"
 ACCENT_COLOR = "#ffd166"
+#: Largest share of a viewer's width a corner text may take before it wraps.
+CORNER_WIDTH_SHARE = 0.4
 
 
 @dataclass(frozen=True)
@@ -136,11 +138,17 @@ class SliceViewBox(pg.ViewBox):
 
     sigWheelStep = QtCore.Signal(int)
     sigWindowDrag = QtCore.Signal(float, float, bool)
+    #: A left drag with a measuring tool: (start, now) in mm, stage "start" / "move" / "finish".
+    sigToolDrag = QtCore.Signal(QtCore.QPointF, QtCore.QPointF, str)
+    #: A left click with a measuring tool (the crosshair): the point in mm.
+    sigToolClick = QtCore.Signal(QtCore.QPointF)
 
     def __init__(self) -> None:
         super().__init__(lockAspect=True, invertY=True, enableMenu=False)
         self.setBackgroundColor(BACKGROUND)
         self._wheel_rest = 0
+        #: "navigate" (left drag pans) or a tool of :mod:`app.ui.measure` (left drag measures).
+        self.tool = "navigate"
 
     def wheelEvent(self, ev: QtWidgets.QGraphicsSceneWheelEvent, axis: int | None = None) -> None:  # noqa: N802
         if ev.modifiers() & QtCore.Qt.KeyboardModifier.ControlModifier:
@@ -165,7 +173,21 @@ class SliceViewBox(pg.ViewBox):
                 float(now.x() - start.x()), float(now.y() - start.y()), bool(ev.isStart())  # type: ignore[attr-defined]
             )
             return
+        if button == QtCore.Qt.MouseButton.LeftButton and self.tool != "navigate":
+            ev.accept()  # type: ignore[attr-defined]
+            start = self.mapSceneToView(ev.buttonDownScenePos(button))  # type: ignore[attr-defined]
+            now = self.mapSceneToView(ev.scenePos())  # type: ignore[attr-defined]
+            stage = "start" if ev.isStart() else "finish" if ev.isFinish() else "move"  # type: ignore[attr-defined]
+            self.sigToolDrag.emit(start, now, stage)
+            return
         super().mouseDragEvent(ev, axis)
+
+    def mouseClickEvent(self, ev: object) -> None:  # noqa: N802
+        if ev.button() == QtCore.Qt.MouseButton.LeftButton and self.tool != "navigate":  # type: ignore[attr-defined]
+            ev.accept()  # type: ignore[attr-defined]
+            self.sigToolClick.emit(self.mapSceneToView(ev.scenePos()))  # type: ignore[attr-defined]
+            return
+        super().mouseClickEvent(ev)
 
 
 class PhaseViewer(pg.GraphicsLayoutWidget):
@@ -214,11 +236,16 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
         self._window: WindowLevel = DEFAULT_WINDOW
         self._description = ""
         self._note = ""
+        self._inverted = False
+        #: Patient (x, y) mm under the mouse while it is over this viewer: the HU read-out is
+        #: refreshed there when the slice changes under a still mouse (wheel scrolling).
+        self._hover_mm: tuple[float, float] | None = None
 
         # Corner texts are children of the ViewBox itself (not of its scene-scaled child
         # group), so they stay fixed in screen pixels while the image zooms and pans.
         self._corners = {key: self._make_corner() for key in ("tl", "tr", "bl", "br")}
         self._corner_html: dict[str, str] = {}
+        self._natural_width: dict[str, float] = {}
         # Orientation letters at the edges: the display is always radiological (patient right
         # on screen left, anterior up) whatever the series' direction cosines, see SliceGeometry.
         self._empty = self._make_corner()
@@ -270,6 +297,7 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
         """Show ``volume`` (None clears the viewer); resets the view to fit the slice."""
         self._volume = volume
         self._description = description
+        self._note = ""  # a note of the previous study must not linger on an empty pane
         self._index = None
         self._cam_data = None
         self.cam.set_cam(None, QtCore.QRectF(), (False, False))
@@ -298,7 +326,25 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
             data = self._geometry.display(self._volume.hu[index])
             self.image_item.setImage(data, autoLevels=False, levels=self._window.levels)
             self.image_item.setRect(self._geometry.rect)
+            if self._hover_mm is not None:
+                text = self.info_at(*self._hover_mm)
+                if text is not None:
+                    self.cursorInfo.emit(text)
         self._update_corners()
+
+    def set_inverted(self, inverted: bool) -> None:
+        """Show the grey scale inverted (white = low HU), as radiologists use for fine lines."""
+        self._inverted = bool(inverted)
+        self.image_item.setLookupTable(INVERTED_LUT if self._inverted else None)
+        self._update_corners()
+
+    def inverted(self) -> bool:
+        """True while the grey scale is inverted."""
+        return self._inverted
+
+    def leaveEvent(self, ev: QtCore.QEvent) -> None:  # noqa: N802
+        self._hover_mm = None
+        super().leaveEvent(ev)
 
     def set_window(self, window: WindowLevel) -> None:
         """Apply a window/level: only the levels change, the image data stays."""
@@ -392,6 +438,7 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
         if not self.view.sceneBoundingRect().contains(scene_pos):
             return
         p = self.view.mapSceneToView(scene_pos)
+        self._hover_mm = (p.x(), p.y())
         text = self.info_at(p.x(), p.y())
         if text is not None:
             self.cursorInfo.emit(text)
@@ -422,6 +469,8 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
         bl = _escape(self._window.label())
         if self._window.name:
             bl += f"<br>{_escape(self._window.name)}"
+        if self._inverted:
+            bl += "<br>inverted"
         if self.cam.has_data and self.cam.item.isVisible():
             br = f"Grad-CAM ({self.cam.colormap})<br>{br}"
         if self._note:
@@ -432,7 +481,10 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
             if self._corner_html.get(key) == html:
                 continue  # re-laying out rich text costs ~0.5 ms; most scrolls change one corner
             align = "right" if key.endswith("r") else "left"
-            self._corners[key].setHtml(f"<div align='{align}'>{html}</div>")
+            item = self._corners[key]
+            item.setTextWidth(-1)
+            item.setHtml(f"<div align='{align}'>{html}</div>")
+            self._natural_width[key] = item.boundingRect().width()
             self._corner_html[key] = html
             changed = True
         if changed:
@@ -441,6 +493,15 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
     def _place_corners(self) -> None:
         bounds = self.view.boundingRect()
         margin = 4.0
+        # A corner text may take at most 40 % of the width and wraps beyond it: a long series
+        # description must not run under the orientation letter at the top centre.
+        # (A narrow viewer keeps single lines: there the letters give way, see below.)
+        limit = bounds.width() * CORNER_WIDTH_SHARE
+        for key, item in self._corners.items():
+            wrap = bounds.width() >= 300 and self._natural_width.get(key, 0.0) > limit
+            width = limit if wrap else -1.0
+            if item.textWidth() != width:
+                item.setTextWidth(width)
         for key, item in self._corners.items():
             size = item.boundingRect()
             x = bounds.left() + margin if key[1] == "l" else bounds.right() - size.width() - margin
@@ -479,6 +540,9 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
 
 #: Keys that move the shared slice position (Up = one slice head-wards, as pairs are ordered
 #: by ascending table position) and keys that jump to the ends.
+#: Grey ramp reversed: ``ImageItem`` maps the window to 0..255, this table reverses it.
+INVERTED_LUT = np.arange(255, -1, -1, dtype=np.ubyte)
+
 KEY_STEPS: dict[QtCore.Qt.Key, int] = {
     QtCore.Qt.Key.Key_Up: 1,
     QtCore.Qt.Key.Key_Down: -1,

@@ -14,6 +14,8 @@ How the main window uses it::
     # (or lower level: set_cam(phase, array, pair_index) / set_cam_cache(...) + set_cam_scale)
     panel.has_cam(i)                                          # is pair i's CAM cached?
     # W/L: windowChanged(width, level); panel.window_level() -> WindowLevel (.name = preset)
+    # Tools (issue 17): panel.measure (app.ui.measure: distance, ROIs, crosshair), panel.cine
+    # (app.ui.cine), panel.set_inverted(True), panel.view_actions() (hot keys for a menu).
 
 The shared position is an index into ``study.pairs`` (the slice triplets the model sees);
 :meth:`ViewerPanel.indices_at` gives each phase's slice index at a position. A study without
@@ -38,10 +40,17 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app import PHASES
 from app.dicom.types import AssembledStudy
+from app.ui.cam_legend import CamLegend
 from app.ui.cam_overlay import COLORMAPS, DEFAULT_COLORMAP, DEFAULT_OPACITY
+from app.ui.cine import DEFAULT_FPS, MAX_FPS, Cine
+from app.ui.measure import TOOLS, MeasureController
 from app.ui.viewer import KEY_JUMPS, KEY_STEPS, PhaseViewer
 from app.ui.windowing import (
     DEFAULT_WINDOW,
+    LEVEL_RANGE,
+    MAX_WIDTH,
+    MIN_WIDTH,
+    PRESET_KEYS,
     PRESETS,
     WindowLevel,
     drag_window,
@@ -141,11 +150,18 @@ class ViewerPanel(QtWidgets.QWidget):
             viewer.cursorInfo.connect(self.cursorInfo)
             viewer.view.sigRangeChanged.connect(self._view_range_changed)
 
+        self.measure = MeasureController(self.viewers, self)
+        self.pairIndexChanged.connect(lambda _i: self.measure.refresh())
+        self.cine = Cine(self, self)
+        self._inverted = False
+
         self.slider = LiverRangeSlider()
         self.slider.valueChanged.connect(self.set_pair_index)
         self.position_label = QtWidgets.QLabel("No study")
         self.position_label.setMinimumWidth(300)
         self.toolbar = self._build_toolbar()
+        self.tools_bar = self._build_tools_bar()
+        self._build_actions()
 
         viewers_box = QtWidgets.QWidget()
         viewers_box.setAutoFillBackground(True)
@@ -164,6 +180,7 @@ class ViewerPanel(QtWidgets.QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(3)
         layout.addWidget(self.toolbar)
+        layout.addWidget(self.tools_bar)
         layout.addWidget(viewers_box, 1)
         layout.addLayout(slider_row)
         self._apply_window(self._window, emit=False)
@@ -183,6 +200,8 @@ class ViewerPanel(QtWidgets.QWidget):
             phase → series description for the top-left corner (the scan's ``SeriesInfo``
             has it; :class:`~app.dicom.types.Volume` does not).
         """
+        self.cine.stop()
+        self.measure.clear()
         self._study = study
         self._cams.clear()
         for viewer in self.viewers.values():
@@ -338,14 +357,29 @@ class ViewerPanel(QtWidgets.QWidget):
                 return
         raise KeyError(f"no window preset {name!r}")
 
+    def set_inverted(self, inverted: bool) -> None:
+        """Invert the grey scale of all three viewers (I)."""
+        self._inverted = bool(inverted)
+        for viewer in self.viewers.values():
+            viewer.set_inverted(self._inverted)
+        if self.act_invert.isChecked() != self._inverted:
+            self.act_invert.setChecked(self._inverted)
+
+    def inverted(self) -> bool:
+        return self._inverted
+
     def _apply_window(self, window: WindowLevel, emit: bool = True) -> None:
         self._window = window
         for viewer in self.viewers.values():
             viewer.set_window(window)
         self._preset_box.blockSignals(True)
-        idx = self._preset_box.findText(window.name) if window.name else -1
+        idx = next((i for i, p in enumerate(PRESETS) if p.name == window.name), -1)
         self._preset_box.setCurrentIndex(idx if idx >= 0 else self._preset_box.count() - 1)
         self._preset_box.blockSignals(False)
+        for spin, value in ((self.width_spin, window.width), (self.level_spin, window.level)):
+            spin.blockSignals(True)
+            spin.setValue(round(value))
+            spin.blockSignals(False)
         if emit:
             self.windowChanged.emit(window.width, window.level)
 
@@ -454,6 +488,7 @@ class ViewerPanel(QtWidgets.QWidget):
         """Colour map of the heat maps (:data:`app.ui.cam_overlay.COLORMAPS`)."""
         for viewer in self.viewers.values():
             viewer.cam.set_colormap(name)
+        self.cam_legend.set_colormap(name)
         idx = self._cmap_box.findText(name)
         if idx >= 0:
             self._cmap_box.blockSignals(True)
@@ -554,38 +589,48 @@ class ViewerPanel(QtWidgets.QWidget):
             where = "in liver range" if in_liver else "outside liver range"
             text = f"Pair {self._position + 1} / {self._n_positions}  ·  {z_text}  ·  {where}"
         else:
+            view_only = self._study is not None and self._study.view_only_reason
             text = (
                 f"Slice {self._position + 1} / {self._n_positions} ({self._ref_phase})  ·  "
-                f"{z_text}  ·  not paired yet"
+                f"{z_text}  ·  {'viewing only' if view_only else 'not paired yet'}"
             )
         self.position_label.setText(text)
 
     def _update_enabled(self) -> None:
         self.slider.setEnabled(self._n_positions > 1)
 
-    def _build_toolbar(self) -> QtWidgets.QWidget:
-        bar = QtWidgets.QWidget()
-        row = QtWidgets.QHBoxLayout(bar)
-        row.setContentsMargins(4, 2, 4, 2)
-        row.addWidget(QtWidgets.QLabel("Window:"))
+    def _build_toolbar(self) -> QtWidgets.QToolBar:
+        """Row 1, the display: window (preset, W, L, invert), Grad-CAM (toggle, opacity, colour
+        map and its scale), interpolation, fit. One control per setting: the main window has no
+        second W/L box or Grad-CAM toggle (issue 17, item 6)."""
+        bar, row = _tool_row()
         self._preset_box = QtWidgets.QComboBox()
         for p in PRESETS:
-            self._preset_box.addItem(p.name)
+            self._preset_box.addItem(f"{p.name} ({PRESET_KEYS[p.name]})")
         self._preset_box.addItem("Custom")
-        self._preset_box.setToolTip("Window/level preset; right-drag on an image adjusts it")
+        self._preset_box.setToolTip("Window/level preset (keys 1-6); right-drag on an image adjusts it")
         self._preset_box.activated.connect(self._preset_chosen)
         row.addWidget(self._preset_box)
-        row.addSpacing(16)
-        self._cam_check = QtWidgets.QCheckBox("Grad-CAM")
+        self.width_spin = _spin(MIN_WIDTH, MAX_WIDTH, "W ", "Window width (HU); Enter applies")
+        self.level_spin = _spin(LEVEL_RANGE[0], LEVEL_RANGE[1], "L ", "Window level (HU); Enter applies")
+        for spin in (self.width_spin, self.level_spin):
+            spin.editingFinished.connect(self._window_typed)
+            row.addWidget(spin)
+        self._invert_button = QtWidgets.QToolButton()
+        row.addWidget(self._invert_button)
+        row.addSpacing(12)
+        self._cam_check = QtWidgets.QCheckBox("Grad-CAM (H)")
         self._cam_check.setChecked(self._cam_visible)
         self._cam_check.toggled.connect(self.set_cam_visible)
         row.addWidget(self._cam_check)
-        row.addWidget(QtWidgets.QLabel("Opacity"))
+        self.cam_legend = CamLegend()
+        row.addWidget(self.cam_legend)
         self._opacity_slider = QtWidgets.QSlider(QtCore.Qt.Orientation.Horizontal)
         self._opacity_slider.setRange(0, 100)
         self._opacity_slider.setValue(round(DEFAULT_OPACITY * 100))
-        self._opacity_slider.setMinimumWidth(80)
-        self._opacity_slider.setMaximumWidth(120)
+        self._opacity_slider.setMinimumWidth(60)
+        self._opacity_slider.setMaximumWidth(90)
+        self._opacity_slider.setToolTip("Opacity of the heat maps (the colour scale is beside)")
         self._opacity_slider.valueChanged.connect(lambda v: self.set_cam_opacity(v / 100.0))
         row.addWidget(self._opacity_slider)
         self._cmap_box = QtWidgets.QComboBox()
@@ -593,7 +638,7 @@ class ViewerPanel(QtWidgets.QWidget):
         self._cmap_box.setCurrentText(DEFAULT_COLORMAP)
         self._cmap_box.currentTextChanged.connect(self.set_cam_colormap)
         row.addWidget(self._cmap_box)
-        row.addSpacing(16)
+        row.addSpacing(12)
         self._smooth_check = QtWidgets.QCheckBox("Interpolate")
         self._smooth_check.setChecked(True)
         self._smooth_check.setToolTip("Bilinear magnification; off shows the acquired pixels")
@@ -604,18 +649,138 @@ class ViewerPanel(QtWidgets.QWidget):
         fit.clicked.connect(self.reset_views)
         row.addWidget(fit)
         row.addStretch(1)
-        hint = QtWidgets.QLabel("wheel/↑↓: slice · Ctrl+wheel: zoom · drag: pan · right-drag: W/L")
-        hint.setStyleSheet("color: gray")
-        # The hint gives way first when the toolbar is narrow (the controls must stay usable).
-        hint.setSizePolicy(QtWidgets.QSizePolicy.Policy.Ignored, QtWidgets.QSizePolicy.Policy.Preferred)
-        hint.setMinimumWidth(0)
-        hint.setToolTip(hint.text())
-        row.addWidget(hint, 1)
         return bar
+
+    def _build_tools_bar(self) -> QtWidgets.QToolBar:
+        """Row 2, the tools: left-button mode (pan, distance, ROIs, crosshair), clear, cine."""
+        bar, row = _tool_row()
+        self.tool_buttons: dict[str, QtWidgets.QToolButton] = {}
+        group = QtWidgets.QButtonGroup(bar)
+        group.setExclusive(True)
+        for tool, (key, text) in TOOLS.items():
+            button = QtWidgets.QToolButton()
+            button.setText(f"{text.replace(' ROI', '')} ({key})")
+            button.setToolTip(f"Left button: {text.lower()} ({key})")
+            button.setCheckable(True)
+            button.setChecked(tool == "navigate")
+            button.clicked.connect(lambda _c=False, t=tool: self.measure.set_tool(t))
+            group.addButton(button)
+            self.tool_buttons[tool] = button
+            row.addWidget(button)
+        self.measure.toolChanged.connect(lambda t: self.tool_buttons[t].setChecked(True))
+        clear = QtWidgets.QToolButton()
+        clear.setText("Clear")
+        clear.setToolTip("Remove every measurement and the crosshair (Shift+Del)")
+        clear.clicked.connect(self.measure.clear)
+        row.addWidget(clear)
+        row.addSpacing(12)
+        self.cine_button = QtWidgets.QToolButton()
+        self.cine_button.setText("▶ Cine (C)")
+        self.cine_button.setCheckable(True)
+        self.cine_button.setToolTip("Play through the slices in a loop")
+        self.cine_button.clicked.connect(lambda _c=False: self.cine.toggle())
+        self.cine.runningChanged.connect(self._cine_state)
+        row.addWidget(self.cine_button)
+        self.fps_spin = QtWidgets.QSpinBox()
+        self.fps_spin.setRange(1, MAX_FPS)
+        self.fps_spin.setValue(DEFAULT_FPS)
+        self.fps_spin.setSuffix(" fps")
+        self.fps_spin.valueChanged.connect(self.cine.set_fps)
+        row.addWidget(self.fps_spin)
+        row.addStretch(1)
+        hint = QtWidgets.QLabel("F1: keyboard and mouse")
+        hint.setStyleSheet("color: gray")
+        hint.setToolTip("wheel/↑↓: slice · Ctrl+wheel: zoom · drag: pan · right-drag: W/L")
+        row.addWidget(hint)
+        return bar
+
+    def _build_actions(self) -> None:
+        """Hot keys of the viewer, as actions on this widget (active while it is shown).
+
+        They live here, not in the main window, so that the viewer carries its own keys;
+        :meth:`view_actions` lists them for a View menu.
+        """
+        self._view_actions: list[QtGui.QAction] = []
+
+        def action(text: str, key: str, slot: Any, checkable: bool = False) -> QtGui.QAction:
+            act = QtGui.QAction(text, self)
+            act.setShortcut(QtGui.QKeySequence(key))
+            act.setShortcutContext(QtCore.Qt.ShortcutContext.WindowShortcut)
+            act.setCheckable(checkable)
+            if checkable:
+                act.toggled.connect(slot)
+            else:
+                act.triggered.connect(lambda _c=False: slot())
+            self.addAction(act)
+            self._view_actions.append(act)
+            return act
+
+        for p in PRESETS:
+            action(f"Window: {p.name}", PRESET_KEYS[p.name], lambda n=p.name: self.set_preset(n))
+        self.act_invert = action("Invert grey scale", "I", self.set_inverted, checkable=True)
+        self._invert_button.setDefaultAction(self.act_invert)
+        self._invert_button.setText("Invert (I)")
+        for tool, (key, text) in TOOLS.items():
+            action(f"Tool: {text}", key, lambda t=tool: self.measure.set_tool(t))
+        action("Clear measurements", "Shift+Del", self.measure.clear)
+        self.act_cine = action("Cine (play through the slices)", "C", self.cine.toggle)
+
+    def view_actions(self) -> list[QtGui.QAction]:
+        """The viewer's hot-key actions (for the main window's View menu)."""
+        return list(self._view_actions)
+
+    def _window_typed(self) -> None:
+        self.set_window(self.width_spin.value(), self.level_spin.value())
+
+    def _cine_state(self, running: bool) -> None:
+        self.cine_button.setChecked(running)
+        self.cine_button.setText("⏸ Cine (C)" if running else "▶ Cine (C)")
 
     def _preset_chosen(self, index: int) -> None:
         if 0 <= index < len(PRESETS):
             self._apply_window(PRESETS[index])
+
+
+class _ToolRow:
+    """``addWidget`` / ``addSpacing`` / ``addStretch`` onto a ``QToolBar``.
+
+    A toolbar, not a box layout: when the viewer is narrower than its controls (a 1366 px
+    laptop with the studies dock open) the controls that do not fit go into the toolbar's "»"
+    menu instead of forcing the window wider or being cut off (issue 17, item 5).
+    """
+
+    def __init__(self, bar: QtWidgets.QToolBar) -> None:
+        self.bar = bar
+
+    def addWidget(self, widget: QtWidgets.QWidget, stretch: int = 0) -> None:  # noqa: N802
+        self.bar.addWidget(widget)
+
+    def addSpacing(self, _px: int) -> None:  # noqa: N802
+        self.bar.addSeparator()
+
+    def addStretch(self, _factor: int = 1) -> None:  # noqa: N802
+        spacer = QtWidgets.QWidget()
+        spacer.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Preferred)
+        self.bar.addWidget(spacer)
+
+
+def _tool_row() -> tuple[QtWidgets.QToolBar, _ToolRow]:
+    bar = QtWidgets.QToolBar()
+    bar.setMovable(False)
+    bar.setFloatable(False)
+    bar.setIconSize(QtCore.QSize(16, 16))
+    bar.setContentsMargins(2, 0, 2, 0)
+    return bar, _ToolRow(bar)
+
+
+def _spin(low: float, high: float, prefix: str, tip: str) -> QtWidgets.QSpinBox:
+    spin = QtWidgets.QSpinBox()
+    spin.setRange(int(low), int(high))
+    spin.setPrefix(prefix)
+    spin.setToolTip(tip)
+    spin.setKeyboardTracking(False)
+    spin.setMinimumWidth(78)
+    return spin
 
 
 def link_vote_strip(panel: ViewerPanel, strip: QtWidgets.QWidget) -> None:

@@ -53,6 +53,7 @@ class WindowParts(QtWidgets.QMainWindow):
     #: the bundled model file, False when none is installed, None until known
     _bundled: Path | Literal[False] | None
     _last_dialog: QtWidgets.QDialog | None
+    _report_dir: Path | None
 
     browser: StudyBrowser
     viewer: ViewerPanel

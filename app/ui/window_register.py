@@ -19,6 +19,7 @@ from PySide6 import QtCore, QtWidgets
 from app.case import records
 from app.case.flow import CaseOutcome
 from app.dicom.studies import iter_studies, study_key
+from app.dicom.types import AssembledStudy
 from app.errors import HCCError
 from app.ui import dialogs
 from app.ui.case_state import CaseState
@@ -147,7 +148,8 @@ class RegisterActions(WindowParts):
                 pred.study, pred.result, self.cams_at(index), pred.model.description,
                 pair_index=index,
                 cam_scale=1.0,  # the maps are normalised by the study's global maximum
-                case_id=pred.record_id)
+                case_id=pred.record_id,
+                series_labels=self._series_labels(pred.study))
         except HCCError as exc:
             dialogs.show_error(self, exc.message, exc.details or "")
             return None
@@ -155,13 +157,32 @@ class RegisterActions(WindowParts):
         job.finished.connect(self._pdf_written)
         return job
 
+    def _series_labels(self, study: AssembledStudy) -> dict[str, str]:
+        """phase → "#3 ART 5.0 B30f" for the report (series number and description)."""
+        from app.ui.study_browser import series_label
+
+        scan_study = self.browser.study(self.case.key or "")
+        by_uid = {s.uid: series_label(s) for s in (scan_study.series if scan_study else [])}
+        return {p: by_uid[uid] for p, uid in study.assignment.items() if uid in by_uid}
+
+    def report_folder(self) -> Path:
+        """Where the report's save dialog starts: the last report's folder, else Documents.
+
+        Never the DICOM folder (issue 17, item 9): a report saved there mixes with the images
+        and is often on a read-only medium.
+        """
+        if self._report_dir is not None:
+            return self._report_dir
+        docs = QtCore.QStandardPaths.writableLocation(QtCore.QStandardPaths.StandardLocation.DocumentsLocation)
+        return Path(docs) if docs and Path(docs).is_dir() else Path.home()
+
     def export_pdf_dialog(self) -> None:
         """Ask for a file name and write the case report."""
         pred = self.case.prediction
         if pred is None:
             return
         name = f"hcc-response-{pred.study.patient_id or 'case'}-{pred.record_id or 'unsaved'}.pdf"
-        start = str(Path(self.settings.last_folder or Path.home()) / name)
+        start = str(self.report_folder() / name)
         dialog = QtWidgets.QFileDialog(self, "Export PDF report", start, "PDF (*.pdf)")
         dialog.setAcceptMode(QtWidgets.QFileDialog.AcceptMode.AcceptSave)
         dialog.setDefaultSuffix("pdf")
@@ -170,5 +191,6 @@ class RegisterActions(WindowParts):
         dialog.open()
 
     def _pdf_written(self, path: Path) -> None:
+        self._report_dir = Path(path).parent
         self.statusBar().showMessage(f"Report written to {path}", 8000)
         self.stepDone.emit("report")

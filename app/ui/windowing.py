@@ -64,13 +64,20 @@ def make_window(width: float, level: float, name: str = "") -> WindowLevel:
     return WindowLevel(w, lev, name)
 
 
-#: Presets offered in the viewer toolbar: name, width, level (HU). "Model W400/L0" is the
-#: window the model sees (DESIGN.md step 4), so a reader can look at exactly its input contrast.
+#: Presets offered in the viewer toolbar: name, width, level (HU), the usual values of the
+#: radiology workstations (Weasis, RadiAnt). "Model W400/L0" is the window the model sees
+#: (DESIGN.md step 4), so a reader can look at exactly its input contrast.
 PRESETS: tuple[WindowLevel, ...] = (
     WindowLevel(400.0, 50.0, "Abdomen"),
     WindowLevel(150.0, 70.0, "Liver"),
+    WindowLevel(350.0, 40.0, "Soft tissue"),
+    WindowLevel(1800.0, 400.0, "Bone"),
+    WindowLevel(1500.0, -600.0, "Lung"),
     WindowLevel(400.0, 0.0, "Model W400/L0"),
 )
+
+#: Hot key of each preset (in :data:`PRESETS` order): the digits 1-6, as in RadiAnt.
+PRESET_KEYS: dict[str, str] = {p.name: str(i + 1) for i, p in enumerate(PRESETS)}
 
 DEFAULT_WINDOW = PRESETS[0]
 
