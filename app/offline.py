@@ -90,6 +90,17 @@ def _is_allowed_name(host: object) -> bool:
         return any(h == name for h, _port in _allowed)
 
 
+def _is_client_bind(address: object) -> bool:
+    """An ephemeral-port bind while a configured DICOM association is open (pynetdicom binds
+    its client socket to ``('', 0)`` before connecting). Harmless: :func:`listen` still refuses
+    a socket bound to port 0 or to every interface, so this can only connect out, and only to
+    an endpoint :func:`allow_endpoint` let through."""
+    if not (isinstance(address, tuple) and len(address) >= 2) or address[1] != 0:
+        return False
+    with _lock:
+        return bool(_allowed)
+
+
 def _is_loopback_bind(family: int, address: object) -> bool:
     """Whether binding to ``address`` exposes the socket to this machine only.
 
@@ -174,7 +185,8 @@ def forbid_network() -> None:
         return orig["sendmsg"](self, buffers, *args)
 
     def bind(self: socket.socket, address: Any) -> Any:
-        if not (_is_loopback_bind(self.family, address) or _is_allowed_endpoint(address)):
+        if not (_is_loopback_bind(self.family, address) or _is_allowed_endpoint(address)
+                or _is_client_bind(address)):
             _refuse(f"listening address {address!r} (only loopback is allowed)")
         return orig["bind"](self, address)
 

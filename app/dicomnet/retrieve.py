@@ -35,6 +35,7 @@ from pynetdicom.sop_class import (  # type: ignore[attr-defined]  # generated na
 from app.dicomnet.errors import DicomNetError, NodeConfigError, OperationFailed, RetrieveIncomplete
 from app.dicomnet.link import DicomLink, status_text
 from app.errors import Cancelled
+from app.offline import allow_endpoint
 from app.progress import NULL_PROGRESS, Progress
 
 #: Storage SOP classes accepted on retrieval: CT (single and enhanced frames) and the objects
@@ -230,22 +231,24 @@ def _move(link: DicomLink, study_uid: str, receiver: _Receiver, progress: Progre
     _storage_contexts(scp_ae, scp=True)
     scp_ae.require_calling_aet = [link.node.ae_title]
     address = (settings.storage_scp_host, settings.storage_scp_port)
-    try:
-        server = scp_ae.start_server(address, block=False,
-                                     evt_handlers=[(evt.EVT_C_STORE, receiver)])
-    except OSError as exc:
-        raise DicomNetError(f"cannot start the storage SCP on {address[0]}:{address[1]}: "
-                            f"{exc.strerror or exc}") from exc
-    assert server is not None  # block=False returns the running server
-    try:
-        ae = link.new_ae()
-        ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
-        with link.associate("C-MOVE study", ae) as assoc:
-            return _follow(link, assoc, assoc.send_c_move(
-                _query(study_uid), settings.local_ae_title,
-                StudyRootQueryRetrieveInformationModelMove), progress, receiver)
-    finally:
-        server.shutdown()
+    # the offline guard lets the app listen only on this address, and only while the move runs
+    with allow_endpoint(*address):
+        try:
+            server = scp_ae.start_server(address, block=False,
+                                         evt_handlers=[(evt.EVT_C_STORE, receiver)])
+        except OSError as exc:
+            raise DicomNetError(f"cannot start the storage SCP on {address[0]}:{address[1]}: "
+                                f"{exc.strerror or exc}") from exc
+        assert server is not None  # block=False returns the running server
+        try:
+            ae = link.new_ae()
+            ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+            with link.associate("C-MOVE study", ae) as assoc:
+                return _follow(link, assoc, assoc.send_c_move(
+                    _query(study_uid), settings.local_ae_title,
+                    StudyRootQueryRetrieveInformationModelMove), progress, receiver)
+        finally:
+            server.shutdown()
 
 
 def _check_complete(link: DicomLink, final: Dataset | None, receiver: _Receiver,
