@@ -75,3 +75,16 @@ def test_guard_lets_only_the_configured_endpoint_through() -> None:
         assert not offline._is_local_address(socket.AF_INET, ("192.0.2.7", 104))
     finally:
         del offline._attempts[before:]  # the refusal above was deliberate
+
+
+def test_client_bind_passes_only_during_an_association_and_never_listens() -> None:
+    before = len(offline.attempts())
+    try:
+        with socket.socket() as s, pytest.raises(NetworkForbidden):
+            s.bind(("0.0.0.0", 0))  # no association open: refused
+        with allow_endpoint("127.0.0.1", 104), socket.socket() as s:
+            s.bind(("0.0.0.0", 0))  # pynetdicom's client socket, before it connects out
+            with pytest.raises(NetworkForbidden):
+                s.listen(1)  # but it can never listen on every interface
+    finally:
+        del offline._attempts[before:]  # the refusals above were deliberate
