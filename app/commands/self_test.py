@@ -144,8 +144,11 @@ def _run_steps(steps: _Steps, args: argparse.Namespace, work: Path) -> None:
         from app.case.flow import predict_study
 
         _loaded, result = predict_study(study, holder, choice)
-        if result.total_votes != len(study.pairs) or result.label not in ("responder",
-                                                                          "non-responder"):
+        # every pair has a slice result, and the votes are those of the slices that voted
+        # (all of them, or those showing tumour for a lesion-weighted model)
+        if len(result.slices) != len(study.pairs) or \
+                result.total_votes != sum(s.votes for s in result.slices) or \
+                result.label not in ("responder", "non-responder"):
             raise RuntimeError("inconsistent prediction result")
         return result, (f"{result.label}, {result.responder_votes}/{result.total_votes} votes, "
                         f"device {result.device}")
