@@ -28,6 +28,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("train", "train", "train a model on a labelled cohort"),
     ("evaluate", "evaluate", "evaluate models on a labelled cohort"),
     ("register", "register", "list, show, export, back up and verify the case register"),
+    ("pacs", "pacs", "the optional DICOM network link: echo, find, retrieve, store (off by default)"),
     ("self-test", "self_test", "offline end-to-end check of this installation"),
 )
 

@@ -10,6 +10,11 @@ every interface) and host name resolution in both directions (``getaddrinfo``,
 :class:`NetworkForbidden`. Loopback and Unix sockets stay allowed: they are not network traffic,
 and the data-parallel trainer's process group (``torchrun``/gloo) talks over 127.0.0.1.
 
+The one exception is the DICOM network link a site configures (Settings → DICOM network, off
+by default): :func:`allow_endpoint` lets connections to exactly the node's host and port through
+for the duration of a ``with`` block (an association), and the same for binding and listening on
+the storage SCP's configured address while a C-MOVE runs; nothing else.
+
 Every process the app starts runs under it: the CLI installs it for every command (the GUI
 included), and the worker processes of :mod:`app.parallel` (``spawn``: they start as fresh
 interpreters that inherit nothing) install it in their initializer. The test suite installs it
@@ -28,7 +33,8 @@ from typing import Any
 
 from app.errors import HCCError
 
-__all__ = ["NetworkForbidden", "forbid_network", "allow_network", "network_guard", "attempts"]
+__all__ = ["NetworkForbidden", "forbid_network", "allow_network", "network_guard", "attempts",
+           "allow_endpoint"]
 
 
 class NetworkForbidden(HCCError):
@@ -39,6 +45,8 @@ _LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", "ip6-loop
 _lock = threading.Lock()
 _originals: dict[str, Any] = {}
 _attempts: list[str] = []
+#: (host, port) → number of open allow_endpoint blocks; a name counts for its lookups too.
+_allowed: dict[tuple[str, int], int] = {}
 
 
 def attempts() -> list[str]:
@@ -60,6 +68,37 @@ def _is_local_host(host: object) -> bool:
     except ValueError:
         return False
     return addr.is_loopback or addr.is_unspecified
+
+
+def _norm(host: object) -> str:
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
+    return str(host).strip().lower().rstrip(".")
+
+
+def _is_allowed_endpoint(address: object) -> bool:
+    """True for the (host, port) of a configured DICOM node inside :func:`allow_endpoint`."""
+    if not (isinstance(address, tuple) and len(address) >= 2):
+        return False
+    with _lock:
+        return (_norm(address[0]), int(address[1])) in _allowed
+
+
+def _is_allowed_name(host: object) -> bool:
+    name = _norm(host)
+    with _lock:
+        return any(h == name for h, _port in _allowed)
+
+
+def _is_client_bind(address: object) -> bool:
+    """An ephemeral-port bind while a configured DICOM association is open (pynetdicom binds
+    its client socket to ``('', 0)`` before connecting). Harmless: :func:`listen` still refuses
+    a socket bound to port 0 or to every interface, so this can only connect out, and only to
+    an endpoint :func:`allow_endpoint` let through."""
+    if not (isinstance(address, tuple) and len(address) >= 2) or address[1] != 0:
+        return False
+    with _lock:
+        return bool(_allowed)
 
 
 def _is_loopback_bind(family: int, address: object) -> bool:
@@ -90,7 +129,7 @@ def _is_local_address(family: int, address: object) -> bool:
     if family == getattr(socket, "AF_UNIX", object()):
         return True
     if isinstance(address, tuple) and address:
-        return _is_local_host(address[0])
+        return _is_local_host(address[0]) or _is_allowed_endpoint(address)
     return False
 
 
@@ -146,7 +185,8 @@ def forbid_network() -> None:
         return orig["sendmsg"](self, buffers, *args)
 
     def bind(self: socket.socket, address: Any) -> Any:
-        if not _is_loopback_bind(self.family, address):
+        if not (_is_loopback_bind(self.family, address) or _is_allowed_endpoint(address)
+                or _is_client_bind(address)):
             _refuse(f"listening address {address!r} (only loopback is allowed)")
         return orig["bind"](self, address)
 
@@ -157,7 +197,9 @@ def forbid_network() -> None:
             except OSError:
                 bound = None
             # an unbound socket listens on every interface; so does one bound to 0.0.0.0
-            if not bound or not _is_loopback_bind(self.family, bound) or bound[1] == 0:
+            allowed = bool(bound) and _is_allowed_endpoint(bound)  # the configured storage SCP
+            if not allowed and (not bound or not _is_loopback_bind(self.family, bound)
+                                or bound[1] == 0):
                 _refuse(f"listening on {bound!r} (only loopback is allowed)")
         return orig["listen"](self, *args)
 
@@ -168,14 +210,15 @@ def forbid_network() -> None:
 
     def resolver(name: str) -> Callable[..., Any]:
         def resolve(host: Any, *args: Any, **kwargs: Any) -> Any:
-            if not _is_local_host(host):
+            if not (_is_local_host(host) or _is_allowed_name(host)):
                 _refuse(f"host name lookup of {host!r}")
             return orig[name](host, *args, **kwargs)
 
         return resolve
 
     def create_connection(address: Any, *args: Any, **kwargs: Any) -> Any:
-        if not (isinstance(address, tuple) and _is_local_host(address[0])):
+        if not (isinstance(address, tuple)
+                and (_is_local_host(address[0]) or _is_allowed_endpoint(address))):
             _refuse(f"connection to {address!r}")
         return orig["create_connection"](address, *args, **kwargs)
 
@@ -212,6 +255,33 @@ def allow_network() -> None:
     socket.gethostbyname = orig["gethostbyname"]
     socket.gethostbyname_ex = orig["gethostbyname_ex"]
     socket.create_connection = orig["create_connection"]
+
+
+@contextmanager
+def allow_endpoint(host: str, port: int) -> Iterator[None]:
+    """``with allow_endpoint(host, port):`` — let the guard pass connections to that endpoint.
+
+    For the DICOM node the user configured, while an association with it is open. The address
+    a host name resolves to is let through too (the connection goes to the resolved address).
+    Everything else stays blocked; blocks nest and are removed on exit.
+    """
+    keys = [(_norm(host), int(port))]
+    try:
+        resolved = _originals.get("gethostbyname", socket.gethostbyname)(host)
+        keys.append((_norm(resolved), int(port)))
+    except OSError:
+        pass  # the association will fail with "cannot reach" and say so
+    with _lock:
+        for key in keys:
+            _allowed[key] = _allowed.get(key, 0) + 1
+    try:
+        yield
+    finally:
+        with _lock:
+            for key in keys:
+                _allowed[key] -= 1
+                if not _allowed[key]:
+                    del _allowed[key]
 
 
 @contextmanager

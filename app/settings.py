@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from app.dicomnet.config import NetworkSettings
+from app.dicomnet.errors import NodeConfigError
 from app.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -63,6 +65,8 @@ class Settings:
         True once the first-start demo offer was shown (it is offered once).
     recent_folders:
         Most recent first, at most :data:`MAX_RECENT`.
+    dicom_network:
+        The optional DICOM network link (off by default, no nodes).
     """
 
     device: str = "auto"
@@ -74,6 +78,7 @@ class Settings:
     window_state: str | None = None
     demo_offered: bool = False
     recent_folders: tuple[str, ...] = field(default_factory=tuple)
+    dicom_network: NetworkSettings = field(default_factory=NetworkSettings)
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -90,6 +95,7 @@ class Settings:
     def to_dict(self) -> dict[str, Any]:
         doc = dataclasses.asdict(self)
         doc["recent_folders"] = list(self.recent_folders)
+        doc["dicom_network"] = self.dicom_network.to_dict()
         return doc
 
 
@@ -114,6 +120,12 @@ def _from_dict(doc: dict[str, Any]) -> Settings:
                 values[f.name] = tuple(value)[:MAX_RECENT]
             else:
                 log.warning("settings: ignoring invalid recent_folders")
+        elif f.name == "dicom_network":
+            try:
+                values[f.name] = NetworkSettings.from_dict(value)
+            except NodeConfigError as exc:
+                log.warning("settings: ignoring the DICOM network settings (%s); the link stays off",
+                            exc)
         elif f.name == "demo_offered":
             if isinstance(value, bool):
                 values[f.name] = value

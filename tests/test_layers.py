@@ -9,7 +9,8 @@ from pathlib import Path
 
 import app
 
-CORE_PACKAGES = ("app.dicom", "app.inference", "app.training", "app.register", "app.synthetic")
+CORE_PACKAGES = ("app.dicom", "app.inference", "app.training", "app.register", "app.synthetic",
+                 "app.export", "app.dicomnet")
 
 _PROBE = r"""
 import importlib, pkgutil, sys

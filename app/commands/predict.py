@@ -7,6 +7,9 @@ functions as the desktop app, so a result here equals the result there.
 Doubtful input is never predicted silently: a folder with several studies needs ``--study``,
 and an assignment that needs confirmation (conflicting evidence, two candidates for one phase)
 needs ``--confirm`` after the user has checked ``hcc-response scan`` (or ``--phase`` to choose).
+
+``--dicom-out DIR`` writes the result for the PACS (an SR and Grad-CAM captures, see
+:mod:`app.export`); with ``--register`` the export is recorded in the audit trail.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="record the prediction in this case register")
     parser.add_argument("--cam-dir", type=Path, default=None, metavar="DIR",
                         help="write Grad-CAM overlay PNGs (one per slice and phase) here")
+    parser.add_argument("--dicom-out", type=Path, default=None, metavar="DIR",
+                        help="write the result as DICOM (SR + Grad-CAM captures) for the PACS")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -96,9 +101,19 @@ def run(args: argparse.Namespace) -> int:
     loaded, result = predict_study(study, holder, choice, progress.sub(0.45, 0.75))
     model_history.remember(loaded)
     cam_files: list[str] = []
-    if args.cam_dir is not None:
-        cams = explain_study(study, holder, loaded, progress.sub(0.75, 0.95))
+    cams = None
+    if args.cam_dir is not None or args.dicom_out is not None:
+        cams = explain_study(study, holder, loaded, progress.sub(0.75, 0.9))
+    if args.cam_dir is not None and cams is not None:
         cam_files = [str(p) for p in export_explanations(study, cams, args.cam_dir)]
+    dicom_export = None
+    if args.dicom_out is not None and cams is not None:
+        from app.export.sources import source_files
+        from app.export.writer import export_dicom
+
+        progress.update(0.9, "writing DICOM SR and captures")
+        dicom_export = export_dicom(study, result, cams, source_files(args.folder, study),
+                                    args.dicom_out)
 
     saved = None
     if args.register is not None:
@@ -109,6 +124,11 @@ def run(args: argparse.Namespace) -> int:
         # never raises for the register: a prediction it cannot take is kept for later
         saved = record_or_keep(args.register, record)
     record_id = saved.case_id if saved is not None else None
+    if record_id is not None and dicom_export is not None:
+        from app.register import open_register
+
+        with open_register(args.register) as register:
+            register.log_event("dicom_export", dicom_export.to_dict(), prediction_id=record_id)
     progress.update(1.0, "done")
 
     doc: dict[str, Any] = {
@@ -121,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
         "register_id": record_id,
         "model_change": change.differences if change is not None else None,
         "cam_files": cam_files,
+        "dicom_export": dicom_export.to_dict() if dicom_export is not None else None,
         "elapsed_s": round(time.perf_counter() - t0, 3),
     }
     if saved is not None and saved.error is not None:
@@ -152,6 +173,9 @@ def _print_text(doc: dict[str, Any], result: PredictionResult) -> None:
         say(f"Recorded in the register as case {doc['register_id']}")
     if doc["cam_files"]:
         say(f"Grad-CAM overlays: {len(doc['cam_files'])} PNG files")
+    if doc["dicom_export"]:
+        exp = doc["dicom_export"]
+        say(f"DICOM: SR and {len(exp['capture_files'])} capture(s) written to {exp['folder']}")
     from app import INTENDED_USE
 
     say(INTENDED_USE)

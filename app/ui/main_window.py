@@ -39,6 +39,7 @@ from app.errors import HCCError
 from app.settings import Settings, load_settings
 from app.ui import dialogs, jobs
 from app.ui.case_state import CaseState
+from app.ui.pacs_actions import PacsActions
 from app.ui.register_tab import RegisterTab
 from app.ui.study_browser import StudyBrowser
 from app.ui.window_model import ModelMenus
@@ -136,6 +137,8 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
         self.act_settings = self._action("&Settings…", self.show_settings)
         self.act_about = self._action("&About HCC Response", self.show_about)
         self.act_intended = self._action("&Intended use", self.show_intended_use)
+        self.pacs = PacsActions(self)
+        self.pacs.stepDone.connect(self.stepDone)
         self.act_cam = QtGui.QAction("Heatmap (Grad-CAM)", self)
         self.act_cam.setCheckable(True)
         self.act_cam.setChecked(True)
@@ -149,7 +152,10 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
         for act in (self.act_import, self.act_demo):
             file_menu.addAction(act)
         file_menu.addSeparator()
-        for act in (self.act_pdf, self.act_csv, self.act_save_again):
+        file_menu.addAction(self.pacs.pacs_action)
+        file_menu.addSeparator()
+        for act in (self.act_pdf, self.pacs.export_action, self.pacs.send_action, self.act_csv,
+                    self.act_save_again):
             file_menu.addAction(act)
         file_menu.addSeparator()
         file_menu.addAction(self.act_quit)
@@ -307,6 +313,7 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
         self.act_pdf.setEnabled(pred is not None)
         self.act_save_again.setEnabled(bool(pred and pred.record is not None and pred.record_id is None and self.register is not None))
         self.act_csv.setEnabled(self.register is not None)
+        self.pacs.update_enabled(busy_case)
 
     # ------------------------------------------------------------------------ jobs plumbing
     def _on_job_started(self, job: Job) -> None:
@@ -548,6 +555,7 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
         self._cam_steps = set()
         result = outcome.result
         self.result_panel.set_result(result, outcome.model.description)
+        self.pacs.on_new_result()
         slices = result.slices
         self.vote_strip.set_result([s.probability for s in slices], [s.label for s in slices])
         self._update_model_label()

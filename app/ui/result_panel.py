@@ -257,6 +257,8 @@ class ResultPanel(QtWidgets.QWidget):
         self.device_label = QtWidgets.QLabel()
         self.warnings_label = QtWidgets.QLabel()
         self.warnings_label.setStyleSheet("color:#b36b00;")
+        #: Whether the result is in the PACS (DICOM SR + captures): "stored" / "not stored".
+        self.pacs_label = QtWidgets.QLabel()
         self.intended_use_label = QtWidgets.QLabel(INTENDED_USE)
         self.intended_use_label.setStyleSheet("color:gray; font-style:italic; font-size:8pt;")
         self.empty_label = QtWidgets.QLabel(NO_PREDICTION_TEXT)
@@ -275,7 +277,7 @@ class ResultPanel(QtWidgets.QWidget):
             self.busy_label, self.busy_bar, self.empty_label, self.banner_label,
             self.label_label, self.evidence_label, self.meaning_label, self.vote_label,
             self.probability_label, self.tie_label, self.model_label, self.device_label,
-            self.warnings_label,
+            self.warnings_label, self.pacs_label,
         ):
             if isinstance(w, QtWidgets.QLabel):
                 w.setWordWrap(True)
@@ -297,6 +299,7 @@ class ResultPanel(QtWidgets.QWidget):
         """Show ``result`` with its model's card (when known); ends the busy state."""
         s = ResultSummary(result, model_description)
         self._summary = s
+        self.pacs_label.setText("")  # a result shown anew has no PACS status until told
         self.set_busy(None)
         color = RESPONDER_COLOR if s.responder else NON_RESPONDER_COLOR
         if s.banner[1] == "danger":
@@ -341,9 +344,20 @@ class ResultPanel(QtWidgets.QWidget):
         self.warnings_label.setVisible(bool(s.result.warnings))
         return s
 
+    def set_pacs_status(self, text: str | None, stored: bool = False) -> None:
+        """Say whether the shown result is stored in the PACS; None hides the line.
+
+        Green when stored, red when a store failed or is only on disk: a result that the
+        tumour board will look for in the PACS must not seem to be there when it is not.
+        """
+        self.pacs_label.setText(f"<b>PACS</b> {_html(text)}" if text else "")
+        self.pacs_label.setStyleSheet("color:#1b7a1b;" if stored else "color:#b00020;")
+        self.pacs_label.setVisible(bool(text) and self._summary is not None)
+
     def clear(self) -> None:
         """Empty the panel (the intended-use notice stays)."""
         self._summary = None
+        self.pacs_label.setText("")
         self.empty_label.setText(NO_PREDICTION_TEXT)
         self._show_result_widgets(False)
         self.empty_label.setVisible(True)
@@ -373,7 +387,8 @@ class ResultPanel(QtWidgets.QWidget):
         for w in (
             self.busy_label, self.empty_label, self.banner_label, self.label_label,
             self.evidence_label, self.meaning_label, self.vote_label, self.probability_label, self.tie_label,
-            self.model_label, self.device_label, self.warnings_label, self.intended_use_label,
+            self.model_label, self.device_label, self.warnings_label, self.pacs_label,
+            self.intended_use_label,
         ):
             if not w.isHidden() and w.text():
                 parts.append(_plain(w.text()))
@@ -387,6 +402,7 @@ class ResultPanel(QtWidgets.QWidget):
             self.warnings_label,
         ):
             w.setVisible(on)
+        self.pacs_label.setVisible(on and bool(self.pacs_label.text()))
 
 
 def _html(text: str) -> str:

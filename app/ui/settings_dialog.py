@@ -14,6 +14,7 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtWidgets
 
+from app.dicomnet.errors import NodeConfigError
 from app.paths import default_register_path
 from app.settings import DEVICES, Settings
 
@@ -84,6 +85,16 @@ class SettingsDialog(QtWidgets.QDialog):
         note.setWordWrap(True)
         form.addRow(note)
 
+        from app.ui.dicom_settings import DicomNetworkBox
+
+        self.network_box = DicomNetworkBox(settings.dicom_network)
+        form.addRow(self.network_box)
+        self.error_label = QtWidgets.QLabel()
+        self.error_label.setStyleSheet("color:#b00020;")
+        self.error_label.setWordWrap(True)
+        self.error_label.setVisible(False)
+        form.addRow(self.error_label)
+
         buttons = QtWidgets.QDialogButtonBox(
             QtWidgets.QDialogButtonBox.StandardButton.Ok
             | QtWidgets.QDialogButtonBox.StandardButton.Cancel
@@ -128,6 +139,16 @@ class SettingsDialog(QtWidgets.QDialog):
         dialog.fileSelected.connect(self.register_path.setText)
         dialog.open()
 
+    def accept(self) -> None:
+        """Close only with valid DICOM network settings; otherwise say what is wrong."""
+        try:
+            self.network_box.result()
+        except NodeConfigError as exc:
+            self.error_label.setText(exc.message)
+            self.error_label.setVisible(True)
+            return
+        super().accept()
+
     def result_settings(self) -> Settings:
         """The settings as edited (unchanged fields kept)."""
         reg = self.register_path.text().strip() or None
@@ -137,4 +158,5 @@ class SettingsDialog(QtWidgets.QDialog):
             model_path=self._model_path,
             model_sha256=self._model_sha,
             register_path=reg,
+            dicom_network=self.network_box.result(),
         )
