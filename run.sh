@@ -10,7 +10,7 @@ if [ "$(uname -s)" = "Linux" ] && [ -z "${DISPLAY:-}" ] && [ -z "${WAYLAND_DISPL
 fi
 # Qt aborts with a one-line message naming the wrong library when its X11 plugin cannot load;
 # ask the dynamic linker first and print the exact packages to install (app/platform_check.py).
-if ! .venv/bin/python -m app.platform_check; then
+if ! .venv/bin/python -m app.commands.check_platform; then
   echo "run.sh: not started (see above)" >&2
   exit 2
 fi

@@ -177,16 +177,3 @@ def _unique(items: Iterable[str]) -> list[str]:
         if item not in seen:
             seen.append(item)
     return seen
-
-
-def main() -> int:
-    """``python -m app.platform_check``: print what to install; exit 2 when something is missing."""
-    report = check()
-    if report.ok:
-        return 0
-    print(report.message(), file=sys.stderr)
-    return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
