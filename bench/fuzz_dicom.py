@@ -48,6 +48,7 @@ if __package__ in (None, ""):  # run as a script: the repository root on the pat
 
 import numpy as np
 
+from bench.fuzzlib.directed import directed_predict, directed_scan
 from bench.fuzzlib.minimise import ddmin, shrink_files
 from bench.fuzzlib.mutations import Mutation, SeedInfo, apply_mutations, draw_mutation
 from bench.fuzzlib.oracle import REPO, Outcome, ScanWorker, cli_env, judge_cli, run_cli
@@ -80,6 +81,7 @@ class Options:
     predict_timeout_s: float = 300.0
     mem_limit_gb: float = 8.0
     minimise_minutes: float = 5.0
+    directed: bool = True
 
 
 @dataclass
@@ -153,7 +155,8 @@ class Campaign:
         self.env = cli_env(self.tmp / "home")
         self.mem = int(opts.mem_limit_gb * 2**30)
         self.worker = ScanWorker(opts.scan_timeout_s, self.mem)
-        self.tallies = {"scan": Tally(), "scan-cli": Tally(), "predict": Tally()}
+        self.tallies = {"directed": Tally(), "scan": Tally(), "scan-cli": Tally(),
+                        "predict": Tally()}
         self.first: dict[str, tuple[Case, Outcome]] = {}
         self.counts: dict[str, int] = {}
         self.seeds: list[SeedInfo] = []
@@ -185,7 +188,7 @@ class Campaign:
         if ident:
             uids = [*ident["copies"], ident["original"]][-3:]
             phases = ("plain", "arterial", "portal")[-len(uids):]
-            args += ["--phase", ",".join(f"{p}={u}" for p, u in zip(phases, uids))]
+            args += ["--phase", ",".join(f"{p}={u}" for p, u in zip(phases, uids, strict=False))]
         return args
 
     def run_cli_case(self, level: str, case: Case, folder: Path,
@@ -198,6 +201,17 @@ class Campaign:
         return judge_cli(level, run, facts)
 
     # -- levels --------------------------------------------------------------------------------
+
+    def directed_level(self, stop_at: float) -> None:
+        """Each hostile value of issue 14 once (:mod:`bench.fuzzlib.directed`)."""
+        for k, (seed, muts) in enumerate(directed_scan(self.seeds)):
+            if time.monotonic() >= stop_at:
+                return
+            case = Case("directed", k, seed, muts)
+            folder = self.tmp / "cases" / case.name
+            case.facts = self._materialise(case, case.mutations, folder)
+            self._record("directed", case, self.worker.run(folder))
+            shutil.rmtree(folder, ignore_errors=True)
 
     def scan_level(self, stop_at: float) -> None:
         syn = [s for s in self.seeds if s.predictable]
@@ -220,11 +234,15 @@ class Campaign:
 
     def predict_level(self, stop_at: float) -> None:
         seeds = [s for s in self.seeds if s.predictable]
+        directed = directed_predict(self.seeds) if self.o.directed else []
 
         def one(index: int) -> None:
             if time.monotonic() >= stop_at:
                 return
-            case = self._draw("predict", index, seeds, [1.0] * len(seeds), PREDICT_KINDS)
+            if index < len(directed):
+                case = Case("predict", index, *directed[index])
+            else:
+                case = self._draw("predict", index, seeds, [1.0] * len(seeds), PREDICT_KINDS)
             folder = self.tmp / "cases" / case.name
             case.facts = self._materialise(case, case.mutations, folder)
             o = self.run_cli_case("predict", case, folder, case.facts)
@@ -288,6 +306,8 @@ class Campaign:
                 self.seeds += real_seeds(self.o.shared)
             total = 60.0 * self.o.max_minutes
             scan_share = 0.6 if self.o.studies else 1.0
+            if self.o.directed:
+                self.directed_level(self.t0 + 0.2 * scan_share * total)
             self.scan_level(self.t0 + scan_share * total)
             self.predict_level(self.deadline)
             reproducers: dict[str, str] = {}
@@ -325,7 +345,7 @@ def format_table(report: Report) -> str:
     lines = [head]
     for level, t in report.tallies.items():
         ec = t.exit_codes
-        other = sum(v for k, v in ec.items() if k not in ("0", "1", "2"))
+        other = sum(v for k, v in ec.items() if k not in ("0", "1", "2", "timeout"))
         codes = f"{ec.get('0', 0)}/{ec.get('1', 0)}/{ec.get('2', 0)}/{other}"
         lines.append(f"{level:<9}{t.cases:>7}{t.files:>7}  {codes:<18}"
                      + "".join(f"{t.failures.get(c, 0):>11}" for c in cols)
@@ -356,12 +376,15 @@ def parse_args(argv: list[str] | None = None) -> Options:
     p.add_argument("--mem-limit-gb", type=float, default=8.0,
                    help="address-space limit of every scan worker and subprocess")
     p.add_argument("--minimise-minutes", type=float, default=5.0)
+    p.add_argument("--no-directed", action="store_true",
+                   help="random cases only (no pass over every hostile value first)")
     a = p.parse_args(argv)
     return Options(files=a.files, studies=a.studies, seed=a.seed, max_minutes=a.max_minutes,
                    scan_subprocess=a.scan_subprocess, predict_subprocess=a.predict_subprocess,
                    out=a.out, work=a.work, real=not a.no_real, shared=a.shared, device=a.device,
                    scan_timeout_s=a.scan_timeout, predict_timeout_s=a.predict_timeout,
-                   mem_limit_gb=a.mem_limit_gb, minimise_minutes=a.minimise_minutes)
+                   mem_limit_gb=a.mem_limit_gb, minimise_minutes=a.minimise_minutes,
+                   directed=not a.no_directed)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -112,6 +112,8 @@ class SeedInfo:
     folder: Path
     series: dict[str, list[str]]
     predictable: bool = False
+    #: phase → its files, for synthetic seeds (from the generator's truth.json)
+    phases: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def files(self) -> list[str]:
@@ -242,7 +244,7 @@ def _raw_elements(data: bytes) -> list[tuple[int, Any]]:
     if ts == _DEFLATED:
         return []
     out = []
-    for tag in ds.keys():
+    for tag in ds:
         raw = ds.get_item(tag)
         tell = getattr(raw, "value_tell", None)
         if tell is None:

@@ -14,6 +14,7 @@ instead of exhausting the shared machine, and a hang ends in a kill after the ti
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import multiprocessing as mp
@@ -98,7 +99,10 @@ def scan_in_process(folder: str) -> dict[str, Any]:
             out.update(failure="internal-error", detail=f"{type(exc).__name__}: {exc.message}",
                        signature=f"scan:internal-error:{type(exc).__name__}@{_where(exc)}")
         doc = None
-    except Exception as exc:  # noqa: BLE001 - the point: anything else is a crash
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - anything else is a crash (a decoder's Rust
+        # panic is a BaseException: pyo3_runtime.PanicException)
         out.update(exit_code=1, failure="traceback",
                    signature=f"scan:traceback:{type(exc).__name__}@{_where(exc)}",
                    detail="".join(traceback.format_exception(exc))[-4000:])
@@ -116,6 +120,7 @@ def scan_in_process(folder: str) -> dict[str, Any]:
 def _worker_main(conn: Any, mem_bytes: int) -> None:
     _set_limits(mem_bytes)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ["RUST_BACKTRACE"] = "0"  # a decoder's panic: its message, not 60 frames
     while True:
         try:
             folder = conn.recv()
@@ -155,8 +160,9 @@ class ScanWorker:
         if self._conn.poll(self.timeout_s + grace):
             try:
                 r = self._conn.recv()
-            except EOFError:
+            except EOFError:  # the worker died: let it finish dying to read its exit code
                 r = None
+                self._proc.join(5)
             if r is not None:
                 return Outcome("scan", r["exit_code"], r["seconds"], r["max_rss_kb"],
                                r["failure"], r["signature"], r["detail"])
@@ -176,10 +182,8 @@ class ScanWorker:
         if kill:
             self._proc.kill()
         else:
-            try:
+            with contextlib.suppress(OSError):
                 self._conn.send(None)
-            except OSError:
-                pass
         self._proc.join(10)
         self._conn.close()
         self._proc = None
@@ -207,6 +211,7 @@ def cli_env(home: Path) -> dict[str, str]:
     env["QT_QPA_PLATFORM"] = "offscreen"
     env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("MKL_NUM_THREADS", "1")
+    env["RUST_BACKTRACE"] = "0"
     return env
 
 

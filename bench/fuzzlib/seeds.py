@@ -9,6 +9,7 @@ time on many cases, not on big ones. The same seed number gives the same files.
 
 from __future__ import annotations
 
+import json
 import shutil
 import warnings
 from pathlib import Path
@@ -56,8 +57,11 @@ def synthetic_seeds(work: Path, seed: int, syntaxes: tuple[str, ...] = ("explici
             shutil.rmtree(dest)
         shutil.move(str(study), dest)
         shutil.rmtree(cohort)
-        (dest / "truth.json").unlink(missing_ok=True)
-        out.append(SeedInfo(f"syn-{ts}", dest, _series_of(dest), predictable=True))
+        truth = json.loads((dest / "truth.json").read_text())
+        (dest / "truth.json").unlink()
+        phases = {s["phase"]: s["files"] for s in truth["series"].values() if s.get("files")}
+        out.append(SeedInfo(f"syn-{ts}", dest, _series_of(dest), predictable=True,
+                            phases=phases))
     return out
 
 
