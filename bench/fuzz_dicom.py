@@ -115,6 +115,7 @@ class Tally:
     max_rss_kb: int = 0
     seconds: float = 0.0
     refusals_without_json: int = 0
+    wall_s: float = 0.0
 
     def add(self, o: Outcome, files: int) -> None:
         self.cases += 1
@@ -306,10 +307,14 @@ class Campaign:
                 self.seeds += real_seeds(self.o.shared)
             total = 60.0 * self.o.max_minutes
             scan_share = 0.6 if self.o.studies else 1.0
-            if self.o.directed:
-                self.directed_level(self.t0 + 0.2 * scan_share * total)
-            self.scan_level(self.t0 + scan_share * total)
-            self.predict_level(self.deadline)
+            for level, step in (("directed", lambda: self.directed_level(
+                                    self.t0 + 0.2 * scan_share * total) if self.o.directed
+                                    else None),
+                                ("scan", lambda: self.scan_level(self.t0 + scan_share * total)),
+                                ("predict", lambda: self.predict_level(self.deadline))):
+                t = time.monotonic()
+                step()
+                self.tallies[level].wall_s = time.monotonic() - t
             reproducers: dict[str, str] = {}
             self.o.out.mkdir(parents=True, exist_ok=True)
             min_deadline = time.monotonic() + 60.0 * self.o.minimise_minutes
@@ -341,7 +346,8 @@ def format_table(report: Report) -> str:
     cols = ("traceback", "internal-error", "timeout", "signal", "bad-exit", "no-message",
             "invalid-json", "nonfinite", "silent-identical-series")
     head = (f"{'level':<9}{'cases':>7}{'files':>7}  {'exit 0/1/2/other':<18}"
-            + "".join(f"{c[:10]:>11}" for c in cols) + f"{'maxRSS MB':>10}{'no-JSON':>8}")
+            + "".join(f"{c[:10]:>11}" for c in cols) + f"{'maxRSS MB':>10}{'no-JSON':>8}"
+            + f"{'wall s':>8}")
     lines = [head]
     for level, t in report.tallies.items():
         ec = t.exit_codes
@@ -349,7 +355,8 @@ def format_table(report: Report) -> str:
         codes = f"{ec.get('0', 0)}/{ec.get('1', 0)}/{ec.get('2', 0)}/{other}"
         lines.append(f"{level:<9}{t.cases:>7}{t.files:>7}  {codes:<18}"
                      + "".join(f"{t.failures.get(c, 0):>11}" for c in cols)
-                     + f"{t.max_rss_kb / 1024:>10.0f}{t.refusals_without_json:>8}")
+                     + f"{t.max_rss_kb / 1024:>10.0f}{t.refusals_without_json:>8}"
+                     + f"{t.wall_s:>8.0f}")
     lines.append(f"seeds: {', '.join(report.seeds)}; {report.seconds:.0f} s in all")
     for sig, n in report.signatures.items():
         lines.append(f"  {n:>5} x {sig}  -> {report.reproducers.get(sig, '(not minimised)')}")

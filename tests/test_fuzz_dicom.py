@@ -26,7 +26,7 @@ from bench.fuzzlib.seeds import SHARED_DATA, synthetic_seeds
 def test_short_fuzz_campaign_has_no_crash_hang_or_silent_nan(tmp_path: Path) -> None:
     opts = Options(files=300, studies=3, seed=14, max_minutes=15.0, scan_subprocess=4,
                    predict_subprocess=2, out=tmp_path / "fuzz-out", work=tmp_path,
-                   real=SHARED_DATA.is_dir(), minimise_minutes=1.0, device="cpu")
+                   real=SHARED_DATA.is_dir(), minimise_minutes=0.5, device="cpu")
     report = Campaign(opts).run()
     table = format_table(report)
     scan, cli, predict = (report.tallies[k] for k in ("scan", "scan-cli", "predict"))
