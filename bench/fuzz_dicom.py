@@ -189,7 +189,9 @@ class Campaign:
         if ident:
             uids = [*ident["copies"], ident["original"]][-3:]
             phases = ("plain", "arterial", "portal")[-len(uids):]
-            args += ["--phase", ",".join(f"{p}={u}" for p, u in zip(phases, uids, strict=False))]
+            args += ["--phase", ",".join(f"{p}={u}" for p, u in zip(phases, uids, strict=True))]
+            if ident.get("confirm"):  # the user accepts: the result must still carry a warning
+                args.append("--confirm")
         return args
 
     def run_cli_case(self, level: str, case: Case, folder: Path,
@@ -356,7 +358,7 @@ def format_table(report: Report) -> str:
         lines.append(f"{level:<9}{t.cases:>7}{t.files:>7}  {codes:<18}"
                      + "".join(f"{t.failures.get(c, 0):>11}" for c in cols)
                      + f"{t.max_rss_kb / 1024:>10.0f}{t.refusals_without_json:>8}"
-                     + f"{t.wall_s:>8.0f}")
+                     + (f"{t.wall_s:>8.0f}" if t.wall_s else f"{'(in scan)':>10}"))
     lines.append(f"seeds: {', '.join(report.seeds)}; {report.seconds:.0f} s in all")
     for sig, n in report.signatures.items():
         lines.append(f"  {n:>5} x {sig}  -> {report.reproducers.get(sig, '(not minimised)')}")

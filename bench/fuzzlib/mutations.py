@@ -142,6 +142,7 @@ def draw_mutation(rng: np.random.Generator, seed: SeedInfo, kinds: dict[str, flo
         files = tuple(seed.series[_choice(rng, sorted(seed.series))])
         return Mutation(kind, files, {"copies": int(rng.integers(1, 3)),
                                       "force_phases": bool(rng.random() < 0.5),
+                                      "confirm": bool(rng.random() < 0.5),
                                       "seed": int(rng.integers(2**31))})
     if kind == "duplicate_file":
         return Mutation(kind, one, {})
@@ -328,14 +329,15 @@ def _file_step(case_dir: Path, m: Mutation, facts: dict[str, Any]) -> None:
             if ds.SeriesInstanceUID not in copies:
                 copies.append(str(ds.SeriesInstanceUID))
     if m.params.get("force_phases") and originals and copies:
-        facts["identical_series"] = {"original": originals[0], "copies": copies}
+        facts["identical_series"] = {"original": originals[0], "copies": copies,
+                                     "confirm": bool(m.params.get("confirm"))}
 
 
 def apply_mutations(seed_dir: Path, case_dir: Path, mutations: list[Mutation]) -> dict[str, Any]:
     """Copy ``seed_dir`` to ``case_dir`` and apply ``mutations``; returns facts for the oracle.
 
     Facts: ``identical_series`` (the original and copied series UIDs when a copy asks for the
-    phases to be forced onto them), ``noop`` (indices of mutations that found nothing to change).
+    phases to be forced onto them, and whether to ``--confirm`` that), ``noop`` (indices of mutations that found nothing to change).
     """
     if case_dir.exists():
         shutil.rmtree(case_dir)
