@@ -211,11 +211,12 @@ def _set_keyword(ds: Any, keyword: str, value: Any) -> None:
     if isinstance(value, str) and vr in {"DS", "IS"}:
         # the raw text goes to the file as written: pydicom would reformat or refuse NaN/Inf
         from pydicom.dataelem import RawDataElement
+        from pydicom.tag import Tag
 
         raw = value.encode("ascii")
         raw += b" " if len(raw) % 2 else b""
         implicit = bool(ds.original_encoding[0])
-        ds._dict[tag] = RawDataElement(tag, vr, len(raw), raw, 0, implicit, True)
+        ds._dict[tag] = RawDataElement(Tag(tag), vr, len(raw), raw, 0, implicit, True)
         return
     ds[tag] = DataElement(tag, vr, value)
 

@@ -13,6 +13,7 @@ import json
 import shutil
 import warnings
 from pathlib import Path
+from typing import Literal
 
 from bench.fuzzlib.mutations import SeedInfo
 
@@ -31,8 +32,12 @@ def _series_of(folder: Path) -> dict[str, list[str]]:
     return groups
 
 
-def synthetic_seeds(work: Path, seed: int, syntaxes: tuple[str, ...] = ("explicit", "rle",
-                                                                         "jpeg2000")) -> list[SeedInfo]:
+Syntax = Literal["explicit", "rle", "jpeg2000"]
+
+
+def synthetic_seeds(work: Path, seed: int,
+                    syntaxes: tuple[Syntax, ...] = ("explicit", "rle", "jpeg2000")
+                    ) -> list[SeedInfo]:
     """One synthetic patient per transfer syntax (skipping a syntax that cannot be encoded)."""
     from app.synthetic.cohort import generate_cohort
     from app.synthetic.options import StudyOptions
