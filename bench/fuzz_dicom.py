@@ -137,6 +137,9 @@ class Report:
     reproducers: dict[str, str]
     seconds: float
     seeds: list[str]
+    #: the subprocesses' per-user log after the run: total bytes and the longest line (item 8)
+    log_bytes: int = 0
+    log_longest_line: int = 0
 
     def failed(self) -> int:
         return sum(self.signatures.values())
@@ -325,12 +328,24 @@ class Campaign:
                                              / max(1, len(self.first) - len(reproducers)))
                 reproducers[signature] = str(self.minimise(signature, case, outcome, per))
             report = Report(self.tallies, dict(sorted(self.counts.items())), reproducers,
-                            time.monotonic() - self.t0, [s.name for s in self.seeds])
+                            time.monotonic() - self.t0, [s.name for s in self.seeds],
+                            *_log_size(self.tmp / "home"))
             (self.o.out / "summary.json").write_text(json.dumps(report.to_dict(), indent=2))
             return report
         finally:
             self.worker.close()
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _log_size(home: Path) -> tuple[int, int]:
+    """Total size and longest line of the log files the subprocesses wrote under ``home``."""
+    total, longest = 0, 0
+    for p in home.rglob("*.log*"):
+        if p.is_file():
+            total += p.stat().st_size
+            with open(p, "rb") as f:
+                longest = max([longest, *(len(line) for line in f)])
+    return total, longest
 
 
 def _slug(signature: str) -> str:
@@ -359,7 +374,9 @@ def format_table(report: Report) -> str:
                      + "".join(f"{t.failures.get(c, 0):>11}" for c in cols)
                      + f"{t.max_rss_kb / 1024:>10.0f}{t.refusals_without_json:>8}"
                      + (f"{t.wall_s:>8.0f}" if t.wall_s else f"{'(in scan)':>10}"))
-    lines.append(f"seeds: {', '.join(report.seeds)}; {report.seconds:.0f} s in all")
+    lines.append(f"seeds: {', '.join(report.seeds)}; {report.seconds:.0f} s in all; "
+                 f"per-user log of the subprocesses {report.log_bytes / 1e6:.2f} MB, longest "
+                 f"line {report.log_longest_line} bytes")
     for sig, n in report.signatures.items():
         lines.append(f"  {n:>5} x {sig}  -> {report.reproducers.get(sig, '(not minimised)')}")
     return "\n".join(lines)

@@ -19,7 +19,9 @@ from bench.fuzzlib.mutations import (
 
 
 def _slice(seed: SeedInfo, phase: str = "portal") -> tuple[str, ...]:
-    """One slice about two thirds down the series: inside the liver of the synthetic studies."""
+    """The slice with the most liver (else one two thirds down the series)."""
+    if phase in seed.focus:
+        return (seed.focus[phase],)
     files = seed.phases.get(phase) or seed.files
     return (files[(2 * len(files)) // 3],)
 

@@ -114,6 +114,8 @@ class SeedInfo:
     predictable: bool = False
     #: phase → its files, for synthetic seeds (from the generator's truth.json)
     phases: dict[str, list[str]] = field(default_factory=dict)
+    #: phase → the slice with the most liver (a value there reaches the model's vote)
+    focus: dict[str, str] = field(default_factory=dict)
 
     @property
     def files(self) -> list[str]:

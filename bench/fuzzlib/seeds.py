@@ -64,9 +64,13 @@ def synthetic_seeds(work: Path, seed: int,
         shutil.rmtree(cohort)
         truth = json.loads((dest / "truth.json").read_text())
         (dest / "truth.json").unlink()
-        phases = {s["phase"]: s["files"] for s in truth["series"].values() if s.get("files")}
+        axial = [s for s in truth["series"].values() if s.get("files")]
+        phases = {s["phase"]: s["files"] for s in axial}
+        focus = {s["phase"]: s["files"][max(range(len(s["files"])),
+                                            key=lambda i, s=s: s["liver_area_mm2"][i])]
+                 for s in axial if len(s.get("liver_area_mm2") or []) == len(s["files"])}
         out.append(SeedInfo(f"syn-{ts}", dest, _series_of(dest), predictable=True,
-                            phases=phases))
+                            phases=phases, focus=focus))
     return out
 
 
