@@ -1,9 +1,11 @@
 """A short deterministic fuzzing run (issue 14) and checks of the harness itself.
 
-The campaign (``bench/fuzz_dicom.py``) mutates small synthetic studies and the real files of
-``../shared/data`` (where present): about 300 mutated files scanned and assembled in a worker
-process, a few of them through ``python -m app scan --json`` as well, and three mutated studies
-through ``python -m app predict --json``. Nothing may end in a traceback, an internal error, a
+The campaign (``bench/fuzz_dicom.py``) first puts every hostile header value of issue 14 on a
+synthetic study once (the directed pass), then mutates small synthetic studies and the real
+files of ``../shared/data`` (where present) at random: about 300 mutated files scanned and
+assembled in a worker process, four of them through ``python -m app scan --json`` as well, and
+three mutated studies (NaN slope, PixelSpacing 1e308, identical series forced onto the three
+phases) through ``python -m app predict --json``. Nothing may end in a traceback, an internal error, a
 hang, an exit status other than 0/2 with a message, invalid JSON or a non-finite score. The long
 run (≥ 10,000 files, ≥ 200 predict folders) is the same script with bigger numbers.
 """
@@ -17,6 +19,7 @@ import numpy as np
 import pytest
 
 from bench.fuzz_dicom import SCAN_KINDS, Campaign, Options, format_table
+from bench.fuzzlib.directed import directed_scan
 from bench.fuzzlib.minimise import ddmin
 from bench.fuzzlib.mutations import Mutation, apply_mutations, draw_mutation
 from bench.fuzzlib.oracle import CliRun, judge_cli
@@ -27,10 +30,12 @@ def test_short_fuzz_campaign_has_no_crash_hang_or_silent_nan(tmp_path: Path) -> 
     opts = Options(files=300, studies=3, seed=14, max_minutes=15.0, scan_subprocess=4,
                    predict_subprocess=2, out=tmp_path / "fuzz-out", work=tmp_path,
                    real=SHARED_DATA.is_dir(), minimise_minutes=0.5, device="cpu")
-    report = Campaign(opts).run()
+    campaign = Campaign(opts)
+    report = campaign.run()
     table = format_table(report)
     scan, cli, predict = (report.tallies[k] for k in ("scan", "scan-cli", "predict"))
     # the counts were reached, not cut short by the time bound
+    assert report.tallies["directed"].cases == len(directed_scan(campaign.seeds)) > 50, table
     assert scan.files >= 300, table
     assert predict.cases == 3 and cli.cases == 4, table
     assert report.signatures == {}, "failures (reproducers in the paths shown):\n" + table
