@@ -118,6 +118,10 @@ def scan_in_process(folder: str) -> dict[str, Any]:
 
 
 def _worker_main(conn: Any, mem_bytes: int) -> None:
+    import logging
+
+    # the app's warnings are in the scan result; Python's last-resort handler would print them
+    logging.getLogger().addHandler(logging.NullHandler())
     _set_limits(mem_bytes)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ["RUST_BACKTRACE"] = "0"  # a decoder's panic: its message, not 60 frames
