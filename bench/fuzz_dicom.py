@@ -15,7 +15,9 @@ NumberOfFrames, HTML in descriptions and names, identical series copies) from a 
 seeded by (``--seed``, level, case number): the same seed gives the same cases, and a run cut
 short by ``--max-minutes`` is a prefix of the full one.
 
-Two levels:
+Two levels, after a directed pass (``--no-directed`` skips it) that puts every hostile header
+value of issue 14 on a synthetic study once (:mod:`bench.fuzzlib.directed`; the first predict
+cases are directed too: NaN slope, PixelSpacing 1e308, identical series forced on the phases …):
 
 * scan: mutated copies of a seed folder until ``--files`` mutated files; each one scanned and
   assembled in a worker process (the calls of ``hcc-response scan``), and a sample of
@@ -23,8 +25,12 @@ Two levels:
 * predict: ``--studies`` mutated synthetic studies through ``python -m app predict DIR --json``
   (``--predict-subprocess`` at once, the bundled demo model, ``--device``), each with a timeout.
 
-It prints a table (exit codes, tracebacks, internal errors, timeouts, max RSS, non-finite
-results, invalid JSON) and, for each distinct failure, writes a minimised reproducer to
+Every worker and subprocess runs under an address-space limit (``--mem-limit-gb``, default 8):
+a declared 65535 x 65535 volume fails there as a ``MemoryError`` instead of pushing the shared
+machine into swap or the OOM killer. It prints a table (exit codes, tracebacks, internal
+errors, timeouts, max RSS from ``wait4``, non-finite results, invalid JSON, refusals without a
+JSON error document, the size and longest line of the per-user log) and, for each distinct
+failure, writes a minimised reproducer to
 ``--out``: ``case/`` (the smallest file set), ``mutations.json`` and ``README.txt`` with the
 command that shows the failure. Exit status 0 when nothing failed, 1 otherwise.
 """
