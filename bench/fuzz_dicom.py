@@ -57,7 +57,15 @@ import numpy as np
 from bench.fuzzlib.directed import directed_predict, directed_scan
 from bench.fuzzlib.minimise import ddmin, shrink_files
 from bench.fuzzlib.mutations import Mutation, SeedInfo, apply_mutations, draw_mutation
-from bench.fuzzlib.oracle import REPO, Outcome, ScanWorker, cli_env, judge_cli, run_cli
+from bench.fuzzlib.oracle import (
+    REPO,
+    Outcome,
+    ScanWorker,
+    cli_env,
+    judge_cli,
+    reason_class,
+    run_cli,
+)
 from bench.fuzzlib.seeds import SHARED_DATA, real_seeds, synthetic_seeds
 
 #: Mutation kinds and weights per level. Predict cases favour the semantic mutations (values,
@@ -122,6 +130,8 @@ class Tally:
     seconds: float = 0.0
     refusals_without_json: int = 0
     wall_s: float = 0.0
+    #: why cases were refused (exit 2), reasons with numbers and paths blanked
+    refusals: dict[str, int] = field(default_factory=dict)
 
     def add(self, o: Outcome, files: int) -> None:
         self.cases += 1
@@ -134,6 +144,9 @@ class Tally:
         self.seconds += o.seconds
         if o.json_on_refusal is False:
             self.refusals_without_json += 1
+        if o.exit_code == 2 and not o.failure and o.detail:
+            why = reason_class(o.detail)
+            self.refusals[why] = self.refusals.get(why, 0) + 1
 
 
 @dataclass
@@ -383,6 +396,11 @@ def format_table(report: Report) -> str:
     lines.append(f"seeds: {', '.join(report.seeds)}; {report.seconds:.0f} s in all; "
                  f"per-user log of the subprocesses {report.log_bytes / 1e6:.2f} MB, longest "
                  f"line {report.log_longest_line} bytes")
+    for level, t in report.tallies.items():
+        top = sorted(t.refusals.items(), key=lambda kv: -kv[1])[:3]
+        if top:
+            lines.append(f"{level} refusals, most frequent: "
+                         + "; ".join(f"{n} x {why}" for why, n in top))
     for sig, n in report.signatures.items():
         lines.append(f"  {n:>5} x {sig}  -> {report.reproducers.get(sig, '(not minimised)')}")
     return "\n".join(lines)

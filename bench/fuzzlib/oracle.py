@@ -93,8 +93,10 @@ def scan_in_process(folder: str) -> dict[str, Any]:
                                          for st, o in outcomes})
             if result.problem:
                 out["exit_code"] = 2
+                out["detail"] = str(result.problem)
     except HCCError as exc:
         out["exit_code"] = exc.exit_code
+        out["detail"] = exc.message
         if exc.exit_code != 2:
             out.update(failure="internal-error", detail=f"{type(exc).__name__}: {exc.message}",
                        signature=f"scan:internal-error:{type(exc).__name__}@{_where(exc)}")
@@ -115,6 +117,15 @@ def scan_in_process(folder: str) -> dict[str, Any]:
     out["seconds"] = time.perf_counter() - t0
     out["max_rss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return out
+
+
+_NUMBERS = re.compile(r"[0-9][0-9.eE+-]*")
+
+
+def reason_class(text: str) -> str:
+    """A refusal's reason with paths, UIDs and numbers blanked, to count reasons alike."""
+    text = re.sub(r"(/[^\s:,'\"]+)+", "PATH", text)
+    return _NUMBERS.sub("#", text)[:100]
 
 
 def _worker_main(conn: Any, mem_bytes: int) -> None:
@@ -282,6 +293,7 @@ def judge_cli(level: str, run: CliRun, facts: dict[str, Any]) -> Outcome:
         return o
     if rc == 2:
         o.json_on_refusal = bool(run.stdout.strip())
+        o.detail = run.stderr.strip().splitlines()[-1]
     if not run.stdout.strip():
         if rc == 0:
             o.failure, o.signature, o.detail = "invalid-json", f"{level}:invalid-json:empty", ""
