@@ -15,6 +15,8 @@ import warnings
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from bench.fuzzlib.mutations import SeedInfo
 
 #: The real public DICOM of the project (tests read it from ../shared/data too).
@@ -66,8 +68,7 @@ def synthetic_seeds(work: Path, seed: int,
         (dest / "truth.json").unlink()
         axial = [s for s in truth["series"].values() if s.get("files")]
         phases = {s["phase"]: s["files"] for s in axial}
-        focus = {s["phase"]: s["files"][max(range(len(s["files"])),
-                                            key=lambda i, s=s: s["liver_area_mm2"][i])]
+        focus = {s["phase"]: s["files"][int(np.argmax(s["liver_area_mm2"]))]
                  for s in axial if len(s.get("liver_area_mm2") or []) == len(s["files"])}
         out.append(SeedInfo(f"syn-{ts}", dest, _series_of(dest), predictable=True,
                             phases=phases, focus=focus))
