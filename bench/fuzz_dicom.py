@@ -105,6 +105,7 @@ class Case:
     seed: SeedInfo
     mutations: list[Mutation]
     facts: dict[str, Any] = field(default_factory=dict)
+    confirm: bool = False
 
     @property
     def name(self) -> str:
@@ -193,7 +194,11 @@ class Campaign:
         w = np.array(weights) / sum(weights)
         seed = seeds[int(rng.choice(len(seeds), p=w))]
         n = int(rng.integers(1, 4))
-        return Case(level, index, seed, [draw_mutation(rng, seed, kinds) for _ in range(n)])
+        case = Case(level, index, seed, [draw_mutation(rng, seed, kinds) for _ in range(n)])
+        # half the predict cases accept an assignment that needs confirmation, as a user would
+        # after checking it: the mutation then reaches the model instead of the question
+        case.confirm = bool(rng.random() < 0.5)
+        return case
 
     def _materialise(self, case: Case, mutations: list[Mutation], where: Path) -> dict[str, Any]:
         return apply_mutations(case.seed.folder, where, mutations)
@@ -205,21 +210,24 @@ class Campaign:
                 self.counts[o.signature] = self.counts.get(o.signature, 0) + 1
                 self.first.setdefault(o.signature, (case, o))
 
-    def _predict_args(self, folder: Path, facts: dict[str, Any]) -> list[str]:
+    def _predict_args(self, folder: Path, facts: dict[str, Any], confirm: bool) -> list[str]:
         args = ["predict", str(folder), "--json", "--quiet", "--device", self.o.device]
         ident = facts.get("identical_series")
         if ident:
             uids = [*ident["copies"], ident["original"]][-3:]
             phases = ("plain", "arterial", "portal")[-len(uids):]
             args += ["--phase", ",".join(f"{p}={u}" for p, u in zip(phases, uids, strict=True))]
-            if ident.get("confirm"):  # the user accepts: the result must still carry a warning
-                args.append("--confirm")
+            # the user accepts: the result must still carry a warning
+            confirm = bool(ident.get("confirm"))
+        if confirm:
+            args.append("--confirm")
         return args
 
     def run_cli_case(self, level: str, case: Case, folder: Path,
                      facts: dict[str, Any]) -> Outcome:
         if level == "predict":
-            args, timeout = self._predict_args(folder, facts), self.o.predict_timeout_s
+            args = self._predict_args(folder, facts, case.confirm)
+            timeout = self.o.predict_timeout_s
         else:
             args, timeout = ["scan", str(folder), "--json"], self.o.scan_timeout_s
         run = run_cli(args, timeout, self.env, self.mem, self.tmp / "logs" / case.name)
@@ -306,7 +314,7 @@ class Campaign:
             shutil.copytree(full, dest / "case")
         shutil.rmtree(full, ignore_errors=True)
         (dest / "case").mkdir(parents=True, exist_ok=True)
-        args = (self._predict_args(dest / "case", facts) if level == "predict"
+        args = (self._predict_args(dest / "case", facts, case.confirm) if level == "predict"
                 else ["scan", str(dest / "case"), "--json"])
         command = (f"cd {REPO} && PYTHONPATH=$PWD HCC_RESPONSE_HOME=$(mktemp -d) "
                    f"{sys.executable} -m app " + " ".join(_quote(a) for a in args))
