@@ -78,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
     study = open_study(args.folder, overrides, args.study, progress.sub(0.0, 0.4),
                        patient=args.patient)
     problem = confirmation_problem(study)
-    if problem and not args.confirm and not overrides:
+    # --phase does not stand in for --confirm: the assembly leaves out the doubts that the
+    # overrides answer (a phase the user chose), so what is left still needs confirming.
+    if problem and not args.confirm:
         raise InputError(f"the phase assignment needs confirmation ({problem}); check it with "
                          f"'hcc-response scan {args.folder}' and rerun with --confirm or --phase")
 
@@ -120,6 +122,7 @@ def run(args: argparse.Namespace) -> int:
         from app.register.pending import record_or_keep
 
         record = make_record(study, result, overrides=overrides or {},
+                             warnings_shown=study.warnings,
                              source_folder=str(args.folder.resolve()))
         # never raises for the register: a prediction it cannot take is kept for later
         saved = record_or_keep(args.register, record)
@@ -136,6 +139,7 @@ def run(args: argparse.Namespace) -> int:
         "patient_id": study.patient_id,
         "study_uid": study.study_uid,
         "assignment": dict(study.assignment),
+        "warnings": list(study.warnings),
         "liver_range_mm": {p: list(r) for p, r in study.liver_range_mm.items()},
         "prediction": result.to_dict(),
         "register_id": record_id,
@@ -161,6 +165,8 @@ def _print_text(doc: dict[str, Any], result: PredictionResult) -> None:
     say(f"Patient {doc['patient_id']}  study {doc['study_uid']}")
     for phase, uid in doc["assignment"].items():
         say(f"  {phase:<8} {uid}")
+    for w in doc["warnings"]:  # the assembly's warnings (shown, and recorded as shown)
+        say(f"  warning: {w}")
     say(f"Result: {result.label.upper()}  ({result.responder_votes} of {result.total_votes} "
           f"slices vote responder, mean probability {result.mean_probability:.2f})")
     if result.tie:
