@@ -85,10 +85,11 @@ def _decode_file(
                 slope, intercept = _rescale_of(ds, ref.frame)
                 # One pass: cast into the preallocated row, then scale in place (no temporaries).
                 np.copyto(out[row], arr, casting="unsafe")
-                if slope != 1.0:
-                    out[row] *= np.float32(slope)
-                if intercept != 0.0:
-                    out[row] += np.float32(intercept)
+                with np.errstate(over="ignore", invalid="ignore"):  # _check_hu names it
+                    if slope != 1.0:
+                        out[row] *= np.float32(slope)
+                    if intercept != 0.0:
+                        out[row] += np.float32(intercept)
             _check_hu(out[row], path, ref.frame)
     except VolumeLoadError:
         raise
