@@ -16,7 +16,7 @@ from pydicom.uid import JPEG2000Lossless, RLELossless
 
 from app.cli import main
 from app.dicom.errors import DicomError, VolumeLoadError
-from app.dicom.limits import ImplausibleGeometry, MAX_ROWS
+from app.dicom.limits import MAX_ROWS, ImplausibleGeometry
 from app.dicom.scan import scan_folder
 from app.dicom.volume import load_volume
 
