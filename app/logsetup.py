@@ -107,7 +107,14 @@ class TidyHandler(logging.Handler):
         for r in out:
             self.target.handle(r)
 
+    def _target_open(self) -> bool:
+        """False once the target's stream is closed (at interpreter exit, stderr may be)."""
+        stream = getattr(self.target, "stream", None)
+        return not bool(getattr(stream, "closed", False))
+
     def flush(self) -> None:
+        if not self._target_open():
+            return
         with self._tidy_lock:
             note = self._pending_note()
         if note is not None:

@@ -106,3 +106,23 @@ def test_other_handlers_see_the_record_unchanged(
     finally:
         logger.removeHandler(keep)
     assert seen == ["y" * 5000]
+
+
+def test_flush_after_the_stream_closed_is_silent(capsys: pytest.CaptureFixture[str]) -> None:
+    """At interpreter exit logging flushes every handler; stderr may be closed by then."""
+    import io
+
+    stream = io.StringIO()
+    tidy = TidyHandler(logging.StreamHandler(stream))
+    logger = logging.getLogger("hostile.closed")
+    logger.propagate = False
+    logger.addHandler(tidy)
+    try:
+        logger.warning("twice")
+        logger.warning("twice")
+        stream.close()
+        tidy.flush()
+        tidy.close()
+    finally:
+        logger.removeHandler(tidy)
+    assert "Logging error" not in capsys.readouterr().err

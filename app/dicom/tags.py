@@ -445,7 +445,7 @@ def read_header(path: Path) -> Header | FileProblem:
     try:
         return _read_open(_open_source(fp, path))
     except Exception as exc:  # a malformed file must end as "rejected", never stop the scan
-        return FileProblem("rejected", f"unreadable DICOM: {type(exc).__name__}: {exc}")
+        return FileProblem("rejected", f"unreadable DICOM: {type(exc).__name__}: {str(exc)[:300]}")
     finally:
         fp.close()
 
@@ -707,11 +707,11 @@ def _parse_file(src: _Source) -> _Parsed | FileProblem:
         try:
             parsed = _parse_source(src, True, _scan_tag_ints())
         except Exception as exc:
-            return FileProblem("rejected", f"unreadable DICOM: {type(exc).__name__}: {exc}")
+            return FileProblem("rejected", f"unreadable DICOM: {type(exc).__name__}: {str(exc)[:300]}")
         parsed.forced = True
         return parsed
     except Exception as exc:
-        return FileProblem("rejected", f"unreadable DICOM: {type(exc).__name__}: {exc}")
+        return FileProblem("rejected", f"unreadable DICOM: {type(exc).__name__}: {str(exc)[:300]}")
 
 
 def _image_class(v: dict[str, Any], ds: Dataset, meta: Mapping[int, Any],
