@@ -41,6 +41,8 @@ def _rejected(folder: Path) -> dict[str, str]:
 CASES: list[tuple[dict[str, Any], tuple[str, ...]]] = [
     ({"Rows": 20000, "Columns": 20000}, ("image size", "20000")),
     ({"Rows": 65535}, ("image size", "65535")),
+    ({"NumberOfFrames": 1000000}, ("NumberOfFrames", "1000000")),
+    ({"NumberOfFrames": -3}, ("NumberOfFrames", "-3")),
     ({"BitsAllocated": 12}, ("BitsAllocated", "12")),
     ({"BitsStored": 17}, ("BitsStored", "17")),
     ({"SamplesPerPixel": 3}, ("SamplesPerPixel",)),
