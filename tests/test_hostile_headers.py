@@ -92,6 +92,16 @@ def test_plausible_values_pass(tmp_path: Path) -> None:
     assert _rejected(tmp_path) == {}
 
 
+def test_32_bit_stored_values_are_judged_by_the_loader(tmp_path: Path) -> None:
+    """32-bit stored values span ±2e9 in theory; real ones are checked after decoding."""
+    from app.dicom.limits import rescale_problem
+
+    assert rescale_problem(1.0, -1024.0, 32, True) is None
+    assert rescale_problem(1.0, -1024.0, 16, False) is None
+    assert rescale_problem(2.0, 0.0, 16, False) is not None  # 0..131070 HU
+    assert rescale_problem(float("nan"), 0.0, 32, True) is not None
+
+
 def test_scan_cli_lists_the_rejections_in_json(tmp_path: Path,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     paths = write_series(tmp_path, SeriesSpec(n=8))

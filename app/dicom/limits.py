@@ -154,8 +154,9 @@ def rescale_problem(slope: float | None, intercept: float | None, bits_stored: i
     """Why a RescaleSlope/RescaleIntercept cannot give HU (None: they can, or are absent).
 
     Checks that both are finite, that the slope is not 0, and that the stored values' range
-    (from BitsStored and PixelRepresentation) maps into ±:data:`MAX_ABS_HU`; a float32 volume
-    would otherwise hold infinities (RescaleIntercept 1e308) or NaN (RescaleSlope NaN).
+    (from BitsStored and PixelRepresentation, up to 16 bits) maps into ±:data:`MAX_ABS_HU`; a
+    float32 volume would otherwise hold infinities (RescaleIntercept 1e308) or NaN
+    (RescaleSlope NaN). The loader checks the decoded HU themselves as well.
     """
     m = 1.0 if slope is None else slope
     b = 0.0 if intercept is None else intercept
@@ -163,7 +164,9 @@ def rescale_problem(slope: float | None, intercept: float | None, bits_stored: i
         return f"RescaleSlope {_fmt(m)} / RescaleIntercept {_fmt(b)}: not finite numbers"
     if m == 0.0:
         return "RescaleSlope 0: every pixel would have the same HU"
-    bits = max(1, min(int(bits_stored), 32))
+    bits = max(1, int(bits_stored))
+    if bits > 16:  # 32-bit stored values span ±2e9 in theory: the loader checks the real ones
+        return None
     lo, hi = ((-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1))
     ends = (m * lo + b, m * hi + b)
     if max(abs(v) for v in ends) > MAX_ABS_HU:
