@@ -49,6 +49,9 @@ def test_mass_shares_of_drawn_maps() -> None:
     assert m.displayed_liver_share == pytest.approx(12 / 13)
     assert m.displayed_lesion_share == pytest.approx(1.0)
     assert uniform.displayed_liver_share == pytest.approx(72 / 200)
+    # only the lesion slice shown (the app hides the maps of slices that did not vote)
+    hidden = patient_cam_mass(on_lesion, lab, shown=np.array([True, False]))
+    assert hidden.displayed_liver_share == pytest.approx(1.0) and hidden.liver_share == pytest.approx(0.5)
     assert m.lesion_share == pytest.approx(1.0) and m.lesion_area_share == pytest.approx(0.04)
 
     empty = np.zeros(lab.shape, dtype=np.float32)

@@ -27,7 +27,9 @@ heat are spread anywhere) like the brightest one. The app does not show it that 
 scale per study (``CamResult.global_max``), so a faint map looks faint. The **displayed** shares
 weigh every map by its mass, i.e. per patient the Grad-CAM mass on liver (lesion) pixels over
 all the study's Grad-CAM mass (on the maps showing a lesion, for the lesion share), then the
-mean over patients — where the heat a reader sees lies. Both are reported.
+mean over patients — where the heat a reader sees lies. For a lesion-head model the app shows only the maps of the slices that took
+part in the decision (:func:`app.inference.gradcam.shown_slices`), so the displayed shares are
+taken over those. Both are reported.
 """
 
 from __future__ import annotations
@@ -71,9 +73,10 @@ class PatientCamMass:
     displayed_lesion_share: float = float("nan")
 
 
-def patient_cam_mass(cams: np.ndarray, labels: np.ndarray) -> PatientCamMass:
+def patient_cam_mass(cams: np.ndarray, labels: np.ndarray, shown: np.ndarray | None = None) -> PatientCamMass:
     """Mass shares of one patient's maps ``cams`` ``[N, P, S, S]`` (non-negative) against the
-    aligned label maps ``labels`` of the same shape (see the module docstring)."""
+    aligned label maps ``labels`` of the same shape (see the module docstring); ``shown`` ``[N]``
+    marks the triplets whose maps the app shows (all when None) for the displayed shares."""
     if cams.shape != labels.shape:
         raise ValueError(f"Grad-CAM maps {cams.shape} and label maps {labels.shape} differ in shape")
     n = cams.shape[0] * cams.shape[1]
@@ -86,13 +89,16 @@ def patient_cam_mass(cams: np.ndarray, labels: np.ndarray) -> PatientCamMass:
     lesion = np.where(lesion_px, c, 0.0).sum(axis=1)
     shows = has_mass & lesion_px.any(axis=1)
     safe = np.where(has_mass, total, 1.0)
+    on = np.repeat(np.asarray(shown, dtype=bool), cams.shape[1]) if shown is not None else np.ones(n, dtype=bool)
+    shown_total, shown_lesion_total = total[on].sum(), total[on & shows].sum()
     return PatientCamMass(
         liver_share=float(np.mean(liver[has_mass] / safe[has_mass])) if has_mass.any() else float("nan"),
         lesion_share=float(np.mean(lesion[shows] / safe[shows])) if shows.any() else float("nan"),
         lesion_area_share=float(lesion_px[shows].mean(axis=1).mean()) if shows.any() else float("nan"),
         n_maps=int(n), n_lesion_maps=int(shows.sum()), n_empty_maps=int((~has_mass).sum()),
-        displayed_liver_share=float(liver.sum() / total.sum()) if has_mass.any() else float("nan"),
-        displayed_lesion_share=float(lesion[shows].sum() / total[shows].sum()) if shows.any() else float("nan"))
+        displayed_liver_share=float(liver[on].sum() / shown_total) if shown_total > 0 else float("nan"),
+        displayed_lesion_share=float(lesion[on & shows].sum() / shown_lesion_total)
+        if shown_lesion_total > 0 else float("nan"))
 
 
 @dataclass
@@ -232,6 +238,7 @@ def cohort_cam_mass(model: nn.Module, phases: Sequence[str], studies: Sequence[P
     when none has)."""
     from app.inference.gradcam import gradcam_on_inputs
     from app.inference.model import MultiPhaseNet
+    from app.inference.result import aggregate
 
     if not isinstance(model, MultiPhaseNet):
         raise TypeError(f"Grad-CAM needs a MultiPhaseNet, got {type(model).__name__}")
@@ -243,6 +250,13 @@ def cohort_cam_mass(model: nn.Module, phases: Sequence[str], studies: Sequence[P
         progress.check()
         x = torch.from_numpy(np.ascontiguousarray(st.slices[:, pidx])).float().unsqueeze(2)
         cams = gradcam_on_inputs(model, x, "responder", batch_size)
-        patients.append(patient_cam_mass(cams, lab[:, pidx]))
+        shown = None
+        if getattr(model, "seg", None) is not None and model.config.aggregation == "lesion_weighted":
+            with torch.no_grad():
+                out = model(x, details=True)
+            probs = torch.softmax(out.logits.float(), 1)[:, 1].tolist()
+            shown = np.array(aggregate(probs, out.lesion_area.float().tolist(), "lesion_weighted",
+                                       model.config.threshold).voting)
+        patients.append(patient_cam_mass(cams, lab[:, pidx], shown))
         progress.update((k + 1) / len(todo), f"Grad-CAM mass {k + 1}/{len(todo)}")
     return summarise(patients) if patients else None
