@@ -258,13 +258,20 @@ def cam_job(
 
     def run(progress: Progress) -> CamResult:
         with importing(progress):
-            from app.inference.gradcam import CamResult, gradcam_slice, gradcam_study
+            from app.inference.gradcam import (
+                CamResult,
+                gradcam_slice,
+                gradcam_study,
+                hide_unused,
+                shown_slices,
+            )
 
         n = len(study.pairs)
         publish = getattr(progress, "publish", None)  # a worker's JobProgress; None in tests
         raw: dict[int, dict[str, np.ndarray]] = {}
         explained: dict[int, str] = {}
         probability: dict[int, float] = {}
+        area: dict[int, float] = {}
         running_max = 0.0
 
         notes: list[str] = []
@@ -280,6 +287,8 @@ def cam_job(
                 raw[idx] = {phase: stack[k] for phase, stack in part.raw.items()}
                 explained[idx] = part.explained_class[k]
                 probability[idx] = part.probabilities[k]
+                if part.lesion_areas is not None:
+                    area[idx] = part.lesion_areas[k]
 
         progress.update(0.0, "Grad-CAM of the slice in view")
         with holder.lock:
@@ -301,23 +310,28 @@ def cam_job(
                     cams = {ph: np.clip(m / running_max, 0.0, 1.0) for ph, m in raw[idx].items()}
                     publish(SliceCam(idx, cams))
             progress.update(len(raw) / n, f"Grad-CAM {len(raw)}/{n} slice levels")
-        scale = running_max if running_max > 0 else 1.0
         assert first.raw is not None  # asked for with keep_raw=True
-        maps = {
-            phase: np.clip(np.stack([raw[i][phase] for i in range(n)]) / scale, 0.0, 1.0).astype(np.float32)
-            for phase in first.raw
-        }
+        # the whole study is known now: only the slices that took part in the decision are
+        # shown and set the scale (app.inference.gradcam, "Slices that did not take part")
+        areas = [area[i] for i in range(n)] if len(area) == n else None
+        shown = shown_slices(model, [probability[i] for i in range(n)], areas)
+        stacked = {phase: np.stack([raw[i][phase] for i in range(n)]) for phase in first.raw}
+        study_max = hide_unused(stacked, shown)
+        scale = study_max if study_max > 0 else 1.0
+        maps = {phase: np.clip(a / scale, 0.0, 1.0).astype(np.float32) for phase, a in stacked.items()}
         return CamResult(
             phases=tuple(first.phases),
             pair_indices=list(range(n)),
             maps=maps,
             scale=scale,
-            global_max=running_max,
+            global_max=study_max,
             target=first.target,
             explained_class=[explained[i] for i in range(n)],
             probabilities=[probability[i] for i in range(n)],
             device=last.device,
             warnings=notes,
+            lesion_areas=areas,
+            shown=shown,
         )
 
     return run
