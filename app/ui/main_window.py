@@ -40,6 +40,7 @@ from app.settings import Settings, load_settings
 from app.ui import dialogs, jobs
 from app.ui.case_state import CaseState
 from app.ui.pacs_actions import PacsActions
+from app.ui.plain import plain_label, plain_tip
 from app.ui.register_tab import RegisterTab
 from app.ui.study_browser import StudyBrowser
 from app.ui.window_model import ModelMenus
@@ -86,7 +87,7 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
         self._build_status()
         # Measurements and the crosshair report in their own label (a temporary status message
         # would hide the HU read-out next to it).
-        self.measure_label = QtWidgets.QLabel()
+        self.measure_label = plain_label(QtWidgets.QLabel())
         self.statusBar().addWidget(self.measure_label, 1)
         self.viewer.measure.measured.connect(self.measure_label.setText)
         self.jobs.jobStarted.connect(self._on_job_started)
@@ -258,10 +259,10 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
 
     def _build_status(self) -> None:
         sb = self.statusBar()
-        self.cursor_label = QtWidgets.QLabel()
+        self.cursor_label = plain_label(QtWidgets.QLabel())
         self.viewer.cursorInfo.connect(self.cursor_label.setText)
         sb.addWidget(self.cursor_label, 1)
-        self.job_label = QtWidgets.QLabel()
+        self.job_label = plain_label(QtWidgets.QLabel())  # progress texts quote file names
         sb.addPermanentWidget(self.job_label)
         self.progress_bar = QtWidgets.QProgressBar()
         self.progress_bar.setRange(0, 1000)
@@ -273,9 +274,9 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
         self.cancel_button.setDefaultAction(self.act_cancel)
         self.cancel_button.hide()
         sb.addPermanentWidget(self.cancel_button)
-        self.device_label = QtWidgets.QLabel()
+        self.device_label = plain_label(QtWidgets.QLabel())
         sb.addPermanentWidget(self.device_label)
-        self.model_label = QtWidgets.QLabel()
+        self.model_label = plain_label(QtWidgets.QLabel())  # model card names are file content
         sb.addPermanentWidget(self.model_label)
 
     def _on_warm(self) -> None:
@@ -305,7 +306,7 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
         can_predict = bool(study and study.predictable) and not busy_case and not self.case.needs_confirmation()
         self.act_predict.setEnabled(can_predict)
         why = f"Prediction is off: {study.view_only_reason}" if study and study.view_only_reason else ""
-        self.act_predict.setToolTip(why or "Predict the response for the study on view")
+        self.act_predict.setToolTip(plain_tip(why or "Predict the response for the study on view"))
         self.act_import.setEnabled(not busy_case)
         self.act_demo.setEnabled(not busy_case)
         self.demo_button.setEnabled(not busy_case)

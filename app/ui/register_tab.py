@@ -29,6 +29,7 @@ from PySide6 import QtCore, QtWidgets
 from app.case import records
 from app.case.records import CaseQuery, RegisterView
 from app.ui import dialogs
+from app.ui.plain import plain_label, plain_tip
 from app.ui.workers import Job, JobManager
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -113,8 +114,8 @@ class CaseTableModel(QtCore.QAbstractTableModel):
             return _cell(value(row))
         if role == QtCore.Qt.ItemDataRole.UserRole:
             return row.id
-        if role == QtCore.Qt.ItemDataRole.ToolTipRole:
-            return _cell(value(row))
+        if role == QtCore.Qt.ItemDataRole.ToolTipRole:  # names and IDs come from the files
+            return plain_tip(_cell(value(row)))
         if role == QtCore.Qt.ItemDataRole.TextAlignmentRole and header in ("ID", "Score"):
             return int(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
         return None
@@ -132,7 +133,8 @@ class OutcomeDialog(QtWidgets.QDialog):
         super().__init__(parent)
         self.setWindowTitle("Record outcome")
         form = QtWidgets.QFormLayout(self)
-        form.addRow(QtWidgets.QLabel(case_text))
+        self.case_label = plain_label(QtWidgets.QLabel(case_text))  # a patient name is not markup
+        form.addRow(self.case_label)
         self.category = QtWidgets.QComboBox()
         # No pre-selected category: an outcome recorded by pressing Enter would be a silent
         # "complete response". The first item is a prompt and OK stays off until a choice.
@@ -318,7 +320,7 @@ class RegisterTab(QtWidgets.QWidget):
         splitter.setStretchFactor(1, 1)
         layout.addWidget(splitter, 1)
 
-        self.status = QtWidgets.QLabel()
+        self.status = plain_label(QtWidgets.QLabel())  # register errors quote paths and values
         layout.addWidget(self.status)
 
         # Searching re-queries SQL; debounce typing so that each keystroke does not.
