@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
+import numpy as np
+
 from app import PHASES
 from app.dicom.errors import AssemblyError, DicomError
 from app.dicom.pairing import LiverExtent, pair_slices, reconcile_livers
@@ -44,6 +46,8 @@ PREFERRED_THICKNESS_MM = 5.0
 COMPATIBLE_RATIO = 2.0
 #: Reconstructions whose acquisition times differ by less than this (s) are one acquisition.
 SAME_ACQUISITION_S = 3.0
+#: Slices compared between two phases' volumes to find one acquisition assigned twice.
+IDENTITY_SAMPLES = 5
 
 PHASE_NAMES = {"plain": "plain (non-contrast)", "arterial": "arterial", "portal": "portal-venous"}
 _ALIASES = {
@@ -291,6 +295,42 @@ def check_set(chosen: Mapping[str, SeriesInfo]) -> tuple[list[str], list[str]]:
     return warnings, reasons
 
 
+def identical_phases(chosen: Mapping[str, SeriesInfo], volumes: Mapping[str, Volume]) -> list[str]:
+    """One message per pair of phases whose (different) series hold the same images.
+
+    Three copies of one portal-venous series under new UIDs, forced onto the three phases with
+    ``--phase``, were predicted without a word (issue 14, item 5): the phases were the same
+    acquisition, so the model's input was meaningless. Two series are the same images when
+    their volumes have the same shape and slice positions and :data:`IDENTITY_SAMPLES` slices
+    spread over the stack are bit-identical (or every slice is the same SOP instance). A
+    phase override does not settle this: the caller asks for confirmation even then.
+    """
+    out: list[str] = []
+    phases = [p for p in PHASES if p in chosen and p in volumes]
+    for i, a in enumerate(phases):
+        for b in phases[i + 1:]:
+            sa, sb = chosen[a], chosen[b]
+            if sa.uid == sb.uid or not _same_images(volumes[a], volumes[b]):
+                continue
+            out.append(f"{a} and {b} are identical images ({_label(sa)} and {_label(sb)}: "
+                       "the same pixel data) — one acquisition assigned to two phases")
+    return out
+
+
+def _same_images(va: Volume, vb: Volume) -> bool:
+    """Whether two volumes are one acquisition (see :func:`identical_phases`)."""
+    if va.hu.shape != vb.hu.shape or va.hu.shape[0] == 0:
+        return False
+    if list(va.sop_instance_uids) == list(vb.sop_instance_uids):
+        return True
+    if not np.allclose(va.z_positions, vb.z_positions, atol=1e-3):
+        return False
+    n = va.hu.shape[0]
+    picks = sorted({int(round(k * (n - 1) / max(IDENTITY_SAMPLES - 1, 1)))
+                    for k in range(IDENTITY_SAMPLES)})
+    return all(np.array_equal(va.hu[k], vb.hu[k], equal_nan=True) for k in picks)
+
+
 def _liver_extents(
     volumes: Mapping[str, Volume],
 ) -> dict[str, tuple[LiverExtent, float, list[str]]]:
@@ -359,6 +399,7 @@ class _PhaseVolumes:
     reasons: list[str]
     warnings: list[str]
     volumes: dict[str, Volume]
+    twins: list[str]
 
 
 def _classify_and_load(
@@ -393,7 +434,10 @@ def _classify_and_load(
         loaded.update(_load_series(to_load, sub_progress(progress, start, 0.8), workers,
                                    samples=samples))
     volumes = {phase: loaded[chosen[phase].uid] for phase in phases}
-    return _PhaseVolumes(dict(calls), chosen, alternatives, reasons, warnings, volumes)
+    twins = identical_phases(chosen, volumes)
+    warnings += twins
+    reasons += twins
+    return _PhaseVolumes(dict(calls), chosen, alternatives, reasons, warnings, volumes, twins)
 
 
 def assemble_study(
@@ -486,6 +530,7 @@ def assemble_study(
         overrides={p: chosen[p].uid for p in overrides},
         phase_calls=dict(calls),
         alternatives=alternatives,
+        identical_phases=got.twins,
     )
 
 
