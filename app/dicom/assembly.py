@@ -36,6 +36,7 @@ from app import PHASES
 from app.dicom.errors import AssemblyError, DicomError
 from app.dicom.pairing import LiverExtent, pair_slices, reconcile_livers
 from app.dicom.scan import ScanResult, StudyInfo, scan_folder
+from app.dicom.studies import PATIENT_ID_WARNING, norm_person_name, separate_patients
 from app.dicom.types import AssembledStudy, PhaseCall, SeriesInfo, Volume
 from app.dicom.volume import load_volume
 from app.progress import NULL_PROGRESS, Progress, sub_progress
@@ -253,6 +254,10 @@ def check_set(chosen: Mapping[str, SeriesInfo]) -> tuple[list[str], list[str]]:
     if len(patients) > 1:
         raise AssemblyError("the chosen series belong to different patients: "
                             + ", ".join(sorted(repr(p) for p in patients)))
+    people = {norm_person_name(s.patient_name) for _, s in series} - {""}
+    if len(people) > 1:  # one Patient ID, different names (issue 14, item 6)
+        raise AssemblyError("the chosen series belong to different people with the same Patient "
+                            "ID: " + ", ".join(sorted(repr(s.patient_name) for _, s in series)))
     studies = {s.study_uid for _, s in series}
     if len(studies) > 1:
         raise AssemblyError("the chosen series belong to different studies")
@@ -517,6 +522,9 @@ def assemble_study(
         raise AssemblyError("no slice triplets: the phases' liver ranges do not overlap")
     progress.update(1.0, f"{len(result.pairs)} slice triplets")
     overrides = dict(overrides or {})
+    # a Patient ID shared by different people (separate_patients) is said with the result
+    warnings += list(dict.fromkeys(w for s in study.series for w in s.warnings
+                                   if w.startswith(PATIENT_ID_WARNING)))
     return AssembledStudy(
         **_identity(study),
         assignment={p: chosen[p].uid for p in phases},
@@ -636,6 +644,7 @@ def assemble_folder(
     progress = progress or NULL_PROGRESS
     scan_part = sub_progress(progress, 0.0, 0.3)
     result = scan_folder(folder, progress=scan_part)
+    separate_patients(result)  # one Patient ID, different people: separate, with a warning
     overrides = dict(overrides or {})
     # Bad overrides are the user's input error: refuse the command, not just one study.
     for phase, uid in overrides.items():

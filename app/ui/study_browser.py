@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app import PHASES
-from app.dicom.studies import study_key
+from app.dicom.studies import patient_id_collisions, study_key
 from app.dicom.types import AssembledStudy, PhaseCall, SeriesInfo
 from app.ui.plain import plain_label, plain_tip
 
@@ -165,11 +165,21 @@ class StudyBrowser(QtWidgets.QWidget):
             refused_icon = style.standardIcon(QtWidgets.QStyle.StandardPixmap.SP_MessageBoxCritical)
             first: QtWidgets.QTreeWidgetItem | None = None
             wanted: QtWidgets.QTreeWidgetItem | None = None
+            shared = patient_id_collisions(scan)
             for patient in scan.patients:
                 pid = patient.patient_id or "(no ID)"
                 pname = patient.patient_name
                 p_item = QtWidgets.QTreeWidgetItem([f"{pname}  [{pid}]" if pname else pid])
                 p_item.setData(0, ROLE_KIND, "patient")
+                if patient.patient_id in shared:  # issue 14, item 6: never merged silently
+                    p_item.setText(0, "⚠ " + p_item.text(0))
+                    p_item.setIcon(COL_STATUS, warn_icon)
+                    p_item.setForeground(0, QtGui.QBrush(QtGui.QColor("#a05a00")))
+                    tip = (f"Patient ID {patient.patient_id} is used by {shared[patient.patient_id]} "
+                           "different people (names or birth dates differ): shown as separate "
+                           "patients. Check which person each study belongs to.")
+                    for col in range(len(HEADERS)):
+                        p_item.setToolTip(col, plain_tip(tip))
                 self.tree.addTopLevelItem(p_item)
                 for study in patient.studies:
                     key = study_key(study)
@@ -210,7 +220,10 @@ class StudyBrowser(QtWidgets.QWidget):
             self.summary.setText(
                 f"{len(scan.patients)} patient(s), {len(self._studies)} study(ies), "
                 f"{n_series} series. {_files_text(scan)}"
+                + "".join(f"\n⚠ Patient ID {pid} is used by {n} different people: shown as "
+                          "separate patients." for pid, n in shared.items())
             )
+            self.summary.setStyleSheet("color: #a05a00;" if shared else "")
         finally:
             self._updating = False
         target = wanted or first
