@@ -43,6 +43,7 @@ from sqlalchemy import (
 
 from app import __version__, paths
 from app.register import audit, db
+from app.register.display import DISPLAY_KEY, DISPLAY_PENDING
 from app.register.errors import (
     RegisterError,
     RegisterInputError,
@@ -352,11 +353,13 @@ class Register:
 
     # ---------------------------------------------------------------- predictions
 
-    def add_prediction(self, record: PredictionRecord) -> int:
+    def add_prediction(self, record: PredictionRecord, *, display_pending: bool = False) -> int:
         """Record one prediction (with its patient and study) and its audit event.
 
         The record is validated first and not modified, so after a failure (disk full,
         read-only location) the caller still holds it and can save it again.
+        ``display_pending``: the caller shows the result after recording it; the event says so
+        until :func:`app.register.display.mark_shown` (issue 14, item 9).
 
         Returns
         -------
@@ -380,8 +383,10 @@ class Register:
             pred_id = _insert_id(conn, insert(Prediction).values(study_ref=study_ref, **values))
             conn.execute(insert(PredictionSlices).values(prediction_ref=pred_id, **slices))
             record_hash = audit.content_hash(prediction_content(conn, pred_id))
-            self._append_event(conn, "prediction",
-                               {"prediction_id": pred_id, "record_hash": record_hash}, pred_id)
+            payload: dict[str, Any] = {"prediction_id": pred_id, "record_hash": record_hash}
+            if display_pending:
+                payload[DISPLAY_KEY] = DISPLAY_PENDING
+            self._append_event(conn, "prediction", payload, pred_id)
         return pred_id
 
     def find_prediction(self, record: PredictionRecord) -> int | None:

@@ -170,7 +170,8 @@ def predict_job(
     (:func:`app.case.flow.predict_and_record`)."""
     return lambda progress: predict_and_record(study, holder, choice, register, progress,
                                                source_folder=source_folder,
-                                               warnings_shown=warnings_shown)
+                                               warnings_shown=warnings_shown,
+                                               display_pending=True)  # marked once on screen
 
 
 def save_record_job(register: Register, outcome: CaseOutcome) -> Callable[[Progress], int]:

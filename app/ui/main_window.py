@@ -255,7 +255,16 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
         self.tabs = QtWidgets.QTabWidget()
         self.tabs.addTab(viewer_page, "Viewer")
         self.tabs.addTab(self.register_tab, "Register")
+        self.register_tab.unshownChanged.connect(self._on_unshown)
         self.setCentralWidget(self.tabs)
+
+    def _on_unshown(self, count: int) -> None:
+        """Point at cases recorded but never shown (a kill after recording; issue 14, item 9)."""
+        index = self.tabs.indexOf(self.register_tab)
+        self.tabs.setTabText(index, f"Register (⚠ {count} never shown)" if count else "Register")
+        if count:
+            self.statusBar().showMessage(
+                f"⚠ {count} recorded prediction(s) were never shown: see the Register tab.", 15000)
 
     def _build_status(self) -> None:
         sb = self.statusBar()
@@ -556,6 +565,8 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
         self._cam_steps = set()
         result = outcome.result
         self.result_panel.set_result(result, outcome.model.description)
+        if outcome.record_id is not None:  # on screen now: no longer "recorded, never shown"
+            self.register_tab.mark_shown(outcome.record_id)
         self.pacs.on_new_result()
         slices = result.slices
         self.vote_strip.set_result([s.probability for s in slices], [s.label for s in slices])
