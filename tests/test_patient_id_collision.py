@@ -114,3 +114,20 @@ def test_browser_shows_separate_patients_and_the_warning(qtbot, tmp_path: Path) 
     assert sorted(t.text(0) for t in tops) == ["⚠ Doe^Jane  [P001]", "⚠ Roe^Richard  [P001]"]
     assert all("used by 2 different people" in t.toolTip(0) for t in tops)
     assert "Patient ID P001 is used by 2 different people" in browser.summary.text()
+
+
+@pytest.mark.parametrize("extra", [[], ["--no-assemble"]])
+def test_scan_cli_lists_two_patients_with_the_warning(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str]) -> None:
+    import json
+
+    from app.cli import main
+
+    _study(tmp_path, name="Doe^Jane", birth="19600101")
+    _study(tmp_path, name="Roe^Richard", birth="19700202")
+    main(["scan", str(tmp_path), "--json", *extra])
+    doc = json.loads(capsys.readouterr().out)
+    assert sorted((p["patient_id"], p["patient_name"]) for p in doc["patients"]) == [
+        ("P001", "Doe^Jane"), ("P001", "Roe^Richard")]
+    text = json.dumps(doc)
+    assert "is used by 2 different people" in text
