@@ -93,8 +93,8 @@ def separate_patients(scan: ScanResult) -> list[str]:
     warnings: list[str] = []
     patients: list[PatientInfo] = []
     for patient in scan.patients:
-        names = {norm_person_name(s.patient_name) for st in patient.studies for s in st.series}
-        if not patient.patient_id or (len(patient.studies) == 1 and len(names) == 1):
+        everyone = {norm_person_name(s.patient_name) for st in patient.studies for s in st.series}
+        if not patient.patient_id or (len(patient.studies) == 1 and len(everyone) == 1):
             patients.append(patient)  # no ID (grouped by name already), or nothing to tell apart
             continue
         groups: dict[tuple[str, str], PatientInfo] = {}
