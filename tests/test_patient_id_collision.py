@@ -131,3 +131,26 @@ def test_scan_cli_lists_two_patients_with_the_warning(
         ("P001", "Doe^Jane"), ("P001", "Roe^Richard")]
     text = json.dumps(doc)
     assert "is used by 2 different people" in text
+
+
+def test_register_refuses_a_second_person_under_one_id(tmp_path: Path) -> None:
+    """The register would file the second person's case under the first one's name."""
+    import dataclasses
+
+    from app.register import RegisterInputError, open_register
+    from app.register.samples import sample_record
+
+    def rec(i: int, name: str, birth: str):  # type: ignore[no-untyped-def]
+        return dataclasses.replace(sample_record(i), patient_id="P9", patient_name=name,
+                                   birth_date=birth)
+
+    with open_register(tmp_path / "r.sqlite") as reg:
+        first = reg.add_prediction(rec(0, "Doe^Jane", "19600101"))
+        # the same person written differently, or with the date unknown: one patient
+        assert reg.add_prediction(rec(1, "DOE^JANE^", "1960-01-01")) > first
+        assert reg.add_prediction(rec(2, "", "")) > first
+        with pytest.raises(RegisterInputError, match="belongs to another person.*Roe"):
+            reg.add_prediction(rec(3, "Roe^Richard", "19600101"))
+        with pytest.raises(RegisterInputError, match="birth date 1960-01-01, not 1981-03-03"):
+            reg.add_prediction(rec(4, "Doe^Jane", "19810303"))
+        assert reg.count_cases() == 3

@@ -366,7 +366,7 @@ class Register:
         ------
         RegisterInputError
             Invalid content (unknown label, NaN score, impossible vote split, a study UID that
-            already belongs to another patient).
+            already belongs to another patient, a patient ID that is another person's).
         RegisterFullError, RegisterReadOnlyError, RegisterBusyError
             The register could not be written; nothing of this prediction was kept.
         """
@@ -405,10 +405,11 @@ class Register:
         """Primary key of the patient, inserting it when new (first values seen are kept)."""
         if not str(record.patient_id).strip():
             raise RegisterInputError("a prediction needs a patient ID")
-        ref = conn.execute(
-            select(Patient.id).where(Patient.patient_id == record.patient_id)).scalar()
-        if ref is not None:
-            return int(ref)
+        known = conn.execute(select(Patient.id, Patient.patient_name, Patient.birth_date)
+                             .where(Patient.patient_id == record.patient_id)).first()
+        if known is not None:
+            _same_person(record, known.patient_name, known.birth_date)
+            return int(known.id)
         return _insert_id(conn, insert(Patient).values(
             patient_id=record.patient_id, patient_name=record.patient_name or "",
             birth_date=normalise_date(record.birth_date, "birth date", strict=False), sex=record.sex or "",
@@ -769,6 +770,30 @@ class Register:
 
 # ------------------------------------------------------------------------------------------------
 # row ↔ record helpers (one place, so that insert-time and verify-time hashes see the same data)
+
+
+def _person_name(name: str) -> str:
+    return "^".join(part.strip() for part in name.upper().split("^")).rstrip("^ ")
+
+
+def _same_person(record: PredictionRecord, name: str, birth_date: str) -> None:
+    """Refuse a prediction whose patient ID is another person's in the register.
+
+    One Patient ID used by two people (issue 14, item 6) would file the second person's case
+    under the first one's name. Names are compared as people write them (case, spaces and
+    trailing empty components ignored); an empty name or birth date is unknown, not different.
+    """
+    new_name, new_birth = _person_name(record.patient_name or ""), str(record.birth_date or "")
+    differs = []
+    if new_name and _person_name(name) and new_name != _person_name(name):
+        differs.append(f"name {name!r}, not {record.patient_name!r}")
+    new_birth = normalise_date(new_birth, "birth date", strict=False) if new_birth else ""
+    if new_birth and birth_date and new_birth != birth_date:
+        differs.append(f"birth date {birth_date}, not {new_birth}")
+    if differs:
+        raise RegisterInputError(
+            f"patient ID {record.patient_id!r} belongs to another person in the register "
+            f"({'; '.join(differs)}): the case was not recorded under it")
 
 
 def _remove_path(path: Path) -> None:
