@@ -103,8 +103,8 @@ def test_different_phases_are_not_called_identical(tmp_path: Path) -> None:
     assert confirmation_problem(study, dict(study.assignment)) is None
 
 
-@pytest.mark.xfail(reason="needs the one-line change in app/commands/predict.py (owned by issue-14a): "
-                   "'problem = confirmation_problem(study, overrides); if problem and not args.confirm'",
+@pytest.mark.xfail(reason="predict.py (issue-14a's) lets --phase stand in for --confirm; passes with "
+                   "issue-14a merged (checked on a trial merge): remove this marker then",
                    strict=False)
 def test_predict_refuses_identical_series_even_with_phase(
         triplicate: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]) -> None:
