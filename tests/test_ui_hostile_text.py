@@ -185,6 +185,8 @@ def test_hostile_text_is_shown_literally_everywhere(  # type: ignore[no-untyped-
     if w.case.needs_confirmation():
         w.confirm_assignment()
     assert w.act_predict.isEnabled()
+    never_shown: list[int] = []
+    w.register_tab.unshownChanged.connect(never_shown.append)
     w.predict()
     qtbot.waitUntil(lambda: "predicted" in steps or bool(rec.errors), timeout=180_000)
     assert not rec.errors, rec.errors
@@ -199,6 +201,12 @@ def test_hostile_text_is_shown_literally_everywhere(  # type: ignore[no-untyped-
         assert model.data(index) == literal
         tip = model.data(index, QtCore.Qt.ItemDataRole.ToolTipRole)
         assert shown_text(tip) == literal and rendered_images(tip) == 0
+
+    # shown at once, so never listed as "recorded but never shown" (issue 14, item 9)
+    qtbot.waitUntil(lambda: not w.jobs.busy, timeout=180_000)
+    assert [e.kind for e in w.register.events(prediction_id=pred.record_id)] == ["prediction", "shown"]
+    assert never_shown and set(never_shown) == {0}
+    assert w.tabs.tabText(w.tabs.indexOf(w.register_tab)) == "Register"
 
     # the Record-outcome dialog: the case line names the patient, as plain text
     w.register_tab.select_id(pred.record_id)

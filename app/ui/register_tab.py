@@ -269,6 +269,8 @@ class RegisterTab(QtWidgets.QWidget):
         self._select_after: int | None = None
         #: Case ids recorded for display and never shown (:mod:`app.register.display`).
         self.unshown: list[int] = []
+        #: Case ids on screen whose "shown" mark is being written (not "never shown" meanwhile).
+        self._marking: set[int] = set()
         layout = QtWidgets.QVBoxLayout(self)
 
         bar = QtWidgets.QHBoxLayout()
@@ -389,11 +391,19 @@ class RegisterTab(QtWidgets.QWidget):
         reg = self._register
         if reg is None or reg.read_only:
             return None
+        self._marking.add(prediction_id)
         job = self._run("Register", lambda: records.mark_shown(reg, prediction_id),
                         key=f"register-shown-{prediction_id}")
-        job.finished.connect(lambda _id: self.refresh())
-        job.failed.connect(lambda msg, _details: log.warning("case %s not marked shown: %s",
-                                                             prediction_id, msg))
+
+        def done(failure: str | None = None) -> None:
+            self._marking.discard(prediction_id)
+            if failure is not None:
+                log.warning("case %s not marked shown: %s", prediction_id, failure)
+            self.refresh()
+
+        job.finished.connect(lambda _id: done())
+        job.failed.connect(lambda msg, _details: done(msg))
+        job.cancelled.connect(lambda: self._marking.discard(prediction_id))
         return job
 
     def refresh(self) -> Job | None:
@@ -422,8 +432,8 @@ class RegisterTab(QtWidgets.QWidget):
             return  # the register was changed meanwhile
         from app.register.display import unshown_text  # the register's modules load lazily
 
-        self.model.set_rows(view.rows, view.unshown)
-        self.unshown = list(view.unshown)
+        self.unshown = [i for i in view.unshown if i not in self._marking]
+        self.model.set_rows(view.rows, self.unshown)
         self.unshown_label.setText(unshown_text(self.unshown))
         self.unshown_label.setVisible(bool(self.unshown))
         self.unshownChanged.emit(len(self.unshown))
