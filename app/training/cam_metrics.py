@@ -21,6 +21,13 @@ skipped, their number is reported):
   that show a lesion); per cohort, the mean over patients (patients with no lesion map leave
   the lesion figures out). The **ratio** is the cohort's lesion share over its lesion area
   share: 1 is a map that ignores the lesions, ≥ 3 is the issue's target.
+
+The per-map mean weighs a faint map (a slice where the model sees no tumour, whose few units of
+heat are spread anywhere) like the brightest one. The app does not show it that way: one colour
+scale per study (``CamResult.global_max``), so a faint map looks faint. The **displayed** shares
+weigh every map by its mass, i.e. per patient the Grad-CAM mass on liver (lesion) pixels over
+all the study's Grad-CAM mass (on the maps showing a lesion, for the lesion share), then the
+mean over patients — where the heat a reader sees lies. Both are reported.
 """
 
 from __future__ import annotations
@@ -44,7 +51,10 @@ DEFINITION = ("per map (one phase of one slice triplet, on the network input gri
               "Grad-CAM mass on liver pixels (parenchyma, lesions, intrahepatic vessels) / all "
               "mass; on maps showing a lesion: lesion share = mass on lesion pixels / all mass, "
               "lesion area share = lesion pixels / input pixels; per patient the mean over its "
-              "maps, per cohort the mean over patients; ratio = lesion share / lesion area share")
+              "maps, per cohort the mean over patients; ratio = lesion share / lesion area share; "
+              "displayed shares: per patient the mass on liver (lesion) pixels over the study's "
+              "whole mass (on maps showing a lesion), as the app shows it with one colour scale "
+              "per study, then the mean over patients")
 
 
 @dataclass(frozen=True)
@@ -57,6 +67,8 @@ class PatientCamMass:
     n_maps: int
     n_lesion_maps: int
     n_empty_maps: int
+    displayed_liver_share: float = float("nan")
+    displayed_lesion_share: float = float("nan")
 
 
 def patient_cam_mass(cams: np.ndarray, labels: np.ndarray) -> PatientCamMass:
@@ -78,7 +90,9 @@ def patient_cam_mass(cams: np.ndarray, labels: np.ndarray) -> PatientCamMass:
         liver_share=float(np.mean(liver[has_mass] / safe[has_mass])) if has_mass.any() else float("nan"),
         lesion_share=float(np.mean(lesion[shows] / safe[shows])) if shows.any() else float("nan"),
         lesion_area_share=float(lesion_px[shows].mean(axis=1).mean()) if shows.any() else float("nan"),
-        n_maps=int(n), n_lesion_maps=int(shows.sum()), n_empty_maps=int((~has_mass).sum()))
+        n_maps=int(n), n_lesion_maps=int(shows.sum()), n_empty_maps=int((~has_mass).sum()),
+        displayed_liver_share=float(liver.sum() / total.sum()) if has_mass.any() else float("nan"),
+        displayed_lesion_share=float(lesion[shows].sum() / total[shows].sum()) if shows.any() else float("nan"))
 
 
 @dataclass
@@ -94,6 +108,9 @@ class CamMassReport:
     n_maps: int
     n_lesion_maps: int
     n_empty_maps: int
+    displayed_liver_share: float = float("nan")
+    displayed_lesion_share: float = float("nan")
+    displayed_ratio: float = float("nan")
     target: str = "responder"
     definition: str = DEFINITION
 
@@ -108,12 +125,17 @@ def summarise(patients: Sequence[PatientCamMass], target: str = "responder") -> 
     with_lesion = [p for p in patients if p.n_lesion_maps > 0]
     les = float(np.mean([p.lesion_share for p in with_lesion])) if with_lesion else float("nan")
     area = float(np.mean([p.lesion_area_share for p in with_lesion])) if with_lesion else float("nan")
+    shown_liver = [p.displayed_liver_share for p in patients if np.isfinite(p.displayed_liver_share)]
+    shown_les = float(np.mean([p.displayed_lesion_share for p in with_lesion])) if with_lesion else float("nan")
     return CamMassReport(
         n_patients=len(patients), liver_share=float(np.mean(liver)) if liver else float("nan"),
         lesion_share=les, lesion_area_share=area, ratio=les / area if area > 0 else float("nan"),
         n_patients_with_lesion_maps=len(with_lesion), n_maps=sum(p.n_maps for p in patients),
         n_lesion_maps=sum(p.n_lesion_maps for p in patients),
-        n_empty_maps=sum(p.n_empty_maps for p in patients), target=target)
+        n_empty_maps=sum(p.n_empty_maps for p in patients),
+        displayed_liver_share=float(np.mean(shown_liver)) if shown_liver else float("nan"),
+        displayed_lesion_share=shown_les, displayed_ratio=shown_les / area if area > 0 else float("nan"),
+        target=target)
 
 
 def format_cam_mass(r: CamMassReport) -> str:
@@ -125,6 +147,8 @@ def format_cam_mass(r: CamMassReport) -> str:
         f"  inside lesions          {r.lesion_share:.1%} on the {r.n_lesion_maps} maps showing a lesion "
         f"({r.n_patients_with_lesion_maps} patients)",
         f"  lesion share of image   {r.lesion_area_share:.1%}; ratio {r.ratio:.2f} (1 = blind to lesions)",
+        f"  as displayed (one colour scale per study, maps weighted by their mass): inside the liver "
+        f"{r.displayed_liver_share:.1%}, inside lesions {r.displayed_lesion_share:.1%}, ratio {r.displayed_ratio:.2f}",
         f"  ({r.n_empty_maps} maps without Grad-CAM mass skipped)",
     ]) + "\n"
 
