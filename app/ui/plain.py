@@ -42,10 +42,3 @@ def plain_label(widget: _W) -> _W:
     """Make ``widget`` show its text as plain text, whatever it contains; returns it."""
     widget.setTextFormat(QtCore.Qt.TextFormat.PlainText)
     return widget
-
-
-def label(text: str = "", parent: QtWidgets.QWidget | None = None) -> QtWidgets.QLabel:
-    """A new plain-text ``QLabel``."""
-    widget = plain_label(QtWidgets.QLabel(parent))
-    widget.setText(text)
-    return widget
