@@ -13,8 +13,8 @@ import pytest
 from dicom_factory import SeriesSpec, uid, write_series
 
 from app.dicom.assembly import AssemblyError, check_set
+from app.dicom.patients import patient_id_collisions, separate_patients
 from app.dicom.scan import scan_folder
-from app.dicom.studies import patient_id_collisions, separate_patients
 
 
 def _study(folder: Path, *, name: str, birth: str, study_uid: str | None = None,

@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
         if args.phase:
             raise InputError("--phase needs the assembly step; drop --no-assemble")
         result = scan_folder(args.folder, progress=progress.sub(0.0, 1.0))
-        from app.dicom.studies import separate_patients
+        from app.dicom.patients import separate_patients
 
         separate_patients(result)  # one Patient ID, different people (as assemble_folder does)
     else:

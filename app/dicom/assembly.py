@@ -35,8 +35,8 @@ import numpy as np
 from app import PHASES
 from app.dicom.errors import AssemblyError, DicomError
 from app.dicom.pairing import LiverExtent, pair_slices, reconcile_livers
+from app.dicom.patients import PATIENT_ID_WARNING, norm_person_name, separate_patients
 from app.dicom.scan import ScanResult, StudyInfo, scan_folder
-from app.dicom.studies import PATIENT_ID_WARNING, norm_person_name, separate_patients
 from app.dicom.types import AssembledStudy, PhaseCall, SeriesInfo, Volume
 from app.dicom.volume import load_volume
 from app.progress import NULL_PROGRESS, Progress, sub_progress

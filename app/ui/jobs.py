@@ -25,7 +25,8 @@ import numpy as np
 from app.case.flow import CaseOutcome, predict_and_record
 from app.case.imports import importing
 from app.case.model import ModelChoice, ModelHolder
-from app.dicom.studies import iter_studies, separate_patients, study_key
+from app.dicom.patients import separate_patients
+from app.dicom.studies import iter_studies, study_key
 from app.dicom.types import AssembledStudy
 from app.errors import Cancelled, HCCError, InputError
 from app.progress import Progress, sub_progress

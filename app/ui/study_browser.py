@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app import PHASES
-from app.dicom.studies import patient_id_collisions, study_key
+from app.dicom.patients import patient_id_collisions
+from app.dicom.studies import study_key
 from app.dicom.types import AssembledStudy, PhaseCall, SeriesInfo
 from app.ui.plain import plain_label, plain_tip
 
