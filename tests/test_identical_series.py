@@ -103,9 +103,6 @@ def test_different_phases_are_not_called_identical(tmp_path: Path) -> None:
     assert confirmation_problem(study, dict(study.assignment)) is None
 
 
-@pytest.mark.xfail(reason="predict.py (issue-14a's) lets --phase stand in for --confirm; passes with "
-                   "issue-14a merged (checked on a trial merge): remove this marker then",
-                   strict=False)
 def test_predict_refuses_identical_series_even_with_phase(
         triplicate: tuple[Path, list[str]], capsys: pytest.CaptureFixture[str]) -> None:
     """``predict --phase`` on three copies exits 2 naming the identical images."""
