@@ -297,7 +297,7 @@ def test_failing_worker_and_register_write(qtbot, window: MainWindow, generated,
 
     real_add = w.register.add_prediction
 
-    def full(record: Any) -> int:
+    def full(record: Any, **_options: Any) -> int:
         raise RegisterFullError("the disk holding the register is full")
 
     monkeypatch.setattr(w.register, "add_prediction", full)

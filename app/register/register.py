@@ -42,6 +42,7 @@ from sqlalchemy import (
 
 from app import __version__, paths
 from app.register import audit, db
+from app.register.display import DISPLAY_KEY, DISPLAY_PENDING
 from app.register.errors import (
     RegisterError,
     RegisterInputError,
@@ -348,11 +349,13 @@ class Register:
 
     # ---------------------------------------------------------------- predictions
 
-    def add_prediction(self, record: PredictionRecord) -> int:
+    def add_prediction(self, record: PredictionRecord, *, display_pending: bool = False) -> int:
         """Record one prediction (with its patient and study) and its audit event.
 
         The record is validated first and not modified, so after a failure (disk full,
         read-only location) the caller still holds it and can save it again.
+        ``display_pending``: the caller shows the result after recording it; the event says so
+        until :func:`app.register.display.mark_shown` (issue 14, item 9).
 
         Returns
         -------
@@ -363,7 +366,7 @@ class Register:
         ------
         RegisterInputError
             Invalid content (unknown label, NaN score, impossible vote split, a study UID that
-            already belongs to another patient).
+            already belongs to another patient, a patient ID that is another person's).
         RegisterFullError, RegisterReadOnlyError, RegisterBusyError
             The register could not be written; nothing of this prediction was kept.
         """
@@ -376,8 +379,10 @@ class Register:
             pred_id = _insert_id(conn, insert(Prediction).values(study_ref=study_ref, **values))
             conn.execute(insert(PredictionSlices).values(prediction_ref=pred_id, **slices))
             record_hash = audit.content_hash(prediction_content(conn, pred_id))
-            self._append_event(conn, "prediction",
-                               {"prediction_id": pred_id, "record_hash": record_hash}, pred_id)
+            payload: dict[str, Any] = {"prediction_id": pred_id, "record_hash": record_hash}
+            if display_pending:
+                payload[DISPLAY_KEY] = DISPLAY_PENDING
+            self._append_event(conn, "prediction", payload, pred_id)
         return pred_id
 
     def find_prediction(self, record: PredictionRecord) -> int | None:
@@ -400,10 +405,11 @@ class Register:
         """Primary key of the patient, inserting it when new (first values seen are kept)."""
         if not str(record.patient_id).strip():
             raise RegisterInputError("a prediction needs a patient ID")
-        ref = conn.execute(
-            select(Patient.id).where(Patient.patient_id == record.patient_id)).scalar()
-        if ref is not None:
-            return int(ref)
+        known = conn.execute(select(Patient.id, Patient.patient_name, Patient.birth_date)
+                             .where(Patient.patient_id == record.patient_id)).first()
+        if known is not None:
+            _same_person(record, known.patient_name, known.birth_date)
+            return int(known.id)
         return _insert_id(conn, insert(Patient).values(
             patient_id=record.patient_id, patient_name=record.patient_name or "",
             birth_date=normalise_date(record.birth_date, "birth date", strict=False), sex=record.sex or "",
@@ -764,6 +770,30 @@ class Register:
 
 # ------------------------------------------------------------------------------------------------
 # row ↔ record helpers (one place, so that insert-time and verify-time hashes see the same data)
+
+
+def _person_name(name: str) -> str:
+    return "^".join(part.strip() for part in name.upper().split("^")).rstrip("^ ")
+
+
+def _same_person(record: PredictionRecord, name: str, birth_date: str) -> None:
+    """Refuse a prediction whose patient ID is another person's in the register.
+
+    One Patient ID used by two people (issue 14, item 6) would file the second person's case
+    under the first one's name. Names are compared as people write them (case, spaces and
+    trailing empty components ignored); an empty name or birth date is unknown, not different.
+    """
+    new_name, new_birth = _person_name(record.patient_name or ""), str(record.birth_date or "")
+    differs = []
+    if new_name and _person_name(name) and new_name != _person_name(name):
+        differs.append(f"name {name!r}, not {record.patient_name!r}")
+    new_birth = normalise_date(new_birth, "birth date", strict=False) if new_birth else ""
+    if new_birth and birth_date and new_birth != birth_date:
+        differs.append(f"birth date {birth_date}, not {new_birth}")
+    if differs:
+        raise RegisterInputError(
+            f"patient ID {record.patient_id!r} belongs to another person in the register "
+            f"({'; '.join(differs)}): the case was not recorded under it")
 
 
 def _remove_path(path: Path) -> None:

@@ -25,6 +25,7 @@ import numpy as np
 from app.case.flow import CaseOutcome, predict_and_record
 from app.case.imports import importing
 from app.case.model import ModelChoice, ModelHolder
+from app.dicom.patients import separate_patients
 from app.dicom.studies import iter_studies, study_key
 from app.dicom.types import AssembledStudy
 from app.errors import Cancelled, HCCError, InputError
@@ -109,6 +110,7 @@ def import_job(folder: Path) -> Callable[[Progress], ImportOutcome]:
         if not folder_path.is_dir():
             raise InputError(f"{folder_path} is not a folder.")
         scan = scan_folder(folder_path, sub_progress(progress, 0.0, 0.6))
+        separate_patients(scan)  # one Patient ID, different people: separate, with a warning
         studies = [study for _, study in iter_studies(scan)]
         if not any(study.series for study in studies):
             raise InputError(
@@ -169,7 +171,8 @@ def predict_job(
     (:func:`app.case.flow.predict_and_record`)."""
     return lambda progress: predict_and_record(study, holder, choice, register, progress,
                                                source_folder=source_folder,
-                                               warnings_shown=warnings_shown)
+                                               warnings_shown=warnings_shown,
+                                               display_pending=True)  # marked once on screen
 
 
 def save_record_job(register: Register, outcome: CaseOutcome) -> Callable[[Progress], int]:

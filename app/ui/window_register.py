@@ -101,6 +101,7 @@ class RegisterActions(WindowParts):
         folder = Path(record.source_folder) if record.source_folder else None
 
         def show_recorded(outcome: ImportOutcome | None = None) -> None:
+            self.register_tab.mark_shown(case.case_id)  # reviewed now, if it never was
             key = record.study_uid
             if outcome is not None and key in {study_key(s) for _, s in iter_studies(outcome.scan)}:
                 self.browser.select_study(key)
