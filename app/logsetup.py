@@ -16,6 +16,7 @@ import logging
 import logging.handlers
 import sys
 import threading
+from typing import Any
 
 _configured = False
 
@@ -127,6 +128,24 @@ class TidyHandler(logging.Handler):
         super().close()
 
 
+class CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A console handler that writes to whatever ``sys.stderr`` is when a record comes, not to
+    the stream it was at setup: that one may have been replaced and closed since (a test's
+    capture, a GUI redirect, interpreter exit), and writing to it would put a logging error
+    with a traceback in front of the user instead of the message."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
 def setup_logging(verbose: bool = False, console: bool = True) -> None:
     """Configure the root logger (idempotent)."""
     global _configured
@@ -149,7 +168,7 @@ def setup_logging(verbose: bool = False, console: bool = True) -> None:
         # A read-only home must not stop the program; we still log to stderr below.
         console = True
     if console:
-        sh = logging.StreamHandler(sys.stderr)
+        sh = CurrentStderrHandler()
         sh.setLevel(logging.DEBUG if verbose else logging.WARNING)
         sh.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
         root.addHandler(TidyHandler(sh))
