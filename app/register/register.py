@@ -78,6 +78,7 @@ from app.register.records import (
     normalise_date,
     parse_timestamp,
     plain_json,
+    same_person,
     timestamp_text,
     utc_now,
 )
@@ -408,7 +409,7 @@ class Register:
         known = conn.execute(select(Patient.id, Patient.patient_name, Patient.birth_date)
                              .where(Patient.patient_id == record.patient_id)).first()
         if known is not None:
-            _same_person(record, known.patient_name, known.birth_date)
+            same_person(record, known.patient_name, known.birth_date)
             return int(known.id)
         return _insert_id(conn, insert(Patient).values(
             patient_id=record.patient_id, patient_name=record.patient_name or "",
@@ -770,30 +771,6 @@ class Register:
 
 # ------------------------------------------------------------------------------------------------
 # row ↔ record helpers (one place, so that insert-time and verify-time hashes see the same data)
-
-
-def _person_name(name: str) -> str:
-    return "^".join(part.strip() for part in name.upper().split("^")).rstrip("^ ")
-
-
-def _same_person(record: PredictionRecord, name: str, birth_date: str) -> None:
-    """Refuse a prediction whose patient ID is another person's in the register.
-
-    One Patient ID used by two people (issue 14, item 6) would file the second person's case
-    under the first one's name. Names are compared as people write them (case, spaces and
-    trailing empty components ignored); an empty name or birth date is unknown, not different.
-    """
-    new_name, new_birth = _person_name(record.patient_name or ""), str(record.birth_date or "")
-    differs = []
-    if new_name and _person_name(name) and new_name != _person_name(name):
-        differs.append(f"name {name!r}, not {record.patient_name!r}")
-    new_birth = normalise_date(new_birth, "birth date", strict=False) if new_birth else ""
-    if new_birth and birth_date and new_birth != birth_date:
-        differs.append(f"birth date {birth_date}, not {new_birth}")
-    if differs:
-        raise RegisterInputError(
-            f"patient ID {record.patient_id!r} belongs to another person in the register "
-            f"({'; '.join(differs)}): the case was not recorded under it")
 
 
 def _remove_path(path: Path) -> None:
