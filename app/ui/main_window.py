@@ -611,7 +611,7 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
             return
         self.case.cam = cam
         # CamResult maps are already divided by the study's global maximum: scale 0..1.
-        self.viewer.set_cam_cache(jobs.cams_by_pair(cam, len(outcome.study.pairs)), 1.0)
+        self.viewer.set_cam_cache(jobs.cams_by_pair(cam, len(outcome.study.pairs)), 1.0, cam.shown)
         self.stepDone.emit("cam-study")
 
     def set_cam_visible(self, visible: bool) -> None:

@@ -89,6 +89,9 @@ class ViewerPanel(QtWidgets.QWidget):
         self._window: WindowLevel = DEFAULT_WINDOW
         self._drag_start: WindowLevel | None = None
         self._cams: dict[tuple[str, int], np.ndarray] = {}
+        #: Pairs that did not take part in the model's decision (lesion-weighted vote): no heat
+        #: map is shown there, and the pane says why (CamResult.shown).
+        self._unused: set[int] = set()
         self._liver = np.zeros(0, dtype=bool)
         self._cam_visible = True
         self._syncing = False
@@ -155,6 +158,7 @@ class ViewerPanel(QtWidgets.QWidget):
         self.measure.clear()
         self._study = study
         self._cams.clear()
+        self._unused = set()
         for viewer in self.viewers.values():
             viewer.cam.set_scale(None)  # the next study brings its own scale
         descriptions = dict(descriptions or {})
@@ -214,8 +218,7 @@ class ViewerPanel(QtWidgets.QWidget):
         if index == self._position:
             return
         self._position = index
-        in_liver = bool(self._liver[index])
-        note = "in liver range" if in_liver else ""
+        note = self._slice_note(index)
         for phase, slice_index in self.indices_at(index).items():
             viewer = self.viewers[phase]
             viewer.show_slice(slice_index, note)
@@ -224,7 +227,7 @@ class ViewerPanel(QtWidgets.QWidget):
             self.slider.blockSignals(True)
             self.slider.setValue(index)
             self.slider.blockSignals(False)
-        self._update_position_label(in_liver)
+        self._update_position_label(bool(self._liver[index]))
         self.pairIndexChanged.emit(index)
 
     def step(self, n: int) -> None:
@@ -359,12 +362,17 @@ class ViewerPanel(QtWidgets.QWidget):
         self,
         cams: Mapping[str, Sequence[np.ndarray | None] | np.ndarray],
         global_max: float | None = None,
+        shown: Sequence[bool] = (),
     ) -> None:
         """Replace the whole CAM cache: phase → per-pair arrays (a list, or ``(n_pairs, H, W)``).
 
-        ``global_max`` (``CamResult.global_max``) fixes one colour scale for the study.
+        ``global_max`` (``CamResult.global_max``) fixes one colour scale for the study;
+        ``shown`` (``CamResult.shown``, per pair) marks the pairs the model did not use, whose
+        panes then say so (all used when empty).
         """
         self._cams.clear()
+        self._unused = {i for i, on in enumerate(shown) if not on}
+        self._show_notes()
         if global_max is not None:
             self.set_cam_scale(global_max)
         for phase, per_pair in cams.items():
@@ -390,7 +398,25 @@ class ViewerPanel(QtWidgets.QWidget):
         for phase, stack in maps.items():
             for j, pair_index in enumerate(cam.pair_indices):
                 self._cams[(phase, int(pair_index))] = np.asarray(stack[j])
+        if replace:
+            shown = list(getattr(cam, "shown", []) or [])
+            self._unused = {int(p) for p, on in zip(cam.pair_indices, shown, strict=False) if not on}
+            self._show_notes()
         self._refresh_cams()
+
+    def _slice_note(self, index: int) -> str:
+        """The pane note of pair ``index``: in the liver range, and whether the model used it."""
+        parts = ["in liver range"] if bool(self._liver[index]) else []
+        if index in self._unused:
+            parts.append("not used by the model (no tumour seen): no heat map")
+        return " · ".join(parts)
+
+    def _show_notes(self) -> None:
+        if not self._n_positions:
+            return
+        note = self._slice_note(self._position)
+        for phase, slice_index in self.indices_at(self._position).items():
+            self.viewers[phase].show_slice(slice_index, note)
 
     def set_cam_scale(self, global_max: float | None) -> None:
         """Colour scale ``0 .. global_max`` for every CAM of the study (None: per slice)."""
@@ -401,6 +427,8 @@ class ViewerPanel(QtWidgets.QWidget):
     def clear_cams(self) -> None:
         """Forget every cached CAM (e.g. a new prediction started)."""
         self._cams.clear()
+        self._unused = set()
+        self._show_notes()
         self._refresh_cams()
 
     def has_cam(self, pair_index: int, phase: str | None = None) -> bool:
