@@ -569,7 +569,8 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
             self.register_tab.mark_shown(outcome.record_id)
         self.pacs.on_new_result()
         slices = result.slices
-        self.vote_strip.set_result([s.probability for s in slices], [s.label for s in slices])
+        self.vote_strip.set_result([s.probability for s in slices], [s.label for s in slices],
+                                   [s.votes for s in slices], outcome.model.config.threshold)
         self._update_model_label()
         self.register_tab.refresh()
         if outcome.record_id is not None:

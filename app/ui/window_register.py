@@ -107,8 +107,10 @@ class RegisterActions(WindowParts):
                 self.browser.select_study(key)
             self.case.recorded = case.result
             self.result_panel.set_result(case.result, None)
+            # the model's threshold is not in the record: no line rather than a wrong one
             self.vote_strip.set_result([s.probability for s in case.result.slices],
-                                       [s.label for s in case.result.slices])
+                                       [s.label for s in case.result.slices],
+                                       [s.votes for s in case.result.slices], None)
             self.tabs.setCurrentIndex(0)
             self.stepDone.emit("reopened")
 
