@@ -75,24 +75,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         from app.register.pending import replay_at_start
 
         replay_at_start(lambda text: print(f"hcc-response: {text}", file=sys.stderr))
+    from app.commands._common import json_error, reset_json_state
+
+    reset_json_state()
+    want_json = bool(getattr(args, "json", False))
     try:
         return int(args._module.run(args) or 0)
     except HCCError as exc:
         log.info("%s: %s", type(exc).__name__, exc.message, exc_info=exc.exit_code == 1)
         print(f"hcc-response {args.command}: {exc.message}", file=sys.stderr)
+        if want_json:
+            json_error(exc, exc.message, exc.exit_code)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print(f"hcc-response {args.command}: interrupted", file=sys.stderr)
+        if want_json:
+            json_error(exc, "interrupted", 2)
         return 2
     except BrokenPipeError:
         return 0
     except Exception as exc:  # the last line of defence: log the traceback, show one line
         log.exception("internal error in %s", args.command)
-        print(
-            f"hcc-response {args.command}: internal error: {type(exc).__name__}: {exc} "
-            f"(details in the log file)",
-            file=sys.stderr,
-        )
+        message = f"internal error: {type(exc).__name__}: {exc} (details in the log file)"
+        print(f"hcc-response {args.command}: {message}", file=sys.stderr)
+        if want_json:
+            json_error(exc, message, 1)
         return 1
 
 

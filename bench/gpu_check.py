@@ -50,11 +50,11 @@ sys.path.insert(0, str(ROOT))
 
 from app.inference.arrays import phantom_arrays, study_from_arrays  # noqa: E402
 from app.inference.config import ModelConfig  # noqa: E402
-from app.inference.device import batch_to_device  # noqa: E402
 from app.inference.gradcam import gradcam_study  # noqa: E402
 from app.inference.predictor import predict  # noqa: E402
 from app.inference.preprocess import preprocess_study  # noqa: E402
 from app.inference.weights import create_random_model, load_model  # noqa: E402
+from bench._speed import bare_forward  # noqa: E402
 
 
 class Skipped(Exception):
@@ -173,18 +173,6 @@ def check_gradcam(ctx: Context, c: Check) -> None:
         raise AssertionError("Grad-CAM maps differ between CUDA and the CPU")
 
 
-def _bare_forward(loaded, x: torch.Tensor, batch_size: int, amp: torch.dtype | None) -> float:
-    t0 = time.perf_counter()
-    choice = loaded.device_choice
-    with torch.inference_mode():
-        for i in range(0, x.shape[0], batch_size):
-            xb = batch_to_device(x[i : i + batch_size], choice)
-            with torch.autocast(choice.device.type, dtype=amp or torch.float32, enabled=amp is not None):
-                loaded.model(xb).float().softmax(1)
-    _sync()
-    return time.perf_counter() - t0
-
-
 def _speed_at(ctx: Context, c: Check, path: Path | None, label: str) -> None:
     """Speed figures of the model file ``path`` (a random paper model at 224 px when None)."""
     device = "cuda" if ctx.cuda else "cpu"
@@ -197,12 +185,12 @@ def _speed_at(ctx: Context, c: Check, path: Path | None, label: str) -> None:
     bs = 64 if ctx.cuda else 16
     amp = torch.float16 if ctx.cuda else None
     x = preprocess_study(study, cfg).x
-    _bare_forward(loaded, x, bs, amp)  # warm-up: allocator, cuDNN autotuning
+    bare_forward(loaded, x, bs, amp)  # warm-up: allocator, cuDNN autotuning
     predict(study, loaded, batch_size=bs)
     gradcam_study(loaded, study)
     bare, pred, both = [], [], []
     for _ in range(ctx.repeats):
-        bare.append(_bare_forward(loaded, x, bs, amp))
+        bare.append(bare_forward(loaded, x, bs, amp))
         t0 = time.perf_counter()
         predict(study, loaded, batch_size=bs)
         _sync()
@@ -214,7 +202,7 @@ def _speed_at(ctx: Context, c: Check, path: Path | None, label: str) -> None:
         both.append(time.perf_counter() - t0)
     ratio = min(pred) / min(bare)
     loaded.model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
-    contiguous = min(_bare_forward(loaded, x, bs, amp) for _ in range(ctx.repeats))
+    contiguous = min(bare_forward(loaded, x, bs, amp) for _ in range(ctx.repeats))
     c.figures.append(
         f"{label} {cfg.input_size} px, {ctx.slices} slices on {loaded.device}: predict+Grad-CAM "
         f"{min(both):.3f} s (median {statistics.median(both):.3f}), predict {min(pred):.3f} s, "

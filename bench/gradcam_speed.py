@@ -20,7 +20,6 @@ On CUDA (when it works) the same figures and absolute times are printed as well.
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -32,17 +31,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.inference.arrays import phantom_arrays, study_from_arrays  # noqa: E402
-from app.inference.config import ModelConfig  # noqa: E402
 from app.inference.device import batch_to_device  # noqa: E402
 from app.inference.gradcam import gradcam_slice, gradcam_study  # noqa: E402
 from app.inference.preprocess import preprocess_study  # noqa: E402
-from app.inference.weights import create_random_model, load_model  # noqa: E402
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from app.inference.weights import load_model  # noqa: E402
+from bench._speed import bare_forward, speed_arguments, speed_setup, sync  # noqa: E402
 
 
 def bare_forward_backward(loaded, x: torch.Tensor, batch_size: int) -> float:
@@ -55,23 +48,12 @@ def bare_forward_backward(loaded, x: torch.Tensor, batch_size: int) -> float:
         for i in range(0, x.shape[0], batch_size):
             xb = x[i : i + batch_size]
             model(batch_to_device(xb, loaded.device_choice))[:, 1].sum().backward()
-        _sync(device)
+        sync(device)
         elapsed = time.perf_counter() - t0
     finally:
         model.zero_grad(set_to_none=True)
         model.requires_grad_(False)
     return elapsed
-
-
-def bare_forward(loaded, x: torch.Tensor, batch_size: int) -> float:
-    """Inference-only forward of the same batches (the stricter yardstick)."""
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        for i in range(0, x.shape[0], batch_size):
-            xb = x[i : i + batch_size]
-            loaded.model(batch_to_device(xb, loaded.device_choice))
-    _sync(loaded.device)
-    return time.perf_counter() - t0
 
 
 def measure(loaded, study, batch_size: int, repeats: int, label: str) -> None:
@@ -86,11 +68,11 @@ def measure(loaded, study, batch_size: int, repeats: int, label: str) -> None:
         for k in (n // 4, n // 2, (3 * n) // 4):
             t0 = time.perf_counter()
             gradcam_slice(loaded, study, k)
-            _sync(loaded.device)
+            sync(loaded.device)
             one.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         cams = gradcam_study(loaded, study, batch_size=batch_size)
-        _sync(loaded.device)
+        sync(loaded.device)
         whole.append(time.perf_counter() - t0)
         bare.append(bare_forward_backward(loaded, x, batch_size))
         fwd.append(bare_forward(loaded, x, batch_size))
@@ -108,26 +90,9 @@ def measure(loaded, study, batch_size: int, repeats: int, label: str) -> None:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--slices", type=int, default=30)
-    ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--backbone", default="resnet18")
-    ap.add_argument("--shared", action="store_true")
-    ap.add_argument("--no-cuda", action="store_true")
-    args = ap.parse_args()
-
-    torch.set_num_threads(args.threads)
-    cfg = ModelConfig(backbone=args.backbone, shared_trunk=args.shared)
-    study = study_from_arrays(phantom_arrays(args.slices, args.size))
-    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other processes slow every figure)")
-    print(f"torch {torch.__version__}, {args.threads} CPU threads, {args.slices} slice triplets of "
-          f"{args.size}x{args.size}, {cfg.backbone} {'shared' if cfg.shared_trunk else 'separate'} trunks")
+    args = speed_arguments(__doc__, 8)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "bench.safetensors"
-        create_random_model(path, cfg)
+        path, study = speed_setup(args, Path(tmp))
         measure(load_model(path, "cpu"), study, args.batch_size, args.repeats, "cpu")
         if torch.cuda.is_available() and not args.no_cuda:
             gpu = load_model(path, "cuda")

@@ -20,7 +20,6 @@ works it repeats on the GPU, prints absolute times (target: prediction + whole-s
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -32,41 +31,18 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.inference.arrays import phantom_arrays, study_from_arrays  # noqa: E402
-from app.inference.config import ModelConfig  # noqa: E402
-from app.inference.device import batch_to_device  # noqa: E402
 from app.inference.gradcam import gradcam_study  # noqa: E402
 from app.inference.predictor import predict  # noqa: E402
 from app.inference.preprocess import preprocess_study  # noqa: E402
-from app.inference.weights import create_random_model, load_model  # noqa: E402
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def bare_forward(loaded, x: torch.Tensor, batch_size: int, amp: bool) -> float:
-    device = loaded.device
-    t0 = time.perf_counter()
-    with torch.inference_mode():
-        for i in range(0, x.shape[0], batch_size):
-            xb = x[i : i + batch_size]
-            if device.type == "cuda":
-                xb = batch_to_device(xb, loaded.device_choice)
-                with torch.autocast("cuda", dtype=torch.float16, enabled=amp):
-                    loaded.model(xb).float().softmax(1)
-            else:
-                loaded.model(xb).softmax(1)
-    _sync(device)
-    return time.perf_counter() - t0
+from app.inference.weights import load_model  # noqa: E402
+from bench._speed import bare_forward, speed_arguments, speed_setup, sync  # noqa: E402
 
 
 def measure(loaded, study, batch_size: int, repeats: int, label: str) -> dict[str, float]:
     x = preprocess_study(study, loaded.config).x
     amp = loaded.device.type == "cuda"
     # warm-up: allocator, cuDNN autotuning, first-call overheads
-    bare_forward(loaded, x, batch_size, amp)
+    bare_forward(loaded, x, batch_size, torch.float16 if amp else None)
     predict(study, loaded, batch_size=batch_size)
     bare, pred = [], []
     result = None
@@ -74,11 +50,11 @@ def measure(loaded, study, batch_size: int, repeats: int, label: str) -> dict[st
         # alternate the order so that a load spike from other processes hits both alike
         for which in (("bare", "predict") if r % 2 == 0 else ("predict", "bare")):
             if which == "bare":
-                bare.append(bare_forward(loaded, x, batch_size, amp))
+                bare.append(bare_forward(loaded, x, batch_size, torch.float16 if amp else None))
             else:
                 t0 = time.perf_counter()
                 result = predict(study, loaded, batch_size=batch_size)
-                _sync(loaded.device)
+                sync(loaded.device)
                 pred.append(time.perf_counter() - t0)
     assert result is not None
     print(f"[{label}] device={result.device} precision={result.precision} batch={batch_size} "
@@ -93,26 +69,9 @@ def measure(loaded, study, batch_size: int, repeats: int, label: str) -> dict[st
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--slices", type=int, default=30)
-    ap.add_argument("--size", type=int, default=512)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--backbone", default="resnet18")
-    ap.add_argument("--shared", action="store_true", help="shared-trunk variant")
-    ap.add_argument("--no-cuda", action="store_true", help="CPU only even where CUDA works")
-    args = ap.parse_args()
-
-    torch.set_num_threads(args.threads)
-    cfg = ModelConfig(backbone=args.backbone, shared_trunk=args.shared)
-    study = study_from_arrays(phantom_arrays(args.slices, args.size))
-    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other processes slow every figure)")
-    print(f"torch {torch.__version__}, {args.threads} CPU threads, {args.slices} slice triplets of "
-          f"{args.size}x{args.size}, {cfg.backbone} {'shared' if cfg.shared_trunk else 'separate'} trunks")
+    args = speed_arguments(__doc__, 16)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "bench.safetensors"
-        create_random_model(path, cfg)
+        path, study = speed_setup(args, Path(tmp))
         t0 = time.perf_counter()
         cpu = load_model(path, "cpu")
         print(f"model load (CPU) {time.perf_counter() - t0:.3f} s, file {path.stat().st_size / 1e6:.1f} MB")
@@ -139,7 +98,7 @@ def main() -> int:
                 t0 = time.perf_counter()
                 predict(study, gpu)
                 gradcam_study(gpu, study)
-                _sync(gpu.device)
+                sync(gpu.device)
                 times.append(time.perf_counter() - t0)
             print(f"[cuda] predict + whole-study Grad-CAM best {min(times):.3f} s median "
                   f"{statistics.median(times):.3f} s (target < 1 s: {'met' if min(times) < 1 else 'NOT met'})")

@@ -207,3 +207,14 @@ def truncate(path: Path, keep_fraction: float = 0.6) -> Path:
     data = path.read_bytes()
     path.write_bytes(data[: int(len(data) * keep_fraction)])
     return path
+
+
+def synthetic_patient(out: Path, seed: int, matrix: int = 96) -> Path:
+    """One phantom patient of the synthetic generator written as DICOM under ``out``; its folder.
+
+    For module fixtures that need one whole three-phase study (export, PACS, CLI tests)."""
+    from app.synthetic.cohort import generate_cohort
+    from app.synthetic.options import StudyOptions
+
+    generate_cohort(out, 1, seed=seed, options=StudyOptions(matrix=matrix))
+    return next(p for p in out.iterdir() if p.is_dir())

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dicom_factory import SeriesSpec, uid, write_series
+from dicom_factory import SeriesSpec, default_hu, uid, write_series
 
 from app.cli import main
 from app.dicom.assembly import (
@@ -257,8 +257,10 @@ def test_reuse_of_sampled_slices_gives_the_same_volume(tmp_path: Path) -> None:
 def test_assemble_study_without_a_liver_asks_for_confirmation(tmp_path: Path) -> None:
     study = uid()
     for number, t in ((2, "100000"), (3, "100100"), (4, "100200")):
-        write_series(tmp_path / str(number), SeriesSpec(n=5, series_number=number,
-                                                        study_uid=study, acquisition_time=t))
+        # each phase its own images (identical ones would be one acquisition, issue 14)
+        write_series(tmp_path / str(number), SeriesSpec(
+            n=5, series_number=number, study_uid=study, acquisition_time=t,
+            hu=lambda i, r, c, k=number: default_hu(i, r, c) + np.int16(k)))
     st = scan_folder(tmp_path).studies[0]
     calls = {s.uid: call(p) for s, p in zip(st.series, ("plain", "arterial", "portal"),
                                              strict=True)}

@@ -45,6 +45,13 @@ def test_mass_shares_of_drawn_maps() -> None:
     on_lesion[1, 0, 0, 0] = 1.0  # slice 1: all mass outside the liver
     m = patient_cam_mass(on_lesion, lab)
     assert m.liver_share == pytest.approx(0.5)  # mean of 1.0 and 0.0
+    # as displayed (one scale per study): the bright lesion map weighs 12, the faint map 1
+    assert m.displayed_liver_share == pytest.approx(12 / 13)
+    assert m.displayed_lesion_share == pytest.approx(1.0)
+    assert uniform.displayed_liver_share == pytest.approx(72 / 200)
+    # only the lesion slice shown (the app hides the maps of slices that did not vote)
+    hidden = patient_cam_mass(on_lesion, lab, shown=np.array([True, False]))
+    assert hidden.displayed_liver_share == pytest.approx(1.0) and hidden.liver_share == pytest.approx(0.5)
     assert m.lesion_share == pytest.approx(1.0) and m.lesion_area_share == pytest.approx(0.04)
 
     empty = np.zeros(lab.shape, dtype=np.float32)
@@ -58,6 +65,8 @@ def test_mass_shares_of_drawn_maps() -> None:
     assert r.liver_share == pytest.approx((0.36 + 0.5 + 1.0) / 3)
     assert r.lesion_share == pytest.approx((0.04 + 1.0) / 2)
     assert r.ratio == pytest.approx(((0.04 + 1.0) / 2) / 0.04)
+    assert r.displayed_liver_share == pytest.approx((0.36 + 12 / 13 + 1.0) / 3)
+    assert r.displayed_ratio == pytest.approx(((0.04 + 1.0) / 2) / 0.04)
     with pytest.raises(ValueError, match="differ in shape"):
         patient_cam_mass(np.ones((2, 1, 9, 9)), lab)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from dicom_factory import synthetic_patient
 
 from app.cli import main
 from app.register import open_register
@@ -13,12 +14,7 @@ from app.register.samples import sample_record
 
 @pytest.fixture(scope="module")
 def one_patient(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from app.synthetic.cohort import generate_cohort
-    from app.synthetic.options import StudyOptions
-
-    out = tmp_path_factory.mktemp("typo-cli")
-    generate_cohort(out, 1, seed=31, options=StudyOptions(matrix=64))
-    return next(p for p in out.iterdir() if p.is_dir())
+    return synthetic_patient(tmp_path_factory.mktemp("typo-cli"), seed=31, matrix=64)
 
 
 def test_malformed_sha256_is_named_as_such(one_patient: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pydicom
 import pytest
+from dicom_factory import synthetic_patient
 from orthanc_server import (
     ORTHANC_AET,
     dicom_files,
@@ -47,12 +48,7 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 @pytest.fixture(scope="module")
 def study_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from app.synthetic.cohort import generate_cohort
-    from app.synthetic.options import StudyOptions
-
-    out = tmp_path_factory.mktemp("pacs-study")
-    generate_cohort(out, 1, seed=43, options=StudyOptions(matrix=96))
-    return next(p for p in out.iterdir() if p.is_dir())
+    return synthetic_patient(tmp_path_factory.mktemp("pacs-study"), seed=43, matrix=96)
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from typing import Any
 
 import pydicom
 import pytest
+from dicom_factory import synthetic_patient
 
 from app import INTENDED_USE, __version__
 from app.cli import main
@@ -27,12 +28,7 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 @pytest.fixture(scope="module")
 def patient_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from app.synthetic.cohort import generate_cohort
-    from app.synthetic.options import StudyOptions
-
-    out = tmp_path_factory.mktemp("export-dicom")
-    generate_cohort(out, 1, seed=41, options=StudyOptions(matrix=96))
-    return next(p for p in out.iterdir() if p.is_dir())
+    return synthetic_patient(tmp_path_factory.mktemp("export-dicom"), seed=41, matrix=96)
 
 
 @pytest.fixture(scope="module")

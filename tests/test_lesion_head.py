@@ -101,12 +101,40 @@ def test_gradcam_heat_lies_under_the_lesion_mask() -> None:
     loaded = wrap_model(model)
     loaded.model.requires_grad_(False)
     hu = {p: (x[:4, j, 0].numpy() * 400.0 - 200.0) for j, p in enumerate(CFG.phases)}
-    cams = gradcam_study(loaded, study_from_arrays(hu))
+    study = study_from_arrays(hu)
+    cams = gradcam_study(loaded, study)
     heat = cams.maps["arterial"]
     lesion = seg[:4, 1].numpy() == 2
     inside = heat[lesion].sum() / max(heat.sum(), 1e-9)
     assert inside > 3 * lesion.mean()  # concentrated on the planted lesions
     assert heat[1].max() < 0.2 and heat[3].max() < 0.2  # slices without lesion stay cold
+
+    # only the slices that took part in the decision are shown, and they set the scale
+    from app.inference.predictor import predict
+
+    res = predict(study, loaded)
+    assert cams.shown == [s.votes for s in res.slices]
+    assert cams.lesion_areas == pytest.approx([s.lesion_area for s in res.slices], rel=1e-4)
+    assert cams.lesion_areas[0] > cams.lesion_areas[1] and cams.lesion_areas[2] > cams.lesion_areas[3]
+    shown_max = max(float(cams.maps[p][k].max()) for p in cams.maps for k, on in enumerate(cams.shown) if on)
+    assert shown_max == pytest.approx(1.0)
+    assert all(float(cams.maps[p][k].max()) == 0.0 for p in cams.maps for k, on in enumerate(cams.shown) if not on)
+
+
+def test_maps_of_slices_that_did_not_vote_are_hidden_and_do_not_set_the_scale() -> None:
+    from app.inference.gradcam import hide_unused, shown_slices
+    from app.inference.weights import wrap_model
+
+    loaded = wrap_model(build_model(CFG))
+    # the model saw tumour on slices 1 and 2 only (areas below a quarter of the largest elsewhere)
+    assert shown_slices(loaded, [0.5] * 4, [2.0, 40.0, 30.0, 9.0]) == [False, True, True, False]
+    assert shown_slices(loaded, [0.5] * 4, None) == [True] * 4  # no lesion head: all vote
+    paper = wrap_model(build_model(ModelConfig(backbone="tiny", input_size=32)))
+    assert shown_slices(paper, [0.5] * 4, [2.0, 40.0, 30.0, 9.0]) == [True] * 4  # the paper's vote
+    maps = {"arterial": np.array([[[5.0]], [[0.4]], [[0.8]], [[3.0]]]), "portal": np.full((4, 1, 1), 0.1)}
+    scale = hide_unused(maps, [False, True, True, False])
+    assert scale == pytest.approx(0.8)  # the bright maps of slices 0 and 3 no longer set it
+    assert maps["arterial"][:, 0, 0].tolist() == [0.0, 0.4, 0.8, 0.0] and maps["portal"][0, 0, 0] == 0.0
 
 
 def test_lesion_weighted_aggregation() -> None:

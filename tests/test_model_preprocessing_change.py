@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from dicom_factory import synthetic_patient
 
 from app import model_history
 from app.cli import main
@@ -14,12 +15,7 @@ from app.cli import main
 
 @pytest.fixture(scope="module")
 def one_patient(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from app.synthetic.cohort import generate_cohort
-    from app.synthetic.options import StudyOptions
-
-    out = tmp_path_factory.mktemp("model-change")
-    generate_cohort(out, 1, seed=31, options=StudyOptions(matrix=96))
-    return next(p for p in out.iterdir() if p.is_dir())
+    return synthetic_patient(tmp_path_factory.mktemp("model-change"), seed=31, matrix=96)
 
 
 @pytest.fixture(scope="module")

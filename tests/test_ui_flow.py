@@ -83,14 +83,7 @@ def window(qtbot, tiny_model: tuple[Path, str], shown: Dialogs):  # type: ignore
     import torch
 
     torch.set_num_threads(1)  # tiny model: per-op overhead dominates, one thread is fastest
-    path, sha = tiny_model
-    update_settings(model_path=str(path), model_sha256=sha, device="cpu", demo_offered=True)
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.show()
-    steps: list[str] = []
-    w.stepDone.connect(steps.append)
-    w.steps = steps  # type: ignore[attr-defined]
+    w = fx.open_main_window(qtbot, *tiny_model)
     w.shown = shown  # type: ignore[attr-defined]
     yield w
     w.close()
@@ -304,7 +297,7 @@ def test_failing_worker_and_register_write(qtbot, window: MainWindow, generated,
 
     real_add = w.register.add_prediction
 
-    def full(record: Any) -> int:
+    def full(record: Any, **_options: Any) -> int:
         raise RegisterFullError("the disk holding the register is full")
 
     monkeypatch.setattr(w.register, "add_prediction", full)

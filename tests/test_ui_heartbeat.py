@@ -16,9 +16,7 @@ pytest.importorskip("PySide6")
 
 import ui_fixtures as fx  # noqa: E402
 
-from app.settings import update_settings  # noqa: E402
 from app.ui import dialogs  # noqa: E402
-from app.ui.main_window import MainWindow  # noqa: E402
 from app.ui.workers import StallMonitor  # noqa: E402
 
 #: Generous bound for a busy 2-core box shared with other jobs; the target is 100 ms.
@@ -48,12 +46,8 @@ def test_event_loop_never_stalls_during_import_and_prediction(qtbot, tmp_path: P
     folder, _ = fx.generate_study(tmp_path / "study", delayed=False)
     model = tmp_path / "tiny.safetensors"
     sha = fx.create_tiny_model(model)
-    update_settings(model_path=str(model), model_sha256=sha, device="cpu", demo_offered=True)
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.show()
-    steps: list[str] = []
-    w.stepDone.connect(steps.append)
+    w = fx.open_main_window(qtbot, model, sha)
+    steps = w.steps
     qtbot.wait(200)  # let the window settle: first paint is not background work
 
     mon = StallMonitor(10)

@@ -22,7 +22,6 @@ import pydicom  # noqa: E402
 import ui_fixtures as fx  # noqa: E402
 from orthanc_server import free_port, running_pacs, settings_for  # noqa: E402
 
-from app.settings import update_settings  # noqa: E402
 from app.ui import dialogs  # noqa: E402
 from app.ui.main_window import MainWindow  # noqa: E402
 from app.ui.pacs_dialog import PacsDialog  # noqa: E402
@@ -63,14 +62,7 @@ def window(qtbot, tiny_model: tuple[Path, str], errors: list[str]) -> Iterator[M
     import torch
 
     torch.set_num_threads(1)
-    path, sha = tiny_model
-    update_settings(model_path=str(path), model_sha256=sha, device="cpu", demo_offered=True)
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.show()
-    steps: list[str] = []
-    w.stepDone.connect(steps.append)
-    w.steps = steps  # type: ignore[attr-defined]
+    w = fx.open_main_window(qtbot, *tiny_model)
     yield w
     w.close()
     assert not w.jobs.busy

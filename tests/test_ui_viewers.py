@@ -472,6 +472,21 @@ def test_cam_cache_replaces_everything(panel: ViewerPanel, study: AssembledStudy
     assert not any(v.cam.item.isVisible() for v in panel.viewers.values())
 
 
+def test_panes_say_when_the_model_did_not_use_a_slice(panel: ViewerPanel, study: AssembledStudy) -> None:
+    """A lesion-head model's Grad-CAM hides the slices that did not vote (CamResult.shown):
+    the panes say why there is no heat map there, and only there."""
+    n = len(study.pairs)
+    cams = {p: np.stack([cam_like(v, (20, 20), peak=1.0) for _ in range(n)]) for p, v in study.volumes.items()}
+    shown = [k % 2 == 0 for k in range(n)]
+    panel.set_cam_cache(cams, global_max=1.0, shown=shown)
+    for k in (0, 1):
+        panel.set_pair_index(k)
+        texts = [v.corner_texts()["tr"] for v in panel.viewers.values()]
+        assert all(("not used by the model" in t) == (not shown[k]) for t in texts), (k, texts)
+    panel.clear_cams()  # a new prediction: nothing is marked any more
+    assert not any("not used" in v.corner_texts()["tr"] for v in panel.viewers.values())
+
+
 def test_large_cam_is_block_averaged_but_stays_registered(qtbot) -> None:  # type: ignore[no-untyped-def]
     """A 512² CAM is drawn at 256² (cheaper to paint) without moving its hot spot."""
     vol = make_volume("portal", 2, 0.0, 512, 501, 0.7, flipped=True)  # odd: last column dropped

@@ -97,3 +97,26 @@ def test_drag_scrubs_through_bars(qtbot, strip: VoteStrip) -> None:  # type: ign
         QtGui.QGuiApplication.sendEvent(strip, ev)
     qtbot.mouseRelease(strip, QtCore.Qt.MouseButton.LeftButton, pos=strip.bar_rect(4).center().toPoint())
     assert seen == [1, 2, 3, 4]  # no repeats while the mouse stays on a bar
+
+
+def test_threshold_line_and_slices_that_did_not_vote(strip: VoteStrip) -> None:
+    """A lesion-head model: threshold 0.32 drawn where it is (not at 0.5), and the bars of the
+    slices that did not take part in the vote drawn faint, their tooltip saying why."""
+    probs = [0.4, 0.4, 0.4, 0.4]
+    strip.set_result(probs, ["responder"] * 4, voting=[True, False, True, False], threshold=0.32)
+    assert strip.threshold() == pytest.approx(0.32) and strip.voting().tolist() == [True, False, True, False]
+    image = strip.grab().toImage()
+    plot_bottom = strip.height() - strip.BOTTOM
+    plot_h = plot_bottom - strip.TOP
+    colours = [QtGui.QColor(image.pixel(int(strip.bar_rect(i).center().x()), plot_bottom - 3)) for i in range(4)]
+    assert colours[0].rgb() == RESPONDER_COLOR.rgb() == colours[2].rgb()
+    assert colours[1].rgb() != RESPONDER_COLOR.rgb() and colours[1].rgb() == colours[3].rgb()  # faint
+    # the dashed line (grid grey) lies at the threshold's height, not at 0.5: look for its
+    # pixels in the 1-px gaps between the bars
+    grid = QtGui.QColor(150, 150, 150).rgb()
+    row_cut = plot_bottom - 0.32 * plot_h
+    gaps = [int(strip.bar_rect(i).right()) for i in range(3)]
+    line_rows = {y for x in gaps for y in range(strip.TOP, plot_bottom) if image.pixel(x, y) == grid}
+    assert line_rows and all(abs(y - row_cut) <= 1.5 for y in line_rows), (line_rows, row_cut)
+    with pytest.raises(ValueError, match="voting flags"):
+        strip.set_result(probs, ["responder"] * 4, voting=[True])

@@ -88,3 +88,37 @@ def test_gui_leaves_one_core_to_the_event_loop() -> None:
     assert gui_torch_threads(1) == 1
     assert gui_torch_threads(2) == 1
     assert gui_torch_threads(8) == 7
+
+
+def test_lesion_model_job_shows_only_the_voting_slices_like_gradcam_study(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GUI's chunked job ends exactly as the whole-study Grad-CAM: the maps of the slices
+    that did not take part in the lesion-weighted decision are empty and the scale is theirs."""
+    import torch
+
+    from app.inference import result as result_module
+    from app.inference.config import ModelConfig
+    from app.inference.gradcam import gradcam_study
+    from app.inference.model import build_model
+    from app.inference.weights import wrap_model
+
+    # a random model sees "tumour" of similar size on every slice: let only slices within
+    # 0.1 % of the largest area vote, so that some maps must be hidden
+    monkeypatch.setattr(result_module, "LESION_VOTE_SHARE", 0.999)
+    torch.manual_seed(5)
+    cfg = ModelConfig(backbone="small", input_size=32, extra_channels=16, hidden=16, dropout=0.0,
+                      shared_trunk=True, head="lesion", aggregation="lesion_weighted")
+    loaded = wrap_model(build_model(cfg))
+    loaded.model.requires_grad_(False)
+    from app.inference.arrays import study_from_arrays
+
+    rng = np.random.default_rng(5)  # slices that differ, so that the model's 'tumour' areas do
+    study = study_from_arrays({p: rng.normal(40.0, 60.0, (10, 64, 64)).astype(np.float32)
+                               for p in ("plain", "arterial", "portal")})
+    result = cam_job(study, ModelHolder(), loaded, 0, ViewedSlice(0))(Recording(lambda obj: None))
+    reference = gradcam_study(loaded, study)
+    assert result.shown == reference.shown and len(result.shown) == 10
+    assert 0 < sum(result.shown) < 10
+    for phase in reference.maps:
+        np.testing.assert_allclose(result.maps[phase], reference.maps[phase], atol=1e-4)
+        assert all(result.maps[phase][k].max() == 0 for k, on in enumerate(result.shown) if not on)
+    assert result.global_max == pytest.approx(reference.global_max, rel=1e-4)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from qt_text import shown_text
 
 from app.dicom.assembly import assemble_for_viewing, assemble_study
 from app.dicom.errors import AssemblyError
@@ -69,7 +70,7 @@ def test_single_phase_study_opens_in_the_viewer(qtbot, main_window, shared_data:
     # item 5: the combo leads with the phase call and never hides the rest of its text
     combo = w.browser.combos["portal"]
     assert combo.currentText().startswith("portal 100 % · ")
-    assert combo.toolTip() == combo.currentText()
+    assert shown_text(combo.toolTip()) == combo.currentText()  # escaped rich text (issue 14)
     assert combo.view().minimumWidth() >= combo.fontMetrics().horizontalAdvance(combo.currentText())
 
     # assigning the series to another pane by hand: no error box, the choice stays

@@ -212,3 +212,19 @@ def create_tiny_model(path: Path) -> str:
 def truth_phase_of(truth: dict) -> dict[str, str]:
     """series uid → true phase ("plain"/"arterial"/"portal"/"other") from truth.json."""
     return {uid: t["phase"] for uid, t in truth["series"].items()}
+
+
+def open_main_window(qtbot, model_path: Path, model_sha256: str):  # type: ignore[no-untyped-def]
+    """The real main window on a CPU model, shown, with its finished steps collected in
+    ``window.steps`` (the GUI flow tests wait on them)."""
+    from app.settings import update_settings
+    from app.ui.main_window import MainWindow
+
+    update_settings(model_path=str(model_path), model_sha256=model_sha256, device="cpu", demo_offered=True)
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.show()
+    steps: list[str] = []
+    w.stepDone.connect(steps.append)
+    w.steps = steps
+    return w

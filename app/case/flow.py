@@ -79,9 +79,14 @@ def make_record(study: AssembledStudy, result: PredictionResult, *,
 
 def predict_and_record(study: AssembledStudy, holder: ModelHolder, choice: ModelChoice,
                        register: Register | None, progress: Progress = NULL_PROGRESS, *,
-                       source_folder: str, warnings_shown: Sequence[str] = ()) -> CaseOutcome:
+                       source_folder: str, warnings_shown: Sequence[str] = (),
+                       display_pending: bool = False) -> CaseOutcome:
     """Predict (95 % of the progress), then record in ``register``; a failed write is kept
-    in the outcome (``record_error``), never raised."""
+    in the outcome (``record_error``), never raised.
+
+    ``display_pending``: the caller shows the result after this returns and then marks it shown
+    (:mod:`app.register.display`); a kill in between leaves the case listed as never shown.
+    """
     t0 = time.monotonic()
     model, result = predict_study(study, holder, choice, sub_progress(progress, 0.0, 0.95))
     progress.check()
@@ -94,7 +99,8 @@ def predict_and_record(study: AssembledStudy, holder: ModelHolder, choice: Model
             outcome.record_error = "no register is open"
         else:
             progress.update(0.97, "recording in the register")
-            outcome.record_id = register.add_prediction(outcome.record)
+            outcome.record_id = register.add_prediction(outcome.record,
+                                                        display_pending=display_pending)
     except Cancelled:
         raise
     except HCCError as exc:

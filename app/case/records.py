@@ -41,6 +41,8 @@ class RegisterView:
     rows: list[CaseRow]
     model_names: list[str]
     performance: list[PerformanceRow] = field(default_factory=list)
+    #: Cases recorded for display and never shown (:mod:`app.register.display`).
+    unshown: list[int] = field(default_factory=list)
 
 
 def load_view(register: Register, query: CaseQuery,
@@ -51,7 +53,17 @@ def load_view(register: Register, query: CaseQuery,
     progress.check()
     names = sorted({name for name, _version in register.models()})
     progress.check()
-    return RegisterView(rows, names, register.performance())
+    from app.register.display import unshown_predictions
+
+    return RegisterView(rows, names, register.performance(), unshown_predictions(register))
+
+
+def mark_shown(register: Register, prediction_id: int) -> int:
+    """Record that a case's result is on screen (:func:`app.register.display.mark_shown`)."""
+    from app.register.display import mark_shown as mark
+
+    mark(register, prediction_id)
+    return prediction_id
 
 
 def record_outcome(register: Register, prediction_id: int, category: str, date: str,

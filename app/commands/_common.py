@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from typing import Any
@@ -35,11 +36,55 @@ class TerminalProgress(ProgressState):
         sys.stderr.flush()
 
 
+#: Whether this command has written its JSON document (a refusal after it adds none).
+_json_written = False
+
+
+def reset_json_state() -> None:
+    """Forget an earlier command's JSON document (the CLI calls this before each command)."""
+    global _json_written
+    _json_written = False
+
+
 def print_json(doc: Any) -> None:
-    """One JSON document on stdout (DESIGN.md contract)."""
-    json.dump(doc, sys.stdout, indent=2, ensure_ascii=False, default=_default)
+    """One JSON document on stdout (DESIGN.md contract).
+
+    Strictly valid JSON: a non-finite number (NaN, ±inf) is written as ``null``, never as
+    the bare ``NaN`` that Python's encoder writes by default and other parsers reject.
+    """
+    global _json_written
+    json.dump(_plain(doc), sys.stdout, indent=2, ensure_ascii=False, default=_default,
+              allow_nan=False)
     sys.stdout.write("\n")
     sys.stdout.flush()
+    _json_written = True
+
+
+def json_error(exc: BaseException, message: str, exit_code: int) -> None:
+    """The ``--json`` face of a refusal or failure: ``{"error": {kind, message, exit_code}}``
+    on stdout, so that a script gets a machine-readable reason with the same exit status.
+
+    Nothing is written when the command has already written its document (``scan --json``
+    prints its report, whose ``problem`` says why, and then refuses).
+    """
+    if _json_written:
+        return
+    print_json({"error": {"kind": type(exc).__name__, "message": message,
+                          "exit_code": exit_code}})
+
+
+def _plain(obj: Any) -> Any:
+    """``obj`` with containers rebuilt and non-finite floats replaced by None (JSON null)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (str, int, bool)) or obj is None:
+        return obj
+    converted = _default(obj)
+    return obj if converted is obj else _plain(converted)
 
 
 def _default(obj: Any) -> Any:

@@ -23,6 +23,8 @@ from app.commands._common import TerminalProgress, print_json, say
 from app.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
+    from app.dicom.scan import ScanResult
+    from app.dicom.types import AssembledStudy
     from app.inference.result import PredictionResult
 
 
@@ -66,8 +68,8 @@ def _expected_sha256(text: str | None) -> str | None:
 def run(args: argparse.Namespace) -> int:
     from app.case.flow import explain_study, export_explanations, make_record, predict_study
     from app.case.model import ModelChoice, ModelHolder
-    from app.dicom.assembly import parse_phase_overrides
-    from app.dicom.studies import confirmation_problem, open_study
+    from app.dicom.assembly import assemble_folder, parse_phase_overrides
+    from app.dicom.studies import choose_study, confirmation_problem
 
     if not args.folder.is_dir():
         raise InputError(f"not a folder: {args.folder}")
@@ -75,10 +77,16 @@ def run(args: argparse.Namespace) -> int:
     overrides = parse_phase_overrides(args.phase) if args.phase else None
     progress = TerminalProgress("predict", enabled=not args.quiet)
     t0 = time.perf_counter()
-    study = open_study(args.folder, overrides, args.study, progress.sub(0.0, 0.4),
-                       patient=args.patient)
+    # open_study's two steps, keeping the scan: its per-file rejections and the chosen
+    # series' own warnings (a gap where a rejected slice was) are shown with the result.
+    scan, assembled = assemble_folder(args.folder, overrides, progress.sub(0.0, 0.4),
+                                      keep_volumes=True)
+    study = choose_study(assembled, args.folder, args.study, patient=args.patient)
+    warnings = shown_warnings(scan, study)
     problem = confirmation_problem(study)
-    if problem and not args.confirm and not overrides:
+    # --phase does not stand in for --confirm: the assembly leaves out the doubts that the
+    # overrides answer (a phase the user chose), so what is left still needs confirming.
+    if problem and not args.confirm:
         raise InputError(f"the phase assignment needs confirmation ({problem}); check it with "
                          f"'hcc-response scan {args.folder}' and rerun with --confirm or --phase")
 
@@ -120,6 +128,7 @@ def run(args: argparse.Namespace) -> int:
         from app.register.pending import record_or_keep
 
         record = make_record(study, result, overrides=overrides or {},
+                             warnings_shown=warnings,
                              source_folder=str(args.folder.resolve()))
         # never raises for the register: a prediction it cannot take is kept for later
         saved = record_or_keep(args.register, record)
@@ -136,6 +145,7 @@ def run(args: argparse.Namespace) -> int:
         "patient_id": study.patient_id,
         "study_uid": study.study_uid,
         "assignment": dict(study.assignment),
+        "warnings": warnings,
         "liver_range_mm": {p: list(r) for p, r in study.liver_range_mm.items()},
         "prediction": result.to_dict(),
         "register_id": record_id,
@@ -157,10 +167,34 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def shown_warnings(scan: ScanResult, study: AssembledStudy) -> list[str]:
+    """What the user is told before the result: the assembly's warnings, the chosen series'
+    own warnings (gaps, tilt, file warnings) and the files the scan rejected, with reasons.
+
+    A slice rejected for a hostile header (RescaleSlope NaN, issue 14) leaves a gap in its
+    series; the prediction may go on without it, but never without saying so.
+    """
+    out = list(study.warnings)
+    for phase, uid in study.assignment.items():
+        series = scan.find_series(uid)
+        if series is not None:
+            number = "?" if series.series_number is None else series.series_number
+            out += [f"{phase} series #{number}: {w}" for w in series.warnings]
+    rejected = [f for f in scan.files if f.status == "rejected"]
+    if rejected:
+        listed = "; ".join(f"{f.path.name}: {f.reason}" for f in rejected[:3])
+        more = f"; and {len(rejected) - 3} more" if len(rejected) > 3 else ""
+        out.append(f"{len(rejected)} file{'s' if len(rejected) > 1 else ''} in the folder "
+                   f"rejected: {listed}{more}")
+    return list(dict.fromkeys(out))
+
+
 def _print_text(doc: dict[str, Any], result: PredictionResult) -> None:
     say(f"Patient {doc['patient_id']}  study {doc['study_uid']}")
     for phase, uid in doc["assignment"].items():
         say(f"  {phase:<8} {uid}")
+    for w in doc["warnings"]:  # the assembly's warnings (shown, and recorded as shown)
+        say(f"  warning: {w}")
     say(f"Result: {result.label.upper()}  ({result.responder_votes} of {result.total_votes} "
           f"slices vote responder, mean probability {result.mean_probability:.2f})")
     if result.tie:

@@ -160,21 +160,28 @@ def _list(reg: Any, args: argparse.Namespace) -> int:
                           offset=args.offset, model_version=args.model_version)
     total = reg.count_cases(search=args.search, model=args.model, outcome=args.outcome,
                             model_version=args.model_version)
+    from app.register.display import unshown_predictions, unshown_text
+
+    unshown = unshown_predictions(reg)  # recorded by the app, never shown (issue 14, item 9)
     if args.json:
         print_json({"register": str(reg.path), "total": total, "offset": args.offset,
-                    "cases": [dict(dataclasses.asdict(r), vote_split=r.vote_split)
-                              for r in rows]})
+                    "cases": [dict(dataclasses.asdict(r), vote_split=r.vote_split,
+                                   shown=r.id not in unshown) for r in rows],
+                    "never_shown": unshown})
         return 0
     out = sys.stdout
     out.write(f"{'id':>6}  {'recorded (UTC)':<16}  {'patient ID':<14} {'name':<20} "
               f"{'study':<10}  {'prediction':<13} {'score':>5} {'votes':>7}  "
               f"{'model':<18} outcome\n")
     for r in rows:
-        out.write(f"{r.id:>6}  {r.created_at:%Y-%m-%d %H:%M}  {r.patient_id[:14]:<14} "
+        mark = "!" if r.id in unshown else " "
+        out.write(f"{mark}{r.id:>5}  {r.created_at:%Y-%m-%d %H:%M}  {r.patient_id[:14]:<14} "
                   f"{r.patient_name[:20]:<20} {r.study_date:<10}  {r.label:<13} "
                   f"{r.score:5.2f} {r.vote_split:>7}  "
                   f"{(r.model_name + ' ' + r.model_version)[:18]:<18} {r.outcome or '-'}\n")
     out.write(f"{len(rows)} of {total} case(s) shown; register {reg.path}\n")
+    if unshown:
+        out.write(f"! {unshown_text(unshown)}\n")
     return 0
 
 
@@ -214,6 +221,10 @@ def _show(reg: Any, args: argparse.Namespace) -> int:
                          f"{o.entered_by or '?'} at {o.entered_at:%Y-%m-%d %H:%M} ({tag})")
     else:
         lines.append("outcome     none entered yet")
+    from app.register.display import unshown_predictions
+
+    if d.id in unshown_predictions(reg):
+        lines.append("shown       NEVER: recorded by the app, which ended before showing it")
     lines.append(f"slices      {len(r.slice_results)} (per-slice results kept; --json shows them)")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0

@@ -163,6 +163,9 @@ def run(args: argparse.Namespace) -> int:
         if args.phase:
             raise InputError("--phase needs the assembly step; drop --no-assemble")
         result = scan_folder(args.folder, progress=progress.sub(0.0, 1.0))
+        from app.dicom.patients import separate_patients
+
+        separate_patients(result)  # one Patient ID, different people (as assemble_folder does)
     else:
         from app.dicom.assembly import assemble_folder, assembly_document, parse_phase_overrides
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from app.dicom.limits import ImplausibleGeometry, spacing_problem
 from app.dicom.types import Volume
 
 #: Pixel size (mm) that slices are resampled to before any analysis.
@@ -69,6 +70,11 @@ def _prepare(
     would otherwise make thresholds ragged; a 3×3 median then removes what is left of the speckle
     without blurring organ borders.
     """
+    # Defence in depth: the scan refuses such files, but a volume made otherwise (arrays, a
+    # file changed since the scan) must not reach int(inf) below (OverflowError, issue 14).
+    problem = spacing_problem(tuple(float(v) for v in volume.pixel_spacing))
+    if problem:
+        raise ImplausibleGeometry(f"series {volume.series_uid}: {problem}")
     row_sp, col_sp = (float(volume.pixel_spacing[0]), float(volume.pixel_spacing[1]))
     rows, cols = volume.hu.shape[1:]
     spacing = max(work_mm, row_sp, col_sp)

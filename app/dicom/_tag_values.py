@@ -30,7 +30,8 @@ SCAN_TAGS: tuple[str, ...] = (
     "AcquisitionNumber", "ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
     "SliceThickness", "Rows", "Columns", "BitsAllocated", "SamplesPerPixel", "NumberOfFrames",
     "FrameOfReferenceUID", "AcquisitionTime", "ContentTime", "SharedFunctionalGroupsSequence",
-    "PerFrameFunctionalGroupsSequence",
+    "PerFrameFunctionalGroupsSequence", "BitsStored", "PixelRepresentation", "RescaleSlope",
+    "RescaleIntercept",
 )
 #: Read with every file but decoded only where a Study/Series Instance UID is blank (they
 #: identify the study and series then, see :func:`derived_uid`).
@@ -205,9 +206,8 @@ def _floats(obj: Any, keyword: str, n: int) -> tuple[float, ...] | None:
             out = tuple(float(v) for v in text.split("\\"))
     except Exception:
         return None
-    if len(out) != n or not all(math.isfinite(v) for v in out):
-        return None
-    return out
+    # Non-finite values are kept: app.dicom.limits names them in the file's rejection.
+    return out if len(out) == n else None
 
 
 # One pass over the parsed elements decodes every value the scan needs (the per-keyword helpers
@@ -282,6 +282,4 @@ def _vf(v: dict[str, Any], ds: Dataset, kw: str, n: int) -> tuple[float, ...] | 
         out = tuple(float(p) for p in x.split("\\"))
     except ValueError:
         return None
-    if len(out) != n or not all(math.isfinite(p) for p in out):
-        return None
-    return out
+    return out if len(out) == n else None  # non-finite values are kept, as in _floats

@@ -30,9 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
+import numpy as np
+
 from app import PHASES
 from app.dicom.errors import AssemblyError, DicomError
 from app.dicom.pairing import LiverExtent, pair_slices, reconcile_livers
+from app.dicom.patients import PATIENT_ID_WARNING, norm_person_name, separate_patients
 from app.dicom.scan import ScanResult, StudyInfo, scan_folder
 from app.dicom.types import AssembledStudy, PhaseCall, SeriesInfo, Volume
 from app.dicom.volume import load_volume
@@ -44,6 +47,8 @@ PREFERRED_THICKNESS_MM = 5.0
 COMPATIBLE_RATIO = 2.0
 #: Reconstructions whose acquisition times differ by less than this (s) are one acquisition.
 SAME_ACQUISITION_S = 3.0
+#: Slices compared between two phases' volumes to find one acquisition assigned twice.
+IDENTITY_SAMPLES = 5
 
 PHASE_NAMES = {"plain": "plain (non-contrast)", "arterial": "arterial", "portal": "portal-venous"}
 _ALIASES = {
@@ -249,6 +254,10 @@ def check_set(chosen: Mapping[str, SeriesInfo]) -> tuple[list[str], list[str]]:
     if len(patients) > 1:
         raise AssemblyError("the chosen series belong to different patients: "
                             + ", ".join(sorted(repr(p) for p in patients)))
+    people = {norm_person_name(s.patient_name) for _, s in series} - {""}
+    if len(people) > 1:  # one Patient ID, different names (issue 14, item 6)
+        raise AssemblyError("the chosen series belong to different people with the same Patient "
+                            "ID: " + ", ".join(sorted(repr(s.patient_name) for _, s in series)))
     studies = {s.study_uid for _, s in series}
     if len(studies) > 1:
         raise AssemblyError("the chosen series belong to different studies")
@@ -289,6 +298,42 @@ def check_set(chosen: Mapping[str, SeriesInfo]) -> tuple[list[str], list[str]]:
             warnings.append(msg)
             reasons.append(msg)
     return warnings, reasons
+
+
+def identical_phases(chosen: Mapping[str, SeriesInfo], volumes: Mapping[str, Volume]) -> list[str]:
+    """One message per pair of phases whose (different) series hold the same images.
+
+    Three copies of one portal-venous series under new UIDs, forced onto the three phases with
+    ``--phase``, were predicted without a word (issue 14, item 5): the phases were the same
+    acquisition, so the model's input was meaningless. Two series are the same images when
+    their volumes have the same shape and slice positions and :data:`IDENTITY_SAMPLES` slices
+    spread over the stack are bit-identical (or every slice is the same SOP instance). A
+    phase override does not settle this: the caller asks for confirmation even then.
+    """
+    out: list[str] = []
+    phases = [p for p in PHASES if p in chosen and p in volumes]
+    for i, a in enumerate(phases):
+        for b in phases[i + 1:]:
+            sa, sb = chosen[a], chosen[b]
+            if sa.uid == sb.uid or not _same_images(volumes[a], volumes[b]):
+                continue
+            out.append(f"{a} and {b} are identical images ({_label(sa)} and {_label(sb)}: "
+                       "the same pixel data) — one acquisition assigned to two phases")
+    return out
+
+
+def _same_images(va: Volume, vb: Volume) -> bool:
+    """Whether two volumes are one acquisition (see :func:`identical_phases`)."""
+    if va.hu.shape != vb.hu.shape or va.hu.shape[0] == 0:
+        return False
+    if list(va.sop_instance_uids) == list(vb.sop_instance_uids):
+        return True
+    if not np.allclose(va.z_positions, vb.z_positions, atol=1e-3):
+        return False
+    n = va.hu.shape[0]
+    picks = sorted({int(round(k * (n - 1) / max(IDENTITY_SAMPLES - 1, 1)))
+                    for k in range(IDENTITY_SAMPLES)})
+    return all(np.array_equal(va.hu[k], vb.hu[k], equal_nan=True) for k in picks)
 
 
 def _liver_extents(
@@ -359,6 +404,7 @@ class _PhaseVolumes:
     reasons: list[str]
     warnings: list[str]
     volumes: dict[str, Volume]
+    twins: list[str]
 
 
 def _classify_and_load(
@@ -393,7 +439,10 @@ def _classify_and_load(
         loaded.update(_load_series(to_load, sub_progress(progress, start, 0.8), workers,
                                    samples=samples))
     volumes = {phase: loaded[chosen[phase].uid] for phase in phases}
-    return _PhaseVolumes(dict(calls), chosen, alternatives, reasons, warnings, volumes)
+    twins = identical_phases(chosen, volumes)
+    warnings += twins
+    reasons += twins
+    return _PhaseVolumes(dict(calls), chosen, alternatives, reasons, warnings, volumes, twins)
 
 
 def assemble_study(
@@ -473,6 +522,9 @@ def assemble_study(
         raise AssemblyError("no slice triplets: the phases' liver ranges do not overlap")
     progress.update(1.0, f"{len(result.pairs)} slice triplets")
     overrides = dict(overrides or {})
+    # a Patient ID shared by different people (separate_patients) is said with the result
+    warnings += list(dict.fromkeys(w for s in study.series for w in s.warnings
+                                   if w.startswith(PATIENT_ID_WARNING)))
     return AssembledStudy(
         **_identity(study),
         assignment={p: chosen[p].uid for p in phases},
@@ -486,6 +538,7 @@ def assemble_study(
         overrides={p: chosen[p].uid for p in overrides},
         phase_calls=dict(calls),
         alternatives=alternatives,
+        identical_phases=got.twins,
     )
 
 
@@ -591,6 +644,7 @@ def assemble_folder(
     progress = progress or NULL_PROGRESS
     scan_part = sub_progress(progress, 0.0, 0.3)
     result = scan_folder(folder, progress=scan_part)
+    separate_patients(result)  # one Patient ID, different people: separate, with a warning
     overrides = dict(overrides or {})
     # Bad overrides are the user's input error: refuse the command, not just one study.
     for phase, uid in overrides.items():

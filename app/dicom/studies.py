@@ -8,6 +8,8 @@
   no choice, a study whose assembly failed) were written out by ``predict``, ``self-test``, the
   training pipeline and the app each in their own words; they are one function here, in the
   DICOM layer, because training (below :mod:`app.case`) needs it as much as the case flow.
+* One Patient ID used by different people is split by :mod:`app.dicom.patients` before any of
+  this (issue 14, item 6).
 * :func:`confirmation_problem` — whether an assembled study may be predicted without the
   user's confirmation.
 """
@@ -103,12 +105,18 @@ def open_study(folder: Path, overrides: Mapping[str, str] | None = None,
     return choose_study(results, folder, wanted, how_to_choose=how_to_choose, patient=patient)
 
 
-def confirmation_problem(study: AssembledStudy) -> str | None:
+def confirmation_problem(study: AssembledStudy,
+                         overrides: Mapping[str, str] | None = None) -> str | None:
     """Why the study's phase assignment needs the user's confirmation, or None.
 
     An assignment with conflicting evidence or two candidates for one phase is never predicted
-    silently: the CLI refuses it without ``--confirm``, the app shows a banner.
+    silently: the CLI refuses it without ``--confirm``, the app shows a banner. Series chosen
+    by hand (``overrides``, the CLI's ``--phase``) settle those doubts, except one: two phases
+    holding identical images (:attr:`AssembledStudy.identical_phases`) need ``--confirm`` even
+    then (issue 14, item 5). The caller asks for confirmation whenever this returns a text.
     """
     if not study.needs_confirmation:
         return None
+    if overrides:
+        return "; ".join(study.identical_phases) or None
     return "; ".join(study.confirmation_reasons) or "conflicting phase evidence"

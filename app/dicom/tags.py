@@ -54,6 +54,7 @@ from app.dicom._tag_values import (
     _vn,
     _vs,
 )
+from app.dicom.limits import frames_problem, read_decimal, read_image_size, read_rescale_problem
 
 #: Values larger than this are skipped with a seek instead of being read (RELIABILITY.md 5).
 DEFER_SIZE = 4 * 1024 * 1024
@@ -444,7 +445,7 @@ def read_header(path: Path) -> Header | FileProblem:
     try:
         return _read_open(_open_source(fp, path))
     except Exception as exc:  # a malformed file must end as "rejected", never stop the scan
-        return FileProblem("rejected", f"unreadable DICOM: {type(exc).__name__}: {exc}")
+        return FileProblem("rejected", f"unreadable DICOM: {type(exc).__name__}: {str(exc)[:300]}")
     finally:
         fp.close()
 
@@ -647,13 +648,11 @@ def _read_open(src: _Source) -> Header | FileProblem:
     if problem:
         return FileProblem("rejected", problem)
 
-    rows = _vi(v, ds, "Rows", warnings) or 0
-    cols = _vi(v, ds, "Columns", warnings) or 0
-    n_frames = _vi(v, ds, "NumberOfFrames", warnings) or 1
-    bits = _vi(v, ds, "BitsAllocated", warnings) or 16
-    samples = _vi(v, ds, "SamplesPerPixel", warnings) or 1
-    expected = rows * cols * n_frames * samples * bits // 8
-    pix_problem = _pixel_data_problem(src, parsed, transfer_syntax, expected)
+    size = read_image_size(v, ds, warnings)  # sanity limits (app.dicom.limits)
+    if isinstance(size, str):
+        return FileProblem("rejected", size)
+    rows, cols, n_frames = size.rows, size.columns, size.frames
+    pix_problem = _pixel_data_problem(src, parsed, transfer_syntax, size.expected_bytes)
     if pix_problem == "no pixel data":
         return FileProblem("skipped", "not an image (no pixel data)")
     if pix_problem:
@@ -662,6 +661,9 @@ def _read_open(src: _Source) -> Header | FileProblem:
     frames = _frames(v, ds, n_frames, enhanced, warnings)
     if isinstance(frames, FileProblem):
         return frames
+    problem = frames_problem(frames) or read_rescale_problem(v, ds, warnings, size)
+    if problem:
+        return FileProblem("rejected", problem)
     study_uid, series_uid = _study_and_series_uid(v, ds, warnings)
     image_type = [t.strip() for t in _vs(v, ds, "ImageType", warnings).split("\\") if t.strip()]
     return Header(
@@ -705,11 +707,11 @@ def _parse_file(src: _Source) -> _Parsed | FileProblem:
         try:
             parsed = _parse_source(src, True, _scan_tag_ints())
         except Exception as exc:
-            return FileProblem("rejected", f"unreadable DICOM: {type(exc).__name__}: {exc}")
+            return FileProblem("rejected", f"unreadable DICOM: {type(exc).__name__}: {str(exc)[:300]}")
         parsed.forced = True
         return parsed
     except Exception as exc:
-        return FileProblem("rejected", f"unreadable DICOM: {type(exc).__name__}: {exc}")
+        return FileProblem("rejected", f"unreadable DICOM: {type(exc).__name__}: {str(exc)[:300]}")
 
 
 def _image_class(v: dict[str, Any], ds: Dataset, meta: Mapping[int, Any],
@@ -744,9 +746,7 @@ def _frames(v: dict[str, Any], ds: Dataset, n_frames: int, enhanced: bool,
     if enhanced:
         frames_or_missing = _enhanced_frames(ds)
         if isinstance(frames_or_missing, str):
-            return FileProblem(
-                "rejected", f"enhanced multi-frame image without {frames_or_missing}"
-            )
+            return FileProblem("rejected", f"enhanced multi-frame image without {frames_or_missing}")
         frames = frames_or_missing
         if len(frames) != n_frames:
             return FileProblem(
@@ -755,9 +755,8 @@ def _frames(v: dict[str, Any], ds: Dataset, n_frames: int, enhanced: bool,
             )
     else:
         if n_frames > 1:
-            return FileProblem(
-                "rejected", f"multi-frame image ({n_frames} frames) without per-frame geometry"
-            )
+            return FileProblem("rejected",
+                               f"multi-frame image ({n_frames} frames) without per-frame geometry")
         position = _vf(v, ds, "ImagePositionPatient", 3)
         orientation = _vf(v, ds, "ImageOrientationPatient", 6)
         if position is None:
@@ -766,7 +765,7 @@ def _frames(v: dict[str, Any], ds: Dataset, n_frames: int, enhanced: bool,
             return FileProblem("rejected", "missing attribute ImageOrientationPatient")
         spacing = _vf(v, ds, "PixelSpacing", 2)
         frames = [FrameGeometry(position, orientation, spacing,  # type: ignore[arg-type]
-                                _vn(v, ds, "SliceThickness", warnings))]
+                                read_decimal(v, ds, "SliceThickness", warnings))]
     if frames[0].pixel_spacing is None:
         return FileProblem("rejected", "missing attribute PixelSpacing")
     return frames

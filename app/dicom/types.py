@@ -199,6 +199,10 @@ class AssembledStudy:
     needs_confirmation:
         True when evidence conflicted or the choice was ambiguous; ``confirmation_reasons`` say
         why. A prediction on such a study requires the user's confirmation (or an override).
+    identical_phases:
+        The confirmation reasons that an override does not settle: two phases hold the same
+        images (one acquisition assigned twice, :func:`app.dicom.assembly.identical_phases`).
+        Confirmation is required for these even when the user chose the series by hand.
     overrides:
         phase → series UID for assignments the user set by hand.
     phase_calls:
@@ -228,6 +232,7 @@ class AssembledStudy:
     phase_calls: dict[str, PhaseCall] = field(default_factory=dict)
     alternatives: dict[str, list[str]] = field(default_factory=dict)
     view_only_reason: str = ""
+    identical_phases: list[str] = field(default_factory=list)
 
     @property
     def predictable(self) -> bool:

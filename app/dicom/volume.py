@@ -24,6 +24,7 @@ import pydicom
 
 from app.dicom.errors import VolumeLoadError
 from app.dicom.geometry import direction_matrix
+from app.dicom.limits import MAX_ABS_HU, volume_bytes_problem
 from app.dicom.types import InstanceRef, SeriesInfo, Volume
 from app.progress import NULL_PROGRESS, Progress
 
@@ -53,6 +54,11 @@ def _decode_file(
     """Decode the slices of one file into their rows of ``out`` (HU, float32)."""
     try:
         ds = pydicom.dcmread(path)
+        declared = (int(ds.get("Rows") or 0), int(ds.get("Columns") or 0))
+        if declared != out.shape[1:]:  # changed since the scan: never decode an unchecked size
+            raise VolumeLoadError(
+                f"slice {path.name} now declares {declared[0]}×{declared[1]} pixels, the "
+                f"scanned series {out.shape[1]}×{out.shape[2]}: rescan the folder")
         multi = any(ref.frame is not None for _, ref in targets)
         n_frames = int(ds.get("NumberOfFrames") or 1)
         # A few frames of a large multi-frame object (sampled for classification) are decoded
@@ -75,22 +81,50 @@ def _decode_file(
                 from pydicom.pixels import apply_modality_lut
 
                 out[row] = apply_modality_lut(arr, ds)
-                continue
-            slope, intercept = _rescale_of(ds, ref.frame)
-            # One pass: cast into the preallocated row, then scale in place (no temporaries).
-            np.copyto(out[row], arr, casting="unsafe")
-            if slope != 1.0:
-                out[row] *= np.float32(slope)
-            if intercept != 0.0:
-                out[row] += np.float32(intercept)
+            else:
+                slope, intercept = _rescale_of(ds, ref.frame)
+                # One pass: cast into the preallocated row, then scale in place (no temporaries).
+                np.copyto(out[row], arr, casting="unsafe")
+                with np.errstate(over="ignore", invalid="ignore"):  # _check_hu names it
+                    if slope != 1.0:
+                        out[row] *= np.float32(slope)
+                    if intercept != 0.0:
+                        out[row] += np.float32(intercept)
+            _check_hu(out[row], path, ref.frame)
     except VolumeLoadError:
         raise
     except FileNotFoundError as exc:
         raise VolumeLoadError(f"slice file vanished since the scan: {path}") from exc
-    except Exception as exc:
+    except MemoryError as exc:
+        raise VolumeLoadError(f"cannot decode {path}: not enough memory for its pixel data "
+                              f"(declared {out.shape[1]}×{out.shape[2]} pixels)") from exc
+    except Exception as exc:  # any decoder failure is this file's refusal, never a crash
         raise VolumeLoadError(
-            f"cannot decode {path}: {type(exc).__name__}: {exc}"
+            f"cannot decode {path}: {type(exc).__name__}: {_short(str(exc))}"
         ) from exc
+
+
+def _short(text: str, limit: int = 300) -> str:
+    """A decoder's message cut to one readable line (some quote whole buffers)."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} chars cut)"
+
+
+def _check_hu(row: np.ndarray, path: Path, frame: int | None) -> None:
+    """Refuse a decoded slice whose HU are not finite or beyond ±MAX_ABS_HU.
+
+    The scan checks the top-level rescale values; this catches what it cannot see (per-frame
+    rescale of enhanced images, modality LUTs, float32 overflow), so that a NaN or infinite
+    slice never reaches the model (it would vote silently). min/max propagate NaN: two passes.
+    """
+    lo, hi = float(row.min()), float(row.max())
+    if not (lo >= -MAX_ABS_HU and hi <= MAX_ABS_HU):
+        where = path.name if frame is None else f"{path.name} frame {frame + 1}"
+        bad = int(np.count_nonzero(~np.isfinite(row)))
+        what = (f"{bad} non-finite HU values" if bad
+                else f"HU from {lo:g} to {hi:g} (beyond ±{MAX_ABS_HU:g})")
+        raise VolumeLoadError(f"slice {where} has {what} after rescaling: its rescale values "
+                              "(RescaleSlope/RescaleIntercept) are not usable")
 
 
 def load_volume(
@@ -143,7 +177,14 @@ def load_volume(
         refs.append(series.instances[i])
     if not refs:
         raise VolumeLoadError("no slices requested")
-    out = np.empty((len(refs), series.rows, series.columns), dtype=np.float32)
+    too_big = volume_bytes_problem(len(refs), series.rows, series.columns)
+    if too_big:
+        raise VolumeLoadError(f"series {series.series_number}: {too_big}")
+    try:
+        out = np.empty((len(refs), series.rows, series.columns), dtype=np.float32)
+    except MemoryError as exc:
+        raise VolumeLoadError(f"series {series.series_number}: not enough memory for "
+                              f"{len(refs)} slices of {series.rows}×{series.columns}") from exc
     known: dict[str, int] = {}
     if reuse is not None and reuse.hu.shape[1:] == out.shape[1:]:
         known = {u: i for i, u in enumerate(reuse.sop_instance_uids)}

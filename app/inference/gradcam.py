@@ -22,6 +22,17 @@ would make a weak slice look as "hot" as a strong one. :func:`gradcam_study` the
 every map of a study by ONE number, ``global_max`` (the largest value over all slices and
 phases), so that slices and phases can be compared; raw values are kept on request. The viewed
 slice (:func:`gradcam_slice`) can be scaled by the study's ``global_max`` when it is known.
+
+Slices that did not take part in the decision
+---------------------------------------------
+A lesion-head model decides from the slices in which it sees tumour (``lesion_weighted``
+aggregation, :func:`app.inference.result.aggregate`); on the other slices its lesion-masked
+pooling explains whatever small blob the mask found, and such a faint, meaningless map could
+even set the study's scale and make the heat on the tumour slices invisible (measured on the
+demo study with model 2026.3: the hottest map was a non-voting slice, the voting slices' heat
+was 12–17 % of the scale). So for a whole study, only the slices that voted are shown
+(:attr:`CamResult.shown`); the others get an empty map and ``global_max`` is taken over the
+shown ones. The paper's vote uses every slice: nothing is hidden.
 """
 
 from __future__ import annotations
@@ -121,6 +132,11 @@ class CamResult:
         Responder probability of each triplet from the same forward pass.
     device, warnings:
         Where the maps were computed, and why it changed (a GPU failure moved it to the CPU).
+    lesion_areas:
+        For a lesion-head model, the tumour area (input pixels) the model saw in each triplet.
+    shown:
+        Per map, whether it is shown: False for slices that did not take part in the decision
+        (their map is empty; see the module docstring). Empty means all are shown.
     """
 
     phases: tuple[str, ...]
@@ -135,16 +151,27 @@ class CamResult:
     raw: dict[str, np.ndarray] | None = None
     device: str = "cpu"
     warnings: list[str] = field(default_factory=list)
+    lesion_areas: list[float] | None = None
+    shown: list[bool] = field(default_factory=list)
 
     def map_for(self, phase: str, pair_index: int) -> np.ndarray:
         """The normalised map of ``phase`` for the study's pair ``pair_index``."""
         return self.maps[phase][self.pair_indices.index(pair_index)]
 
 
-def _cam_batch(model: MultiPhaseNet, x: torch.Tensor, target: str) -> tuple[dict[str, torch.Tensor], torch.Tensor, list[int]]:
-    """Low-resolution raw Grad-CAM for one batch: phase → ``[B, h, w]``, probabilities, classes."""
+_CamBatch = tuple[dict[str, torch.Tensor], torch.Tensor, list[int], torch.Tensor | None]
+
+
+def _cam_batch(model: MultiPhaseNet, x: torch.Tensor, target: str) -> _CamBatch:
+    """Low-resolution raw Grad-CAM for one batch: phase → ``[B, h, w]``, probabilities, classes,
+    and the tumour area seen in each triplet (None without a lesion head)."""
+    areas: torch.Tensor | None = None
     with CamHooks(model) as hooks, torch.inference_mode(False), torch.enable_grad():
-        logits = model(x)
+        if getattr(model, "seg", None) is not None:
+            out = model(x, details=True)
+            logits, areas = out.logits, out.lesion_area.detach().float().cpu()
+        else:
+            logits = model(x)
         acts = [hooks.activations[p] for p in model.config.phases]
         probs = torch.softmax(logits.detach().float(), 1)[:, 1]
         if target == "predicted":
@@ -157,11 +184,12 @@ def _cam_batch(model: MultiPhaseNet, x: torch.Tensor, target: str) -> tuple[dict
     for phase, a, g in zip(model.config.phases, acts, grads, strict=True):
         weights = g.float().mean(dim=(2, 3), keepdim=True)  # [B, C, 1, 1]
         cams[phase] = torch.relu((weights * a.detach().float()).sum(dim=1)).cpu()
-    return cams, probs.cpu(), cls.cpu().tolist()
+    return cams, probs.cpu(), cls.cpu().tolist(), areas
 
 
 def _run_cams(loaded: LoadedModel, study: AssembledStudy, inputs: StudyInput, target: str, batch_size: int,
-              progress: Progress, notes: list[str]) -> tuple[dict[str, torch.Tensor], list[float], list[int]]:
+              progress: Progress, notes: list[str]
+              ) -> tuple[dict[str, torch.Tensor], list[float], list[int], list[float] | None]:
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
     if loaded.model.training:
@@ -171,7 +199,7 @@ def _run_cams(loaded: LoadedModel, study: AssembledStudy, inputs: StudyInput, ta
     source = DeviceInput(inputs.x, lambda: preprocess_study(study, loaded.config, inputs.pair_indices,
                                                           inputs.boxes).x)
 
-    def step(start: int, stop: int, choice: DeviceChoice) -> tuple[dict[str, torch.Tensor], torch.Tensor, list[int]]:
+    def step(start: int, stop: int, choice: DeviceChoice) -> _CamBatch:
         return _cam_batch(loaded.model, source.rows(start, stop, choice), target)
 
     n = int(inputs.x.shape[0])
@@ -180,17 +208,44 @@ def _run_cams(loaded: LoadedModel, study: AssembledStudy, inputs: StudyInput, ta
     cams = {p: torch.cat([out[0][p] for out in run.outputs]) for p in loaded.config.phases}
     probs = [float(v) for out in run.outputs for v in out[1].tolist()]
     classes = [c for out in run.outputs for c in out[2]]
-    return cams, probs, classes
+    has_areas = all(out[3] is not None for out in run.outputs)
+    areas = [float(v) for out in run.outputs for v in out[3].tolist()] if has_areas else None  # type: ignore[union-attr]
+    return cams, probs, classes, areas
+
+
+def shown_slices(loaded: LoadedModel, probabilities: Sequence[float],
+                 lesion_areas: Sequence[float] | None) -> list[bool]:
+    """Which slice triplets of a WHOLE study took part in the model's decision (their maps are
+    shown): the voting slices of ``lesion_weighted`` aggregation, else all."""
+    if lesion_areas is None or loaded.config.aggregation != "lesion_weighted":
+        return [True] * len(probabilities)
+    from app.inference.result import aggregate
+
+    agg = aggregate(list(probabilities), list(lesion_areas), "lesion_weighted", loaded.config.threshold)
+    return list(agg.voting)
+
+
+def hide_unused(maps: dict[str, np.ndarray], shown: Sequence[bool]) -> float:
+    """Empty the maps of the triplets not ``shown`` (in place) and return the largest value of
+    the shown ones: the study's scale."""
+    keep = np.asarray(shown, dtype=bool)
+    for a in maps.values():
+        a[~keep] = 0.0
+    return max((float(a.max()) for a in maps.values() if a.size), default=0.0)
 
 
 def _assemble(loaded: LoadedModel, inputs: StudyInput, low: dict[str, torch.Tensor], probs: list[float],
-              classes: list[int], target: str, scale: float | None, keep_raw: bool) -> CamResult:
+              classes: list[int], target: str, scale: float | None, keep_raw: bool,
+              areas: list[float] | None = None, shown: list[bool] | None = None) -> CamResult:
     # map back first, then take the maximum on the slices themselves: the hottest pixel of the
     # study is then exactly 1.0 after normalisation
     stride, offset = loaded.model.feature_geometry()
     size = loaded.config.input_size
     full = {phase: map_to_slice(t, inputs.boxes[phase], size, stride, offset) for phase, t in low.items()}
-    global_max = max((float(a.max()) for a in full.values() if a.size), default=0.0)
+    if shown is not None:
+        global_max = hide_unused(full, shown)
+    else:
+        global_max = max((float(a.max()) for a in full.values() if a.size), default=0.0)
     s = float(scale) if scale is not None and scale > 0 else global_max
     raw: dict[str, np.ndarray] | None = {p: a.copy() for p, a in full.items()} if keep_raw else None
     for a in full.values():
@@ -203,7 +258,7 @@ def _assemble(loaded: LoadedModel, inputs: StudyInput, low: dict[str, torch.Tens
         phases=loaded.config.phases, pair_indices=list(inputs.pair_indices), maps=full, scale=s,
         global_max=global_max, target=target, explained_class=[CLASSES[c] for c in classes],
         probabilities=probs, low_res={p: t.numpy() for p, t in low.items()}, raw=raw,
-        device=str(loaded.device))
+        device=str(loaded.device), lesion_areas=areas, shown=list(shown) if shown is not None else [])
 
 
 def gradcam_study(
@@ -234,12 +289,14 @@ def gradcam_study(
         Also return the unnormalised maps.
     pair_indices:
         Only these pairs (all when None); the crop boxes are still those of the whole study.
+        For the whole study, the maps of slices that did not take part in the decision are
+        left empty (:func:`shown_slices`); a subset cannot know that and shows all of its maps.
 
     Returns
     -------
     CamResult
         Maps on each phase's original slice geometry, all divided by the study's
-        ``global_max``.
+        ``global_max`` (the largest value over the shown maps).
     """
     progress = sub_progress(progress, 0.0, 1.0)
     progress.update(0.0, "preparing slices")
@@ -247,8 +304,10 @@ def gradcam_study(
         loaded.device_choice, lambda dev: preprocess_study(study, loaded.config, pair_indices, device=dev),
         "preparing slices")
     bs = batch_size or (32 if loaded.device_choice.is_cuda else 8)
-    low, probs, classes = _run_cams(loaded, study, inputs, target, bs, sub_progress(progress, 0.02, 0.95), notes)
-    result = _assemble(loaded, inputs, low, probs, classes, target, None, keep_raw)
+    low, probs, classes, areas = _run_cams(loaded, study, inputs, target, bs, sub_progress(progress, 0.02, 0.95),
+                                           notes)
+    shown = shown_slices(loaded, probs, areas) if pair_indices is None else None
+    result = _assemble(loaded, inputs, low, probs, classes, target, None, keep_raw, areas, shown)
     result.warnings = notes
     progress.update(1.0, "Grad-CAM done")
     return result
@@ -281,8 +340,8 @@ def gradcam_slice(
     inputs, notes = on_gpu_or_cpu(
         loaded.device_choice, lambda dev: preprocess_study(study, loaded.config, [pair_index], boxes, device=dev),
         "preparing slices")
-    low, probs, classes = _run_cams(loaded, study, inputs, target, 1, NULL_PROGRESS, notes)
-    result = _assemble(loaded, inputs, low, probs, classes, target, scale, keep_raw)
+    low, probs, classes, areas = _run_cams(loaded, study, inputs, target, 1, NULL_PROGRESS, notes)
+    result = _assemble(loaded, inputs, low, probs, classes, target, scale, keep_raw, areas)
     result.warnings = notes
     return result
 
@@ -317,7 +376,7 @@ def gradcam_on_inputs(model: MultiPhaseNet, x: torch.Tensor, target: Target = "r
     out = np.zeros((x.shape[0], x.shape[1], size, size), dtype=np.float32)
     for i in range(0, int(x.shape[0]), max(1, batch_size)):
         xb = x[i:i + batch_size].to(device).float()
-        cams, _probs, _cls = _cam_batch(model, xb, target)
+        cams, _probs, _cls, _areas = _cam_batch(model, xb, target)
         for j, phase in enumerate(model.config.phases):
             out[i:i + xb.shape[0], j] = map_to_slice(cams[phase], whole, size, stride, offset)
     return out

@@ -30,6 +30,7 @@ import time
 import torch
 
 from app.dicom.types import AssembledStudy
+from app.errors import HCCError
 from app.inference.device import (
     DTYPE_NAMES,
     DeviceChoice,
@@ -107,6 +108,27 @@ def run_batches(
     return both[:, 0].contiguous(), run.batch_size, DTYPE_NAMES[used[0]], run.notes, areas
 
 
+class NonFiniteOutput(HCCError):
+    """The model gave a non-finite probability (or lesion area) for finite input.
+
+    The input was checked finite before the forward pass, so this is a fault of the model or
+    the device, not of the user's images: exit status 1, and nothing is shown or recorded (a
+    vote with NaN would silently count as a non-responder, and JSON has no NaN).
+    """
+
+
+def check_outputs(probs: torch.Tensor, areas: torch.Tensor | None) -> None:
+    """Raise :class:`NonFiniteOutput` unless every probability (and lesion area) is finite."""
+    bad = int((~torch.isfinite(probs)).sum())
+    if areas is not None:
+        bad = max(bad, int((~torch.isfinite(areas)).sum()))
+    if bad:
+        raise NonFiniteOutput(
+            f"the model gave a non-finite result for {bad} of {int(probs.numel())} slice "
+            "triplets although their input was finite: the model file or the device is faulty; "
+            "nothing was predicted")
+
+
 def predict(
     study: AssembledStudy,
     model: LoadedModel,
@@ -141,7 +163,10 @@ def predict(
     Raises
     ------
     app.inference.preprocess.StudyInputError
-        The study lacks a phase the model reads, or has no paired slices.
+        The study lacks a phase the model reads, has no paired slices, or a paired slice has
+        non-finite HU.
+    NonFiniteOutput
+        The model gave a non-finite probability (nothing is returned).
     app.errors.Cancelled
         Cancelled between batches.
     """
@@ -165,6 +190,7 @@ def predict(
         model, source, sub_progress(progress, 0.02, 1.0), bs, precision)
     notes += batch_notes
     t2 = time.perf_counter()
+    check_outputs(probs, areas)
 
     area_list = [float(a) for a in areas] if areas is not None else None
     threshold = model.config.threshold

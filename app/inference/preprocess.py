@@ -377,6 +377,31 @@ def check_study(study: AssembledStudy, config: ModelConfig) -> None:
                     f"slice pair {k} points at {p} slice {pair.index[p]}, the volume has {n}")
 
 
+def check_finite(study: AssembledStudy, config: ModelConfig, chosen: Sequence[int]) -> None:
+    """Refuse slices whose HU are not finite (or beyond ±MAX_ABS_HU) before the model sees them.
+
+    Windowing clips +inf to white and keeps NaN, so a broken rescale (RescaleSlope NaN,
+    RescaleIntercept 1e308) would otherwise vote silently (issue 14). The loader already
+    refuses such slices; this also covers volumes made from arrays or caches.
+    """
+    from app.dicom.limits import MAX_ABS_HU
+
+    for p in config.phases:
+        vol = study.volumes[p]
+        bad: list[float] = []
+        for i in chosen:
+            sl = vol.hu[study.pairs[i].index[p]]
+            lo, hi = float(np.min(sl)), float(np.max(sl))  # NaN propagates through both
+            if not (lo >= -MAX_ABS_HU and hi <= MAX_ABS_HU):
+                bad.append(float(study.pairs[i].z_ref))
+        if bad:
+            where = ", ".join(f"{z:.1f}" for z in bad[:5]) + (" ..." if len(bad) > 5 else "")
+            raise StudyInputError(
+                f"the {p} series has non-finite or impossible HU values (beyond "
+                f"±{MAX_ABS_HU:g}) in {len(bad)} paired slice{'s' if len(bad) > 1 else ''} "
+                f"(z = {where} mm): its rescale values are not usable; nothing was predicted")
+
+
 def study_boxes(study: AssembledStudy, config: ModelConfig) -> dict[str, CropBox]:
     """One crop box per phase, from ALL paired slices of that phase — the same whichever subset
     of pairs is preprocessed, so the viewed slice's Grad-CAM matches the whole study's."""
@@ -422,6 +447,7 @@ def preprocess_study(
     for i in chosen:
         if not 0 <= i < len(study.pairs):
             raise StudyInputError(f"slice pair {i} does not exist (the study has {len(study.pairs)})")
+    check_finite(study, config, chosen)
     boxes = boxes or study_boxes(study, config)
     size = config.input_size
     x = torch.empty((len(chosen), config.n_phases, 1, size, size), dtype=torch.float32, device=device)

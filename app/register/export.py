@@ -18,10 +18,18 @@ are prefixed with an apostrophe; DICOM names and IDs are untrusted input.
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import hashlib
 import hmac
+import json
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
+
+from sqlalchemy import Connection, func, select
+
+from app.register.models import Outcome, Patient, Prediction, Study
 
 PLAIN_COLUMNS: tuple[str, ...] = (
     "prediction_id", "created_at", "patient_id", "patient_name", "birth_date", "sex",
@@ -96,3 +104,67 @@ def pseudonymise_row(row: dict[str, Any], key: bytes) -> dict[str, Any]:
     out["outcome_date"] = shift_date(row["outcome_date"] or "", days)
     out["n_warnings"] = row["n_warnings"]
     return {c: out.get(c) for c in PSEUDONYMISED_COLUMNS}
+
+
+def case_rows(conn: Connection) -> list[dict[str, Any]]:
+    """Every case as a plain export row (its current outcome and the number of corrections),
+    by case id; the per-slice JSON (most of a row's bytes) is not exported."""
+    latest = (select(func.max(Outcome.id)).where(Outcome.prediction_ref == Prediction.id)
+              .correlate(Prediction).scalar_subquery())
+    n_outcomes = (select(func.count(Outcome.id))
+                  .where(Outcome.prediction_ref == Prediction.id)
+                  .correlate(Prediction).scalar_subquery())
+    # explicit columns: the per-slice JSON (most of a row's bytes) is not exported
+    stmt = (select(Prediction.id, Prediction.created_at, Patient.patient_id,
+                   Patient.patient_name, Patient.birth_date, Patient.sex, Study.study_uid,
+                   Study.study_date, Study.accession, Study.description,
+                   Prediction.model_name, Prediction.model_version, Prediction.model_sha256,
+                   Prediction.weights_kind, Prediction.device, Prediction.app_version,
+                   Prediction.os_user, Prediction.label, Prediction.score,
+                   Prediction.responder_votes, Prediction.total_votes, Prediction.tie,
+                   Prediction.tie_rule, Prediction.run_time_s, Prediction.warnings,
+                   Prediction.overrides, Prediction.source_folder,
+                   Outcome.category, Outcome.outcome_date, Outcome.entered_by,
+                   n_outcomes.label("n_outcomes"))
+            .join(Study, Study.id == Prediction.study_ref)
+            .join(Patient, Patient.id == Study.patient_ref)
+            .outerjoin(Outcome, Outcome.id == latest).order_by(Prediction.id))
+    return [{
+        "prediction_id": r.id, "created_at": r.created_at,
+        "patient_id": r.patient_id, "patient_name": r.patient_name,
+        "birth_date": r.birth_date, "sex": r.sex, "study_uid": r.study_uid,
+        "study_date": r.study_date, "accession": r.accession,
+        "study_description": r.description, "model_name": r.model_name,
+        "model_version": r.model_version, "model_sha256": r.model_sha256,
+        "weights_kind": r.weights_kind, "device": r.device,
+        "app_version": r.app_version, "os_user": r.os_user, "label": r.label,
+        "score": r.score, "responder_votes": r.responder_votes,
+        "total_votes": r.total_votes, "tie": int(bool(r.tie)), "tie_rule": r.tie_rule,
+        "run_time_s": r.run_time_s, "warnings": "; ".join(r.warnings),
+        "n_warnings": len(r.warnings),
+        "overrides": json.dumps(r.overrides, sort_keys=True) if r.overrides else "",
+        "source_folder": r.source_folder,
+        "outcome": r.category or "", "outcome_date": r.outcome_date or "",
+        "outcome_entered_by": r.entered_by or "",
+        "outcome_corrections": max(int(r.n_outcomes) - 1, 0),
+    } for r in conn.execute(stmt).all()]
+
+
+def write_csv(path: Path, rows: Iterable[dict[str, Any]], key: bytes | None) -> int:
+    """Write ``rows`` to the CSV file ``path`` (pseudonymised with ``key`` when one is given;
+    every cell made safe for spreadsheets); returns the number of rows. A failed write removes
+    the partial file."""
+    columns = PSEUDONYMISED_COLUMNS if key is not None else PLAIN_COLUMNS
+    n = 0
+    try:
+        with path.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
+            writer.writeheader()
+            for row in rows:
+                out = pseudonymise_row(row, key) if key is not None else row
+                writer.writerow({c: safe_cell(out.get(c)) for c in columns})
+                n += 1
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return n

@@ -21,8 +21,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from sqlalchemy import Connection, func, select
+
+from app.register.models import Outcome, Prediction
+from app.register.records import RESPONDER_CATEGORIES
 
 Z_95 = 1.959963984540054
 
@@ -148,3 +153,28 @@ def performance_row(model_name: str, model_version: str, y: Sequence[int],
         accuracy_ci=wilson_ci(tp + tn, n) if n else None,
         reference=reference,
     )
+
+
+def performance_rows(conn: Connection) -> list[PerformanceRow]:
+    """:func:`performance_row` for every model version, from the cases with a current outcome
+    (a study predicted several times by one model version counts once: its latest prediction).
+    """
+    latest = (select(func.max(Outcome.id)).where(Outcome.prediction_ref == Prediction.id)
+              .correlate(Prediction).scalar_subquery())
+    stmt = (select(Prediction.id, Prediction.study_ref, Prediction.model_name,
+                   Prediction.model_version, Prediction.label, Prediction.score,
+                   Outcome.category)
+            .join(Outcome, Outcome.id == latest).order_by(Prediction.id))
+    rows = conn.execute(stmt).all()
+    per_study: dict[tuple[str, str, int], Any] = {}
+    for r in rows:  # ordered by id: the latest prediction of a study wins
+        per_study[(r.model_name, r.model_version, r.study_ref)] = r
+    groups: dict[tuple[str, str], list[Any]] = {}
+    for (name, version, _), r in per_study.items():
+        groups.setdefault((name, version), []).append(r)
+    result = []
+    for (name, version), rs in sorted(groups.items()):
+        y = [1 if r.category in RESPONDER_CATEGORIES else 0 for r in rs]
+        pred = [1 if r.label == "responder" else 0 for r in rs]
+        result.append(performance_row(name, version, y, pred, [r.score for r in rs]))
+    return result

@@ -367,3 +367,27 @@ def study_fields(study: AssembledStudy) -> dict[str, Any]:
         "overrides": dict(study.overrides),
         "warnings": [*study.warnings, *study.confirmation_reasons],
     }
+
+
+def person_name(name: str) -> str:
+    return "^".join(part.strip() for part in name.upper().split("^")).rstrip("^ ")
+
+
+def same_person(record: PredictionRecord, name: str, birth_date: str) -> None:
+    """Refuse a prediction whose patient ID is another person's in the register.
+
+    One Patient ID used by two people (issue 14, item 6) would file the second person's case
+    under the first one's name. Names are compared as people write them (case, spaces and
+    trailing empty components ignored); an empty name or birth date is unknown, not different.
+    """
+    new_name, new_birth = person_name(record.patient_name or ""), str(record.birth_date or "")
+    differs = []
+    if new_name and person_name(name) and new_name != person_name(name):
+        differs.append(f"name {name!r}, not {record.patient_name!r}")
+    new_birth = normalise_date(new_birth, "birth date", strict=False) if new_birth else ""
+    if new_birth and birth_date and new_birth != birth_date:
+        differs.append(f"birth date {birth_date}, not {new_birth}")
+    if differs:
+        raise RegisterInputError(
+            f"patient ID {record.patient_id!r} belongs to another person in the register "
+            f"({'; '.join(differs)}): the case was not recorded under it")

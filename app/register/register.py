@@ -13,7 +13,6 @@ checks out its own pooled connection, so the UI thread can read while a worker w
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import json
 import logging
@@ -43,6 +42,7 @@ from sqlalchemy import (
 
 from app import __version__, paths
 from app.register import audit, db
+from app.register.display import DISPLAY_KEY, DISPLAY_PENDING
 from app.register.errors import (
     RegisterError,
     RegisterInputError,
@@ -50,10 +50,8 @@ from app.register.errors import (
     RegisterReadOnlyError,
 )
 from app.register.export import (
-    PLAIN_COLUMNS,
-    PSEUDONYMISED_COLUMNS,
-    pseudonymise_row,
-    safe_cell,
+    case_rows,
+    write_csv,
 )
 from app.register.integrity import damaged_error
 from app.register.models import (
@@ -65,7 +63,7 @@ from app.register.models import (
     PredictionSlices,
     Study,
 )
-from app.register.performance import PerformanceRow, performance_row
+from app.register.performance import PerformanceRow, performance_rows
 from app.register.records import (
     RECIST_CATEGORIES,
     RESPONDER_CATEGORIES,
@@ -76,12 +74,11 @@ from app.register.records import (
     PredictionRecord,
     VerifyReport,
     current_os_user,
-    finite,
     normalise_category,
     normalise_date,
-    normalise_label,
     parse_timestamp,
     plain_json,
+    same_person,
     timestamp_text,
     utc_now,
 )
@@ -90,6 +87,7 @@ from app.register.rows import (
     orm_session,
     outcome_content,
     prediction_content,
+    prediction_values,
     record_from_rows,
 )
 from app.register.verification import verify_connection
@@ -352,11 +350,13 @@ class Register:
 
     # ---------------------------------------------------------------- predictions
 
-    def add_prediction(self, record: PredictionRecord) -> int:
+    def add_prediction(self, record: PredictionRecord, *, display_pending: bool = False) -> int:
         """Record one prediction (with its patient and study) and its audit event.
 
         The record is validated first and not modified, so after a failure (disk full,
         read-only location) the caller still holds it and can save it again.
+        ``display_pending``: the caller shows the result after recording it; the event says so
+        until :func:`app.register.display.mark_shown` (issue 14, item 9).
 
         Returns
         -------
@@ -367,11 +367,11 @@ class Register:
         ------
         RegisterInputError
             Invalid content (unknown label, NaN score, impossible vote split, a study UID that
-            already belongs to another patient).
+            already belongs to another patient, a patient ID that is another person's).
         RegisterFullError, RegisterReadOnlyError, RegisterBusyError
             The register could not be written; nothing of this prediction was kept.
         """
-        values = _prediction_values(record)
+        values = prediction_values(record)
         slices = {"slice_pairs": plain_json(list(record.slice_pairs)),
                   "slice_results": plain_json(list(record.slice_results))}
         with self._write() as conn:
@@ -380,8 +380,10 @@ class Register:
             pred_id = _insert_id(conn, insert(Prediction).values(study_ref=study_ref, **values))
             conn.execute(insert(PredictionSlices).values(prediction_ref=pred_id, **slices))
             record_hash = audit.content_hash(prediction_content(conn, pred_id))
-            self._append_event(conn, "prediction",
-                               {"prediction_id": pred_id, "record_hash": record_hash}, pred_id)
+            payload: dict[str, Any] = {"prediction_id": pred_id, "record_hash": record_hash}
+            if display_pending:
+                payload[DISPLAY_KEY] = DISPLAY_PENDING
+            self._append_event(conn, "prediction", payload, pred_id)
         return pred_id
 
     def find_prediction(self, record: PredictionRecord) -> int | None:
@@ -404,10 +406,11 @@ class Register:
         """Primary key of the patient, inserting it when new (first values seen are kept)."""
         if not str(record.patient_id).strip():
             raise RegisterInputError("a prediction needs a patient ID")
-        ref = conn.execute(
-            select(Patient.id).where(Patient.patient_id == record.patient_id)).scalar()
-        if ref is not None:
-            return int(ref)
+        known = conn.execute(select(Patient.id, Patient.patient_name, Patient.birth_date)
+                             .where(Patient.patient_id == record.patient_id)).first()
+        if known is not None:
+            same_person(record, known.patient_name, known.birth_date)
+            return int(known.id)
         return _insert_id(conn, insert(Patient).values(
             patient_id=record.patient_id, patient_name=record.patient_name or "",
             birth_date=normalise_date(record.birth_date, "birth date", strict=False), sex=record.sex or "",
@@ -646,26 +649,8 @@ class Register:
         Uses every case with a current outcome; a study predicted several times by one model
         version counts once (its latest prediction). See :mod:`app.register.performance`.
         """
-        latest = (select(func.max(Outcome.id)).where(Outcome.prediction_ref == Prediction.id)
-                  .correlate(Prediction).scalar_subquery())
-        stmt = (select(Prediction.id, Prediction.study_ref, Prediction.model_name,
-                       Prediction.model_version, Prediction.label, Prediction.score,
-                       Outcome.category)
-                .join(Outcome, Outcome.id == latest).order_by(Prediction.id))
         with self._read() as conn:
-            rows = conn.execute(stmt).all()
-        per_study: dict[tuple[str, str, int], Any] = {}
-        for r in rows:  # ordered by id: the latest prediction of a study wins
-            per_study[(r.model_name, r.model_version, r.study_ref)] = r
-        groups: dict[tuple[str, str], list[Any]] = {}
-        for (name, version, _), r in per_study.items():
-            groups.setdefault((name, version), []).append(r)
-        result = []
-        for (name, version), rs in sorted(groups.items()):
-            y = [1 if r.category in RESPONDER_CATEGORIES else 0 for r in rs]
-            pred = [1 if r.label == "responder" else 0 for r in rs]
-            result.append(performance_row(name, version, y, pred, [r.score for r in rs]))
-        return result
+            return performance_rows(conn)
 
     # ---------------------------------------------------------------- backup / export
 
@@ -721,48 +706,9 @@ class Register:
 
     def export_rows(self) -> Iterator[dict[str, Any]]:
         """Every case as a plain export row (with its current outcome), by case id."""
-        latest = (select(func.max(Outcome.id)).where(Outcome.prediction_ref == Prediction.id)
-                  .correlate(Prediction).scalar_subquery())
-        n_outcomes = (select(func.count(Outcome.id))
-                      .where(Outcome.prediction_ref == Prediction.id)
-                      .correlate(Prediction).scalar_subquery())
-        # explicit columns: the per-slice JSON (most of a row's bytes) is not exported
-        stmt = (select(Prediction.id, Prediction.created_at, Patient.patient_id,
-                       Patient.patient_name, Patient.birth_date, Patient.sex, Study.study_uid,
-                       Study.study_date, Study.accession, Study.description,
-                       Prediction.model_name, Prediction.model_version, Prediction.model_sha256,
-                       Prediction.weights_kind, Prediction.device, Prediction.app_version,
-                       Prediction.os_user, Prediction.label, Prediction.score,
-                       Prediction.responder_votes, Prediction.total_votes, Prediction.tie,
-                       Prediction.tie_rule, Prediction.run_time_s, Prediction.warnings,
-                       Prediction.overrides, Prediction.source_folder,
-                       Outcome.category, Outcome.outcome_date, Outcome.entered_by,
-                       n_outcomes.label("n_outcomes"))
-                .join(Study, Study.id == Prediction.study_ref)
-                .join(Patient, Patient.id == Study.patient_ref)
-                .outerjoin(Outcome, Outcome.id == latest).order_by(Prediction.id))
         with self._read() as conn:
-            rows = conn.execute(stmt).all()
-        for r in rows:
-            yield {
-                "prediction_id": r.id, "created_at": r.created_at,
-                "patient_id": r.patient_id, "patient_name": r.patient_name,
-                "birth_date": r.birth_date, "sex": r.sex, "study_uid": r.study_uid,
-                "study_date": r.study_date, "accession": r.accession,
-                "study_description": r.description, "model_name": r.model_name,
-                "model_version": r.model_version, "model_sha256": r.model_sha256,
-                "weights_kind": r.weights_kind, "device": r.device,
-                "app_version": r.app_version, "os_user": r.os_user, "label": r.label,
-                "score": r.score, "responder_votes": r.responder_votes,
-                "total_votes": r.total_votes, "tie": int(bool(r.tie)), "tie_rule": r.tie_rule,
-                "run_time_s": r.run_time_s, "warnings": "; ".join(r.warnings),
-                "n_warnings": len(r.warnings),
-                "overrides": json.dumps(r.overrides, sort_keys=True) if r.overrides else "",
-                "source_folder": r.source_folder,
-                "outcome": r.category or "", "outcome_date": r.outcome_date or "",
-                "outcome_entered_by": r.entered_by or "",
-                "outcome_corrections": max(int(r.n_outcomes) - 1, 0),
-            }
+            rows = case_rows(conn)
+        yield from rows
 
     def export_csv(self, dest: Path | str, pseudonymise: bool = False,
                    key: bytes | str | None = None) -> ExportSummary:
@@ -776,6 +722,7 @@ class Register:
         opened read-only cannot record it, so exports from one are not in its trail.
         """
         dest = Path(dest).expanduser()
+        key_bytes = b""
         if pseudonymise:
             if key is None:
                 secret = self.meta("pseudonym_key")
@@ -786,22 +733,10 @@ class Register:
                 key_bytes = key.encode("utf-8") if isinstance(key, str) else bytes(key)
                 if len(key_bytes) < 16:
                     raise RegisterInputError("a pseudonymisation key must be at least 16 bytes")
-        columns = PSEUDONYMISED_COLUMNS if pseudonymise else PLAIN_COLUMNS
         tmp = dest.with_name(f"{dest.name}.{uuid.uuid4().hex[:8]}.partial")
-        n = 0
         with db.translated(dest):
             dest.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with tmp.open("w", newline="", encoding="utf-8") as fh:
-                    writer = csv.DictWriter(fh, fieldnames=list(columns), extrasaction="ignore")
-                    writer.writeheader()
-                    for row in self.export_rows():
-                        out = pseudonymise_row(row, key_bytes) if pseudonymise else row
-                        writer.writerow({c: safe_cell(out.get(c)) for c in columns})
-                        n += 1
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                raise
+            n = write_csv(tmp, self.export_rows(), key_bytes if pseudonymise else None)
         self._publish(tmp, dest, "export", {
             "path": str(dest), "rows": n, "pseudonymised": pseudonymise,
             "key": ("supplied" if key is not None else "register") if pseudonymise else None,
@@ -836,45 +771,6 @@ class Register:
 
 # ------------------------------------------------------------------------------------------------
 # row ↔ record helpers (one place, so that insert-time and verify-time hashes see the same data)
-
-
-def _prediction_values(record: PredictionRecord) -> dict[str, Any]:
-    """Validated column values of the ``predictions`` row for ``record`` (no ids)."""
-    score = finite(record.score, "score")
-    try:
-        r_votes, t_votes = int(record.responder_votes), int(record.total_votes)
-    except (TypeError, ValueError):
-        raise RegisterInputError("vote counts must be whole numbers") from None
-    if t_votes < 1 or not 0 <= r_votes <= t_votes:
-        raise RegisterInputError(
-            f"impossible vote split {record.responder_votes}/{record.total_votes}")
-    if score is None or not 0.0 <= score <= 1.0:
-        raise RegisterInputError(f"score {record.score!r} is not a probability in [0, 1]")
-    for what in ("model_name", "model_version", "model_sha256"):
-        if not str(getattr(record, what) or "").strip():
-            raise RegisterInputError(f"a prediction needs its {what.replace('_', ' ')}")
-    return {
-        "created_at": timestamp_text(record.created_at),
-        "os_user": record.os_user or "",
-        "app_version": record.app_version or __version__,
-        "model_name": record.model_name,
-        "model_version": str(record.model_version),
-        "model_sha256": record.model_sha256,
-        "weights_kind": record.weights_kind or "",
-        "device": record.device or "",
-        "label": normalise_label(record.label),
-        "score": score,
-        "responder_votes": r_votes,
-        "total_votes": t_votes,
-        "tie": bool(record.tie),
-        "tie_rule": record.tie_rule or "",
-        "run_time_s": finite(record.run_time_s, "run time"),
-        "source_folder": str(record.source_folder or ""),
-        "series_uids": plain_json(dict(record.series_uids)),
-        "liver_range_mm": plain_json(dict(record.liver_range_mm)),
-        "warnings": [str(w) for w in record.warnings],
-        "overrides": plain_json(dict(record.overrides)),
-    }
 
 
 def _remove_path(path: Path) -> None:

@@ -15,8 +15,18 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
+from app import __version__
+from app.register.errors import RegisterInputError
 from app.register.models import AuditEventRow, Patient, Prediction, PredictionSlices, Study
-from app.register.records import AuditEvent, PredictionRecord, parse_timestamp
+from app.register.records import (
+    AuditEvent,
+    PredictionRecord,
+    finite,
+    normalise_label,
+    parse_timestamp,
+    plain_json,
+    timestamp_text,
+)
 
 
 def orm_session(conn: Connection) -> Session:
@@ -99,3 +109,42 @@ def event_from_row(r: AuditEventRow) -> AuditEvent:
     """An audit event as the register reports it."""
     return AuditEvent(r.id, parse_timestamp(r.created_at), r.kind, r.os_user, r.app_version,
                       r.prediction_ref, json.loads(r.payload), r.prev_hash, r.hash)
+
+
+def prediction_values(record: PredictionRecord) -> dict[str, Any]:
+    """Validated column values of the ``predictions`` row for ``record`` (no ids)."""
+    score = finite(record.score, "score")
+    try:
+        r_votes, t_votes = int(record.responder_votes), int(record.total_votes)
+    except (TypeError, ValueError):
+        raise RegisterInputError("vote counts must be whole numbers") from None
+    if t_votes < 1 or not 0 <= r_votes <= t_votes:
+        raise RegisterInputError(
+            f"impossible vote split {record.responder_votes}/{record.total_votes}")
+    if score is None or not 0.0 <= score <= 1.0:
+        raise RegisterInputError(f"score {record.score!r} is not a probability in [0, 1]")
+    for what in ("model_name", "model_version", "model_sha256"):
+        if not str(getattr(record, what) or "").strip():
+            raise RegisterInputError(f"a prediction needs its {what.replace('_', ' ')}")
+    return {
+        "created_at": timestamp_text(record.created_at),
+        "os_user": record.os_user or "",
+        "app_version": record.app_version or __version__,
+        "model_name": record.model_name,
+        "model_version": str(record.model_version),
+        "model_sha256": record.model_sha256,
+        "weights_kind": record.weights_kind or "",
+        "device": record.device or "",
+        "label": normalise_label(record.label),
+        "score": score,
+        "responder_votes": r_votes,
+        "total_votes": t_votes,
+        "tie": bool(record.tie),
+        "tie_rule": record.tie_rule or "",
+        "run_time_s": finite(record.run_time_s, "run time"),
+        "source_folder": str(record.source_folder or ""),
+        "series_uids": plain_json(dict(record.series_uids)),
+        "liver_range_mm": plain_json(dict(record.liver_range_mm)),
+        "warnings": [str(w) for w in record.warnings],
+        "overrides": plain_json(dict(record.overrides)),
+    }

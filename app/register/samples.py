@@ -53,12 +53,15 @@ def sample_record(index: int, *, seed: int = 0, n_slices: int = 30, n_patients: 
                       "z_mm": {ph: round(z + rng.uniform(-1.0, 1.0), 2) for ph in _PHASES}})
         results.append({"z_ref": z, "probability": round(probs[k], 6), "label": votes[k]})
     base = f"1.2.826.0.1.3680043.10.999.{seed}.{index}"
+    # one person per patient ID: the register refuses an ID that names two people (issue 14)
+    person = random.Random(f"{seed}:patient:{pidx}")
     study_day = dt.date(2020, 1, 1) + dt.timedelta(days=rng.randrange(0, 1800))
+    rng.randrange(0, 15000), rng.choice(("M", "F"))  # the draws these used to be (same values below)
     return PredictionRecord(
         patient_id=f"PAT{seed:02d}{pidx:06d}",
         patient_name=_NAMES[pidx % len(_NAMES)] + f"{pidx}",
-        birth_date=(dt.date(1940, 1, 1) + dt.timedelta(days=rng.randrange(0, 15000))).isoformat(),
-        sex=rng.choice(("M", "F")),
+        birth_date=(dt.date(1940, 1, 1) + dt.timedelta(days=person.randrange(0, 15000))).isoformat(),
+        sex=person.choice(("M", "F")),
         study_uid=base,
         study_date=study_day.isoformat(),
         accession=f"ACC{seed}{index:07d}",

@@ -21,6 +21,15 @@ skipped, their number is reported):
   that show a lesion); per cohort, the mean over patients (patients with no lesion map leave
   the lesion figures out). The **ratio** is the cohort's lesion share over its lesion area
   share: 1 is a map that ignores the lesions, ≥ 3 is the issue's target.
+
+The per-map mean weighs a faint map (a slice where the model sees no tumour, whose few units of
+heat are spread anywhere) like the brightest one. The app does not show it that way: one colour
+scale per study (``CamResult.global_max``), so a faint map looks faint. The **displayed** shares
+weigh every map by its mass, i.e. per patient the Grad-CAM mass on liver (lesion) pixels over
+all the study's Grad-CAM mass (on the maps showing a lesion, for the lesion share), then the
+mean over patients — where the heat a reader sees lies. For a lesion-head model the app shows only the maps of the slices that took
+part in the decision (:func:`app.inference.gradcam.shown_slices`), so the displayed shares are
+taken over those. Both are reported.
 """
 
 from __future__ import annotations
@@ -44,7 +53,10 @@ DEFINITION = ("per map (one phase of one slice triplet, on the network input gri
               "Grad-CAM mass on liver pixels (parenchyma, lesions, intrahepatic vessels) / all "
               "mass; on maps showing a lesion: lesion share = mass on lesion pixels / all mass, "
               "lesion area share = lesion pixels / input pixels; per patient the mean over its "
-              "maps, per cohort the mean over patients; ratio = lesion share / lesion area share")
+              "maps, per cohort the mean over patients; ratio = lesion share / lesion area share; "
+              "displayed shares: per patient the mass on liver (lesion) pixels over the study's "
+              "whole mass (on maps showing a lesion), as the app shows it with one colour scale "
+              "per study, then the mean over patients")
 
 
 @dataclass(frozen=True)
@@ -57,11 +69,14 @@ class PatientCamMass:
     n_maps: int
     n_lesion_maps: int
     n_empty_maps: int
+    displayed_liver_share: float = float("nan")
+    displayed_lesion_share: float = float("nan")
 
 
-def patient_cam_mass(cams: np.ndarray, labels: np.ndarray) -> PatientCamMass:
+def patient_cam_mass(cams: np.ndarray, labels: np.ndarray, shown: np.ndarray | None = None) -> PatientCamMass:
     """Mass shares of one patient's maps ``cams`` ``[N, P, S, S]`` (non-negative) against the
-    aligned label maps ``labels`` of the same shape (see the module docstring)."""
+    aligned label maps ``labels`` of the same shape (see the module docstring); ``shown`` ``[N]``
+    marks the triplets whose maps the app shows (all when None) for the displayed shares."""
     if cams.shape != labels.shape:
         raise ValueError(f"Grad-CAM maps {cams.shape} and label maps {labels.shape} differ in shape")
     n = cams.shape[0] * cams.shape[1]
@@ -74,11 +89,16 @@ def patient_cam_mass(cams: np.ndarray, labels: np.ndarray) -> PatientCamMass:
     lesion = np.where(lesion_px, c, 0.0).sum(axis=1)
     shows = has_mass & lesion_px.any(axis=1)
     safe = np.where(has_mass, total, 1.0)
+    on = np.repeat(np.asarray(shown, dtype=bool), cams.shape[1]) if shown is not None else np.ones(n, dtype=bool)
+    shown_total, shown_lesion_total = total[on].sum(), total[on & shows].sum()
     return PatientCamMass(
         liver_share=float(np.mean(liver[has_mass] / safe[has_mass])) if has_mass.any() else float("nan"),
         lesion_share=float(np.mean(lesion[shows] / safe[shows])) if shows.any() else float("nan"),
         lesion_area_share=float(lesion_px[shows].mean(axis=1).mean()) if shows.any() else float("nan"),
-        n_maps=int(n), n_lesion_maps=int(shows.sum()), n_empty_maps=int((~has_mass).sum()))
+        n_maps=int(n), n_lesion_maps=int(shows.sum()), n_empty_maps=int((~has_mass).sum()),
+        displayed_liver_share=float(liver[on].sum() / shown_total) if shown_total > 0 else float("nan"),
+        displayed_lesion_share=float(lesion[on & shows].sum() / shown_lesion_total)
+        if shown_lesion_total > 0 else float("nan"))
 
 
 @dataclass
@@ -94,6 +114,9 @@ class CamMassReport:
     n_maps: int
     n_lesion_maps: int
     n_empty_maps: int
+    displayed_liver_share: float = float("nan")
+    displayed_lesion_share: float = float("nan")
+    displayed_ratio: float = float("nan")
     target: str = "responder"
     definition: str = DEFINITION
 
@@ -108,12 +131,17 @@ def summarise(patients: Sequence[PatientCamMass], target: str = "responder") -> 
     with_lesion = [p for p in patients if p.n_lesion_maps > 0]
     les = float(np.mean([p.lesion_share for p in with_lesion])) if with_lesion else float("nan")
     area = float(np.mean([p.lesion_area_share for p in with_lesion])) if with_lesion else float("nan")
+    shown_liver = [p.displayed_liver_share for p in patients if np.isfinite(p.displayed_liver_share)]
+    shown_les = float(np.mean([p.displayed_lesion_share for p in with_lesion])) if with_lesion else float("nan")
     return CamMassReport(
         n_patients=len(patients), liver_share=float(np.mean(liver)) if liver else float("nan"),
         lesion_share=les, lesion_area_share=area, ratio=les / area if area > 0 else float("nan"),
         n_patients_with_lesion_maps=len(with_lesion), n_maps=sum(p.n_maps for p in patients),
         n_lesion_maps=sum(p.n_lesion_maps for p in patients),
-        n_empty_maps=sum(p.n_empty_maps for p in patients), target=target)
+        n_empty_maps=sum(p.n_empty_maps for p in patients),
+        displayed_liver_share=float(np.mean(shown_liver)) if shown_liver else float("nan"),
+        displayed_lesion_share=shown_les, displayed_ratio=shown_les / area if area > 0 else float("nan"),
+        target=target)
 
 
 def format_cam_mass(r: CamMassReport) -> str:
@@ -125,6 +153,8 @@ def format_cam_mass(r: CamMassReport) -> str:
         f"  inside lesions          {r.lesion_share:.1%} on the {r.n_lesion_maps} maps showing a lesion "
         f"({r.n_patients_with_lesion_maps} patients)",
         f"  lesion share of image   {r.lesion_area_share:.1%}; ratio {r.ratio:.2f} (1 = blind to lesions)",
+        f"  as displayed (one colour scale per study, maps weighted by their mass): inside the liver "
+        f"{r.displayed_liver_share:.1%}, inside lesions {r.displayed_lesion_share:.1%}, ratio {r.displayed_ratio:.2f}",
         f"  ({r.n_empty_maps} maps without Grad-CAM mass skipped)",
     ]) + "\n"
 
@@ -208,6 +238,7 @@ def cohort_cam_mass(model: nn.Module, phases: Sequence[str], studies: Sequence[P
     when none has)."""
     from app.inference.gradcam import gradcam_on_inputs
     from app.inference.model import MultiPhaseNet
+    from app.inference.result import aggregate
 
     if not isinstance(model, MultiPhaseNet):
         raise TypeError(f"Grad-CAM needs a MultiPhaseNet, got {type(model).__name__}")
@@ -219,6 +250,13 @@ def cohort_cam_mass(model: nn.Module, phases: Sequence[str], studies: Sequence[P
         progress.check()
         x = torch.from_numpy(np.ascontiguousarray(st.slices[:, pidx])).float().unsqueeze(2)
         cams = gradcam_on_inputs(model, x, "responder", batch_size)
-        patients.append(patient_cam_mass(cams, lab[:, pidx]))
+        shown = None
+        if getattr(model, "seg", None) is not None and model.config.aggregation == "lesion_weighted":
+            with torch.no_grad():
+                out = model(x, details=True)
+            probs = torch.softmax(out.logits.float(), 1)[:, 1].tolist()
+            shown = np.array(aggregate(probs, out.lesion_area.float().tolist(), "lesion_weighted",
+                                       model.config.threshold).voting)
+        patients.append(patient_cam_mass(cams, lab[:, pidx], shown))
         progress.update((k + 1) / len(todo), f"Grad-CAM mass {k + 1}/{len(todo)}")
     return summarise(patients) if patients else None

@@ -56,7 +56,7 @@ class ScoredCohort:
 
     @property
     def _aggregated(self) -> tuple[np.ndarray, np.ndarray]:
-        from app.training.trainer import patient_scores
+        from app.training.scoring import patient_scores
 
         return patient_scores(self.slice_probs, self.slice_group, len(self.patient_ids),
                               self.extra.get("lesion_area"), self.aggregation, self.threshold)
@@ -101,7 +101,8 @@ def score_slices(model: nn.Module, config: ModelConfig, data: SliceSet, *,
                  device: str | torch.device = "cpu", batch_size: int = 64,
                  progress: Progress = NULL_PROGRESS) -> ScoredCohort:
     """Responder probability of every slice triplet of ``data`` under ``model`` (eval mode)."""
-    from app.training.trainer import predict_scores, resolve_device
+    from app.training.scoring import predict_scores
+    from app.training.trainer import resolve_device
 
     dev = resolve_device(str(device)) if not isinstance(device, torch.device) else device
     model = model.to(dev).eval()

@@ -22,8 +22,9 @@ from PySide6 import QtCore, QtWidgets
 
 from app import PHASES
 from app.dicom.types import Volume
+from app.ui.liver_slider import LIVER_BAND_COLOR
 from app.ui.viewer import ACCENT_COLOR, BACKGROUND, SliceGeometry
-from app.ui.viewer_panel import LIVER_BAND_COLOR, ViewerPanel
+from app.ui.viewer_panel import ViewerPanel
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from typing import Any
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app import INTENDED_USE, PHASES, __version__
+from app.ui.plain import plain_label
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,9 @@ def _box(
     box = QtWidgets.QMessageBox(parent)
     box.setIcon(icon)
     box.setWindowTitle(title)
+    # Messages quote series descriptions, patient names and file contents: always plain text
+    # (issue 14), so that a description like "<h1>RESPONDER</h1>" is read, not rendered.
+    plain_label(box)
     box.setText(message)
     if details:
         box.setDetailedText(details)

@@ -25,6 +25,7 @@ import numpy as np
 from app.case.flow import CaseOutcome, predict_and_record
 from app.case.imports import importing
 from app.case.model import ModelChoice, ModelHolder
+from app.dicom.patients import separate_patients
 from app.dicom.studies import iter_studies, study_key
 from app.dicom.types import AssembledStudy
 from app.errors import Cancelled, HCCError, InputError
@@ -109,6 +110,7 @@ def import_job(folder: Path) -> Callable[[Progress], ImportOutcome]:
         if not folder_path.is_dir():
             raise InputError(f"{folder_path} is not a folder.")
         scan = scan_folder(folder_path, sub_progress(progress, 0.0, 0.6))
+        separate_patients(scan)  # one Patient ID, different people: separate, with a warning
         studies = [study for _, study in iter_studies(scan)]
         if not any(study.series for study in studies):
             raise InputError(
@@ -169,7 +171,8 @@ def predict_job(
     (:func:`app.case.flow.predict_and_record`)."""
     return lambda progress: predict_and_record(study, holder, choice, register, progress,
                                                source_folder=source_folder,
-                                               warnings_shown=warnings_shown)
+                                               warnings_shown=warnings_shown,
+                                               display_pending=True)  # marked once on screen
 
 
 def save_record_job(register: Register, outcome: CaseOutcome) -> Callable[[Progress], int]:
@@ -258,13 +261,20 @@ def cam_job(
 
     def run(progress: Progress) -> CamResult:
         with importing(progress):
-            from app.inference.gradcam import CamResult, gradcam_slice, gradcam_study
+            from app.inference.gradcam import (
+                CamResult,
+                gradcam_slice,
+                gradcam_study,
+                hide_unused,
+                shown_slices,
+            )
 
         n = len(study.pairs)
         publish = getattr(progress, "publish", None)  # a worker's JobProgress; None in tests
         raw: dict[int, dict[str, np.ndarray]] = {}
         explained: dict[int, str] = {}
         probability: dict[int, float] = {}
+        area: dict[int, float] = {}
         running_max = 0.0
 
         notes: list[str] = []
@@ -280,6 +290,8 @@ def cam_job(
                 raw[idx] = {phase: stack[k] for phase, stack in part.raw.items()}
                 explained[idx] = part.explained_class[k]
                 probability[idx] = part.probabilities[k]
+                if part.lesion_areas is not None:
+                    area[idx] = part.lesion_areas[k]
 
         progress.update(0.0, "Grad-CAM of the slice in view")
         with holder.lock:
@@ -301,23 +313,28 @@ def cam_job(
                     cams = {ph: np.clip(m / running_max, 0.0, 1.0) for ph, m in raw[idx].items()}
                     publish(SliceCam(idx, cams))
             progress.update(len(raw) / n, f"Grad-CAM {len(raw)}/{n} slice levels")
-        scale = running_max if running_max > 0 else 1.0
         assert first.raw is not None  # asked for with keep_raw=True
-        maps = {
-            phase: np.clip(np.stack([raw[i][phase] for i in range(n)]) / scale, 0.0, 1.0).astype(np.float32)
-            for phase in first.raw
-        }
+        # the whole study is known now: only the slices that took part in the decision are
+        # shown and set the scale (app.inference.gradcam, "Slices that did not take part")
+        areas = [area[i] for i in range(n)] if len(area) == n else None
+        shown = shown_slices(model, [probability[i] for i in range(n)], areas)
+        stacked = {phase: np.stack([raw[i][phase] for i in range(n)]) for phase in first.raw}
+        study_max = hide_unused(stacked, shown)
+        scale = study_max if study_max > 0 else 1.0
+        maps = {phase: np.clip(a / scale, 0.0, 1.0).astype(np.float32) for phase, a in stacked.items()}
         return CamResult(
             phases=tuple(first.phases),
             pair_indices=list(range(n)),
             maps=maps,
             scale=scale,
-            global_max=running_max,
+            global_max=study_max,
             target=first.target,
             explained_class=[explained[i] for i in range(n)],
             probabilities=[probability[i] for i in range(n)],
             device=last.device,
             warnings=notes,
+            lesion_areas=areas,
+            shown=shown,
         )
 
     return run

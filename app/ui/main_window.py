@@ -40,6 +40,7 @@ from app.settings import Settings, load_settings
 from app.ui import dialogs, jobs
 from app.ui.case_state import CaseState
 from app.ui.pacs_actions import PacsActions
+from app.ui.plain import plain_label, plain_tip
 from app.ui.register_tab import RegisterTab
 from app.ui.study_browser import StudyBrowser
 from app.ui.window_model import ModelMenus
@@ -86,7 +87,7 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
         self._build_status()
         # Measurements and the crosshair report in their own label (a temporary status message
         # would hide the HU read-out next to it).
-        self.measure_label = QtWidgets.QLabel()
+        self.measure_label = plain_label(QtWidgets.QLabel())
         self.statusBar().addWidget(self.measure_label, 1)
         self.viewer.measure.measured.connect(self.measure_label.setText)
         self.jobs.jobStarted.connect(self._on_job_started)
@@ -254,14 +255,23 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
         self.tabs = QtWidgets.QTabWidget()
         self.tabs.addTab(viewer_page, "Viewer")
         self.tabs.addTab(self.register_tab, "Register")
+        self.register_tab.unshownChanged.connect(self._on_unshown)
         self.setCentralWidget(self.tabs)
+
+    def _on_unshown(self, count: int) -> None:
+        """Point at cases recorded but never shown (a kill after recording; issue 14, item 9)."""
+        index = self.tabs.indexOf(self.register_tab)
+        self.tabs.setTabText(index, f"Register (⚠ {count} never shown)" if count else "Register")
+        if count:
+            self.statusBar().showMessage(
+                f"⚠ {count} recorded prediction(s) were never shown: see the Register tab.", 15000)
 
     def _build_status(self) -> None:
         sb = self.statusBar()
-        self.cursor_label = QtWidgets.QLabel()
+        self.cursor_label = plain_label(QtWidgets.QLabel())
         self.viewer.cursorInfo.connect(self.cursor_label.setText)
         sb.addWidget(self.cursor_label, 1)
-        self.job_label = QtWidgets.QLabel()
+        self.job_label = plain_label(QtWidgets.QLabel())  # progress texts quote file names
         sb.addPermanentWidget(self.job_label)
         self.progress_bar = QtWidgets.QProgressBar()
         self.progress_bar.setRange(0, 1000)
@@ -273,9 +283,9 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
         self.cancel_button.setDefaultAction(self.act_cancel)
         self.cancel_button.hide()
         sb.addPermanentWidget(self.cancel_button)
-        self.device_label = QtWidgets.QLabel()
+        self.device_label = plain_label(QtWidgets.QLabel())
         sb.addPermanentWidget(self.device_label)
-        self.model_label = QtWidgets.QLabel()
+        self.model_label = plain_label(QtWidgets.QLabel())  # model card names are file content
         sb.addPermanentWidget(self.model_label)
 
     def _on_warm(self) -> None:
@@ -305,7 +315,7 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
         can_predict = bool(study and study.predictable) and not busy_case and not self.case.needs_confirmation()
         self.act_predict.setEnabled(can_predict)
         why = f"Prediction is off: {study.view_only_reason}" if study and study.view_only_reason else ""
-        self.act_predict.setToolTip(why or "Predict the response for the study on view")
+        self.act_predict.setToolTip(plain_tip(why or "Predict the response for the study on view"))
         self.act_import.setEnabled(not busy_case)
         self.act_demo.setEnabled(not busy_case)
         self.demo_button.setEnabled(not busy_case)
@@ -555,9 +565,12 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
         self._cam_steps = set()
         result = outcome.result
         self.result_panel.set_result(result, outcome.model.description)
+        if outcome.record_id is not None:  # on screen now: no longer "recorded, never shown"
+            self.register_tab.mark_shown(outcome.record_id)
         self.pacs.on_new_result()
         slices = result.slices
-        self.vote_strip.set_result([s.probability for s in slices], [s.label for s in slices])
+        self.vote_strip.set_result([s.probability for s in slices], [s.label for s in slices],
+                                   [s.votes for s in slices], outcome.model.config.threshold)
         self._update_model_label()
         self.register_tab.refresh()
         if outcome.record_id is not None:
@@ -599,7 +612,7 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
             return
         self.case.cam = cam
         # CamResult maps are already divided by the study's global maximum: scale 0..1.
-        self.viewer.set_cam_cache(jobs.cams_by_pair(cam, len(outcome.study.pairs)), 1.0)
+        self.viewer.set_cam_cache(jobs.cams_by_pair(cam, len(outcome.study.pairs)), 1.0, cam.shown)
         self.stepDone.emit("cam-study")
 
     def set_cam_visible(self, visible: bool) -> None:

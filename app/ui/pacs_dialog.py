@@ -16,6 +16,7 @@ from PySide6 import QtCore, QtWidgets
 
 from app.dicomnet.config import NetworkSettings
 from app.ui import dicom_jobs
+from app.ui.plain import esc, plain_label
 
 COLUMNS = ("Patient", "Patient ID", "Date", "Description", "Modalities", "Images")
 _OK, _BAD = "color:#1b7a1b;", "color:#b00020;"
@@ -101,7 +102,7 @@ class PacsDialog(QtWidgets.QDialog):
         close.clicked.connect(self.reject)
         bottom.addWidget(close)
         layout.addLayout(bottom)
-        self.status_label = QtWidgets.QLabel()
+        self.status_label = plain_label(QtWidgets.QLabel())  # messages quote remote values
         self.status_label.setWordWrap(True)
         self.status_label.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.status_label)
@@ -112,8 +113,8 @@ class PacsDialog(QtWidgets.QDialog):
         else:
             node = settings.node()
             tls = " (TLS)" if node.tls else ""
-            self.node_label.setText(f"<b>{node.name}</b> — {node.address}{tls}, "
-                                    f"retrieve by {node.retrieve}")
+            self.node_label.setText(f"<b>{esc(node.name)}</b> — {esc(node.address)}{tls}, "
+                                    f"retrieve by {esc(node.retrieve)}")
             self._say(f"Retrieved studies go to {self.import_dir}.", "")
         self._update_buttons()
         self.resize(820, 480)

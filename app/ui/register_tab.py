@@ -29,6 +29,7 @@ from PySide6 import QtCore, QtWidgets
 from app.case import records
 from app.case.records import CaseQuery, RegisterView
 from app.ui import dialogs
+from app.ui.plain import plain_label, plain_tip
 from app.ui.workers import Job, JobManager
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -80,16 +81,24 @@ def _cell(value: object) -> str:
     return str(value)
 
 
+#: Tooltip of a case recorded but never shown (issue 14, item 9).
+NEVER_SHOWN_TIP = ("Recorded but never shown: the app ended after recording this prediction and "
+                   "before showing it. Open the case to review it.")
+
+
 class CaseTableModel(QtCore.QAbstractTableModel):
     """Rows of ``Register.list_cases`` (CaseRow objects) as a read-only table."""
 
     def __init__(self, parent: QtCore.QObject | None = None) -> None:
         super().__init__(parent)
         self._rows: list[CaseRow] = []
+        self._unshown: set[int] = set()
 
-    def set_rows(self, rows: Sequence[CaseRow]) -> None:
+    def set_rows(self, rows: Sequence[CaseRow], unshown: Sequence[int] = ()) -> None:
+        """Show ``rows``; the cases in ``unshown`` (recorded, never shown) are marked ⚠."""
         self.beginResetModel()
         self._rows = list(rows)
+        self._unshown = set(unshown)
         self.endResetModel()
 
     def row(self, index: int) -> CaseRow:
@@ -109,12 +118,15 @@ class CaseTableModel(QtCore.QAbstractTableModel):
             return None
         row = self._rows[index.row()]
         header, value, _sort = COLUMNS[index.column()]
+        unshown = header == "ID" and row.id in self._unshown
         if role == QtCore.Qt.ItemDataRole.DisplayRole:
-            return _cell(value(row))
+            return f"⚠ {_cell(value(row))}" if unshown else _cell(value(row))
         if role == QtCore.Qt.ItemDataRole.UserRole:
             return row.id
-        if role == QtCore.Qt.ItemDataRole.ToolTipRole:
-            return _cell(value(row))
+        if role == QtCore.Qt.ItemDataRole.ToolTipRole:  # names and IDs come from the files
+            if unshown:
+                return plain_tip(NEVER_SHOWN_TIP)
+            return plain_tip(_cell(value(row)))
         if role == QtCore.Qt.ItemDataRole.TextAlignmentRole and header in ("ID", "Score"):
             return int(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
         return None
@@ -132,7 +144,8 @@ class OutcomeDialog(QtWidgets.QDialog):
         super().__init__(parent)
         self.setWindowTitle("Record outcome")
         form = QtWidgets.QFormLayout(self)
-        form.addRow(QtWidgets.QLabel(case_text))
+        self.case_label = plain_label(QtWidgets.QLabel(case_text))  # a patient name is not markup
+        form.addRow(self.case_label)
         self.category = QtWidgets.QComboBox()
         # No pre-selected category: an outcome recorded by pressing Enter would be a silent
         # "complete response". The first item is a prompt and OK stays off until a choice.
@@ -244,6 +257,8 @@ class RegisterTab(QtWidgets.QWidget):
     """
 
     openCase = QtCore.Signal(int)
+    #: Number of cases recorded but never shown, after each refresh.
+    unshownChanged = QtCore.Signal(int)
 
     def __init__(self, register: Register | None = None,
                  parent: QtWidgets.QWidget | None = None, *, jobs: JobManager | None = None) -> None:
@@ -252,6 +267,10 @@ class RegisterTab(QtWidgets.QWidget):
         self.jobs = jobs if jobs is not None else JobManager(self)
         self._sort = ("created_at", True)
         self._select_after: int | None = None
+        #: Case ids recorded for display and never shown (:mod:`app.register.display`).
+        self.unshown: list[int] = []
+        #: Case ids on screen whose "shown" mark is being written (not "never shown" meanwhile).
+        self._marking: set[int] = set()
         layout = QtWidgets.QVBoxLayout(self)
 
         bar = QtWidgets.QHBoxLayout()
@@ -282,6 +301,12 @@ class RegisterTab(QtWidgets.QWidget):
         self.verify_button = QtWidgets.QPushButton("Verify")
         bar.addWidget(self.verify_button)
         layout.addLayout(bar)
+        #: Cases recorded but never shown (the app was killed in between): said at the top.
+        self.unshown_label = plain_label(QtWidgets.QLabel())
+        self.unshown_label.setWordWrap(True)
+        self.unshown_label.setStyleSheet("background:#fff3cd; color:#4d3800; padding:4px;")
+        self.unshown_label.hide()
+        layout.addWidget(self.unshown_label)
 
         splitter = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         self.table = QtWidgets.QTableView()
@@ -318,7 +343,7 @@ class RegisterTab(QtWidgets.QWidget):
         splitter.setStretchFactor(1, 1)
         layout.addWidget(splitter, 1)
 
-        self.status = QtWidgets.QLabel()
+        self.status = plain_label(QtWidgets.QLabel())  # register errors quote paths and values
         layout.addWidget(self.status)
 
         # Searching re-queries SQL; debounce typing so that each keystroke does not.
@@ -361,6 +386,26 @@ class RegisterTab(QtWidgets.QWidget):
         return CaseQuery(self.search.text().strip(), self.model_filter.currentData(),
                          self.outcome_filter.currentData(), sort, descending)
 
+    def mark_shown(self, prediction_id: int) -> Job | None:
+        """Record (in a worker) that a case's result is on screen, then refresh the table."""
+        reg = self._register
+        if reg is None or reg.read_only:
+            return None
+        self._marking.add(prediction_id)
+        job = self._run("Register", lambda: records.mark_shown(reg, prediction_id),
+                        key=f"register-shown-{prediction_id}")
+
+        def done(failure: str | None = None) -> None:
+            self._marking.discard(prediction_id)
+            if failure is not None:
+                log.warning("case %s not marked shown: %s", prediction_id, failure)
+            self.refresh()
+
+        job.finished.connect(lambda _id: done())
+        job.failed.connect(lambda msg, _details: done(msg))
+        job.cancelled.connect(lambda: self._marking.discard(prediction_id))
+        return job
+
     def refresh(self) -> Job | None:
         """Re-query the register (in a worker) with the current search, filters and sort."""
         reg = self._register
@@ -368,6 +413,8 @@ class RegisterTab(QtWidgets.QWidget):
             w.setEnabled(reg is not None)
         if reg is None:
             self.model.set_rows([])
+            self.unshown = []
+            self.unshown_label.hide()
             self.status.setText("No register is open (see Settings).")
             return None
         query = self.query()
@@ -383,7 +430,13 @@ class RegisterTab(QtWidgets.QWidget):
     def _show_view(self, register: Register, view: RegisterView) -> None:
         if register is not self._register:
             return  # the register was changed meanwhile
-        self.model.set_rows(view.rows)
+        from app.register.display import unshown_text  # the register's modules load lazily
+
+        self.unshown = [i for i in view.unshown if i not in self._marking]
+        self.model.set_rows(view.rows, self.unshown)
+        self.unshown_label.setText(unshown_text(self.unshown))
+        self.unshown_label.setVisible(bool(self.unshown))
+        self.unshownChanged.emit(len(self.unshown))
         # Names and model identities are read whole (issue 17, item 5: they were cut off).
         self.table.resizeColumnsToContents()
         known = {self.model_filter.itemData(i) for i in range(self.model_filter.count())}

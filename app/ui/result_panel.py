@@ -28,6 +28,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app import INTENDED_USE
 from app.inference.card import HeldOutEvidence, held_out_evidence, training_summary
+from app.ui.plain import plain_label
 from app.ui.vote_strip import NON_RESPONDER_COLOR, RESPONDER_COLOR, is_responder_label
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; the model card's module imports torch
@@ -265,6 +266,16 @@ class ResultPanel(QtWidgets.QWidget):
         self.empty_label.setWordWrap(True)
         self.empty_label.setStyleSheet("color:gray;")
 
+        # Texts that may quote the files (reasons, warnings) are plain text; the labels that the
+        # panel writes as markup escape every value and are rich text on purpose (issue 14).
+        for plain in (self.busy_label, self.label_label, self.meaning_label, self.vote_label,
+                      self.probability_label, self.tie_label, self.banner_label,
+                      self.intended_use_label, self.empty_label):
+            plain_label(plain)
+        for rich in (self.evidence_label, self.model_label, self.device_label,
+                     self.warnings_label, self.pacs_label):
+            rich.setTextFormat(QtCore.Qt.TextFormat.RichText)
+
         big = self.label_label.font()
         big.setPointSizeF(big.pointSizeF() * 1.8)
         big.setBold(True)
@@ -391,7 +402,8 @@ class ResultPanel(QtWidgets.QWidget):
             self.intended_use_label,
         ):
             if not w.isHidden() and w.text():
-                parts.append(_plain(w.text()))
+                rich = w.textFormat() == QtCore.Qt.TextFormat.RichText
+                parts.append(_plain(w.text()) if rich else w.text())
         return "\n".join(parts)
 
     def _show_result_widgets(self, on: bool) -> None:

@@ -17,6 +17,7 @@ from PySide6 import QtCore, QtWidgets
 from app.dicomnet.errors import NodeConfigError
 from app.paths import default_register_path
 from app.settings import DEVICES, Settings
+from app.ui.plain import esc, plain_label
 
 DEVICE_TEXT = {
     "auto": "Automatic (GPU when it works, else CPU)",
@@ -89,7 +90,7 @@ class SettingsDialog(QtWidgets.QDialog):
 
         self.network_box = DicomNetworkBox(settings.dicom_network)
         form.addRow(self.network_box)
-        self.error_label = QtWidgets.QLabel()
+        self.error_label = plain_label(QtWidgets.QLabel())  # errors quote the model file
         self.error_label.setStyleSheet("color:#b00020;")
         self.error_label.setWordWrap(True)
         self.error_label.setVisible(False)
@@ -108,7 +109,7 @@ class SettingsDialog(QtWidgets.QDialog):
     def _update_model_label(self) -> None:
         if self._model_path:
             sha = f"<br>SHA-256 <tt>{self._model_sha}</tt>" if self._model_sha else ""
-            self.model_label.setText(f"Imported model <b>{Path(self._model_path).name}</b>{sha}")
+            self.model_label.setText(f"Imported model <b>{esc(Path(self._model_path).name)}</b>{sha}")
         elif self._bundled is not None:
             self.model_label.setText("The bundled model (checked against its recorded SHA-256).")
         else:

@@ -20,8 +20,10 @@ from typing import TYPE_CHECKING
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app import PHASES
+from app.dicom.patients import patient_id_collisions
 from app.dicom.studies import study_key
 from app.dicom.types import AssembledStudy, PhaseCall, SeriesInfo
+from app.ui.plain import plain_label, plain_tip
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; the scanner imports pydicom
     from app.dicom.scan import ScanResult, StudyInfo
@@ -34,6 +36,8 @@ HEADERS = ("Series", "Phase", "Conf.", "Slices", "Status")
 #: Item data roles: what a tree row stands for.
 ROLE_KIND = QtCore.Qt.ItemDataRole.UserRole
 ROLE_KEY = QtCore.Qt.ItemDataRole.UserRole + 1
+#: A series row's tooltip as plain text (the shown tooltip is its escaped rich-text form).
+ROLE_TIP = QtCore.Qt.ItemDataRole.UserRole + 3
 
 
 def series_label(series: SeriesInfo) -> str:
@@ -81,7 +85,7 @@ class StudyBrowser(QtWidgets.QWidget):
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
 
-        self.summary = QtWidgets.QLabel("No folder imported.")
+        self.summary = plain_label(QtWidgets.QLabel("No folder imported."))
         self.summary.setWordWrap(True)
         layout.addWidget(self.summary)
 
@@ -162,11 +166,21 @@ class StudyBrowser(QtWidgets.QWidget):
             refused_icon = style.standardIcon(QtWidgets.QStyle.StandardPixmap.SP_MessageBoxCritical)
             first: QtWidgets.QTreeWidgetItem | None = None
             wanted: QtWidgets.QTreeWidgetItem | None = None
+            shared = patient_id_collisions(scan)
             for patient in scan.patients:
                 pid = patient.patient_id or "(no ID)"
                 pname = patient.patient_name
                 p_item = QtWidgets.QTreeWidgetItem([f"{pname}  [{pid}]" if pname else pid])
                 p_item.setData(0, ROLE_KIND, "patient")
+                if patient.patient_id in shared:  # issue 14, item 6: never merged silently
+                    p_item.setText(0, "⚠ " + p_item.text(0))
+                    p_item.setIcon(COL_STATUS, warn_icon)
+                    p_item.setForeground(0, QtGui.QBrush(QtGui.QColor("#a05a00")))
+                    tip = (f"Patient ID {patient.patient_id} is used by {shared[patient.patient_id]} "
+                           "different people (names or birth dates differ): shown as separate "
+                           "patients. Check which person each study belongs to.")
+                    for col in range(len(HEADERS)):
+                        p_item.setToolTip(col, plain_tip(tip))
                 self.tree.addTopLevelItem(p_item)
                 for study in patient.studies:
                     key = study_key(study)
@@ -196,8 +210,9 @@ class StudyBrowser(QtWidgets.QWidget):
                             item.setIcon(COL_STATUS, warn_icon)
                         tips += [f"⚠ {w}" for w in series.warnings]
                         tip = "\n".join(tips)
+                        item.setData(COL_SERIES, ROLE_TIP, tip)  # the plain text, for the phase marker
                         for col in range(len(HEADERS)):
-                            item.setToolTip(col, tip)
+                            item.setToolTip(col, plain_tip(tip))
                         self._apply_phase(item, series.phase_call)
                         s_item.addChild(item)
                         self._series_items[series.uid] = item
@@ -206,7 +221,10 @@ class StudyBrowser(QtWidgets.QWidget):
             self.summary.setText(
                 f"{len(scan.patients)} patient(s), {len(self._studies)} study(ies), "
                 f"{n_series} series. {_files_text(scan)}"
+                + "".join(f"\n⚠ Patient ID {pid} is used by {n} different people: shown as "
+                          "separate patients." for pid, n in shared.items())
             )
+            self.summary.setStyleSheet("color: #a05a00;" if shared else "")
         finally:
             self._updating = False
         target = wanted or first
@@ -225,8 +243,8 @@ class StudyBrowser(QtWidgets.QWidget):
         tip = f"{call.phase} ({call.confidence * 100:.0f} %)\n{evidence}"
         if call.conflict:
             tip += "\nTag and image evidence disagree."
-        item.setToolTip(COL_PHASE, tip)
-        item.setToolTip(COL_CONF, tip)
+        item.setToolTip(COL_PHASE, plain_tip(tip))
+        item.setToolTip(COL_CONF, plain_tip(tip))
 
     def set_assembly(self, key: str, study: AssembledStudy | None, error: str | None = None) -> None:
         """Show the assignment of study ``key``: bold rows, combos, banner (or the error)."""
@@ -251,9 +269,9 @@ class StudyBrowser(QtWidgets.QWidget):
                 label = series_label(series)
                 # bold + a marker; the phase itself is in the Phase column next to it
                 item.setText(COL_SERIES, f"▶ {label}" if phases else label)
-                base = item.toolTip(COL_STATUS)  # the series' summary and warnings
+                base = item.data(COL_SERIES, ROLE_TIP) or ""  # the series' summary and warnings
                 used = f"Used as the {phases[0]} phase\n" if phases else ""
-                item.setToolTip(COL_SERIES, used + base)
+                item.setToolTip(COL_SERIES, plain_tip(used + base))
             candidates = [s for s in scan_study.series if is_candidate(s)]
             for phase, combo in self.combos.items():
                 combo.clear()
@@ -263,7 +281,7 @@ class StudyBrowser(QtWidgets.QWidget):
                     # cuts the end of the text (issue 17, item 5); the full text is the tooltip.
                     prefix = f"{call.phase} {call.confidence * 100:.0f} % · " if call else ""
                     combo.addItem(prefix + series_summary(s), s.uid)
-                    combo.setItemData(combo.count() - 1, prefix + series_summary(s),
+                    combo.setItemData(combo.count() - 1, plain_tip(prefix + series_summary(s)),
                                       QtCore.Qt.ItemDataRole.ToolTipRole)
                 chosen = assignment.get(phase)
                 if chosen is None:
@@ -271,7 +289,7 @@ class StudyBrowser(QtWidgets.QWidget):
                     combo.setCurrentIndex(0)
                 else:
                     combo.setCurrentIndex(max(0, combo.findData(chosen)))
-                combo.setToolTip(combo.currentText())
+                combo.setToolTip(plain_tip(combo.currentText()))
                 # the drop-down list is as wide as its longest entry, whatever the dock's width
                 fm = combo.fontMetrics()
                 widest = max((fm.horizontalAdvance(combo.itemText(i)) for i in range(combo.count())), default=0)

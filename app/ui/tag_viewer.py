@@ -17,6 +17,7 @@ from typing import Any
 from PySide6 import QtCore, QtWidgets
 
 from app.errors import InputError
+from app.ui.plain import plain_tip
 
 MAX_VALUE_CHARS = 160
 BINARY_VRS = {"OB", "OW", "OF", "OD", "OL", "OV", "UN"}
@@ -125,7 +126,7 @@ def _item(row: TagRow) -> QtWidgets.QTreeWidgetItem:
     shown = row.value if len(row.value) <= MAX_VALUE_CHARS else row.value[:MAX_VALUE_CHARS] + " …"
     item = QtWidgets.QTreeWidgetItem([row.tag, row.keyword, row.vr, shown])
     if shown != row.value:
-        item.setToolTip(3, row.value[:4000])
+        item.setToolTip(3, plain_tip(row.value[:4000]))
     for child in row.children:
         item.addChild(_item(child))
     return item

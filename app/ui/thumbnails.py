@@ -19,6 +19,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from app import PHASES
 from app.dicom.types import SeriesInfo
 from app.progress import Progress
+from app.ui.plain import plain_tip
 from app.ui.windowing import DEFAULT_WINDOW
 
 THUMB_PX = 84
@@ -108,7 +109,7 @@ class ThumbnailStrip(QtWidgets.QListWidget):
                 text = f"▶ {in_pane[s.uid]}: {text}"
             item = QtWidgets.QListWidgetItem(_placeholder(), text)
             item.setData(ROLE_UID, s.uid)
-            item.setToolTip(text + f"\n{s.uid}\nRight click: show in a pane, DICOM tags")
+            item.setToolTip(plain_tip(text + f"\n{s.uid}\nRight click: show in a pane, DICOM tags"))
             item.setTextAlignment(QtCore.Qt.AlignmentFlag.AlignHCenter)
             self.addItem(item)
             self._items[s.uid] = item

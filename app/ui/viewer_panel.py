@@ -31,8 +31,8 @@ matrices or fields of view.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
@@ -43,6 +43,7 @@ from app.dicom.types import AssembledStudy
 from app.ui.cam_legend import CamLegend
 from app.ui.cam_overlay import COLORMAPS, DEFAULT_COLORMAP, DEFAULT_OPACITY
 from app.ui.cine import DEFAULT_FPS, MAX_FPS, Cine
+from app.ui.liver_slider import LiverRangeSlider
 from app.ui.measure import TOOLS, MeasureController
 from app.ui.viewer import KEY_JUMPS, KEY_STEPS, PhaseViewer
 from app.ui.windowing import (
@@ -58,55 +59,8 @@ from app.ui.windowing import (
     match_preset,
 )
 
-#: Colour of the liver-range band on the slider and the vote strip (a muted teal that differs
-#: from both vote colours).
-LIVER_BAND_COLOR = QtGui.QColor(64, 160, 150, 110)
-
-
-class LiverRangeSlider(QtWidgets.QSlider):
-    """Horizontal slice slider that paints the liver range as a band behind its groove."""
-
-    def __init__(self, parent: QtWidgets.QWidget | None = None) -> None:
-        super().__init__(QtCore.Qt.Orientation.Horizontal, parent)
-        self._mask = np.zeros(0, dtype=bool)
-        self.setMinimumHeight(22)
-        self.setFocusPolicy(QtCore.Qt.FocusPolicy.StrongFocus)
-
-    def set_marks(self, mask: np.ndarray) -> None:
-        """``mask[i]`` True where position ``i`` lies in the liver range."""
-        self._mask = np.asarray(mask, dtype=bool)
-        self.update()
-
-    def marks(self) -> np.ndarray:
-        """The liver-range mask in use."""
-        return self._mask
-
-    def paintEvent(self, ev: QtGui.QPaintEvent) -> None:  # noqa: N802
-        if self._mask.any() and self.maximum() >= self.minimum():
-            opt = QtWidgets.QStyleOptionSlider()
-            self.initStyleOption(opt)
-            style = self.style()
-            groove = style.subControlRect(
-                QtWidgets.QStyle.ComplexControl.CC_Slider, opt,
-                QtWidgets.QStyle.SubControl.SC_SliderGroove, self,
-            )
-            handle = style.subControlRect(
-                QtWidgets.QStyle.ComplexControl.CC_Slider, opt,
-                QtWidgets.QStyle.SubControl.SC_SliderHandle, self,
-            )
-            n = self.maximum() - self.minimum()
-            span = groove.width() - handle.width()
-            step = span / n if n > 0 else 0.0
-            left = groove.left() + handle.width() / 2.0
-            painter = QtGui.QPainter(self)
-            painter.setPen(QtCore.Qt.PenStyle.NoPen)
-            painter.setBrush(LIVER_BAND_COLOR)
-            for start, stop in _runs(self._mask):
-                x0 = left + (start - 0.5) * step
-                x1 = left + (stop - 0.5) * step
-                painter.drawRect(QtCore.QRectF(x0, 2.0, max(x1 - x0, 2.0), self.height() - 4.0))
-            painter.end()
-        super().paintEvent(ev)
+if TYPE_CHECKING:
+    from app.inference.gradcam import CamResult
 
 
 class ViewerPanel(QtWidgets.QWidget):
@@ -138,6 +92,9 @@ class ViewerPanel(QtWidgets.QWidget):
         self._window: WindowLevel = DEFAULT_WINDOW
         self._drag_start: WindowLevel | None = None
         self._cams: dict[tuple[str, int], np.ndarray] = {}
+        #: Pairs that did not take part in the model's decision (lesion-weighted vote): no heat
+        #: map is shown there, and the pane says why (CamResult.shown).
+        self._unused: set[int] = set()
         self._liver = np.zeros(0, dtype=bool)
         self._cam_visible = True
         self._syncing = False
@@ -204,6 +161,7 @@ class ViewerPanel(QtWidgets.QWidget):
         self.measure.clear()
         self._study = study
         self._cams.clear()
+        self._unused = set()
         for viewer in self.viewers.values():
             viewer.cam.set_scale(None)  # the next study brings its own scale
         descriptions = dict(descriptions or {})
@@ -263,8 +221,7 @@ class ViewerPanel(QtWidgets.QWidget):
         if index == self._position:
             return
         self._position = index
-        in_liver = bool(self._liver[index])
-        note = "in liver range" if in_liver else ""
+        note = self._slice_note(index)
         for phase, slice_index in self.indices_at(index).items():
             viewer = self.viewers[phase]
             viewer.show_slice(slice_index, note)
@@ -273,7 +230,7 @@ class ViewerPanel(QtWidgets.QWidget):
             self.slider.blockSignals(True)
             self.slider.setValue(index)
             self.slider.blockSignals(False)
-        self._update_position_label(in_liver)
+        self._update_position_label(bool(self._liver[index]))
         self.pairIndexChanged.emit(index)
 
     def step(self, n: int) -> None:
@@ -408,12 +365,17 @@ class ViewerPanel(QtWidgets.QWidget):
         self,
         cams: Mapping[str, Sequence[np.ndarray | None] | np.ndarray],
         global_max: float | None = None,
+        shown: Sequence[bool] = (),
     ) -> None:
         """Replace the whole CAM cache: phase → per-pair arrays (a list, or ``(n_pairs, H, W)``).
 
-        ``global_max`` (``CamResult.global_max``) fixes one colour scale for the study.
+        ``global_max`` (``CamResult.global_max``) fixes one colour scale for the study;
+        ``shown`` (``CamResult.shown``, per pair) marks the pairs the model did not use, whose
+        panes then say so (all used when empty).
         """
         self._cams.clear()
+        self._unused = {i for i, on in enumerate(shown) if not on}
+        self._show_notes()
         if global_max is not None:
             self.set_cam_scale(global_max)
         for phase, per_pair in cams.items():
@@ -422,7 +384,7 @@ class ViewerPanel(QtWidgets.QWidget):
                     self._cams[(phase, i)] = np.asarray(cam)
         self._refresh_cams()
 
-    def set_cam_result(self, cam: Any, replace: bool = False) -> None:
+    def set_cam_result(self, cam: CamResult, replace: bool = False) -> None:
         """Show an ``app.inference.gradcam.CamResult`` (from ``gradcam_slice`` or ``gradcam_study``).
 
         Its ``maps[phase][j]`` belong to pair ``pair_indices[j]`` and are already divided by
@@ -439,7 +401,24 @@ class ViewerPanel(QtWidgets.QWidget):
         for phase, stack in maps.items():
             for j, pair_index in enumerate(cam.pair_indices):
                 self._cams[(phase, int(pair_index))] = np.asarray(stack[j])
+        if replace:
+            self._unused = {int(p) for p, on in zip(cam.pair_indices, cam.shown, strict=False) if not on}
+            self._show_notes()
         self._refresh_cams()
+
+    def _slice_note(self, index: int) -> str:
+        """The pane note of pair ``index``: in the liver range, and whether the model used it."""
+        parts = ["in liver range"] if bool(self._liver[index]) else []
+        if index in self._unused:
+            parts.append("not used by the model (no tumour seen): no heat map")
+        return " · ".join(parts)
+
+    def _show_notes(self) -> None:
+        if not self._n_positions:
+            return
+        note = self._slice_note(self._position)
+        for phase, slice_index in self.indices_at(self._position).items():
+            self.viewers[phase].show_slice(slice_index, note)
 
     def set_cam_scale(self, global_max: float | None) -> None:
         """Colour scale ``0 .. global_max`` for every CAM of the study (None: per slice)."""
@@ -450,6 +429,8 @@ class ViewerPanel(QtWidgets.QWidget):
     def clear_cams(self) -> None:
         """Forget every cached CAM (e.g. a new prediction started)."""
         self._cams.clear()
+        self._unused = set()
+        self._show_notes()
         self._refresh_cams()
 
     def has_cam(self, pair_index: int, phase: str | None = None) -> bool:
@@ -702,7 +683,7 @@ class ViewerPanel(QtWidgets.QWidget):
         """
         self._view_actions: list[QtGui.QAction] = []
 
-        def action(text: str, key: str, slot: Any, checkable: bool = False) -> QtGui.QAction:
+        def action(text: str, key: str, slot: Callable[..., object], checkable: bool = False) -> QtGui.QAction:
             act = QtGui.QAction(text, self)
             act.setShortcut(QtGui.QKeySequence(key))
             act.setShortcutContext(QtCore.Qt.ShortcutContext.WindowShortcut)
@@ -811,21 +792,6 @@ def _same_rect(a: QtCore.QRectF, b: QtCore.QRectF, tol: float = 1e-6) -> bool:
 
 def _pair(w: WindowLevel) -> tuple[float, float]:
     return (w.width, w.level)
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """``[(start, stop), ...]`` of consecutive True runs (stop exclusive)."""
-    runs: list[tuple[int, int]] = []
-    start: int | None = None
-    for i, v in enumerate(mask):
-        if v and start is None:
-            start = i
-        elif not v and start is not None:
-            runs.append((start, i))
-            start = None
-    if start is not None:
-        runs.append((start, len(mask)))
-    return runs
 
 
 __all__ = ["LiverRangeSlider", "ViewerPanel", "link_vote_strip"]

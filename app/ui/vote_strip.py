@@ -2,8 +2,11 @@
 
 Each bar's height is the model's responder probability for that slice triplet, its colour the
 slice's vote (blue = responder, orange = non-responder: a pair that colour-blind readers can
-tell apart, and the tooltip says it in words). A dashed line marks 0.5, a teal band under the
-bars the liver range, and a white frame the slice on view. Drawn with QPainter: a few hundred
+tell apart, and the tooltip says it in words). A dashed line marks the model's decision
+threshold (0.5 for the paper's model; the model card's for others, e.g. 0.32), a teal band under
+the bars the liver range, and a white frame the slice on view. Slices that did not take part in
+the patient's vote (a lesion-head model lets only the slices in which it sees tumour vote) are
+drawn faint, so that the strip shows the same count as the result panel. Drawn with QPainter: a few hundred
 rectangles are crisper and cheaper than a plot widget with axes nobody reads.
 
 Use it with :func:`app.ui.viewer_panel.link_vote_strip` (click → viewers jump, scroll → marker
@@ -51,7 +54,7 @@ class VoteStrip(QtWidgets.QWidget):
 
     sliceClicked = QtCore.Signal(int)
 
-    #: Left margin for the 0 / 0.5 / 1 labels, bottom margin for the liver band (pixels).
+    #: Left margin for the 0 / threshold / 1 labels, bottom margin for the liver band (pixels).
     LEFT = 30
     RIGHT = 6
     TOP = 6
@@ -61,6 +64,8 @@ class VoteStrip(QtWidgets.QWidget):
         super().__init__(parent)
         self._probs = np.zeros(0, dtype=float)
         self._responder = np.zeros(0, dtype=bool)
+        self._voting = np.zeros(0, dtype=bool)
+        self._threshold: float | None = 0.5
         self._liver = np.zeros(0, dtype=bool)
         self._current = -1
         self.setMinimumHeight(64)
@@ -76,8 +81,11 @@ class VoteStrip(QtWidgets.QWidget):
         return QtCore.QSize(600, 84)
 
     # -- public API --------------------------------------------------------------------
-    def set_result(self, per_slice_probs: Sequence[float], labels: Sequence[object]) -> None:
-        """Show a prediction: responder probability and vote of every pair, in pair order.
+    def set_result(self, per_slice_probs: Sequence[float], labels: Sequence[object],
+                   voting: Sequence[bool] | None = None, threshold: float | None = 0.5) -> None:
+        """Show a prediction: responder probability and vote of every pair, in pair order;
+        ``voting`` marks the pairs that took part in the patient's vote (all when None),
+        ``threshold`` the model's decision threshold (no line when unknown).
 
         Raises
         ------
@@ -89,12 +97,17 @@ class VoteStrip(QtWidgets.QWidget):
             raise ValueError(f"{len(probs)} probabilities but {len(labels)} labels")
         self._probs = np.clip(np.nan_to_num(probs, nan=0.0), 0.0, 1.0)
         self._responder = np.array([is_responder_label(x) for x in labels], dtype=bool)
+        self._voting = np.ones(len(probs), dtype=bool) if voting is None else np.asarray(list(voting), dtype=bool)
+        if self._voting.size != len(probs):
+            raise ValueError(f"{len(probs)} probabilities but {self._voting.size} voting flags")
+        self._threshold = float(threshold) if threshold is not None else None
         self.update()
 
     def clear(self) -> None:
         """Remove the result (keeps nothing from the previous study)."""
         self._probs = np.zeros(0, dtype=float)
         self._responder = np.zeros(0, dtype=bool)
+        self._voting = np.zeros(0, dtype=bool)
         self._liver = np.zeros(0, dtype=bool)
         self._current = -1
         self.update()
@@ -110,6 +123,14 @@ class VoteStrip(QtWidgets.QWidget):
     def votes(self) -> np.ndarray:
         """True where the pair voted responder (a copy)."""
         return self._responder.copy()
+
+    def voting(self) -> np.ndarray:
+        """True where the pair took part in the patient's vote (a copy)."""
+        return self._voting.copy()
+
+    def threshold(self) -> float | None:
+        """The decision threshold drawn (None: none)."""
+        return self._threshold
 
     def set_current(self, index: int) -> None:
         """Mark pair ``index`` as the one on view (-1: none)."""
@@ -159,6 +180,8 @@ class VoteStrip(QtWidgets.QWidget):
         i = self.index_at(x)
         if i is not None and i < self._probs.size:
             vote = "responder" if self._responder[i] else "non-responder"
+            if i < self._voting.size and not self._voting[i]:
+                vote += " (did not vote: the model saw no tumour here)"
             liver = " · in liver range" if i < self._liver.size and self._liver[i] else ""
             self.setToolTip(f"Pair {i + 1}: p(responder) = {self._probs[i]:.2f} → {vote}{liver}")
         super().mouseMoveEvent(ev)
@@ -180,7 +203,7 @@ class VoteStrip(QtWidgets.QWidget):
         font.setPointSizeF(7.5)
         p.setFont(font)
         p.setPen(TEXT_COLOR)
-        for value in (0.0, 0.5, 1.0):
+        for value in (0.0, 1.0) if self._threshold is None else (0.0, self._threshold, 1.0):
             y = plot.bottom() - value * plot.height()
             p.drawText(
                 QtCore.QRectF(0, y - 7, self.LEFT - 4, 14),
@@ -201,14 +224,16 @@ class VoteStrip(QtWidgets.QWidget):
         # Bars.
         for i in range(self._probs.size):
             h = float(self._probs[i]) * plot.height()
-            color = RESPONDER_COLOR if self._responder[i] else NON_RESPONDER_COLOR
+            color = QtGui.QColor(RESPONDER_COLOR if self._responder[i] else NON_RESPONDER_COLOR)
+            if i < self._voting.size and not self._voting[i]:
+                color.setAlpha(70)  # did not take part in the vote
             p.setBrush(color)
             p.drawRect(QtCore.QRectF(plot.left() + i * slot + gap / 2, plot.bottom() - h, slot - gap, h))
-        # 0.5 threshold.
-        pen = QtGui.QPen(GRID_COLOR, 1.0, QtCore.Qt.PenStyle.DashLine)
-        p.setPen(pen)
-        y_half = plot.bottom() - 0.5 * plot.height()
-        p.drawLine(QtCore.QPointF(plot.left(), y_half), QtCore.QPointF(plot.right(), y_half))
+        # The decision threshold.
+        if self._threshold is not None:
+            p.setPen(QtGui.QPen(GRID_COLOR, 1.0, QtCore.Qt.PenStyle.DashLine))
+            y_cut = plot.bottom() - self._threshold * plot.height()
+            p.drawLine(QtCore.QPointF(plot.left(), y_cut), QtCore.QPointF(plot.right(), y_cut))
         # Current slice.
         if 0 <= self._current < n:
             p.setPen(QtGui.QPen(QtGui.QColor(255, 255, 255), 1.5))

@@ -10,7 +10,6 @@ accepted model is written by a worker too.
 from __future__ import annotations
 
 import dataclasses
-import html
 import logging
 import shutil
 from pathlib import Path
@@ -23,6 +22,7 @@ from app.case.imports import importing
 from app.progress import Progress
 from app.settings import Settings
 from app.ui import dialogs
+from app.ui.plain import plain_tip
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.window_base import WindowParts
 
@@ -41,8 +41,8 @@ class ModelMenus(WindowParts):
         if loaded is not None:
             desc = loaded.description
             self.model_label.setText(f"Model: {desc.name} [{loaded.sha256[:12]}]")
-            self.model_label.setToolTip(f"{desc.name} {desc.version}\n{desc.weights_kind}\n"
-                                        f"SHA-256 {loaded.sha256}")
+            self.model_label.setToolTip(plain_tip(f"{desc.name} {desc.version}\n{desc.weights_kind}\n"
+                                                   f"SHA-256 {loaded.sha256}"))
         elif self.settings.model_path:
             self.model_label.setText(f"Model: {Path(self.settings.model_path).name} (loads on first prediction)")
         elif self._bundled is None:
@@ -56,7 +56,7 @@ class ModelMenus(WindowParts):
             kind = "GPU" if result.device.startswith("cuda") else "CPU"
             self.device_label.setText(f"{kind}: {result.device}"
                                       + (" (fallback to CPU)" if result.device_fallback else ""))
-            self.device_label.setToolTip(result.device_reason)
+            self.device_label.setToolTip(plain_tip(result.device_reason))
         else:
             self.device_label.setText(f"Device: {self.settings.device}")
 
@@ -108,8 +108,8 @@ class ModelMenus(WindowParts):
         # a model that prepares the images differently is shown with the difference first
         change = model_history.compare(loaded)
         differs = ("\n\nIts preprocessing differs from the model used before "
-                   f"({html.escape(change.previous)}):\n"
-                   + "\n".join(f"• {html.escape(d)}" for d in change.differences)
+                   f"({change.previous}):\n"
+                   + "\n".join(f"• {d}" for d in change.differences)
                    if change is not None else "")
 
         def answered(use: bool) -> None:
@@ -193,4 +193,4 @@ class ModelMenus(WindowParts):
 
     def show_intended_use(self) -> None:
         """The intended-use notice."""
-        dialogs.show_info(self, html.escape(INTENDED_USE))
+        dialogs.show_info(self, INTENDED_USE)  # message boxes are plain text

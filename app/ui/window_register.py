@@ -101,13 +101,16 @@ class RegisterActions(WindowParts):
         folder = Path(record.source_folder) if record.source_folder else None
 
         def show_recorded(outcome: ImportOutcome | None = None) -> None:
+            self.register_tab.mark_shown(case.case_id)  # reviewed now, if it never was
             key = record.study_uid
             if outcome is not None and key in {study_key(s) for _, s in iter_studies(outcome.scan)}:
                 self.browser.select_study(key)
             self.case.recorded = case.result
             self.result_panel.set_result(case.result, None)
+            # the model's threshold is not in the record: no line rather than a wrong one
             self.vote_strip.set_result([s.probability for s in case.result.slices],
-                                       [s.label for s in case.result.slices])
+                                       [s.label for s in case.result.slices],
+                                       [s.votes for s in case.result.slices], None)
             self.tabs.setCurrentIndex(0)
             self.stepDone.emit("reopened")
 
