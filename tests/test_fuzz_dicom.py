@@ -41,6 +41,8 @@ def test_short_fuzz_campaign_has_no_crash_hang_or_silent_nan(tmp_path: Path) -> 
     assert report.signatures == {}, "failures (reproducers in the paths shown):\n" + table
     for tally in (scan, cli, predict):
         assert set(tally.exit_codes) <= {"0", "2"}, table
+        # a refusal under --json still prints a machine-readable {"error": ...} (item 7)
+        assert tally.refusals_without_json == 0, table
     summary = json.loads((opts.out / "summary.json").read_text())
     assert summary["tallies"]["scan"]["files"] == scan.files
 
