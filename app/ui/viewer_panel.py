@@ -31,8 +31,8 @@ matrices or fields of view.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
@@ -58,6 +58,9 @@ from app.ui.windowing import (
     make_window,
     match_preset,
 )
+
+if TYPE_CHECKING:
+    from app.inference.gradcam import CamResult
 
 
 class ViewerPanel(QtWidgets.QWidget):
@@ -381,7 +384,7 @@ class ViewerPanel(QtWidgets.QWidget):
                     self._cams[(phase, i)] = np.asarray(cam)
         self._refresh_cams()
 
-    def set_cam_result(self, cam: Any, replace: bool = False) -> None:
+    def set_cam_result(self, cam: CamResult, replace: bool = False) -> None:
         """Show an ``app.inference.gradcam.CamResult`` (from ``gradcam_slice`` or ``gradcam_study``).
 
         Its ``maps[phase][j]`` belong to pair ``pair_indices[j]`` and are already divided by
@@ -399,8 +402,7 @@ class ViewerPanel(QtWidgets.QWidget):
             for j, pair_index in enumerate(cam.pair_indices):
                 self._cams[(phase, int(pair_index))] = np.asarray(stack[j])
         if replace:
-            shown = list(getattr(cam, "shown", []) or [])
-            self._unused = {int(p) for p, on in zip(cam.pair_indices, shown, strict=False) if not on}
+            self._unused = {int(p) for p, on in zip(cam.pair_indices, cam.shown, strict=False) if not on}
             self._show_notes()
         self._refresh_cams()
 
@@ -681,7 +683,7 @@ class ViewerPanel(QtWidgets.QWidget):
         """
         self._view_actions: list[QtGui.QAction] = []
 
-        def action(text: str, key: str, slot: Any, checkable: bool = False) -> QtGui.QAction:
+        def action(text: str, key: str, slot: Callable[..., object], checkable: bool = False) -> QtGui.QAction:
             act = QtGui.QAction(text, self)
             act.setShortcut(QtGui.QKeySequence(key))
             act.setShortcutContext(QtCore.Qt.ShortcutContext.WindowShortcut)
