@@ -17,14 +17,20 @@ import json
 import logging
 import platform
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app import INTENDED_USE, PHASES, __version__
 from app.ui.plain import plain_label
+
+if TYPE_CHECKING:  # pragma: no cover - typing only; app.inference.weights imports torch
+    from app.inference.weights import ModelDescription
+
+#: A model card as the dialog takes it: the loaded model's description, or its JSON as a dict.
+ModelCard: TypeAlias = "ModelDescription | Mapping[str, object] | None"
 
 log = logging.getLogger(__name__)
 
@@ -156,14 +162,7 @@ class AboutDialog(QtWidgets.QDialog):
         self.resize(560, 480)
 
 
-def _description_dict(description: Any) -> dict[str, Any]:
-    """A model description (dataclass, dict or object) as a plain dict for display."""
-    from app.inference.card import card_dict
-
-    return card_dict(description)
-
-
-def _scrub_paths(value: Any) -> Any:
+def _scrub_paths(value: object) -> object:
     """``value`` with absolute file paths cut to their file name.
 
     A model card records where its training CSV lay on the machine that built it
@@ -178,7 +177,7 @@ def _scrub_paths(value: Any) -> Any:
     return value
 
 
-def _architecture_text(arch: Any) -> str:
+def _architecture_text(arch: object) -> str:
     if not isinstance(arch, dict) or not arch:
         return ""
     parts = [str(arch.get("backbone", "?"))]
@@ -194,15 +193,16 @@ def _architecture_text(arch: Any) -> str:
     return ", ".join(parts)
 
 
-def description_html(description: Any, sha256: str | None = None, path: str | None = None) -> str:
+def description_html(description: ModelCard, sha256: str | None = None,
+                     path: str | None = None) -> str:
     """The model card as a reader wants it: what the weights are, what they were trained on,
     how they did on held-out patients against the target, then the technical identity.
 
     No raw dump (the JSON tab has every field) and no paths of the machine that built it.
     """
-    from app.inference.card import held_out_evidence, training_summary
+    from app.inference.card import card_dict, held_out_evidence, training_summary
 
-    doc = _description_dict(description)
+    doc = card_dict(description)
     esc = html.escape
     parts = [f"<h2>{esc(str(doc.get('name', 'Model')))} {esc(str(doc.get('version', '')))}</h2>"]
     kind = doc.get("weights_kind")
@@ -246,11 +246,13 @@ class ModelDescriptionDialog(QtWidgets.QDialog):
 
     def __init__(
         self,
-        description: Any,
+        description: ModelCard,
         sha256: str | None = None,
         path: str | None = None,
         parent: QtWidgets.QWidget | None = None,
     ) -> None:
+        from app.inference.card import card_dict
+
         super().__init__(parent)
         self.setWindowTitle("Model description")
         layout = QtWidgets.QVBoxLayout(self)
@@ -260,7 +262,7 @@ class ModelDescriptionDialog(QtWidgets.QDialog):
         tabs.addTab(self.summary, "Summary")
         raw = QtWidgets.QPlainTextEdit(
             json.dumps(
-                _scrub_paths(_description_dict(description)), indent=2, ensure_ascii=False, default=str
+                _scrub_paths(card_dict(description)), indent=2, ensure_ascii=False, default=str
             )
         )
         raw.setReadOnly(True)

@@ -10,31 +10,49 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 from app.dicom.types import AssembledStudy
 from app.errors import InputError
 from app.progress import Progress, sub_progress
 from app.ui.jobs import importing
 
-JobFn = Callable[[Progress], Any]
+if TYPE_CHECKING:  # pragma: no cover - typing only; these pull in torch, highdicom, pynetdicom
+    from app.dicom.scan import ScanResult
+    from app.dicomnet.association import AssociationListener
+    from app.dicomnet.config import NetworkSettings
+    from app.dicomnet.link import EchoResult, StudyMatch
+    from app.dicomnet.retrieve import RetrieveResult
+    from app.dicomnet.store import StoreResult
+    from app.export.writer import DicomExport
+    from app.inference.gradcam import CamResult
+    from app.inference.result import PredictionResult
+
+_T = TypeVar("_T")
+
+#: A job for the :class:`~app.ui.workers.JobManager` whose worker returns a ``_T``.
+JobFn = Callable[[Progress], _T]
 
 
 @dataclass
 class SentResult:
     """A result stored on the PACS: what was written locally and what the node accepted."""
 
-    export: Any  # app.export.writer.DicomExport
-    stored: Any  # app.dicomnet.store.StoreResult
+    export: DicomExport
+    stored: StoreResult
 
 
-def export_job(study: AssembledStudy, result: Any, cams: Any, scan: Any, out_dir: Path) -> JobFn:
+def export_job(study: AssembledStudy, result: PredictionResult, cams: CamResult | None,
+               scan: ScanResult | None, out_dir: Path) -> JobFn[DicomExport]:
     """Write the SR and the captures of the shown prediction into ``out_dir``."""
 
-    def run(progress: Progress) -> Any:
+    def run(progress: Progress) -> DicomExport:
         if cams is None:
             raise InputError("the Grad-CAM heatmaps are still being computed; export again "
                              "when they are shown")
+        if scan is None:
+            raise InputError("the DICOM files of this study are not known (it was not imported "
+                             "from a folder in this session); import its folder, then export")
         with importing(progress):
             from app.export.sources import instance_paths
             from app.export.writer import export_dicom
@@ -45,8 +63,9 @@ def export_job(study: AssembledStudy, result: Any, cams: Any, scan: Any, out_dir
     return run
 
 
-def send_job(settings: Any, study: AssembledStudy, result: Any, cams: Any, scan: Any,
-             out_dir: Path, listener: Any = None) -> JobFn:
+def send_job(settings: NetworkSettings, study: AssembledStudy, result: PredictionResult,
+             cams: CamResult | None, scan: ScanResult | None, out_dir: Path,
+             listener: AssociationListener | None = None) -> JobFn[SentResult]:
     """Export (into ``out_dir``) and C-STORE the result objects on the configured node."""
     export = export_job(study, result, cams, scan, out_dir)
 
@@ -63,8 +82,9 @@ def send_job(settings: Any, study: AssembledStudy, result: Any, cams: Any, scan:
     return run
 
 
-def echo_job(settings: Any, listener: Any = None) -> JobFn:
-    def run(progress: Progress) -> Any:
+def echo_job(settings: NetworkSettings,
+             listener: AssociationListener | None = None) -> JobFn[EchoResult]:
+    def run(progress: Progress) -> EchoResult:
         with importing(progress):
             from app.dicomnet.link import DicomLink
         return DicomLink(settings, listener=listener).echo()
@@ -72,8 +92,9 @@ def echo_job(settings: Any, listener: Any = None) -> JobFn:
     return run
 
 
-def find_job(settings: Any, listener: Any = None, **query: str) -> JobFn:
-    def run(progress: Progress) -> Any:
+def find_job(settings: NetworkSettings, listener: AssociationListener | None = None,
+             **query: str) -> JobFn[list[StudyMatch]]:
+    def run(progress: Progress) -> list[StudyMatch]:
         with importing(progress):
             from app.dicomnet.link import DicomLink
         progress.update(0.1, "querying the PACS")
@@ -82,10 +103,11 @@ def find_job(settings: Any, listener: Any = None, **query: str) -> JobFn:
     return run
 
 
-def retrieve_job(settings: Any, study: Any, import_dir: Path, listener: Any = None) -> JobFn:
+def retrieve_job(settings: NetworkSettings, study: StudyMatch, import_dir: Path,
+                 listener: AssociationListener | None = None) -> JobFn[RetrieveResult]:
     """Retrieve one :class:`~app.dicomnet.link.StudyMatch` into ``import_dir``."""
 
-    def run(progress: Progress) -> Any:
+    def run(progress: Progress) -> RetrieveResult:
         with importing(progress):
             from app.dicomnet.link import DicomLink
             from app.dicomnet.retrieve import retrieve_study

@@ -11,12 +11,21 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.errors import HCCError
 from app.ui import dialogs, dicom_jobs
+
+if TYPE_CHECKING:  # pragma: no cover - typing only; export/dicomnet pull in highdicom, pynetdicom
+    from app.dicomnet.association import AssociationRecord
+    from app.dicomnet.config import NetworkSettings
+    from app.dicomnet.retrieve import RetrieveResult
+    from app.export.writer import DicomExport
+    from app.ui.main_window import MainWindow
+    from app.ui.pacs_dialog import PacsDialog
+    from app.ui.workers import Job
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +50,10 @@ class PacsActions(QtCore.QObject):
     #: "dicom-exported", "pacs-stored", "pacs-retrieved" (for tests and the step log)
     stepDone = QtCore.Signal(str)
 
-    def __init__(self, window: Any) -> None:
+    def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
         self.window = window
-        self.dialog: Any = None
+        self.dialog: PacsDialog | None = None
         self.export_action = QtGui.QAction("Export &DICOM (SR + heatmap captures)…", window)
         self.export_action.setStatusTip("Write the result as a DICOM SR and Secondary Captures")
         self.export_action.triggered.connect(lambda _c=False: self.export_dialog())
@@ -60,7 +69,7 @@ class PacsActions(QtCore.QObject):
         return [self.pacs_action, self.export_action, self.send_action]
 
     @property
-    def network(self) -> Any:
+    def network(self) -> NetworkSettings:
         return self.window.settings.dicom_network
 
     def update_enabled(self, busy_case: bool) -> None:
@@ -75,7 +84,7 @@ class PacsActions(QtCore.QObject):
         self.window.result_panel.set_pacs_status("not stored")
 
     # ------------------------------------------------------------------------ audit
-    def _audit(self, kind: str, payload: dict[str, Any], prediction_id: int | None) -> None:
+    def _audit(self, kind: str, payload: dict[str, object], prediction_id: int | None) -> None:
         register = self.window.register
         if register is None:
             return
@@ -84,7 +93,7 @@ class PacsActions(QtCore.QObject):
         except HCCError as exc:
             log.warning("could not record %s in the register: %s", kind, exc.message)
 
-    def _log_association(self, record: Any) -> None:
+    def _log_association(self, record: AssociationRecord) -> None:
         log.info("DICOM association #%d %s %s: %s", record.number, record.node, record.purpose,
                  record.outcome)
 
@@ -99,7 +108,7 @@ class PacsActions(QtCore.QObject):
         dialog.fileSelected.connect(lambda f: self.export_to(Path(f)))
         dialog.open()
 
-    def export_to(self, folder: Path) -> Any:
+    def export_to(self, folder: Path) -> Job | None:
         """Write the shown prediction's SR and captures into ``folder`` (a job)."""
         case = self.window.case
         pred = case.prediction
@@ -108,7 +117,7 @@ class PacsActions(QtCore.QObject):
         fn = dicom_jobs.export_job(pred.study, pred.result, case.cam, case.scan, folder)
         job = self.window.start_job("Export DICOM", fn, key="dicom")
 
-        def done(export: Any) -> None:
+        def done(export: DicomExport) -> None:
             self._audit("dicom_export", export.to_dict(), pred.record_id)
             if pred is self.window.case.prediction:
                 self.window.result_panel.set_pacs_status(
@@ -122,7 +131,7 @@ class PacsActions(QtCore.QObject):
         return job
 
     # ------------------------------------------------------------------------ store
-    def send(self) -> Any:
+    def send(self) -> Job | None:
         """Export and store the shown result on the configured PACS (a job)."""
         case = self.window.case
         pred = case.prediction
@@ -156,7 +165,7 @@ class PacsActions(QtCore.QObject):
         return job
 
     # ------------------------------------------------------------------------ query/retrieve
-    def show_dialog(self) -> Any:
+    def show_dialog(self) -> PacsDialog:
         """Open the PACS dialog; a retrieved study is imported like a folder."""
         from app.ui.pacs_dialog import PacsDialog
 
@@ -168,7 +177,7 @@ class PacsActions(QtCore.QObject):
         self.dialog = dialog
         return dialog
 
-    def _on_retrieved(self, result: Any) -> None:
+    def _on_retrieved(self, result: RetrieveResult) -> None:
         self._audit("dicom_retrieve", {"node": self.network.node().address,
                                        "study_uid": result.study_uid, "files": result.n_files,
                                        "folder": str(result.folder), "method": result.method},

@@ -9,14 +9,23 @@ folder, which the main window imports like any other.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 from PySide6 import QtCore, QtWidgets
 
 from app.dicomnet.config import NetworkSettings
 from app.ui import dicom_jobs
 from app.ui.plain import esc, plain_label
+
+if TYPE_CHECKING:  # pragma: no cover - typing only; app.dicomnet.link imports pynetdicom
+    from app.dicomnet.association import AssociationListener
+    from app.dicomnet.link import EchoResult, StudyMatch
+    from app.dicomnet.retrieve import RetrieveResult
+    from app.ui.workers import Job, JobManager
+
+_T = TypeVar("_T")
 
 COLUMNS = ("Patient", "Patient ID", "Date", "Description", "Modalities", "Images")
 _OK, _BAD = "color:#1b7a1b;", "color:#b00020;"
@@ -41,16 +50,17 @@ class PacsDialog(QtWidgets.QDialog):
     searched = QtCore.Signal(int)  # number of studies found
     jobEnded = QtCore.Signal(str)  # "echo" / "search" / "retrieve", after success or failure
 
-    def __init__(self, settings: NetworkSettings, import_dir: Path, jobs: Any,
-                 parent: QtWidgets.QWidget | None = None, listener: Any = None) -> None:
+    def __init__(self, settings: NetworkSettings, import_dir: Path, jobs: JobManager,
+                 parent: QtWidgets.QWidget | None = None,
+                 listener: AssociationListener | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("PACS — query and retrieve")
         self.settings = settings
         self.import_dir = Path(import_dir)
         self.jobs = jobs
         self.listener = listener
-        self.matches: list[Any] = []
-        self._job: Any = None
+        self.matches: list[StudyMatch] = []
+        self._job: Job | None = None
 
         layout = QtWidgets.QVBoxLayout(self)
         node_row = QtWidgets.QHBoxLayout()
@@ -140,11 +150,12 @@ class PacsDialog(QtWidgets.QDialog):
         self.cancel_button.setEnabled(self.busy())
         self.progress.setVisible(self.busy())
 
-    def selected(self) -> Any:
+    def selected(self) -> StudyMatch | None:
         rows = self.table.selectionModel().selectedRows()
         return self.matches[rows[0].row()] if rows else None
 
-    def _run(self, what: str, name: str, fn: Any, on_done: Any) -> Any:
+    def _run(self, what: str, name: str, fn: dicom_jobs.JobFn[_T],
+             on_done: Callable[[_T], None]) -> Job:
         job = self.jobs.start(name, fn, key="pacs")
         self._job = job
         self.progress.setValue(0)
@@ -169,15 +180,18 @@ class PacsDialog(QtWidgets.QDialog):
         self.jobEnded.emit(what)
 
     # ------------------------------------------------------------------------ actions
-    def echo(self) -> Any:
+    def echo(self) -> Job | None:
         """C-ECHO the node; the status line says whether it answered."""
         if not self.available or self.busy():
             return None
         self._say("Testing the connection…", "")
-        return self._run("echo", "Test connection", dicom_jobs.echo_job(self.settings, self.listener),
-                         lambda r: self._say(f"{r.node} answered in {r.round_trip_ms:.0f} ms.", _OK))
+        def done(r: EchoResult) -> None:
+            self._say(f"{r.node} answered in {r.round_trip_ms:.0f} ms.", _OK)
 
-    def search(self) -> Any:
+        return self._run("echo", "Test connection", dicom_jobs.echo_job(self.settings, self.listener),
+                         done)
+
+    def search(self) -> Job | None:
         """C-FIND studies matching the fields (empty fields match everything)."""
         if not self.available or self.busy():
             return None
@@ -189,7 +203,7 @@ class PacsDialog(QtWidgets.QDialog):
         return self._run("search", "PACS search",
                          dicom_jobs.find_job(self.settings, self.listener, **query), self._show)
 
-    def _show(self, matches: list[Any]) -> None:
+    def _show(self, matches: list[StudyMatch]) -> None:
         self.matches = list(matches)
         self.table.setRowCount(len(self.matches))
         for row, m in enumerate(self.matches):
@@ -202,14 +216,14 @@ class PacsDialog(QtWidgets.QDialog):
                   "")
         self.searched.emit(len(self.matches))
 
-    def retrieve(self) -> Any:
+    def retrieve(self) -> Job | None:
         """Retrieve the selected study (all or nothing); emits :attr:`retrieved` on success."""
         study = self.selected()
         if study is None or not self.available or self.busy():
             return None
         self._say(f"Retrieving {study.patient_name or study.patient_id} {study.study_date}…", "")
 
-        def done(result: Any) -> None:
+        def done(result: RetrieveResult) -> None:
             self._say(f"Retrieved {result.n_files} images into {result.folder}.", _OK)
             self.retrieved.emit(result)
 

@@ -9,8 +9,9 @@ dialogs and the thumbnail job) lives here, so that the main window only gains a 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -23,13 +24,17 @@ from app.ui.help_dialog import HelpDialog
 from app.ui.tag_viewer import TagViewer
 from app.ui.thumbnails import ThumbnailStrip, thumbnail, thumbnail_job
 
+if TYPE_CHECKING:  # pragma: no cover - typing only; the window imports this module
+    from app.dicom.scan import StudyInfo
+    from app.ui.main_window import MainWindow
+
 log = logging.getLogger(__name__)
 
 
 class ViewerTools(QtCore.QObject):
     """Actions, docks and dialogs of the viewing tools of ``window`` (a ``MainWindow``)."""
 
-    def __init__(self, window: Any) -> None:
+    def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
         self.window = window
         self.coronal: CoronalView | None = None
@@ -58,7 +63,7 @@ class ViewerTools(QtCore.QObject):
         self.act_shortcuts = self._action("&Keyboard and mouse", "F1", lambda: self.show_help("shortcuts"))
         self.act_guide = self._action("&User guide", None, lambda: self.show_help("guide"))
 
-    def _action(self, text: str, key: str | None, slot: Any) -> QtGui.QAction:
+    def _action(self, text: str, key: str | None, slot: Callable[[], object]) -> QtGui.QAction:
         act = QtGui.QAction(text, self.window)
         if key:
             act.setShortcut(QtGui.QKeySequence(key))
@@ -72,7 +77,7 @@ class ViewerTools(QtCore.QObject):
         return [self.act_shortcuts, self.act_guide]
 
     # -- the study on view -----------------------------------------------------------------
-    def study_shown(self, study: AssembledStudy | None, scan_study: Any) -> None:
+    def study_shown(self, study: AssembledStudy | None, scan_study: StudyInfo | None) -> None:
         """A study (or none) is on view: list its series, decode their thumbnails, re-cut."""
         self._series = [s for s in scan_study.series if s.status != "refused"] if scan_study else []
         self.thumbnails.set_series(self._series, dict(study.assignment) if study else {})
@@ -133,7 +138,10 @@ class ViewerTools(QtCore.QObject):
             dialogs.show_info(self.window, f"The file of the {phase} slice on view is not known.")
             return None
         viewer = self.window.viewer.viewers[phase]
-        title = f"{phase}: slice {(viewer.current_index() or 0) + 1} of {viewer.volume.n_slices}"
+        volume = viewer.volume
+        if volume is None:  # pragma: no cover - ``phase`` is one of ``shown``
+            return None
+        title = f"{phase}: slice {(viewer.current_index() or 0) + 1} of {volume.n_slices}"
         return self._show_tags(path, title)
 
     def show_series_tags(self, uid: str) -> TagViewer | None:
