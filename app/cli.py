@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from app import __version__
-from app.errors import HCCError
+from app.errors import HCCError, is_crash
 
 #: (command, module under app.commands, one-line help) in the order shown by --help.
 COMMANDS: tuple[tuple[str, str, str], ...] = (
@@ -94,7 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except BrokenPipeError:
         return 0
-    except Exception as exc:  # the last line of defence: log the traceback, show one line
+    except BaseException as exc:  # the last line of defence: log the traceback, show one line
+        if not is_crash(exc):
+            raise
         log.exception("internal error in %s", args.command)
         message = f"internal error: {type(exc).__name__}: {exc} (details in the log file)"
         print(f"hcc-response {args.command}: {message}", file=sys.stderr)

@@ -47,3 +47,18 @@ class Cancelled(HCCError):
 
 class NotAvailable(InputError):
     """A feature that is not built (yet) or not available in this installation."""
+
+
+#: Exceptions that stop the program on purpose (the user interrupted, the interpreter exits):
+#: never turned into an error message.
+STOPPING: tuple[type[BaseException], ...] = (KeyboardInterrupt, SystemExit, GeneratorExit)
+
+
+def is_crash(exc: BaseException) -> bool:
+    """True for any failure that is not the program being stopped on purpose.
+
+    Not only ``Exception``: a compiled decoder can raise a ``BaseException`` subclass — pyo3's
+    ``PanicException`` (a Rust panic in pylibjpeg-rle, found by ``bench/fuzz_dicom.py`` on a
+    corrupt RLE frame) derives from ``BaseException`` and went past ``except Exception`` to a
+    traceback. Catch ``BaseException`` and re-raise unless this is true."""
+    return not isinstance(exc, STOPPING)

@@ -145,6 +145,21 @@ class CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def stream(self, _value: Any) -> None:
         pass
 
+    def filter(self, record: logging.LogRecord) -> bool:  # type: ignore[override]
+        """Only the app's own messages: a library's (pydicom names every decoder that failed
+        on a corrupt frame) repeat what the app then says in one line, and go to the log file."""
+        own = record.name == "root" or record.name == "app" or record.name.startswith("app.")
+        return (own or record.levelno >= logging.CRITICAL) and bool(super().filter(record))
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The message without its traceback: the console is the user's, the traceback goes
+        to the log file (a library such as pydicom logs its decoder errors with one)."""
+        if record.exc_info or record.exc_text or record.stack_info:
+            record = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None,
+                                            "stack_info": None})
+            return super().format(record) + " (details in the log file)"
+        return super().format(record)
+
 
 def setup_logging(verbose: bool = False, console: bool = True) -> None:
     """Configure the root logger (idempotent)."""

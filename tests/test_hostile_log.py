@@ -126,3 +126,35 @@ def test_flush_after_the_stream_closed_is_silent(capsys: pytest.CaptureFixture[s
     finally:
         logger.removeHandler(tidy)
     assert "Logging error" not in capsys.readouterr().err
+
+
+def test_console_shows_the_apps_messages_once_without_tracebacks(capsys: pytest.CaptureFixture[str]) -> None:
+    """The console is the user's: a library's error lines (pydicom names every decoder that
+    failed on a corrupt frame, with tracebacks) go to the log file only; the app's own messages
+    come without their traceback, and always to the stderr of the moment (a replaced, closed
+    stream must not produce '--- Logging error ---')."""
+    from app.logsetup import CurrentStderrHandler
+
+    console = TidyHandler(CurrentStderrHandler())
+    console.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    for name in ("pydicom", "app.dicom.volume"):
+        log = logging.getLogger(name)
+        log.addHandler(console)
+        log.propagate = False
+    try:
+        try:
+            raise ValueError("corrupt RLE segment")
+        except ValueError:
+            logging.getLogger("pydicom").exception("The decoded segment length does not match")
+            logging.getLogger("app.dicom.volume").exception("cannot decode IM0001")
+        err = capsys.readouterr().err
+        assert "decoded segment" not in err  # the library's line: log file only
+        assert "ERROR: cannot decode IM0001 (details in the log file)" in err
+        assert "Traceback" not in err and "corrupt RLE segment" not in err
+        capsys.readouterr()  # pytest swaps sys.stderr: the handler follows it
+        logging.getLogger("app.dicom.volume").warning("second message")
+        assert "WARNING: second message" in capsys.readouterr().err
+    finally:
+        for name in ("pydicom", "app.dicom.volume"):
+            logging.getLogger(name).removeHandler(console)
+            logging.getLogger(name).propagate = True

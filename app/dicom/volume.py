@@ -26,6 +26,7 @@ from app.dicom.errors import VolumeLoadError
 from app.dicom.geometry import direction_matrix
 from app.dicom.limits import MAX_ABS_HU, volume_bytes_problem
 from app.dicom.types import InstanceRef, SeriesInfo, Volume
+from app.errors import is_crash
 from app.progress import NULL_PROGRESS, Progress
 
 
@@ -98,7 +99,9 @@ def _decode_file(
     except MemoryError as exc:
         raise VolumeLoadError(f"cannot decode {path}: not enough memory for its pixel data "
                               f"(declared {out.shape[1]}×{out.shape[2]} pixels)") from exc
-    except Exception as exc:  # any decoder failure is this file's refusal, never a crash
+    except BaseException as exc:  # any decoder failure (a Rust panic too) is this file's refusal
+        if not is_crash(exc):
+            raise
         raise VolumeLoadError(
             f"cannot decode {path}: {type(exc).__name__}: {_short(str(exc))}"
         ) from exc

@@ -35,7 +35,7 @@ from typing import Any
 
 from PySide6 import QtCore
 
-from app.errors import Cancelled, HCCError
+from app.errors import Cancelled, HCCError, is_crash
 from app.progress import ProgressState
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,9 @@ class Worker(QtCore.QObject):
         except HCCError as exc:
             log.info("job %s failed: %s", self.name, exc.message)
             self.failed.emit(exc.message, exc.details or "")
-        except Exception as exc:
+        except BaseException as exc:
+            if not is_crash(exc):
+                raise
             # Anything unexpected is a bug: log it with its traceback and show it, never crash.
             log.exception("job %s raised an unexpected error", self.name)
             self.failed.emit(
