@@ -120,3 +120,5 @@ def test_threshold_line_and_slices_that_did_not_vote(strip: VoteStrip) -> None:
     assert line_rows and all(abs(y - row_cut) <= 1.5 for y in line_rows), (line_rows, row_cut)
     with pytest.raises(ValueError, match="voting flags"):
         strip.set_result(probs, ["responder"] * 4, voting=[True])
+    strip.clear()  # the next study has no prediction yet: no threshold of the last one lingers
+    assert strip.threshold() is None

@@ -65,7 +65,7 @@ class VoteStrip(QtWidgets.QWidget):
         self._probs = np.zeros(0, dtype=float)
         self._responder = np.zeros(0, dtype=bool)
         self._voting = np.zeros(0, dtype=bool)
-        self._threshold: float | None = 0.5
+        self._threshold: float | None = None  # no prediction: no decision line
         self._liver = np.zeros(0, dtype=bool)
         self._current = -1
         self.setMinimumHeight(64)
@@ -108,6 +108,7 @@ class VoteStrip(QtWidgets.QWidget):
         self._probs = np.zeros(0, dtype=float)
         self._responder = np.zeros(0, dtype=bool)
         self._voting = np.zeros(0, dtype=bool)
+        self._threshold = None
         self._liver = np.zeros(0, dtype=bool)
         self._current = -1
         self.update()
