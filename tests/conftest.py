@@ -106,3 +106,13 @@ def main_window(qtbot, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-unty
     yield w
     qtbot.waitUntil(lambda: not w.jobs.busy, timeout=120_000)
     w.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A small random model file and its SHA-256, for the GUI tests (read-only: tests that
+    change a model file make their own)."""
+    import ui_fixtures as fx
+
+    path = tmp_path_factory.mktemp("ui-model") / "tiny.safetensors"
+    return path, fx.create_tiny_model(path)

@@ -39,12 +39,6 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     return fx.generate_study(tmp_path_factory.mktemp("ui-study"))
 
 
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    path = tmp_path_factory.mktemp("ui-model") / "tiny.safetensors"
-    return path, fx.create_tiny_model(path)
-
-
 class Dialogs:
     """Records what the app would have shown; answers questions as told."""
 

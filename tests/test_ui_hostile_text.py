@@ -24,7 +24,6 @@ import ui_fixtures as fx  # noqa: E402
 from PySide6 import QtCore, QtGui, QtWidgets  # noqa: E402
 from qt_text import rendered_images, shown_text  # noqa: E402
 
-from app.settings import update_settings  # noqa: E402
 from app.ui import dialogs  # noqa: E402
 
 HEADLINE = '<h1 style="color:red">RESPONDER 99%</h1>'
@@ -58,12 +57,6 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict[
         ds.InstitutionName = HEADLINE
         ds.save_as(path)
     return folder, image, descriptions
-
-
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    path = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    return path, fx.create_tiny_model(path)
 
 
 class Recorder:
@@ -123,7 +116,6 @@ def test_hostile_text_is_shown_literally_everywhere(  # type: ignore[no-untyped-
         qtbot, hostile, tiny_model, monkeypatch: pytest.MonkeyPatch) -> None:
     import torch
 
-    from app.ui.main_window import MainWindow
 
     torch.set_num_threads(1)
     folder, image, descriptions = hostile
@@ -132,13 +124,8 @@ def test_hostile_text_is_shown_literally_everywhere(  # type: ignore[no-untyped-
     real_show_error = dialogs.show_error
     monkeypatch.setattr(dialogs, "show_error", rec.error)
     monkeypatch.setattr(dialogs, "confirm_phases", rec.confirm)
-    path, sha = tiny_model
-    update_settings(model_path=str(path), model_sha256=sha, device="cpu", demo_offered=True)
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.show()
-    steps: list[str] = []
-    w.stepDone.connect(steps.append)
+    w = fx.open_main_window(qtbot, *tiny_model)
+    steps = w.steps
     w.import_folder(folder)
     qtbot.waitUntil(lambda: "imported" in steps or bool(rec.errors), timeout=180_000)
     assert not rec.errors, rec.errors

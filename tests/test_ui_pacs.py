@@ -41,12 +41,6 @@ def pacs(tmp_path_factory: pytest.TempPathFactory, generated: Path) -> Iterator[
         yield pacs
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    path = tmp_path_factory.mktemp("ui-pacs-model") / "tiny.safetensors"
-    return path, fx.create_tiny_model(path)
-
-
 @pytest.fixture
 def errors(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     shown: list[str] = []
