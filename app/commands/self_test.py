@@ -3,7 +3,7 @@
 For hospital IT after installing (and inside the PyInstaller bundle): with the network guard
 on, it generates a small synthetic three-phase study in a temporary folder, scans and assembles
 it, loads the bundled model (checking its recorded SHA-256), predicts, computes Grad-CAM,
-writes the prediction to a temporary register and verifies that register's audit chain. Every
+writes the DICOM SR and captures (and reads the SR back), writes the prediction to a temporary register and verifies that register's audit chain. Every
 step prints PASS or FAIL with its time; the exit status is 0 only when all pass. Nothing is
 written outside the temporary folder, and the user's own register is never touched.
 """
@@ -167,6 +167,27 @@ def _run_steps(steps: _Steps, args: argparse.Namespace, work: Path) -> None:
         return None, f"{len(cams.maps)} pathways"
 
     steps.run("Grad-CAM", cam)
+
+    def dicom_export() -> tuple[None, str]:
+        # the DICOM result objects need highdicom's standard tables at run time (a bundle
+        # without them failed here, issue 18), and the network link needs pynetdicom
+        import pydicom
+
+        import app.dicomnet.association  # noqa: F401 - pynetdicom present and importable
+        from app.case.flow import explain_study
+        from app.export.sources import source_files
+        from app.export.sr import read_prediction_sr
+        from app.export.writer import export_dicom
+
+        cams = explain_study(study, holder, loaded)
+        out = export_dicom(study, result, cams, source_files(folder, study), work / "dicom-out")
+        read = read_prediction_sr(pydicom.dcmread(out.sr_file))
+        if (read.label, read.total_votes, read.model_sha256) != \
+                (result.label, result.total_votes, result.model_sha256):
+            raise RuntimeError("the SR does not read back as written")
+        return None, f"SR + {len(out.capture_files)} capture(s) written and read back"
+
+    steps.run("DICOM SR and captures", dicom_export)
 
     def register() -> tuple[None, str]:
         from app.case.flow import make_record
