@@ -232,3 +232,19 @@ def test_threshold_is_chosen_for_a_balanced_patient_call() -> None:
     assert majority_vote([0.3, 0.35, 0.1], threshold=0.25).label == RESPONDER
     with pytest.raises(ConfigError, match="threshold"):
         ModelConfig(threshold=1.5)
+
+
+def test_a_lesion_models_study_scale_is_robust_to_one_bright_slice() -> None:
+    """The tumour's edge slice peaked 6-7x its centre on the demo study, whose heat then fell
+    below the overlay's transparency: the scale of a lesion-head model is the 90th percentile of
+    the shown maps' peaks (stronger heat clipped), the paper's model keeps the maximum."""
+    from app.inference.gradcam import DISPLAY_SCALE_PERCENTILE, display_scale
+
+    peaks = [1.0, 0.15, 0.14, 0.15, 0.16, 0.2, 0.18, 0.14, 0.15, 0.17, 3.0]
+    maps = {"arterial": np.array(peaks, dtype=np.float32)[:, None, None] * np.ones((1, 4, 4), np.float32)}
+    shown = [True] * 10 + [False]  # the last slice did not vote: neither max nor percentile sees it
+    assert display_scale(maps, shown, robust=False) == pytest.approx(1.0)
+    robust = display_scale(maps, shown, robust=True)
+    assert robust == pytest.approx(float(np.percentile(peaks[:10], DISPLAY_SCALE_PERCENTILE)))
+    assert 0.15 / robust > 0.3  # the centre slices' heat is now well inside the visible ramp
+    assert display_scale({"arterial": np.zeros((2, 3, 3))}, [True, True], robust=True) == 0.0

@@ -115,8 +115,9 @@ class CamResult:
         phase → float32 ``[n, rows, cols]`` on that phase's original slice geometry, divided by
         ``scale`` and clipped to [0, 1].
     scale:
-        The one number every map was divided by (``global_max`` for a whole study, or the value
-        passed in for the viewed slice).
+        The one number every map was divided by: ``global_max`` for a whole study (for a
+        lesion-head model the robust :func:`display_scale` of the shown maps; stronger heat is
+        clipped to 1), or the value passed in for the viewed slice.
     global_max:
         Largest raw value over these maps (all slices and phases).
     raw:
@@ -225,6 +226,25 @@ def shown_slices(loaded: LoadedModel, probabilities: Sequence[float],
     return list(agg.voting)
 
 
+#: A lesion-head model's study scale: this percentile of the peaks of the shown maps (one peak
+#: per phase and slice), not their maximum. Measured on the demo study with model 2026.3: the
+#: tumour's edge slice peaked 6-7 times higher than its centre slices, whose heat (about 15 % of
+#: the maximum) then fell below the overlay's transparency ramp — no heat on the tumour where a
+#: reader looks first. Heat above the scale is drawn at full strength.
+DISPLAY_SCALE_PERCENTILE = 90.0
+
+
+def display_scale(maps: dict[str, np.ndarray], shown: Sequence[bool], robust: bool) -> float:
+    """The study's colour scale over the shown maps: their maximum, or for ``robust`` the
+    :data:`DISPLAY_SCALE_PERCENTILE` of their per-map peaks (0 when nothing has heat)."""
+    rows = np.flatnonzero(np.asarray(shown, dtype=bool))
+    peaks = [float(a[k].max()) for a in maps.values() if a.size for k in rows]
+    peaks = [v for v in peaks if v > 0]
+    if not peaks:
+        return 0.0
+    return float(np.percentile(peaks, DISPLAY_SCALE_PERCENTILE)) if robust else max(peaks)
+
+
 def hide_unused(maps: dict[str, np.ndarray], shown: Sequence[bool]) -> float:
     """Empty the maps of the triplets not ``shown`` (in place) and return the largest value of
     the shown ones: the study's scale."""
@@ -244,6 +264,8 @@ def _assemble(loaded: LoadedModel, inputs: StudyInput, low: dict[str, torch.Tens
     full = {phase: map_to_slice(t, inputs.boxes[phase], size, stride, offset) for phase, t in low.items()}
     if shown is not None:
         global_max = hide_unused(full, shown)
+        if scale is None and loaded.config.aggregation == "lesion_weighted":
+            scale = display_scale(full, shown, robust=True)
     else:
         global_max = max((float(a.max()) for a in full.values() if a.size), default=0.0)
     s = float(scale) if scale is not None and scale > 0 else global_max

@@ -2,8 +2,9 @@
 
 A heat map without a scale invites reading it as a probability map. The bar shows the colour
 map in use with its transparency ramp (below :data:`~app.ui.cam_overlay.ALPHA_START` nothing
-is drawn), from 0 to 1, where 1 is the strongest activation in the whole study (one scale per
-study, never per slice), and says so in its labels and tooltip. The same drawing feeds the PDF
+is drawn), from 0 to 1, where 1 is the study's scale — its strongest activation, or for a
+lesion-head model the strong heat of the voting slices (app.inference.gradcam.display_scale) —
+one scale per study, never per slice, and says so in its labels and tooltip. The same drawing feeds the PDF
 report (:func:`legend_image`).
 """
 
@@ -15,14 +16,16 @@ from app.ui.cam_overlay import ALPHA_FULL, ALPHA_START, DEFAULT_COLORMAP, overla
 
 LEGEND_TOOLTIP = (
     "Grad-CAM colour scale: how strongly each region drove the model's vote, on one scale for "
-    f"the whole study (1 = the strongest activation in this study). Below {ALPHA_START:.2f} "
+    "the whole study (1 = the strongest activation in this study; for a model with a lesion "
+    "head, the strong heat of the slices that voted — the 90th percentile of their peaks — and "
+    f"anything stronger is drawn at 1). Below {ALPHA_START:.2f} "
     f"nothing is drawn; the colour is fully opaque from {ALPHA_FULL:.2f}. It is not a "
     "probability and not a tumour outline."
 )
 
 
 def paint_legend(painter: QtGui.QPainter, rect: QtCore.QRectF, colormap: str, text_color: QtGui.QColor) -> None:
-    """Draw the bar with "0" / "1 = study max" labels into ``rect``."""
+    """Draw the bar with "0" / "1 = study scale" labels into ``rect``."""
     lut = overlay_lut(colormap, 64)
     fm = painter.fontMetrics()
     label_h = fm.height()
@@ -37,7 +40,7 @@ def paint_legend(painter: QtGui.QPainter, rect: QtCore.QRectF, colormap: str, te
     painter.drawRect(bar)
     text_rect = QtCore.QRectF(rect.x(), bar.bottom(), rect.width(), label_h)
     painter.drawText(text_rect, int(QtCore.Qt.AlignmentFlag.AlignLeft), "0")
-    painter.drawText(text_rect, int(QtCore.Qt.AlignmentFlag.AlignRight), "1 = study max")
+    painter.drawText(text_rect, int(QtCore.Qt.AlignmentFlag.AlignRight), "1 = study scale")
 
 
 class CamLegend(QtWidgets.QWidget):

@@ -263,6 +263,7 @@ def cam_job(
         with importing(progress):
             from app.inference.gradcam import (
                 CamResult,
+                display_scale,
                 gradcam_slice,
                 gradcam_study,
                 hide_unused,
@@ -320,7 +321,8 @@ def cam_job(
         shown = shown_slices(model, [probability[i] for i in range(n)], areas)
         stacked = {phase: np.stack([raw[i][phase] for i in range(n)]) for phase in first.raw}
         study_max = hide_unused(stacked, shown)
-        scale = study_max if study_max > 0 else 1.0
+        robust = display_scale(stacked, shown, robust=True) if model.config.aggregation == "lesion_weighted" else 0.0
+        scale = robust or study_max or 1.0
         maps = {phase: np.clip(a / scale, 0.0, 1.0).astype(np.float32) for phase, a in stacked.items()}
         return CamResult(
             phases=tuple(first.phases),
