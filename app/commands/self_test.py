@@ -168,26 +168,7 @@ def _run_steps(steps: _Steps, args: argparse.Namespace, work: Path) -> None:
 
     steps.run("Grad-CAM", cam)
 
-    def dicom_export() -> tuple[None, str]:
-        # the DICOM result objects need highdicom's standard tables at run time (a bundle
-        # without them failed here, issue 18), and the network link needs pynetdicom
-        import pydicom
-
-        import app.dicomnet.association  # noqa: F401 - pynetdicom present and importable
-        from app.case.flow import explain_study
-        from app.export.sources import source_files
-        from app.export.sr import read_prediction_sr
-        from app.export.writer import export_dicom
-
-        cams = explain_study(study, holder, loaded)
-        out = export_dicom(study, result, cams, source_files(folder, study), work / "dicom-out")
-        read = read_prediction_sr(pydicom.dcmread(out.sr_file))
-        if (read.label, read.total_votes, read.model_sha256) != \
-                (result.label, result.total_votes, result.model_sha256):
-            raise RuntimeError("the SR does not read back as written")
-        return None, f"SR + {len(out.capture_files)} capture(s) written and read back"
-
-    steps.run("DICOM SR and captures", dicom_export)
+    steps.run("DICOM SR and captures", lambda: _dicom_export(study, holder, loaded, result, folder, work))
 
     def register() -> tuple[None, str]:
         from app.case.flow import make_record
@@ -214,3 +195,25 @@ def _run_steps(steps: _Steps, args: argparse.Namespace, work: Path) -> None:
         return None, "no network access attempted"
 
     steps.run("offline", network)
+
+
+def _dicom_export(study: Any, holder: ModelHolder, loaded: Any, result: Any, folder: Path,
+                  work: Path) -> tuple[None, str]:
+    """Self-test step: the DICOM SR and captures are written and the SR reads back."""
+    # the DICOM result objects need highdicom's standard tables at run time (a bundle
+    # without them failed here, issue 18), and the network link needs pynetdicom
+    import pydicom
+
+    import app.dicomnet.association  # noqa: F401 - pynetdicom present and importable
+    from app.case.flow import explain_study
+    from app.export.sources import source_files
+    from app.export.sr import read_prediction_sr
+    from app.export.writer import export_dicom
+
+    cams = explain_study(study, holder, loaded)
+    out = export_dicom(study, result, cams, source_files(folder, study), work / "dicom-out")
+    read = read_prediction_sr(pydicom.dcmread(out.sr_file))
+    if (read.label, read.total_votes, read.model_sha256) != \
+            (result.label, result.total_votes, result.model_sha256):
+        raise RuntimeError("the SR does not read back as written")
+    return None, f"SR + {len(out.capture_files)} capture(s) written and read back"
