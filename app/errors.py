@@ -62,3 +62,14 @@ def is_crash(exc: BaseException) -> bool:
     corrupt RLE frame) derives from ``BaseException`` and went past ``except Exception`` to a
     traceback. Catch ``BaseException`` and re-raise unless this is true."""
     return not isinstance(exc, STOPPING)
+
+
+def cut_text(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, saying how many were cut (a decoder's or a
+    library's message may quote whole buffers; a log line or an error must stay readable)."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text) - limit} chars cut)"
+
+
+def one_line(text: str, limit: int = 300) -> str:
+    """``text`` as one line of at most ``limit`` characters (see :func:`cut_text`)."""
+    return cut_text(" ".join(text.split()), limit)

@@ -18,6 +18,8 @@ import sys
 import threading
 from typing import Any
 
+from app.errors import cut_text
+
 _configured = False
 
 #: Longest message written (characters); the rest is cut with a note of how much.
@@ -30,9 +32,7 @@ MAX_TRACKED = 2000
 
 def cap_message(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
     """``text`` cut to ``limit`` characters, with a note of how many were cut."""
-    if len(text) <= limit:
-        return text
-    return f"{text[:limit]}… ({len(text) - limit} chars cut)"
+    return cut_text(text, limit)
 
 
 class TidyHandler(logging.Handler):

@@ -68,8 +68,8 @@ def _expected_sha256(text: str | None) -> str | None:
 def run(args: argparse.Namespace) -> int:
     from app.case.flow import explain_study, export_explanations, make_record, predict_study
     from app.case.model import ModelChoice, ModelHolder
-    from app.dicom.assembly import assemble_folder, parse_phase_overrides
-    from app.dicom.studies import choose_study, confirmation_problem
+    from app.dicom.assembly import parse_phase_overrides
+    from app.dicom.studies import confirmation_problem, open_study_and_scan
 
     if not args.folder.is_dir():
         raise InputError(f"not a folder: {args.folder}")
@@ -77,11 +77,10 @@ def run(args: argparse.Namespace) -> int:
     overrides = parse_phase_overrides(args.phase) if args.phase else None
     progress = TerminalProgress("predict", enabled=not args.quiet)
     t0 = time.perf_counter()
-    # open_study's two steps, keeping the scan: its per-file rejections and the chosen
-    # series' own warnings (a gap where a rejected slice was) are shown with the result.
-    scan, assembled = assemble_folder(args.folder, overrides, progress.sub(0.0, 0.4),
-                                      keep_volumes=True)
-    study = choose_study(assembled, args.folder, args.study, patient=args.patient)
+    # the scan too: its per-file rejections and the chosen series' own warnings (a gap where a
+    # rejected slice was) are shown with the result
+    scan, study = open_study_and_scan(args.folder, overrides, args.study, progress.sub(0.0, 0.4),
+                                      patient=args.patient)
     warnings = shown_warnings(scan, study)
     problem = confirmation_problem(study)
     # --phase does not stand in for --confirm: the assembly leaves out the doubts that the

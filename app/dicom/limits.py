@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from app.dicom._tag_values import _vn, _vs
 from app.dicom.errors import DicomError
 
@@ -173,6 +175,19 @@ def rescale_problem(slope: float | None, intercept: float | None, bits_stored: i
         return (f"RescaleSlope {_fmt(m)} / RescaleIntercept {_fmt(b)} map the stored values to "
                 f"{_fmt(min(ends))}…{_fmt(max(ends))} HU (beyond ±{MAX_ABS_HU:g} HU)")
     return None
+
+
+def hu_problem(hu: np.ndarray) -> str | None:
+    """What is wrong with decoded HU values (non-finite, or beyond ±:data:`MAX_ABS_HU`), or None.
+
+    One rule for the loader (each decoded slice) and for the model's input (any volume, also
+    one made from arrays): such a slice would vote silently. min/max propagate NaN: two passes.
+    """
+    lo, hi = float(np.min(hu)), float(np.max(hu))
+    if lo >= -MAX_ABS_HU and hi <= MAX_ABS_HU:
+        return None
+    bad = int(np.count_nonzero(~np.isfinite(hu)))
+    return f"{bad} non-finite HU values" if bad else f"HU from {lo:g} to {hi:g} (beyond ±{MAX_ABS_HU:g})"
 
 
 def volume_bytes_problem(n_slices: int, rows: int, columns: int) -> str | None:

@@ -97,12 +97,22 @@ def open_study(folder: Path, overrides: Mapping[str, str] | None = None,
     Raises ``InputError`` for a path that is not a folder, besides the errors of
     :func:`choose_study` and of the assembly (bad overrides).
     """
+    return open_study_and_scan(folder, overrides, wanted, progress, how_to_choose=how_to_choose,
+                               keep_volumes=keep_volumes, patient=patient)[1]
+
+
+def open_study_and_scan(folder: Path, overrides: Mapping[str, str] | None = None,
+                        wanted: str | None = None, progress: Progress = NULL_PROGRESS, *,
+                        how_to_choose: str = CHOOSE_WITH_OPTION, keep_volumes: bool = True,
+                        patient: str | None = None) -> tuple[ScanResult, AssembledStudy]:
+    """:func:`open_study`, also returning the scan (its rejected files and series warnings are
+    shown with a prediction)."""
     from app.dicom.assembly import assemble_folder
 
     if not folder.is_dir():
         raise InputError(f"not a folder: {folder}")
-    _scan, results = assemble_folder(folder, overrides, progress, keep_volumes=keep_volumes)
-    return choose_study(results, folder, wanted, how_to_choose=how_to_choose, patient=patient)
+    scan, results = assemble_folder(folder, overrides, progress, keep_volumes=keep_volumes)
+    return scan, choose_study(results, folder, wanted, how_to_choose=how_to_choose, patient=patient)
 
 
 def confirmation_problem(study: AssembledStudy,

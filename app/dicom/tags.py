@@ -55,6 +55,7 @@ from app.dicom._tag_values import (
     _vs,
 )
 from app.dicom.limits import frames_problem, read_decimal, read_image_size, read_rescale_problem
+from app.errors import one_line
 
 #: Values larger than this are skipped with a seek instead of being read (RELIABILITY.md 5).
 DEFER_SIZE = 4 * 1024 * 1024
@@ -445,7 +446,7 @@ def read_header(path: Path) -> Header | FileProblem:
     try:
         return _read_open(_open_source(fp, path))
     except Exception as exc:  # a malformed file must end as "rejected", never stop the scan
-        return FileProblem("rejected", f"unreadable DICOM: {type(exc).__name__}: {str(exc)[:300]}")
+        return FileProblem("rejected", f"unreadable DICOM: {type(exc).__name__}: {one_line(str(exc))}")
     finally:
         fp.close()
 
@@ -707,11 +708,11 @@ def _parse_file(src: _Source) -> _Parsed | FileProblem:
         try:
             parsed = _parse_source(src, True, _scan_tag_ints())
         except Exception as exc:
-            return FileProblem("rejected", f"unreadable DICOM: {type(exc).__name__}: {str(exc)[:300]}")
+            return FileProblem("rejected", f"unreadable DICOM: {type(exc).__name__}: {one_line(str(exc))}")
         parsed.forced = True
         return parsed
     except Exception as exc:
-        return FileProblem("rejected", f"unreadable DICOM: {type(exc).__name__}: {str(exc)[:300]}")
+        return FileProblem("rejected", f"unreadable DICOM: {type(exc).__name__}: {one_line(str(exc))}")
 
 
 def _image_class(v: dict[str, Any], ds: Dataset, meta: Mapping[int, Any],

@@ -24,9 +24,9 @@ import pydicom
 
 from app.dicom.errors import VolumeLoadError
 from app.dicom.geometry import direction_matrix
-from app.dicom.limits import MAX_ABS_HU, volume_bytes_problem
+from app.dicom.limits import hu_problem, volume_bytes_problem
 from app.dicom.types import InstanceRef, SeriesInfo, Volume
-from app.errors import is_crash
+from app.errors import is_crash, one_line
 from app.progress import NULL_PROGRESS, Progress
 
 
@@ -103,14 +103,8 @@ def _decode_file(
         if not is_crash(exc):
             raise
         raise VolumeLoadError(
-            f"cannot decode {path}: {type(exc).__name__}: {_short(str(exc))}"
+            f"cannot decode {path}: {type(exc).__name__}: {one_line(str(exc))}"
         ) from exc
-
-
-def _short(text: str, limit: int = 300) -> str:
-    """A decoder's message cut to one readable line (some quote whole buffers)."""
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[:limit] + f"… ({len(text) - limit} chars cut)"
 
 
 def _check_hu(row: np.ndarray, path: Path, frame: int | None) -> None:
@@ -120,12 +114,9 @@ def _check_hu(row: np.ndarray, path: Path, frame: int | None) -> None:
     rescale of enhanced images, modality LUTs, float32 overflow), so that a NaN or infinite
     slice never reaches the model (it would vote silently). min/max propagate NaN: two passes.
     """
-    lo, hi = float(row.min()), float(row.max())
-    if not (lo >= -MAX_ABS_HU and hi <= MAX_ABS_HU):
+    what = hu_problem(row)
+    if what:
         where = path.name if frame is None else f"{path.name} frame {frame + 1}"
-        bad = int(np.count_nonzero(~np.isfinite(row)))
-        what = (f"{bad} non-finite HU values" if bad
-                else f"HU from {lo:g} to {hi:g} (beyond ±{MAX_ABS_HU:g})")
         raise VolumeLoadError(f"slice {where} has {what} after rescaling: its rescale values "
                               "(RescaleSlope/RescaleIntercept) are not usable")
 

@@ -384,16 +384,11 @@ def check_finite(study: AssembledStudy, config: ModelConfig, chosen: Sequence[in
     RescaleIntercept 1e308) would otherwise vote silently (issue 14). The loader already
     refuses such slices; this also covers volumes made from arrays or caches.
     """
-    from app.dicom.limits import MAX_ABS_HU
+    from app.dicom.limits import MAX_ABS_HU, hu_problem
 
     for p in config.phases:
         vol = study.volumes[p]
-        bad: list[float] = []
-        for i in chosen:
-            sl = vol.hu[study.pairs[i].index[p]]
-            lo, hi = float(np.min(sl)), float(np.max(sl))  # NaN propagates through both
-            if not (lo >= -MAX_ABS_HU and hi <= MAX_ABS_HU):
-                bad.append(float(study.pairs[i].z_ref))
+        bad = [float(study.pairs[i].z_ref) for i in chosen if hu_problem(vol.hu[study.pairs[i].index[p]])]
         if bad:
             where = ", ".join(f"{z:.1f}" for z in bad[:5]) + (" ..." if len(bad) > 5 else "")
             raise StudyInputError(

@@ -369,10 +369,6 @@ def study_fields(study: AssembledStudy) -> dict[str, Any]:
     }
 
 
-def person_name(name: str) -> str:
-    return "^".join(part.strip() for part in name.upper().split("^")).rstrip("^ ")
-
-
 def same_person(record: PredictionRecord, name: str, birth_date: str) -> None:
     """Refuse a prediction whose patient ID is another person's in the register.
 
@@ -380,9 +376,11 @@ def same_person(record: PredictionRecord, name: str, birth_date: str) -> None:
     under the first one's name. Names are compared as people write them (case, spaces and
     trailing empty components ignored); an empty name or birth date is unknown, not different.
     """
-    new_name, new_birth = person_name(record.patient_name or ""), str(record.birth_date or "")
+    from app.dicom.patients import norm_person_name  # the scan's rule, so both agree
+
+    new_name, new_birth = norm_person_name(record.patient_name or ""), str(record.birth_date or "")
     differs = []
-    if new_name and person_name(name) and new_name != person_name(name):
+    if new_name and norm_person_name(name) and new_name != norm_person_name(name):
         differs.append(f"name {name!r}, not {record.patient_name!r}")
     new_birth = normalise_date(new_birth, "birth date", strict=False) if new_birth else ""
     if new_birth and birth_date and new_birth != birth_date:
