@@ -27,15 +27,18 @@ from app.inference.model import build_model
 from app.training.augment import AugmentConfig
 from app.training.cohort import CohortEntry, PreparedCohort
 from app.training.dataset import SliceSet, SplitData
+from app.training.lesion_loss import lesion_loss
 from app.training.prepared import PreparedStudy
 from app.training.trainer import TrainConfig, resolve_device, train
 
 
-def _data(n_patients: int, slices: int, size: int) -> SplitData:
+def _data(n_patients: int, slices: int, size: int, seg: bool = False) -> SplitData:
     rng = np.random.default_rng(0)
     studies = [PreparedStudy(f"p{i}", i % 3 == 0,
                              rng.random((slices, 3, size, size), dtype=np.float32).astype(np.float16),
-                             np.arange(slices, dtype=float)) for i in range(n_patients)]
+                             np.arange(slices, dtype=float),
+                             seg=rng.integers(0, 4, (slices, 3, size, size), dtype=np.uint8) if seg else None)
+               for i in range(n_patients)]
     pc = PreparedCohort(studies, [CohortEntry(s.patient_id, Path("."), int(s.label)) for s in studies])
     return SplitData(SliceSet.from_studies(pc.studies), None, "bench")
 
@@ -52,9 +55,15 @@ def bare(model_cfg: ModelConfig, cfg: TrainConfig, iterations: int, device: torc
     y = torch.randint(0, 2, (cfg.batch_size,), device=device)
     dtype = torch.bfloat16 if cuda and torch.cuda.is_bf16_supported() else torch.float16
 
+    seg = torch.randint(0, 4, (cfg.batch_size, model_cfg.n_phases, model_cfg.input_size,
+                               model_cfg.input_size), device=device)
+
     def step() -> None:
         with torch.autocast(device_type=device.type, dtype=dtype, enabled=cuda):
-            loss = F.cross_entropy(model(x).float(), y)
+            if model_cfg.head == "lesion":  # the lesion recipe's loss: segmentation + response
+                loss = lesion_loss(model(x, details=True), y, seg, None, cfg.seg_weight)
+            else:
+                loss = F.cross_entropy(model(x).float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -77,6 +86,9 @@ def main() -> None:
     ap.add_argument("--input-size", type=int, default=64)
     ap.add_argument("--backbone", default="resnet18")
     ap.add_argument("--separate-trunks", action="store_true")
+    ap.add_argument("--head", choices=("paper", "lesion"), default="paper",
+                    help="lesion: the lesion recipe's model (64 extra channels, hidden 64); the "
+                         "bare step then includes the segmentation loss")
     ap.add_argument("--batch-size", type=int, default=20)
     ap.add_argument("--iterations", type=int, default=20)
     ap.add_argument("--rounds", type=int, default=3)
@@ -85,14 +97,17 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    lesion = dict(head="lesion", aggregation="lesion_weighted", extra_channels=64, hidden=64) \
+        if args.head == "lesion" else {}
     mcfg = ModelConfig(backbone=args.backbone, shared_trunk=not args.separate_trunks,
-                       input_size=args.input_size)
+                       input_size=args.input_size, **lesion)  # type: ignore[arg-type]
     # enough triplets for two epochs of the requested iterations, so epoch overhead counts
     per_epoch = max(1, args.iterations // 2)
     n_patients = max(4, per_epoch * args.batch_size // 10 + 1)
-    data = _data(n_patients, 10, args.input_size)
+    data = _data(n_patients, 10, args.input_size, seg=args.head == "lesion")
     cfg = TrainConfig(model=mcfg, max_iterations=args.iterations, batch_size=args.batch_size,
-                      lr=1e-4, device=str(device), augment=AugmentConfig())
+                      lr=1e-4, device=str(device),
+                      augment=AugmentConfig(enabled=args.head != "lesion"))  # the lesion recipe: --no-augment
     # Pipeline and bare runs alternate round by round, so that a change in machine load (the
     # CPU may be shared) hits both alike; the median ratio over the rounds is the figure.
     # Each pipeline figure covers whole epochs including the first (warm-up), which can only
@@ -112,7 +127,8 @@ def main() -> None:
     print(f"pipeline (cached slices + augmentation + loader + step): median "
           f"{float(np.median(pipes)):8.1f} triplets/s")
     print(f"bare forward + backward + step:                          median "
-          f"{float(np.median(bares)):8.1f} triplets/s")
+          f"{float(np.median(bares)):8.1f} triplets/s = {args.batch_size / float(np.median(bares)):.2f} "
+          f"s per step of batch {args.batch_size} ({args.head} head)")
     print(f"ratio pipeline / bare: median {float(np.median(ratios)):.2f} over {args.rounds} "
           f"rounds (target >= 0.8)")
 
