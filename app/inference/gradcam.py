@@ -389,6 +389,23 @@ def gradcam_on_inputs(model: MultiPhaseNet, x: torch.Tensor, target: Target = "r
     np.ndarray
         float32 ``[N, P, S, S]``, non-negative.
     """
+    return explain_inputs(model, x, target, batch_size).maps
+
+
+@dataclass
+class InputCams:
+    """:func:`explain_inputs`: the raw maps ``[N, P, S, S]`` and, from the same forward pass,
+    each triplet's responder probability and (lesion head) tumour area."""
+
+    maps: np.ndarray
+    probabilities: list[float]
+    lesion_areas: list[float] | None
+
+
+def explain_inputs(model: MultiPhaseNet, x: torch.Tensor, target: Target = "responder",
+                   batch_size: int = 16) -> InputCams:
+    """:func:`gradcam_on_inputs` with the forward pass's outputs (for measuring the maps the
+    app shows, which depend on the lesion-weighted vote), without a second forward pass."""
     if model.training:
         raise ValueError("Grad-CAM needs the model in eval mode")
     device = next(model.parameters()).device
@@ -396,12 +413,16 @@ def gradcam_on_inputs(model: MultiPhaseNet, x: torch.Tensor, target: Target = "r
     stride, offset = model.feature_geometry()
     whole = CropBox.whole(size, size)
     out = np.zeros((x.shape[0], x.shape[1], size, size), dtype=np.float32)
+    probs: list[float] = []
+    areas: list[float] = []
     for i in range(0, int(x.shape[0]), max(1, batch_size)):
         xb = x[i:i + batch_size].to(device).float()
-        cams, _probs, _cls, _areas = _cam_batch(model, xb, target)
+        cams, p, _cls, a = _cam_batch(model, xb, target)
         for j, phase in enumerate(model.config.phases):
             out[i:i + xb.shape[0], j] = map_to_slice(cams[phase], whole, size, stride, offset)
-    return out
+        probs += [float(v) for v in p.tolist()]
+        areas += [float(v) for v in a.tolist()] if a is not None else []
+    return InputCams(out, probs, areas if len(areas) == len(probs) else None)
 
 
 # ------------------------------------------------------------------------------ overlays

@@ -236,7 +236,7 @@ def cohort_cam_mass(model: nn.Module, phases: Sequence[str], studies: Sequence[P
                     progress: Progress = NULL_PROGRESS) -> CamMassReport | None:
     """Grad-CAM mass shares of ``model`` over the studies that have aligned label maps (None
     when none has)."""
-    from app.inference.gradcam import gradcam_on_inputs
+    from app.inference.gradcam import explain_inputs
     from app.inference.model import MultiPhaseNet
     from app.inference.result import aggregate
 
@@ -249,14 +249,11 @@ def cohort_cam_mass(model: nn.Module, phases: Sequence[str], studies: Sequence[P
     for k, (st, lab) in enumerate(todo):
         progress.check()
         x = torch.from_numpy(np.ascontiguousarray(st.slices[:, pidx])).float().unsqueeze(2)
-        cams = gradcam_on_inputs(model, x, "responder", batch_size)
+        res = explain_inputs(model, x, "responder", batch_size)
         shown = None
-        if getattr(model, "seg", None) is not None and model.config.aggregation == "lesion_weighted":
-            with torch.no_grad():
-                out = model(x, details=True)
-            probs = torch.softmax(out.logits.float(), 1)[:, 1].tolist()
-            shown = np.array(aggregate(probs, out.lesion_area.float().tolist(), "lesion_weighted",
+        if res.lesion_areas is not None and model.config.aggregation == "lesion_weighted":
+            shown = np.array(aggregate(res.probabilities, res.lesion_areas, "lesion_weighted",
                                        model.config.threshold).voting)
-        patients.append(patient_cam_mass(cams, lab[:, pidx], shown))
+        patients.append(patient_cam_mass(res.maps, lab[:, pidx], shown))
         progress.update((k + 1) / len(todo), f"Grad-CAM mass {k + 1}/{len(todo)}")
     return summarise(patients) if patients else None
