@@ -245,6 +245,16 @@ def display_scale(maps: dict[str, np.ndarray], shown: Sequence[bool], robust: bo
     return float(np.percentile(peaks, DISPLAY_SCALE_PERCENTILE)) if robust else max(peaks)
 
 
+def study_scale(loaded: LoadedModel, maps: dict[str, np.ndarray], shown: Sequence[bool]
+                ) -> tuple[float, float]:
+    """For a whole study's raw maps: empty those not ``shown`` (in place) and return the
+    largest shown value and the colour scale (:func:`display_scale`, robust for a lesion-head
+    model) — the one policy of :func:`gradcam_study` and the GUI's chunked job."""
+    global_max = hide_unused(maps, shown)
+    robust = loaded.config.aggregation == "lesion_weighted"
+    return global_max, (display_scale(maps, shown, robust=True) if robust else global_max)
+
+
 def hide_unused(maps: dict[str, np.ndarray], shown: Sequence[bool]) -> float:
     """Empty the maps of the triplets not ``shown`` (in place) and return the largest value of
     the shown ones: the study's scale."""
@@ -263,9 +273,8 @@ def _assemble(loaded: LoadedModel, inputs: StudyInput, low: dict[str, torch.Tens
     size = loaded.config.input_size
     full = {phase: map_to_slice(t, inputs.boxes[phase], size, stride, offset) for phase, t in low.items()}
     if shown is not None:
-        global_max = hide_unused(full, shown)
-        if scale is None and loaded.config.aggregation == "lesion_weighted":
-            scale = display_scale(full, shown, robust=True)
+        global_max, study = study_scale(loaded, full, shown)
+        scale = study if scale is None else scale
     else:
         global_max = max((float(a.max()) for a in full.values() if a.size), default=0.0)
     s = float(scale) if scale is not None and scale > 0 else global_max

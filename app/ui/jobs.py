@@ -263,11 +263,10 @@ def cam_job(
         with importing(progress):
             from app.inference.gradcam import (
                 CamResult,
-                display_scale,
                 gradcam_slice,
                 gradcam_study,
-                hide_unused,
                 shown_slices,
+                study_scale,
             )
 
         n = len(study.pairs)
@@ -320,9 +319,8 @@ def cam_job(
         areas = [area[i] for i in range(n)] if len(area) == n else None
         shown = shown_slices(model, [probability[i] for i in range(n)], areas)
         stacked = {phase: np.stack([raw[i][phase] for i in range(n)]) for phase in first.raw}
-        study_max = hide_unused(stacked, shown)
-        robust = display_scale(stacked, shown, robust=True) if model.config.aggregation == "lesion_weighted" else 0.0
-        scale = robust or study_max or 1.0
+        study_max, scale = study_scale(model, stacked, shown)
+        scale = scale or 1.0
         maps = {phase: np.clip(a / scale, 0.0, 1.0).astype(np.float32) for phase, a in stacked.items()}
         return CamResult(
             phases=tuple(first.phases),
