@@ -95,11 +95,12 @@ class VoteStrip(QtWidgets.QWidget):
         probs = np.asarray(list(per_slice_probs), dtype=float)
         if len(labels) != len(probs):
             raise ValueError(f"{len(probs)} probabilities but {len(labels)} labels")
+        flags = np.ones(len(probs), dtype=bool) if voting is None else np.asarray(list(voting), dtype=bool)
+        if flags.size != len(probs):
+            raise ValueError(f"{len(probs)} probabilities but {flags.size} voting flags")
         self._probs = np.clip(np.nan_to_num(probs, nan=0.0), 0.0, 1.0)
         self._responder = np.array([is_responder_label(x) for x in labels], dtype=bool)
-        self._voting = np.ones(len(probs), dtype=bool) if voting is None else np.asarray(list(voting), dtype=bool)
-        if self._voting.size != len(probs):
-            raise ValueError(f"{len(probs)} probabilities but {self._voting.size} voting flags")
+        self._voting = flags
         self._threshold = float(threshold) if threshold is not None else None
         self.update()
 
