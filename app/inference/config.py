@@ -191,6 +191,13 @@ class ModelConfig:
             raise ConfigError("aggregation 'lesion_weighted' needs head 'lesion' (the lesion areas come from it)")
 
     @property
+    def votes_on_lesions(self) -> bool:
+        """True when only the slices in which the model sees tumour decide (``lesion_weighted``):
+        the one test for every place that follows that rule (which maps are shown, their scale,
+        the Grad-CAM mass measured)."""
+        return self.aggregation == "lesion_weighted"
+
+    @property
     def n_phases(self) -> int:
         return len(self.phases)
 

@@ -218,7 +218,7 @@ def shown_slices(loaded: LoadedModel, probabilities: Sequence[float],
                  lesion_areas: Sequence[float] | None) -> list[bool]:
     """Which slice triplets of a WHOLE study took part in the model's decision (their maps are
     shown): the voting slices of ``lesion_weighted`` aggregation, else all."""
-    if lesion_areas is None or loaded.config.aggregation != "lesion_weighted":
+    if lesion_areas is None or not loaded.config.votes_on_lesions:
         return [True] * len(probabilities)
     from app.inference.result import aggregate
 
@@ -251,8 +251,7 @@ def study_scale(loaded: LoadedModel, maps: dict[str, np.ndarray], shown: Sequenc
     largest shown value and the colour scale (:func:`display_scale`, robust for a lesion-head
     model) — the one policy of :func:`gradcam_study` and the GUI's chunked job."""
     global_max = hide_unused(maps, shown)
-    robust = loaded.config.aggregation == "lesion_weighted"
-    return global_max, (display_scale(maps, shown, robust=True) if robust else global_max)
+    return global_max, display_scale(maps, shown, robust=loaded.config.votes_on_lesions)
 
 
 def hide_unused(maps: dict[str, np.ndarray], shown: Sequence[bool]) -> float:

@@ -251,7 +251,7 @@ def cohort_cam_mass(model: nn.Module, phases: Sequence[str], studies: Sequence[P
         x = torch.from_numpy(np.ascontiguousarray(st.slices[:, pidx])).float().unsqueeze(2)
         res = explain_inputs(model, x, "responder", batch_size)
         shown = None
-        if res.lesion_areas is not None and model.config.aggregation == "lesion_weighted":
+        if res.lesion_areas is not None and model.config.votes_on_lesions:
             shown = np.array(aggregate(res.probabilities, res.lesion_areas, "lesion_weighted",
                                        model.config.threshold).voting)
         patients.append(patient_cam_mass(res.maps, lab[:, pidx], shown))
