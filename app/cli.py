@@ -27,6 +27,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("demo-data", "demo_data", "write a synthetic multiphase liver CT cohort with labels.csv"),
     ("train", "train", "train a model on a labelled cohort"),
     ("evaluate", "evaluate", "evaluate models on a labelled cohort"),
+    ("fit-patient-head", "fit_head", "give a trained lesion-head model a patient-level head"),
     ("register", "register", "list, show, export, back up and verify the case register"),
     ("pacs", "pacs", "the optional DICOM network link: echo, find, retrieve, store (off by default)"),
     ("self-test", "self_test", "offline end-to-end check of this installation"),

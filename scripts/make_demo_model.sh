@@ -3,7 +3,7 @@
 #
 #   scripts/make_demo_model.sh                          # CPU recipe, ~1 h on 2 cores
 #   RECIPE=gpu DEVICE=cuda scripts/make_demo_model.sh   # one GPU (16 cores for the data)
-#   RECIPE=lesion DEVICE=cuda WORKERS=16 scripts/make_demo_model.sh   # the shipped 2026.3 recipe
+#   RECIPE=lesion DEVICE=cuda WORKERS=16 scripts/make_demo_model.sh   # the shipped 2026.4 recipe
 #
 # 1. synthetic cohorts with `hcc-response demo-data`: training cohorts (seed:patients, merged
 #    into one CSV; cpu: seed 101, 240 patients) and a test cohort of seed 202 (the test
@@ -13,6 +13,9 @@
 #    self-attention, two FC layers; shared trunk with phase-specific BatchNorm; no ImageNet
 #    initialisation), held-out evaluation on the test cohort written into the model
 #    description together with the test cohort's Bayes-optimal AUC;
+#    lesion recipe: then `hcc-response fit-patient-head` gives the network its patient head
+#    (fitted on the training patients, threshold chosen on a fresh calibration cohort of seed
+#    104, never on the test cohort);
 # 3. the SHA-256 beside the file and the evaluation report (JSON, text, ROC PNGs).
 #
 # Same seeds and options give byte-identical DICOM; training is seeded and deterministic on a
@@ -52,7 +55,7 @@ case "$RECIPE" in
        MODEL_FLAGS=("${PAPER_MODEL[@]}")
        TARGET_FLAGS=(--weight-decay 1e-4 --no-augment --soft-target-column p_true) ;;
   lesion) COHORTS="101:700"; MATRIX=128; INPUT=96; CROP=body; ITERATIONS=4000; LR=1e-3
-       HALVE=8; PATIENCE=10; MINUTES=${MINUTES:-3}; VAL_FRACTION=0.15; VERSION=2026.3
+       HALVE=8; PATIENCE=10; MINUTES=${MINUTES:-3}; VAL_FRACTION=0.15; VERSION=2026.4
        LABEL_MAPS=(--label-maps)
        MODEL_FLAGS=(--backbone small --shared-trunk --head lesion --aggregation lesion_weighted
                     --extra-channels 64 --hidden 64 --dropout 0.1 --batch-size 64
@@ -88,6 +91,14 @@ for cohort in $TRAIN_COHORTS; do
 done
 TEST_DIR="$WORK/test-$TEST_SEED-m$MATRIX"
 generate "$TEST_DIR" "$N_TEST" "$TEST_SEED"
+# lesion: a fresh calibration cohort for the patient head's threshold
+CAL_SEED=104; N_CAL=${N_CAL:-300}
+CAL_DIR="$WORK/cal-$CAL_SEED-m$MATRIX"
+NET_OUT=$OUT
+if [[ $RECIPE == lesion ]]; then
+  generate "$CAL_DIR" "$N_CAL" "$CAL_SEED"
+  NET_OUT="$WORK/network-$RECIPE.safetensors"  # the network; OUT gets it with its patient head
+fi
 # lesion: the decision threshold is chosen on the validation patients (never the test
 # cohort), see app/training/threshold.py
 THRESHOLD_FLAGS=()
@@ -108,7 +119,11 @@ phase's features and measures the lesion-minus-liver intensity per phase, feedin
 self-attention and two FC layers; trained towards the generator's true response probability \
 (p_true) with learning rate $LR halved every $HALVE epochs, at most $ITERATIONS iterations or \
 $MINUTES minutes, selection on validation AUC; the patient's result is the lesion-weighted \
-vote (slices in which the model sees tumour vote; score weighted by the tumour area seen)."
+vote (slices in which the model sees tumour vote; score weighted by the tumour area seen), \
+and the patient's probability and call come from the patient head: a logistic regression on \
+the network's score and the tumour's measures under its own masks at the input resolution \
+(contrast to the liver and intensity per phase, size, necrosis), fitted on the training \
+patients, its threshold chosen on a fresh calibration cohort (seed $CAL_SEED, $N_CAL patients)."
 elif [[ $RECIPE == cpu ]]; then
   RECIPE_NOTE="CPU recipe (2 shared cores, about an hour) instead of the paper's: 64 px input \
 instead of 224 (fine texture such as a thin capsule or small necrosis is lost), shared trunk, \
@@ -126,7 +141,7 @@ validation AUC."
 fi
 NOTES="$DISCLAIMER $RECIPE_NOTE Produced by scripts/make_demo_model.sh."
 
-"$PY" -m app train "$TRAIN_CSV" --out "$OUT" \
+"$PY" -m app train "$TRAIN_CSV" --out "$NET_OUT" \
   "${MODEL_FLAGS[@]}" --input-size "$INPUT" --crop "$CROP" \
   --max-iterations "$ITERATIONS" --max-minutes "$MINUTES" --lr "$LR" \
   --lr-halve-every "$HALVE" "${TARGET_FLAGS[@]}" "${THRESHOLD_FLAGS[@]}" --val-fraction "$VAL_FRACTION" \
@@ -135,6 +150,12 @@ NOTES="$DISCLAIMER $RECIPE_NOTE Produced by scripts/make_demo_model.sh."
   --weights-kind synthetic --test "$TEST_DIR/labels.csv" --cache-dir "$WORK/cache" \
   --notes "$NOTES" --checkpoint "$WORK/demo-model-$RECIPE.ckpt"
 
+if [[ $RECIPE == lesion ]]; then
+  (cd "$(dirname "$NET_OUT")" && sha256sum "$(basename "$NET_OUT")" > "$(basename "$NET_OUT").sha256")
+  "$PY" -m app fit-patient-head "$TRAIN_CSV" --model "$NET_OUT" --calibration "$CAL_DIR/labels.csv" \
+    --test "$TEST_DIR/labels.csv" --out "$OUT" --device "$DEVICE" --cache-dir "$WORK/cache" \
+    --workers "$WORKERS"
+fi
 (cd "$(dirname "$OUT")" && sha256sum "$(basename "$OUT")" > "$(basename "$OUT").sha256")
 "$PY" -m app evaluate "$TEST_DIR/labels.csv" --model "$OUT" --device "$DEVICE" \
   --cache-dir "$WORK/cache" --workers "$WORKERS" --out-dir "$EVAL_DIR"

@@ -42,7 +42,7 @@ def test_responder(panel: ResultPanel) -> None:
     assert "RESPONDER" in text and "NON-RESPONDER" not in text
     assert "predicted RECIST 1.1 response (CR/PR)" in text
     assert "19 of 30 slices vote responder (63 %)" in text
-    assert "Mean probability of response 0.62" in text
+    assert "Probability of response 0.62" in text
     assert "hcc-demo 0.3.0 · SHA-256 ab12cd34ef56" in text
     assert "Trained on 400 patients; synthetic phantoms, not patients; synthetic, seed 7" in text
     assert "Demonstration model trained on synthetic phantoms — not for clinical use" in text

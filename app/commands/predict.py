@@ -195,7 +195,7 @@ def _print_text(doc: dict[str, Any], result: PredictionResult) -> None:
     for w in doc["warnings"]:  # the assembly's warnings (shown, and recorded as shown)
         say(f"  warning: {w}")
     say(f"Result: {result.label.upper()}  ({result.responder_votes} of {result.total_votes} "
-          f"slices vote responder, mean probability {result.mean_probability:.2f})")
+          f"slices vote responder; {result.probability_text[0].lower()}{result.probability_text[1:]})")
     if result.tie:
         say(f"  tie: {result.tie_rule}")
     say(f"Model: {result.model_name} {result.model_version} sha256 {result.model_sha256[:12]}… "

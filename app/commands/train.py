@@ -20,7 +20,7 @@ WEIGHTS_KIND_CHOICES = {"synthetic": "trained on synthetic phantoms", "site": "s
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     """Architecture, preprocessing and recipe options shared by ``train`` and the ablation."""
-    from app.inference.config import AGGREGATIONS, BACKBONES, CROP_POLICIES, HEADS
+    from app.inference.config import BACKBONES, CROP_POLICIES, HEADS, TRAIN_AGGREGATIONS
 
     m = parser.add_argument_group("model")
     m.add_argument("--phases", default="plain,arterial,portal",
@@ -35,9 +35,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--head", choices=HEADS, default="paper",
                    help="paper: pooling, attention, two FC layers; lesion: segmentation head "
                         "whose lesion mask pools each phase (needs label maps; not the paper)")
-    m.add_argument("--aggregation", choices=AGGREGATIONS, default="vote",
+    m.add_argument("--aggregation", choices=TRAIN_AGGREGATIONS, default="vote",
                    help="patient result from the slices: vote (paper) or lesion_weighted "
-                        "(lesion head: slices showing tumour vote, score weighted by its area)")
+                        "(lesion head: slices showing tumour vote, score weighted by its area); a patient "
+                        "head is added after training by fit-patient-head")
     m.add_argument("--extra-channels", type=int, default=128, metavar="C",
                    help="channels of the extra layers / per-phase feature (paper: not stated)")
     m.add_argument("--hidden", type=int, default=128, help="width of the first FC layer")

@@ -10,7 +10,7 @@ Template (all relationships CONTAINS unless said otherwise)::
       CODE     (PRED, 99HCCR, "Predicted response") = RESP "Responder" | NRESP "Non-responder"
       NUM      (RVOTES, 99HCCR, "Responder slice votes")     {slices}
       NUM      (TVOTES, 99HCCR, "Slice votes")               {slices}
-      NUM      (MPROB, 99HCCR, "Mean responder probability") 1 (no units)
+      NUM      (MPROB, 99HCCR, "Patient responder probability") 1 (no units): the mean slice probability, lesion-weighted mean or patient-head probability, by the model's aggregation
       CODE     (TIE, 99HCCR, "Vote tied") = SCT Yes | No
       TEXT     (TIERULE, 99HCCR, "Tie rule")
       TEXT     (111001, DCM, "Algorithm Name")       TID 4019 Algorithm Identification,
@@ -56,7 +56,7 @@ RESPONDER = _code("RESP", "Responder")
 NON_RESPONDER = _code("NRESP", "Non-responder")
 RESPONDER_VOTES = _code("RVOTES", "Responder slice votes")
 TOTAL_VOTES = _code("TVOTES", "Slice votes")
-MEAN_PROBABILITY = _code("MPROB", "Mean responder probability")
+MEAN_PROBABILITY = _code("MPROB", "Patient responder probability")
 VOTE_TIED = _code("TIE", "Vote tied")
 TIE_RULE = _code("TIERULE", "Tie rule")
 DEVICE = _code("DEVICE", "Processing device")

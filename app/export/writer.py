@@ -77,7 +77,7 @@ def _capture_text(study: AssembledStudy, result: PredictionResult, k: int,
         lines=[
             f"slices: {slices}",
             f"prediction: {result.label.upper()} ({result.responder_votes}/{result.total_votes} "
-            f"slice votes, mean p = {result.mean_probability:.2f}); model {result.model_name} "
+            f"slice votes, p = {result.mean_probability:.2f}); model {result.model_name} "
             f"{result.model_version}",
             "RESEARCH SOFTWARE - NOT FOR DIAGNOSIS",
         ],

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from app import PHASES
 from app.errors import InputError
+from app.inference.patient_head import PatientHead, PatientHeadError
 
 Backbone = Literal[
     "resnet18", "resnet34", "resnet50", "vgg19", "mobilenet_v3_large", "mobilenet_v3_small", "tiny"
@@ -48,7 +49,13 @@ HEADS: tuple[str, ...] = ("paper", "lesion")
 #: slices. ``lesion_weighted``: only slices in which the model sees a lesion vote, and the
 #: patient's probability is the mean over slices weighted by the lesion area seen (slices
 #: without tumour carry no evidence about its response). Needs ``head="lesion"``.
-AGGREGATIONS: tuple[str, ...] = ("vote", "lesion_weighted")
+#: ``patient_head``: the slices vote as for ``lesion_weighted`` (what the vote strip and
+#: Grad-CAM show), but the patient's probability and call come from a logistic regression on
+#: measures of the tumour pooled over the slices (:mod:`app.inference.patient_head`), fitted
+#: after training by ``hcc-response fit-patient-head`` and stored in ``patient_head``.
+AGGREGATIONS: tuple[str, ...] = ("vote", "lesion_weighted", "patient_head")
+#: Aggregations ``train`` can train towards (``patient_head`` is fitted after training).
+TRAIN_AGGREGATIONS: tuple[str, ...] = ("vote", "lesion_weighted")
 #: Classes of the lesion head's segmentation, in channel order.
 SEG_CLASSES: tuple[str, ...] = ("other", "liver", "lesion", "necrosis")
 
@@ -127,6 +134,9 @@ class ModelConfig:
         generator's probability of response gives probabilities around the ~30 % response
         rate, so its threshold is chosen on patients it was not trained on (balanced
         sensitivity and specificity) and recorded here. Not part of the architecture.
+    patient_head:
+        The fitted patient-level regression (with its own threshold for the patient call) of a
+        ``patient_head`` aggregation, else None. Not part of the architecture either.
     """
 
     phases: tuple[str, ...] = PHASES
@@ -147,6 +157,7 @@ class ModelConfig:
     head: str = "paper"
     aggregation: str = "vote"
     threshold: float = 0.5
+    patient_head: PatientHead | None = None
 
     def __post_init__(self) -> None:
         phases = tuple(self.phases)
@@ -189,13 +200,25 @@ class ModelConfig:
             raise ConfigError(f"unknown aggregation {self.aggregation!r}; expected one of {list(AGGREGATIONS)}")
         if self.aggregation == "lesion_weighted" and self.head != "lesion":
             raise ConfigError("aggregation 'lesion_weighted' needs head 'lesion' (the lesion areas come from it)")
+        if self.aggregation == "patient_head":
+            if self.head != "lesion":
+                raise ConfigError("aggregation 'patient_head' needs head 'lesion' (its measures come from it)")
+            if self.patient_head is None:
+                raise ConfigError("aggregation 'patient_head' needs a fitted patient head "
+                                  "(hcc-response fit-patient-head)")
+            try:
+                self.patient_head.check_phases(self.phases)
+            except PatientHeadError as exc:
+                raise ConfigError(str(exc)) from exc
+        elif self.patient_head is not None:
+            raise ConfigError(f"a patient head is only used by aggregation 'patient_head', not {self.aggregation!r}")
 
     @property
     def votes_on_lesions(self) -> bool:
-        """True when only the slices in which the model sees tumour decide (``lesion_weighted``):
-        the one test for every place that follows that rule (which maps are shown, their scale,
+        """True when only the slices in which the model sees tumour vote (``lesion_weighted``,
+        ``patient_head``): the one test for every place that follows that rule (which maps are shown, their scale,
         the Grad-CAM mass measured)."""
-        return self.aggregation == "lesion_weighted"
+        return self.aggregation in ("lesion_weighted", "patient_head")
 
     @property
     def n_phases(self) -> int:
@@ -206,6 +229,10 @@ class ModelConfig:
         d = asdict(self)
         d["phases"] = list(self.phases)
         d["window"] = list(self.window)
+        if self.patient_head is None:
+            del d["patient_head"]  # files without one read the same in versions that lack it
+        else:
+            d["patient_head"] = self.patient_head.to_dict()
         return d
 
     @classmethod
@@ -231,8 +258,10 @@ class ModelConfig:
                 if len(w) != 2:
                     raise ConfigError(f"window must be [width, level], got {w!r}")
                 kwargs["window"] = (float(w[0]), float(w[1]))
+            if kwargs.get("patient_head") is not None:
+                kwargs["patient_head"] = PatientHead.from_dict(kwargs["patient_head"])
             return cls(**kwargs)
         except ConfigError:
             raise
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError) as exc:  # PatientHeadError included
             raise ConfigError(f"invalid model configuration: {exc}") from exc

@@ -225,12 +225,16 @@ class LesionOutputs:
 
     ``seg_logits`` ``[B, 4, h, w]`` over :data:`~app.inference.config.SEG_CLASSES` at the
     feature map's resolution; ``lesion_area`` ``[B]`` the lesion (tumour + necrosis) area the
-    model sees, in input pixels — the slice's weight for ``lesion_weighted`` aggregation.
+    model sees, in input pixels — the slice's weight for ``lesion_weighted`` aggregation;
+    ``measures`` ``[B, 2P + 2]`` what the patient head pools
+    (:func:`app.inference.patient_head.measure_names`): lesion and liver intensity per phase,
+    lesion pixels and necrotic share, under the segmentation at the input resolution.
     """
 
     logits: torch.Tensor
     seg_logits: torch.Tensor
     lesion_area: torch.Tensor
+    measures: torch.Tensor
 
 
 #: Lesion-head scalars per phase (lesion-minus-liver and lesion intensity) are in window units
@@ -370,7 +374,28 @@ class MultiPhaseNet(nn.Module):
         ], dim=1)
         logits = self.head(torch.cat([self._attend(tokens.to(maps[0].dtype)), scalars.to(maps[0].dtype)], dim=1))
         stride = self.feature_geometry()[0]
-        return LesionOutputs(logits, seg_logits, lesion_sum * float(stride * stride))
+        return LesionOutputs(logits, seg_logits, lesion_sum * float(stride * stride),
+                             self.input_measures(x, seg_logits))
+
+    @staticmethod
+    @torch.no_grad()
+    def input_measures(x: torch.Tensor, seg_logits: torch.Tensor) -> torch.Tensor:
+        """The lesion's and the liver's mean intensity per phase, the lesion's pixel count and
+        its necrotic share, under the segmentation brought to the input resolution (bilinear
+        logits, then hard masks at p > 0.5) — not on the feature grid, whose 4-pixel cells mix a
+        small lesion with the liver around it and dilute its contrast (docs/learning.md).
+        ``[B, 2P + 2]`` in window units; no gradient (the patient head is fitted afterwards)."""
+        xi = x[:, :, 0].float()  # [B, P, S, S]
+        up = F.interpolate(seg_logits.float(), size=xi.shape[-2:], mode="bilinear",
+                           align_corners=False).softmax(dim=1)
+        lesion = ((up[:, 2] + up[:, 3]) > 0.5).float()
+        liver = (up[:, 1] > 0.5).float()
+        n_lesion = lesion.sum(dim=(1, 2))
+        eps = 1e-3
+        i_lesion = (xi * lesion[:, None]).sum(dim=(2, 3)) / (n_lesion[:, None] + eps)
+        i_liver = (xi * liver[:, None]).sum(dim=(2, 3)) / (liver.sum(dim=(1, 2))[:, None] + eps)
+        necrotic = (up[:, 3] * lesion).sum(dim=(1, 2)) / (n_lesion + eps)
+        return torch.cat([i_lesion, i_liver, n_lesion[:, None], necrotic[:, None]], dim=1)
 
     def forward(self, x: torch.Tensor, details: bool = False) -> Any:
         """Logits ``[B, 2]`` for input ``[B, P, 1, S, S]`` (phase axis in ``config.phases``

@@ -26,7 +26,9 @@ Decisions
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from app.dicom.types import AssembledStudy
@@ -56,6 +58,23 @@ from app.progress import Progress, sub_progress
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 
+@dataclass
+class BatchOutputs:
+    """What :func:`run_batches` gives back for ``N`` slice triplets.
+
+    ``probabilities`` ``[N]`` (float32, CPU); ``batch_size`` at the end (smaller after GPU
+    out-of-memory); ``precision`` used; ``notes`` on fallbacks; for a lesion-head model the
+    ``lesion_areas`` ``[N]`` and the input-resolution ``measures`` ``[N, 2P + 2]``, else None.
+    """
+
+    probabilities: torch.Tensor
+    batch_size: int
+    precision: str
+    notes: list[str]
+    lesion_areas: torch.Tensor | None = None
+    measures: torch.Tensor | None = None
+
+
 def run_batches(
     loaded: LoadedModel,
     x: torch.Tensor | DeviceInput,
@@ -63,7 +82,7 @@ def run_batches(
     batch_size: int,
     precision: str = "auto",
     text: str = "predicting",
-) -> tuple[torch.Tensor, int, str, list[str], torch.Tensor | None]:
+) -> BatchOutputs:
     """Responder probabilities for the rows of ``x`` ``[N, P, 1, S, S]``, batch by batch.
 
     ``x`` may be a :class:`~app.inference.device.DeviceInput` (input made on the GPU, remade on
@@ -75,8 +94,7 @@ def run_batches(
 
     Returns
     -------
-    (probabilities [N] float32 CPU, final batch size, precision used, notes on fallbacks,
-    lesion areas [N] for a lesion-head model else None)
+    BatchOutputs
     """
     if loaded.model.training:
         # dropout and batch statistics would make the answer random and batch-dependent
@@ -94,18 +112,22 @@ def run_batches(
         with torch.inference_mode(), autocast(choice, amp):
             if lesion_head:
                 out = loaded.model(xb, details=True)
-                logits, area = out.logits, out.lesion_area.float()
+                extra = [out.lesion_area.float()[:, None], out.measures.float()]
             else:
-                logits = loaded.model(xb)
-                area = torch.full((xb.shape[0],), float("nan"), device=logits.device)
+                extra = []
+                out = loaded.model(xb)
+        logits = out.logits if lesion_head else out
         used[0] = amp
-        return torch.stack([torch.softmax(logits.float(), dim=1)[:, 1], area], dim=1).cpu()
+        # one [n, 1 (+ 1 + measures)] block per batch: a single transfer back to the CPU
+        return torch.cat([torch.softmax(logits.float(), dim=1)[:, 1:2], *extra], dim=1).cpu()
 
     n = int(source.x.shape[0])
     run = run_batched(loaded, n, batch_size, step, during=text, progress=progress)
-    both = torch.cat(run.outputs) if run.outputs else torch.empty((0, 2), dtype=torch.float32)
-    areas = both[:, 1] if lesion_head else None
-    return both[:, 0].contiguous(), run.batch_size, DTYPE_NAMES[used[0]], run.notes, areas
+    width = 1 + (1 + 2 * loaded.config.n_phases + 2 if lesion_head else 0)
+    rows = torch.cat(run.outputs) if run.outputs else torch.empty((0, width), dtype=torch.float32)
+    return BatchOutputs(rows[:, 0].contiguous(), run.batch_size, DTYPE_NAMES[used[0]], run.notes,
+                        rows[:, 1].contiguous() if lesion_head else None,
+                        rows[:, 2:].contiguous() if lesion_head else None)
 
 
 class NonFiniteOutput(HCCError):
@@ -117,11 +139,15 @@ class NonFiniteOutput(HCCError):
     """
 
 
-def check_outputs(probs: torch.Tensor, areas: torch.Tensor | None) -> None:
-    """Raise :class:`NonFiniteOutput` unless every probability (and lesion area) is finite."""
+def check_outputs(probs: torch.Tensor, areas: torch.Tensor | None,
+                  measures: torch.Tensor | None = None) -> None:
+    """Raise :class:`NonFiniteOutput` unless every probability (and lesion area and measure)
+    is finite."""
     bad = int((~torch.isfinite(probs)).sum())
     if areas is not None:
         bad = max(bad, int((~torch.isfinite(areas)).sum()))
+    if measures is not None and measures.numel():
+        bad = max(bad, int((~torch.isfinite(measures)).any(dim=1).sum()))
     if bad:
         raise NonFiniteOutput(
             f"the model gave a non-finite result for {bad} of {int(probs.numel())} slice "
@@ -186,15 +212,18 @@ def predict(
     t1 = time.perf_counter()
     bs = batch_size or (64 if model.device_choice.is_cuda else 16)
     source = DeviceInput(inputs.x, lambda: preprocess_study(study, model.config).x)
-    probs, bs, used_precision, batch_notes, areas = run_batches(
-        model, source, sub_progress(progress, 0.02, 1.0), bs, precision)
-    notes += batch_notes
+    out = run_batches(model, source, sub_progress(progress, 0.02, 1.0), bs, precision)
+    probs, areas, bs, used_precision = out.probabilities, out.lesion_areas, out.batch_size, out.precision
+    notes += out.notes
     t2 = time.perf_counter()
-    check_outputs(probs, areas)
+    check_outputs(probs, areas, out.measures)
 
     area_list = [float(a) for a in areas] if areas is not None else None
-    threshold = model.config.threshold
-    agg = aggregate([float(p) for p in probs], area_list, model.config.aggregation, threshold)
+    config = model.config
+    threshold = config.threshold
+    agg = aggregate([float(p) for p in probs], area_list, config.aggregation, threshold,
+                    measures=out.measures.numpy().astype(np.float64) if out.measures is not None else None,
+                    patient_head=config.patient_head, phases=config.phases)
     vote = agg.vote
     slices = []
     for row, k in enumerate(inputs.pair_indices):
@@ -246,4 +275,5 @@ def predict(
         batch_size=bs,
         timings={"preprocess": t1 - t0, "forward": t2 - t1, "total": time.perf_counter() - t0},
         warnings=warnings,
+        decided_by=agg.rule,
     )

@@ -12,10 +12,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from app import __version__
 from app.inference.config import CLASSES
+from app.inference.patient_head import PatientHead, patient_features
 
 NON_RESPONDER, RESPONDER = CLASSES
+#: How the patient's probability was made, per aggregation rule (:func:`aggregate`).
+DECIDED_BY_WORDS = {
+    "vote": "mean over the slices",
+    "lesion_weighted": "slices weighted by the tumour area seen",
+    "patient_head": "patient-level model on the tumour's measures",
+}
 TIE_RULE = ("tied vote: decided by the mean responder probability over all slices "
             "(responder only when > 0.5)")
 
@@ -75,6 +84,10 @@ class PredictionResult:
         fallback.
     software_version:
         Version of HCC Response that made the prediction.
+    decided_by:
+        The rule that made ``label`` and ``mean_probability``: ``vote``, ``lesion_weighted`` or
+        ``patient_head`` (see :func:`aggregate`); empty when not known (a result read back from
+        the register, which does not store it).
     """
 
     label: str
@@ -99,6 +112,14 @@ class PredictionResult:
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     software_version: str = __version__
+    decided_by: str = ""
+
+    @property
+    def probability_text(self) -> str:
+        """``"Probability of response 0.62 (mean over the slices)"``: the score and how it was
+        made, in the words of the result panel and the case report."""
+        how = DECIDED_BY_WORDS.get(self.decided_by, "")
+        return f"Probability of response {self.mean_probability:.2f}" + (f" ({how})" if how else "")
 
     @property
     def slice_labels(self) -> list[int]:
@@ -179,7 +200,9 @@ class Aggregate:
 
 
 def aggregate(probabilities: list[float], lesion_areas: list[float] | None = None,
-              aggregation: str = "vote", threshold: float = 0.5) -> Aggregate:
+              aggregation: str = "vote", threshold: float = 0.5, *,
+              measures: np.ndarray | None = None, patient_head: PatientHead | None = None,
+              phases: tuple[str, ...] = ()) -> Aggregate:
     """Slice results → the patient's result, by the model's aggregation rule.
 
     ``vote`` is :func:`majority_vote` over all slices (the paper). ``lesion_weighted`` (for
@@ -188,7 +211,14 @@ def aggregate(probabilities: list[float], lesion_areas: list[float] | None = Non
     mean over all slices weighted by lesion area — a slice without tumour says nothing about
     the tumour's response, so it should neither vote nor dilute the score. When the model saw
     no tumour anywhere the paper's vote is used and ``note`` says why.
+
+    ``patient_head`` (with the slices' input-resolution ``measures`` and the model's
+    ``phases``): the slices vote as for ``lesion_weighted`` — the split shown beside the
+    result — but the probability and the call are the patient head's
+    (:class:`~app.inference.patient_head.PatientHead`), never tied.
     """
+    if aggregation == "patient_head":
+        return _patient_head(probabilities, lesion_areas, threshold, measures, patient_head, phases)
     if aggregation == "vote" or lesion_areas is None:
         return Aggregate(majority_vote(probabilities, threshold), tuple(True for _ in probabilities), "vote")
     if aggregation != "lesion_weighted":
@@ -208,3 +238,17 @@ def aggregate(probabilities: list[float], lesion_areas: list[float] | None = Non
     label = slice_label(weighted, threshold) if vote.tie else vote.label
     return Aggregate(Vote(label, vote.responder_votes, vote.total_votes, weighted, vote.tie), voting,
                      "lesion_weighted")
+
+
+def _patient_head(probabilities: list[float], lesion_areas: list[float] | None, threshold: float,
+                  measures: np.ndarray | None, head: PatientHead | None, phases: tuple[str, ...]) -> Aggregate:
+    if lesion_areas is None or measures is None or head is None or not phases:
+        raise ValueError("the patient head needs lesion areas, measures, the fitted head and the phases")
+    slices = aggregate(probabilities, lesion_areas, "lesion_weighted", threshold)
+    p = head.probability(patient_features(probabilities, lesion_areas, measures, phases), phases)
+    label = RESPONDER if p > head.threshold else NON_RESPONDER
+    note = ("the model saw no tumour in any slice: the patient-level probability measures no tumour "
+            "and should not be relied on") if slices.note else ""
+    vote = slices.vote
+    return Aggregate(Vote(label, vote.responder_votes, vote.total_votes, p, False), slices.voting,
+                     "patient_head", note)

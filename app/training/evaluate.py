@@ -32,6 +32,7 @@ from torch import nn
 
 from app import stats
 from app.inference.config import ModelConfig
+from app.inference.patient_head import PatientHead
 from app.progress import NULL_PROGRESS, Progress
 from app.training.cam_metrics import CamMassReport, format_cam_mass
 from app.training.cohort import phase_indices
@@ -49,6 +50,9 @@ class ScoredCohort:
     extra: dict[str, np.ndarray] = field(default_factory=dict)
     aggregation: str = "vote"
     threshold: float = 0.5
+    #: for ``patient_head`` aggregation: the fitted head and the model's phases
+    patient_head: PatientHead | None = None
+    phases: tuple[str, ...] = ()
 
     @property
     def slice_labels(self) -> np.ndarray:
@@ -59,12 +63,15 @@ class ScoredCohort:
         from app.training.scoring import patient_scores
 
         return patient_scores(self.slice_probs, self.slice_group, len(self.patient_ids),
-                              self.extra.get("lesion_area"), self.aggregation, self.threshold)
+                              self.extra.get("lesion_area"), self.aggregation, self.threshold,
+                              measures=self.extra.get("measures"), patient_head=self.patient_head,
+                              phases=self.phases)
 
     @property
     def patient_mean_prob(self) -> np.ndarray:
         """The patient score: mean slice probability, or lesion-area weighted for a model with
-        ``lesion_weighted`` aggregation (what its prediction reports)."""
+        ``lesion_weighted`` aggregation, or the patient head's probability (what its prediction
+        reports)."""
         if self.aggregation != "vote":
             return self._aggregated[0]
         n = len(self.patient_ids)
@@ -82,8 +89,8 @@ class ScoredCohort:
 
     @property
     def patient_call(self) -> np.ndarray:
-        """The predictor's patient call (1 = responder): its majority vote, or the
-        lesion-weighted vote of a model with that aggregation."""
+        """The predictor's patient call (1 = responder): its majority vote, the lesion-weighted
+        vote, or the patient head's call, by the model's aggregation."""
         from app.inference.result import RESPONDER, majority_vote
 
         if self.aggregation != "vote" or self.threshold != 0.5:
@@ -109,19 +116,23 @@ def score_slices(model: nn.Module, config: ModelConfig, data: SliceSet, *,
     pidx = phase_indices(config.phases)
     n = len(data)
     probs = np.empty(n, dtype=np.float64)
-    areas = np.empty(n, dtype=np.float64) if config.head == "lesion" else None
+    lesion_head = config.head == "lesion"
+    areas = np.empty(n, dtype=np.float64) if lesion_head else None
+    measures = np.empty((n, 2 * config.n_phases + 2), dtype=np.float64) if lesion_head else None
     chunk = max(batch_size * 8, 1)
     for i in range(0, n, chunk):
         progress.check()
-        p, a = predict_scores(model, data.x[i:i + chunk], pidx, dev, batch_size)
-        probs[i:i + chunk] = p
-        if areas is not None and a is not None:
-            areas[i:i + chunk] = a
+        scores = predict_scores(model, data.x[i:i + chunk], pidx, dev, batch_size)
+        probs[i:i + chunk] = scores.probs
+        if areas is not None and scores.areas is not None:
+            areas[i:i + chunk] = scores.areas
+        if measures is not None and scores.measures is not None:
+            measures[i:i + chunk] = scores.measures
         progress.update(min(1.0, (i + chunk) / max(n, 1)), f"scored {min(n, i + chunk)}/{n}")
-    extra = {"lesion_area": areas} if areas is not None else {}
+    extra = {"lesion_area": areas, "measures": measures} if areas is not None and measures is not None else {}
     return ScoredCohort(list(data.patient_ids), np.asarray(data.patient_labels), probs,
                         data.group.numpy().astype(np.int64), extra, config.aggregation,
-                        config.threshold)
+                        config.threshold, config.patient_head, config.phases)
 
 
 @dataclass
@@ -166,6 +177,11 @@ class EvaluationReport:
 def _patient_rule(scored: ScoredCohort) -> str:
     """How the patient score and call were made, in words, as predict() makes them."""
     t = f"{scored.threshold:g}"
+    if scored.aggregation == "patient_head" and scored.patient_head is not None:
+        head = scored.patient_head
+        return (f"score = the patient head's probability (logistic regression on "
+                f"{', '.join(head.features)}); call = probability > {head.threshold:g}, as "
+                "predict() does")
     if scored.aggregation == "lesion_weighted":
         return (f"score = slice probabilities weighted by the tumour area the model sees; call = "
                 f"majority of the slices showing tumour (probability > {t}), a tie decided by "

@@ -12,6 +12,7 @@ with it. The test cohort is never used to choose it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -38,22 +39,31 @@ class ThresholdChoice:
 
 
 def choose_threshold(scored: ScoredCohort, chosen_on: str) -> ThresholdChoice:
-    """The grid threshold whose patient call has the best balanced operating point: the
-    largest min(sensitivity, specificity), then the largest Youden's J, then the one closest to
-    0.5. (Youden's J alone picked 0.19 on a calibration cohort — sensitivity 0.93, specificity
-    0.36 — an operating point no clinician would accept for either kind of patient.)
+    """The threshold of ``scored``'s patient call (the call predict() makes, by the model's
+    aggregation) with the best balanced operating point (:func:`best_balanced`)."""
+    return best_balanced(np.asarray(scored.patient_labels),
+                         lambda t: replace(scored, threshold=t).patient_call, chosen_on)
+
+
+def best_balanced(labels: np.ndarray, call_at: Callable[[float], np.ndarray], chosen_on: str
+                  ) -> ThresholdChoice:
+    """The grid threshold whose patient calls (``call_at(t)``, 1 = responder) have the best
+    balanced operating point: the largest min(sensitivity, specificity), then the largest
+    Youden's J, then the one closest to 0.5. (Youden's J alone picked 0.19 on a calibration
+    cohort — sensitivity 0.93, specificity 0.36 — an operating point no clinician would accept
+    for either kind of patient.)
 
     Raises
     ------
     ValueError
         When the patients are all of one class (no J to maximise).
     """
-    y = np.asarray(scored.patient_labels)
+    y = np.asarray(labels)
     if y.min() == y.max():
         raise ValueError("a threshold needs responders and non-responders")
     best: tuple[tuple[float, float, float], float, float, float] | None = None
     for t in GRID:
-        call = replace(scored, threshold=t).patient_call
+        call = call_at(t)
         sens = float(np.mean(call[y == 1] == 1))
         spec = float(np.mean(call[y == 0] == 0))
         key = (min(sens, spec), sens + spec - 1.0, -abs(t - 0.5))

@@ -58,7 +58,7 @@ from app.training.cohort import phase_indices
 from app.training.dataset import SliceSet, SplitData
 from app.training.lesion_loss import lesion_loss
 from app.training.phantom_init import INIT_CHOICES, load_phantom_init
-from app.training.scoring import amp_dtype, predict_scores, val_metrics
+from app.training.scoring import SliceScores, amp_dtype, predict_scores, val_metrics
 
 log = logging.getLogger(__name__)
 
@@ -713,19 +713,20 @@ def _sharded_predict(model: nn.Module, vs: SliceSet, phase_idx: list[int], devic
     """Validation probabilities (and lesion areas); under DDP each rank predicts a contiguous
     shard, gathered."""
     if not dist_.active:
-        return predict_scores(model, vs.x, phase_idx, device, config.eval_batch_size, config.amp)
+        scores = predict_scores(model, vs.x, phase_idx, device, config.eval_batch_size, config.amp)
+        return scores.probs, scores.areas
     import torch.distributed as dist
 
     n = len(vs)
     bounds = np.linspace(0, n, dist_.world + 1).astype(int)
     lo, hi = int(bounds[dist_.rank]), int(bounds[dist_.rank + 1])
     mine = predict_scores(model, vs.x[lo:hi], phase_idx, device, config.eval_batch_size,
-                          config.amp) if hi > lo else (np.empty(0), None)
+                          config.amp) if hi > lo else SliceScores(np.empty(0))
     parts: list[Any] = [None] * dist_.world
     dist.all_gather_object(parts, mine)
-    probs = np.concatenate([p[0] for p in parts])
-    has_areas = any(p[1] is not None for p in parts)
-    areas = np.concatenate([p[1] if p[1] is not None else np.empty(0) for p in parts]) if has_areas else None
+    probs = np.concatenate([p.probs for p in parts])
+    has_areas = any(p.areas is not None for p in parts)
+    areas = np.concatenate([p.areas if p.areas is not None else np.empty(0) for p in parts]) if has_areas else None
     return probs, areas
 
 

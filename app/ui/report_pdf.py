@@ -283,7 +283,7 @@ def _result_html(rep: CaseReport) -> str:
         if r.total_votes else ""
     out = (f"<p><span style='font-size:15pt;font-weight:bold;color:{colour}'>Prediction: "
            f"{esc(r.label.upper())}</span><br>{esc(split)}"
-           f" &nbsp; mean probability of response {r.mean_probability:.2f}"
+           f" &nbsp; {esc(r.probability_text)}"
            + (f"<br>Tie — decided by: {esc(r.tie_rule)}" if r.tie else "") + "</p>")
     kind = _weights_kind(rep)
     if kind:

@@ -119,8 +119,8 @@ class ResultSummary:
 
     @property
     def probability_text(self) -> str:
-        """``"Mean probability of response 0.62"``."""
-        return f"Mean probability of response {self.result.mean_probability:.2f}"
+        """``"Probability of response 0.62 (mean over the slices)"``."""
+        return self.result.probability_text
 
     @property
     def tie_text(self) -> str:

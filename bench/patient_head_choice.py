@@ -1,0 +1,102 @@
+"""Which patient features should the patient head use? Measured without the test cohort.
+
+    .venv/bin/python bench/patient_head_choice.py FIT.csv CAL.csv [--model M] \
+        [--cache-dir DIR] [--workers N]
+
+Scores the FIT and CAL cohorts once with a lesion-head model (its network only, as
+``lesion_weighted``), then for each candidate feature set fits the patient head's logistic
+regression (:mod:`app.training.patient_head_fit`, L2 by 5-fold CV) and prints:
+
+* ``FIT → CAL``: fitted on FIT, AUC on CAL (DeLong 95 % CI) — the choice is made on this;
+* ``CV in CAL``: out-of-fold AUC of a regression fitted within CAL only (fewer patients, but
+  none the network trained on).
+
+For demo model 2026.3 (FIT = its 600 training patients of seed 101, CAL = 300 fresh patients of
+seed 104): docs/learning.md, "The patient head". The test cohort (seed 202) is never read here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from app import stats  # noqa: E402
+from app.commands.train import prepare  # noqa: E402
+from app.inference.patient_head import feature_names  # noqa: E402
+from app.inference.weights import default_model_path, load_model, recorded_sha256  # noqa: E402
+from app.progress import NULL_PROGRESS  # noqa: E402
+from app.training.dataset import SliceSet  # noqa: E402
+from app.training.evaluate import ScoredCohort, score_slices  # noqa: E402
+from app.training.ladder import Logistic  # noqa: E402
+from app.training.patient_head_fit import cohort_features  # noqa: E402
+from app.training.prepared import PrepareSettings  # noqa: E402
+
+
+def candidate_sets(phases: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    names = feature_names(phases)
+    contrast = tuple(f"contrast_{p}" for p in phases)
+    size = ("log_total_area", "log_largest_area")
+    return {
+        "network score only": ("slice_score",),
+        "measures only": tuple(n for n in names if n != "slice_score"),
+        "score + contrast + size": ("slice_score", *contrast, *size),
+        "score + contrast + size + necrosis": ("slice_score", *contrast, *size, "necrotic_share"),
+        "all": names,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("fit", type=Path, metavar="FIT.csv")
+    ap.add_argument("cal", type=Path, metavar="CAL.csv")
+    ap.add_argument("--model", type=Path, default=None)
+    ap.add_argument("--cache-dir", type=Path, default=None)
+    ap.add_argument("--workers", type=int, default=1)
+    args = ap.parse_args()
+
+    path = args.model or default_model_path()
+    loaded = load_model(path, "cpu", expected_sha256=recorded_sha256(path))
+    config = dataclasses.replace(loaded.config, aggregation="lesion_weighted", patient_head=None)
+    loaded.model.config = config
+    settings = PrepareSettings.from_model_config(config)
+
+    def scored(csv: Path) -> ScoredCohort:
+        t = time.perf_counter()
+        _c, prepared = prepare(csv, settings, args.cache_dir, NULL_PROGRESS, args.workers)
+        out = score_slices(loaded.model, config, SliceSet.from_studies(prepared.studies))
+        print(f"scored {csv.name}: {len(out.patient_ids)} patients, {out.slice_probs.size} triplets "
+              f"in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+        return out
+
+    fit, cal = scored(args.fit), scored(args.cal)
+    names = feature_names(config.phases)
+    x_fit, x_cal = cohort_features(fit), cohort_features(cal)
+    y_fit, y_cal = fit.patient_labels.astype(np.int64), cal.patient_labels.astype(np.int64)
+    print(f"model {path.name}; FIT {args.fit.name} ({y_fit.size} patients), CAL {args.cal.name} "
+          f"({y_cal.size} patients)\n")
+    print("| features | n | FIT → CAL AUC (95 % CI) | CV in CAL (OOF AUC) |")
+    print("| --- | --- | --- | --- |")
+    for label, feats in candidate_sets(config.phases).items():
+        cols = [names.index(f) for f in feats]
+        reg = Logistic.fit_cv(x_fit[:, cols], y_fit)
+        r = stats.delong_ci(y_cal, reg.decision(x_cal[:, cols]))
+        inner = Logistic.fit_cv(x_cal[:, cols], y_cal)
+        oof = Logistic.out_of_fold(x_cal[:, cols], y_cal, inner.l2)
+        print(f"| {label} | {len(cols)} | {r.auc:.3f} ({r.ci_low:.3f}–{r.ci_high:.3f}) | "
+              f"{stats.auc(y_cal, oof):.3f} |")
+    p_true = [e.extra.get("p_true") for e in prepare(args.cal, settings, args.cache_dir, NULL_PROGRESS,
+                                                      args.workers)[1].entries]
+    if all(p not in (None, "") for p in p_true):
+        print(f"\nCAL Bayes-optimal AUC {stats.auc(y_cal, np.array([float(p) for p in p_true])):.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
