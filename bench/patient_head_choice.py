@@ -71,7 +71,7 @@ def main() -> int:
         t = time.perf_counter()
         _c, prepared = prepare(csv, settings, args.cache_dir, NULL_PROGRESS, args.workers)
         out = score_slices(loaded.model, config, SliceSet.from_studies(prepared.studies))
-        print(f"scored {csv.name}: {len(out.patient_ids)} patients, {out.slice_probs.size} triplets "
+        print(f"scored {csv.parent.name}: {len(out.patient_ids)} patients, {out.slice_probs.size} triplets "
               f"in {time.perf_counter() - t:.0f} s", file=sys.stderr)
         return out
 
@@ -79,7 +79,8 @@ def main() -> int:
     names = feature_names(config.phases)
     x_fit, x_cal = cohort_features(fit), cohort_features(cal)
     y_fit, y_cal = fit.patient_labels.astype(np.int64), cal.patient_labels.astype(np.int64)
-    print(f"model {path.name}; FIT {args.fit.name} ({y_fit.size} patients), CAL {args.cal.name} "
+    print(f"model {path.name}; FIT {args.fit.parent.name}/{args.fit.name} ({y_fit.size} patients), "
+          f"CAL {args.cal.parent.name}/{args.cal.name} "
           f"({y_cal.size} patients)\n")
     print("| features | n | FIT → CAL AUC (95 % CI) | CV in CAL (OOF AUC) |")
     print("| --- | --- | --- | --- |")
