@@ -120,5 +120,6 @@ def test_model_description_dialog_is_readable_without_build_paths(qtbot) -> None
     assert "Trained on" in text and f"{cohort['patients']} patients ({cohort['responders']} responders)" in text
     assert folder not in text and "needs_confirmation" not in text
     assert "demo-model.safetensors" in text and "/opt/x" not in text
+    assert "patient result by" in text  # how the card's aggregation decides, in words
     raw = dlg.findChild(dialogs.QtWidgets.QPlainTextEdit).toPlainText()
     assert build_csv not in raw and name in raw

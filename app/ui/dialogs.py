@@ -190,6 +190,12 @@ def _architecture_text(arch: object) -> str:
     window = arch.get("window")
     if isinstance(window, (list, tuple)) and len(window) == 2:
         parts.append(f"window W{window[0]:g}/L{window[1]:g}")
+    if arch.get("head") == "lesion":
+        parts.append("lesion head")
+    decided = {"vote": "majority vote of the slices", "lesion_weighted": "vote of the slices showing tumour",
+               "patient_head": "patient head (logistic regression on the tumour's measures)"}
+    if arch.get("aggregation") in decided:
+        parts.append(f"patient result by {decided[str(arch['aggregation'])]}")
     return ", ".join(parts)
 
 
