@@ -248,3 +248,29 @@ def test_fit_patient_head_refuses_a_paper_head_model(tmp_path: Path, lesion_coho
     rc = main(["fit-patient-head", str(cohort / "labels.csv"), "--model", str(path), "--out", str(tmp_path / "o")])
     assert rc == 2
     assert "paper's head" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_a_patient_head_model_on_the_gpu_branch_matches_the_cpu(tmp_path: Path) -> None:
+    """The CUDA branch (channels-last, float16 autocast) of a patient-head prediction, run on
+    the CPU: the measures are taken in float32 whatever the autocast, and the patient's
+    probability matches the CPU's."""
+    from app.inference.arrays import phantom_arrays, study_from_arrays
+    from app.inference.device import gpu_branch_on_cpu, place_model
+    from app.inference.predictor import predict
+    from app.inference.weights import WEIGHTS_SYNTHETIC, ModelDescription, load_model, save_model
+
+    torch.manual_seed(2)
+    cfg = ModelConfig.from_dict({**LESION.to_dict(), "input_size": 48, "aggregation": "patient_head",
+                                 "patient_head": _head(("slice_score", "contrast_arterial", "log_total_area")).to_dict()})
+    path = tmp_path / "head.safetensors"
+    save_model(build_model(cfg).eval(), cfg, ModelDescription(name="t", version="1", weights_kind=WEIGHTS_SYNTHETIC),
+               path)
+    study = study_from_arrays(phantom_arrays(6, 64, seed=4))
+    reference = predict(study, load_model(path, "cpu"))
+    loaded = load_model(path, "cpu")
+    place_model(loaded, gpu_branch_on_cpu())
+    res = predict(study, loaded, batch_size=4, precision="auto")
+    assert not res.device_fallback and res.precision == "fp16"
+    assert res.decided_by == reference.decided_by == "patient_head"
+    assert res.mean_probability == pytest.approx(reference.mean_probability, abs=0.05)
+    assert [s.votes for s in res.slices] == [s.votes for s in reference.slices]

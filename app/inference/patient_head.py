@@ -54,6 +54,11 @@ def measure_names(phases: Sequence[str]) -> tuple[str, ...]:
             + ("lesion_pixels", "necrotic_share"))
 
 
+def n_measures(n_phases: int) -> int:
+    """How many per-slice measures a lesion-head network with ``n_phases`` phases reports."""
+    return 2 * n_phases + 2
+
+
 def feature_names(phases: Sequence[str]) -> tuple[str, ...]:
     """Every patient feature :func:`patient_features` computes, in order."""
     return (("slice_score",) + tuple(f"contrast_{p}" for p in phases)
@@ -82,10 +87,10 @@ def patient_features(probabilities: Sequence[float], lesion_areas: Sequence[floa
     n_ph = len(phases)
     if p.ndim != 1 or p.size == 0:
         raise PatientHeadError("a patient needs at least one slice")
-    if grid_area.shape != p.shape or m.shape != (p.size, 2 * n_ph + 2):
+    if grid_area.shape != p.shape or m.shape != (p.size, n_measures(n_ph)):
         raise PatientHeadError(
             f"slice outputs do not match: {p.size} probabilities, {grid_area.size} areas, "
-            f"measures {list(m.shape)} (expected [{p.size}, {2 * n_ph + 2}])")
+            f"measures {list(m.shape)} (expected [{p.size}, {n_measures(n_ph)}])")
     lesion, liver = m[:, :n_ph], m[:, n_ph:2 * n_ph]
     area = np.maximum(m[:, 2 * n_ph], 0.0)
     necrosis = m[:, 2 * n_ph + 1]

@@ -44,6 +44,7 @@ from app.inference.device import (
     run_batched,
     select_device,
 )
+from app.inference.patient_head import n_measures
 from app.inference.preprocess import preprocess_study
 from app.inference.result import (
     TIE_RULE,
@@ -111,19 +112,18 @@ def run_batches(
         xb = source.rows(start, stop, choice)
         with torch.inference_mode(), autocast(choice, amp):
             if lesion_head:
-                out = loaded.model(xb, details=True)
-                extra = [out.lesion_area.float()[:, None], out.measures.float()]
+                details = loaded.model(xb, details=True)
+                logits = details.logits
+                extra = [details.lesion_area.float()[:, None], details.measures.float()]
             else:
-                extra = []
-                out = loaded.model(xb)
-        logits = out.logits if lesion_head else out
+                logits, extra = loaded.model(xb), []
         used[0] = amp
         # one [n, 1 (+ 1 + measures)] block per batch: a single transfer back to the CPU
         return torch.cat([torch.softmax(logits.float(), dim=1)[:, 1:2], *extra], dim=1).cpu()
 
     n = int(source.x.shape[0])
     run = run_batched(loaded, n, batch_size, step, during=text, progress=progress)
-    width = 1 + (1 + 2 * loaded.config.n_phases + 2 if lesion_head else 0)
+    width = 1 + (1 + n_measures(loaded.config.n_phases) if lesion_head else 0)
     rows = torch.cat(run.outputs) if run.outputs else torch.empty((0, width), dtype=torch.float32)
     return BatchOutputs(rows[:, 0].contiguous(), run.batch_size, DTYPE_NAMES[used[0]], run.notes,
                         rows[:, 1].contiguous() if lesion_head else None,

@@ -32,7 +32,7 @@ from torch import nn
 
 from app import stats
 from app.inference.config import ModelConfig
-from app.inference.patient_head import PatientHead
+from app.inference.patient_head import PatientHead, n_measures
 from app.progress import NULL_PROGRESS, Progress
 from app.training.cam_metrics import CamMassReport, format_cam_mass
 from app.training.cohort import phase_indices
@@ -118,7 +118,7 @@ def score_slices(model: nn.Module, config: ModelConfig, data: SliceSet, *,
     probs = np.empty(n, dtype=np.float64)
     lesion_head = config.head == "lesion"
     areas = np.empty(n, dtype=np.float64) if lesion_head else None
-    measures = np.empty((n, 2 * config.n_phases + 2), dtype=np.float64) if lesion_head else None
+    measures = np.empty((n, n_measures(config.n_phases)), dtype=np.float64) if lesion_head else None
     chunk = max(batch_size * 8, 1)
     for i in range(0, n, chunk):
         progress.check()

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from app.inference.patient_head import PatientHead
+from app.inference.patient_head import PatientHead, n_measures
 from app.training.dataset import SliceSet
 
 
@@ -41,7 +41,7 @@ def predict_scores(model: nn.Module, x: torch.Tensor, phase_idx: list[int], devi
     lesion_head = getattr(unwrap(model), "seg", None) is not None
     out = np.empty(x.shape[0], dtype=np.float64)
     areas = np.empty(x.shape[0], dtype=np.float64) if lesion_head else None
-    measures = np.empty((x.shape[0], 2 * len(phase_idx) + 2), dtype=np.float64) if lesion_head else None
+    measures = np.empty((x.shape[0], n_measures(len(phase_idx))), dtype=np.float64) if lesion_head else None
     idx_t = torch.tensor(phase_idx)
     for i in range(0, x.shape[0], batch_size):
         xb = x[i:i + batch_size].index_select(1, idx_t.to(x.device))
