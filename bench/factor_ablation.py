@@ -40,16 +40,18 @@ from app.training.evaluate import evaluate_scored, score_slices  # noqa: E402
 from app.training.prepared import PrepareSettings  # noqa: E402
 from app.training.trainer import TrainConfig, train  # noqa: E402
 
-#: name → (model overrides, train overrides, soft targets)
+#: name → (model overrides, train overrides, soft targets). The trainer uses the slice sets' soft
+#: targets only when ``soft_target_column`` is set, hence both.
 VARIANTS: dict[str, tuple[dict[str, object], dict[str, object], bool]] = {
     "paper setup (today)": ({}, {}, False),
-    "soft targets (p_true)": ({}, {}, True),
+    "soft targets (p_true)": ({}, {"soft_target_column": "p_true"}, True),
     "no class weighting": ({}, {"class_weighting": False}, False),
     "no self-attention": ({"attention": False}, {}, False),
     "light head (hidden 64, dropout 0.1)": ({"hidden": 64, "dropout": 0.1}, {}, False),
     "small CT trunk instead of ResNet-18": ({"backbone": "small", "extra_channels": 64}, {}, False),
     "small plain CNN (all of the above)": ({"backbone": "small", "extra_channels": 64, "attention": False,
-                                            "hidden": 64, "dropout": 0.1}, {"class_weighting": False}, True),
+                                            "hidden": 64, "dropout": 0.1},
+                                           {"class_weighting": False, "soft_target_column": "p_true"}, True),
 }
 
 
