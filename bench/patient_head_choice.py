@@ -18,7 +18,6 @@ seed 104): docs/learning.md, "The patient head". The test cohort (seed 202) is n
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -28,15 +27,13 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app import stats  # noqa: E402
-from app.commands.train import prepare  # noqa: E402
+from app.commands.train import score_cohort  # noqa: E402
 from app.inference.patient_head import feature_names  # noqa: E402
 from app.inference.weights import default_model_path, load_model, recorded_sha256  # noqa: E402
-from app.progress import NULL_PROGRESS  # noqa: E402
-from app.training.dataset import SliceSet  # noqa: E402
-from app.training.evaluate import ScoredCohort, score_slices  # noqa: E402
+from app.training.cohort import PreparedCohort  # noqa: E402
+from app.training.evaluate import ScoredCohort  # noqa: E402
 from app.training.ladder import Logistic  # noqa: E402
-from app.training.patient_head_fit import cohort_features  # noqa: E402
-from app.training.prepared import PrepareSettings  # noqa: E402
+from app.training.patient_head_fit import cohort_features, network_only  # noqa: E402
 
 
 def candidate_sets(phases: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
@@ -63,19 +60,17 @@ def main() -> int:
 
     path = args.model or default_model_path()
     loaded = load_model(path, "cpu", expected_sha256=recorded_sha256(path))
-    config = dataclasses.replace(loaded.config, aggregation="lesion_weighted", patient_head=None)
+    config = network_only(loaded.config)
     loaded.model.config = config
-    settings = PrepareSettings.from_model_config(config)
 
-    def scored(csv: Path) -> ScoredCohort:
+    def scored(csv: Path) -> tuple[ScoredCohort, PreparedCohort]:
         t = time.perf_counter()
-        _c, prepared = prepare(csv, settings, args.cache_dir, NULL_PROGRESS, args.workers)
-        out = score_slices(loaded.model, config, SliceSet.from_studies(prepared.studies))
+        out, prepared = score_cohort(csv, loaded.model, config, args.cache_dir, "cpu", workers=args.workers)
         print(f"scored {csv.parent.name}: {len(out.patient_ids)} patients, {out.slice_probs.size} triplets "
               f"in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-        return out
+        return out, prepared
 
-    fit, cal = scored(args.fit), scored(args.cal)
+    (fit, _), (cal, cal_prepared) = scored(args.fit), scored(args.cal)
     names = feature_names(config.phases)
     x_fit, x_cal = cohort_features(fit), cohort_features(cal)
     y_fit, y_cal = fit.patient_labels.astype(np.int64), cal.patient_labels.astype(np.int64)
@@ -92,8 +87,7 @@ def main() -> int:
         oof = Logistic.out_of_fold(x_cal[:, cols], y_cal, inner.l2)
         print(f"| {label} | {len(cols)} | {r.auc:.3f} ({r.ci_low:.3f}–{r.ci_high:.3f}) | "
               f"{stats.auc(y_cal, oof):.3f} |")
-    p_true = [e.extra.get("p_true") for e in prepare(args.cal, settings, args.cache_dir, NULL_PROGRESS,
-                                                      args.workers)[1].entries]
+    p_true = [e.extra.get("p_true") for e in cal_prepared.entries]
     if all(p not in (None, "") for p in p_true):
         print(f"\nCAL Bayes-optimal AUC {stats.auc(y_cal, np.array([float(p) for p in p_true])):.3f}")
     return 0

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.commands.train import evaluate_on, format_test_line, prepare  # noqa: E402
+from app.commands.train import evaluate_on, format_test_line, score_cohort  # noqa: E402
 from app.inference.weights import (  # noqa: E402
     load_model,
     read_description,
@@ -27,10 +27,6 @@ from app.inference.weights import (  # noqa: E402
     save_model,
     write_sha256_file,
 )
-from app.progress import NULL_PROGRESS  # noqa: E402
-from app.training.dataset import SliceSet  # noqa: E402
-from app.training.evaluate import score_slices  # noqa: E402
-from app.training.prepared import PrepareSettings  # noqa: E402
 from app.training.threshold import choose_threshold  # noqa: E402
 
 
@@ -46,11 +42,10 @@ def main() -> int:
 
     loaded = load_model(args.model, "cpu", expected_sha256=recorded_sha256(args.model), fold=False)
     config = loaded.config
-    _c, prepared = prepare(args.cohort, PrepareSettings.from_model_config(config), args.cache_dir,
-                           NULL_PROGRESS, args.workers)
-    ss = SliceSet.from_studies(prepared.studies)
-    choice = choose_threshold(score_slices(loaded.model, config, ss),
-                              f"calibration cohort {args.cohort.name} ({ss.n_patients} patients)")
+    scored, _prepared = score_cohort(args.cohort, loaded.model, config, args.cache_dir, "cpu",
+                                     workers=args.workers)
+    choice = choose_threshold(scored, f"calibration cohort {args.cohort.name} "
+                                      f"({len(scored.patient_ids)} patients)")
     print(f"threshold {choice.threshold:g}: sensitivity {choice.sensitivity:.3f}, specificity "
           f"{choice.specificity:.3f} on {choice.chosen_on}")
     config = dataclasses.replace(config, threshold=choice.threshold)

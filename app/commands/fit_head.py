@@ -43,20 +43,17 @@ def run(args: argparse.Namespace) -> int:
     import dataclasses
 
     from app.commands._common import TerminalProgress, print_json, say
-    from app.commands.train import evaluate_on, format_test_line, prepare
+    from app.commands.train import evaluate_on, format_test_line, score_cohort
     from app.errors import InputError
     from app.inference.weights import (
         default_model_path,
         load_model,
-        read_description,
         recorded_sha256,
         save_model,
         write_sha256_file,
     )
-    from app.training.dataset import SliceSet
-    from app.training.evaluate import score_slices
-    from app.training.patient_head_fit import HeadFitError, fit_patient_head
-    from app.training.prepared import PrepareSettings
+    from app.training.evaluate import ScoredCohort
+    from app.training.patient_head_fit import HeadFitError, fit_patient_head, network_only
 
     source = args.model if args.model is not None else default_model_path()
     if not source.is_file():
@@ -67,30 +64,27 @@ def run(args: argparse.Namespace) -> int:
     if config.head != "lesion":
         raise InputError(f"{source.name} has the paper's head: a patient head needs a "
                          "lesion-head model (train --head lesion)")
-    base = dataclasses.replace(config, aggregation="lesion_weighted", patient_head=None)
+    base = network_only(config)
     loaded.model.config = base
-    settings = PrepareSettings.from_model_config(base)
 
-    def scored(csv: Path) -> object:
-        _c, prepared = prepare(csv, settings, args.cache_dir, TerminalProgress(f"preparing {csv.name}"),
-                               args.workers)
-        return score_slices(loaded.model, base, SliceSet.from_studies(prepared.studies), device=args.device,
-                            progress=TerminalProgress(f"scoring {csv.name}"))
+    def scored(csv: Path) -> ScoredCohort:
+        return score_cohort(csv, loaded.model, base, args.cache_dir, args.device, workers=args.workers,
+                            progress=TerminalProgress(f"scoring {csv.parent.name or csv.name}"))[0]
 
     def named(csv: Path) -> str:  # cohort CSVs are usually all called labels.csv
         return f"{csv.parent.name}/{csv.name}" if csv.parent.name else csv.name
 
     features = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else None
     try:
-        fit = fit_patient_head(scored(args.cohort), named(args.cohort), features=features,  # type: ignore[arg-type]
-                               calibration=scored(args.calibration) if args.calibration else None,  # type: ignore[arg-type]
+        fit = fit_patient_head(scored(args.cohort), named(args.cohort), features=features,
+                               calibration=scored(args.calibration) if args.calibration else None,
                                calibration_name=named(args.calibration) if args.calibration else "")
     except HeadFitError as exc:
         raise InputError(str(exc)) from exc
     say(fit.summary(), err=args.json)
     config = dataclasses.replace(base, aggregation="patient_head", patient_head=fit.head)
     loaded.model.config = config
-    desc = read_description(source)
+    desc = loaded.description
     metrics = dict(desc.metrics)
     metrics["patient_head"] = fit.as_dict()
     if args.test is not None:

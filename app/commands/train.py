@@ -277,6 +277,23 @@ def describe_recipe(cfg: Any, res: Any) -> str:
             f"{', '.join(m.phases)}; no ImageNet initialisation.")
 
 
+def score_cohort(csv_path: Path, model: Any, model_config: Any, cache_dir: Path | None,
+                 device: str, *, workers: int = 1, progress: Any = None) -> tuple[Any, Any]:
+    """Prepare a cohort CSV for ``model_config`` and score every slice triplet:
+    ``(ScoredCohort, PreparedCohort)`` — the one path of evaluation, threshold and patient-head
+    fitting from a CSV to scores."""
+    from app.progress import NULL_PROGRESS
+    from app.training.dataset import SliceSet
+    from app.training.evaluate import score_slices
+    from app.training.prepared import PrepareSettings
+
+    _cohort, prepared = prepare(csv_path, PrepareSettings.from_model_config(model_config),
+                                cache_dir, progress or NULL_PROGRESS, workers)
+    scored = score_slices(model, model_config, SliceSet.from_studies(prepared.studies), device=device,
+                          progress=progress or NULL_PROGRESS)
+    return scored, prepared
+
+
 def evaluate_on(csv_path: Path, model: Any, model_config: Any, cache_dir: Path | None,
                 device: str, *, seed: int = 0, n_boot: int = 1000, workers: int = 1
                 ) -> dict[str, Any]:
@@ -284,15 +301,9 @@ def evaluate_on(csv_path: Path, model: Any, model_config: Any, cache_dir: Path |
     the CSV carries the generator's ``p_true``)."""
     import numpy as np
 
-    from app.progress import NULL_PROGRESS
-    from app.training.dataset import SliceSet
-    from app.training.evaluate import bayes_optimal, evaluate_scored, score_slices
-    from app.training.prepared import PrepareSettings
+    from app.training.evaluate import bayes_optimal, evaluate_scored
 
-    _cohort, prepared = prepare(csv_path, PrepareSettings.from_model_config(model_config),
-                                cache_dir, NULL_PROGRESS, workers)
-    ss = SliceSet.from_studies(prepared.studies)
-    scored = score_slices(model, model_config, ss, device=device)
+    scored, prepared = score_cohort(csv_path, model, model_config, cache_dir, device, workers=workers)
     rep = evaluate_scored(scored, n_boot=n_boot, seed=seed, model_name=csv_path.name)
     p_true = [e.extra.get("p_true") for e in prepared.entries]
     if all(p not in (None, "") for p in p_true):

@@ -228,13 +228,18 @@ class LesionOutputs:
     model sees, in input pixels — the slice's weight for ``lesion_weighted`` aggregation;
     ``measures`` ``[B, 2P + 2]`` what the patient head pools
     (:func:`app.inference.patient_head.measure_names`): lesion and liver intensity per phase,
-    lesion pixels and necrotic share, under the segmentation at the input resolution.
+    lesion pixels and necrotic share, under the segmentation at the input resolution — computed
+    when read, so that training and Grad-CAM, which never read them, do not pay for them.
     """
 
     logits: torch.Tensor
     seg_logits: torch.Tensor
     lesion_area: torch.Tensor
-    measures: torch.Tensor
+    inputs: torch.Tensor
+
+    @property
+    def measures(self) -> torch.Tensor:
+        return MultiPhaseNet.input_measures(self.inputs, self.seg_logits)
 
 
 #: Lesion-head scalars per phase (lesion-minus-liver and lesion intensity) are in window units
@@ -374,8 +379,7 @@ class MultiPhaseNet(nn.Module):
         ], dim=1)
         logits = self.head(torch.cat([self._attend(tokens.to(maps[0].dtype)), scalars.to(maps[0].dtype)], dim=1))
         stride = self.feature_geometry()[0]
-        return LesionOutputs(logits, seg_logits, lesion_sum * float(stride * stride),
-                             self.input_measures(x, seg_logits))
+        return LesionOutputs(logits, seg_logits, lesion_sum * float(stride * stride), x)
 
     @staticmethod
     @torch.no_grad()

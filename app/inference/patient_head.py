@@ -172,7 +172,7 @@ class PatientHead:
             return cls(tuple(str(f) for f in d["features"]), tuple(float(v) for v in d["mean"]),
                        tuple(float(v) for v in d["scale"]), tuple(float(v) for v in d["weights"]),
                        float(d["bias"]), float(d["threshold"]), str(d.get("fitted_on", "")))
+        except PatientHeadError:
+            raise
         except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, PatientHeadError):
-                raise
             raise PatientHeadError(f"invalid patient head: {exc}") from exc

@@ -16,6 +16,7 @@ matters more than whether the network saw them.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from app import stats
+from app.inference.config import ModelConfig
 from app.inference.patient_head import PatientHead, feature_names, patient_features
 from app.training.evaluate import ScoredCohort
 from app.training.ladder import Logistic
@@ -31,6 +33,12 @@ from app.training.threshold import ThresholdChoice, best_balanced
 
 class HeadFitError(ValueError):
     """The cohort cannot give a patient head (no lesion-head outputs, one class only, ...)."""
+
+
+def network_only(config: ModelConfig) -> ModelConfig:
+    """``config`` without a patient head: how a cohort is scored to fit (or choose) one — the
+    network's own outputs, whatever head the file already has."""
+    return dataclasses.replace(config, aggregation="lesion_weighted", patient_head=None)
 
 
 def cohort_features(scored: ScoredCohort) -> np.ndarray:
@@ -107,5 +115,4 @@ def fit_patient_head(fit: ScoredCohort, fit_name: str, *, features: Sequence[str
         choice = best_balanced(y_cal, lambda t: (probs > t).astype(np.int64), where)
     except ValueError as exc:
         raise HeadFitError(f"{where}: {exc}") from exc
-    head = PatientHead(chosen, head.mean, head.scale, head.weights, head.bias, choice.threshold, head.fitted_on)
-    return HeadFit(head, int(y.size), stats.auc(y, oof), cal_auc, choice)
+    return HeadFit(dataclasses.replace(head, threshold=choice.threshold), int(y.size), stats.auc(y, oof), cal_auc, choice)
