@@ -63,6 +63,9 @@ def test_evaluate_scored_levels_and_report(tmp_path: Path) -> None:
     text = format_report(rep)
     assert "patient-level (n = 40" in text and "DeLong test vs second model" in text
     assert "Bayes-optimal AUC" in text
+    # the rule in the report is the one the result panel names (one table, app.inference.config)
+    assert rep.patient.note.startswith("score = mean over the slices; call = majority vote")
+    assert "(probability > 0.5)" in rep.patient.note and rep.patient.note in text
     paths = write_report(rep, tmp_path / "out", evaluate_scored(other, n_boot=50))
     doc = json.loads(paths["json"].read_text())
     assert doc["patient_level"]["auc_delong"]["auc"] == pytest.approx(rep.patient.auc.auc)

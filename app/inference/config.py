@@ -45,6 +45,42 @@ CROP_POLICIES: tuple[str, ...] = ("none", "body", "fov")
 #: lesion-minus-liver intensity of each phase measured under the masks, feed the same
 #: attention and FC layers (docs/learning.md says why).
 HEADS: tuple[str, ...] = ("paper", "lesion")
+
+
+@dataclass(frozen=True)
+class AggregationRule:
+    """One aggregation rule in the words of each reader, kept in one table so that the result
+    panel, the case report, the model dialog and the evaluation report say the same thing.
+
+    ``probability``: how the patient's probability is made (after "Probability of response");
+    ``call``: how the call is made, ``{t}`` standing for the threshold; ``summary``: the model
+    dialog's "patient result by …"; ``trainable``: whether ``train`` can train towards it.
+    """
+
+    name: str
+    probability: str
+    call: str
+    summary: str
+    trainable: bool = True
+
+    def call_text(self, threshold: float) -> str:
+        return self.call.format(t=f"{threshold:g}")
+
+
+AGGREGATION_RULES: dict[str, AggregationRule] = {rule.name: rule for rule in (
+    AggregationRule(
+        "vote", "mean over the slices",
+        "majority vote of slice calls (probability > {t}), a tie decided by the mean probability",
+        "majority vote of the slices"),
+    AggregationRule(
+        "lesion_weighted", "slices weighted by the tumour area seen",
+        "majority of the slices showing tumour (probability > {t}), a tie decided by the score",
+        "vote of the slices showing tumour"),
+    AggregationRule(
+        "patient_head", "patient-level model on the tumour's measures",
+        "the patient-level model's probability > {t}",
+        "patient head (logistic regression on the tumour's measures)", trainable=False),
+)}
 #: How slice results become the patient's. ``vote``: the paper's majority vote over all liver
 #: slices. ``lesion_weighted``: only slices in which the model sees a lesion vote, and the
 #: patient's probability is the mean over slices weighted by the lesion area seen (slices
@@ -53,9 +89,9 @@ HEADS: tuple[str, ...] = ("paper", "lesion")
 #: Grad-CAM show), but the patient's probability and call come from a logistic regression on
 #: measures of the tumour pooled over the slices (:mod:`app.inference.patient_head`), fitted
 #: after training by ``hcc-response fit-patient-head`` and stored in ``patient_head``.
-AGGREGATIONS: tuple[str, ...] = ("vote", "lesion_weighted", "patient_head")
+AGGREGATIONS: tuple[str, ...] = tuple(AGGREGATION_RULES)
 #: Aggregations ``train`` can train towards (``patient_head`` is fitted after training).
-TRAIN_AGGREGATIONS: tuple[str, ...] = ("vote", "lesion_weighted")
+TRAIN_AGGREGATIONS: tuple[str, ...] = tuple(n for n, r in AGGREGATION_RULES.items() if r.trainable)
 #: Classes of the lesion head's segmentation, in channel order.
 SEG_CLASSES: tuple[str, ...] = ("other", "liver", "lesion", "necrosis")
 

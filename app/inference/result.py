@@ -15,16 +15,10 @@ from typing import Any
 import numpy as np
 
 from app import __version__
-from app.inference.config import CLASSES
+from app.inference.config import AGGREGATION_RULES, CLASSES
 from app.inference.patient_head import PatientHead, patient_features
 
 NON_RESPONDER, RESPONDER = CLASSES
-#: How the patient's probability was made, per aggregation rule (:func:`aggregate`).
-DECIDED_BY_WORDS = {
-    "vote": "mean over the slices",
-    "lesion_weighted": "slices weighted by the tumour area seen",
-    "patient_head": "patient-level model on the tumour's measures",
-}
 TIE_RULE = ("tied vote: decided by the mean responder probability over all slices "
             "(responder only when > 0.5)")
 
@@ -118,7 +112,8 @@ class PredictionResult:
     def probability_text(self) -> str:
         """``"Probability of response 0.62 (mean over the slices)"``: the score and how it was
         made, in the words of the result panel and the case report."""
-        how = DECIDED_BY_WORDS.get(self.decided_by, "")
+        rule = AGGREGATION_RULES.get(self.decided_by)
+        how = rule.probability if rule is not None else ""
         return f"Probability of response {self.mean_probability:.2f}" + (f" ({how})" if how else "")
 
     @property

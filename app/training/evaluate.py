@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from app import stats
-from app.inference.config import ModelConfig
+from app.inference.config import AGGREGATION_RULES, ModelConfig
 from app.inference.patient_head import PatientHead, n_measures
 from app.progress import NULL_PROGRESS, Progress
 from app.training.cam_metrics import CamMassReport, format_cam_mass
@@ -176,18 +176,13 @@ class EvaluationReport:
 
 def _patient_rule(scored: ScoredCohort) -> str:
     """How the patient score and call were made, in words, as predict() makes them."""
-    t = f"{scored.threshold:g}"
-    if scored.aggregation == "patient_head" and scored.patient_head is not None:
-        head = scored.patient_head
-        return (f"score = the patient head's probability (logistic regression on "
-                f"{', '.join(head.features)}); call = probability > {head.threshold:g}, as "
-                "predict() does")
-    if scored.aggregation == "lesion_weighted":
-        return (f"score = slice probabilities weighted by the tumour area the model sees; call = "
-                f"majority of the slices showing tumour (probability > {t}), a tie decided by "
-                "the score, as predict() does")
-    return (f"score = mean slice probability; call = majority vote of slice calls (probability "
-            f"> {t}), a tie decided by the mean probability, as predict() does")
+    rule = AGGREGATION_RULES[scored.aggregation]
+    threshold, inputs = scored.threshold, ""
+    if scored.patient_head is not None:
+        threshold = scored.patient_head.threshold
+        inputs = f" (logistic regression on {', '.join(scored.patient_head.features)})"
+    return (f"score = {rule.probability}{inputs}; call = {rule.call_text(threshold)}, as "
+            "predict() does")
 
 
 def evaluate_scored(scored: ScoredCohort, *, n_boot: int = 1000, seed: int = 0,

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, TypeAlias
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app import INTENDED_USE, PHASES, __version__
+from app.inference.config import AGGREGATION_RULES
 from app.ui.plain import plain_label
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; app.inference.weights imports torch
@@ -192,10 +193,9 @@ def _architecture_text(arch: object) -> str:
         parts.append(f"window W{window[0]:g}/L{window[1]:g}")
     if arch.get("head") == "lesion":
         parts.append("lesion head")
-    decided = {"vote": "majority vote of the slices", "lesion_weighted": "vote of the slices showing tumour",
-               "patient_head": "patient head (logistic regression on the tumour's measures)"}
-    if arch.get("aggregation") in decided:
-        parts.append(f"patient result by {decided[str(arch['aggregation'])]}")
+    rule = AGGREGATION_RULES.get(str(arch.get("aggregation")))
+    if rule is not None:
+        parts.append(f"patient result by {rule.summary}")
     return ", ".join(parts)
 
 
