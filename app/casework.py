@@ -73,6 +73,7 @@ def prediction_record(
         total_votes=int(result.total_votes),
         tie=bool(result.tie),
         tie_rule=result.tie_rule if result.tie else "",
+        decided_by=result.decided_by,
         slice_results=[
             {
                 "z_ref": float(s.z_ref),
@@ -111,4 +112,5 @@ def result_from_record(record: PredictionRecord, case_id: int) -> PredictionResu
         model_name=record.model_name, model_version=record.model_version,
         model_sha256=record.model_sha256, weights_kind=record.weights_kind,
         device=record.device, device_reason="", device_fallback=False, precision="",
-        batch_size=0, warnings=warnings, software_version=record.app_version)
+        batch_size=0, warnings=warnings, software_version=record.app_version,
+        decided_by=record.decided_by)

@@ -121,3 +121,22 @@ def test_action_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["register"])
     assert exc.value.code == 2
+
+
+def test_show_and_export_say_how_the_score_was_made(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from dataclasses import replace
+
+    path = tmp_path / "reg.sqlite"
+    with open_register(path) as reg:
+        old = reg.add_prediction(sample_record(0))
+        new = reg.add_prediction(replace(sample_record(1), decided_by="patient_head"))
+    rc, out, _ = _run(capsys, "--register", str(path), "show", str(new))
+    assert rc == 0 and "(patient-level model on the tumour's measures)" in out
+    rc, out, _ = _run(capsys, "--register", str(path), "show", str(old))
+    assert rc == 0 and "score " in out and "patient-level" not in out and "(mean" not in out
+    csv_path = tmp_path / "cases.csv"
+    assert _run(capsys, "--register", str(path), "export", str(csv_path))[0] == 0
+    with csv_path.open(newline="", encoding="utf-8-sig") as fh:
+        rows = {r["prediction_id"]: r["decided_by"] for r in csv.DictReader(fh)}
+    assert rows == {str(old): "", str(new): "patient_head"}

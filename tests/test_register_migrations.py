@@ -40,7 +40,8 @@ def _make_0001_register(path: Path, n: int) -> None:
     engine = regdb.make_engine(path)
     regdb.migrate(engine, "0001")
     engine.dispose()
-    # The current code writes rows that schema 0001 already accepts (0002 only adds indexes).
+    # The current code writes rows that schema 0001 already accepts (0002 only adds indexes;
+    # 0003's column is left out of a row that has nothing to say in it).
     con = sqlite3.connect(path)
     assert con.execute("SELECT version_num FROM alembic_version").fetchone()[0] == "0001"
     con.close()
@@ -56,7 +57,7 @@ def _make_0001_register(path: Path, n: int) -> None:
 def test_new_register_is_created_at_head(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "dir" / "r.sqlite"
     with open_register(path) as reg:
-        assert reg.schema_revision() == regdb.head_revision() == "0002"
+        assert reg.schema_revision() == regdb.head_revision() == "0003"
         assert reg.upgraded_from is None and reg.backup_path is None
         assert len(reg.meta("pseudonym_key") or "") == 64
     assert _indexes(path) >= {"ix_predictions_created_at", "ix_predictions_model"}
@@ -66,7 +67,7 @@ def test_empty_file_becomes_a_register(tmp_path: Path) -> None:
     path = tmp_path / "r.sqlite"
     path.touch()
     with open_register(path) as reg:
-        assert reg.schema_revision() == "0002"
+        assert reg.schema_revision() == "0003"
 
 
 def test_create_false_refuses_a_missing_file(tmp_path: Path) -> None:
@@ -101,10 +102,11 @@ def test_older_register_is_backed_up_then_upgraded(tmp_path: Path) -> None:
         backup = reg.backup_path
         assert backup is not None and backup.parent == tmp_path
         assert backup.name.startswith("register.bak-0001-") and backup.suffix == ".sqlite"
-        assert reg.schema_revision() == "0002"
+        assert reg.schema_revision() == "0003"
         assert reg.count_cases() == 4
         assert [e.kind for e in reg.events()][-1] == "schema_upgrade"
         assert reg.verify().ok
+        assert {reg.get_prediction(i).record.decided_by for i in range(1, 5)} == {""}
     assert "ix_predictions_created_at" in _indexes(path)
     # the backup is the register as it was: schema 0001, same cases, untouched by the upgrade
     con = sqlite3.connect(backup)
@@ -131,7 +133,7 @@ def test_newer_register_is_refused_and_left_unchanged(tmp_path: Path) -> None:
     con.close()
     before = _digest(path)
     files_before = sorted(p.name for p in tmp_path.iterdir())
-    with pytest.raises(RegisterNewerSchemaError, match=r"newer version .*\(schema 0099\).*up to 0002"):
+    with pytest.raises(RegisterNewerSchemaError, match=r"newer version .*\(schema 0099\).*up to 0003"):
         open_register(path)
     assert _digest(path) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == files_before  # no backup, no WAL left
@@ -187,8 +189,35 @@ def test_two_programs_opening_an_older_register_at_once(tmp_path: Path) -> None:
         t.start()
     for t in threads:
         t.join(timeout=60)
-    assert results == ["0002"] * 3
+    assert results == ["0003"] * 3
     with open_register(path) as reg:
         assert len(reg.events(kind="schema_upgrade")) == 1
         assert reg.verify().ok
     assert not list(tmp_path.glob("*.partial"))
+
+
+def test_rule_of_the_score_is_kept_and_covered_by_the_record_hash(tmp_path: Path) -> None:
+    """Schema 0003: a prediction records how its score was made; records written before the
+    column existed still verify, and changing the column afterwards breaks the record's hash."""
+    from dataclasses import replace
+
+    path = tmp_path / "register.sqlite"
+    _make_0001_register(path, 2)
+    with open_register(path) as reg:
+        new_id = reg.add_prediction(replace(sample_record(7), decided_by="patient_head"))
+        assert reg.get_prediction(new_id).record.decided_by == "patient_head"
+        assert reg.verify().ok
+    con = sqlite3.connect(path)  # a hand edit, bypassing the app's append-only triggers
+    for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type='trigger' "
+                               "AND tbl_name='predictions'").fetchall():
+        con.execute(f"DROP TRIGGER {name}")
+    con.execute("UPDATE predictions SET decided_by = 'vote' WHERE id = 1")
+    con.execute("UPDATE predictions SET decided_by = '' WHERE id = ?", (new_id,))
+    con.commit()
+    con.close()
+    with open_register(path) as reg:
+        report = reg.verify()
+    assert not report.ok
+    assert {"case 1 was altered after it was recorded",
+            f"case {new_id} was altered after it was recorded"} <= set(report.problems)
+    assert "case 2 was altered after it was recorded" not in report.problems

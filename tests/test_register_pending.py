@@ -16,6 +16,7 @@ from fs_faults import fill_disk
 from app import paths
 from app.cli import main
 from app.register import open_register
+from app.register.db import head_revision
 from app.register.pending import pending_entries, record_or_keep, replay
 from app.register.samples import sample_record
 
@@ -97,7 +98,7 @@ def test_kept_record_stays_pending_with_the_new_reason_and_is_never_recorded_twi
     # the register is usable again: recorded once, even if the first replay's removal of the
     # entry was lost (the entry is put back by hand to simulate that crash)
     con = sqlite3.connect(db)
-    con.execute("UPDATE alembic_version SET version_num = '0002'")
+    con.execute("UPDATE alembic_version SET version_num = ?", (head_revision(),))
     con.commit()
     con.close()
     saved_line = paths.pending_records_file().read_text()

@@ -198,8 +198,8 @@ def _show(reg: Any, args: argparse.Namespace) -> int:
         f"sex {r.sex or '?'}",
         f"study       {r.study_uid}  date {r.study_date or '?'}  accession {r.accession or '-'}"
         f"  {r.study_description}",
-        f"prediction  {r.label}  score {r.score:.3f}  votes {r.responder_votes}/{r.total_votes}"
-        + (f"  (tie: {r.tie_rule})" if r.tie else ""),
+        f"prediction  {r.label}  score {r.score:.3f}{_score_rule(r.decided_by)}  votes "
+        f"{r.responder_votes}/{r.total_votes}" + (f"  (tie: {r.tie_rule})" if r.tie else ""),
         f"model       {r.model_name} {r.model_version}  sha256 {r.model_sha256}  "
         f"{r.weights_kind}  on {r.device or '?'}",
         f"software    HCC Response {r.app_version}; run time "
@@ -228,6 +228,15 @@ def _show(reg: Any, args: argparse.Namespace) -> int:
     lines.append(f"slices      {len(r.slice_results)} (per-slice results kept; --json shows them)")
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
+
+
+def _score_rule(decided_by: str) -> str:
+    """`` (patient-level model on the tumour's measures)``: how the score was made, or nothing
+    for a case recorded before the register kept it."""
+    from app.inference.config import AGGREGATION_RULES
+
+    rule = AGGREGATION_RULES.get(decided_by)
+    return f" ({rule.probability})" if rule is not None else ""
 
 
 def _outcome(reg: Any, args: argparse.Namespace) -> int:

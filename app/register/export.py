@@ -35,15 +35,15 @@ PLAIN_COLUMNS: tuple[str, ...] = (
     "prediction_id", "created_at", "patient_id", "patient_name", "birth_date", "sex",
     "study_uid", "study_date", "accession", "study_description", "model_name", "model_version",
     "model_sha256", "weights_kind", "device", "app_version", "os_user", "label", "score",
-    "responder_votes", "total_votes", "tie", "tie_rule", "run_time_s", "warnings", "overrides",
-    "source_folder", "outcome", "outcome_date", "outcome_entered_by", "outcome_corrections",
+    "decided_by", "responder_votes", "total_votes", "tie", "tie_rule", "run_time_s", "warnings",
+    "overrides", "source_folder", "outcome", "outcome_date", "outcome_entered_by", "outcome_corrections",
 )
 
 PSEUDONYMISED_COLUMNS: tuple[str, ...] = (
     "prediction_id", "created_at", "patient_key", "sex", "study_key", "study_date",
     "model_name", "model_version", "model_sha256", "weights_kind", "device", "app_version",
-    "label", "score", "responder_votes", "total_votes", "tie", "tie_rule", "run_time_s",
-    "n_warnings", "outcome", "outcome_date", "outcome_corrections",
+    "label", "score", "decided_by", "responder_votes", "total_votes", "tie", "tie_rule",
+    "run_time_s", "n_warnings", "outcome", "outcome_date", "outcome_corrections",
 )
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -120,7 +120,7 @@ def case_rows(conn: Connection) -> list[dict[str, Any]]:
                    Study.study_date, Study.accession, Study.description,
                    Prediction.model_name, Prediction.model_version, Prediction.model_sha256,
                    Prediction.weights_kind, Prediction.device, Prediction.app_version,
-                   Prediction.os_user, Prediction.label, Prediction.score,
+                   Prediction.os_user, Prediction.label, Prediction.score, Prediction.decided_by,
                    Prediction.responder_votes, Prediction.total_votes, Prediction.tie,
                    Prediction.tie_rule, Prediction.run_time_s, Prediction.warnings,
                    Prediction.overrides, Prediction.source_folder,
@@ -138,7 +138,7 @@ def case_rows(conn: Connection) -> list[dict[str, Any]]:
         "model_version": r.model_version, "model_sha256": r.model_sha256,
         "weights_kind": r.weights_kind, "device": r.device,
         "app_version": r.app_version, "os_user": r.os_user, "label": r.label,
-        "score": r.score, "responder_votes": r.responder_votes,
+        "score": r.score, "decided_by": r.decided_by, "responder_votes": r.responder_votes,
         "total_votes": r.total_votes, "tie": int(bool(r.tie)), "tie_rule": r.tie_rule,
         "run_time_s": r.run_time_s, "warnings": "; ".join(r.warnings),
         "n_warnings": len(r.warnings),

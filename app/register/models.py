@@ -95,6 +95,10 @@ class Prediction(Base):
     total_votes: Mapped[int] = mapped_column(Integer, nullable=False)
     tie: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
     tie_rule: Mapped[str] = mapped_column(String, nullable=False, default="")
+    #: how ``score`` was made (the model's aggregation rule, e.g. ``patient_head``); "" for
+    #: predictions recorded before schema 0003. Server default only, so that the code writes
+    #: rows the older schemas accept when there is nothing to say (see rows.LATER_COLUMNS).
+    decided_by: Mapped[str] = mapped_column(String, nullable=False, server_default="")
     run_time_s: Mapped[float | None] = mapped_column(Float, nullable=True)
     source_folder: Mapped[str] = mapped_column(Text, nullable=False, default="")
     series_uids: Mapped[Any] = mapped_column(JSON, nullable=False)

@@ -191,6 +191,10 @@ class PredictionRecord:
         per-slice probability of response (the score local AUCs are computed from).
     responder_votes, total_votes, tie, tie_rule:
         The vote split of the majority vote and, for a tie, the rule that decided it.
+    decided_by:
+        How ``score`` was made: the model's aggregation rule (``"vote"``, ``"lesion_weighted"``,
+        ``"patient_head"``; see :data:`app.inference.config.AGGREGATION_RULES`), so that a case
+        read back later says what its probability is. Empty when not known.
     series_uids:
         phase → Series Instance UID of the input series.
     liver_range_mm:
@@ -230,6 +234,7 @@ class PredictionRecord:
     device: str = ""
     tie: bool = False
     tie_rule: str = ""
+    decided_by: str = ""
     series_uids: dict[str, str] = field(default_factory=dict)
     liver_range_mm: dict[str, list[float]] = field(default_factory=dict)
     slice_pairs: list[dict[str, Any]] = field(default_factory=list)

@@ -67,10 +67,18 @@ def raw_predictions(conn: Connection, row_id: int | None = None
         yield dict(zip(keys, row, strict=True))
 
 
+#: Columns added to ``predictions`` after the first registers were written, with the value
+#: that rows written before them hold. A record hash covers such a column only where it holds
+#: something else: records hashed before the column existed still verify, and a value set at
+#: insert — or set or cleared afterwards by hand — is covered like any other.
+LATER_COLUMNS: dict[str, Any] = {"decided_by": ""}
+
+
 def content_of(p: dict[str, Any], study: dict[str, Any], patient: dict[str, Any]
                 ) -> dict[str, Any]:
     """What a prediction's record hash covers: its row and slices, its study and patient."""
-    return {"prediction": p, "study": study, "patient": patient}
+    row = {k: v for k, v in p.items() if not (k in LATER_COLUMNS and v == LATER_COLUMNS[k])}
+    return {"prediction": row, "study": study, "patient": patient}
 
 
 def prediction_content(conn: Connection, prediction_id: int) -> dict[str, Any]:
@@ -97,7 +105,7 @@ def record_from_rows(p: Prediction, s: Study, pt: Patient,
         model_version=p.model_version, model_sha256=p.model_sha256,
         weights_kind=p.weights_kind, device=p.device, label=p.label, score=p.score,
         responder_votes=p.responder_votes, total_votes=p.total_votes, tie=bool(p.tie),
-        tie_rule=p.tie_rule, series_uids=p.series_uids, liver_range_mm=p.liver_range_mm,
+        tie_rule=p.tie_rule, decided_by=p.decided_by, series_uids=p.series_uids, liver_range_mm=p.liver_range_mm,
         slice_pairs=sl.slice_pairs if sl else [], slice_results=sl.slice_results if sl else [],
         warnings=p.warnings,
         overrides=p.overrides, run_time_s=p.run_time_s, source_folder=p.source_folder,
@@ -112,7 +120,11 @@ def event_from_row(r: AuditEventRow) -> AuditEvent:
 
 
 def prediction_values(record: PredictionRecord) -> dict[str, Any]:
-    """Validated column values of the ``predictions`` row for ``record`` (no ids)."""
+    """Validated column values of the ``predictions`` row for ``record`` (no ids).
+
+    A column of :data:`LATER_COLUMNS` is left out when it holds its old value, so that a row
+    without it is one every schema since 0001 accepts.
+    """
     score = finite(record.score, "score")
     try:
         r_votes, t_votes = int(record.responder_votes), int(record.total_votes)
@@ -126,7 +138,7 @@ def prediction_values(record: PredictionRecord) -> dict[str, Any]:
     for what in ("model_name", "model_version", "model_sha256"):
         if not str(getattr(record, what) or "").strip():
             raise RegisterInputError(f"a prediction needs its {what.replace('_', ' ')}")
-    return {
+    values = {
         "created_at": timestamp_text(record.created_at),
         "os_user": record.os_user or "",
         "app_version": record.app_version or __version__,
@@ -147,4 +159,7 @@ def prediction_values(record: PredictionRecord) -> dict[str, Any]:
         "liver_range_mm": plain_json(dict(record.liver_range_mm)),
         "warnings": [str(w) for w in record.warnings],
         "overrides": plain_json(dict(record.overrides)),
+        "decided_by": str(record.decided_by or ""),
     }
+    return {k: v for k, v in values.items()
+            if not (k in LATER_COLUMNS and v == LATER_COLUMNS[k])}
