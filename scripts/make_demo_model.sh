@@ -23,7 +23,9 @@
 # Environment: PY (python), WORK (scratch folder, kept for inspection; cohorts already in it
 # are reused), DEVICE (auto|cpu|cuda), RECIPE (cpu|gpu|lesion), WORKERS (0 = one per core), OUT
 # (model file; default the shipped one), EVAL_DIR, TRAIN_COHORTS ("seed:patients ..."), N_TEST,
-# MAX_ITERATIONS (for a quick trial of the script only).
+# MAX_ITERATIONS (the training budget in iterations; MINUTES caps it in time), RESUME (a
+# checkpoint of an interrupted or shorter run in WORK to continue from, e.g.
+# "$WORK/demo-model-lesion.ckpt.safetensors"; training goes on from where it stopped).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -64,7 +66,7 @@ case "$RECIPE" in
   *) echo "RECIPE must be cpu, gpu or lesion, not $RECIPE" >&2; exit 2 ;;
 esac
 TRAIN_COHORTS=${TRAIN_COHORTS:-$COHORTS}
-ITERATIONS=${MAX_ITERATIONS:-$ITERATIONS}  # overridable for a quick trial of the script
+ITERATIONS=${MAX_ITERATIONS:-$ITERATIONS}  # overridable: a CPU budget, or a quick trial
 echo "scratch folder: $WORK (recipe $RECIPE)" >&2
 
 # A cohort already generated in WORK with the same seed, size and matrix is reused (the output
@@ -148,7 +150,7 @@ NOTES="$DISCLAIMER $RECIPE_NOTE Produced by scripts/make_demo_model.sh."
   --early-stop-on auc --patience "$PATIENCE" --seed 0 --device "$DEVICE" \
   --workers "$WORKERS" --half --name hcc-response-demo --model-version "$VERSION" \
   --weights-kind synthetic --test "$TEST_DIR/labels.csv" --cache-dir "$WORK/cache" \
-  --notes "$NOTES" --checkpoint "$WORK/demo-model-$RECIPE.ckpt"
+  --notes "$NOTES" --checkpoint "$WORK/demo-model-$RECIPE.ckpt" ${RESUME:+--resume "$RESUME"}
 
 if [[ $RECIPE == lesion ]]; then
   (cd "$(dirname "$NET_OUT")" && sha256sum "$(basename "$NET_OUT")" > "$(basename "$NET_OUT").sha256")
