@@ -233,10 +233,10 @@ def _show(reg: Any, args: argparse.Namespace) -> int:
 def _score_rule(decided_by: str) -> str:
     """`` (patient-level model on the tumour's measures)``: how the score was made, or nothing
     for a case recorded before the register kept it."""
-    from app.inference.config import AGGREGATION_RULES
+    from app.inference.config import probability_words
 
-    rule = AGGREGATION_RULES.get(decided_by)
-    return f" ({rule.probability})" if rule is not None else ""
+    how = probability_words(decided_by)
+    return f" ({how})" if how else ""
 
 
 def _outcome(reg: Any, args: argparse.Namespace) -> int:

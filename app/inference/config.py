@@ -90,6 +90,15 @@ AGGREGATION_RULES: dict[str, AggregationRule] = {rule.name: rule for rule in (
 #: measures of the tumour pooled over the slices (:mod:`app.inference.patient_head`), fitted
 #: after training by ``hcc-response fit-patient-head`` and stored in ``patient_head``.
 AGGREGATIONS: tuple[str, ...] = tuple(AGGREGATION_RULES)
+
+
+def probability_words(decided_by: str) -> str:
+    """How a patient's probability was made, in words (``"mean over the slices"``), or ``""``
+    for a rule this version does not know or a case recorded without one."""
+    rule = AGGREGATION_RULES.get(decided_by)
+    return rule.probability if rule is not None else ""
+
+
 #: Aggregations ``train`` can train towards (``patient_head`` is fitted after training).
 TRAIN_AGGREGATIONS: tuple[str, ...] = tuple(n for n, r in AGGREGATION_RULES.items() if r.trainable)
 #: Classes of the lesion head's segmentation, in channel order.

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from app import __version__
-from app.inference.config import AGGREGATION_RULES, CLASSES
+from app.inference.config import CLASSES, probability_words
 from app.inference.patient_head import PatientHead, patient_features
 
 NON_RESPONDER, RESPONDER = CLASSES
@@ -112,8 +112,7 @@ class PredictionResult:
     def probability_text(self) -> str:
         """``"Probability of response 0.62 (mean over the slices)"``: the score and how it was
         made, in the words of the result panel and the case report."""
-        rule = AGGREGATION_RULES.get(self.decided_by)
-        how = rule.probability if rule is not None else ""
+        how = probability_words(self.decided_by)
         return f"Probability of response {self.mean_probability:.2f}" + (f" ({how})" if how else "")
 
     @property

@@ -36,7 +36,8 @@ PLAIN_COLUMNS: tuple[str, ...] = (
     "study_uid", "study_date", "accession", "study_description", "model_name", "model_version",
     "model_sha256", "weights_kind", "device", "app_version", "os_user", "label", "score",
     "decided_by", "responder_votes", "total_votes", "tie", "tie_rule", "run_time_s", "warnings",
-    "overrides", "source_folder", "outcome", "outcome_date", "outcome_entered_by", "outcome_corrections",
+    "overrides", "source_folder", "outcome", "outcome_date", "outcome_entered_by",
+    "outcome_corrections",
 )
 
 PSEUDONYMISED_COLUMNS: tuple[str, ...] = (

@@ -74,11 +74,15 @@ def raw_predictions(conn: Connection, row_id: int | None = None
 LATER_COLUMNS: dict[str, Any] = {"decided_by": ""}
 
 
+def _without_unset_later_columns(row: dict[str, Any]) -> dict[str, Any]:
+    """``row`` less the :data:`LATER_COLUMNS` that hold the value of the rows written before."""
+    return {k: v for k, v in row.items() if not (k in LATER_COLUMNS and v == LATER_COLUMNS[k])}
+
+
 def content_of(p: dict[str, Any], study: dict[str, Any], patient: dict[str, Any]
                 ) -> dict[str, Any]:
     """What a prediction's record hash covers: its row and slices, its study and patient."""
-    row = {k: v for k, v in p.items() if not (k in LATER_COLUMNS and v == LATER_COLUMNS[k])}
-    return {"prediction": row, "study": study, "patient": patient}
+    return {"prediction": _without_unset_later_columns(p), "study": study, "patient": patient}
 
 
 def prediction_content(conn: Connection, prediction_id: int) -> dict[str, Any]:
@@ -105,7 +109,8 @@ def record_from_rows(p: Prediction, s: Study, pt: Patient,
         model_version=p.model_version, model_sha256=p.model_sha256,
         weights_kind=p.weights_kind, device=p.device, label=p.label, score=p.score,
         responder_votes=p.responder_votes, total_votes=p.total_votes, tie=bool(p.tie),
-        tie_rule=p.tie_rule, decided_by=p.decided_by, series_uids=p.series_uids, liver_range_mm=p.liver_range_mm,
+        tie_rule=p.tie_rule, decided_by=p.decided_by, series_uids=p.series_uids,
+        liver_range_mm=p.liver_range_mm,
         slice_pairs=sl.slice_pairs if sl else [], slice_results=sl.slice_results if sl else [],
         warnings=p.warnings,
         overrides=p.overrides, run_time_s=p.run_time_s, source_folder=p.source_folder,
@@ -138,7 +143,7 @@ def prediction_values(record: PredictionRecord) -> dict[str, Any]:
     for what in ("model_name", "model_version", "model_sha256"):
         if not str(getattr(record, what) or "").strip():
             raise RegisterInputError(f"a prediction needs its {what.replace('_', ' ')}")
-    values = {
+    return _without_unset_later_columns({
         "created_at": timestamp_text(record.created_at),
         "os_user": record.os_user or "",
         "app_version": record.app_version or __version__,
@@ -160,6 +165,4 @@ def prediction_values(record: PredictionRecord) -> dict[str, Any]:
         "warnings": [str(w) for w in record.warnings],
         "overrides": plain_json(dict(record.overrides)),
         "decided_by": str(record.decided_by or ""),
-    }
-    return {k: v for k, v in values.items()
-            if not (k in LATER_COLUMNS and v == LATER_COLUMNS[k])}
+    })
