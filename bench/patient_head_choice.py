@@ -11,6 +11,10 @@ regression (:mod:`app.training.patient_head_fit`, L2 by 5-fold CV) and prints:
 * ``CV in CAL``: out-of-fold AUC of a regression fitted within CAL only (fewer patients, but
   none the network trained on).
 
+When both cohorts carry the generator's ``p_true``, the same rows follow with the regression
+fitted towards it instead of the 0/1 label (``fit-patient-head --soft-target-column p_true``);
+the AUCs are always against the labels.
+
 For demo model 2026.3 (FIT = its 600 training patients of seed 101, CAL = 300 fresh patients of
 seed 104): docs/learning.md, "The patient head". The test cohort (seed 202) is never read here.
 """
@@ -70,27 +74,40 @@ def main() -> int:
               f"in {time.perf_counter() - t:.0f} s", file=sys.stderr)
         return out, prepared
 
-    (fit, _), (cal, cal_prepared) = scored(args.fit), scored(args.cal)
+    (fit, fit_prepared), (cal, cal_prepared) = scored(args.fit), scored(args.cal)
     names = feature_names(config.phases)
     x_fit, x_cal = cohort_features(fit), cohort_features(cal)
     y_fit, y_cal = fit.patient_labels.astype(np.int64), cal.patient_labels.astype(np.int64)
     print(f"model {path.name}; FIT {args.fit.parent.name}/{args.fit.name} ({y_fit.size} patients), "
           f"CAL {args.cal.parent.name}/{args.cal.name} "
           f"({y_cal.size} patients)\n")
-    print("| features | n | FIT → CAL AUC (95 % CI) | CV in CAL (OOF AUC) |")
-    print("| --- | --- | --- | --- |")
-    for label, feats in candidate_sets(config.phases).items():
-        cols = [names.index(f) for f in feats]
-        reg = Logistic.fit_cv(x_fit[:, cols], y_fit)
-        r = stats.delong_ci(y_cal, reg.decision(x_cal[:, cols]))
-        inner = Logistic.fit_cv(x_cal[:, cols], y_cal)
-        oof = Logistic.out_of_fold(x_cal[:, cols], y_cal, inner.l2)
-        print(f"| {label} | {len(cols)} | {r.auc:.3f} ({r.ci_low:.3f}–{r.ci_high:.3f}) | "
-              f"{stats.auc(y_cal, oof):.3f} |")
-    p_true = [e.extra.get("p_true") for e in cal_prepared.entries]
-    if all(p not in (None, "") for p in p_true):
-        print(f"\nCAL Bayes-optimal AUC {stats.auc(y_cal, np.array([float(p) for p in p_true])):.3f}")
+    p_fit, p_cal = p_true(fit_prepared), p_true(cal_prepared)
+    targets = {"0/1 label": (None, None)}
+    if p_fit is not None and p_cal is not None:
+        targets["p_true"] = (p_fit, p_cal)
+    print("| features | fitted towards | n | FIT → CAL AUC (95 % CI) | CV in CAL (OOF AUC) |")
+    print("| --- | --- | --- | --- | --- |")
+    for towards, (t_fit, t_cal) in targets.items():
+        for label, feats in candidate_sets(config.phases).items():
+            cols = [names.index(f) for f in feats]
+            reg = Logistic.fit_cv(x_fit[:, cols], y_fit, target=t_fit)
+            r = stats.delong_ci(y_cal, reg.decision(x_cal[:, cols]))
+            inner = Logistic.fit_cv(x_cal[:, cols], y_cal, target=t_cal)
+            oof = Logistic.out_of_fold(x_cal[:, cols], y_cal, inner.l2, target=t_cal)
+            print(f"| {label} | {towards} | {len(cols)} | {r.auc:.3f} ({r.ci_low:.3f}–{r.ci_high:.3f}) | "
+                  f"{stats.auc(y_cal, oof):.3f} |")
+    if p_cal is not None:
+        print(f"\nCAL Bayes-optimal AUC {stats.auc(y_cal, p_cal):.3f}")
     return 0
+
+
+def p_true(prepared: PreparedCohort) -> np.ndarray | None:
+    """The generator's true probabilities of a synthetic cohort, in the scored patients' order
+    (None when the CSV has no ``p_true``)."""
+    values = [e.extra.get("p_true") for e in prepared.entries]
+    if any(v in (None, "") for v in values):
+        return None
+    return np.array([float(v) for v in values], dtype=np.float64)
 
 
 if __name__ == "__main__":

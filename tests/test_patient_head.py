@@ -165,6 +165,15 @@ def test_fit_finds_the_signal_and_chooses_its_threshold_off_the_fitting_patients
     assert "calibration cohort cal.csv (80 patients)" in result.threshold.chosen_on
     assert min(result.threshold.sensitivity, result.threshold.specificity) > 0.7
     assert result.head.threshold == result.threshold.threshold and result.head.features == feature_names(PHASES)
+    assert result.fitted_towards == "0/1 labels"
+    # towards a per-patient probability (a synthetic cohort's p_true): said in the fit and its card
+    towards_p = fit_patient_head(fit, "fit.csv", calibration=cal, calibration_name="cal.csv",
+                                 soft_targets=np.where(fit.patient_labels == 1, 0.8, 0.2),
+                                 soft_target_name="p_true")
+    assert towards_p.fitted_towards == "p_true" and towards_p.as_dict()["fitted_towards"] == "p_true"
+    assert "towards p_true" in towards_p.summary() and towards_p.calibration_auc > 0.85
+    with pytest.raises(HeadFitError, match="fit.csv: p_true: fit target must hold 120 probabilities"):
+        fit_patient_head(fit, "fit.csv", soft_targets=np.full(120, 1.5), soft_target_name="p_true")
     oof = fit_patient_head(fit, "fit.csv", features=["contrast_arterial"])
     assert oof.head.features == ("contrast_arterial",) and "out-of-fold" in oof.threshold.chosen_on
     with pytest.raises(HeadFitError, match="unknown patient feature"):
@@ -234,6 +243,24 @@ def test_fit_patient_head_cli_writes_a_model_that_predicts_with_its_head(
     result = res["prediction"]
     assert result["decided_by"] == "patient_head"
     assert result["label"] in (RESPONDER, NON_RESPONDER)
+
+
+def test_fit_patient_head_cli_soft_targets(lesion_cohort: tuple[Path, Path], tmp_path: Path,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from app.cli import main
+
+    cohort, model = lesion_cohort
+    common = ["fit-patient-head", str(cohort / "labels.csv"), "--model", str(model),
+              "--cache-dir", str(tmp_path / "cache"), "--workers", "1"]
+    out = tmp_path / "soft.safetensors"
+    assert main([*common, "--out", str(out), "--soft-target-column", "p_true", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["fitted_towards"] == "p_true"
+    # a column the CSV lacks: a plain error naming it, and no file
+    missing = tmp_path / "none.safetensors"
+    assert main([*common, "--out", str(missing), "--soft-target-column", "p_model"]) == 2
+    err = capsys.readouterr().err
+    assert "labels.csv" in err and "'p_model' is missing" in err and "Traceback" not in err
+    assert not missing.exists()
 
 
 def test_fit_patient_head_refuses_a_paper_head_model(tmp_path: Path, lesion_cohort: tuple[Path, Path],

@@ -27,6 +27,10 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                              "probabilities of FIT)")
     parser.add_argument("--test", type=Path, default=None, metavar="TEST.csv",
                         help="held-out cohort: its figures go into the model card")
+    parser.add_argument("--soft-target-column", default=None, metavar="COLUMN",
+                        help="fit the regression towards this probability column of FIT.csv "
+                             "instead of the 0/1 label (synthetic cohorts: p_true); the threshold "
+                             "and every AUC still use the label")
     parser.add_argument("--features", default=None,
                         help="comma-separated patient features (default: all; see "
                              "app/inference/patient_head.py)")
@@ -41,6 +45,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
+    from typing import Any
+
+    import numpy as np
 
     from app.commands._common import TerminalProgress, print_json, say
     from app.commands.train import evaluate_on, format_test_line, score_cohort
@@ -52,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         save_model,
         write_sha256_file,
     )
+    from app.training.cohort import CohortError, attach_soft_targets
     from app.training.evaluate import ScoredCohort
     from app.training.patient_head_fit import HeadFitError, fit_patient_head, network_only
 
@@ -67,18 +75,27 @@ def run(args: argparse.Namespace) -> int:
     base = network_only(config)
     loaded.model.config = base
 
-    def scored(csv: Path) -> ScoredCohort:
+    def scored(csv: Path) -> tuple[ScoredCohort, Any]:
         return score_cohort(csv, loaded.model, base, args.cache_dir, args.device, workers=args.workers,
-                            progress=TerminalProgress(f"scoring {csv.parent.name or csv.name}"))[0]
+                            progress=TerminalProgress(f"scoring {csv.parent.name or csv.name}"))
 
     def named(csv: Path) -> str:  # cohort CSVs are usually all called labels.csv
         return f"{csv.parent.name}/{csv.name}" if csv.parent.name else csv.name
 
     features = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else None
+    fit_scored, fit_prepared = scored(args.cohort)
+    soft = None
+    if args.soft_target_column is not None:
+        try:
+            attach_soft_targets(fit_prepared, args.soft_target_column)
+        except CohortError as exc:
+            raise InputError(f"{named(args.cohort)}: {exc}") from exc
+        soft = np.array([st.target for st in fit_prepared.studies], dtype=np.float64)
     try:
-        fit = fit_patient_head(scored(args.cohort), named(args.cohort), features=features,
-                               calibration=scored(args.calibration) if args.calibration else None,
-                               calibration_name=named(args.calibration) if args.calibration else "")
+        fit = fit_patient_head(fit_scored, named(args.cohort), features=features,
+                               calibration=scored(args.calibration)[0] if args.calibration else None,
+                               calibration_name=named(args.calibration) if args.calibration else "",
+                               soft_targets=soft, soft_target_name=str(args.soft_target_column))
     except HeadFitError as exc:
         raise InputError(str(exc)) from exc
     say(fit.summary(), err=args.json)

@@ -296,10 +296,16 @@ class Logistic:
 
     @classmethod
     def fit_cv(cls, x: np.ndarray, y: np.ndarray, grid: Sequence[float] = (1e-3, 1e-2, 1e-1, 1.0),
-               folds: int = 5, seed: int = 0) -> Logistic:
+               folds: int = 5, seed: int = 0, target: np.ndarray | None = None) -> Logistic:
         """Fit with the penalty of ``grid`` that gives the best mean AUC in stratified k-fold
-        cross-validation on ``x, y`` (the training cohort; the test cohort is never looked at)."""
+        cross-validation on ``x, y`` (the training cohort; the test cohort is never looked at).
+
+        ``target``: what the regression is fitted towards, when not the 0/1 labels ``y`` — a
+        probability per case (a synthetic cohort's ``p_true``: the log-loss against it has the
+        same optimum with far less label noise). Folds and AUCs always use ``y``.
+        """
         y = np.asarray(y, dtype=np.int64)
+        t = _fit_target(y, target)
         fold = stratified_folds(y, folds, seed)
         best, best_auc = grid[0], -1.0
         for l2 in grid:
@@ -308,26 +314,39 @@ class Logistic:
                 tr, va = fold != k, fold == k
                 if len(set(y[va].tolist())) < 2 or len(set(y[tr].tolist())) < 2:
                     continue
-                m = cls.fit(x[tr], y[tr], l2)
+                m = cls.fit(x[tr], t[tr], l2)
                 aucs.append(stats.auc(y[va], m.decision(x[va])))
             score = float(np.mean(aucs)) if aucs else -1.0
             if score > best_auc:
                 best, best_auc = l2, score
-        return cls.fit(x, y, best)
+        return cls.fit(x, t, best)
 
     @classmethod
-    def out_of_fold(cls, x: np.ndarray, y: np.ndarray, l2: float, folds: int = 5, seed: int = 0
-                    ) -> np.ndarray:
-        """Each case's probability from a model fitted (penalty ``l2``) without its fold: what
-        a threshold or an AUC can honestly be judged on when no other cohort is at hand. (The
-        penalty itself was chosen by CV on all cases, a small optimism.)"""
+    def out_of_fold(cls, x: np.ndarray, y: np.ndarray, l2: float, folds: int = 5, seed: int = 0,
+                    target: np.ndarray | None = None) -> np.ndarray:
+        """Each case's probability from a model fitted (penalty ``l2``, towards ``target`` as in
+        :meth:`fit_cv`) without its fold: what a threshold or an AUC can honestly be judged on
+        when no other cohort is at hand. (The penalty itself was chosen by CV on all cases, a
+        small optimism.)"""
         y = np.asarray(y, dtype=np.int64)
+        t = _fit_target(y, target)
         fold = stratified_folds(y, folds, seed)
         out = np.empty(y.size, dtype=np.float64)
         for k in range(folds):
             tr = fold != k
-            out[~tr] = cls.fit(x[tr], y[tr], l2).predict_proba(x[~tr])
+            out[~tr] = cls.fit(x[tr], t[tr], l2).predict_proba(x[~tr])
         return out
+
+
+def _fit_target(y: np.ndarray, target: np.ndarray | None) -> np.ndarray:
+    """The values a :class:`Logistic` is fitted towards: ``target`` (probabilities in [0, 1], one
+    per label) or the labels themselves."""
+    if target is None:
+        return y.astype(np.float64)
+    t = np.asarray(target, dtype=np.float64)
+    if t.shape != y.shape or not np.all(np.isfinite(t)) or t.min() < 0.0 or t.max() > 1.0:
+        raise ValueError(f"fit target must hold {y.size} probabilities in [0, 1]")
+    return t
 
 
 def stratified_folds(y: np.ndarray, folds: int, seed: int) -> np.ndarray:

@@ -66,9 +66,11 @@ class HeadFit:
     fit_auc_out_of_fold: float
     calibration_auc: float | None
     threshold: ThresholdChoice
+    fitted_towards: str = "0/1 labels"
 
     def as_dict(self) -> dict[str, Any]:
         return {"head": self.head.to_dict(), "fit_patients": self.fit_patients,
+                "fitted_towards": self.fitted_towards,
                 "fit_auc_out_of_fold": self.fit_auc_out_of_fold,
                 "calibration_auc": self.calibration_auc, "threshold": self.threshold.as_dict()}
 
@@ -76,18 +78,22 @@ class HeadFit:
         cal = (f"; calibration AUC {self.calibration_auc:.3f}" if self.calibration_auc is not None else "")
         t = self.threshold
         return (f"patient head on {len(self.head.features)} features fitted on {self.fit_patients} "
-                f"patients (out-of-fold AUC {self.fit_auc_out_of_fold:.3f}{cal}); threshold "
+                f"patients towards {self.fitted_towards} (out-of-fold AUC {self.fit_auc_out_of_fold:.3f}{cal}); threshold "
                 f"{t.threshold:g}: sensitivity {t.sensitivity:.3f}, specificity {t.specificity:.3f} "
                 f"on {t.chosen_on}")
 
 
 def fit_patient_head(fit: ScoredCohort, fit_name: str, *, features: Sequence[str] | None = None,
                      calibration: ScoredCohort | None = None, calibration_name: str = "",
-                     seed: int = 0) -> HeadFit:
+                     seed: int = 0, soft_targets: np.ndarray | None = None,
+                     soft_target_name: str = "soft targets") -> HeadFit:
     """Fit the regression on ``fit`` and choose its threshold (see the module docstring).
 
     ``features`` is a subset of :func:`~app.inference.patient_head.feature_names` (default:
-    all of them).
+    all of them). ``soft_targets``: one probability per patient of ``fit`` that the regression
+    is fitted towards instead of the 0/1 label (``soft_target_name``, e.g. a synthetic
+    cohort's ``p_true``, as ``train --soft-target-column``); AUCs and the threshold still use
+    the labels.
     """
     names = feature_names(fit.phases)
     chosen = tuple(features) if features else names
@@ -99,8 +105,11 @@ def fit_patient_head(fit: ScoredCohort, fit_name: str, *, features: Sequence[str
     if y.min() == y.max():
         raise HeadFitError(f"{fit_name} has patients of one class only: no patient head can be fitted")
     x = cohort_features(fit)[:, cols]
-    reg = Logistic.fit_cv(x, y, seed=seed)
-    oof = Logistic.out_of_fold(x, y, reg.l2, seed=seed)
+    try:
+        reg = Logistic.fit_cv(x, y, seed=seed, target=soft_targets)
+    except ValueError as exc:
+        raise HeadFitError(f"{fit_name}: {soft_target_name}: {exc}") from exc
+    oof = Logistic.out_of_fold(x, y, reg.l2, seed=seed, target=soft_targets)
     head = PatientHead(chosen, tuple(reg.mean), tuple(reg.scale), tuple(reg.weights), reg.bias, 0.5,
                        f"{fit_name} ({y.size} patients)")
     if calibration is not None:
@@ -115,4 +124,6 @@ def fit_patient_head(fit: ScoredCohort, fit_name: str, *, features: Sequence[str
         choice = best_balanced(y_cal, lambda t: (probs > t).astype(np.int64), where)
     except ValueError as exc:
         raise HeadFitError(f"{where}: {exc}") from exc
-    return HeadFit(dataclasses.replace(head, threshold=choice.threshold), int(y.size), stats.auc(y, oof), cal_auc, choice)
+    towards = "0/1 labels" if soft_targets is None else soft_target_name
+    return HeadFit(dataclasses.replace(head, threshold=choice.threshold), int(y.size), stats.auc(y, oof),
+                   cal_auc, choice, towards)
