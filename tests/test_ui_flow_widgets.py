@@ -115,6 +115,19 @@ def _column(tab: RegisterTab, header: str) -> list[str]:
     return [m.data(m.index(r, col)) for r in range(m.rowCount())]
 
 
+def test_register_tab_says_which_rule_made_each_score(qtbot, register) -> None:
+    # a vote fraction and a patient head's probability are not one scale: the table says which
+    register.add_prediction(fx.prediction_record("P-DELTA", score=0.31, decided_by="patient_head"))
+    register.add_prediction(fx.prediction_record("P-EPS", score=0.6, decided_by="vote"))
+    tab = RegisterTab(register)
+    qtbot.addWidget(tab)
+    settle(qtbot, tab)
+    shown = dict(zip(_column(tab, "Patient ID"), _column(tab, "Score from"), strict=True))
+    # the three fixture cases were recorded without a rule (as before schema 0003): "—", no guess
+    assert shown == {"P-ALPHA": "—", "P-BETA": "—", "P-GAMMA": "—", "P-DELTA": "patient head",
+                     "P-EPS": "all slices"}
+
+
 def test_register_tab_lists_searches_filters_and_sorts(qtbot, register) -> None:
     tab = RegisterTab(register)
     qtbot.addWidget(tab)

@@ -139,7 +139,8 @@ def constructed_study(
     )
 
 
-def prediction_record(patient_id: str, model: str = "demo", label: str = "responder", score: float = 0.7):  # type: ignore[no-untyped-def]
+def prediction_record(patient_id: str, model: str = "demo", label: str = "responder", score: float = 0.7,  # type: ignore[no-untyped-def]
+                      decided_by: str = ""):
     """A register record as the casework adapter would produce it (plain data)."""
     from app.register import PredictionRecord
 
@@ -158,6 +159,7 @@ def prediction_record(patient_id: str, model: str = "demo", label: str = "respon
         total_votes=10,
         slice_results=[{"z_ref": float(i), "probability": score, "label": 1 if label == "responder" else 0} for i in range(10)],
         source_folder="/nonexistent/folder",
+        decided_by=decided_by,
     )
 
 

@@ -54,13 +54,15 @@ class AggregationRule:
 
     ``probability``: how the patient's probability is made (after "Probability of response");
     ``call``: how the call is made, ``{t}`` standing for the threshold; ``summary``: the model
-    dialog's "patient result by …"; ``trainable``: whether ``train`` can train towards it.
+    dialog's "patient result by …"; ``short``: the register table's "Score from" column;
+    ``trainable``: whether ``train`` can train towards it.
     """
 
     name: str
     probability: str
     call: str
     summary: str
+    short: str
     trainable: bool = True
 
     def call_text(self, threshold: float) -> str:
@@ -71,15 +73,16 @@ AGGREGATION_RULES: dict[str, AggregationRule] = {rule.name: rule for rule in (
     AggregationRule(
         "vote", "mean over the slices",
         "majority vote of slice calls (probability > {t}), a tie decided by the mean probability",
-        "majority vote of the slices"),
+        "majority vote of the slices", "all slices"),
     AggregationRule(
         "lesion_weighted", "slices weighted by the tumour area seen",
         "majority of the slices showing tumour (probability > {t}), a tie decided by the score",
-        "vote of the slices showing tumour"),
+        "vote of the slices showing tumour", "tumour slices"),
     AggregationRule(
         "patient_head", "patient-level model on the tumour's measures",
         "the patient-level model's probability > {t}",
-        "patient head (logistic regression on the tumour's measures)", trainable=False),
+        "patient head (logistic regression on the tumour's measures)", "patient head",
+        trainable=False),
 )}
 #: How slice results become the patient's. ``vote``: the paper's majority vote over all liver
 #: slices. ``lesion_weighted``: only slices in which the model sees a lesion vote, and the
@@ -97,6 +100,13 @@ def probability_words(decided_by: str) -> str:
     for a rule this version does not know or a case recorded without one."""
     rule = AGGREGATION_RULES.get(decided_by)
     return rule.probability if rule is not None else ""
+
+
+def score_source(decided_by: str) -> str:
+    """The short name of the rule that made a recorded score (``"patient head"``), or ``""``
+    for a rule this version does not know or a case recorded before the register kept it."""
+    rule = AGGREGATION_RULES.get(decided_by)
+    return rule.short if rule is not None else ""
 
 
 #: Aggregations ``train`` can train towards (``patient_head`` is fitted after training).

@@ -265,6 +265,7 @@ class CaseRow:
     model_version: str
     outcome: str | None
     outcome_date: str | None
+    decided_by: str = ""  # the rule that made the score ("" for cases recorded before 0003)
 
     @property
     def vote_split(self) -> str:

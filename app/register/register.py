@@ -477,7 +477,8 @@ class Register:
             select(Prediction.id, Prediction.created_at, Patient.patient_id,
                    Patient.patient_name, Study.study_date, Prediction.label, Prediction.score,
                    Prediction.responder_votes, Prediction.total_votes, Prediction.model_name,
-                   Prediction.model_version, Outcome.category, Outcome.outcome_date)
+                   Prediction.model_version, Outcome.category, Outcome.outcome_date,
+                   Prediction.decided_by)
             .join(Study, Study.id == Prediction.study_ref)
             .join(Patient, Patient.id == Study.patient_ref)
             .outerjoin(Outcome, Outcome.id == latest)

@@ -28,6 +28,7 @@ from PySide6 import QtCore, QtWidgets
 
 from app.case import records
 from app.case.records import CaseQuery, RegisterView
+from app.inference.config import score_source
 from app.ui import dialogs
 from app.ui.plain import plain_label, plain_tip
 from app.ui.workers import Job, JobManager
@@ -55,6 +56,8 @@ COLUMNS: tuple[tuple[str, Callable[[CaseRow], object], str | None], ...] = (
     ("Study date", lambda r: r.study_date, "study_date"),
     ("Prediction", lambda r: r.label, "label"),
     ("Score", lambda r: r.score, "score"),
+    # a vote fraction and a patient head's probability are different scales: say which it is
+    ("Score from", lambda r: score_source(r.decided_by) or None, None),
     ("Votes", lambda r: r.vote_split, "votes"),
     ("Model", lambda r: f"{r.model_name} {r.model_version}".strip(), "model"),
     ("Outcome", _outcome, "outcome"),
