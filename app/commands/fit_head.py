@@ -45,7 +45,6 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import dataclasses
-    from typing import Any
 
     import numpy as np
 
@@ -59,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         save_model,
         write_sha256_file,
     )
-    from app.training.cohort import CohortError, attach_soft_targets
+    from app.training.cohort import CohortError, PreparedCohort, attach_soft_targets
     from app.training.evaluate import ScoredCohort
     from app.training.patient_head_fit import HeadFitError, fit_patient_head, network_only
 
@@ -75,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     base = network_only(config)
     loaded.model.config = base
 
-    def scored(csv: Path) -> tuple[ScoredCohort, Any]:
+    def scored(csv: Path) -> tuple[ScoredCohort, PreparedCohort]:
         return score_cohort(csv, loaded.model, base, args.cache_dir, args.device, workers=args.workers,
                             progress=TerminalProgress(f"scoring {csv.parent.name or csv.name}"))
 

@@ -78,9 +78,9 @@ class HeadFit:
         cal = (f"; calibration AUC {self.calibration_auc:.3f}" if self.calibration_auc is not None else "")
         t = self.threshold
         return (f"patient head on {len(self.head.features)} features fitted on {self.fit_patients} "
-                f"patients towards {self.fitted_towards} (out-of-fold AUC {self.fit_auc_out_of_fold:.3f}{cal}); threshold "
-                f"{t.threshold:g}: sensitivity {t.sensitivity:.3f}, specificity {t.specificity:.3f} "
-                f"on {t.chosen_on}")
+                f"patients towards {self.fitted_towards} (out-of-fold AUC "
+                f"{self.fit_auc_out_of_fold:.3f}{cal}); threshold {t.threshold:g}: sensitivity "
+                f"{t.sensitivity:.3f}, specificity {t.specificity:.3f} on {t.chosen_on}")
 
 
 def fit_patient_head(fit: ScoredCohort, fit_name: str, *, features: Sequence[str] | None = None,
