@@ -34,7 +34,7 @@ from app import stats  # noqa: E402
 from app.commands.train import score_cohort  # noqa: E402
 from app.inference.patient_head import feature_names  # noqa: E402
 from app.inference.weights import default_model_path, load_model, recorded_sha256  # noqa: E402
-from app.training.cohort import PreparedCohort  # noqa: E402
+from app.training.cohort import CohortError, PreparedCohort, soft_target_array  # noqa: E402
 from app.training.evaluate import ScoredCohort  # noqa: E402
 from app.training.ladder import Logistic  # noqa: E402
 from app.training.patient_head_fit import cohort_features, network_only  # noqa: E402
@@ -104,10 +104,10 @@ def main() -> int:
 def p_true(prepared: PreparedCohort) -> np.ndarray | None:
     """The generator's true probabilities of a synthetic cohort, in the scored patients' order
     (None when the CSV has no ``p_true``)."""
-    values = [e.extra.get("p_true") for e in prepared.entries]
-    if any(v in (None, "") for v in values):
+    try:
+        return soft_target_array(prepared, "p_true")
+    except CohortError:
         return None
-    return np.array([float(v) for v in values], dtype=np.float64)
 
 
 if __name__ == "__main__":

@@ -46,8 +46,6 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    import numpy as np
-
     from app.commands._common import TerminalProgress, print_json, say
     from app.commands.train import evaluate_on, format_test_line, score_cohort
     from app.errors import InputError
@@ -58,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         save_model,
         write_sha256_file,
     )
-    from app.training.cohort import CohortError, PreparedCohort, attach_soft_targets
+    from app.training.cohort import CohortError, PreparedCohort, soft_target_array
     from app.training.evaluate import ScoredCohort
     from app.training.patient_head_fit import HeadFitError, fit_patient_head, network_only
 
@@ -86,10 +84,9 @@ def run(args: argparse.Namespace) -> int:
     soft = None
     if args.soft_target_column is not None:
         try:
-            attach_soft_targets(fit_prepared, args.soft_target_column)
+            soft = soft_target_array(fit_prepared, args.soft_target_column)
         except CohortError as exc:
             raise InputError(f"{named(args.cohort)}: {exc}") from exc
-        soft = np.array([st.target for st in fit_prepared.studies], dtype=np.float64)
     try:
         fit = fit_patient_head(fit_scored, named(args.cohort), features=features,
                                calibration=scored(args.calibration)[0] if args.calibration else None,
