@@ -53,6 +53,12 @@ def test_mass_shares_of_drawn_maps() -> None:
     hidden = patient_cam_mass(on_lesion, lab, shown=np.array([True, False]))
     assert hidden.displayed_liver_share == pytest.approx(1.0) and hidden.liver_share == pytest.approx(0.5)
     assert m.lesion_share == pytest.approx(1.0) and m.lesion_area_share == pytest.approx(0.04)
+    # only the tumour-free slice shown: the heat a reader sees misses the tumour entirely
+    missed = patient_cam_mass(on_lesion, lab, shown=np.array([False, True]))
+    assert missed.displayed_lesion_share == 0.0 and missed.displayed_liver_share == 0.0
+    nothing = patient_cam_mass(on_lesion, lab, shown=np.array([False, False]))
+    assert np.isnan(nothing.displayed_lesion_share) and np.isnan(nothing.displayed_liver_share)
+    assert summarise([m, missed, nothing]).displayed_lesion_share == pytest.approx(0.5)  # nothing shown: left out
 
     empty = np.zeros(lab.shape, dtype=np.float32)
     empty[1, 0, 3, 3] = 1.0

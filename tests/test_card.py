@@ -123,3 +123,13 @@ def test_model_description_dialog_is_readable_without_build_paths(qtbot) -> None
     assert "patient result by" in text  # how the card's aggregation decides, in words
     raw = dlg.findChild(dialogs.QtWidgets.QPlainTextEdit).toPlainText()
     assert build_csv not in raw and name in raw
+
+
+@pytest.mark.gui
+def test_the_card_says_whether_tumour_is_gated_to_the_liver() -> None:
+    from app.ui import dialogs
+
+    arch = {"backbone": "small", "head": "lesion", "aggregation": "lesion_weighted"}
+    assert "connected to the liver" not in dialogs._architecture_text(arch)
+    assert "lesion head, tumour only where connected to the liver" in dialogs._architecture_text(
+        {**arch, "liver_gate": True})

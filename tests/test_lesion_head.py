@@ -3,12 +3,14 @@ aggregation, its loss, and the phantom initialisation of a site's model."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from app.inference.config import ConfigError, ModelConfig
-from app.inference.model import build_model, fold_batchnorm
+from app.inference.model import build_model, connected_to_liver, fold_batchnorm
 from app.inference.result import RESPONDER, aggregate, majority_vote
 from app.training.lesion_loss import lesion_loss
 
@@ -55,6 +57,74 @@ def test_outputs_and_folding() -> None:
     torch.testing.assert_close(model(x), out.logits, atol=1e-5, rtol=1e-4)
     assert set(model.pathway_layers()) == set(CFG.phases)
     assert all(type(m).__name__ == "LesionGate" for m in model.pathway_layers().values())
+
+
+def _liver_with_blobs() -> tuple[torch.Tensor, torch.Tensor]:
+    """Feature-grid probabilities ``[2, 8, 8]``: slice 0 has a liver (rows 1-4, cols 1-4) with
+    a tumour inside (2, 2), a tumour on its edge running out of it (rows 2-3, cols 4-5) and a
+    tumour-like blob apart from it (rows 6-7, cols 6-7); slice 1 has the blob but no liver."""
+    liver = torch.zeros(2, 8, 8)
+    lesion = torch.zeros(2, 8, 8)
+    liver[0, 1:5, 1:5] = 0.9
+    for y, x in _TUMOUR_IN_LIVER:
+        liver[0, y, x], lesion[0, y, x] = 0.05, 0.9
+    lesion[:, 6:8, 6:8] = 0.9
+    return liver, lesion
+
+
+_TUMOUR_IN_LIVER = [(2, 2), (2, 4), (3, 4), (2, 5), (3, 5)]
+
+
+def test_the_liver_gate_keeps_tumour_connected_to_the_liver_only() -> None:
+    liver, lesion = _liver_with_blobs()
+    gate = connected_to_liver(liver, lesion)
+    assert gate.shape == (2, 8, 8) and set(gate.unique().tolist()) <= {0.0, 1.0}
+    assert all(gate[0, y, x] == 1 for y, x in _TUMOUR_IN_LIVER)  # inside and on the edge
+    assert gate[0, 6, 7] == 0 and gate[0, 0, 0] == 1  # the blob apart is cut; one cell of margin
+    assert float(gate[1].sum()) == 0.0  # no liver on the slice: no tumour either
+
+
+def test_a_gated_model_neither_pools_nor_measures_nor_weighs_blobs_outside_the_liver() -> None:
+    """Same weights and the same segmentation, with and without the gate: the gated network's
+    tumour area, tumour measures and lesion-masked maps (what Grad-CAM explains) leave out the
+    blob apart from the liver."""
+    liver, lesion = _liver_with_blobs()
+    probs = torch.stack([1 - liver - lesion, liver, lesion, torch.zeros_like(liver)], dim=1)
+    seg_logits = torch.log(probs.clamp_min(1e-7))
+
+    class FixedSegmentation(torch.nn.Module):
+        def forward(self, _: torch.Tensor) -> torch.Tensor:
+            return seg_logits
+
+    x = torch.rand(2, 3, 1, 32, 32)
+    outs, maps = {}, {}
+    for gated in (False, True):
+        torch.manual_seed(0)
+        model = build_model(dataclasses.replace(CFG, liver_gate=gated)).eval()
+        model.seg = FixedSegmentation()
+        layer = model.pathway_layers()["arterial"]
+        handle = layer.register_forward_hook(lambda _m, _i, out, g=gated: maps.__setitem__(g, out))
+        with torch.no_grad():
+            outs[gated] = model(x, details=True)
+        handle.remove()
+    assert outs[True].liver_gate is not None and outs[False].liver_gate is None
+    cell = 16.0  # input pixels per cell of the small trunk (stride 4)
+    assert float(outs[False].lesion_area[1]) == pytest.approx(4 * 0.9 * cell, rel=1e-3)
+    assert float(outs[True].lesion_area[1]) == 0.0  # the blob alone no longer makes a tumour slice
+    assert float(outs[False].lesion_area[0] - outs[True].lesion_area[0]) == pytest.approx(4 * 0.9 * cell, rel=1e-3)
+    n_lesion = 2 * len(CFG.phases)  # the measures' lesion pixel count
+    assert float(outs[False].measures[1, n_lesion]) > 0 and float(outs[True].measures[1, n_lesion]) == 0.0
+    assert float(outs[True].measures[0, n_lesion]) < float(outs[False].measures[0, n_lesion])
+    assert float(maps[False][0, :, 6, 7].abs().sum()) > 0 and float(maps[True][0, :, 6, 7].abs().sum()) == 0.0
+    assert torch.equal(maps[False][0, :, 2, 2], maps[True][0, :, 2, 2])  # the tumour in the liver is untouched
+
+
+def test_the_liver_gate_is_recorded_and_needs_the_lesion_head() -> None:
+    gated = dataclasses.replace(CFG, liver_gate=True)
+    assert ModelConfig.from_dict(gated.to_dict()) == gated and gated.to_dict()["liver_gate"] is True
+    assert "liver_gate" not in CFG.to_dict()  # ungated files read the same in older versions
+    with pytest.raises(ConfigError, match="liver_gate"):
+        ModelConfig(liver_gate=True)
 
 
 def test_the_loss_teaches_segmentation_and_response() -> None:

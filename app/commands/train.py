@@ -35,6 +35,10 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     m.add_argument("--head", choices=HEADS, default="paper",
                    help="paper: pooling, attention, two FC layers; lesion: segmentation head "
                         "whose lesion mask pools each phase (needs label maps; not the paper)")
+    m.add_argument("--liver-gate", action="store_true",
+                   help="lesion head: count as tumour only what the segmentation connects to the "
+                        "segmented liver (HCC is intrahepatic; blobs elsewhere neither vote nor "
+                        "feed the response)")
     m.add_argument("--aggregation", choices=TRAIN_AGGREGATIONS, default="vote",
                    help="patient result from the slices: vote (paper) or lesion_weighted "
                         "(lesion head: slices showing tumour vote, score weighted by its area); a patient "
@@ -126,7 +130,8 @@ def train_config_from_args(args: argparse.Namespace) -> Any:
     phases = tuple(p.strip() for p in args.phases.split(",") if p.strip())
     model = ModelConfig(phases=phases, backbone=args.backbone, attention=not args.no_attention,
                         shared_trunk=args.shared_trunk, input_size=args.input_size,
-                        crop=args.crop, head=args.head, aggregation=args.aggregation,
+                        crop=args.crop, head=args.head, liver_gate=args.liver_gate,
+                        aggregation=args.aggregation,
                         extra_channels=args.extra_channels, hidden=args.hidden,
                         dropout=args.dropout)
     return TrainConfig(

@@ -181,6 +181,11 @@ class ModelConfig:
         grey channel whose weights are the sum of the three RGB filters.
     head:
         ``"paper"`` or ``"lesion"`` (see :data:`HEADS`).
+    liver_gate:
+        Lesion head only: count as tumour only what the segmentation connects to the segmented
+        liver (HCC is intrahepatic). Tumour-like blobs elsewhere (bowel, kidney, vessels) then
+        neither feed the response head, nor the tumour measures, nor the slice's vote, nor its
+        Grad-CAM (docs/learning.md, "The liver gate"). Off in files written before it existed.
     aggregation:
         ``"vote"`` (the paper) or ``"lesion_weighted"`` (see :data:`AGGREGATIONS`).
     threshold:
@@ -210,6 +215,7 @@ class ModelConfig:
     input_mean: float = 0.449
     input_std: float = 0.226
     head: str = "paper"
+    liver_gate: bool = False
     aggregation: str = "vote"
     threshold: float = 0.5
     patient_head: PatientHead | None = None
@@ -253,6 +259,8 @@ class ModelConfig:
             raise ConfigError(f"unknown head {self.head!r}; expected one of {list(HEADS)}")
         if self.aggregation not in AGGREGATIONS:
             raise ConfigError(f"unknown aggregation {self.aggregation!r}; expected one of {list(AGGREGATIONS)}")
+        if self.liver_gate and self.head != "lesion":
+            raise ConfigError("liver_gate needs head 'lesion' (it gates the lesion segmentation)")
         if self.aggregation == "lesion_weighted" and self.head != "lesion":
             raise ConfigError("aggregation 'lesion_weighted' needs head 'lesion' (the lesion areas come from it)")
         if self.aggregation == "patient_head":
@@ -284,6 +292,8 @@ class ModelConfig:
         d = asdict(self)
         d["phases"] = list(self.phases)
         d["window"] = list(self.window)
+        if not self.liver_gate:
+            del d["liver_gate"]  # ungated files read the same in versions that lack the switch
         if self.patient_head is None:
             del d["patient_head"]  # files without one read the same in versions that lack it
         else:

@@ -219,6 +219,30 @@ class LesionGate(nn.Module):
         return maps * mask
 
 
+@torch.no_grad()
+def connected_to_liver(liver: torch.Tensor, lesion: torch.Tensor) -> torch.Tensor:
+    """The liver gate: ``[B, h, w]`` 0/1, the cells of the segmented liver and of every tumour
+    region that touches it, grown by one cell.
+
+    HCC lies in the liver, so a tumour-like blob that the segmentation does not connect to the
+    liver (bowel, kidney, a vessel) is a false positive; without the gate such blobs feed the
+    response head, the tumour measures and the vote, and take Grad-CAM heat out of the liver
+    (docs/learning.md). A morphological reconstruction: the liver (p > 0.5) grows step by step
+    (8-neighbourhood) through cells that are liver or tumour (p > 0.5), until nothing changes;
+    the last one-cell growth keeps a tumour's soft edge. ``liver`` and ``lesion`` are
+    probabilities on the feature grid. No gradient: the gate selects, the probabilities inside
+    it still learn.
+    """
+    allowed = ((liver + lesion) > 0.5).float()
+    region = (liver > 0.5).float()
+    for _ in range(max(region.shape[-2:])):  # enough steps to cross the grid
+        grown = F.max_pool2d(region[:, None], 3, stride=1, padding=1)[:, 0] * allowed
+        if torch.equal(grown, region):
+            break
+        region = grown
+    return F.max_pool2d(region[:, None], 3, stride=1, padding=1)[:, 0]
+
+
 @dataclass
 class LesionOutputs:
     """What a lesion-head forward pass produces besides the logits.
@@ -230,16 +254,19 @@ class LesionOutputs:
     (:func:`app.inference.patient_head.measure_names`): lesion and liver intensity per phase,
     lesion pixels and necrotic share, under the segmentation at the input resolution — computed
     when read, so that training and Grad-CAM, which never read them, do not pay for them.
+    ``liver_gate`` ``[B, h, w]`` the :func:`connected_to_liver` gate of a ``liver_gate`` model,
+    else None.
     """
 
     logits: torch.Tensor
     seg_logits: torch.Tensor
     lesion_area: torch.Tensor
     inputs: torch.Tensor
+    liver_gate: torch.Tensor | None = None
 
     @property
     def measures(self) -> torch.Tensor:
-        return MultiPhaseNet.input_measures(self.inputs, self.seg_logits)
+        return MultiPhaseNet.input_measures(self.inputs, self.seg_logits, self.liver_gate)
 
 
 #: Lesion-head scalars per phase (lesion-minus-liver and lesion intensity) are in window units
@@ -363,6 +390,9 @@ class MultiPhaseNet(nn.Module):
         prob = seg_logits.float().softmax(dim=1)
         liver, necrosis = prob[:, 1], prob[:, 3]
         lesion = prob[:, 2] + necrosis
+        gate = connected_to_liver(liver, lesion) if self.config.liver_gate else None
+        if gate is not None:
+            lesion, necrosis = lesion * gate, necrosis * gate
         eps = 1e-3
         lesion_sum = lesion.sum(dim=(1, 2))
         liver_sum = liver.sum(dim=(1, 2))
@@ -379,20 +409,25 @@ class MultiPhaseNet(nn.Module):
         ], dim=1)
         logits = self.head(torch.cat([self._attend(tokens.to(maps[0].dtype)), scalars.to(maps[0].dtype)], dim=1))
         stride = self.feature_geometry()[0]
-        return LesionOutputs(logits, seg_logits, lesion_sum * float(stride * stride), x)
+        return LesionOutputs(logits, seg_logits, lesion_sum * float(stride * stride), x, gate)
 
     @staticmethod
     @torch.no_grad()
-    def input_measures(x: torch.Tensor, seg_logits: torch.Tensor) -> torch.Tensor:
+    def input_measures(x: torch.Tensor, seg_logits: torch.Tensor,
+                       liver_gate: torch.Tensor | None = None) -> torch.Tensor:
         """The lesion's and the liver's mean intensity per phase, the lesion's pixel count and
         its necrotic share, under the segmentation brought to the input resolution (bilinear
         logits, then hard masks at p > 0.5) — not on the feature grid, whose 4-pixel cells mix a
         small lesion with the liver around it and dilute its contrast (docs/learning.md).
+        A ``liver_gate`` (feature grid, :func:`connected_to_liver`) is brought to the input
+        resolution by nearest neighbour and limits the lesion mask.
         ``[B, 2P + 2]`` in window units; no gradient (the patient head is fitted afterwards)."""
         xi = x[:, :, 0].float()  # [B, P, S, S]
         up = F.interpolate(seg_logits.float(), size=xi.shape[-2:], mode="bilinear",
                            align_corners=False).softmax(dim=1)
         lesion = ((up[:, 2] + up[:, 3]) > 0.5).float()
+        if liver_gate is not None:
+            lesion = lesion * F.interpolate(liver_gate[:, None].float(), size=xi.shape[-2:], mode="nearest")[:, 0]
         liver = (up[:, 1] > 0.5).float()
         n_lesion = lesion.sum(dim=(1, 2))
         eps = 1e-3

@@ -97,8 +97,19 @@ def patient_cam_mass(cams: np.ndarray, labels: np.ndarray, shown: np.ndarray | N
         lesion_area_share=float(lesion_px[shows].mean(axis=1).mean()) if shows.any() else float("nan"),
         n_maps=int(n), n_lesion_maps=int(shows.sum()), n_empty_maps=int((~has_mass).sum()),
         displayed_liver_share=float(liver[on].sum() / shown_total) if shown_total > 0 else float("nan"),
-        displayed_lesion_share=float(lesion[on & shows].sum() / shown_lesion_total)
-        if shown_lesion_total > 0 else float("nan"))
+        displayed_lesion_share=_displayed_lesion_share(lesion[on & shows].sum(), shown_lesion_total,
+                                                       shown_total, bool(shows.any())))
+
+
+def _displayed_lesion_share(on_lesions: float, lesion_maps_mass: float, shown_mass: float,
+                            has_lesion_maps: bool) -> float:
+    """Mass on lesion pixels over the shown maps that show a lesion. When the study has lesion
+    maps and the app shows heat, but on none of them (it decided on slices without tumour), the
+    heat a reader sees misses the tumour: 0, not "undefined" — leaving such a patient out would
+    flatter the cohort figure (and one such patient made it NaN)."""
+    if lesion_maps_mass > 0:
+        return float(on_lesions / lesion_maps_mass)
+    return 0.0 if has_lesion_maps and shown_mass > 0 else float("nan")
 
 
 @dataclass
@@ -132,7 +143,8 @@ def summarise(patients: Sequence[PatientCamMass], target: str = "responder") -> 
     les = float(np.mean([p.lesion_share for p in with_lesion])) if with_lesion else float("nan")
     area = float(np.mean([p.lesion_area_share for p in with_lesion])) if with_lesion else float("nan")
     shown_liver = [p.displayed_liver_share for p in patients if np.isfinite(p.displayed_liver_share)]
-    shown_les = float(np.mean([p.displayed_lesion_share for p in with_lesion])) if with_lesion else float("nan")
+    shown_les_each = [p.displayed_lesion_share for p in with_lesion if np.isfinite(p.displayed_lesion_share)]
+    shown_les = float(np.mean(shown_les_each)) if shown_les_each else float("nan")
     return CamMassReport(
         n_patients=len(patients), liver_share=float(np.mean(liver)) if liver else float("nan"),
         lesion_share=les, lesion_area_share=area, ratio=les / area if area > 0 else float("nan"),

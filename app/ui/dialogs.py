@@ -192,7 +192,8 @@ def _architecture_text(arch: object) -> str:
     if isinstance(window, (list, tuple)) and len(window) == 2:
         parts.append(f"window W{window[0]:g}/L{window[1]:g}")
     if arch.get("head") == "lesion":
-        parts.append("lesion head")
+        parts.append("lesion head, tumour only where connected to the liver"
+                     if arch.get("liver_gate") else "lesion head")
     rule = AGGREGATION_RULES.get(str(arch.get("aggregation")))
     if rule is not None:
         parts.append(f"patient result by {rule.summary}")
