@@ -349,3 +349,16 @@ def test_attach_soft_targets_names_the_bad_row(value: str, match: str) -> None:
     cohort = _with_targets(toy_cohort(3, 0, n_slices=2), ["0.2", value, "0.9"])
     with pytest.raises(CohortError, match=f"line 3: .*{match}"):
         attach_soft_targets(cohort, "p_true")
+
+
+def test_bayes_optimal_auc_only_for_a_cohort_with_the_generators_probability() -> None:
+    from app.training.evaluate import cohort_bayes_optimal
+
+    labels = np.array([0, 1, 0, 1])
+    assert cohort_bayes_optimal(toy_cohort(4, 0, n_slices=2), labels) is None  # a real cohort
+    bayes = cohort_bayes_optimal(_with_targets(toy_cohort(4, 0, n_slices=2), ["0.1", "0.8", "0.3", "0.6"]), labels)
+    assert bayes is not None and bayes["auc"] == pytest.approx(1.0)
+    bayes = cohort_bayes_optimal(_with_targets(toy_cohort(4, 0, n_slices=2), ["0.9", "0.2", "0.3", "0.6"]), labels)
+    assert bayes is not None and bayes["auc"] == pytest.approx(0.25)  # one of four pairs ranked right
+    with pytest.raises(CohortError, match="not a number"):
+        cohort_bayes_optimal(_with_targets(toy_cohort(4, 0, n_slices=2), ["0.1", "x", "0.3", "0.6"]), labels)

@@ -56,14 +56,12 @@ def _load(path: Path | None, device: str) -> tuple[object, object, str]:
 def run(args: argparse.Namespace) -> int:
     if args.ablation:
         return _run_ablation(args)
-    import numpy as np
-
     from app.commands._common import TerminalProgress, print_json, say
     from app.commands.train import prepare
     from app.errors import InputError
     from app.training.dataset import SliceSet
     from app.training.evaluate import (
-        bayes_optimal,
+        cohort_bayes_optimal,
         compare_scored,
         evaluate_scored,
         format_report,
@@ -85,9 +83,7 @@ def run(args: argparse.Namespace) -> int:
     notes: list[str] = []
     if not args.no_cam_mass:
         rep.cam_mass, notes = _cam_mass(args, model, config, prepared)  # type: ignore[arg-type]
-    p_true = [e.extra.get("p_true") for e in prepared.entries]
-    if all(p not in (None, "") for p in p_true):
-        rep.bayes = bayes_optimal(scored.patient_labels, np.array([float(p) for p in p_true]))
+    rep.bayes = cohort_bayes_optimal(prepared, scored.patient_labels)
     second = None
     if args.model2 is not None:
         model2, config2, name2 = _load(args.model2, args.device)

@@ -304,15 +304,11 @@ def evaluate_on(csv_path: Path, model: Any, model_config: Any, cache_dir: Path |
                 ) -> dict[str, Any]:
     """Patient-level evaluation of ``model`` on a cohort CSV (plus the Bayes-optimal AUC when
     the CSV carries the generator's ``p_true``)."""
-    import numpy as np
-
-    from app.training.evaluate import bayes_optimal, evaluate_scored
+    from app.training.evaluate import cohort_bayes_optimal, evaluate_scored
 
     scored, prepared = score_cohort(csv_path, model, model_config, cache_dir, device, workers=workers)
     rep = evaluate_scored(scored, n_boot=n_boot, seed=seed, model_name=csv_path.name)
-    p_true = [e.extra.get("p_true") for e in prepared.entries]
-    if all(p not in (None, "") for p in p_true):
-        rep.bayes = bayes_optimal(scored.patient_labels, np.array([float(p) for p in p_true]))
+    rep.bayes = cohort_bayes_optimal(prepared, scored.patient_labels)
     iv = rep.patient.bootstrap.intervals
     return {"cohort": str(csv_path), "patients": rep.patient.n, "responders": rep.patient.n_pos,
             "excluded": len(prepared.failed),

@@ -290,27 +290,41 @@ def prepare_cohort(entries: Sequence[CohortEntry], settings: PrepareSettings, *,
     return PreparedCohort(studies, kept, failed, hits)
 
 
-def attach_soft_targets(prepared: PreparedCohort, column: str) -> None:
-    """Set each study's training target from a probability column of the cohort CSV.
-
-    A soft target is the probability of response the network is trained towards instead of the
-    0/1 label — for instance the synthetic generator's ``p_true``, which removes the label noise
-    of the Bernoulli draw (the expected gradient is the same, its variance much smaller).
-    Validation, model selection and test metrics still use the 0/1 label. Every row must give
-    a number in [0, 1]; the error names the first row that does not.
-    """
-    for st, e in zip(prepared.studies, prepared.entries, strict=True):
+def probability_column(prepared: PreparedCohort, column: str) -> np.ndarray:
+    """A probability column of the cohort CSV (e.g. the synthetic generator's ``p_true``), one
+    value per prepared study, in their order — the order a scored cohort's patients have. Every
+    row must give a number in [0, 1]; the error names the first row that does not."""
+    values = []
+    for e in prepared.entries:
         raw = e.extra.get(column)
         if raw is None or not str(raw).strip():
-            raise CohortError(f"line {e.row}: the soft-target column {column!r} is missing or "
-                              "empty")
+            raise CohortError(f"line {e.row}: the column {column!r} is missing or empty")
         try:
             value = float(raw)
         except ValueError:
             raise CohortError(f"line {e.row}: {column} {raw!r} is not a number") from None
         if not 0.0 <= value <= 1.0:
             raise CohortError(f"line {e.row}: {column} {value:g} is not a probability in [0, 1]")
-        st.target = value
+        values.append(value)
+    return np.array(values, dtype=np.float64)
+
+
+def has_column(prepared: PreparedCohort, column: str) -> bool:
+    """Whether every usable row of the cohort fills ``column`` (a real cohort has no ``p_true``)."""
+    return all(str(e.extra.get(column) or "").strip() for e in prepared.entries)
+
+
+def attach_soft_targets(prepared: PreparedCohort, column: str) -> None:
+    """Set each study's training target from a probability column of the cohort CSV
+    (:func:`probability_column`).
+
+    A soft target is the probability of response the network is trained towards instead of the
+    0/1 label — for instance the synthetic generator's ``p_true``, which removes the label noise
+    of the Bernoulli draw (the expected gradient is the same, its variance much smaller).
+    Validation, model selection and test metrics still use the 0/1 label.
+    """
+    for st, value in zip(prepared.studies, probability_column(prepared, column), strict=True):
+        st.target = float(value)
 
 
 def soft_target_array(prepared: PreparedCohort, column: str) -> np.ndarray:

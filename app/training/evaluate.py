@@ -35,7 +35,7 @@ from app.inference.config import AGGREGATION_RULES, ModelConfig
 from app.inference.patient_head import PatientHead, n_measures
 from app.progress import NULL_PROGRESS, Progress
 from app.training.cam_metrics import CamMassReport, format_cam_mass
-from app.training.cohort import phase_indices
+from app.training.cohort import PreparedCohort, has_column, phase_indices, probability_column
 from app.training.dataset import SliceSet
 
 
@@ -225,6 +225,15 @@ def bayes_optimal(labels: np.ndarray, p_true: np.ndarray, level: float = 0.95
     r = stats.delong_ci(labels, p_true, level)
     return {"auc": r.auc, "ci_low": r.ci_low, "ci_high": r.ci_high,
             "source": "AUC of the generator's p_true against the drawn labels"}
+
+
+def cohort_bayes_optimal(prepared: PreparedCohort, labels: np.ndarray, column: str = "p_true"
+                         ) -> dict[str, Any] | None:
+    """:func:`bayes_optimal` of a scored cohort whose CSV carries the generator's probability
+    (``labels`` in the prepared studies' order), None for a cohort without it (a real one)."""
+    if not has_column(prepared, column):
+        return None
+    return bayes_optimal(labels, probability_column(prepared, column))
 
 
 # --------------------------------------------------------------------------------------------
