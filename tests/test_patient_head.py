@@ -185,6 +185,16 @@ def test_fit_finds_the_signal_and_chooses_its_threshold_off_the_fitting_patients
     with pytest.raises(HeadFitError, match="not scored by a lesion-head model"):
         cohort_features(ScoredCohort(fit.patient_ids, fit.patient_labels, fit.slice_probs, fit.slice_group))
 
+    # the evaluation of a model with this head reports the patient call at the head's threshold
+    # (not the slices' 0.5, which only decides their vote)
+    from app.training.evaluate import evaluate_scored
+
+    with_head = ScoredCohort(cal.patient_ids, cal.patient_labels, cal.slice_probs, cal.slice_group, cal.extra,
+                             "patient_head", 0.5, result.head, PHASES)
+    patient = evaluate_scored(with_head, n_boot=20).patient
+    assert patient.threshold == result.head.threshold != 0.5
+    assert f"{result.head.threshold:g}" in patient.note
+
 
 @pytest.fixture(scope="module")
 def lesion_cohort(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:

@@ -174,14 +174,19 @@ class EvaluationReport:
                 "gradcam_mass": self.cam_mass.as_dict() if self.cam_mass is not None else None}
 
 
+def _patient_threshold(scored: ScoredCohort) -> float:
+    """The threshold of the patient's call: the patient head's own, else the slices' (their
+    vote decides)."""
+    return scored.patient_head.threshold if scored.patient_head is not None else scored.threshold
+
+
 def _patient_rule(scored: ScoredCohort) -> str:
     """How the patient score and call were made, in words, as predict() makes them."""
     rule = AGGREGATION_RULES[scored.aggregation]
-    threshold, inputs = scored.threshold, ""
+    inputs = ""
     if scored.patient_head is not None:
-        threshold = scored.patient_head.threshold
         inputs = f" (logistic regression on {', '.join(scored.patient_head.features)})"
-    return (f"score = {rule.probability}{inputs}; call = {rule.call_text(threshold)}, as "
+    return (f"score = {rule.probability}{inputs}; call = {rule.call_text(_patient_threshold(scored))}, as "
             "predict() does")
 
 
@@ -194,7 +199,7 @@ def evaluate_scored(scored: ScoredCohort, *, n_boot: int = 1000, seed: int = 0,
     patient = LevelReport(
         "patient", int(y_p.size), int(y_p.sum()), stats.delong_ci(y_p, s_p, level),
         stats.bootstrap_metrics(y_p, s_p, c_p, n_boot=n_boot, seed=seed, level=level),
-        stats.roc_curve(y_p, s_p), scored.threshold, _patient_rule(scored))
+        stats.roc_curve(y_p, s_p), _patient_threshold(scored), _patient_rule(scored))
     y_s = scored.slice_labels
     s_s = scored.slice_probs
     slice_ = LevelReport(
