@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 SCRIPT = ROOT / "scripts" / "make_demo_model.sh"
 TIME_LIMIT_S = {"cpu": 2 * 3600.0, "cuda": 9 * 60.0}
 
@@ -108,11 +109,10 @@ def report(work: Path, elapsed_s: float | None, as_json: bool, device: str | Non
 
 
 def _device(requested: str) -> str:
-    if requested != "auto":
-        return requested
-    import torch
+    """The device kind the recipe will run on: the app's own choice (a working GPU, else the CPU)."""
+    from app.inference.device import select_device  # torch: only when running the recipe
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return select_device(requested).device.type
 
 
 def run(args: argparse.Namespace) -> int:

@@ -34,7 +34,7 @@ from app import stats  # noqa: E402
 from app.commands.train import score_cohort  # noqa: E402
 from app.inference.patient_head import feature_names  # noqa: E402
 from app.inference.weights import default_model_path, load_model, recorded_sha256  # noqa: E402
-from app.training.cohort import CohortError, PreparedCohort, soft_target_array  # noqa: E402
+from app.training.cohort import PreparedCohort, has_column, probability_column  # noqa: E402
 from app.training.evaluate import ScoredCohort  # noqa: E402
 from app.training.ladder import Logistic  # noqa: E402
 from app.training.patient_head_fit import cohort_features, network_only  # noqa: E402
@@ -104,10 +104,7 @@ def main() -> int:
 def p_true(prepared: PreparedCohort) -> np.ndarray | None:
     """The generator's true probabilities of a synthetic cohort, in the scored patients' order
     (None when the CSV has no ``p_true``)."""
-    try:
-        return soft_target_array(prepared, "p_true")
-    except CohortError:
-        return None
+    return probability_column(prepared, "p_true") if has_column(prepared, "p_true") else None
 
 
 if __name__ == "__main__":

@@ -75,7 +75,8 @@ case "$RECIPE" in
        else VERSION=2026.4; GATE_FLAGS=(); fi
        # the budget: on one GPU 3 minutes (about 4,000 iterations' worth, early stop first); on
        # the CPU 1,520 iterations (the GPU run's best epochs lie within them), which 2 cores
-       # run in 64 minutes, 84 end to end (docs/learning.md, "The lesion recipe on 2 CPU cores")
+       # run in 64-67 minutes, 84-86 end to end (docs/learning.md, "The lesion recipe on 2 CPU
+       # cores", "The liver gate")
        if [[ $(resolved_device) == cpu ]]; then ITERATIONS=1520; MINUTES=${MINUTES:-100}
        else ITERATIONS=4000; MINUTES=${MINUTES:-3}; fi
        LABEL_MAPS=(--label-maps)

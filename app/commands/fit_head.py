@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         save_model,
         write_sha256_file,
     )
-    from app.training.cohort import CohortError, PreparedCohort, soft_target_array
+    from app.training.cohort import CohortError, PreparedCohort, probability_column
     from app.training.evaluate import ScoredCohort
     from app.training.patient_head_fit import HeadFitError, fit_patient_head, network_only
 
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     soft = None
     if args.soft_target_column is not None:
         try:
-            soft = soft_target_array(fit_prepared, args.soft_target_column)
+            soft = probability_column(fit_prepared, args.soft_target_column)
         except CohortError as exc:
             raise InputError(f"{named(args.cohort)}: {exc}") from exc
     try:

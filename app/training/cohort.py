@@ -327,13 +327,6 @@ def attach_soft_targets(prepared: PreparedCohort, column: str) -> None:
         st.target = float(value)
 
 
-def soft_target_array(prepared: PreparedCohort, column: str) -> np.ndarray:
-    """:func:`attach_soft_targets`, then the targets as one array in the prepared studies' order
-    (the order a scored cohort's patients have): what a patient-level fit is fitted towards."""
-    attach_soft_targets(prepared, column)
-    return np.array([st.target for st in prepared.studies], dtype=np.float64)
-
-
 def phase_indices(phases: Sequence[str]) -> list[int]:
     """Channel indices of ``phases`` in a prepared study's canonical phase axis."""
     return [PHASES.index(p) for p in phases]
