@@ -9,7 +9,11 @@ regression (:mod:`app.training.patient_head_fit`, L2 by 5-fold CV) and prints:
 
 * ``FIT → CAL``: fitted on FIT, AUC on CAL (DeLong 95 % CI) — the choice is made on this;
 * ``CV in CAL``: out-of-fold AUC of a regression fitted within CAL only (fewer patients, but
-  none the network trained on).
+  none the network trained on);
+* ``E[AUC] CAL``: when CAL carries the generator's ``p_true``, the FIT → CAL scores' AUC
+  averaged over the labels CAL could have drawn (:func:`app.stats.expected_auc`): the same
+  comparison without the noise of one label draw, which on 300 patients is as large as the
+  differences between feature sets.
 
 When both cohorts carry the generator's ``p_true``, the same rows follow with the regression
 fitted towards it instead of the 0/1 label (``fit-patient-head --soft-target-column p_true``);
@@ -32,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app import stats  # noqa: E402
 from app.commands.train import score_cohort  # noqa: E402
-from app.inference.patient_head import feature_names  # noqa: E402
+from app.inference.patient_head import feature_names, named_features  # noqa: E402
 from app.inference.weights import default_model_path, load_model, recorded_sha256  # noqa: E402
 from app.training.cohort import PreparedCohort, has_column, probability_column  # noqa: E402
 from app.training.evaluate import ScoredCohort  # noqa: E402
@@ -44,11 +48,18 @@ def candidate_sets(phases: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
     names = feature_names(phases)
     contrast = tuple(f"contrast_{p}" for p in phases)
     size = ("log_total_area", "log_largest_area")
+    first = named_features("first", phases)  # the eleven of the first heads (2026.4)
+    spread = tuple(f"spread_{p}" for p in phases)
+    rim = tuple(f"rim_{p}" for p in phases)
     return {
         "network score only": ("slice_score",),
-        "measures only": tuple(n for n in names if n != "slice_score"),
         "score + contrast + size": ("slice_score", *contrast, *size),
         "score + contrast + size + necrosis": ("slice_score", *contrast, *size, "necrotic_share"),
+        "first eleven (2026.4)": first,
+        "first eleven + spread": (*first, *spread),
+        "first eleven + rim": (*first, *rim),
+        "first eleven + lesion count": (*first, "lesion_count"),
+        "measures only (the default since 2026.6)": named_features("measures", phases),
         "all": names,
     }
 
@@ -85,19 +96,22 @@ def main() -> int:
     targets = {"0/1 label": (None, None)}
     if p_fit is not None and p_cal is not None:
         targets["p_true"] = (p_fit, p_cal)
-    print("| features | fitted towards | n | FIT → CAL AUC (95 % CI) | CV in CAL (OOF AUC) |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| features | fitted towards | n | FIT → CAL AUC (95 % CI) | CV in CAL (OOF AUC) | E[AUC] CAL |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for towards, (t_fit, t_cal) in targets.items():
         for label, feats in candidate_sets(config.phases).items():
             cols = [names.index(f) for f in feats]
             reg = Logistic.fit_cv(x_fit[:, cols], y_fit, target=t_fit)
-            r = stats.delong_ci(y_cal, reg.decision(x_cal[:, cols]))
+            decision = reg.decision(x_cal[:, cols])
+            r = stats.delong_ci(y_cal, decision)
+            expected = f"{stats.expected_auc(p_cal, decision):.3f}" if p_cal is not None else "—"
             inner = Logistic.fit_cv(x_cal[:, cols], y_cal, target=t_cal)
             oof = Logistic.out_of_fold(x_cal[:, cols], y_cal, inner.l2, target=t_cal)
             print(f"| {label} | {towards} | {len(cols)} | {r.auc:.3f} ({r.ci_low:.3f}–{r.ci_high:.3f}) | "
-                  f"{stats.auc(y_cal, oof):.3f} |")
+                  f"{stats.auc(y_cal, oof):.3f} | {expected} |")
     if p_cal is not None:
-        print(f"\nCAL Bayes-optimal AUC {stats.auc(y_cal, p_cal):.3f}")
+        print(f"\nCAL Bayes-optimal AUC {stats.auc(y_cal, p_cal):.3f} "
+              f"(E[AUC] of p_true itself {stats.expected_auc(p_cal, p_cal):.3f})")
     return 0
 
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Regenerate the shipped demonstration model, end to end, from seeds:
 #
-#   scripts/make_demo_model.sh                 # the lesion recipe with the liver gate (2026.5):
-#                                              # on one GPU a 3-minute training budget, on the
-#                                              # CPU 1,520 iterations (86 min end to end on 2
-#                                              # cores); LIVER_GATE=0: the shipped 2026.4's recipe
+#   scripts/make_demo_model.sh                 # the lesion recipe 2026.6 (liver gate, patient
+#                                              # head on the tumour's measures): on one GPU a
+#                                              # 3-minute training budget, on the CPU 1,520
+#                                              # iterations (86 min end to end on 2 cores);
+#                                              # LESION_RECIPE=2026.4|2026.5: the earlier ones
 #   RECIPE=lesion DEVICE=cuda WORKERS=16 scripts/make_demo_model.sh   # one GPU, 16 cores
 #   RECIPE=cpu|gpu scripts/make_demo_model.sh  # the paper-architecture recipes of 2026.1/2026.2
 #                                              # (kept to reproduce docs/learning.md; they do
@@ -31,7 +32,8 @@
 # MAX_ITERATIONS (the training budget in iterations; MINUTES caps it in time), RESUME (a
 # checkpoint of an interrupted or shorter run in WORK to continue from, e.g.
 # "$WORK/demo-model-lesion.ckpt.safetensors"; training goes on from where it stopped),
-# LIVER_GATE (lesion recipe: 1, the default, or 0 for 2026.4's recipe without the gate).
+# LESION_RECIPE (lesion recipe: 2026.6, the default; 2026.5 = without the head's new measures,
+# 2026.4 = without the liver gate either).
 # bench/demo_recipe.py runs this script timed and prints issue 15's figures against targets.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -69,10 +71,16 @@ case "$RECIPE" in
        TARGET_FLAGS=(--weight-decay 1e-4 --no-augment --soft-target-column p_true) ;;
   lesion) COHORTS="101:700"; MATRIX=128; INPUT=96; CROP=body; LR=1e-3
        HALVE=8; PATIENCE=10; VAL_FRACTION=0.15
-       # the liver gate (docs/learning.md, "The liver gate") since 2026.5; LIVER_GATE=0 gives the
-       # recipe of the shipped 2026.4, which was made without it
-       if [[ ${LIVER_GATE:-1} == 1 ]]; then VERSION=2026.5; GATE_FLAGS=(--liver-gate)
-       else VERSION=2026.4; GATE_FLAGS=(); fi
+       # the liver gate (docs/learning.md, "The liver gate") since 2026.5; the patient head on
+       # every measure of the tumour, not the network's score ("Heads that see more of the
+       # tumour") since 2026.6; the earlier recipes stay reproducible
+       VERSION=${LESION_RECIPE:-2026.6}
+       case "$VERSION" in
+         2026.6) GATE_FLAGS=(--liver-gate); HEAD_FEATURES=measures ;;
+         2026.5) GATE_FLAGS=(--liver-gate); HEAD_FEATURES=first ;;
+         2026.4) GATE_FLAGS=(); HEAD_FEATURES=first ;;
+         *) echo "LESION_RECIPE must be 2026.6, 2026.5 or 2026.4, not $VERSION" >&2; exit 2 ;;
+       esac
        # the budget: on one GPU 3 minutes (about 4,000 iterations' worth, early stop first); on
        # the CPU 1,520 iterations (the GPU run's best epochs lie within them), which 2 cores
        # run in 64-67 minutes, 84-86 end to end (docs/learning.md, "The lesion recipe on 2 CPU
@@ -134,6 +142,13 @@ patient's CT and says nothing about real treatment response. Held-out metrics ar
 synthetic test cohort (seed $TEST_SEED, $N_TEST patients) beside that cohort's Bayes-optimal AUC \
 (the AUC of the generator's true response probabilities, the ceiling for any model)."
 if [[ $RECIPE == lesion ]]; then
+  if [[ $HEAD_FEATURES == first ]]; then
+    HEAD_WORDS="the network's score and the tumour's measures (contrast to the liver and \
+intensity per phase, size, necrosis)"
+  else
+    HEAD_WORDS="the tumour's measures (contrast to the liver, intensity, spread inside the viable \
+tumour and rim per phase; size, necrosis, number of lesions), not the network's own score"
+  fi
   RECIPE_NOTE="Lesion recipe (docs/learning.md), not the paper's architecture: a small \
 from-scratch CT trunk (six conv layers, stride 4) shared by the phases with phase-specific \
 BatchNorm, ${INPUT} px input of the body's bounding box, and a lesion head — a segmentation \
@@ -145,8 +160,7 @@ self-attention and two FC layers; trained towards the generator's true response 
 $MINUTES minutes, selection on validation AUC; the patient's result is the lesion-weighted \
 vote (slices in which the model sees tumour vote; score weighted by the tumour area seen), \
 and the patient's probability and call come from the patient head: a logistic regression on \
-the network's score and the tumour's measures under its own masks at the input resolution \
-(contrast to the liver and intensity per phase, size, necrosis), fitted on the training \
+$HEAD_WORDS under its own masks at the input resolution, fitted on the training \
 patients, its threshold chosen on a fresh calibration cohort (seed $CAL_SEED, $N_CAL patients)."
 elif [[ $RECIPE == cpu ]]; then
   RECIPE_NOTE="CPU recipe (2 shared cores, about an hour) instead of the paper's: 64 px input \
@@ -178,7 +192,7 @@ if [[ $RECIPE == lesion ]]; then
   (cd "$(dirname "$NET_OUT")" && sha256sum "$(basename "$NET_OUT")" > "$(basename "$NET_OUT").sha256")
   "$PY" -m app fit-patient-head "$TRAIN_CSV" --model "$NET_OUT" --calibration "$CAL_DIR/labels.csv" \
     --test "$TEST_DIR/labels.csv" --out "$OUT" --device "$DEVICE" --cache-dir "$WORK/cache" \
-    --workers "$WORKERS"
+    --workers "$WORKERS" --features "$HEAD_FEATURES"
 fi
 (cd "$(dirname "$OUT")" && sha256sum "$(basename "$OUT")" > "$(basename "$OUT").sha256")
 "$PY" -m app evaluate "$TEST_DIR/labels.csv" --model "$OUT" --device "$DEVICE" \

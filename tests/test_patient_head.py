@@ -12,12 +12,14 @@ import pytest
 import torch
 
 from app.inference.config import ConfigError, ModelConfig
-from app.inference.model import build_model
+from app.inference.model import build_model, count_components
 from app.inference.patient_head import (
     PatientHead,
     PatientHeadError,
     feature_names,
     measure_names,
+    n_measures,
+    named_features,
     patient_features,
 )
 from app.inference.result import NON_RESPONDER, RESPONDER, aggregate
@@ -47,24 +49,71 @@ def test_measures_are_taken_under_hard_masks_at_the_input_resolution() -> None:
     assert float(m[0, 6]) == 32 * 32 and float(m[0, 7]) == pytest.approx(float(soft[3]), rel=1e-3)
     torch.testing.assert_close(m[1, 3:6], x[1, :, 0].mean(dim=(1, 2)), rtol=1e-3, atol=1e-4)  # liver
     assert float(m[1, 6]) == 0.0 and float(m[1, 0]) == 0.0
+    # viable tumour (lesion 5 > necrosis 4): the spread is the inputs' standard deviation; the
+    # whole slice is one lesion, its rim the one-pixel border; slice 1 has none of these
+    names = measure_names(PHASES)
+    spread = m[0, names.index("viable_spread_plain"):names.index("viable_spread_portal") + 1]
+    torch.testing.assert_close(spread, x[0, :, 0].std(dim=(1, 2), unbiased=False), rtol=1e-3, atol=1e-4)
+    rim = m[0, names.index("rim_intensity_plain"):names.index("rim_intensity_portal") + 1]
+    torch.testing.assert_close(rim, torch.zeros(3))  # the crop's edge is not the lesion's edge
+    assert float(m[0, names.index("lesion_components")]) == 1.0
+    assert float(m[1, names.index("lesion_components")]) == 0.0 and float(m[1, names.index("viable_spread_arterial")]) == 0.0
+
+
+def test_the_rim_is_the_lesions_border_and_necrosis_has_no_spread() -> None:
+    x = torch.rand(1, 3, 1, 32, 32)
+    seg = torch.zeros(1, 4, 32, 32)
+    seg[0, 1] = 5.0  # liver around
+    seg[0, :, 8:24, 8:24] = torch.tensor([0.0, 0.0, 5.0, 0.0])[:, None, None]  # a square lesion
+    seg[0, 3, 12:20, 12:20] = 9.0  # with a necrotic core
+    m = build_model(LESION).input_measures(x, seg)[0]
+    names = measure_names(PHASES)
+    ring = torch.zeros(32, 32)
+    ring[8:24, 8:24] = 1
+    ring[9:23, 9:23] = 0
+    viable = torch.zeros(32, 32)
+    viable[8:24, 8:24] = 1
+    viable[12:20, 12:20] = 0
+    xi = x[0, :, 0]
+    rim = m[names.index("rim_intensity_plain"):names.index("rim_intensity_portal") + 1]
+    torch.testing.assert_close(rim, (xi * ring).sum(dim=(1, 2)) / ring.sum(), rtol=1e-3, atol=1e-4)
+    spread = m[names.index("viable_spread_plain"):names.index("viable_spread_portal") + 1]
+    expected = torch.stack([xi[k][viable > 0].std(unbiased=False) for k in range(3)])
+    torch.testing.assert_close(spread, expected, rtol=1e-3, atol=1e-4)
+    assert float(m[names.index("lesion_pixels")]) == 256 and float(m[names.index("necrotic_share")]) == pytest.approx(0.25, abs=0.01)
+
+
+def test_separate_lesions_are_counted_specks_are_not() -> None:
+    mask = torch.zeros(3, 16, 16)
+    mask[0, 2:6, 2:6] = 1  # two lesions of 16 pixels, apart
+    mask[0, 10:14, 9:13] = 1
+    mask[1, 2:6, 2:6] = 1  # touching at a corner: one (8-connected) lesion
+    mask[1, 6:10, 6:10] = 1
+    mask[1, 14, 0] = 1  # a one-pixel speck: not a lesion
+    mask[2, 0:16, 7] = 1  # a long thin lesion across the slice: one
+    mask[2, 0, 0:7] = 1
+    assert count_components(mask).tolist() == [2.0, 1.0, 1.0]
+    assert count_components(mask, min_pixels=1).tolist() == [2.0, 2.0, 1.0]
+    assert count_components(torch.zeros(2, 8, 8)).tolist() == [0.0, 0.0]
 
 
 def test_lesion_forward_reports_the_measures_without_gradient() -> None:
     torch.manual_seed(0)
     model = build_model(LESION).eval()
     out = model(torch.rand(3, 3, 1, 32, 32), details=True)
-    assert out.measures.shape == (3, 8) and not out.measures.requires_grad
+    assert out.measures.shape == (3, n_measures(3)) == (3, 15) and not out.measures.requires_grad
     assert bool(torch.isfinite(out.measures).all())
 
 
 def test_patient_features_by_hand() -> None:
     probs = [0.5, 0.8, 0.2]
     grid_areas = [0.0, 30.0, 10.0]
-    # per slice: lesion intensity x3, liver intensity x3, lesion pixels, necrotic share
+    # per slice: lesion intensity x3, liver intensity x3, lesion pixels, necrotic share,
+    # viable spread x3, rim intensity x3, lesion components
     measures = np.array([
-        [0.0, 0.0, 0.0, 0.4, 0.5, 0.45, 0.0, 0.0],
-        [0.5, 0.9, 0.6, 0.4, 0.5, 0.45, 60.0, 0.5],
-        [0.6, 0.7, 0.5, 0.4, 0.6, 0.45, 20.0, 0.1],
+        [0.0, 0.0, 0.0, 0.4, 0.5, 0.45, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0],
+        [0.5, 0.9, 0.6, 0.4, 0.5, 0.45, 60.0, 0.5, 0.02, 0.10, 0.04, 0.5, 0.8, 0.7, 1.0],
+        [0.6, 0.7, 0.5, 0.4, 0.6, 0.45, 20.0, 0.1, 0.06, 0.02, 0.04, 0.6, 0.7, 0.6, 3.0],
     ])
     f = dict(zip(feature_names(PHASES), patient_features(probs, grid_areas, measures, PHASES), strict=True))
     logit = [math.log(p / (1 - p)) for p in probs]
@@ -76,8 +125,16 @@ def test_patient_features_by_hand() -> None:
     assert f["necrotic_share"] == pytest.approx(0.75 * 0.5 + 0.25 * 0.1)
     assert f["tumour_slices"] == 2.0  # 20 ≥ 0.25 × 60; the empty slice does not count
     assert f["lesion_portal"] == pytest.approx(0.75 * 0.6 + 0.25 * 0.5)
+    assert f["spread_arterial"] == pytest.approx(0.75 * 0.10 + 0.25 * 0.02)
+    assert f["rim_portal"] == pytest.approx(0.75 * 0.1 + 0.25 * 0.1)  # capsule brighter than its lesion
+    assert f["rim_arterial"] == pytest.approx(0.75 * -0.1 + 0.25 * 0.0)
+    assert f["lesion_count"] == 3.0  # the most separate lesions in one slice
+    # the first eleven features keep their places: heads fitted before the rest still read them
+    assert feature_names(PHASES)[:11] == (
+        "slice_score", "contrast_plain", "contrast_arterial", "contrast_portal", "log_total_area",
+        "log_largest_area", "necrotic_share", "tumour_slices", "lesion_plain", "lesion_arterial", "lesion_portal")
     # no tumour seen anywhere: uniform weights, zero areas, still finite
-    empty = patient_features(probs, [0.0] * 3, np.zeros((3, 8)), PHASES)
+    empty = patient_features(probs, [0.0] * 3, np.zeros((3, 15)), PHASES)
     assert np.isfinite(empty).all() and empty[feature_names(PHASES).index("tumour_slices")] == 0.0
     with pytest.raises(PatientHeadError, match="do not match"):
         patient_features(probs, grid_areas, measures[:2], PHASES)
@@ -123,7 +180,7 @@ def test_config_carries_the_head_only_for_its_aggregation() -> None:
 def test_aggregate_with_the_head_keeps_the_lesion_vote_but_the_head_decides() -> None:
     probs = [0.2, 0.9, 0.8, 0.3, 0.1]
     areas = [0.0, 40.0, 30.0, 5.0, 0.0]
-    measures = np.zeros((5, 8))
+    measures = np.zeros((5, n_measures(3)))
     measures[1:3, 1] = 0.9  # arterial lesion intensity on the tumour slices
     measures[1:3, 6] = 50.0
     for threshold, label in ((0.99, NON_RESPONDER), (0.01, RESPONDER)):
@@ -134,7 +191,7 @@ def test_aggregate_with_the_head_keeps_the_lesion_vote_but_the_head_decides() ->
         assert (agg.vote.responder_votes, agg.vote.total_votes) == (2, 2)
         expected = head.probability(patient_features(probs, areas, measures, PHASES), PHASES)
         assert agg.vote.mean_probability == pytest.approx(expected) and agg.vote.label == label
-    blind = aggregate(probs, [0.0] * 5, "patient_head", 0.5, measures=np.zeros((5, 8)), patient_head=_head(),
+    blind = aggregate(probs, [0.0] * 5, "patient_head", 0.5, measures=np.zeros((5, n_measures(3))), patient_head=_head(),
                       phases=PHASES)
     assert blind.rule == "patient_head" and "no tumour" in blind.note
     with pytest.raises(ValueError, match="needs lesion areas, measures"):
@@ -151,7 +208,7 @@ def test_fit_finds_the_signal_and_chooses_its_threshold_off_the_fitting_patients
         y = (rng.random(n) < 0.4).astype(np.int64)
         group = np.repeat(np.arange(n), 4)
         probs = rng.uniform(0.2, 0.8, group.size)  # the slice score carries nothing here
-        measures = rng.uniform(0.3, 0.5, (group.size, 8))
+        measures = rng.uniform(0.3, 0.5, (group.size, n_measures(3)))
         measures[:, 6] = 30.0
         measures[:, 1] += 0.15 * y[group] + rng.normal(0, 0.05, group.size)  # arterial contrast does
         return ScoredCohort([f"P{i}" for i in range(n)], y, probs, group,
@@ -164,7 +221,12 @@ def test_fit_finds_the_signal_and_chooses_its_threshold_off_the_fitting_patients
     assert result.fit_auc_out_of_fold > 0.85 and result.calibration_auc is not None and result.calibration_auc > 0.85
     assert "calibration cohort cal.csv (80 patients)" in result.threshold.chosen_on
     assert min(result.threshold.sensitivity, result.threshold.specificity) > 0.7
-    assert result.head.threshold == result.threshold.threshold and result.head.features == feature_names(PHASES)
+    assert result.head.threshold == result.threshold.threshold
+    # by default every measure, not the network's own score (optimistic on its training patients)
+    assert result.head.features == named_features("measures", PHASES) == feature_names(PHASES)[1:]
+    assert named_features("first", PHASES) == feature_names(PHASES)[:11] and named_features("all", PHASES) == feature_names(PHASES)
+    with pytest.raises(PatientHeadError, match="unknown feature set 'most'"):
+        named_features("most", PHASES)
     assert result.fitted_towards == "0/1 labels"
     # towards a per-patient probability (a synthetic cohort's p_true): said in the fit and its card
     towards_p = fit_patient_head(fit, "fit.csv", calibration=cal, calibration_name="cal.csv",
@@ -239,6 +301,7 @@ def test_fit_patient_head_cli_writes_a_model_that_predicts_with_its_head(
     loaded = load_model(out, expected_sha256=recorded_sha256(out))
     cfg = loaded.config
     assert cfg.aggregation == "patient_head" and cfg.patient_head is not None
+    assert cfg.patient_head.features == named_features("measures", PHASES)
     assert cfg.threshold == 0.45 and cfg.patient_head.threshold == doc["threshold"]["threshold"]
     desc = read_description(out)
     assert desc.version == "2" and "Patient head" in desc.notes and desc.metrics["patient_head"]["fit_patients"] == usable
@@ -270,6 +333,16 @@ def test_fit_patient_head_cli_soft_targets(lesion_cohort: tuple[Path, Path], tmp
     assert main([*common, "--out", str(missing), "--soft-target-column", "p_model"]) == 2
     err = capsys.readouterr().err
     assert "labels.csv" in err and "'p_model' is missing" in err and "Traceback" not in err
+    assert not missing.exists()
+    # a named feature set, a list, and a name that is no feature (refused before any scoring)
+    first = tmp_path / "first.safetensors"
+    assert main([*common, "--out", str(first), "--features", "first", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["head"]["features"] == list(named_features("first", PHASES))
+    assert main([*common, "--out", str(first), "--features", "rim_portal, lesion_count", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["head"]["features"] == ["rim_portal", "lesion_count"]
+    assert main([*common, "--out", str(missing), "--features", "rim_portal,size"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown feature(s) size" in err and "measures, all, first" in err and "Traceback" not in err
     assert not missing.exists()
 
 

@@ -273,3 +273,22 @@ def test_roc_png(tmp_path) -> None:
     # The first curve's colour (BGR 180,119,31) is present in the plot.
     mask = np.all(np.abs(img.astype(int) - np.array([180, 119, 31])) < 20, axis=2)
     assert mask.sum() > 100
+
+
+def test_expected_auc_is_the_mean_auc_over_label_draws() -> None:
+    rng = np.random.default_rng(3)
+    p = rng.uniform(0.05, 0.95, 40)
+    scores = p + rng.normal(0, 0.2, 40)
+    draws = []
+    for _ in range(4000):
+        y = (rng.random(40) < p).astype(int)
+        if 0 < y.sum() < 40:
+            draws.append(stats.auc(y, scores))
+    assert stats.expected_auc(p, scores) == pytest.approx(float(np.mean(draws)), abs=0.01)
+    # ranking by the true probabilities beats a noisy ranking; a reversed one falls below 0.5
+    assert stats.expected_auc(p, p) > stats.expected_auc(p, scores) > 0.5 > stats.expected_auc(p, -p)
+    assert stats.expected_auc(p, np.zeros(40)) == pytest.approx(0.5)  # all tied
+    with pytest.raises(ValueError, match="as many probabilities"):
+        stats.expected_auc(p, scores[:-1])
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        stats.expected_auc(np.full(40, 1.5), scores)

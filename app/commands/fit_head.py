@@ -31,9 +31,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
                         help="fit the regression towards this probability column of FIT.csv "
                              "instead of the 0/1 label (synthetic cohorts: p_true); the threshold "
                              "and every AUC still use the label")
-    parser.add_argument("--features", default=None,
-                        help="comma-separated patient features (default: all; see "
-                             "app/inference/patient_head.py)")
+    parser.add_argument("--features", default="measures",
+                        help="a feature set — measures (default: every measure of the tumour, "
+                             "not the network's own score, which is optimistic on the patients "
+                             "it trained on), all, first (model 2026.4's eleven) — or "
+                             "comma-separated feature names (app/inference/patient_head.py)")
     parser.add_argument("--model-version", default=None, help="version of the new file (default: the model's)")
     parser.add_argument("--cache-dir", type=Path, default=None, help="prepared-study cache")
     parser.add_argument("--workers", type=int, default=1, help="processes preparing studies")
@@ -41,6 +43,23 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--full-precision", action="store_true",
                         help="write float32 weights (default: float16, as the shipped model)")
     parser.add_argument("--json", action="store_true", help="print the fit as JSON")
+
+
+def chosen_features(text: str, phases: tuple[str, ...]) -> list[str]:
+    """``--features``: a set's name (:data:`~app.inference.patient_head.FEATURE_SETS`) or a
+    comma-separated list of the features the model's ``phases`` give."""
+    from app.errors import InputError
+    from app.inference.patient_head import FEATURE_SETS, feature_names, named_features
+
+    if text.strip() in FEATURE_SETS:
+        return list(named_features(text.strip(), phases))
+    names = [f.strip() for f in text.split(",") if f.strip()]
+    unknown = [f for f in names if f not in feature_names(phases)]
+    if not names or unknown:
+        raise InputError(f"--features: {'unknown feature(s) ' + ', '.join(unknown) if unknown else 'none given'}; "
+                         f"name a feature set ({', '.join(FEATURE_SETS)}) or some of "
+                         f"{', '.join(feature_names(phases))}")
+    return names
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     def named(csv: Path) -> str:  # cohort CSVs are usually all called labels.csv
         return f"{csv.parent.name}/{csv.name}" if csv.parent.name else csv.name
 
-    features = [f.strip() for f in args.features.split(",") if f.strip()] if args.features else None
+    features = chosen_features(args.features, base.phases)  # before minutes of scoring
     fit_scored, fit_prepared = scored(args.cohort)
     soft = None
     if args.soft_target_column is not None:

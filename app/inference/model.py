@@ -243,6 +243,33 @@ def connected_to_liver(liver: torch.Tensor, lesion: torch.Tensor) -> torch.Tenso
     return F.max_pool2d(region[:, None], 3, stride=1, padding=1)[:, 0]
 
 
+#: A lesion component smaller than this (input pixels) is not counted as a separate lesion:
+#: a speck at the edge of a soft mask is noise, not a second focus.
+MIN_COMPONENT_PIXELS = 4
+
+
+def count_components(mask: torch.Tensor, min_pixels: int = MIN_COMPONENT_PIXELS) -> torch.Tensor:
+    """``[B]`` the number of 8-connected regions of at least ``min_pixels`` in each 0/1 mask
+    ``[B, h, w]`` — how many separate lesions a slice shows (multifocal tumours respond less).
+
+    Label propagation in plain tensor code (so the same code runs on the CPU and a GPU): every
+    mask pixel starts with its own index, and each step takes the largest index in its
+    8-neighbourhood inside the mask, until nothing changes; then every region carries one index,
+    and its size is the count of pixels with it."""
+    b, h, w = mask.shape
+    m = (mask > 0.5).float()
+    index = torch.arange(1, h * w + 1, device=mask.device, dtype=torch.float32).view(1, h, w)
+    labels = index * m
+    for step in range(h * w):  # a bound never reached: convergence comes first
+        grown = F.max_pool2d(labels[:, None], 3, stride=1, padding=1)[:, 0] * m
+        if step % 4 == 3 and torch.equal(grown, labels):
+            break
+        labels = grown
+    sizes = torch.zeros((b, h * w + 1), device=mask.device, dtype=torch.float32)
+    sizes.scatter_add_(1, labels.long().view(b, -1), m.view(b, -1))
+    return (sizes[:, 1:] >= min_pixels).sum(dim=1).float()
+
+
 @dataclass
 class LesionOutputs:
     """What a lesion-head forward pass produces besides the logits.
@@ -250,9 +277,9 @@ class LesionOutputs:
     ``seg_logits`` ``[B, 4, h, w]`` over :data:`~app.inference.config.SEG_CLASSES` at the
     feature map's resolution; ``lesion_area`` ``[B]`` the lesion (tumour + necrosis) area the
     model sees, in input pixels — the slice's weight for ``lesion_weighted`` aggregation;
-    ``measures`` ``[B, 2P + 2]`` what the patient head pools
-    (:func:`app.inference.patient_head.measure_names`): lesion and liver intensity per phase,
-    lesion pixels and necrotic share, under the segmentation at the input resolution — computed
+    ``measures`` ``[B, 4P + 3]`` what the patient head pools
+    (:func:`app.inference.patient_head.measure_names`): the tumour's intensities, size,
+    necrosis, spread, rim and number of lesions, under the segmentation at the input resolution — computed
     when read, so that training and Grad-CAM, which never read them, do not pay for them.
     ``liver_gate`` ``[B, h, w]`` the :func:`connected_to_liver` gate of a ``liver_gate`` model,
     else None.
@@ -415,13 +442,17 @@ class MultiPhaseNet(nn.Module):
     @torch.no_grad()
     def input_measures(x: torch.Tensor, seg_logits: torch.Tensor,
                        liver_gate: torch.Tensor | None = None) -> torch.Tensor:
-        """The lesion's and the liver's mean intensity per phase, the lesion's pixel count and
-        its necrotic share, under the segmentation brought to the input resolution (bilinear
-        logits, then hard masks at p > 0.5) — not on the feature grid, whose 4-pixel cells mix a
-        small lesion with the liver around it and dilute its contrast (docs/learning.md).
-        A ``liver_gate`` (feature grid, :func:`connected_to_liver`) is brought to the input
-        resolution by nearest neighbour and limits the lesion mask.
-        ``[B, 2P + 2]`` in window units; no gradient (the patient head is fitted afterwards)."""
+        """The tumour's measures (:func:`app.inference.patient_head.measure_names`) under the
+        segmentation brought to the input resolution (bilinear logits, then hard masks at
+        p > 0.5) — not on the feature grid, whose 4-pixel cells mix a small lesion with the
+        liver around it and dilute its contrast (docs/learning.md): per phase the lesion's and
+        the liver's mean intensity; the lesion's pixel count and necrotic share; per phase the
+        intensity spread inside the viable tumour (the mosaic of a heterogeneous tumour) and the
+        mean intensity of the lesion's one-pixel rim (an enhancing capsule); the number of
+        separate lesions (:func:`count_components`). A ``liver_gate`` (feature grid,
+        :func:`connected_to_liver`) is brought to the input resolution by nearest neighbour and
+        limits the lesion mask. ``[B, 4P + 3]`` in window units; no gradient (the patient head
+        is fitted afterwards)."""
         xi = x[:, :, 0].float()  # [B, P, S, S]
         up = F.interpolate(seg_logits.float(), size=xi.shape[-2:], mode="bilinear",
                            align_corners=False).softmax(dim=1)
@@ -429,12 +460,19 @@ class MultiPhaseNet(nn.Module):
         if liver_gate is not None:
             lesion = lesion * F.interpolate(liver_gate[:, None].float(), size=xi.shape[-2:], mode="nearest")[:, 0]
         liver = (up[:, 1] > 0.5).float()
-        n_lesion = lesion.sum(dim=(1, 2))
+        viable = lesion * (up[:, 2] >= up[:, 3]).float()
+        rim = lesion - (-F.max_pool2d(-lesion[:, None], 3, stride=1, padding=1)[:, 0])  # lesion minus its erosion
         eps = 1e-3
-        i_lesion = (xi * lesion[:, None]).sum(dim=(2, 3)) / (n_lesion[:, None] + eps)
-        i_liver = (xi * liver[:, None]).sum(dim=(2, 3)) / (liver.sum(dim=(1, 2))[:, None] + eps)
+
+        def mean(mask: torch.Tensor, values: torch.Tensor = xi) -> torch.Tensor:
+            return (values * mask[:, None]).sum(dim=(2, 3)) / (mask.sum(dim=(1, 2))[:, None] + eps)
+
+        n_lesion = lesion.sum(dim=(1, 2))
+        i_viable = mean(viable)
+        spread = (mean(viable, xi * xi) - i_viable * i_viable).clamp_min(0.0).sqrt()
         necrotic = (up[:, 3] * lesion).sum(dim=(1, 2)) / (n_lesion + eps)
-        return torch.cat([i_lesion, i_liver, n_lesion[:, None], necrotic[:, None]], dim=1)
+        return torch.cat([mean(lesion), mean(liver), n_lesion[:, None], necrotic[:, None],
+                          spread, mean(rim), count_components(lesion)[:, None]], dim=1)
 
     def forward(self, x: torch.Tensor, details: bool = False) -> Any:
         """Logits ``[B, 2]`` for input ``[B, P, 1, S, S]`` (phase axis in ``config.phases``

@@ -11,8 +11,9 @@ on (``hcc-response fit-patient-head``); its parameters live in the model's confi
 the model file carries them and nothing here needs torch.
 
 Per slice the network reports (:data:`measure_names`): the mean window intensity of the lesion
-and of the liver in each phase under its hard masks, the lesion area (input pixels) and the
-lesion's necrotic share. Per patient (:func:`feature_names`):
+and of the liver in each phase under its hard masks, the lesion area (input pixels), the
+lesion's necrotic share, the spread of intensity inside the viable tumour and the mean intensity
+of its rim in each phase, and the number of separate lesions. Per patient (:func:`feature_names`):
 
 * ``slice_score`` — the mean slice logit weighted by the lesion area the network sees (the
   ``lesion_weighted`` score, on the logit scale);
@@ -21,7 +22,16 @@ lesion's necrotic share. Per patient (:func:`feature_names`):
   largest slice;
 * ``necrotic_share`` — area-weighted necrotic share;
 * ``tumour_slices`` — slices whose lesion area is at least a quarter of the largest;
-* ``lesion_<phase>`` — lesion intensity, area-weighted.
+* ``lesion_<phase>`` — lesion intensity, area-weighted;
+* ``spread_<phase>`` — the intensity's standard deviation inside the viable tumour,
+  area-weighted (a heterogeneous, mosaic tumour responds less);
+* ``rim_<phase>`` — the lesion's one-pixel rim minus the whole lesion, area-weighted (an
+  enhancing capsule responds more);
+* ``lesion_count`` — the most separate lesions seen in one slice (multifocal: less).
+
+The first eleven are those of the first heads (model 2026.4); the rest were added after
+(docs/learning.md, "Heads that see more of the tumour") and come after them, so an older head
+still finds its columns by name.
 
 Areas are in input pixels of the model's crop and slice counts depend on the slice spacing:
 a site whose scanner differs from the training data refits the head on its own cohort.
@@ -51,19 +61,47 @@ class PatientHeadError(ValueError):
 def measure_names(phases: Sequence[str]) -> tuple[str, ...]:
     """Columns of the per-slice measures a lesion-head network reports, in order."""
     return (tuple(f"lesion_intensity_{p}" for p in phases) + tuple(f"liver_intensity_{p}" for p in phases)
-            + ("lesion_pixels", "necrotic_share"))
+            + ("lesion_pixels", "necrotic_share")
+            + tuple(f"viable_spread_{p}" for p in phases) + tuple(f"rim_intensity_{p}" for p in phases)
+            + ("lesion_components",))
 
 
 def n_measures(n_phases: int) -> int:
     """How many per-slice measures a lesion-head network with ``n_phases`` phases reports."""
-    return 2 * n_phases + 2
+    return 4 * n_phases + 3
+
+
+def _first_features(phases: Sequence[str]) -> tuple[str, ...]:
+    """The features of the first patient heads (model 2026.4), in their order; later features
+    come after them."""
+    return (("slice_score",) + tuple(f"contrast_{p}" for p in phases)
+            + ("log_total_area", "log_largest_area", "necrotic_share", "tumour_slices")
+            + tuple(f"lesion_{p}" for p in phases))
 
 
 def feature_names(phases: Sequence[str]) -> tuple[str, ...]:
     """Every patient feature :func:`patient_features` computes, in order."""
-    return (("slice_score",) + tuple(f"contrast_{p}" for p in phases)
-            + ("log_total_area", "log_largest_area", "necrotic_share", "tumour_slices")
-            + tuple(f"lesion_{p}" for p in phases))
+    return (_first_features(phases) + tuple(f"spread_{p}" for p in phases)
+            + tuple(f"rim_{p}" for p in phases) + ("lesion_count",))
+
+
+#: Named feature sets (``fit-patient-head --features``). ``measures``, the default: everything
+#: but the network's own score — fitted on the patients the network trained on, that score is
+#: optimistic there and the regression trusts it too much (it cost 0.025 AUC on fresh patients),
+#: and fitted fairly on fresh patients it added nothing to the measures (docs/learning.md, "Heads
+#: that see more of the tumour"). ``all``: every feature. ``first``: the eleven of model 2026.4.
+FEATURE_SETS: tuple[str, ...] = ("measures", "all", "first")
+
+
+def named_features(name: str, phases: Sequence[str]) -> tuple[str, ...]:
+    """The features of the set ``name`` (:data:`FEATURE_SETS`) for ``phases``."""
+    if name == "all":
+        return feature_names(phases)
+    if name == "measures":
+        return tuple(f for f in feature_names(phases) if f != "slice_score")
+    if name == "first":
+        return _first_features(phases)
+    raise PatientHeadError(f"unknown feature set {name!r}; expected one of {', '.join(FEATURE_SETS)}")
 
 
 def _weights(values: np.ndarray) -> np.ndarray:
@@ -94,6 +132,9 @@ def patient_features(probabilities: Sequence[float], lesion_areas: Sequence[floa
     lesion, liver = m[:, :n_ph], m[:, n_ph:2 * n_ph]
     area = np.maximum(m[:, 2 * n_ph], 0.0)
     necrosis = m[:, 2 * n_ph + 1]
+    spread = m[:, 2 * n_ph + 2:3 * n_ph + 2]
+    rim = m[:, 3 * n_ph + 2:4 * n_ph + 2]
+    components = m[:, 4 * n_ph + 2]
     w_score = _weights(grid_area)
     w = _weights(area)
     largest = float(area.max())
@@ -104,6 +145,9 @@ def patient_features(probabilities: Sequence[float], lesion_areas: Sequence[floa
         w @ (lesion - liver),
         [math.log1p(float(area.sum())), math.log1p(largest), float(w @ necrosis), tumour_slices],
         w @ lesion,
+        w @ spread,
+        w @ (rim - lesion),
+        [float(components.max())],
     ])
 
 

@@ -65,7 +65,7 @@ class BatchOutputs:
 
     ``probabilities`` ``[N]`` (float32, CPU); ``batch_size`` at the end (smaller after GPU
     out-of-memory); ``precision`` used; ``notes`` on fallbacks; for a lesion-head model the
-    ``lesion_areas`` ``[N]`` and the input-resolution ``measures`` ``[N, 2P + 2]``, else None.
+    ``lesion_areas`` ``[N]`` and the input-resolution ``measures`` ``[N, 4P + 3]``, else None.
     """
 
     probabilities: torch.Tensor

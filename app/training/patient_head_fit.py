@@ -25,7 +25,7 @@ import numpy as np
 
 from app import stats
 from app.inference.config import ModelConfig
-from app.inference.patient_head import PatientHead, feature_names, patient_features
+from app.inference.patient_head import PatientHead, feature_names, named_features, patient_features
 from app.training.evaluate import ScoredCohort
 from app.training.ladder import Logistic
 from app.training.threshold import ThresholdChoice, best_balanced
@@ -90,13 +90,13 @@ def fit_patient_head(fit: ScoredCohort, fit_name: str, *, features: Sequence[str
     """Fit the regression on ``fit`` and choose its threshold (see the module docstring).
 
     ``features`` is a subset of :func:`~app.inference.patient_head.feature_names` (default:
-    all of them). ``soft_targets``: one probability per patient of ``fit`` that the regression
+    the ``measures`` set, :func:`~app.inference.patient_head.named_features`). ``soft_targets``: one probability per patient of ``fit`` that the regression
     is fitted towards instead of the 0/1 label (``soft_target_name``, e.g. a synthetic
     cohort's ``p_true``, as ``train --soft-target-column``); AUCs and the threshold still use
     the labels.
     """
     names = feature_names(fit.phases)
-    chosen = tuple(features) if features else names
+    chosen = tuple(features) if features else named_features("measures", fit.phases)
     unknown = [f for f in chosen if f not in names]
     if unknown:
         raise HeadFitError(f"unknown patient feature(s) {', '.join(unknown)}; expected some of {', '.join(names)}")
