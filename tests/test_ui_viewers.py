@@ -203,6 +203,20 @@ def test_long_description_does_not_hide_the_orientation_letter(qtbot, study: Ass
     assert "iDose 3" in viewer.corner_texts()["tl"]  # wrapped, not cut
 
 
+def test_a_pane_note_wider_than_a_narrow_pane_wraps_inside_it(qtbot, study: AssembledStudy) -> None:  # type: ignore[no-untyped-def]
+    """A 3-pane viewer on a 1,500 px screen gives each pane under 300 px: the note of a slice the
+    model did not use was one line wider than the pane, cut off on both sides."""
+    viewer = shown_viewer(qtbot, study.volumes["arterial"], "ART 5.0 B30f", 260)
+    viewer.show_slice(0, "in liver range · not used by the model (no tumour seen): no heat map")
+    qtbot.wait(20)
+    note = viewer._corners["tr"]
+    box = note.mapRectToParent(note.boundingRect())
+    pane = viewer.view.boundingRect()
+    assert pane.width() < 300
+    assert box.left() >= pane.left() and box.right() <= pane.right() + 0.5, (box, pane)
+    assert "no heat map" in viewer.corner_texts()["tr"]  # wrapped, not cut
+
+
 def test_orientation_letters_never_cover_corner_texts(qtbot, study: AssembledStudy) -> None:  # type: ignore[no-untyped-def]
     viewer = shown_viewer(qtbot, study.volumes["arterial"], "ART 5.0 B30f")
     assert viewer.orientation_letters() == dict.fromkeys("RLAP", True)

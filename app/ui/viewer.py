@@ -496,10 +496,18 @@ class PhaseViewer(pg.GraphicsLayoutWidget):
         # A corner text may take at most 40 % of the width and wraps beyond it: a long series
         # description must not run under the orientation letter at the top centre.
         # (A narrow viewer keeps single lines: there the letters give way, see below.)
+        # A text wider than the whole viewer (a pane note in a narrow pane) wraps at its width
+        # instead of running off both edges.
         limit = bounds.width() * CORNER_WIDTH_SHARE
+        full = max(bounds.width() - 2 * margin, 40.0)
         for key, item in self._corners.items():
-            wrap = bounds.width() >= 300 and self._natural_width.get(key, 0.0) > limit
-            width = limit if wrap else -1.0
+            natural = self._natural_width.get(key, 0.0)
+            if bounds.width() >= 300 and natural > limit:
+                width = limit
+            elif natural > full:
+                width = full
+            else:
+                width = -1.0
             if item.textWidth() != width:
                 item.setTextWidth(width)
         for key, item in self._corners.items():
