@@ -87,7 +87,7 @@ def feature_names(phases: Sequence[str]) -> tuple[str, ...]:
 
 #: Named feature sets (``fit-patient-head --features``). ``measures``, the default: everything
 #: but the network's own score — fitted on the patients the network trained on, that score is
-#: optimistic there and the regression trusts it too much (it cost 0.025 AUC on fresh patients),
+#: optimistic there and the regression trusts it too much (0.014–0.025 AUC lost on fresh patients),
 #: and fitted fairly on fresh patients it added nothing to the measures (docs/learning.md, "Heads
 #: that see more of the tumour"). ``all``: every feature. ``first``: the eleven of model 2026.4.
 FEATURE_SETS: tuple[str, ...] = ("measures", "all", "first")

@@ -11,7 +11,10 @@ Which cohort to fit on was measured (docs/learning.md): for demo model 2026.3, a
 the 600 patients the network trained on, judged on 300 fresh patients (seed 104), reached an AUC
 of 0.729 with all features against 0.705 for the network's own score; fitted on 240 fresh
 patients only (cross-validation within seed 104) it reached 0.70 — the number of patients
-matters more than whether the network saw them.
+matters more than whether the network saw them. Since recipe 2026.6 the head has more measures
+of the tumour (spread, rim, number of lesions) and leaves the network's own score out by default:
+with those measures, that score — optimistic on the patients the network trained on — made the
+fit worse on fresh patients (docs/learning.md, "Heads that see more of the tumour").
 """
 
 from __future__ import annotations
@@ -90,10 +93,11 @@ def fit_patient_head(fit: ScoredCohort, fit_name: str, *, features: Sequence[str
     """Fit the regression on ``fit`` and choose its threshold (see the module docstring).
 
     ``features`` is a subset of :func:`~app.inference.patient_head.feature_names` (default:
-    the ``measures`` set, :func:`~app.inference.patient_head.named_features`). ``soft_targets``: one probability per patient of ``fit`` that the regression
-    is fitted towards instead of the 0/1 label (``soft_target_name``, e.g. a synthetic
-    cohort's ``p_true``, as ``train --soft-target-column``); AUCs and the threshold still use
-    the labels.
+    the ``measures`` set of :func:`~app.inference.patient_head.named_features`, every measure
+    but the network's own score). ``soft_targets``: one probability per patient of ``fit`` that
+    the regression is fitted towards instead of the 0/1 label (``soft_target_name``, e.g. a
+    synthetic cohort's ``p_true``, as ``train --soft-target-column``); AUCs and the threshold
+    still use the labels.
     """
     names = feature_names(fit.phases)
     chosen = tuple(features) if features else named_features("measures", fit.phases)
