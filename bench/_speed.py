@@ -52,16 +52,24 @@ def speed_arguments(description: str, batch_size: int) -> argparse.Namespace:
     ap.add_argument("--backbone", default="resnet18")
     ap.add_argument("--shared", action="store_true", help="shared-trunk variant")
     ap.add_argument("--no-cuda", action="store_true", help="CPU only even where CUDA works")
+    ap.add_argument("--model", type=Path, default=None,
+                    help="time this model file (e.g. the shipped lesion-head model, whose predict() "
+                         "also measures the tumour) instead of a random --backbone model")
     return ap.parse_args()
 
 
 def speed_setup(args: argparse.Namespace, folder: Path) -> tuple[Path, Any]:
-    """Threads, a random model of the asked architecture in ``folder`` and the phantom study;
-    prints what is measured (and the load: other processes slow every figure)."""
+    """Threads, the model (``--model``, or a random one of the asked architecture written to
+    ``folder``) and the phantom study; prints what is measured (and the load: other processes
+    slow every figure)."""
     torch.set_num_threads(args.threads)
-    cfg = ModelConfig(backbone=args.backbone, shared_trunk=args.shared)
     study = study_from_arrays(phantom_arrays(args.slices, args.size))
     print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (other processes slow every figure)")
+    if getattr(args, "model", None) is not None:
+        print(f"torch {torch.__version__}, {args.threads} CPU threads, {args.slices} slice triplets of "
+              f"{args.size}x{args.size}, model file {args.model}")
+        return Path(args.model), study
+    cfg = ModelConfig(backbone=args.backbone, shared_trunk=args.shared)
     print(f"torch {torch.__version__}, {args.threads} CPU threads, {args.slices} slice triplets of "
           f"{args.size}x{args.size}, {cfg.backbone} {'shared' if cfg.shared_trunk else 'separate'} trunks")
     path = folder / "bench.safetensors"

@@ -4,6 +4,7 @@ Usage::
 
     .venv/bin/python bench/predict_speed.py [--slices 30] [--size 512] [--threads 2]
                                             [--repeats 3] [--shared] [--backbone resnet18]
+                                            [--model FILE]
 
 Builds a three-phase study of ``--slices`` phantom-like 512 × 512 HU slices per phase, writes a
 random-initialised model file and loads it as the app does, then times, interleaved:
