@@ -66,3 +66,22 @@ def test_save_dialog_starts_outside_the_dicom_folder(qtbot, tmp_path: Path) -> N
     assert w.report_folder() == tmp_path / "reports"
     qtbot.waitUntil(lambda: not w.jobs.busy, timeout=120_000)
     w.close()
+
+
+def test_key_slice_is_the_strongest_of_the_slices_that_voted() -> None:
+    """A lesion-head model's tumour-free slices neither vote nor get a heat map: the report's
+    (and the screenshots') key slice must be one that voted, even when a tumour-free slice
+    beside the tumour has the higher probability."""
+    from dataclasses import replace
+
+    from ui_fixtures import prediction_result
+
+    from app.ui.report_pdf import ReportError, strongest_responder_slice
+
+    result = prediction_result([0.2, 0.95, 0.6, 0.7, 0.1])
+    assert strongest_responder_slice(result) == 1  # every slice voted (the paper's vote)
+    voted = [False, False, True, True, False]
+    lesion = replace(result, slices=[replace(s, votes=v) for s, v in zip(result.slices, voted, strict=True)])
+    assert strongest_responder_slice(lesion) == 3
+    with pytest.raises(ReportError):
+        strongest_responder_slice(replace(result, slices=[]))
