@@ -38,8 +38,13 @@ def test_predict_json_records_and_writes_cams(one_patient: Path, tmp_path: Path,
     assert set(doc["assignment"]) == {"plain", "arterial", "portal"}
     assert pred["total_votes"] == sum(s["votes"] for s in pred["slices"]) > 0
     assert pred["label"] in ("responder", "non-responder")
-    # the vote split is consistent with the per-slice probabilities
-    assert pred["responder_votes"] == sum(s["probability"] > 0.5 for s in pred["slices"])
+    # the vote split is consistent with the per-slice calls, and each call with the slice's
+    # probability against the model's own slice threshold (not the paper's 0.5)
+    from app.inference.weights import default_model_path, read_description
+
+    threshold = read_description(default_model_path()).architecture["threshold"]
+    assert pred["responder_votes"] == sum(s["votes"] and s["label"] == "responder" for s in pred["slices"])
+    assert all((s["label"] == "responder") == (s["probability"] > threshold) for s in pred["slices"])
     assert len(doc["cam_files"]) == 3 * len(pred["slices"])
     assert all(Path(f).is_file() for f in doc["cam_files"])
 
