@@ -4,7 +4,7 @@
 #   scripts/make_demo_model.sh                 # the lesion recipe 2026.6 (liver gate, patient
 #                                              # head on the tumour's measures): on one GPU a
 #                                              # 3-minute training budget, on the CPU 1,520
-#                                              # iterations (86 min end to end on 2 cores);
+#                                              # iterations (83–86 min end to end on 2 cores);
 #                                              # LESION_RECIPE=2026.4|2026.5: the earlier ones
 #   RECIPE=lesion DEVICE=cuda WORKERS=16 scripts/make_demo_model.sh   # one GPU, 16 cores
 #   RECIPE=cpu|gpu scripts/make_demo_model.sh  # the paper-architecture recipes of 2026.1/2026.2
@@ -143,11 +143,12 @@ synthetic test cohort (seed $TEST_SEED, $N_TEST patients) beside that cohort's B
 (the AUC of the generator's true response probabilities, the ceiling for any model)."
 if [[ $RECIPE == lesion ]]; then
   if [[ $HEAD_FEATURES == first ]]; then
-    HEAD_WORDS="the network's score and the tumour's measures (contrast to the liver and \
-intensity per phase, size, necrosis)"
+    HEAD_WORDS="the network's score and the tumour's measures under the network's own masks at \
+the input resolution (contrast to the liver and intensity per phase, size, necrosis)"
   else
-    HEAD_WORDS="the tumour's measures (contrast to the liver, intensity, spread inside the viable \
-tumour and rim per phase; size, necrosis, number of lesions), not the network's own score"
+    HEAD_WORDS="the tumour's measures under the network's own masks at the input resolution \
+(contrast to the liver, intensity, spread inside the viable tumour and rim per phase; size, \
+necrosis, number of lesions) — not the network's own score"
   fi
   RECIPE_NOTE="Lesion recipe (docs/learning.md), not the paper's architecture: a small \
 from-scratch CT trunk (six conv layers, stride 4) shared by the phases with phase-specific \
@@ -160,7 +161,7 @@ self-attention and two FC layers; trained towards the generator's true response 
 $MINUTES minutes, selection on validation AUC; the patient's result is the lesion-weighted \
 vote (slices in which the model sees tumour vote; score weighted by the tumour area seen), \
 and the patient's probability and call come from the patient head: a logistic regression on \
-$HEAD_WORDS under its own masks at the input resolution, fitted on the training \
+$HEAD_WORDS, fitted on the training \
 patients, its threshold chosen on a fresh calibration cohort (seed $CAL_SEED, $N_CAL patients)."
 elif [[ $RECIPE == cpu ]]; then
   RECIPE_NOTE="CPU recipe (2 shared cores, about an hour) instead of the paper's: 64 px input \
