@@ -446,3 +446,58 @@ def test_real_ct_without_three_phases_is_shown_and_refused_for_prediction(qtbot,
     assert w.viewer.viewers["portal"].volume is not None
     assert not w.act_predict.isEnabled()
     assert w.predict() is None
+
+
+def test_demo_prediction_with_the_shipped_model_lands_on_a_slice_with_heat(qtbot, shown: Dialogs) -> None:
+    """The shipped lesion-head model draws heat only on the slices that voted; the viewer opens
+    mid-liver, on the demo study a tumour-free slice. After Predict the viewer must show a slice
+    that voted, with its heat map — not "not used by the model" on a newcomer's first try."""
+    from app.inference.weights import default_model_path, read_description
+
+    model = default_model_path()
+    if read_description(model).architecture.get("aggregation") != "patient_head":
+        pytest.skip("the bundled model is not a lesion-head model")
+    update_settings(model_path=str(model), device="cpu")
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.show()
+    steps: list[str] = []
+    w.stepDone.connect(steps.append)
+    w.offer_demo()
+    qtbot.waitUntil(w.welcome.isVisible, timeout=STEP_TIMEOUT_MS)
+    w.demo_button.click()
+    qtbot.waitUntil(lambda: "imported" in steps or bool(shown.errors), timeout=STEP_TIMEOUT_MS)
+    assert not shown.errors, shown.errors
+    opened_at = w.viewer.pair_index()
+    w.act_predict.trigger()
+    qtbot.waitUntil(lambda: "cam-study" in steps or bool(shown.errors), timeout=STEP_TIMEOUT_MS)
+    assert not shown.errors, shown.errors
+    result = w.case.prediction.result
+    here = w.viewer.pair_index()
+    assert result.slices[here].votes
+    assert not all(s.votes for s in result.slices)  # tumour-free slices exist: the case is real
+    if result.slices[opened_at].votes:
+        assert here == opened_at  # a reader on a voting slice is not moved
+    assert w.viewer.has_cam(here) and w.viewer.cam_visible()
+    w.close()
+
+
+def test_after_predict_the_viewer_leaves_a_slice_that_did_not_vote(qtbot, window: MainWindow, generated) -> None:
+    """Both branches of the move after a prediction, on a real study in the viewer: from a slice
+    that took no part in the vote to the strongest voting one; on a voting slice, no move."""
+    from dataclasses import replace
+
+    w = window
+    import_and_wait(qtbot, w, generated[0])
+    n = len(w.case.study.pairs)
+    assert n >= 6
+    probs = [0.9, 0.2, 0.3, 0.7, 0.4] + [0.1] * (n - 5)
+    voted = [False, True, True, True, False] + [False] * (n - 5)
+    base = fx.prediction_result(probs)
+    result = replace(base, slices=[replace(s, votes=v) for s, v in zip(base.slices, voted, strict=True)])
+    w.viewer.set_pair_index(4)
+    w._show_a_voting_slice(result)
+    assert w.viewer.pair_index() == 3  # the strongest that voted, not slice 0 (0.9, no vote)
+    w.viewer.set_pair_index(2)
+    w._show_a_voting_slice(result)
+    assert w.viewer.pair_index() == 2

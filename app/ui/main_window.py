@@ -49,6 +49,7 @@ from app.ui.workers import Job, JobManager
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from app.inference.gradcam import CamResult
+    from app.inference.result import PredictionResult
 
 log = logging.getLogger(__name__)
 
@@ -584,8 +585,22 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
                 "is fixed.",
             )
         self._update_actions()
+        self._show_a_voting_slice(result)
         self.stepDone.emit("predicted")
         self._start_cam(outcome)
+
+    def _show_a_voting_slice(self, result: PredictionResult) -> None:
+        """Move the viewer to the key slice when the slice on screen took no part in the vote.
+
+        A lesion-head model draws heat maps only on the slices in which it sees tumour (those
+        that vote); the viewer opens mid-liver, which for the demo study and model 2026.6 was a
+        tumour-free slice: the first prediction showed "not used by the model" and no heat at
+        all. A reader already on a voting slice stays where they are."""
+        from app.ui.report_pdf import strongest_responder_slice
+
+        here = self.viewer.pair_index()
+        if result.slices and not (0 <= here < len(result.slices) and result.slices[here].votes):
+            self.viewer.set_pair_index(strongest_responder_slice(result))
 
     # ------------------------------------------------------------------------ Grad-CAM
     def _start_cam(self, outcome: CaseOutcome) -> None:
