@@ -340,11 +340,9 @@ def test_reopen_case_whose_folder_is_gone(qtbot, window: MainWindow, shown: Dial
     assert not shown.errors
 
 
-def test_first_start_demo_is_two_clicks_from_a_prediction_with_heatmaps(qtbot, tiny_model, shown: Dialogs) -> None:
-    from app.settings import load_settings
-
-    path, sha = tiny_model
-    update_settings(model_path=str(path), model_sha256=sha, device="cpu")  # demo not offered yet
+def first_start(qtbot) -> tuple[MainWindow, list[str]]:  # type: ignore[no-untyped-def]
+    """A main window as on a first start, with its welcome banner (the demo offer) shown; the
+    steps it reports are collected in the returned list."""
     w = MainWindow()
     qtbot.addWidget(w)
     w.show()
@@ -352,6 +350,15 @@ def test_first_start_demo_is_two_clicks_from_a_prediction_with_heatmaps(qtbot, t
     w.stepDone.connect(steps.append)
     w.offer_demo()
     qtbot.waitUntil(w.welcome.isVisible, timeout=STEP_TIMEOUT_MS)  # asked the register in a worker
+    return w, steps
+
+
+def test_first_start_demo_is_two_clicks_from_a_prediction_with_heatmaps(qtbot, tiny_model, shown: Dialogs) -> None:
+    from app.settings import load_settings
+
+    path, sha = tiny_model
+    update_settings(model_path=str(path), model_sha256=sha, device="cpu")  # demo not offered yet
+    w, steps = first_start(qtbot)
     assert w.welcome.isVisible() and w.demo_button.isEnabled()
     assert load_settings().demo_offered
     w.demo_button.click()  # click 1: generate (once) and open the demo study
@@ -458,13 +465,7 @@ def test_demo_prediction_with_the_shipped_model_lands_on_a_slice_with_heat(qtbot
     if read_description(model).architecture.get("aggregation") != "patient_head":
         pytest.skip("the bundled model is not a lesion-head model")
     update_settings(model_path=str(model), device="cpu")
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.show()
-    steps: list[str] = []
-    w.stepDone.connect(steps.append)
-    w.offer_demo()
-    qtbot.waitUntil(w.welcome.isVisible, timeout=STEP_TIMEOUT_MS)
+    w, steps = first_start(qtbot)
     w.demo_button.click()
     qtbot.waitUntil(lambda: "imported" in steps or bool(shown.errors), timeout=STEP_TIMEOUT_MS)
     assert not shown.errors, shown.errors

@@ -115,6 +115,19 @@ class PredictionResult:
         how = probability_words(self.decided_by)
         return f"Probability of response {self.mean_probability:.2f}" + (f" ({how})" if how else "")
 
+    def key_slice(self) -> int | None:
+        """Index (into the study's pairs) of the key image: the slice with the highest responder
+        probability among the slices that voted; None without slices.
+
+        A lesion-head model lets only the slices in which it sees tumour vote and draws heat maps
+        on those alone: the highest probability over *all* slices often fell on a tumour-free
+        slice next to the tumour, shown with "not used by the model" and no heat map (the demo
+        study with model 2026.6). With no voting slice (cannot happen for a finished vote) every
+        slice is a candidate."""
+        slices = self.slices
+        candidates = [i for i, s in enumerate(slices) if s.votes] or list(range(len(slices)))
+        return max(candidates, key=lambda i: slices[i].probability) if candidates else None
+
     @property
     def slice_labels(self) -> list[int]:
         """1 for responder, 0 for non-responder, per slice (the vote strip)."""

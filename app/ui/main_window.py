@@ -596,11 +596,10 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
         that vote); the viewer opens mid-liver, which for the demo study and model 2026.6 was a
         tumour-free slice: the first prediction showed "not used by the model" and no heat at
         all. A reader already on a voting slice stays where they are."""
-        from app.ui.report_pdf import strongest_responder_slice
-
         here = self.viewer.pair_index()
-        if result.slices and not (0 <= here < len(result.slices) and result.slices[here].votes):
-            self.viewer.set_pair_index(strongest_responder_slice(result))
+        key = result.key_slice()
+        if key is not None and not (0 <= here < len(result.slices) and result.slices[here].votes):
+            self.viewer.set_pair_index(key)
 
     # ------------------------------------------------------------------------ Grad-CAM
     def _start_cam(self, outcome: CaseOutcome) -> None:

@@ -45,19 +45,12 @@ class ReportError(HCCError):
 
 
 def strongest_responder_slice(result: PredictionResult) -> int:
-    """Index (into the study's pairs) of the slice with the highest responder probability among
-    the slices that voted — the key image of the report and of the viewer after a prediction.
-
-    A lesion-head model lets only the slices in which it sees tumour vote and draws heat maps on
-    those alone: the highest probability over *all* slices often fell on a tumour-free slice next
-    to the tumour, shown with "not used by the model" and no heat map (the demo study with model
-    2026.6). With no voting slice (cannot happen for a finished vote) every slice is a candidate.
-    """
-    slices = result.slices
-    if not slices:
+    """The report's key image (:meth:`PredictionResult.key_slice`: the strongest slice that
+    voted); a prediction without slices has nothing to show."""
+    index = result.key_slice()
+    if index is None:
         raise ReportError("the prediction has no slices to show")
-    candidates = [i for i, s in enumerate(slices) if s.votes] or list(range(len(slices)))
-    return max(candidates, key=lambda i: slices[i].probability)
+    return index
 
 
 def window_u8(hu: np.ndarray, width: float, level: float) -> np.ndarray:
