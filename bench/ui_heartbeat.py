@@ -143,9 +143,15 @@ def main() -> int:
         # The window imports its engine in the background right after it shows; a user
         # looks at the window for a few seconds before the first click, so wait for it.
         t_warm = time.perf_counter()
+        warm_mon = StallMonitor(10)
+        warm_mon.start()
         wait(lambda steps=steps: "warm" in steps)
+        warm_mon.stop()
         if run == 0:
-            print(f"warm-up (background imports after start): {time.perf_counter() - t_warm:.1f} s")
+            print(
+                f"warm-up (background imports after start): {time.perf_counter() - t_warm:.1f} s, "
+                f"worst stall {warm_mon.worst_ms:.0f} ms, ticks > 100 ms late: {warm_mon.count_over(100)}"
+            )
         if args.threads:  # override the app's choice, made by the warm-up
             torch.set_num_threads(args.threads)
         texts: list[tuple[float, str]] = []
@@ -207,7 +213,30 @@ def main() -> int:
         worst_all.append(mon.worst_ms)
     print(f"torch threads: {torch.get_num_threads()} of {os.cpu_count()} cores")
     print(f"WORST STALL over {args.runs} run(s): {max(worst_all):.0f} ms (target <= 100 ms)")
+    report_full_collection()
     return 0
+
+
+def report_full_collection() -> None:
+    """How long a full cyclic-garbage collection holds the interpreter lock now, with the
+    warm-up's frozen start-up heap and without it (``app.ui.jobs.freeze_startup_heap``)."""
+    import gc
+
+    def timed_collect() -> float:
+        gc.collect()  # the first pass frees what is garbage; time the scan of what stays
+        t = time.perf_counter()
+        gc.collect()
+        return (time.perf_counter() - t) * 1000.0
+
+    frozen = gc.get_freeze_count()
+    with_freeze = timed_collect()
+    tracked = len(gc.get_objects())
+    gc.unfreeze()
+    without = timed_collect()
+    print(
+        f"full garbage collection: {with_freeze:.0f} ms with the start-up heap frozen "
+        f"({frozen} objects frozen, {tracked} scanned), {without:.0f} ms without the freeze"
+    )
 
 
 if __name__ == "__main__":
