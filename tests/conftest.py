@@ -116,3 +116,18 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
     path = tmp_path_factory.mktemp("ui-model") / "tiny.safetensors"
     return path, fx.create_tiny_model(path)
+
+
+@pytest.fixture
+def frozen_heap():  # type: ignore[no-untyped-def]
+    """For tests that measure event-loop stalls: the app freezes its start-up heap once per process
+    (``app.ui.jobs.freeze_startup_heap``); in the test process the objects left by hundreds of
+    earlier tests stand in for it. Unfrozen, a full collection of them holds the interpreter lock
+    ~0.5 s at a random moment (measured on the CI box: one such late tick failed the heartbeat
+    bound) - a property of the test suite, not of the app."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()

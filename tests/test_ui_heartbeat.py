@@ -23,7 +23,7 @@ from app.ui.workers import StallMonitor  # noqa: E402
 LOADED_BOX_BOUND_MS = 500.0
 
 
-def test_monitor_detects_a_blocked_loop(qtbot) -> None:
+def test_monitor_detects_a_blocked_loop(qtbot, frozen_heap) -> None:
     import time
 
     mon = StallMonitor(10)
@@ -34,20 +34,6 @@ def test_monitor_detects_a_blocked_loop(qtbot) -> None:
     mon.stop()
     assert 150 <= mon.worst_ms <= 1000
     assert mon.count_over(100) == 1
-
-
-@pytest.fixture
-def frozen_heap():  # type: ignore[no-untyped-def]
-    """The app freezes its start-up heap once per process (``jobs.freeze_startup_heap``); in this
-    test process the objects left by hundreds of earlier tests stand in for it. Unfrozen, a full
-    collection of them holds the interpreter lock ~0.5 s at a random moment (measured on the CI
-    box: one such late tick failed the bound) - a property of the test suite, not of the app."""
-    import gc
-
-    gc.collect()
-    gc.freeze()
-    yield
-    gc.unfreeze()
 
 
 def test_warm_up_freezes_the_start_up_heap_once(monkeypatch) -> None:

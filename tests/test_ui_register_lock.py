@@ -30,7 +30,7 @@ BUSY_TIMEOUT_MS = 1500
 
 
 def test_locked_register_keeps_the_window_responsive_and_says_why(
-        qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+        qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, frozen_heap) -> None:
     from app.register import open_register
 
     monkeypatch.setattr(db, "BUSY_TIMEOUT_MS", BUSY_TIMEOUT_MS)
