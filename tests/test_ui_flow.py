@@ -502,3 +502,38 @@ def test_after_predict_the_viewer_leaves_a_slice_that_did_not_vote(qtbot, window
     w.viewer.set_pair_index(2)
     w._show_a_voting_slice(result)
     assert w.viewer.pair_index() == 2
+
+
+def test_predict_shows_and_records_the_chosen_series_warnings_like_the_cli(
+        qtbot, window: MainWindow, generated, tmp_path: Path) -> None:
+    """A missing slice in the portal series is shown beside the study and kept in the GUI's
+    register record - the same list ``hcc-response predict`` shows and records
+    (``app.case.flow.shown_warnings``); the GUI once showed and recorded only the assembly's."""
+    import shutil
+
+    from app.case.flow import shown_warnings
+
+    w = window
+    folder = tmp_path / "case"
+    shutil.copytree(generated[0], folder)
+    import_and_wait(qtbot, w, folder)
+    portal = w.case.scan.find_series(w.case.study.assignment["portal"])
+    files = sorted(i.path for i in portal.instances)
+    files[len(files) // 2].unlink()  # a gap in the middle of the portal series
+    import_and_wait(qtbot, w, folder)
+    study = w.case.study
+    assert study is not None
+    if study.needs_confirmation:
+        w.confirm_assignment()
+    expected = shown_warnings(w.case.scan, study)
+    gap = [x for x in expected if "gap of" in x]
+    assert gap and not any("gap of" in x for x in study.warnings)  # only the series knows it
+    w.steps.clear()  # type: ignore[attr-defined]
+    w.act_predict.trigger()
+    wait_step(qtbot, w, "predicted")
+    pred = w.case.prediction
+    assert pred is not None and pred.record_id is not None
+    # shown beside the study before the prediction, and recorded as shown with it
+    assert all(x in w.browser.assembly_note.text() for x in gap)
+    record = w.register.get_prediction(pred.record_id)
+    assert all(x in record.record.warnings for x in expected)

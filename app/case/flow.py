@@ -26,6 +26,7 @@ from app.errors import Cancelled, HCCError, InputError
 from app.progress import NULL_PROGRESS, Progress, sub_progress
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; the inference layer imports torch
+    from app.dicom.scan import ScanResult
     from app.dicom.types import AssembledStudy
     from app.inference.gradcam import CamResult
     from app.inference.result import PredictionResult
@@ -51,6 +52,32 @@ class CaseOutcome:
     record_id: int | None = None
     record_error: str | None = None
     elapsed_s: float = 0.0
+
+
+def shown_warnings(scan: ScanResult | None, study: AssembledStudy) -> list[str]:
+    """What the user is told before the result: the assembly's warnings, the chosen series'
+    own warnings (gaps, tilt, file warnings) and the files the scan rejected, with reasons.
+
+    A slice rejected for a hostile header (RescaleSlope NaN, issue 14) leaves a gap in its
+    series; the prediction may go on without it, but never without saying so. The command line
+    and the desktop app show (and record) the same list; without a scan (a study assembled
+    elsewhere) only the assembly's warnings are known.
+    """
+    out = list(study.warnings)
+    if scan is None:
+        return out
+    for phase, uid in study.assignment.items():
+        series = scan.find_series(uid)
+        if series is not None:
+            number = "?" if series.series_number is None else series.series_number
+            out += [f"{phase} series #{number}: {w}" for w in series.warnings]
+    rejected = [f for f in scan.files if f.status == "rejected"]
+    if rejected:
+        listed = "; ".join(f"{f.path.name}: {f.reason}" for f in rejected[:3])
+        more = f"; and {len(rejected) - 3} more" if len(rejected) > 3 else ""
+        out.append(f"{len(rejected)} file{'s' if len(rejected) > 1 else ''} in the folder "
+                   f"rejected: {listed}{more}")
+    return list(dict.fromkeys(out))
 
 
 def predict_study(study: AssembledStudy, holder: ModelHolder, choice: ModelChoice,

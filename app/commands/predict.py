@@ -23,8 +23,6 @@ from app.commands._common import TerminalProgress, print_json, say
 from app.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from app.dicom.scan import ScanResult
-    from app.dicom.types import AssembledStudy
     from app.inference.result import PredictionResult
 
 
@@ -66,7 +64,13 @@ def _expected_sha256(text: str | None) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.case.flow import explain_study, export_explanations, make_record, predict_study
+    from app.case.flow import (
+        explain_study,
+        export_explanations,
+        make_record,
+        predict_study,
+        shown_warnings,
+    )
     from app.case.model import ModelChoice, ModelHolder
     from app.dicom.assembly import parse_phase_overrides
     from app.dicom.studies import confirmation_problem, open_study_and_scan
@@ -164,28 +168,6 @@ def run(args: argparse.Namespace) -> int:
         say(f"hcc-response predict: {saved.message}", err=True)
         return saved.error.exit_code
     return 0
-
-
-def shown_warnings(scan: ScanResult, study: AssembledStudy) -> list[str]:
-    """What the user is told before the result: the assembly's warnings, the chosen series'
-    own warnings (gaps, tilt, file warnings) and the files the scan rejected, with reasons.
-
-    A slice rejected for a hostile header (RescaleSlope NaN, issue 14) leaves a gap in its
-    series; the prediction may go on without it, but never without saying so.
-    """
-    out = list(study.warnings)
-    for phase, uid in study.assignment.items():
-        series = scan.find_series(uid)
-        if series is not None:
-            number = "?" if series.series_number is None else series.series_number
-            out += [f"{phase} series #{number}: {w}" for w in series.warnings]
-    rejected = [f for f in scan.files if f.status == "rejected"]
-    if rejected:
-        listed = "; ".join(f"{f.path.name}: {f.reason}" for f in rejected[:3])
-        more = f"; and {len(rejected) - 3} more" if len(rejected) > 3 else ""
-        out.append(f"{len(rejected)} file{'s' if len(rejected) > 1 else ''} in the folder "
-                   f"rejected: {listed}{more}")
-    return list(dict.fromkeys(out))
 
 
 def _print_text(doc: dict[str, Any], result: PredictionResult) -> None:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app import PHASES, __version__
-from app.case.flow import CaseOutcome
+from app.case.flow import CaseOutcome, shown_warnings
 from app.case.model import ModelHolder
 from app.dicom.types import AssembledStudy
 from app.errors import HCCError
@@ -535,7 +535,9 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
         self.viewer.clear_cams()
         self.vote_strip.clear()
         self.result_panel.set_busy("Predicting…")
-        warnings = list(study.warnings) + (
+        # the same list the command line shows: the assembly's warnings, the chosen series' own
+        # (a gap, lossy compression, file warnings) and the files the scan rejected
+        warnings = shown_warnings(self.case.scan, study) + (
             [f"Assignment confirmed by the user: {'; '.join(study.confirmation_reasons)}"]
             if study.needs_confirmation
             else []

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app import PHASES
+from app.case.flow import shown_warnings
 from app.dicom.patients import patient_id_collisions
 from app.dicom.studies import study_key
 from app.dicom.types import AssembledStudy, PhaseCall, SeriesInfo
@@ -304,7 +305,9 @@ class StudyBrowser(QtWidgets.QWidget):
                     "a pane (choose it above)."
                 )
             elif study is not None:
-                notes = list(study.warnings)
+                # what the prediction will record as shown: the assembly's warnings, the chosen
+                # series' own (a gap, lossy compression...) and the files the scan rejected
+                notes = shown_warnings(self._scan, study)
                 if study.overrides:
                     notes.insert(0, "set by hand: " + ", ".join(sorted(study.overrides)))
                 n = len(study.pairs)
