@@ -199,3 +199,22 @@ def test_scan_json_refusals_give_exactly_one_document(
     rc = main(["scan", str(tmp_path / "missing"), "--json"])
     doc = _strict(capsys.readouterr().out)
     assert rc == 2 and doc["error"]["kind"] == "FolderError"
+
+
+def test_prediction_on_lossy_compressed_images_says_so(patient: Path, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """RELIABILITY.md 10: a series that was lossy compressed is still predicted on, but the
+    prediction tells (and records) that its HU values are approximate."""
+    folder = tmp_path / "case"
+    shutil.copytree(patient, folder)
+    portal = _portal_slice(folder).parent
+    for path in portal.glob("*.dcm"):
+        ds = pydicom.dcmread(path)
+        ds.LossyImageCompression = "01"
+        ds.save_as(path)
+    rc = main(["predict", str(folder), "--json", "--quiet", "--device", "cpu", "--confirm"])
+    doc = _strict(capsys.readouterr().out)
+    assert rc == 0, doc
+    lossy = [w for w in doc["warnings"] if "lossy compressed" in w]
+    assert len(lossy) == 1 and lossy[0].startswith("portal series #"), doc["warnings"]
+    assert "HU values are approximate" in lossy[0]

@@ -434,6 +434,60 @@ def test_undecodable_transfer_syntax_rejected_by_name(tmp_path: Path, shared_dat
     assert all(f.status == "rejected" for f in result.files)
 
 
+def test_lossy_compression_and_coarse_hu_are_warned_per_series(tmp_path: Path, shared_data: Path) -> None:
+    """RELIABILITY.md 10: only lossless syntaxes decode to the same HU; the lossy ones (JPEG
+    baseline 8-bit comes back ~20 HU off) are used, but their series says so - and so does every
+    prediction made on them (``app.case.flow.shown_warnings``)."""
+    folder = shared_data / "ct_transfer_syntaxes"
+    expected = {
+        "1.2.840.10008.1.2.4.50": ["HU stored in steps of 32.1 HU (8 bits stored)",
+                                   "lossy compressed (JPEG Baseline (Process 1))"],
+        "1.2.840.10008.1.2.4.51": ["lossy compressed (JPEG Extended (Process 2 and 4))"],
+        "1.2.840.10008.1.2.4.81": ["lossy compressed (JPEG-LS Lossy (Near-Lossless) Image Compression)"],
+        "1.2.840.10008.1.2.4.91": ["lossy compressed (JPEG 2000 Image Compression)"],  # says 01
+    }
+    for uid in ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.57",
+                "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.90"):
+        expected[uid] = []  # lossless: no warning
+    for uid, words in expected.items():
+        one = tmp_path / uid
+        one.mkdir()
+        shutil.copy(next(folder.glob(f"*_{uid}.dcm")), one / "x.dcm")
+        warnings = scan_folder(one).series[0].warnings
+        assert len(warnings) == len(words), (uid, warnings)
+        for w, start in zip(sorted(warnings), words, strict=True):
+            assert w.startswith(start), (uid, warnings)
+
+
+@pytest.mark.parametrize(("syntax", "flag", "words"), [
+    ("1.2.840.10008.1.2.1", "01", "lossy compressed (LossyImageCompression 01: compressed with loss"),
+    ("1.2.840.10008.1.2.1", "00", None),
+    ("1.2.840.10008.1.2.4.91", "", "possibly lossy compressed (JPEG 2000 Image Compression; the file "
+                                   "does not say"),
+    ("1.2.840.10008.1.2.4.91", "00", None),
+    ("1.2.840.10008.1.2.4.90", "", None),
+    ("1.2.840.10008.1.2.4.50", "", "lossy compressed (JPEG Baseline (Process 1))"),
+])
+def test_lossy_compression_note(syntax: str, flag: str, words: str | None) -> None:
+    from app.dicom.tags import lossy_compression_note
+
+    note = lossy_compression_note(syntax, flag)
+    assert (note is None) if words is None else note is not None and note.startswith(words)
+
+
+def test_once_lossy_series_stored_uncompressed_is_warned(tmp_path: Path) -> None:
+    paths = write_series(tmp_path / "s", SeriesSpec(n=4))
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        ds.LossyImageCompression = "01"
+        ds.BitsStored, ds.HighBit, ds.RescaleSlope = 12, 11, 16  # an export in 16-HU steps
+        ds.save_as(p)
+    warnings = scan_folder(tmp_path).series[0].warnings
+    assert "lossy compressed (LossyImageCompression 01: compressed with loss before it was stored): " \
+           "HU values are approximate (4 files)" in warnings
+    assert any(w.startswith("HU stored in steps of 16 HU") and w.endswith("(4 files)") for w in warnings)
+
+
 def test_non_image_objects_skipped(tmp_path: Path) -> None:  # 11
     for name in ("rtstruct.dcm", "test-SR.dcm", "rtplan.dcm"):
         shutil.copy(pydicom_file(name), tmp_path / name)

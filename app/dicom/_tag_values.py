@@ -31,7 +31,7 @@ SCAN_TAGS: tuple[str, ...] = (
     "SliceThickness", "Rows", "Columns", "BitsAllocated", "SamplesPerPixel", "NumberOfFrames",
     "FrameOfReferenceUID", "AcquisitionTime", "ContentTime", "SharedFunctionalGroupsSequence",
     "PerFrameFunctionalGroupsSequence", "BitsStored", "PixelRepresentation", "RescaleSlope",
-    "RescaleIntercept",
+    "RescaleIntercept", "LossyImageCompression",
 )
 #: Read with every file but decoded only where a Study/Series Instance UID is blank (they
 #: identify the study and series then, see :func:`derived_uid`).

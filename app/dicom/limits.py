@@ -44,6 +44,10 @@ MAX_SLICE_THICKNESS_MM = 100.0
 MAX_POSITION_MM = 100_000.0
 ORIENTATION_TOLERANCE = 0.02
 MAX_ABS_HU = 100_000.0
+#: A RescaleSlope above this stores HU in steps too coarse for the 10-60 HU contrast between a
+#: tumour and the liver (half the smallest such contrast; an 8-bit export stores ~32 HU per
+#: value, the 12-bit JPEG test slice 2 HU); warned, not refused.
+COARSE_HU_STEP = 5.0
 #: Largest HU volume the loader allocates (float32): 4 GB is a 512² series of ~3800 slices
 #: (0.625 mm slices over 2.4 m), far beyond a liver study.
 MAX_VOLUME_BYTES = 4_000_000_000
@@ -245,7 +249,11 @@ def read_rescale_problem(v: dict[str, Any], ds: Any, warnings: list[str],
         return None
     stored = _vn(v, ds, "BitsStored", warnings) or size.bits_allocated
     signed = _vn(v, ds, "PixelRepresentation", warnings) == 1
-    return rescale_problem(slope, intercept, int(stored), signed)
+    problem = rescale_problem(slope, intercept, int(stored), signed)
+    if problem is None and slope is not None and abs(slope) > COARSE_HU_STEP:
+        warnings.append(f"HU stored in steps of {abs(slope):.3g} HU ({int(stored)} bits stored): "
+                        "soft-tissue contrast is coarse")
+    return problem
 
 
 def frames_problem(frames: Sequence[Any]) -> str | None:

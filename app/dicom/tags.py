@@ -70,6 +70,17 @@ _DICOMDIR_CLASS = "1.2.840.10008.1.3.10"
 _DEFLATED = "1.2.840.10008.1.2.1.99"
 _UNCOMPRESSED = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2", _DEFLATED}
 
+#: Compressed transfer syntaxes that cannot lose information (JPEG lossless processes 14,
+#: JPEG-LS lossless, JPEG 2000 and HTJ2K lossless-only, RLE). Every other compressed syntax is,
+#: or may be, lossy (:func:`lossy_compression_note`).
+_LOSSLESS_COMPRESSED = {
+    "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80",
+    "1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
+    "1.2.840.10008.1.2.5",
+}
+#: Syntaxes that allow lossless and lossy coding alike: the file's LossyImageCompression says which.
+_EITHER_COMPRESSED = {"1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.93", "1.2.840.10008.1.2.4.203"}
+
 Outcome = Literal["used", "skipped", "rejected"]
 
 
@@ -187,6 +198,31 @@ def decoder_problem(transfer_syntax: str) -> str | None:
             "not installed"
         )
     return None
+
+
+def lossy_compression_note(transfer_syntax: str, lossy_flag: str) -> str | None:
+    """A warning when the file's pixels are, or may be, lossy compressed; None when they are not.
+
+    Why: the model's inputs and the tumour measures are HU differences of 10-60 HU between lesion
+    and liver. Lossy JPEG changes HU (JPEG baseline stores 8 bits: the shared test slice comes
+    back 20 HU off on average), so a prediction on such images must say so (RELIABILITY.md 10:
+    compressed images decode "to the same HU" only where the compression is lossless).
+    ``lossy_flag`` is LossyImageCompression (0028,2110): "01" also marks images that were lossy
+    compressed once and are stored uncompressed now; "00" vouches for a lossless file.
+    """
+    flag = lossy_flag.strip()
+    compressed = bool(transfer_syntax) and transfer_syntax not in _UNCOMPRESSED
+    name = _uid_name(transfer_syntax) if compressed else ""
+    if flag == "01":
+        how = name if compressed and transfer_syntax not in _LOSSLESS_COMPRESSED else \
+            "LossyImageCompression 01: compressed with loss before it was stored"
+        return f"lossy compressed ({how}): HU values are approximate"
+    if flag == "00" or not compressed or transfer_syntax in _LOSSLESS_COMPRESSED:
+        return None
+    if transfer_syntax in _EITHER_COMPRESSED:
+        return (f"possibly lossy compressed ({name}; the file does not say whether with loss): "
+                "HU values may be approximate")
+    return f"lossy compressed ({name}): HU values are approximate"
 
 
 def derived_uid(*parts: str) -> str:
@@ -648,6 +684,9 @@ def _read_open(src: _Source) -> Header | FileProblem:
     problem = decoder_problem(transfer_syntax)
     if problem:
         return FileProblem("rejected", problem)
+    lossy = lossy_compression_note(transfer_syntax, _vs(v, ds, "LossyImageCompression", warnings))
+    if lossy:
+        warnings.append(lossy)
 
     size = read_image_size(v, ds, warnings)  # sanity limits (app.dicom.limits)
     if isinstance(size, str):
