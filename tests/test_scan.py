@@ -446,17 +446,17 @@ def test_lossy_compression_and_coarse_hu_are_warned_per_series(tmp_path: Path, s
         "1.2.840.10008.1.2.4.81": ["lossy compressed (JPEG-LS Lossy (Near-Lossless) Image Compression)"],
         "1.2.840.10008.1.2.4.91": ["lossy compressed (JPEG 2000 Image Compression)"],  # says 01
     }
-    for uid in ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.57",
-                "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.90"):
-        expected[uid] = []  # lossless: no warning
-    for uid, words in expected.items():
-        one = tmp_path / uid
+    for syntax in ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.57",
+                   "1.2.840.10008.1.2.4.70", "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.90"):
+        expected[syntax] = []  # lossless: no warning
+    for syntax, words in expected.items():
+        one = tmp_path / syntax
         one.mkdir()
-        shutil.copy(next(folder.glob(f"*_{uid}.dcm")), one / "x.dcm")
+        shutil.copy(next(folder.glob(f"*_{syntax}.dcm")), one / "x.dcm")
         warnings = scan_folder(one).series[0].warnings
-        assert len(warnings) == len(words), (uid, warnings)
+        assert len(warnings) == len(words), (syntax, warnings)
         for w, start in zip(sorted(warnings), words, strict=True):
-            assert w.startswith(start), (uid, warnings)
+            assert w.startswith(start), (syntax, warnings)
 
 
 @pytest.mark.parametrize(("syntax", "flag", "words"), [
