@@ -61,6 +61,9 @@ from app.register.models import Base
 log = logging.getLogger(__name__)
 
 BUSY_TIMEOUT_MS = 5000
+#: Pages copied per step of the backup API; between steps other connections may write (and a
+#: write by another connection makes the next step start the copy again from a new snapshot).
+BACKUP_STEP_PAGES = 256
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 # SQLite primary result codes (the low byte of the extended code)
@@ -479,7 +482,7 @@ def backup_to_temporary(source: sqlite3.Connection, dest: Path,
                 if progress is not None:
                     progress(total - remaining, total)
 
-            source.backup(target, pages=256, progress=_progress)
+            source.backup(target, pages=BACKUP_STEP_PAGES, progress=_progress)
             target.execute("PRAGMA journal_mode = DELETE")  # a backup is one self-contained file
             check = target.execute("PRAGMA quick_check").fetchone()[0]
             if check != "ok":  # pragma: no cover - would mean a damaged source
