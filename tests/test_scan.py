@@ -23,6 +23,9 @@ from dicom_factory import (
     write_series,
     write_sr,
 )
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.pixels import pack_bits
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, SecondaryCaptureImageStorage
 
 from app.dicom import scan as scan_mod
 from app.dicom import tags as tags_mod
@@ -503,6 +506,145 @@ def test_non_image_objects_skipped(tmp_path: Path) -> None:  # 11
     assert outcome(result, "dose_sc.dcm") == (
         "skipped", "not a CT image of the patient (Secondary Capture Image Storage)")
     assert result.problem is not None
+
+
+SEG_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"  # Segmentation Storage
+GSPS_CLASS = "1.2.840.10008.5.1.4.1.1.11.1"  # Grayscale Softcopy Presentation State Storage
+
+
+def _non_image(sop_class: str, modality: str, media_class: str | None = None) -> Dataset:
+    """A non-image object's common attributes (no pixel module); written by the caller."""
+    ds = Dataset()
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class if media_class is None else media_class
+    meta.MediaStorageSOPInstanceUID = uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.file_meta = meta
+    ds.preamble = b"\0" * 128
+    ds.SOPClassUID = sop_class
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = modality
+    ds.PatientID = "P001"
+    ds.StudyInstanceUID = "1.2.826.0.1.3680043.8.498.1"
+    ds.SeriesInstanceUID = uid()
+    ds.SeriesNumber = 90
+    ds.InstanceNumber = 1
+    return ds
+
+
+def _write_seg(path: Path, sop_class: str = SEG_CLASS, media_class: str | None = None) -> Path:
+    """A binary DICOM Segmentation of two axial frames, with real (bit-packed) pixel data."""
+    ds = _non_image(sop_class, "SEG", media_class)
+    ds.ImageType = ["DERIVED", "PRIMARY"]
+    ds.SegmentationType = "BINARY"
+    ds.FrameOfReferenceUID = uid()
+    ds.Rows = ds.Columns = 16
+    ds.NumberOfFrames = 2
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 1
+    ds.HighBit = 0
+    ds.PixelRepresentation = 0
+    orientation, measures, shared = Dataset(), Dataset(), Dataset()
+    orientation.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+    measures.PixelSpacing = [0.8, 0.8]
+    measures.SliceThickness = 5.0
+    shared.PlaneOrientationSequence = [orientation]
+    shared.PixelMeasuresSequence = [measures]
+    ds.SharedFunctionalGroupsSequence = [shared]
+    frames = []
+    for k in range(2):
+        position, frame = Dataset(), Dataset()
+        position.ImagePositionPatient = [-12.8, -12.8, 5.0 * k]
+        frame.PlanePositionSequence = [position]
+        frames.append(frame)
+    ds.PerFrameFunctionalGroupsSequence = frames
+    mask = np.zeros((2, 16, 16), np.uint8)
+    mask[:, 4:12, 4:12] = 1
+    ds.PixelData = pack_bits(mask)
+    ds.save_as(path, enforce_file_format=bool(sop_class and media_class != ""))
+    return path
+
+
+def _write_gsps(path: Path, sop_class: str = GSPS_CLASS, media_class: str | None = None) -> Path:
+    """A Grayscale Softcopy Presentation State (no pixel data) referencing a CT image."""
+    ds = _non_image(sop_class, "PR", media_class)
+    ds.ContentLabel = "LIVER_WINDOW"
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = CTImageStorage
+    ref.ReferencedSOPInstanceUID = uid()
+    voi = Dataset()
+    voi.ReferencedImageSequence = [ref]
+    voi.WindowCenter = 60
+    voi.WindowWidth = 400
+    ds.SoftcopyVOILUTSequence = [voi]
+    ds.save_as(path, enforce_file_format=bool(sop_class and media_class != ""))
+    return path
+
+
+def test_segmentation_and_presentation_state_skipped(tmp_path: Path) -> None:  # 11
+    seg = _write_seg(tmp_path / "seg.dcm")
+    _write_gsps(tmp_path / "gsps.dcm")
+    assert pydicom.dcmread(seg).pixel_array.shape == (2, 16, 16)  # a SEG with real pixel data
+    write_series(tmp_path / "ct", SeriesSpec(n=4))
+    result = scan_folder(tmp_path)
+    assert outcome(result, "seg.dcm") == ("skipped", "not an image (Segmentation Storage)")
+    assert outcome(result, "gsps.dcm") == (
+        "skipped", "not an image (Grayscale Softcopy Presentation State Storage)")
+    assert result.counts == {"used": 4, "skipped": 2, "rejected": 0}
+    s = only_series(result)
+    assert (s.status, s.n_slices) == ("ok", 4)
+
+
+def _blank_class(path: Path, media_class: str) -> None:
+    """Blank the data set's SOPClassUID and set the file meta's class (it may be blank too)."""
+    ds = pydicom.dcmread(path)
+    ds.SOPClassUID = ""
+    ds.file_meta.MediaStorageSOPClassUID = media_class
+    ds.save_as(path, enforce_file_format=bool(media_class))
+
+
+def test_blank_sop_class_falls_back_to_the_media_class(tmp_path: Path) -> None:  # 11
+    paths = write_series(tmp_path / "ct", SeriesSpec(n=4))
+    _blank_class(paths[1], CTImageStorage)
+    sc = write_secondary_capture(tmp_path / "sc.dcm")
+    _blank_class(sc, SecondaryCaptureImageStorage)
+    seg = _write_seg(tmp_path / "seg.dcm", sop_class="", media_class=SEG_CLASS)
+    assert pydicom.dcmread(seg).get("SOPClassUID") == ""
+    header = read_header(paths[1])
+    assert isinstance(header, tags_mod.Header) and header.sop_class_uid == CTImageStorage
+    assert not any("class" in w.lower() for w in header.warnings)
+    result = scan_folder(tmp_path)
+    assert outcome(result, paths[1].name)[0] == "used"
+    # the media class decides, whatever it says: a secondary capture or SEG stays out
+    assert outcome(result, "sc.dcm") == (
+        "skipped", "not a CT image of the patient (Secondary Capture Image Storage)")
+    assert outcome(result, "seg.dcm") == ("skipped", "not an image (Segmentation Storage)")
+    s = only_series(result)
+    assert (s.status, s.n_slices) == ("ok", 4)
+
+
+def test_blank_sop_class_everywhere_is_judged_by_content(tmp_path: Path) -> None:  # 11
+    # With no SOP Class UID in the data set nor in the file meta the class is unknown; the file
+    # is judged by what it holds. A CT slice with CT pixel data and geometry is used (as a CT
+    # image: its modality and geometry are checked as for any slice); a non-image object without
+    # class still stays out: a SEG by its 1-bit pixel data, a presentation state by having none.
+    paths = write_series(tmp_path / "ct", SeriesSpec(n=4))
+    _blank_class(paths[2], "")
+    raw = pydicom.dcmread(paths[2])
+    assert raw.SOPClassUID == "" and raw.file_meta.MediaStorageSOPClassUID == ""
+    _write_seg(tmp_path / "seg.dcm", sop_class="", media_class="")
+    _write_gsps(tmp_path / "gsps.dcm", sop_class="", media_class="")
+    header = read_header(paths[2])
+    assert isinstance(header, tags_mod.Header)
+    assert (header.sop_class_uid, header.forced) == ("", False)
+    result = scan_folder(tmp_path)
+    assert outcome(result, paths[2].name)[0] == "used"
+    assert outcome(result, "seg.dcm") == ("rejected", "unsupported BitsAllocated 1 (CT uses 8, 16 or 32)")
+    assert outcome(result, "gsps.dcm") == ("skipped", "not an image (no pixel data)")
+    s = only_series(result)
+    assert (s.status, s.n_slices) == ("warnings", 4)
+    assert s.warnings == ["no SOP Class UID: taken for an image by its content (1 file)"]
 
 
 def test_non_ct_modality_refused(tmp_path: Path) -> None:  # 13

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import pickle
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ from app.inference.weights import (
     read_description,
     save_model,
     sha256_file,
+    write_sha256_file,
 )
 
 torch.set_num_threads(2)
@@ -237,3 +240,140 @@ def test_random_demo_model_says_what_it_is_and_bundled_hash_is_enforced(tmp_path
     with pytest.raises(ModelFileError, match="no recorded SHA-256"):
         load_bundled_model("cpu", other)
     assert default_model_path().name == "demo-model.safetensors"
+
+
+# --- RELIABILITY 16: tensors only, never a pickle ----------------------------------------------
+
+
+class _TouchOnUnpickle:
+    """Unpickling this creates ``marker`` (a stand-in for code a pickle would run on load)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
+        return (Path.touch, (self.marker,))
+
+
+def _state(marker: Path | None = None) -> dict[str, object]:
+    torch.manual_seed(0)
+    state: dict[str, object] = dict(build_model(CFG).state_dict())
+    if marker is not None:
+        state["extra"] = _TouchOnUnpickle(marker)
+    return state
+
+
+def test_torch_save_file_named_safetensors_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "model.safetensors"
+    torch.save(_state(), path)  # a zip of pickles, whatever its name says
+    assert path.read_bytes()[:4] == b"PK\x03\x04"
+    with pytest.raises(ModelFileError, match=r"^model\.safetensors is not a safetensors model file "
+                                             r"\(implausible header size \d+\)$"):
+        load_model(path)
+    with pytest.raises(ModelFileError, match=r"^model\.safetensors is not a safetensors model file$"):
+        read_description(path)
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_plain_pickle_is_refused(tmp_path: Path, protocol: int) -> None:
+    path = tmp_path / "weights.safetensors"
+    state = {k: v.tolist() for k, v in build_model(CFG).state_dict().items()}
+    path.write_bytes(pickle.dumps(state, protocol=protocol))
+    with pytest.raises(ModelFileError, match=r"^weights\.safetensors is not a safetensors model file "
+                                             r"\(implausible header size \d+\)$"):
+        load_model(path)
+    with pytest.raises(ModelFileError, match=r"^weights\.safetensors is not a safetensors model file$"):
+        read_description(path)
+
+
+def test_refused_pickles_are_never_unpickled(tmp_path: Path) -> None:
+    # the payload works: unpickling it creates its marker
+    control = tmp_path / "control"
+    pickle.loads(pickle.dumps(_TouchOnUnpickle(control)))
+    assert control.exists()
+    writers = {
+        "torch-save.safetensors": lambda p, m: torch.save(_state(m), p),
+        "pickle.safetensors": lambda p, m: p.write_bytes(pickle.dumps(_state(m))),
+        "pickle.pt": lambda p, m: p.write_bytes(pickle.dumps(_state(m))),
+    }
+    for name, write in writers.items():
+        marker = tmp_path / f"{name}.unpickled"
+        path = tmp_path / name
+        write(path, marker)
+        write_sha256_file(path)  # as if bundled with its hash: the hash passes, the format not
+        for load in (load_model, read_description, lambda p: load_bundled_model("cpu", p)):
+            with pytest.raises(ModelFileError, match="is not a safetensors model file"):
+                load(path)
+        assert not marker.exists(), f"{name} was unpickled"
+
+
+_PICKLE_MODULES = {"pickle", "_pickle", "cPickle", "dill", "cloudpickle", "joblib", "shelve"}
+_PICKLE_LOADERS = {"torch.load", "torch.serialization.load", "torch.hub.load",
+                   "torch.hub.load_state_dict_from_url", "torch.utils.model_zoo.load_url"}
+
+
+def _pickle_loads_in(source: str) -> list[str]:
+    """Every way ``source`` could unpickle: pickle-family imports, torch's pickle loaders (as
+    called or referenced, through import aliases) and ``np.load(..., allow_pickle=True)``."""
+    tree = ast.parse(source)
+    alias: dict[str, str] = {}
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                alias[(a.asname or a.name).split(".")[0]] = a.name if a.asname else a.name.split(".")[0]
+                if a.name.split(".")[0] in _PICKLE_MODULES:
+                    found.append(f"line {node.lineno}: import {a.name}")
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            if node.module.split(".")[0] in _PICKLE_MODULES:
+                found.append(f"line {node.lineno}: from {node.module} import")
+            for a in node.names:
+                alias[a.asname or a.name] = f"{node.module}.{a.name}"
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute | ast.Name):
+            parts: list[str] = []
+            cur: ast.expr = node
+            while isinstance(cur, ast.Attribute):
+                parts.insert(0, cur.attr)
+                cur = cur.value
+            if not isinstance(cur, ast.Name):
+                continue
+            dotted = ".".join([alias.get(cur.id, cur.id), *parts])
+            if dotted in _PICKLE_LOADERS and (isinstance(node, ast.Attribute) or cur.id in alias):
+                found.append(f"line {node.lineno}: {dotted}")
+        if isinstance(node, ast.Call) and any(
+                k.arg == "allow_pickle" and not (isinstance(k.value, ast.Constant) and k.value.value is False)
+                for k in node.keywords):
+            found.append(f"line {node.lineno}: allow_pickle")
+    return found
+
+
+def test_guard_finds_every_way_to_unpickle() -> None:
+    bad = [
+        "import torch\ntorch.load('m.pt')",
+        "import torch\nload = torch.load",
+        "import torch as t\nt.load('m.pt', weights_only=True)",
+        "from torch import load\nload('m.pt')",
+        "from torch import load as tl\ntl('m.pt')",
+        "import torch.serialization\ntorch.serialization.load('m.pt')",
+        "from torch.hub import load_state_dict_from_url as f\nf('http://x')",
+        "import torch\ntorch.hub.load_state_dict_from_url('http://x')",
+        "import pickle\npickle.load(open('m', 'rb'))",
+        "from pickle import loads",
+        "import joblib",
+        "import numpy as np\nnp.load('a.npy', allow_pickle=True)",
+    ]
+    for source in bad:
+        assert _pickle_loads_in(source), source
+    fine = "import numpy as np\nimport torch\nnp.load('a.npz', allow_pickle=False)\ntorch.nn.Linear(2, 2)\n" \
+           "from safetensors.torch import load\nload(b'')\n'''torch.load is never used'''"
+    assert _pickle_loads_in(fine) == []
+
+
+def test_app_never_unpickles() -> None:  # RELIABILITY 16
+    app_dir = Path(__file__).resolve().parents[1] / "app"
+    files = sorted(app_dir.rglob("*.py"))
+    assert len(files) > 50 and app_dir / "inference" / "weights.py" in files
+    found = [f"{p.relative_to(app_dir.parent)} {hit}"
+             for p in files for hit in _pickle_loads_in(p.read_text(encoding="utf-8"))]
+    assert found == []

@@ -766,6 +766,8 @@ def _image_class(v: dict[str, Any], ds: Dataset, meta: Mapping[int, Any],
         return FileProblem("skipped", f"not an image ({class_name or sop_class})")
     if sop_class.startswith("1.2.840.10008.5.1.4.1.1.7"):
         return FileProblem("skipped", f"not a CT image of the patient ({class_name})")
+    if not sop_class:  # used if its pixel data, modality and geometry make it a CT slice
+        warnings.append("no SOP Class UID: taken for an image by its content")
     return sop_class
 
 
