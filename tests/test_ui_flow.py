@@ -537,3 +537,89 @@ def test_predict_shows_and_records_the_chosen_series_warnings_like_the_cli(
     assert all(x in w.browser.assembly_note.text() for x in gap)
     record = w.register.get_prediction(pred.record_id)
     assert all(x in record.record.warnings for x in expected)
+
+
+def _slowed(monkeypatch: pytest.MonkeyPatch, stage: str) -> dict[str, threading.Event]:
+    """Slow one stage of a prediction down on purpose: ``"predict"`` - a long prediction that
+    checks for cancellation like the real one; ``"load"`` - a model load of about a second that
+    never checks (``load_model`` does not: RELIABILITY 28 is met at the check after it).
+    Returns events: ``entered`` (the slow stage began), ``predicted`` (the real predictor ran)."""
+    import app.case.model as model_mod
+    import app.inference.predictor as predictor
+
+    events = {"entered": threading.Event(), "predicted": threading.Event()}
+    real_predict, real_load = predictor.predict, model_mod.load_chosen_model
+
+    def predict(study: Any, model: Any, progress: Any = None, **kw: Any) -> Any:
+        if stage == "predict":
+            events["entered"].set()
+            for _ in range(500):
+                progress.check()
+                time.sleep(0.01)
+        events["predicted"].set()
+        return real_predict(study, model, progress, **kw)
+
+    def load(choice: Any, progress: Any = None) -> Any:
+        if stage == "load":
+            events["entered"].set()
+            time.sleep(1.0)  # no cancellation check, like load_model
+        return real_load(choice, progress)
+
+    monkeypatch.setattr(predictor, "predict", predict)
+    monkeypatch.setattr(model_mod, "load_chosen_model", load)
+    return events
+
+
+@pytest.mark.parametrize("stage", ["predict", "load"])
+@pytest.mark.usefixtures("torch_one_thread")
+def test_close_while_predicting_stops_the_worker_and_records_nothing(
+        qtbot, tiny_model, generated, shown: Dialogs, qtlog, monkeypatch, stage: str) -> None:
+    from app.register import open_register
+
+    w = fx.open_main_window(qtbot, *tiny_model)
+    w.shown = shown  # type: ignore[attr-defined]
+    import_and_wait(qtbot, w, generated[0])
+    if w.case.needs_confirmation():
+        w.confirm_assignment()
+    register_path = Path(w.register.path)
+    events = _slowed(monkeypatch, stage)
+    job = w.predict()
+    assert job is not None
+    qtbot.waitUntil(events["entered"].is_set, timeout=STEP_TIMEOUT_MS)
+    t0 = time.monotonic()
+    w.close()
+    assert time.monotonic() - t0 < 5
+    assert not job.qthread.isRunning()
+    assert not w.jobs.busy
+    qtbot.wait(50)
+    assert not [r for r in qtlog.records if "QThread" in r.message]
+    assert not events["predicted"].is_set()  # stopped before the network ran ...
+    assert w.case.prediction is None and "predicted" not in w.steps  # type: ignore[attr-defined]
+    reopened = open_register(register_path)
+    try:
+        assert reopened.list_cases() == []  # ... and nothing was recorded
+    finally:
+        reopened.close()
+    assert not shown.errors
+
+
+def test_cancel_during_model_load_stops_when_the_load_ends(qtbot, window: MainWindow, generated,
+                                                           shown: Dialogs, monkeypatch) -> None:
+    """The loader has no cancellation checks (a load takes about a second): a Cancel during it
+    takes effect at the check right after, before the prediction and the record."""
+    w = window
+    import_and_wait(qtbot, w, generated[0])
+    if w.case.needs_confirmation():
+        w.confirm_assignment()
+    events = _slowed(monkeypatch, "load")
+    job = w.predict()
+    assert job is not None
+    qtbot.waitUntil(events["entered"].is_set, timeout=STEP_TIMEOUT_MS)
+    t0 = time.monotonic()
+    w.act_cancel.trigger()
+    qtbot.waitUntil(lambda: job.is_done, timeout=5000)
+    assert time.monotonic() - t0 < 5
+    assert not events["predicted"].is_set()
+    assert w.case.prediction is None and w.register.list_cases() == []
+    assert not shown.errors
+    assert w.act_predict.isEnabled()  # usable again

@@ -230,3 +230,25 @@ def open_main_window(qtbot, model_path: Path, model_sha256: str):  # type: ignor
     w.stepDone.connect(steps.append)
     w.steps = steps
     return w
+
+
+def truncated_model_copy(src: Path, dst: Path, cut: int = 100) -> Path:
+    """A copy of a model file with its last ``cut`` bytes missing (an interrupted download)."""
+    blob = src.read_bytes()
+    dst.write_bytes(blob[: len(blob) - cut])
+    return dst
+
+
+def nan_model_copy(src: Path, dst: Path) -> str:
+    """Re-save the model in ``src`` with one weight set to NaN, a well-formed file otherwise
+    (the weights helpers write it: right keys, shapes, dtype and card); returns the tensor's name."""
+    import torch
+
+    from app.inference.weights import load_model, save_model
+
+    loaded = load_model(src, "cpu", fold=False)  # unfolded: the network as it was saved
+    name, tensor = next((k, t) for k, t in loaded.model.state_dict().items() if k.endswith(".weight") and t.numel() > 1)
+    with torch.no_grad():
+        tensor.view(-1)[0] = float("nan")
+    save_model(loaded.model, loaded.config, loaded.description, dst)
+    return name

@@ -106,12 +106,22 @@ def load_chosen_model(choice: ModelChoice, progress: Progress = NULL_PROGRESS) -
 
 
 class ModelHolder:
-    """The loaded model, loaded lazily once per (file, hash, device), shared by cases."""
+    """The loaded model, loaded lazily once per (file, hash, device), shared by cases.
+
+    ``lock`` is held by workers while the network runs (and while a model loads), possibly for
+    many seconds; :meth:`forget` is called on the GUI thread (a model accepted, the settings
+    changed) and so never waits for it: the cached model and its key have a lock of their own,
+    held only for an assignment. A prediction already running goes on with the model it has
+    (and records that model's identity); a load that was under way when the model was
+    forgotten is returned to its caller but not kept.
+    """
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
+        self._state = threading.Lock()  # guards _model, _key, _generation; never held long
         self._key: tuple[str, str | None, str] | None = None
         self._model: LoadedModel | None = None
+        self._generation = 0
 
     @property
     def loaded(self) -> LoadedModel | None:
@@ -119,16 +129,23 @@ class ModelHolder:
         return self._model
 
     def forget(self) -> None:
-        """Drop the loaded model (the settings changed, or its file did)."""
-        with self.lock:
+        """Drop the loaded model (the settings changed, or its file did); does not wait for a
+        running prediction."""
+        with self._state:
             self._model = None
             self._key = None
+            self._generation += 1
 
     def get(self, choice: ModelChoice, progress: Progress = NULL_PROGRESS) -> LoadedModel:
         """Load (or reuse) the model for ``choice``; raises :func:`load_chosen_model`'s errors."""
         with self.lock:
             key = (str(resolve_model_path(choice, progress)), choice.sha256, choice.device)
-            if self._model is not None and self._key == key:
-                return self._model
-            self._model, self._key = load_chosen_model(choice, progress), key
-            return self._model
+            with self._state:
+                if self._model is not None and self._key == key:
+                    return self._model
+                generation = self._generation
+            model = load_chosen_model(choice, progress)
+            with self._state:
+                if self._generation == generation:  # not forgotten meanwhile
+                    self._model, self._key = model, key
+            return model
