@@ -245,6 +245,11 @@ def test_predict_cli_writes_dicom_and_audits_it(patient_dir: Path, tmp_path: Pat
     from app.register import open_register
 
     with open_register(db) as reg:
+        # the SR says everything the prediction was shown and recorded with, not only the
+        # model's own warnings (the images' - a gap, lossy compression - among them)
+        recorded = reg.get_prediction(doc["register_id"]).record.warnings
+        assert sr.warnings == recorded
+        assert set(doc["warnings"]) <= set(recorded) and len(recorded) > len(doc["prediction"]["warnings"])
         events = reg.events(prediction_id=doc["register_id"], kind="dicom_export")
         assert len(events) == 1
         assert events[0].payload["sr_sop_uid"] == exp["sr_sop_uid"]

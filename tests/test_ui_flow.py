@@ -505,10 +505,11 @@ def test_after_predict_the_viewer_leaves_a_slice_that_did_not_vote(qtbot, window
 
 
 def test_predict_shows_and_records_the_chosen_series_warnings_like_the_cli(
-        qtbot, window: MainWindow, generated, tmp_path: Path) -> None:
+        qtbot, window: MainWindow, generated, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A missing slice in the portal series is shown beside the study and kept in the GUI's
     register record - the same list ``hcc-response predict`` shows and records
     (``app.case.flow.shown_warnings``); the GUI once showed and recorded only the assembly's."""
+    import html
     import shutil
 
     from app.case.flow import shown_warnings
@@ -537,6 +538,16 @@ def test_predict_shows_and_records_the_chosen_series_warnings_like_the_cli(
     assert all(x in w.browser.assembly_note.text() for x in gap)
     record = w.register.get_prediction(pred.record_id)
     assert all(x in record.record.warnings for x in expected)
+    # and the PDF report says them too (the DICOM SR likewise: test_ui_pacs)
+    from app.ui import report_pdf
+
+    written: list[report_pdf.CaseReport] = []
+    monkeypatch.setattr(report_pdf, "write_case_report", lambda path, rep: written.append(rep) or path)
+    assert w.export_pdf(tmp_path / "report.pdf") is not None
+    wait_step(qtbot, w, "report")
+    assert written and list(written[0].warnings) == record.record.warnings
+    page_text = report_pdf._model_html(written[0])
+    assert all(html.escape(x) in page_text for x in gap)
 
 
 def _slowed(monkeypatch: pytest.MonkeyPatch, stage: str) -> dict[str, threading.Event]:

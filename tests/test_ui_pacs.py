@@ -95,7 +95,11 @@ def test_export_dicom_then_send_to_pacs(qtbot, window: MainWindow, generated: Pa
 
     srs = list((tmp_path / "dicom").glob("SR_*.dcm"))
     assert len(srs) == 1 and len(list((tmp_path / "dicom").glob("SC_*.dcm"))) == 3
-    assert read_prediction_sr(pydicom.dcmread(srs[0])).label == pred.result.label
+    sr = read_prediction_sr(pydicom.dcmread(srs[0]))
+    assert sr.label == pred.result.label
+    # the SR says what the prediction was shown and recorded with, not only the model's warnings
+    recorded = w.register.get_prediction(pred.record_id).record.warnings
+    assert sr.warnings == recorded and set(pred.result.warnings) < set(recorded)
     events = w.register.events(prediction_id=pred.record_id, kind="dicom_export")
     assert len(events) == 1 and events[0].payload["sr_file"] == str(srs[0])
     assert "not stored (DICOM written to" in w.result_panel.text()

@@ -53,6 +53,13 @@ class CaseOutcome:
     record_error: str | None = None
     elapsed_s: float = 0.0
 
+    @property
+    def warnings(self) -> list[str]:
+        """Everything said with the result: the study's and the images' warnings (a gap, lossy
+        compression...) and the model's own, as recorded; the PDF report and the DICOM SR
+        carry this list, not only the model's."""
+        return list(self.record.warnings) if self.record is not None else list(self.result.warnings)
+
 
 def shown_warnings(scan: ScanResult | None, study: AssembledStudy) -> list[str]:
     """What the user is told before the result: the assembly's warnings, the chosen series'

@@ -117,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
         cams = explain_study(study, holder, loaded, progress.sub(0.75, 0.9))
     if args.cam_dir is not None and cams is not None:
         cam_files = [str(p) for p in export_explanations(study, cams, args.cam_dir)]
+    # the register's record of this prediction (written below with --register); its warnings -
+    # the study's, the images', the model's - are what the DICOM SR says too
+    record = make_record(study, result, overrides=overrides or {}, warnings_shown=warnings,
+                         source_folder=str(args.folder.resolve()))
     dicom_export = None
     if args.dicom_out is not None and cams is not None:
         from app.export.sources import source_files
@@ -124,15 +128,12 @@ def run(args: argparse.Namespace) -> int:
 
         progress.update(0.9, "writing DICOM SR and captures")
         dicom_export = export_dicom(study, result, cams, source_files(args.folder, study),
-                                    args.dicom_out)
+                                    args.dicom_out, warnings=record.warnings)
 
     saved = None
     if args.register is not None:
         from app.register.pending import record_or_keep
 
-        record = make_record(study, result, overrides=overrides or {},
-                             warnings_shown=warnings,
-                             source_folder=str(args.folder.resolve()))
         # never raises for the register: a prediction it cannot take is kept for later
         saved = record_or_keep(args.register, record)
     record_id = saved.case_id if saved is not None else None

@@ -12,6 +12,7 @@ rest, so a PACS shows it as a readable tree and a program can read it back
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -77,7 +78,8 @@ def _source_series(phase: str, series_uid: str, headers: list[Dataset]) -> hd.sr
     return container
 
 
-def prediction_content(result: PredictionResult, sources: SourceImages) -> hd.sr.ContainerContentItem:
+def prediction_content(result: PredictionResult, sources: SourceImages,
+                       warnings: Sequence[str] | None = None) -> hd.sr.ContainerContentItem:
     """The SR's content tree for one prediction (the template of :mod:`app.export.codes`)."""
     if result.label not in codes.LABEL_CODES:
         raise ExportError(f"unknown prediction label {result.label!r}")
@@ -102,7 +104,7 @@ def prediction_content(result: PredictionResult, sources: SourceImages) -> hd.sr
         _text(codes.DEVICE, result.device),
         _text(codes.SOFTWARE_VERSION, f"HCC Response {result.software_version}"),
         _text(codes.INTENDED_USE, INTENDED_USE),
-        *(_text(codes.WARNING, w) for w in result.warnings),
+        *(_text(codes.WARNING, w) for w in (result.warnings if warnings is None else warnings)),
     ]
     for phase, headers in sources.by_phase.items():
         items.append(_source_series(phase, result.series_uids[phase], headers))
@@ -112,15 +114,16 @@ def prediction_content(result: PredictionResult, sources: SourceImages) -> hd.sr
 
 
 def build_prediction_sr(result: PredictionResult, sources: SourceImages, *, series_uid: str,
-                        sop_uid: str, series_number: int = 9901, instance_number: int = 1
-                        ) -> hd.sr.ComprehensiveSR:
+                        sop_uid: str, series_number: int = 9901, instance_number: int = 1,
+                        warnings: Sequence[str] | None = None) -> hd.sr.ComprehensiveSR:
     """A Comprehensive SR of ``result`` in the study of ``sources``.
 
     Patient and study attributes come from the source headers (highdicom requires them to agree:
     a result is never filed under another patient). The SR is complete but not verified: no
-    physician has signed it.
+    physician has signed it. ``warnings``: everything said with the result - the study's and
+    the images' warnings with the model's (the register record's list); default the model's own.
     """
-    content = prediction_content(result, sources)
+    content = prediction_content(result, sources, warnings)
     try:
         sr = hd.sr.ComprehensiveSR(
             evidence=sources.all, content=content, series_instance_uid=series_uid,

@@ -95,6 +95,7 @@ def export_dicom(
     opacity: float = 0.5,
     colormap: str = "jet",
     window: tuple[float, float] = (400.0, 0.0),
+    warnings: Sequence[str] | None = None,
 ) -> DicomExport:
     """Write the prediction SR and one capture per chosen level into ``out_dir``.
 
@@ -111,6 +112,10 @@ def export_dicom(
         Destination folder (created when missing).
     levels:
         Pair indices to capture; default :func:`choose_levels` among the levels ``cams`` covers.
+    warnings:
+        Everything said with the result (the study's and the images' warnings - a gap, lossy
+        compression - with the model's; the register record's list), written into the SR;
+        default the model's own.
 
     Raises
     ------
@@ -129,7 +134,7 @@ def export_dicom(
     sources = read_sources(study, instance_files)
     sr_series, sc_series = hd.UID(), hd.UID()
     sr = build_prediction_sr(result, sources, series_uid=sr_series, sop_uid=hd.UID(),
-                             series_number=SR_SERIES_NUMBER)
+                             series_number=SR_SERIES_NUMBER, warnings=warnings)
     objects: list[tuple[str, Any]] = [(f"SR_{sr.SOPInstanceUID}.dcm", sr)]
     for n, k in enumerate(levels, start=1):
         pair = study.pairs[k]

@@ -7,7 +7,7 @@ Like :mod:`app.ui.jobs`: each ``*_job`` returns ``fn(progress) -> result`` for t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -43,8 +43,10 @@ class SentResult:
 
 
 def export_job(study: AssembledStudy, result: PredictionResult, cams: CamResult | None,
-               scan: ScanResult | None, out_dir: Path) -> JobFn[DicomExport]:
-    """Write the SR and the captures of the shown prediction into ``out_dir``."""
+               scan: ScanResult | None, out_dir: Path,
+               warnings: Sequence[str] | None = None) -> JobFn[DicomExport]:
+    """Write the SR and the captures of the shown prediction into ``out_dir``; ``warnings``:
+    everything said with it (the register record's list), written into the SR."""
 
     def run(progress: Progress) -> DicomExport:
         if cams is None:
@@ -58,16 +60,17 @@ def export_job(study: AssembledStudy, result: PredictionResult, cams: CamResult 
             from app.export.writer import export_dicom
         progress.update(0.1, "writing DICOM SR and captures")
         files = instance_paths(scan, study.assignment.values())
-        return export_dicom(study, result, cams, files, out_dir)
+        return export_dicom(study, result, cams, files, out_dir, warnings=warnings)
 
     return run
 
 
 def send_job(settings: NetworkSettings, study: AssembledStudy, result: PredictionResult,
              cams: CamResult | None, scan: ScanResult | None, out_dir: Path,
-             listener: AssociationListener | None = None) -> JobFn[SentResult]:
+             listener: AssociationListener | None = None,
+             warnings: Sequence[str] | None = None) -> JobFn[SentResult]:
     """Export (into ``out_dir``) and C-STORE the result objects on the configured node."""
-    export = export_job(study, result, cams, scan, out_dir)
+    export = export_job(study, result, cams, scan, out_dir, warnings)
 
     def run(progress: Progress) -> SentResult:
         written = export(sub_progress(progress, 0.0, 0.4))

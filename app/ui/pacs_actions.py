@@ -114,7 +114,8 @@ class PacsActions(QtCore.QObject):
         pred = case.prediction
         if pred is None:
             return None
-        fn = dicom_jobs.export_job(pred.study, pred.result, case.cam, case.scan, folder)
+        fn = dicom_jobs.export_job(pred.study, pred.result, case.cam, case.scan, folder,
+                                   pred.warnings)
         job = self.window.start_job("Export DICOM", fn, key="dicom")
 
         def done(export: DicomExport) -> None:
@@ -139,7 +140,7 @@ class PacsActions(QtCore.QObject):
             return None
         out = dicom_outbox_dir() / time.strftime("%Y%m%d-%H%M%S")
         fn = dicom_jobs.send_job(self.network, pred.study, pred.result, case.cam, case.scan, out,
-                                 self._log_association)
+                                 self._log_association, pred.warnings)
         job = self.window.start_job("Send to PACS", fn, key="dicom")
         node = self.network.node().address if self.network.nodes else "?"
         self.window.result_panel.set_pacs_status(f"sending to {node}…")

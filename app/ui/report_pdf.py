@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -100,6 +100,7 @@ def case_report(
     cam_scale: float | None = None,
     case_id: int | None = None,
     series_labels: Mapping[str, str] | None = None,
+    warnings: Sequence[str] | None = None,
 ) -> CaseReport:
     """What the report of a case shows, checked.
 
@@ -124,6 +125,10 @@ def case_report(
     series_labels:
         phase → "#3 ART 5.0 B30f" (series number and description), printed with each phase so
         that a reader finds the series on the scanner; the UID follows in small print.
+    warnings:
+        Everything said with the result - the study's and the images' warnings (a gap, lossy
+        compression) with the model's (:attr:`app.case.flow.CaseOutcome.warnings`); default the
+        model's own.
 
     Raises
     ------
@@ -135,7 +140,8 @@ def case_report(
     if not study.pairs or not 0 <= pair_index < len(study.pairs):
         raise ReportError(f"slice level {pair_index} is not in the study")
     return CaseReport(study, result, cam_by_phase or {}, description, pair_index,
-                      study.pairs[pair_index], cam_scale, case_id, dict(series_labels or {}))
+                      study.pairs[pair_index], cam_scale, case_id, dict(series_labels or {}),
+                      list(result.warnings if warnings is None else warnings))
 
 
 def write_case_report(path: Path, report: CaseReport) -> Path:
@@ -202,6 +208,8 @@ class CaseReport:
     cam_scale: float | None
     case_id: int | None
     series_labels: Mapping[str, str] = field(default_factory=dict)
+    #: everything said with the result (study, images, model); default the model's own
+    warnings: Sequence[str] = ()
 
 
 @dataclass
@@ -364,8 +372,8 @@ def _model_html(rep: CaseReport) -> str:
            f"<tt>{esc(r.model_sha256)}</tt><br><b>Device</b> {esc(r.device or '—')}"
            + (f" ({esc(r.device_reason)})" if r.device_reason else "")
            + f" &nbsp; <b>Software</b> HCC Response {esc(__version__)}</p>")
-    if r.warnings:
-        out += "<p><b>Warnings</b><br>" + "<br>".join(f"⚠ {esc(w)}" for w in r.warnings) + "</p>"
+    if rep.warnings:
+        out += "<p><b>Warnings</b><br>" + "<br>".join(f"⚠ {esc(w)}" for w in rep.warnings) + "</p>"
     return out
 
 

@@ -152,7 +152,8 @@ class RegisterActions(WindowParts):
                 pair_index=index,
                 cam_scale=1.0,  # the maps are normalised by the study's global maximum
                 case_id=pred.record_id,
-                series_labels=self._series_labels(pred.study))
+                series_labels=self._series_labels(pred.study),
+                warnings=pred.warnings)
         except HCCError as exc:
             dialogs.show_error(self, exc.message, exc.details or "")
             return None
