@@ -40,6 +40,12 @@ def default_register_path() -> Path:
     return user_data_dir() / "register.sqlite"
 
 
+def default_backup_dir() -> Path:
+    """Where scheduled register backups go unless the settings name a folder
+    (:mod:`app.register.autobackup`); a site does better to choose one on another disk."""
+    return user_data_dir() / "register-backups"
+
+
 def pending_records_file() -> Path:
     """Predictions the register could not take, kept until they can be recorded (issue 19)."""
     return user_data_dir() / "pending-records.jsonl"

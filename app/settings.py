@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from app.backup_policy import BackupPolicy, BackupPolicyError
 from app.dicomnet.config import NetworkSettings
 from app.dicomnet.errors import NodeConfigError
 from app.errors import InputError
@@ -67,6 +68,9 @@ class Settings:
         Most recent first, at most :data:`MAX_RECENT`.
     dicom_network:
         The optional DICOM network link (off by default, no nodes).
+    register_backup:
+        Automatic backups of the register (on by default: daily, 14 kept, in the per-user data
+        folder unless a folder is set; :mod:`app.register.autobackup`).
     """
 
     device: str = "auto"
@@ -79,6 +83,7 @@ class Settings:
     demo_offered: bool = False
     recent_folders: tuple[str, ...] = field(default_factory=tuple)
     dicom_network: NetworkSettings = field(default_factory=NetworkSettings)
+    register_backup: BackupPolicy = field(default_factory=BackupPolicy)
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -96,6 +101,7 @@ class Settings:
         doc = dataclasses.asdict(self)
         doc["recent_folders"] = list(self.recent_folders)
         doc["dicom_network"] = self.dicom_network.to_dict()
+        doc["register_backup"] = self.register_backup.to_dict()
         return doc
 
 
@@ -126,6 +132,12 @@ def _from_dict(doc: dict[str, Any]) -> Settings:
             except NodeConfigError as exc:
                 log.warning("settings: ignoring the DICOM network settings (%s); the link stays off",
                             exc)
+        elif f.name == "register_backup":
+            try:
+                values[f.name] = BackupPolicy.from_dict(value)
+            except BackupPolicyError as exc:
+                log.warning("settings: ignoring the register backup settings (%s); using the "
+                            "defaults", exc)
         elif f.name == "demo_offered":
             if isinstance(value, bool):
                 values[f.name] = value

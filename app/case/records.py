@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING
 from app.progress import NULL_PROGRESS, Progress
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
+    from app.backup_policy import BackupPolicy
     from app.inference.result import PredictionResult
     from app.register import Register
+    from app.register.autobackup import BackupOutcome
     from app.register.performance import PerformanceRow
     from app.register.records import CaseRow, PredictionRecord, VerifyReport
 
@@ -109,3 +111,30 @@ def read_case(register: Register, case_id: int) -> RecordedCase:
 def has_cases(register: Register) -> bool:
     """Whether the register holds any case (the first-start demo offer)."""
     return bool(register.list_cases(limit=1))
+
+
+def scheduled_backup(register: Register, policy: BackupPolicy,
+                     progress: Progress = NULL_PROGRESS) -> BackupOutcome:
+    """The automatic register backup the desktop app makes after start-up, when due
+    (:func:`app.register.autobackup.run_scheduled_backup`).
+
+    A failure says what failed and where to change it: the user did not ask for this backup,
+    so a bare "permission denied" would not tell them which file it was about.
+    """
+    from app.errors import HCCError
+    from app.register.autobackup import run_scheduled_backup
+    from app.register.errors import RegisterError
+
+    progress.check()
+    try:
+        return run_scheduled_backup(register, policy)
+    except HCCError as exc:
+        raise RegisterError(
+            f"The automatic register backup failed: {exc.message}. The register itself is "
+            "unharmed; choose a writable backup folder in Settings → Register backups.",
+            exc.details) from exc
+    except OSError as exc:  # the backup folder itself cannot be listed or made
+        raise RegisterError(
+            f"The automatic register backup failed: {policy.backup_dir()}: {exc.strerror or exc}. "
+            "The register itself is unharmed; choose a writable backup folder in Settings → "
+            "Register backups.") from exc

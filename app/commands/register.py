@@ -8,6 +8,7 @@
     hcc-response register export CSV [--pseudonymise] [--key-file F]
     hcc-response register export-images ID FOLDER --deidentify
     hcc-response register backup FILE
+    hcc-response register backup --scheduled [--force]
     hcc-response register pending
     hcc-response register verify
     hcc-response register stats
@@ -94,7 +95,13 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 
     p = sub.add_parser("backup", help="copy the register with SQLite's backup API")
     _common(p, suppress=True)
-    p.add_argument("file", type=Path)
+    p.add_argument("file", type=Path, nargs="?",
+                   help="the new backup file (not with --scheduled)")
+    p.add_argument("--scheduled", action="store_true",
+                   help="the desktop app's automatic backup, for a task scheduler: into the "
+                        "settings' backup folder when the last one is older than the interval, "
+                        "the oldest beyond the number to keep removed")
+    p.add_argument("--force", action="store_true", help="with --scheduled: back up even when not due")
 
     p = sub.add_parser("pending", help="predictions waiting to be recorded (kept when the "
                        "register could not take them), with the reason")
@@ -139,6 +146,8 @@ def _open(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     if args.action == "pending":  # the pending file, not a register
         return _pending(args)
+    if args.action == "backup":
+        _check_backup_arguments(args)
     # A register named on the command line must exist: a typo would otherwise create a new,
     # empty register and "list" would answer "no cases" with exit 0.
     if args.register is not None and not Path(args.register).expanduser().is_file():
@@ -305,7 +314,41 @@ def _export_images(reg: Any, args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_backup_arguments(args: argparse.Namespace) -> None:
+    """A FILE or --scheduled, not both; --scheduled backs up the register the app uses."""
+    from app.errors import InputError
+
+    if args.scheduled == (args.file is not None):
+        raise InputError("register backup needs a FILE, or --scheduled for the automatic backup "
+                         "into the settings' backup folder (not both)")
+    if args.force and not args.scheduled:
+        raise InputError("--force goes with --scheduled")
+    if args.scheduled and args.register is None:
+        from app import paths
+        from app.settings import load_settings
+
+        configured = load_settings().register_path
+        args.register = Path(configured) if configured else paths.default_register_path()
+        if not args.register.expanduser().is_file():  # never a new, empty register to back up
+            raise InputError(f"no case register at {args.register}: nothing to back up yet")
+
+
 def _backup(reg: Any, args: argparse.Namespace) -> int:
+    if args.scheduled:
+        from app.errors import InputError
+        from app.register.autobackup import run_scheduled_backup
+        from app.settings import load_settings
+
+        policy = load_settings().register_backup
+        if not policy.enabled and not args.force:
+            raise InputError("automatic register backups are turned off in the settings; add "
+                             "--force to make one anyway")
+        outcome = run_scheduled_backup(reg, policy, force=args.force)
+        if args.json:
+            print_json({"backup": outcome.path, "pruned": outcome.pruned, "message": outcome.message})
+        else:
+            say(outcome.message)
+        return 0
     dest = reg.backup(args.file)
     if args.json:
         print_json({"backup": dest})

@@ -297,6 +297,7 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
             self._bundled = False
         self._update_model_label()
         self.stepDone.emit("warm")
+        self.start_scheduled_backup()  # after the imports: the user is not waiting for it
 
     # ------------------------------------------------------------------------ settings/state
     def _restore_window_state(self) -> None:

@@ -14,8 +14,9 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtWidgets
 
+from app.backup_policy import BackupPolicy
 from app.dicomnet.errors import NodeConfigError
-from app.paths import default_register_path
+from app.paths import default_backup_dir, default_register_path
 from app.settings import DEVICES, Settings
 from app.ui.plain import esc, plain_label
 
@@ -85,6 +86,7 @@ class SettingsDialog(QtWidgets.QDialog):
         )
         note.setWordWrap(True)
         form.addRow(note)
+        form.addRow(self._backup_box(settings.register_backup))
 
         from app.ui.dicom_settings import DicomNetworkBox
 
@@ -105,6 +107,49 @@ class SettingsDialog(QtWidgets.QDialog):
         form.addRow(buttons)
         self._update_model_label()
         self.resize(640, self.sizeHint().height())
+
+    def _backup_box(self, policy: BackupPolicy) -> QtWidgets.QGroupBox:
+        """Register backups: on/off, folder, how many kept, how often (:mod:`app.register.autobackup`)."""
+        box = QtWidgets.QGroupBox("Register backups (automatic)")
+        box.setCheckable(True)
+        box.setChecked(policy.enabled)
+        self.backup_box = box
+        grid = QtWidgets.QFormLayout(box)
+        row = QtWidgets.QHBoxLayout()
+        self.backup_folder = QtWidgets.QLineEdit(policy.folder or "")
+        self.backup_folder.setPlaceholderText(str(default_backup_dir()))
+        row.addWidget(self.backup_folder, 1)
+        browse = QtWidgets.QPushButton("Browse…")
+        browse.clicked.connect(self._browse_backup_folder)
+        row.addWidget(browse)
+        grid.addRow("Folder:", row)
+        self.backup_keep = QtWidgets.QSpinBox()
+        self.backup_keep.setRange(1, 1000)
+        self.backup_keep.setSuffix(" backups")
+        self.backup_keep.setValue(policy.keep)
+        grid.addRow("Keep the last:", self.backup_keep)
+        self.backup_hours = QtWidgets.QDoubleSpinBox()
+        self.backup_hours.setRange(0.25, 24 * 365)
+        self.backup_hours.setDecimals(2)
+        self.backup_hours.setSuffix(" h")
+        self.backup_hours.setValue(policy.interval_hours)
+        grid.addRow("A new one after:", self.backup_hours)
+        hint = QtWidgets.QLabel(
+            "<small>Made with SQLite's backup API when the app starts and the last backup is "
+            "older than that; the oldest beyond the number kept are removed. Better a folder on "
+            "another disk or a network share that is itself backed up.</small>")
+        hint.setWordWrap(True)
+        grid.addRow(hint)
+        return box
+
+    def _browse_backup_folder(self) -> None:
+        start = self.backup_folder.text() or str(default_backup_dir())
+        dialog = QtWidgets.QFileDialog(self, "Register backup folder", start)
+        dialog.setFileMode(QtWidgets.QFileDialog.FileMode.Directory)
+        dialog.setOption(QtWidgets.QFileDialog.Option.ShowDirsOnly, True)
+        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.fileSelected.connect(self.backup_folder.setText)
+        dialog.open()
 
     def _update_model_label(self) -> None:
         if self._model_path:
@@ -160,4 +205,10 @@ class SettingsDialog(QtWidgets.QDialog):
             model_sha256=self._model_sha,
             register_path=reg,
             dicom_network=self.network_box.result(),
+            register_backup=BackupPolicy(
+                enabled=self.backup_box.isChecked(),
+                folder=self.backup_folder.text().strip() or None,
+                keep=self.backup_keep.value(),
+                interval_hours=float(self.backup_hours.value()),
+            ),
         )

@@ -106,6 +106,10 @@ class WindowParts(QtWidgets.QMainWindow):
         """Open the register the settings name (the register side implements it)."""
         raise NotImplementedError
 
+    def start_scheduled_backup(self) -> Job | None:
+        """The automatic register backup when due (the register side implements it)."""
+        raise NotImplementedError
+
     def import_folder(self, folder: Path, *,
                       then: Callable[[ImportOutcome], None] | None = None) -> Job:
         """Import a DICOM folder in the background (the window implements it)."""

@@ -177,6 +177,9 @@ class ModelMenus(WindowParts):
             self.register_tab.set_register(self.register)
             if self._register_error:
                 dialogs.show_error(self, "The case register could not be opened.", self._register_error)
+        if (old.register_path, old.register_backup) != (new.register_path, new.register_backup):
+            # a new backup folder gets its first backup now: an unwritable share is found at once
+            self.start_scheduled_backup()
         self._update_model_label()
         self._update_actions()
 

@@ -27,6 +27,7 @@ from app.ui.jobs import ImportOutcome, save_record_job
 from app.ui.window_base import WindowParts
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
+    from app.register.autobackup import BackupOutcome
     from app.ui.workers import Job
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,25 @@ class RegisterActions(WindowParts):
         except OSError as exc:
             self.register = None
             self._register_error = f"{type(exc).__name__}: {exc}"
+
+    def start_scheduled_backup(self) -> Job | None:
+        """The automatic register backup, in a worker, once the start-up imports are done
+        (:func:`app.case.records.scheduled_backup`: only when due). A failure is shown like any
+        job's: the site must learn that its backups stopped."""
+        register, policy = self.register, self.settings.register_backup
+        if register is None or not policy.enabled or self._closing:  # the warm-up may end late
+            return None
+        job = self.start_job("Register backup", lambda p: records.scheduled_backup(register, policy, p),
+                             key="backup")
+
+        def done(outcome: BackupOutcome) -> None:
+            if outcome.path is not None:
+                self.statusBar().showMessage(outcome.message[:1].upper() + outcome.message[1:], 8000)
+            log.info("%s", outcome.message)
+            self.stepDone.emit("backup")
+
+        job.finished.connect(done)
+        return job
 
     def offer_demo(self) -> Job | None:
         """First start without data: offer the demo study (a non-blocking banner).
