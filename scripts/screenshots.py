@@ -145,7 +145,7 @@ def main() -> int:
     report = case_report(
         pred.study, pred.result, w.cams_at(best), loaded.description,
         pair_index=best, cam_scale=1.0, case_id=pred.record_id,
-        series_labels=w._series_labels(pred.study),
+        series_labels=w._series_labels(pred.study), warnings=pred.warnings,
     )
     image = render_case_report_image(report, dpi=110)
     image.save(str(args.out / "report.png"))

@@ -85,3 +85,43 @@ def test_key_slice_is_the_strongest_of_the_slices_that_voted() -> None:
     assert strongest_responder_slice(lesion) == 3
     with pytest.raises(ReportError):
         strongest_responder_slice(replace(result, slices=[]))
+
+
+def test_many_warnings_never_push_the_intended_use_off_the_page(qtbot, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The page lists what was said with the result; a long list is cut where the room ends,
+    with a count and where to read the rest, and the intended-use notice stays on the page."""
+    import ui_fixtures as fx
+
+    from app.ui import report_pdf
+
+    study = make_study()
+    result = fx.prediction_result([0.3] * len(study.pairs))
+    long = [f"portal series #{k}: lossy compressed (JPEG Baseline (Process 1)): HU values are "
+            f"approximate ({k} files) — and a long tail of words that wraps onto a second line"
+            for k in range(40)]
+    few = case_report(study, result, {}, None, pair_index=2, case_id=7, warnings=long[:2])
+    many = case_report(study, result, {}, None, pair_index=2, case_id=7, warnings=long)
+    assert list(many.warnings) == long
+    drawn: list[tuple[str, float]] = []
+    real_block = report_pdf._Page.block
+
+    def block(self, markup: str, top: float) -> float:  # type: ignore[no-untyped-def]
+        drawn.append((markup, top))
+        return real_block(self, markup, top)
+
+    monkeypatch.setattr(report_pdf._Page, "block", block)
+    for rep in (few, many):
+        drawn.clear()
+        report_pdf.render_case_report_image(rep, dpi=110)  # the screenshots' resolution
+        footer_markup, footer_top = drawn[-1]
+        assert "Intended use." in footer_markup
+        mm = 110 / 25.4
+        assert footer_top <= (273 - 22) * mm + 1  # at its place, not pushed off the page
+        warnings_markup = drawn[-2][0]
+        if rep is few:
+            assert all(w.split(" — ")[0] in warnings_markup for w in long[:2]) and "more warning" not in warnings_markup
+        else:
+            assert "⚠ portal series #0:" in warnings_markup
+            listed = warnings_markup.count("⚠")
+            assert 2 <= listed < 40
+            assert f"… and {40 - listed} more warnings: see register case 7" in warnings_markup

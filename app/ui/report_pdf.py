@@ -226,13 +226,21 @@ class _Page:
         """Device pixels per millimetre."""
         return self.resolution / 25.4
 
-    def block(self, markup: str, top: float) -> float:
-        """Draw rich text across the page from ``top``; returns the bottom of the block."""
+    def _document(self, markup: str) -> QtGui.QTextDocument:
         doc = QtGui.QTextDocument()
         doc.setDefaultFont(QtGui.QFont("Sans Serif", 9))
         doc.setDocumentMargin(0)
         doc.setTextWidth(float(self.width))
         doc.setHtml(markup)
+        return doc
+
+    def height_of(self, markup: str) -> float:
+        """How tall :meth:`block` would draw ``markup``."""
+        return float(self._document(markup).size().height())
+
+    def block(self, markup: str, top: float) -> float:
+        """Draw rich text across the page from ``top``; returns the bottom of the block."""
+        doc = self._document(markup)
         self.painter.save()
         self.painter.translate(0, top)
         doc.drawContents(self.painter)
@@ -247,9 +255,10 @@ def _draw(page: _Page, rep: CaseReport) -> None:
     y = page.block(_result_html(rep), y + 3 * page.dpmm)
     y = _draw_images(page, rep, y + 2 * page.dpmm)
     y = _draw_cam_scale(page, y)
-    y = page.block(_model_html(rep), y)
+    footer_top = page.height - 22 * page.dpmm  # the intended-use notice is never pushed off
+    y = page.block(_fitting_model_html(page, rep, footer_top - y - 2 * page.dpmm), y)
     page.block(f"<hr><p style='font-size:8pt'><b>Intended use.</b> {html.escape(INTENDED_USE)}</p>",
-               max(y + 2 * page.dpmm, page.height - 22 * page.dpmm))
+               max(y + 2 * page.dpmm, footer_top))
 
 
 def _header_html(rep: CaseReport) -> str:
@@ -364,7 +373,20 @@ def _draw_cam_scale(page: _Page, y: float) -> float:
     return y + max(bar_h, doc.size().height()) + 2 * page.dpmm
 
 
-def _model_html(rep: CaseReport) -> str:
+def _fitting_model_html(page: _Page, rep: CaseReport, room: float) -> str:
+    """:func:`_model_html` with as many of the warnings as fit in ``room`` above the intended-use
+    notice; the rest are counted, with where to read them (the register keeps them all)."""
+    n = len(rep.warnings)
+    markup = _model_html(rep)
+    while n > 0 and page.height_of(markup) > room:
+        n -= 1
+        markup = _model_html(rep, shown=n)
+    return markup
+
+
+def _model_html(rep: CaseReport, shown: int | None = None) -> str:
+    """Model identity and device, then the warnings (the first ``shown`` of them, all by
+    default; the others counted)."""
     esc, r, d = html.escape, rep.result, rep.description
     name = r.model_name or (d.name if d else "model")
     version = r.model_version or (d.version if d else "")
@@ -373,7 +395,12 @@ def _model_html(rep: CaseReport) -> str:
            + (f" ({esc(r.device_reason)})" if r.device_reason else "")
            + f" &nbsp; <b>Software</b> HCC Response {esc(__version__)}</p>")
     if rep.warnings:
-        out += "<p><b>Warnings</b><br>" + "<br>".join(f"⚠ {esc(w)}" for w in rep.warnings) + "</p>"
+        listed = list(rep.warnings)[: len(rep.warnings) if shown is None else shown]
+        rest = len(rep.warnings) - len(listed)
+        where = f"register case {rep.case_id}" if rep.case_id else "the app's result"
+        more = [f"… and {rest} more warning{'s' if rest > 1 else ''}: see {where}"] if rest else []
+        out += ("<p><b>Warnings</b><br>" + "<br>".join([*(f"⚠ {esc(w)}" for w in listed), *more])
+                + "</p>")
     return out
 
 
