@@ -20,13 +20,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from bench._window import MODEL_HELP, bench_window  # noqa: E402
 
 #: stage → the job name the window gives it
 STAGES = {"import": "Import", "predict": "Predict", "grad-cam": "Grad-CAM"}
@@ -38,58 +39,13 @@ def main() -> int:
     parser.add_argument("--matrix", type=int, default=512, help="image matrix of the study")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--at", type=float, default=0.3, help="press Cancel past this progress fraction")
-    parser.add_argument("--model", default="default",
-                        help="default (the bundled model) | paper (random-initialised, the paper's "
-                             "ResNet-18 configuration at 224 px: the heaviest) | tiny | path")
+    parser.add_argument("--model", default="default", help=MODEL_HELP)
     args = parser.parse_args()
 
-    home = Path(tempfile.mkdtemp(prefix="hcc-bench-home-"))
-    os.environ["HCC_RESPONSE_HOME"] = str(home)
+    bench = bench_window(args.matrix, args.model)
+    app, folder, wait = bench.app, bench.folder, bench.wait
 
-    from PySide6 import QtWidgets
-
-    from app.ui.application import configure_pyqtgraph
-
-    configure_pyqtgraph()
-    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
-
-    import ui_fixtures as fx
-
-    from app.settings import update_settings
-    from app.ui import dialogs
     from app.ui.main_window import MainWindow
-
-    t0 = time.perf_counter()
-    folder, _ = fx.generate_study(home / "study", matrix=args.matrix, delayed=False)
-    print(f"study: {args.matrix}x{args.matrix}, generated in {time.perf_counter() - t0:.1f} s")
-    if args.model in ("tiny", "paper"):
-        from app.inference.config import ModelConfig
-        from app.inference.weights import create_random_model
-
-        path = home / f"{args.model}.safetensors"
-        sha = fx.create_tiny_model(path) if args.model == "tiny" else create_random_model(path, ModelConfig())
-        update_settings(model_path=str(path), model_sha256=sha, device="cpu", demo_offered=True)
-    elif args.model == "default":
-        update_settings(device="cpu", demo_offered=True)
-    else:
-        from app.inference.weights import sha256_file
-
-        update_settings(model_path=args.model, model_sha256=sha256_file(args.model), device="cpu",
-                        demo_offered=True)
-
-    errors: list[str] = []
-    dialogs.show_error = lambda parent, msg, details="": errors.append(f"{msg}\n{details}")  # type: ignore[assignment]
-    dialogs.confirm_phases = lambda parent, r, a, on_answer: on_answer(True)  # type: ignore[assignment]
-
-    def wait(cond, timeout_s: float = 600.0) -> None:  # type: ignore[no-untyped-def]
-        end = time.perf_counter() + timeout_s
-        while not cond() and not errors:
-            if time.perf_counter() > end:
-                raise TimeoutError("step did not finish")
-            app.processEvents()
-            time.sleep(0.002)
-        if errors:
-            raise RuntimeError(errors[0])
 
     w = MainWindow()
     w.show()

@@ -10,6 +10,7 @@ dialog only offers "Import model…" and "Use the bundled model".
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6 import QtCore, QtWidgets
@@ -25,6 +26,17 @@ DEVICE_TEXT = {
     "cpu": "CPU",
     "cuda": "GPU (CUDA; falls back to CPU on trouble)",
 }
+
+
+def _path_row(edit: QtWidgets.QLineEdit, default: Path, browse: Callable[[], None]) -> QtWidgets.QHBoxLayout:
+    """A path box showing the default location when empty, with its Browse… button."""
+    edit.setPlaceholderText(str(default))
+    row = QtWidgets.QHBoxLayout()
+    row.addWidget(edit, 1)
+    button = QtWidgets.QPushButton("Browse…")
+    button.clicked.connect(browse)
+    row.addWidget(button)
+    return row
 
 
 class SettingsDialog(QtWidgets.QDialog):
@@ -72,14 +84,9 @@ class SettingsDialog(QtWidgets.QDialog):
         ml.addLayout(row)
         form.addRow("Model:", model_box)
 
-        reg_row = QtWidgets.QHBoxLayout()
         self.register_path = QtWidgets.QLineEdit(settings.register_path or "")
-        self.register_path.setPlaceholderText(str(default_register_path()))
-        reg_row.addWidget(self.register_path, 1)
-        browse = QtWidgets.QPushButton("Browse…")
-        browse.clicked.connect(self._browse_register)
-        reg_row.addWidget(browse)
-        form.addRow("Register:", reg_row)
+        form.addRow("Register:", _path_row(self.register_path, default_register_path(),
+                                           self._browse_register))
         note = QtWidgets.QLabel(
             "<small>The register is a local SQLite file; a new path creates a new, empty "
             "register. Leave empty for the default location.</small>"
@@ -115,14 +122,9 @@ class SettingsDialog(QtWidgets.QDialog):
         box.setChecked(policy.enabled)
         self.backup_box = box
         grid = QtWidgets.QFormLayout(box)
-        row = QtWidgets.QHBoxLayout()
         self.backup_folder = QtWidgets.QLineEdit(policy.folder or "")
-        self.backup_folder.setPlaceholderText(str(default_backup_dir()))
-        row.addWidget(self.backup_folder, 1)
-        browse = QtWidgets.QPushButton("Browse…")
-        browse.clicked.connect(self._browse_backup_folder)
-        row.addWidget(browse)
-        grid.addRow("Folder:", row)
+        grid.addRow("Folder:", _path_row(self.backup_folder, default_backup_dir(),
+                                         self._browse_backup_folder))
         self.backup_keep = QtWidgets.QSpinBox()
         self.backup_keep.setRange(1, 1000)
         self.backup_keep.setSuffix(" backups")
