@@ -540,8 +540,12 @@ def test_predict_shows_and_records_the_chosen_series_warnings_like_the_cli(
     wait_step(qtbot, w, "predicted")
     pred = w.case.prediction
     assert pred is not None and pred.record_id is not None
-    # shown beside the study before the prediction, and recorded as shown with it
+    # shown beside the study before the prediction, beside the label after it, and recorded
     assert all(x in w.browser.assembly_note.text() for x in gap)
+    panel = w.result_panel.warnings_label  # one line beside the label, the list in its tooltip
+    n_study = len([x for x in pred.warnings if x not in pred.result.warnings])
+    assert f"⚠ {n_study} warnings about the study and its images" in panel.text()
+    assert all(html.escape(x) in panel.toolTip() for x in gap) and panel.isVisibleTo(w.result_panel)
     record = w.register.get_prediction(pred.record_id)
     assert all(x in record.record.warnings for x in expected)
     # and the PDF report says them too (the DICOM SR likewise: test_ui_pacs)

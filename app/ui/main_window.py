@@ -568,7 +568,7 @@ class MainWindow(ModelMenus, RegisterActions, QtWidgets.QMainWindow):
         self.case.prediction = outcome
         self._cam_steps = set()
         result = outcome.result
-        self.result_panel.set_result(result, outcome.model.description)
+        self.result_panel.set_result(result, outcome.model.description, outcome.warnings)
         if outcome.record_id is not None:  # on screen now: no longer "recorded, never shown"
             self.register_tab.mark_shown(outcome.record_id)
         self.pacs.on_new_result()

@@ -21,6 +21,7 @@ synthetic-only, and the intended-use notice.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -28,7 +29,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app import INTENDED_USE
 from app.inference.card import HeldOutEvidence, held_out_evidence, training_summary
-from app.ui.plain import plain_label
+from app.ui.plain import plain_label, plain_tip
 from app.ui.vote_strip import NON_RESPONDER_COLOR, RESPONDER_COLOR, is_responder_label
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; the model card's module imports torch
@@ -46,6 +47,29 @@ class ResultSummary:
 
     result: PredictionResult
     description: ModelDescription | None = None
+    #: everything said with the result (the study's and the images' warnings - a gap, lossy
+    #: compression - with the model's, as recorded); None: the model's own
+    said: Sequence[str] | None = None
+
+    @property
+    def warnings(self) -> list[str]:
+        """Everything said with the result (the model's own when nothing more is known)."""
+        return list(self.result.warnings if self.said is None else self.said)
+
+    @property
+    def study_warnings(self) -> list[str]:
+        """What was said about the study and its images, beyond the model's own warnings."""
+        own = set(self.result.warnings)
+        return [w for w in self.warnings if w not in own]
+
+    @property
+    def study_warnings_text(self) -> str:
+        """One line for the panel (the list itself stands under the phase boxes)."""
+        n = len(self.study_warnings)
+        if not n:
+            return ""
+        return (f"⚠ {n} warning{'s' if n > 1 else ''} about the study and its images (under "
+                "Phase assignment; recorded with the case)")
 
     @property
     def responder(self) -> bool:
@@ -170,7 +194,7 @@ class ResultSummary:
             out.append(f"{self.evidence_headline}. {self.evidence_text}")
         if self.device_text:
             out.append(self.device_text)
-        out.extend(f"Warning: {w}" for w in self.result.warnings)
+        out.extend(f"Warning: {w}" for w in self.warnings)  # all of them, for a report
         out.append(INTENDED_USE)
         return out
 
@@ -306,9 +330,13 @@ class ResultPanel(QtWidgets.QWidget):
         return self._summary
 
     def set_result(self, result: PredictionResult,
-                   model_description: ModelDescription | None = None) -> ResultSummary:
-        """Show ``result`` with its model's card (when known); ends the busy state."""
-        s = ResultSummary(result, model_description)
+                   model_description: ModelDescription | None = None,
+                   warnings: Sequence[str] | None = None) -> ResultSummary:
+        """Show ``result`` with its model's card (when known) and ``warnings`` (everything said
+        with it, :attr:`app.case.flow.CaseOutcome.warnings`; default the model's own): a
+        caveat about the images (lossy compression, a gap) stands beside the label it
+        qualifies, not only under the phase boxes. Ends the busy state."""
+        s = ResultSummary(result, model_description, warnings)
         self._summary = s
         self.pacs_label.setText("")  # a result shown anew has no PACS status until told
         self.set_busy(None)
@@ -341,18 +369,20 @@ class ResultPanel(QtWidgets.QWidget):
             model += f"<br><b>Trained on</b> {_html(s.training_data)}"
         self.model_label.setText(model)
         self.device_label.setText(_html(s.device_text))
+        # The model's own warnings in full; the study's as one line whose tooltip lists them
+        # (they stand in full under the phase boxes: the panel has no room for a long list).
+        own = s.result.warnings
         self.warnings_label.setText(
-            "<b>Warnings</b><ul style='margin:0'>"
-            + "".join(f"<li>{_html(w)}</li>" for w in s.result.warnings)
-            + "</ul>"
-            if s.result.warnings
-            else ""
+            ("<b>Warnings</b><ul style='margin:0'>"
+             + "".join(f"<li>{_html(w)}</li>" for w in own) + "</ul>" if own else "")
+            + (_html(s.study_warnings_text) if s.study_warnings else "")
         )
+        self.warnings_label.setToolTip(plain_tip("\n".join(s.study_warnings)) if s.study_warnings else "")
         self._show_result_widgets(True)
         self.tie_label.setVisible(bool(s.tie_text))
         self.evidence_label.setVisible(bool(s.evidence_headline))
         self.device_label.setVisible(bool(s.device_text))
-        self.warnings_label.setVisible(bool(s.result.warnings))
+        self.warnings_label.setVisible(bool(s.warnings))
         return s
 
     def set_pacs_status(self, text: str | None, stored: bool = False) -> None:
