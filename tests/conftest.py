@@ -20,6 +20,13 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     """Per-user data (register, logs, settings) goes to a temporary folder, never the real one."""
     home = tmp_path_factory.mktemp("hcc-home")
     monkeypatch.setenv("HCC_RESPONSE_HOME", str(home))
+    # The automatic register backup is a background job after a window's start-up; it is off
+    # here so that no test races it (a window opened, then a case added at once). The tests of
+    # the feature turn it on: test_ui_autobackup, test_register_autobackup.
+    from app.backup_policy import BackupPolicy
+    from app.settings import Settings, save_settings
+
+    save_settings(Settings(register_backup=BackupPolicy(enabled=False)), home / "settings.json")
     return home
 
 

@@ -23,6 +23,12 @@ pytestmark = pytest.mark.gui
 TIMEOUT_MS = 60_000
 
 
+@pytest.fixture(autouse=True)
+def _backups_as_shipped() -> None:
+    """The product's default policy (conftest turns backups off for every other test)."""
+    update_settings(register_backup=BackupPolicy())
+
+
 @pytest.fixture
 def errors(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     shown: list[str] = []
@@ -41,7 +47,7 @@ def test_start_up_backs_up_a_register_with_cases_once_a_day(qtbot, tiny_model, e
     qtbot.waitUntil(lambda: "backup" in w.steps, timeout=TIMEOUT_MS)
     made = scheduled_backups(paths.default_backup_dir())
     assert len(made) == 1 and not errors
-    assert str(made[0][1]) in w.statusBar().currentMessage()
+    assert str(made[0][1]) in w.statusBar().currentMessage()  # nothing else was being said
     with open_register(made[0][1], read_only=True) as copy:
         assert copy.verify().ok and copy.count_cases() == 1
     w.close()
@@ -50,6 +56,16 @@ def test_start_up_backs_up_a_register_with_cases_once_a_day(qtbot, tiny_model, e
     qtbot.waitUntil(lambda: "backup" in w2.steps, timeout=TIMEOUT_MS)
     assert len(scheduled_backups(paths.default_backup_dir())) == 1
     w2.close()
+
+
+def test_the_backup_never_covers_another_status_message(qtbot, tiny_model, errors) -> None:  # type: ignore[no-untyped-def]
+    _register_with_a_case()
+    w = fx.open_main_window(qtbot, *tiny_model)
+    w.statusBar().showMessage("Case 1: the source folder /x is gone; showing the recorded result only.")
+    qtbot.waitUntil(lambda: "backup" in w.steps, timeout=TIMEOUT_MS)
+    assert len(scheduled_backups(paths.default_backup_dir())) == 1  # made, and ...
+    assert "is gone" in w.statusBar().currentMessage()  # ... the user's message stays
+    w.close()
 
 
 def test_a_failing_backup_is_shown_with_where_to_fix_it(qtbot, tiny_model, errors, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

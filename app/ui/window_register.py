@@ -61,7 +61,9 @@ class RegisterActions(WindowParts):
                              key="backup")
 
         def done(outcome: BackupOutcome) -> None:
-            if outcome.path is not None:
+            # said in the status bar only when nothing else is being said there: a backup the
+            # user did not ask for must not cover "the source folder is gone" and the like
+            if outcome.path is not None and not self.statusBar().currentMessage():
                 self.statusBar().showMessage(outcome.message[:1].upper() + outcome.message[1:], 8000)
             log.info("%s", outcome.message)
             self.stepDone.emit("backup")
