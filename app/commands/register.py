@@ -315,7 +315,8 @@ def _export_images(reg: Any, args: argparse.Namespace) -> int:
 
 
 def _check_backup_arguments(args: argparse.Namespace) -> None:
-    """A FILE or --scheduled, not both; --scheduled backs up the register the app uses."""
+    """A FILE or --scheduled, not both; --scheduled backs up the register the app uses, with
+    the settings' policy (``args.policy``), checked before the register is opened."""
     from app.errors import InputError
 
     if args.scheduled == (args.file is not None):
@@ -323,27 +324,28 @@ def _check_backup_arguments(args: argparse.Namespace) -> None:
                          "into the settings' backup folder (not both)")
     if args.force and not args.scheduled:
         raise InputError("--force goes with --scheduled")
-    if args.scheduled and args.register is None:
-        from app import paths
-        from app.settings import load_settings
+    if not args.scheduled:
+        return
+    from app import paths
+    from app.settings import load_settings
 
-        configured = load_settings().register_path
+    settings = load_settings()
+    args.policy = settings.register_backup
+    if args.register is None:
+        configured = settings.register_path
         args.register = Path(configured) if configured else paths.default_register_path()
         if not args.register.expanduser().is_file():  # never a new, empty register to back up
             raise InputError(f"no case register at {args.register}: nothing to back up yet")
+    if not args.policy.enabled and not args.force:
+        raise InputError("automatic register backups are turned off in the settings; add "
+                         "--force to make one anyway")
 
 
 def _backup(reg: Any, args: argparse.Namespace) -> int:
     if args.scheduled:
-        from app.errors import InputError
         from app.register.autobackup import run_scheduled_backup
-        from app.settings import load_settings
 
-        policy = load_settings().register_backup
-        if not policy.enabled and not args.force:
-            raise InputError("automatic register backups are turned off in the settings; add "
-                             "--force to make one anyway")
-        outcome = run_scheduled_backup(reg, policy, force=args.force)
+        outcome = run_scheduled_backup(reg, args.policy, force=args.force)
         if args.json:
             print_json({"backup": outcome.path, "pruned": outcome.pruned, "message": outcome.message})
         else:

@@ -62,13 +62,13 @@ def scheduled_backups(folder: Path) -> list[tuple[dt.datetime, Path]]:
 
 def backup_due(policy: BackupPolicy, now: dt.datetime | None = None) -> bool:
     """True when backups are on and the newest is older than the interval (or there is none)."""
-    if not policy.enabled:
-        return False
-    now = now or dt.datetime.now(dt.UTC)
-    existing = scheduled_backups(policy.backup_dir())
-    if not existing:
-        return True
-    return now - existing[-1][0] >= dt.timedelta(hours=policy.interval_hours)
+    return policy.enabled and _older_than_interval(
+        scheduled_backups(policy.backup_dir()), policy, now or dt.datetime.now(dt.UTC))
+
+
+def _older_than_interval(existing: list[tuple[dt.datetime, Path]], policy: BackupPolicy,
+                         now: dt.datetime) -> bool:
+    return not existing or now - existing[-1][0] >= dt.timedelta(hours=policy.interval_hours)
 
 
 def run_scheduled_backup(register: Register, policy: BackupPolicy, now: dt.datetime | None = None,
@@ -88,9 +88,9 @@ def run_scheduled_backup(register: Register, policy: BackupPolicy, now: dt.datet
     folder = policy.backup_dir()
     if not force and register.count_cases() == 0:
         return BackupOutcome(None, [], "register backup skipped: no prediction recorded yet")
-    if not force and not backup_due(policy, now):
-        newest = scheduled_backups(folder)
-        when = newest[-1][0].strftime("%Y-%m-%d %H:%M UTC") if newest else "never"
+    existing = scheduled_backups(folder)  # listed once: the folder may be a slow share
+    if not force and not (policy.enabled and _older_than_interval(existing, policy, now)):
+        when = existing[-1][0].strftime("%Y-%m-%d %H:%M UTC") if existing else "never"
         return BackupOutcome(None, [], f"register backup not due (last {when})")
     dest = folder / f"{PREFIX}{now.strftime(_STAMP)}.sqlite"
     n = 1
@@ -98,15 +98,14 @@ def run_scheduled_backup(register: Register, policy: BackupPolicy, now: dt.datet
         n += 1
         dest = folder / f"{PREFIX}{now.strftime(_STAMP)}-{n}.sqlite"
     register.backup(dest)
-    pruned = prune(folder, policy.keep)
+    pruned = _prune([*existing, (now, dest)], policy.keep)
     log.info("register backed up to %s (%d old backup(s) removed)", dest, len(pruned))
     more = f"; {len(pruned)} older removed" if pruned else ""
     return BackupOutcome(dest, pruned, f"register backed up to {dest}{more}")
 
 
-def prune(folder: Path, keep: int) -> list[Path]:
-    """Delete the oldest scheduled backups beyond ``keep``; returns what was deleted."""
-    existing = scheduled_backups(folder)
+def _prune(existing: list[tuple[dt.datetime, Path]], keep: int) -> list[Path]:
+    """Delete the oldest of ``existing`` (oldest first) beyond ``keep``; returns what was deleted."""
     removed: list[Path] = []
     for _stamp, path in existing[: max(0, len(existing) - keep)]:
         try:
